@@ -1,0 +1,1 @@
+"""The ``hsets`` command line: ``hsets demo``, ``hsets explain``, ``hsets evaluate``, ``hsets explore``."""
