@@ -1,0 +1,29 @@
+"""Evaluating attribution maps: sparsity (Gini), ROAD, baselines and a resumable runner.
+
+One concept per module:
+
+``sparsity``
+    Gini index as Quantus' ``Sparseness`` computes it, support size, Gini at matched support.
+``road``
+    RemOve And Debias without retraining: noisy linear imputation, MoRF/LeRF curves.
+``baselines``
+    Gradient, SmoothGrad, random, Integrated Gradients and H-Sets maps from one classifier.
+``runner``
+    ``hsets evaluate``: many images, many methods, resumable, ``metrics.json`` and plots.
+"""
+from .baselines import BUILTIN_METHODS, Method, attribute, check_map, get_method
+from .road import (NEIGHBOUR_WEIGHTS, QUANTUS_PERCENTAGES, ROAD_PERCENTAGES, ROADCurve, ROADResult,
+                   imputation_system, noisy_linear_impute, relevance_order, removal_mask, road)
+from .runner import (DEFAULT_METHODS, ImageItem, collect_images, imagenette_items, label_from_path,
+                     run_evaluation)
+from .sparsity import (AttributionShapeError, gini, gini_at_support, keep_top, matched_support,
+                       pixel_map, support_size)
+
+__all__ = [
+    "AttributionShapeError", "BUILTIN_METHODS", "DEFAULT_METHODS", "ImageItem", "Method",
+    "NEIGHBOUR_WEIGHTS", "QUANTUS_PERCENTAGES", "ROAD_PERCENTAGES", "ROADCurve", "ROADResult",
+    "attribute", "check_map", "collect_images", "get_method", "gini", "gini_at_support",
+    "imagenette_items", "imputation_system", "keep_top", "label_from_path", "matched_support",
+    "noisy_linear_impute", "pixel_map", "relevance_order", "removal_mask", "road",
+    "run_evaluation", "support_size",
+]

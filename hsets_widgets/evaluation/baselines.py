@@ -1,0 +1,269 @@
+"""Attribution methods compared with H-Sets, computed the same way from the same model.
+
+A *method* is a name or any function ``fn(x, classifier) -> map`` where ``x`` is one image
+``(3, H, W)`` in [0, 1] and the map is ``(H, W)`` or ``(3, H, W)`` (array or tensor). A
+function that also accepts ``target=`` receives the class being explained (the prediction
+on the original image), so every method explains the same class.
+
+Built-in names
+--------------
+``gradient``
+    Plain input gradient of the target logit, ``(3, H, W)``.
+``smoothgrad``
+    Mean gradient over ``n_samples = 25`` copies of the image with Gaussian noise of
+    standard deviation ``sigma = 0.15`` (in [0, 1] image units, i.e. 15% of the range),
+    drawn from a generator seeded with ``seed``.
+``random``
+    Uniform noise ``(H, W)`` from a generator seeded with ``seed``: the floor any method
+    should beat.
+``ig``
+    Integrated Gradients of the target logit from a black baseline, 32 midpoint steps
+    (:func:`hsets_widgets.integrated_gradients.integrated_gradients`).
+``hsets`` / ``hsets:<preset>``
+    The H-Sets heatmap (:func:`hsets_widgets.explain.explain`) with the named preset
+    (``default``, ``paper``, ``authors-code``); ``hsets`` is ``hsets:default``.
+
+Options can be given after the name as ``key=value`` pairs separated by commas:
+``"smoothgrad:n_samples=50,sigma=0.2"``, ``"ig:n_steps=64,baseline=grey"``,
+``"hsets:paper,nu=500"`` (for ``hsets`` a bare first word is the preset).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from .sparsity import AttributionShapeError
+
+MethodFn = Callable[..., Union[np.ndarray, torch.Tensor]]
+
+#: Names accepted by :func:`get_method` (besides ``hsets:<preset>``).
+BUILTIN_METHODS = ("hsets", "ig", "gradient", "smoothgrad", "random")
+
+
+def _model_dtype(classifier) -> torch.dtype:
+    try:
+        return next(classifier.module.parameters()).dtype
+    except (AttributeError, StopIteration):
+        return torch.float32
+
+
+def _device(classifier) -> torch.device:
+    return getattr(classifier, "device", torch.device("cpu"))
+
+
+def predicted_class(classifier, x: torch.Tensor) -> int:
+    """Argmax of ``classifier`` on one image ``(3, H, W)``."""
+    with torch.no_grad():
+        logits = classifier(x.unsqueeze(0).to(_device(classifier), _model_dtype(classifier)))
+    return int(logits[0].argmax())
+
+
+def logit_gradients(classifier, images: torch.Tensor, target: int) -> torch.Tensor:
+    """Gradient of logit ``target`` with respect to each image of a batch ``(B, 3, H, W)``."""
+    pts = images.detach().to(_device(classifier), _model_dtype(classifier)).requires_grad_(True)
+    with torch.enable_grad():
+        out = classifier(pts)[:, target]
+        (g,) = torch.autograd.grad(out.sum(), pts)
+    return g.detach()
+
+
+def gradient(x: torch.Tensor, classifier, target: Optional[int] = None) -> torch.Tensor:
+    """Plain gradient of the ``target`` logit (default: predicted class), ``(3, H, W)``."""
+    target = predicted_class(classifier, x) if target is None else int(target)
+    return logit_gradients(classifier, x.unsqueeze(0), target)[0]
+
+
+def smoothgrad(x: torch.Tensor, classifier, target: Optional[int] = None, n_samples: int = 25,
+               sigma: float = 0.15, seed: int = 0, batch_size: int = 16) -> torch.Tensor:
+    """SmoothGrad (Smilkov et al. 2017): mean gradient over noisy copies, ``(3, H, W)``.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of noisy copies.
+    sigma : float
+        Noise standard deviation in [0, 1] image units.
+    seed : int
+        Seed of the noise generator (CPU, so results do not depend on the device).
+    batch_size : int
+        Copies per forward/backward pass.
+    """
+    target = predicted_class(classifier, x) if target is None else int(target)
+    gen = torch.Generator().manual_seed(int(seed))
+    base = x.detach().cpu().float()
+    total = torch.zeros_like(base, dtype=torch.float64)
+    done = 0
+    while done < n_samples:
+        b = min(batch_size, n_samples - done)
+        noise = torch.randn((b,) + tuple(base.shape), generator=gen) * sigma
+        g = logit_gradients(classifier, base.unsqueeze(0) + noise, target)
+        total += g.double().sum(0).cpu()
+        done += b
+    return (total / n_samples).float()
+
+
+def random_map(x: torch.Tensor, classifier=None, target: Optional[int] = None, seed: int = 0) -> np.ndarray:
+    """Uniform random pixel map ``(H, W)`` from a generator seeded with ``seed``."""
+    return np.random.default_rng(seed).random(tuple(x.shape[-2:]))
+
+
+def integrated_gradients_map(x: torch.Tensor, classifier, target: Optional[int] = None,
+                             baseline="zeros", n_steps: int = 32, rule: str = "midpoint",
+                             internal_batch_size: int = 16) -> torch.Tensor:
+    """Integrated Gradients of the target logit, ``(3, H, W)``."""
+    from hsets_widgets.integrated_gradients import integrated_gradients
+
+    res = integrated_gradients(classifier, x.to(_device(classifier)), target=target,
+                               baseline=baseline, n_steps=n_steps, rule=rule, score="logit",
+                               internal_batch_size=internal_batch_size)
+    return res.attribution
+
+
+def hsets_map(x: torch.Tensor, classifier, target: Optional[int] = None, preset: str = "default",
+              segmenter="auto", seed: int = 0, **overrides) -> np.ndarray:
+    """The H-Sets heatmap ``(H, W)`` for the ``target`` class."""
+    import warnings
+
+    from hsets_widgets.explain import explain
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="segmenter='auto'")
+        ex = explain(x.detach().cpu(), classifier, preset=preset, segmenter=segmenter,
+                     target=target, device=_device(classifier), seed=seed, **overrides)
+    return np.asarray(ex.heatmap, dtype=np.float64)
+
+
+@dataclass
+class Method:
+    """A named attribution method: ``method(x, classifier, target) -> map``.
+
+    Attributes
+    ----------
+    name : str
+        Used as the column/row label in results.
+    fn : callable
+        ``fn(x, classifier)`` or ``fn(x, classifier, target=...)``.
+    options : dict
+        Extra keyword arguments passed to ``fn``.
+    """
+
+    name: str
+    fn: MethodFn
+    options: dict = field(default_factory=dict)
+
+    def __call__(self, x: torch.Tensor, classifier, target: Optional[int] = None):
+        kwargs = dict(self.options)
+        if _accepts(self.fn, "target"):
+            kwargs["target"] = target
+        return self.fn(x, classifier, **kwargs)
+
+
+def _accepts(fn, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def parse_method_spec(spec: str) -> tuple:
+    """``"hsets:paper,nu=500"`` -> ``("hsets", {"preset": "paper", "nu": 500})``."""
+    name, _, rest = spec.strip().partition(":")
+    name = name.strip().lower()
+    options = {}
+    for i, part in enumerate(p.strip() for p in rest.split(",") if p.strip()):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            options[key.strip()] = _parse_value(value.strip())
+        elif i == 0 and name == "hsets":
+            options["preset"] = part
+        else:
+            raise ValueError(f"cannot read option {part!r} of method {spec!r}; write key=value")
+    return name, options
+
+
+_BUILTINS = {"gradient": gradient, "smoothgrad": smoothgrad, "random": random_map,
+             "ig": integrated_gradients_map, "hsets": hsets_map}
+
+
+def get_method(method: Union[str, MethodFn, Method], seed: int = 0) -> Method:
+    """A :class:`Method` from a name (see the module docstring), a function or a Method.
+
+    ``seed`` is passed to the seeded built-ins (``smoothgrad``, ``random``, ``hsets``)
+    unless the spec sets it.
+    """
+    if isinstance(method, Method):
+        return method
+    if callable(method) and not isinstance(method, str):
+        return Method(getattr(method, "__name__", "custom"), method)
+    if not isinstance(method, str):
+        raise TypeError(f"a method is a name or a function, not {type(method).__name__}")
+    name, options = parse_method_spec(method)
+    if name not in _BUILTINS:
+        raise ValueError(f"unknown attribution method {method!r}; use one of "
+                         f"{', '.join(BUILTIN_METHODS)} (or hsets:<preset>) or pass a function")
+    fn = _BUILTINS[name]
+    if name in ("smoothgrad", "random", "hsets"):
+        options.setdefault("seed", seed)
+    if name == "hsets":
+        from hsets_widgets.presets import PRESETS
+
+        preset = options.get("preset", "default")
+        if preset not in PRESETS:
+            raise ValueError(f"unknown H-Sets preset {preset!r} in {method!r}; use one of "
+                             f"{', '.join(PRESETS)}")
+    label = method.strip()
+    return Method(label, fn, options)
+
+
+def check_map(a, shape: tuple, name: str = "method") -> np.ndarray:
+    """Validate a map for an image of spatial size ``shape`` and return it as float64.
+
+    Accepts ``(H, W)``, ``(1, H, W)``, ``(3, H, W)`` (and a leading batch axis of one);
+    raises :class:`AttributionShapeError` naming the method and both shapes otherwise.
+    """
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().double().numpy()
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise AttributionShapeError(f"{name} returned a {type(a).__name__}, not an array of "
+                                    f"numbers ({err})") from err
+    h, w = shape
+    got = arr.shape
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
+    ok = (arr.ndim == 2 and arr.shape == (h, w)) or (arr.ndim == 3 and arr.shape[1:] == (h, w)
+                                                     and arr.shape[0] in (1, 3))
+    if not ok:
+        raise AttributionShapeError(
+            f"{name} returned an attribution map of shape {got}, but the image is {h}x{w}: "
+            f"expected ({h}, {w}) or (3, {h}, {w})")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} returned a map with {int((~np.isfinite(arr)).sum())} NaN or "
+                         "infinite values")
+    return arr
+
+
+def attribute(method: Union[str, MethodFn, Method], x: torch.Tensor, classifier,
+              target: Optional[int] = None, seed: int = 0) -> np.ndarray:
+    """Compute and validate the map of ``method`` for image ``x`` (``(3, H, W)``).
+
+    Returns a float64 array ``(H, W)`` or ``(C, H, W)``.
+    """
+    m = get_method(method, seed=seed)
+    out = m(x, classifier, target)
+    return check_map(out, tuple(x.shape[-2:]), f"method {m.name!r}")
