@@ -1,0 +1,164 @@
+"""``hsets evaluate`` and :func:`run_evaluation`: resume, bad files, labels, outputs."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from hsets_widgets.cli.main import main
+from hsets_widgets.evaluation import AttributionShapeError, collect_images, label_from_path, run_evaluation
+from hsets_widgets.evaluation.runner import imagenet_wnids, imagenette_items, read_results
+from hsets_widgets.models import wrap_module
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The test machine's 2 cores are shared: one thread avoids oversubscription stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_classifier(size=24):
+    """A small real CNN (random weights, seeded) with ImageNet's 1000 outputs."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+                        nn.Flatten(), nn.Linear(8 * 16, 1000))
+    return wrap_module(net, input_size=size, name="tiny")
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    d = tmp_path / "photos"
+    (d / "n01443537").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("n01440764_tench.png", "n03028079_church.jpg"):
+        Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)).save(d / name)
+    Image.fromarray((rng.random((28, 28, 3)) * 255).astype(np.uint8)).save(d / "n01443537" / "fish.png")
+    (d / "zz_broken.JPEG").write_bytes(b"this is not a jpeg")
+    (d / "notes.txt").write_text("not an image, ignored when scanning folders")
+    return d
+
+
+def test_wnid_file_and_labels(photo_dir):
+    wnids = imagenet_wnids()
+    assert len(wnids) == 1000 and wnids == sorted(wnids) and wnids[0] == "n01440764"
+    assert label_from_path("x/n03888257_parachute.JPEG") == 701
+    assert label_from_path("val/n01443537/img.png") == 1
+    assert label_from_path("val/7/img.png") == 7
+    assert label_from_path("val/Golden_Retriever/a.png", ["tench", "golden retriever"]) == 1
+    assert label_from_path("misc/photo.png") is None
+    items = collect_images([photo_dir])
+    assert [i.path.name for i in items] == ["n01440764_tench.png", "fish.png",
+                                            "n03028079_church.jpg", "zz_broken.JPEG"]
+    assert [i.label for i in items] == [0, 1, 497, None]
+    with pytest.raises(FileNotFoundError):
+        collect_images([photo_dir / "missing"])
+
+
+def counting_method():
+    calls = []
+
+    def center(x, classifier):
+        calls.append(tuple(x.shape))
+        h, w = x.shape[-2:]
+        yy, xx = np.mgrid[:h, :w]
+        return -((yy - h / 2) ** 2 + (xx - w / 2) ** 2).astype(float)
+
+    return center, calls
+
+
+def test_resume_skips_done_images_and_bad_files_are_counted(photo_dir, tmp_path):
+    clf = tiny_classifier()
+    items = collect_images([photo_dir])
+    out = tmp_path / "eval"
+    center, calls = counting_method()
+    kw = dict(methods=[center, "random", "gradient"], percentages=[0.2, 0.5], progress=False)
+    m1 = run_evaluation(items, clf, out, limit=1, **kw)
+    assert len(calls) == 1 and m1["n_computed"] == 1 and m1["n_images"] == 1
+    first = read_results(out / "results.jsonl")
+    assert len(first) == 1
+    with pytest.warns(UserWarning, match="skipping .*zz_broken"):
+        m2 = run_evaluation(items, clf, out, **kw)
+    assert len(calls) == 3                      # the done image was not explained again
+    assert m2["n_resumed"] == 1 and m2["n_computed"] == 2 and m2["n_images"] == 3
+    assert m2["n_skipped"] == 1 and "zz_broken" in m2["skipped"][0]["path"]
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    key = next(iter(first))
+    assert sum(json.loads(line)["key"] == key for line in lines) == 1
+    # a third run computes nothing
+    with pytest.warns(UserWarning):
+        m3 = run_evaluation(items, clf, out, **kw)
+    assert len(calls) == 3 and m3["n_resumed"] == 3 and m3["n_computed"] == 0
+    # outputs
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name in ("center", "random", "gradient"):
+        e = metrics["methods"][name]
+        assert e["sparsity"]["n"] == 3 and 0 <= e["sparsity"]["mean"] <= 1
+        assert e["curves"]["morf"]["percentages"] == [0.2, 0.5]
+        assert e["sparsity_matched"]["n"] == 3
+    assert len(list((out / "images").glob("*.csv"))) == 3
+    header = next(iter((out / "images").glob("*.csv"))).read_text().splitlines()[0]
+    assert "morf_accuracy@0.2" in header and "sparsity_matched" in header
+    assert (out / "road_morf.png").stat().st_size > 1000 and (out / "road_lerf.png").exists()
+    # other ROAD settings in the same folder are refused
+    with pytest.raises(ValueError, match="other settings"):
+        run_evaluation(items, clf, out, methods=["random"], percentages=[0.3], progress=False)
+
+
+def test_methods_added_on_a_rerun_are_computed_only_for_them(photo_dir, tmp_path):
+    clf = tiny_classifier()
+    items = collect_images([photo_dir])[:2]
+    out = tmp_path / "eval"
+    center, calls = counting_method()
+    run_evaluation(items, clf, out, methods=["random"], percentages=[0.3], progress=False)
+    m = run_evaluation(items, clf, out, methods=["random", center], percentages=[0.3], progress=False)
+    assert len(calls) == 2 and m["n_computed"] == 2
+    rec = next(iter(read_results(out / "results.jsonl").values()))
+    assert set(rec["methods"]) == {"random", "center"}
+    # matched support recomputed from the stored maps of both methods
+    assert rec["methods"]["random"]["matched_support"] == rec["methods"]["center"]["matched_support"]
+
+
+def test_wrong_shape_method_fails_clearly_with_the_image(photo_dir, tmp_path):
+    clf = tiny_classifier()
+    items = collect_images([photo_dir])[:1]
+    with pytest.raises(AttributionShapeError, match=r"tench\.png.*shape \(7, 7\)"):
+        run_evaluation(items, clf, tmp_path / "e", methods=[lambda x, c: np.zeros((7, 7))],
+                       percentages=[0.3], progress=False)
+
+
+def test_cli_evaluate_resumes(photo_dir, tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["evaluate", str(photo_dir / "n01440764_tench.png"), str(photo_dir / "n03028079_church.jpg"),
+            "--methods", "gradient,random", "--percentages", "10", "50", "--orders", "morf",
+            "--out", str(out), "--no-progress"]
+    assert main(args + ["--limit", "1"]) == 0
+    m1 = json.loads((out / "metrics.json").read_text())
+    assert m1["n_computed"] == 1 and m1["percentages"] == [0.1, 0.5] and m1["orders"] == ["morf"]
+    assert main(args) == 0
+    m2 = json.loads((out / "metrics.json").read_text())
+    assert m2["n_resumed"] == 1 and m2["n_computed"] == 1 and m2["n_images"] == 2
+    assert m2["model"] == "efficientnet_lite0"
+    printed = capsys.readouterr().out
+    assert "| gradient |" in printed and "+-" in printed
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nothing_here"), "--out", str(tmp_path / "o")]) == 1
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_imagenette_offline_gives_a_clear_error(tmp_path, monkeypatch):
+    from torchvision.datasets import Imagenette
+
+    # point the archive at a closed local port: fails fast online or offline
+    monkeypatch.setattr(Imagenette, "_ARCHIVES",
+                        {"320px": ("http://127.0.0.1:9/imagenette2-320.tgz", "0" * 32)})
+    with pytest.raises(RuntimeError, match=r"could not get Imagenette.*Offline\?"):
+        imagenette_items(tmp_path / "data")
