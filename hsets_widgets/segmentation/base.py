@@ -64,9 +64,9 @@ class Segmentation:
             masks = masks[None]
         if masks.ndim != 3:
             raise SegmentationError(f"masks must have shape (K, H, W), got {masks.shape}")
-        keep = masks.reshape(len(masks), -1).any(1)
+        keep = masks.any(axis=(1, 2))  # (not reshape(len, -1): that fails for zero masks)
         masks = masks[keep]
-        order = np.argsort(-masks.reshape(len(masks), -1).sum(1), kind="stable")
+        order = np.argsort(-masks.sum(axis=(1, 2)), kind="stable")
         masks = masks[order]
         labels = np.zeros(masks.shape[1:], dtype=np.int32)
         for k, m in enumerate(masks):
