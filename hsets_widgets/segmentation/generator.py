@@ -76,9 +76,9 @@ def to_sam_image(image) -> np.ndarray:
         return np.ascontiguousarray(arr)
     if not np.issubdtype(arr.dtype, np.floating):
         raise SegmentationError(f"segmenters take a float image in [0, 1] or uint8, got dtype {arr.dtype}")
-    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
     if not np.isfinite(arr).all():
         raise SegmentationError("image contains NaN or infinite values")
+    lo, hi = float(arr.min()), float(arr.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise SegmentationError(
             f"image values span [{lo:.3g}, {hi:.3g}] but segmenters take [0, 1] (RGB, not normalised); "

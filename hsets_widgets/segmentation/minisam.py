@@ -20,7 +20,9 @@ Two engines run it:
 """
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,6 +38,11 @@ IMG_SIZE = 1024
 
 _SESSIONS: dict = {}
 _SESSIONS_LOCK = threading.Lock()
+
+#: image embeddings of the last few images (encoder file, image digest) -> (features, size);
+#: re-running the generator with other settings on the same image skips the encoder
+_EMBEDDINGS: "OrderedDict" = OrderedDict()
+EMBEDDING_CACHE_SIZE = 8
 
 
 def _ort():
@@ -116,6 +123,12 @@ def multimask_decoder(path) -> bytes:
     return model.SerializeToString()
 
 
+def clear_embedding_cache() -> None:
+    """Forget the cached image embeddings (the next image is encoded again)."""
+    with _SESSIONS_LOCK:
+        _EMBEDDINGS.clear()
+
+
 def _session(key, make):
     with _SESSIONS_LOCK:
         if key not in _SESSIONS:
@@ -192,6 +205,7 @@ class OnnxSamPredictor:
         from segment_anything.utils.transforms import ResizeLongestSide
 
         self.encoder, self.decoder = onnx_sessions(encoder_path, decoder_path, num_threads)
+        self.encoder_path = str(encoder_path)
         self.decoder_inputs = {i.name for i in self.decoder.get_inputs()}
         self.decoder_batch = int(decoder_batch)
         self.transform = ResizeLongestSide(IMG_SIZE)
@@ -218,9 +232,19 @@ class OnnxSamPredictor:
             raise SegmentationError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
         if image_format == "BGR":
             image = image[..., ::-1]
-        x, self.input_size = preprocess(np.ascontiguousarray(image))
+        image = np.ascontiguousarray(image)
+        key = (self.encoder_path, image.shape, hashlib.sha256(image.tobytes()).hexdigest())
+        with _SESSIONS_LOCK:
+            hit = _EMBEDDINGS.get(key)
+        if hit is None:
+            x, input_size = preprocess(image)
+            features = self.encoder.run(None, {self.encoder.get_inputs()[0].name: x})[0]
+            with _SESSIONS_LOCK:
+                _EMBEDDINGS[key] = hit = (features, input_size)
+                while len(_EMBEDDINGS) > EMBEDDING_CACHE_SIZE:
+                    _EMBEDDINGS.popitem(last=False)
+        self.features, self.input_size = hit
         self.original_size = tuple(image.shape[:2])
-        self.features = self.encoder.run(None, {self.encoder.get_inputs()[0].name: x})[0]
         self.is_image_set = True
 
     def get_image_embedding(self):
