@@ -1,0 +1,137 @@
+"""Curvature options: make a piecewise-linear network twice differentiable, temporarily.
+
+The input Hessian of a ReLU / ReLU6 / max-pool network is zero almost everywhere, so
+Hessian rows need a smooth stand-in for the activations. Each option here is a context
+manager that intercepts the activation *functions* (``F.relu``, ``torch.relu``,
+``F.relu6``, ``F.hardtanh`` and their in-place forms) through a ``TorchFunctionMode``.
+Because ``nn.ReLU`` and ``nn.ReLU6`` call those functions, this catches modules and
+functional calls in ``forward`` alike (DenseNet's last ReLU, for example), and nothing in
+the user's model is modified or copied: leaving the ``with`` block restores everything.
+
+Options
+-------
+``softplus``
+    ``relu(x) -> softplus(beta x) / beta``; ``hardtanh(x, lo, hi)`` becomes
+    ``lo + sp(x - lo) - sp(x - hi)`` (a smooth clip). Logits move slightly
+    (less for larger ``beta``); gradients and Hessians are those of a real smooth network.
+``surrogate``
+    The authors' choice: the forward value is exactly ``relu(x)``, the derivative is
+    replaced by ``s(x) = x / sqrt(x^2 + tau) + [x < 0]``, whose derivative
+    ``tau / (x^2 + tau)^{3/2}`` makes second derivatives nonzero. Implemented as
+    ``relu(x) + G(x) - stop_gradient(G(x))`` with ``G' = s``, so it works under
+    ``torch.func`` transforms. The gradient is no longer the model's gradient.
+``none``
+    Leave the network as it is (rows of ReLU networks will be zero; a warning says so).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+CURVATURES = ("softplus", "surrogate", "none")
+
+_RELU = {F.relu, torch.relu, torch.relu_, F.relu_}
+_CLIP = {F.relu6, F.hardtanh, F.hardtanh_}
+if hasattr(torch._C._nn, "relu6"):
+    _CLIP.add(torch._C._nn.relu6)
+
+
+@dataclass
+class CurvatureSpec:
+    """Which curvature option and its parameter."""
+
+    kind: str = "softplus"
+    beta: float = 10.0
+    tau: float = 1e-3
+
+    def __post_init__(self):
+        if self.kind not in CURVATURES:
+            raise ValueError(f"unknown curvature {self.kind!r}; use one of {', '.join(CURVATURES)}")
+        if self.kind == "softplus" and self.beta <= 0:
+            raise ValueError(f"softplus beta must be positive, got {self.beta}")
+        if self.kind == "surrogate" and self.tau <= 0:
+            raise ValueError(f"surrogate tau must be positive, got {self.tau}")
+
+    def describe(self) -> str:
+        if self.kind == "softplus":
+            return f"softplus(beta={self.beta:g})"
+        if self.kind == "surrogate":
+            return f"surrogate ReLU(tau={self.tau:g})"
+        return "none"
+
+
+def _clip_args(func, args, kwargs):
+    if func is F.hardtanh or func is F.hardtanh_:
+        lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+        hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
+        return float(lo), float(hi)
+    return 0.0, 6.0  # relu6
+
+
+def _surrogate_antiderivative(x, tau):
+    # G(x) = sqrt(x^2 + tau) + min(x, 0);  G'(x) = x / sqrt(x^2 + tau) + [x < 0]
+    return torch.sqrt(x * x + tau) + torch.clamp(x, max=0.0)
+
+
+class _SmoothActivations(TorchFunctionMode):
+    def __init__(self, spec: CurvatureSpec):
+        super().__init__()
+        self.spec = spec
+        self.calls = 0
+
+    def _relu(self, x):
+        if self.spec.kind == "softplus":
+            return F.softplus(x, beta=self.spec.beta)
+        g = _surrogate_antiderivative(x, self.spec.tau)
+        return torch.relu(x).detach() + g - g.detach()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _RELU:
+            self.calls += 1
+            return self._relu(args[0])
+        if func in _CLIP:
+            self.calls += 1
+            lo, hi = _clip_args(func, args, kwargs)
+            x = args[0]
+            if self.spec.kind == "softplus":
+                b = self.spec.beta
+                return lo + F.softplus(x - lo, beta=b) - F.softplus(x - hi, beta=b)
+            return lo + self._relu(x - lo) - self._relu(x - hi)
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def curvature(kind="softplus", beta: float = 10.0, tau: float = 1e-3):
+    """Context manager: inside it, ReLU-family activations are smooth (see module docs).
+
+    ``kind`` may be a :class:`CurvatureSpec`. Yields an object whose ``calls`` attribute
+    counts the activations replaced (zero means the model has none of the known kinds).
+
+    Examples
+    --------
+    >>> with curvature("softplus", beta=10) as c:   # doctest: +SKIP
+    ...     rows = hessian_rows(...)
+    """
+    spec = kind if isinstance(kind, CurvatureSpec) else CurvatureSpec(kind, beta, tau)
+    if spec.kind == "none":
+        yield _SmoothActivations(spec)
+        return
+    mode = _SmoothActivations(spec)
+    with mode:
+        yield mode
+
+
+def count_piecewise_linear(module: torch.nn.Module) -> dict:
+    """Count activation and pooling modules whose second derivative is zero."""
+    kinds = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.Hardtanh, torch.nn.MaxPool2d, torch.nn.LeakyReLU,
+             torch.nn.PReLU)
+    out = {}
+    for m in module.modules():
+        if isinstance(m, kinds):
+            out[type(m).__name__] = out.get(type(m).__name__, 0) + 1
+    return out

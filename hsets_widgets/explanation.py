@@ -1,0 +1,227 @@
+"""The result of an H-Sets run, and its lossless file format (``.npz``).
+
+Arrays go into the archive as they are (no pickling); settings and per-set scalars are one
+JSON document inside it. ``Explanation.load(path)`` gives back an equal object.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .growth import GrowthStep
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class InteractionSet:
+    """One interaction set.
+
+    Attributes
+    ----------
+    seed : int
+        Seed feature index.
+    seed_yx : tuple
+        Seed pixel ``(y, x)``.
+    segment : int
+        Label of the segment the seed came from (0 for a user-chosen seed).
+    members : ndarray of int
+        Feature indices in joining order (seed first).
+    value, stderr : float
+        Set value and its standard error (see ``value_kind``).
+    value_kind : str
+        ``"mean"`` (mean of ``|IDG|`` over non-empty subsets) or ``"sample-sum"``.
+    signed_score : float
+        Signed IDG (or abs-gradient score) of the whole set.
+    log2_total : float
+        ``log2`` of the sum of ``|IDG|`` over all subsets (the paper's ``v(I)``).
+    exact : bool
+        Value computed over every subset.
+    n_samples : int
+    steps : list of GrowthStep
+        The merge trace.
+    stopped : str
+        Why growth stopped (``nu``, ``exhausted``, ``max_rows``).
+    samples : ndarray
+        ``|IDG|`` of each sampled subset, in draw order.
+    """
+
+    seed: int
+    seed_yx: tuple
+    segment: int
+    members: np.ndarray
+    value: float
+    stderr: float
+    value_kind: str
+    signed_score: float
+    log2_total: float
+    exact: bool
+    n_samples: int
+    steps: list = field(default_factory=list)
+    stopped: str = "exhausted"
+    samples: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __len__(self) -> int:
+        return int(len(self.members))
+
+    def summary(self) -> dict:
+        return {"seed": int(self.seed), "seed_yx": [int(v) for v in self.seed_yx],
+                "segment": int(self.segment), "size": len(self), "value": float(self.value),
+                "stderr": float(self.stderr), "value_kind": self.value_kind,
+                "signed_score": float(self.signed_score), "log2_total": float(self.log2_total),
+                "exact": bool(self.exact), "n_samples": int(self.n_samples),
+                "rows_used": len(self.steps), "stopped": self.stopped}
+
+
+@dataclass
+class Explanation:
+    """Everything an H-Sets run produced.
+
+    Attributes
+    ----------
+    image : ndarray (H, W, 3) float32
+        The classifier's input crop in [0, 1].
+    target : int
+        Explained class.
+    class_name : str
+    probability : float
+        Softmax probability of ``target``.
+    sets : list of InteractionSet
+    heatmap : ndarray (H, W)
+        Sets painted with their values.
+    ig : ndarray (3, H, W)
+        The attribution used for seeds (IG or plain gradient; see ``settings``).
+    labels : ndarray (H, W) int32
+        Segment label map used for seeds.
+    features : str
+    settings : dict
+        The :class:`~hsets_widgets.presets.HSetsConfig` used, plus model and segmenter names.
+    timings : dict
+        Seconds per stage.
+    info : dict
+        Other facts (IG completeness error, rows computed, ...).
+    """
+
+    image: np.ndarray
+    target: int
+    class_name: str
+    probability: float
+    sets: list
+    heatmap: np.ndarray
+    ig: np.ndarray
+    labels: np.ndarray
+    features: str = "pixel"
+    settings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    # ---- summaries ---------------------------------------------------------------------
+    def summary(self) -> dict:
+        """JSON-ready summary (what ``summary.json`` holds)."""
+        return {"target": int(self.target), "class_name": self.class_name,
+                "probability": float(self.probability), "features": self.features,
+                "sets": [s.summary() for s in self.sets], "settings": self.settings,
+                "timings": self.timings, "info": self.info}
+
+    def set_mask(self, i: int) -> np.ndarray:
+        """Pixel mask ``(H, W)`` of set ``i``."""
+        from .heatmap import set_pixel_mask
+
+        h, w = self.heatmap.shape
+        return set_pixel_mask(self.sets[i].members, (3, h, w), self.features)
+
+    # ---- files -------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write to ``path`` (``.npz``); :meth:`load` reads it back unchanged."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"image": self.image, "heatmap": self.heatmap, "ig": self.ig, "labels": self.labels}
+        meta_sets = []
+        for k, s in enumerate(self.sets):
+            arrays[f"set{k}_members"] = np.asarray(s.members, np.int64)
+            arrays[f"set{k}_samples"] = np.asarray(s.samples, np.float64)
+            arrays[f"set{k}_step_rows"] = np.asarray([st.row for st in s.steps], np.int64)
+            arrays[f"set{k}_step_counts"] = np.asarray([len(st.added) for st in s.steps], np.int64)
+            arrays[f"set{k}_step_added"] = np.asarray(
+                [i for st in s.steps for i in st.added], np.int64)
+            d = {key: val for key, val in asdict(s).items() if key not in ("members", "samples", "steps")}
+            d["seed_yx"] = [int(v) for v in s.seed_yx]
+            meta_sets.append(d)
+        meta = {"format": FORMAT_VERSION, "target": int(self.target), "class_name": self.class_name,
+                "probability": float(self.probability), "features": self.features,
+                "settings": self.settings, "timings": self.timings, "info": self.info,
+                "sets": meta_sets}
+        arrays["meta"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Explanation":
+        """Read an explanation written by :meth:`save`."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"explanation file not found: {path}")
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            if meta.get("format") != FORMAT_VERSION:
+                raise ValueError(f"{path} has format {meta.get('format')}, this version reads "
+                                 f"{FORMAT_VERSION}")
+            sets = []
+            for k, d in enumerate(meta["sets"]):
+                rows, counts, added = (z[f"set{k}_step_rows"], z[f"set{k}_step_counts"],
+                                       z[f"set{k}_step_added"])
+                ends = np.cumsum(counts)
+                steps = [GrowthStep(int(r), [int(i) for i in added[e - c:e]])
+                         for r, c, e in zip(rows, counts, ends)]
+                d = dict(d)
+                d["seed_yx"] = tuple(d["seed_yx"])
+                sets.append(InteractionSet(members=z[f"set{k}_members"], samples=z[f"set{k}_samples"],
+                                           steps=steps, **d))
+            return cls(image=z["image"], target=meta["target"], class_name=meta["class_name"],
+                       probability=meta["probability"], sets=sets, heatmap=z["heatmap"], ig=z["ig"],
+                       labels=z["labels"], features=meta["features"], settings=meta["settings"],
+                       timings=meta["timings"], info=meta["info"])
+
+    def save_heatmap_png(self, path, alpha: float = 0.6) -> Path:
+        """Write the heatmap over the photo as a PNG."""
+        from PIL import Image
+
+        from .heatmap import overlay
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(overlay(self.image, self.heatmap, alpha)).save(path)
+        return path
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def equal(a: Explanation, b: Explanation) -> Optional[str]:
+    """None if ``a`` and ``b`` hold the same data, else the first difference (for tests)."""
+    for name in ("image", "heatmap", "ig", "labels"):
+        if not np.array_equal(getattr(a, name), getattr(b, name)):
+            return name
+    for name in ("target", "class_name", "probability", "features", "settings", "timings", "info"):
+        if getattr(a, name) != getattr(b, name):
+            return name
+    if len(a.sets) != len(b.sets):
+        return "sets"
+    for k, (s, t) in enumerate(zip(a.sets, b.sets)):
+        if not np.array_equal(s.members, t.members) or not np.array_equal(s.samples, t.samples):
+            return f"sets[{k}]"
+        if s.summary() != t.summary() or [(x.row, x.added) for x in s.steps] != [(x.row, x.added) for x in t.steps]:
+            return f"sets[{k}]"
+    return None

@@ -1,0 +1,296 @@
+"""Rows of the input Hessian, batched, chunked and cached.
+
+A Hessian row ``H[j, :]`` is a Hessian-vector product with a one-hot tangent ``e_j``.
+Many rows are computed in one pass by stacking copies of the image in a batch, each with
+its own tangent: because the score of the batch is the *sum* of per-image scores, the
+``b``-th image's gradient only depends on the ``b``-th copy, and one forward-over-reverse
+product gives ``B`` independent rows.
+
+Features
+--------
+``pixel``
+    One feature per pixel (``H * W``): the tangent moves the three channels of a pixel
+    together and the row is summed over channels, i.e. the Hessian of
+    ``z -> f(x + z 1_c)`` with ``z`` in ``R^{H W}``. Symmetric.
+``channel``
+    One feature per channel-pixel (``3 * H * W``, index ``c * H * W + y * W + x``), as the
+    authors' code does.
+"""
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from typing import Iterable, Optional
+
+import numpy as np
+import torch
+from torch.func import grad, jvp
+
+from .curvature import CurvatureSpec, curvature
+from .progress import CancelToken, ProgressFn, report
+
+FEATURES = ("pixel", "channel")
+METHODS = ("forward-over-reverse", "double-backward")
+
+
+class ZeroHessianWarning(UserWarning):
+    """A Hessian row came out exactly zero: the network is piecewise linear here."""
+
+
+def n_features(shape, features: str) -> int:
+    """Number of features of an image of ``shape`` ``(3, H, W)``."""
+    c, h, w = shape
+    if features == "pixel":
+        return h * w
+    if features == "channel":
+        return c * h * w
+    raise ValueError(f"unknown features {features!r}; use 'pixel' or 'channel'")
+
+
+def tangents(indices, shape, features: str, dtype=torch.float32, device=None) -> torch.Tensor:
+    """One-hot tangents ``(len(indices), 3, H, W)`` for the given feature indices."""
+    c, h, w = shape
+    idx = torch.as_tensor(list(indices), dtype=torch.long, device=device)
+    v = torch.zeros((len(idx), c * h * w), dtype=dtype, device=device)
+    rows = torch.arange(len(idx), device=device)
+    if features == "pixel":
+        for ch in range(c):
+            v[rows, ch * h * w + idx] = 1.0
+    else:
+        v[rows, idx] = 1.0
+    return v.view(len(idx), c, h, w)
+
+
+def _reduce(hv: torch.Tensor, features: str) -> torch.Tensor:
+    """``(B, 3, H, W)`` Hessian-vector products -> ``(B, n_features)`` rows."""
+    if features == "pixel":
+        return hv.sum(1).flatten(1)
+    return hv.flatten(1)
+
+
+def hvp_batch(f, x: torch.Tensor, v: torch.Tensor, method: str = "forward-over-reverse") -> torch.Tensor:
+    """Hessian-vector products ``H v_b`` of ``f`` at ``x`` for each tangent ``v_b``.
+
+    ``f`` maps ``(B, 3, H, W)`` to ``(B,)``; ``x`` is ``(3, H, W)``; ``v`` is ``(B, 3, H, W)``.
+    """
+    xs = x.detach().unsqueeze(0).expand_as(v).contiguous()
+    if method == "forward-over-reverse":
+        def total(z):
+            return f(z).sum()
+
+        _, hv = jvp(grad(total), (xs,), (v,))
+        return hv.detach()
+    if method == "double-backward":
+        with torch.enable_grad():
+            xs.requires_grad_(True)
+            (g,) = torch.autograd.grad(f(xs).sum(), xs, create_graph=True)
+            (hv,) = torch.autograd.grad((g * v).sum(), xs)
+        return hv.detach()
+    raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+
+
+def hessian_rows(f, x: torch.Tensor, indices: Iterable[int], features: str = "pixel",
+                 spec: Optional[CurvatureSpec] = None, batch_size: int = 8,
+                 method: str = "forward-over-reverse") -> torch.Tensor:
+    """Hessian rows of ``f`` at ``x`` for feature ``indices`` (no cache), ``(n, n_features)``."""
+    indices = list(indices)
+    spec = spec or CurvatureSpec("none")
+    out = []
+    with curvature(spec):
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            v = tangents(chunk, x.shape, features, x.dtype, x.device)
+            out.append(_reduce(hvp_batch(f, x, v, method), features))
+    return torch.cat(out) if out else torch.zeros((0, n_features(x.shape, features)), dtype=x.dtype)
+
+
+def _is_oom(err: BaseException) -> bool:
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+
+
+class HessianRows:
+    """Lazily computed, cached Hessian rows of one score at one image.
+
+    Parameters
+    ----------
+    f : callable
+        Score function ``(B, 3, H, W) -> (B,)`` (e.g. :class:`~hsets_widgets.scores.ScoreFn`).
+    x : Tensor (3, H, W)
+        The image, on the device where rows are computed.
+    features : {"pixel", "channel"}
+    curvature : CurvatureSpec
+    batch_size : int or "auto"
+        Rows per pass. ``"auto"`` picks 8 on CPU and, on CUDA, as many as fit in about half
+        of the free memory (measured with one probe pass), at most 64. A CUDA
+        out-of-memory error halves the chunk and retries.
+    method : {"forward-over-reverse", "double-backward"}
+    dtype : torch.dtype, optional
+        Compute in this dtype (e.g. ``torch.float64`` for reference checks). The model is
+        copied for a dtype other than its own; the user's model is never changed.
+    zero_warning : bool
+        Warn (once) when a computed row is exactly zero.
+
+    Notes
+    -----
+    Rows are stored on the CPU in float32 (float64 when ``dtype`` is float64): a pixel row
+    of a 224x224 image is 200 kB, so 2,000 rows take 400 MB.
+    """
+
+    def __init__(self, f, x: torch.Tensor, features: str = "pixel",
+                 curvature: Optional[CurvatureSpec] = None, batch_size="auto",
+                 method: str = "forward-over-reverse", dtype: Optional[torch.dtype] = None,
+                 zero_warning: bool = True):
+        if features not in FEATURES:
+            raise ValueError(f"unknown features {features!r}; use 'pixel' or 'channel'")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        self.features = features
+        self.spec = curvature or CurvatureSpec("softplus")
+        self.method = method
+        self.zero_warning = zero_warning
+        self.f = f
+        if dtype is not None and dtype != x.dtype:
+            self.f = _cast_score_fn(f, dtype)
+            x = x.to(dtype)
+        self.x = x.detach()
+        self.shape = tuple(self.x.shape)
+        self.n_features = n_features(self.shape, features)
+        self.store_dtype = torch.float64 if self.x.dtype == torch.float64 else torch.float32
+        self._cache: dict = {}
+        self._batch_size = batch_size
+        self.n_computed = 0
+        self.n_passes = 0
+        self.seconds = 0.0
+        self._warned_zero = False
+
+    # ---- cache -------------------------------------------------------------------------
+    def __contains__(self, index: int) -> bool:
+        return int(index) in self._cache
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def cached(self) -> list:
+        """Indices of the rows computed so far."""
+        return list(self._cache)
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    # ---- computing ---------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        if self._batch_size == "auto":
+            self._batch_size = self._auto_batch_size()
+        return int(self._batch_size)
+
+    def _auto_batch_size(self) -> int:
+        if self.x.device.type != "cuda":
+            return 8
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(self.x.device)
+        base = torch.cuda.memory_allocated(self.x.device)
+        self._compute([0])
+        per_row = max(torch.cuda.max_memory_allocated(self.x.device) - base, 1)
+        free, _ = torch.cuda.mem_get_info(self.x.device)
+        return int(max(1, min(64, (0.5 * free) // per_row)))
+
+    def _compute(self, chunk: list) -> None:
+        t0 = time.perf_counter()
+        v = tangents(chunk, self.shape, self.features, self.x.dtype, self.x.device)
+        with curvature(self.spec):
+            hv = hvp_batch(self.f, self.x, v, self.method)
+        rows = _reduce(hv, self.features).to("cpu", self.store_dtype)
+        if not torch.isfinite(rows).all():
+            raise FloatingPointError(f"Hessian rows {chunk[:4]}... contain NaN/inf; the score may "
+                                     "overflow (use score='logit' or float64)")
+        for i, r in zip(chunk, rows):
+            self._cache[int(i)] = r
+        self.n_computed += len(chunk)
+        self.n_passes += 1
+        self.seconds += time.perf_counter() - t0
+        if self.zero_warning and not self._warned_zero:
+            zero = (rows == 0).all(dim=1)
+            if bool(zero.any()):
+                self._warned_zero = True
+                warnings.warn(
+                    f"Hessian row(s) {[chunk[i] for i in np.flatnonzero(zero.numpy())][:5]} are exactly "
+                    f"zero with curvature '{self.spec.describe()}': the network is piecewise linear "
+                    "(ReLU/ReLU6/max-pool) here, so its input Hessian vanishes. Use "
+                    "curvature='softplus' (beta=10) or curvature='surrogate' to get interactions.",
+                    ZeroHessianWarning, stacklevel=3)
+
+    def compute(self, indices: Iterable[int], progress: Optional[ProgressFn] = None,
+                cancel: Optional[CancelToken] = None, stage: str = "Hessian rows") -> int:
+        """Compute (and cache) the rows of ``indices`` not cached yet; return how many."""
+        todo = []
+        seen = set()
+        for i in indices:
+            i = int(i)
+            if not 0 <= i < self.n_features:
+                raise IndexError(f"feature {i} out of range (0..{self.n_features - 1})")
+            if i not in self._cache and i not in seen:
+                todo.append(i)
+                seen.add(i)
+        done = 0
+        while done < len(todo):
+            report(progress, stage, done, len(todo), cancel)
+            bs = self.batch_size
+            chunk = todo[done:done + bs]
+            try:
+                self._compute(chunk)
+            except RuntimeError as err:
+                if not _is_oom(err) or bs == 1:
+                    raise
+                torch.cuda.empty_cache()
+                self._batch_size = max(1, bs // 2)
+                warnings.warn(f"out of memory at {bs} Hessian rows per pass; retrying with "
+                              f"{self._batch_size}", RuntimeWarning, stacklevel=2)
+                continue
+            done += len(chunk)
+        report(progress, stage, len(todo), len(todo), cancel)
+        return len(todo)
+
+    def row(self, index: int) -> torch.Tensor:
+        """Row ``index`` (computed if needed), ``(n_features,)`` on the CPU."""
+        index = int(index)
+        if index not in self._cache:
+            self.compute([index])
+        return self._cache[index]
+
+    def rows(self, indices: Iterable[int], **kw) -> torch.Tensor:
+        """Rows of ``indices`` stacked, ``(n, n_features)``."""
+        indices = [int(i) for i in indices]
+        self.compute(indices, **kw)
+        if not indices:
+            return torch.zeros((0, self.n_features), dtype=self.store_dtype)
+        return torch.stack([self._cache[i] for i in indices])
+
+    def pixel_image(self, index: int) -> np.ndarray:
+        """Row ``index`` as an image: ``(H, W)`` for pixel features, ``(3, H, W)`` for channel."""
+        c, h, w = self.shape
+        r = self.row(index).numpy()
+        return r.reshape(h, w) if self.features == "pixel" else r.reshape(c, h, w)
+
+
+class _CastScore:
+    """A score function evaluated with a dtype-cast copy of the classifier."""
+
+    def __init__(self, f, dtype):
+        from .scores import ScoreFn
+
+        if not isinstance(f, ScoreFn):
+            raise TypeError("dtype casting needs a ScoreFn; cast your function yourself")
+        clf = copy.copy(f.classifier)
+        clf.module = copy.deepcopy(f.classifier.module).to(dtype)
+        if isinstance(clf.normalize, torch.nn.Module):
+            clf.normalize = copy.deepcopy(clf.normalize).to(dtype)
+        self.inner = ScoreFn(clf, f.target, f.kind)
+
+    def __call__(self, x):
+        return self.inner(x)
+
+
+def _cast_score_fn(f, dtype):
+    return _CastScore(f, dtype)

@@ -1,0 +1,63 @@
+"""The explained score: a logit, probability or log-probability of one class.
+
+``ScoreFn(classifier, target, kind)`` maps a batch of images ``(B, 3, H, W)`` in [0, 1] to
+the ``(B,)`` scores that every attribution, Hessian row and set value differentiates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .models import Classifier, ModelError, check_outputs
+
+SCORE_KINDS = ("logit", "probability", "log_probability")
+
+
+@dataclass
+class ScoreFn:
+    """Score of class ``target`` under ``classifier``.
+
+    Parameters
+    ----------
+    classifier : Classifier
+    target : int
+        Output index explained.
+    kind : {"logit", "probability", "log_probability"}
+        ``logit`` is the raw output (what the authors' code explains); the other two go
+        through a softmax, whose curvature is nonzero even for ReLU networks but is the
+        softmax's own, not an interaction between pixels (METHOD-FACTS section 5).
+    """
+
+    classifier: Classifier
+    target: int
+    kind: str = "logit"
+
+    def __post_init__(self):
+        if self.kind not in SCORE_KINDS:
+            raise ValueError(f"unknown score {self.kind!r}; use one of {', '.join(SCORE_KINDS)}")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.classifier(x)
+        if self.kind == "logit":
+            return out[:, self.target]
+        if self.kind == "probability":
+            return out.softmax(-1)[:, self.target]
+        return out.log_softmax(-1)[:, self.target]
+
+
+def resolve_target(classifier: Classifier, x: torch.Tensor, target: Optional[int] = None) -> tuple:
+    """Return ``(target, logits)``: the chosen class, or the predicted one when ``target`` is None.
+
+    Raises :class:`ModelError` if the model does not return ``(1, classes)`` scores or the
+    target is out of range.
+    """
+    with torch.no_grad():
+        logits = check_outputs(classifier, x.unsqueeze(0))[0].float()
+    n = logits.numel()
+    if target is None:
+        target = int(logits.argmax())
+    elif not 0 <= int(target) < n:
+        raise ModelError(f"target class {target} is out of range: the model has {n} outputs")
+    return int(target), logits
