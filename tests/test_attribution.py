@@ -1,0 +1,119 @@
+"""Integrated Gradients and IDG on a tiny float64 network."""
+import numpy as np
+import pytest
+import torch
+
+from hsets_widgets.idg import (all_subsets, estimate_value, idg_direct, member_terms, running_estimate,
+                               subset_scores)
+from hsets_widgets.integrated_gradients import (integrated_gradients, make_baseline, path_points)
+from hsets_widgets.scores import ScoreFn
+
+
+@pytest.mark.parametrize("rule", ["left", "right", "midpoint", "trapezoid", "gauss-legendre", "inclusive"])
+def test_path_weights_sum_to_one(rule):
+    a, w = path_points(10, rule)
+    assert np.isclose(w.sum(), 1.0) and a.min() >= 0 and a.max() <= 1
+
+
+def test_ig_completeness_converges(tiny64, image8):
+    errs = {}
+    for n in (4, 64, 1024):
+        r = integrated_gradients(tiny64, image8, target=3, n_steps=n, rule="midpoint")
+        errs[n] = r.relative_completeness_error
+    assert errs[1024] < errs[4] and errs[1024] < 0.01
+    torch.testing.assert_close(r.attribution, (image8 - r.baseline) * r.path_gradient)
+
+
+def test_ig_gauss_legendre_is_exact_on_a_smooth_network(tiny64, image8):
+    from hsets_widgets.curvature import curvature
+
+    with curvature("softplus", beta=3.0):
+        gl = integrated_gradients(tiny64, image8, target=3, n_steps=24, rule="gauss-legendre")
+    assert gl.relative_completeness_error < 1e-8
+
+
+def test_baselines(tiny64, image8):
+    assert torch.equal(make_baseline(image8, "zeros"), torch.zeros_like(image8))
+    mz = make_baseline(image8, "model-zero", tiny64)  # normalize is 2x - 1 -> zero input at 0.5
+    torch.testing.assert_close(mz, torch.full_like(image8, 0.5))
+    blur = make_baseline(image8, "blur", blur_sigma=1.0)
+    assert blur.shape == image8.shape and blur.std() < image8.std()
+    with pytest.raises(ValueError, match="unknown baseline"):
+        make_baseline(image8, "noise")
+
+
+def test_idg_identity_matches_direct_path_integration(tiny64, image8):
+    """IDG(S) from the path-averaged gradient equals integrating the directional derivative."""
+    ig = integrated_gradients(tiny64, image8, target=2, n_steps=12, rule="gauss-legendre")
+    f = ScoreFn(tiny64, 2)
+    alphas, weights = path_points(12, "gauss-legendre")
+    members = [3, 10, 11, 40, 63]
+    terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline)
+    fast = subset_scores(terms, np.ones((1, 5), bool))[0]
+    mask = torch.zeros(3, 64, dtype=torch.float64)
+    mask[:, members] = 1
+    direct = idg_direct(f, image8, ig.baseline, mask.view(3, 8, 8), alphas, weights)
+    assert fast == pytest.approx(direct, rel=1e-9)
+
+
+def test_abs_gradient_score_is_the_authors_norm(tiny64, image8):
+    ig = integrated_gradients(tiny64, image8, target=0, n_steps=8, rule="inclusive")
+    members = [0, 5, 9]
+    terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline)
+    d = (image8 - ig.baseline).reshape(3, -1)[:, members]
+    a_hat = d / d.norm()
+    expected = (a_hat * ig.abs_path_gradient.reshape(3, -1)[:, members]).norm()
+    assert subset_scores(terms, np.ones((1, 3), bool), "abs-gradient")[0] == pytest.approx(float(expected))
+
+
+def _terms(n, seed=0):
+    from hsets_widgets.idg import MemberTerms
+
+    rng = np.random.default_rng(seed)
+    return MemberTerms(rng.normal(size=n), rng.uniform(0.1, 1.0, n), rng.uniform(0.0, 1.0, n))
+
+
+def test_exact_value_for_small_sets_is_the_mean_over_all_subsets():
+    t = _terms(6)
+    v = estimate_value(t, exact_limit=12)
+    subsets = all_subsets(6)
+    assert v.exact and v.n_samples == 63
+    assert v.value == pytest.approx(np.abs(subset_scores(t, subsets)).mean())
+    assert v.log2_total == pytest.approx(np.log2(np.abs(subset_scores(t, subsets)).sum()))
+
+
+@pytest.mark.parametrize("sampler", ["bernoulli", "stratified"])
+def test_sampled_value_converges_to_exact(sampler):
+    t = _terms(10, seed=3)
+    exact = estimate_value(t, exact_limit=12).value
+    ses = []
+    for n in (200, 20000):
+        v = estimate_value(t, sampler=sampler, n_samples=n, exact_limit=0, seed=1)
+        ses.append(v.stderr)
+        assert abs(v.value - exact) < 4 * v.stderr
+    assert ses[1] < ses[0] / 5  # the standard error shrinks like 1 / sqrt(samples)
+
+
+def test_sampling_is_seeded():
+    t = _terms(40)
+    a = estimate_value(t, n_samples=100, exact_limit=0, seed=5)
+    b = estimate_value(t, n_samples=100, exact_limit=0, seed=5)
+    c = estimate_value(t, n_samples=100, exact_limit=0, seed=6)
+    assert a.value == b.value and a.value != c.value
+
+
+def test_sample_sum_is_the_authors_value():
+    t = _terms(30)
+    v = estimate_value(t, value_kind="sample-sum", n_samples=30, exact_limit=0, seed=0)
+    assert v.kind == "sample-sum" and v.value == pytest.approx(v.samples.sum()) and len(v.samples) == 30
+
+
+def test_large_sets_value_is_finite():
+    v = estimate_value(_terms(2000), n_samples=500, exact_limit=0)
+    assert np.isfinite(v.value) and np.isfinite(v.log2_total) and v.log2_total > 1900
+
+
+def test_running_estimate_ends_at_the_mean():
+    d = np.random.default_rng(0).uniform(size=50)
+    mean, se = running_estimate(d)
+    assert mean[-1] == pytest.approx(d.mean()) and se[-1] == pytest.approx(d.std(ddof=1) / np.sqrt(50))
