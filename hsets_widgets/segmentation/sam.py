@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import threading
 import warnings
 import zipfile
 from pathlib import Path
@@ -303,6 +304,7 @@ class SamSegmenter:
         self.show_progress = show_progress
         self.settings = {**GENERATOR_DEFAULTS, **settings}
         self._generator = None
+        self._lock = threading.Lock()  # one image at a time per segmenter (the generator is stateful)
 
     @property
     def name(self) -> str:
@@ -357,9 +359,9 @@ class SamSegmenter:
         """
         from .generator import run_generator
 
-        generator = self.generator
-        seg = run_generator(generator, image, self.name, self.settings, progress=progress,
-                            show_progress=self.show_progress)
+        with self._lock:
+            seg = run_generator(self.generator, image, self.name, self.settings, progress=progress,
+                                show_progress=self.show_progress)
         seg.info.update(model_type=self.model_type, checkpoint=str(self.checkpoint))
         return seg
 
