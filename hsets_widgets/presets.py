@@ -3,7 +3,7 @@
 ``default``
     What this toolkit recommends on a laptop CPU: softplus(10) curvature, pixel features,
     IG seeds (segments ranked by attribution mass), the top 8 entries of each row (by
-    magnitude), breadth-first, sets of at most 128 pixels, Bernoulli subset sampling with a
+    magnitude), breadth-first, sets of at most 64 pixels, Bernoulli subset sampling with a
     normalised value (the mean of ``d`` over subsets). Compact sets in seconds.
 ``paper``
     The workshop paper as written: IG seeds, threshold ``mu = 0.5 x |IG of the seed|`` on
@@ -50,7 +50,7 @@ class HSetsConfig:
     threshold: str = "topk"
     mu: float = 8.0
     sign: str = "magnitude"
-    nu: int = 128
+    nu: int = 64
     order: str = "bfs"
     within_mask: bool = False
     max_rows: int = 256
