@@ -1,0 +1,387 @@
+"""Write the tutorial notebooks from the cell lists below (then execute them with nbconvert).
+
+    python notebooks/make_notebooks.py
+    jupyter nbconvert --to notebook --execute --inplace notebooks/0*.ipynb
+
+Cells tagged ``# NBVAL_CHECK_OUTPUT`` have their printed output compared by nbval in the test
+suite; the rest only have to run. Sizes are kept small so the notebooks run in CI.
+"""
+from pathlib import Path
+
+import nbformat as nbf
+
+HERE = Path(__file__).parent
+
+
+def md(text):
+    return nbf.v4.new_markdown_cell(text.strip())
+
+
+def code(text):
+    return nbf.v4.new_code_cell(text.strip())
+
+
+SETUP = code("""
+import warnings
+import numpy as np
+import matplotlib.pyplot as plt
+import hsets_widgets as hs
+warnings.filterwarnings("ignore", category=FutureWarning)
+""")
+
+NOTEBOOKS = {
+    "01_quickstart.ipynb": [
+        md("""
+# Quickstart: what interacts in this photo?
+
+H-Sets explains an image classifier with **sets of pixels that act together**. It
+
+1. finds the most important pixel of each segment (Integrated Gradients inside Segment Anything masks),
+2. asks the network's input **Hessian** which other pixels interact with that *seed*,
+3. grows a set from those interactions, recursively, and
+4. gives every set one value with **Integrated Directional Gradients** (IDG).
+
+Everything below runs offline on a laptop CPU: the classifier is an ImageNet EfficientNet-Lite0
+whose weights ship in a pip package, and the masks come from a small Segment-Anything model.
+"""),
+        SETUP,
+        md("The photo is scikit-image's bundled cat, cropped to the classifier's 224 x 224 input."),
+        code("""
+ex = hs.Explainer("chelsea", preset="default", n_sets=3, nu=32)
+print(f"the model sees: {ex.class_name} (p = {ex.probability:.2f})")
+plt.imshow(ex.image); plt.axis("off");
+"""),
+        md("""
+`explain` runs every step. We keep the sets small here (`nu=32` pixels, 3 sets) so the notebook
+is fast; the defaults are 5 sets of up to 64 pixels.
+"""),
+        code("""
+explanation = ex.run()
+for k, s in enumerate(explanation.sets):
+    print(f"set {k}: seed at {s.seed_yx}, {len(s)} pixels, value {s.value:.3f} +- {s.stderr:.3f}")
+"""),
+        code("""
+# NBVAL_CHECK_OUTPUT
+print(len(explanation.sets), "sets;", all(len(s) <= 32 for s in explanation.sets))
+"""),
+        md("""
+**Reading the heatmap.** Each coloured blob is one interaction set: the pixels the seed's Hessian row
+pointed to, and the pixels *their* rows pointed to. Brighter means a larger set value: moving those
+pixels together from black towards the photo changes the cat score more.
+"""),
+        code("""
+from hsets_widgets.heatmap import overlay
+fig, ax = plt.subplots(1, 3, figsize=(12, 4))
+ax[0].imshow(explanation.image); ax[0].set_title("input")
+ax[1].imshow(explanation.ig.sum(0), cmap="bwr"); ax[1].set_title("Integrated Gradients")
+ax[2].imshow(overlay(explanation.image, explanation.heatmap)); ax[2].set_title("H-Sets")
+for s in explanation.sets:
+    ax[2].plot(s.seed_yx[1], s.seed_yx[0], "c+", ms=12)
+for a in ax: a.axis("off")
+"""),
+        md("""
+Explanations save to one file and load back unchanged:
+"""),
+        code("""
+path = explanation.save("quickstart_explanation.npz")
+again = hs.Explanation.load(path)
+print(np.array_equal(again.heatmap, explanation.heatmap))
+"""),
+        md("""
+## Explore it interactively
+
+The Explorer shows every step: click a pixel to grow a set from it, move the threshold sliders,
+replay the merge, watch the subset sampling converge and compare ROAD curves against IG.
+(It renders in JupyterLab, Notebook 7 and Voila; `hsets explore` serves it as an app.)
+"""),
+        code("""
+explorer = hs.Explorer(ex)
+explorer
+"""),
+    ],
+    "02_hessian_rows_and_curvature.ipynb": [
+        md("""
+# The Hessian row, and why ReLU networks need a curvature option
+
+The Hessian row of a seed pixel `j` says how the gradient at every pixel changes when pixel `j`
+changes: large entries mark pixels that **interact** with `j`. A ReLU (or ReLU6, max-pool) network is
+piecewise linear, so its input Hessian is exactly zero almost everywhere. H-Sets therefore
+computes rows on a smoothed copy of the activations, inside a context manager that leaves your model
+untouched.
+"""),
+        SETUP,
+        code("""
+ex = hs.Explainer("chelsea", segmenter="slic")
+seed = ex.seeds(1)[0]
+print("seed pixel", seed.yx)
+"""),
+        md("Without a curvature option, the row is zero and H-Sets says so loudly:"),
+        code("""
+from hsets_widgets.hessian import HessianRows
+from hsets_widgets.curvature import CurvatureSpec
+flat = HessianRows(ex.score_fn, ex.x, "pixel", CurvatureSpec("none"))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    row = flat.row(seed.index)
+print("nonzero entries:", int((row != 0).sum()))
+print(caught[0].message)
+"""),
+        md("""
+Two fixes: **softplus** (`relu(x) -> softplus(beta x)/beta`, a smooth network whose gradients are real)
+and the authors' **surrogate** (exact forward values, a smooth made-up derivative). Both rows are
+concentrated around the seed, with signed structure:
+"""),
+        code("""
+rows = {}
+for spec in (CurvatureSpec("softplus", beta=10), CurvatureSpec("surrogate", tau=1e-3)):
+    rows[spec.describe()] = HessianRows(ex.score_fn, ex.x, "pixel", spec).pixel_image(seed.index)
+fig, ax = plt.subplots(1, 2, figsize=(9, 4))
+for a, (name, r) in zip(ax, rows.items()):
+    v = np.abs(r).max()
+    a.imshow(r, cmap="bwr", vmin=-v, vmax=v); a.plot(seed.yx[1], seed.yx[0], "k+", ms=14)
+    a.set_title(name); a.axis("off")
+"""),
+        code("""
+# NBVAL_CHECK_OUTPUT
+print({name: bool(np.abs(r).max() > 0) for name, r in rows.items()})
+"""),
+        md("""
+**What to notice.** The largest entries sit near the seed: nearby pixels share receptive fields. The
+sign flips from pixel to pixel, which is why a threshold on the signed row gives speckled sets, and why
+the default rule keeps the top entries by magnitude.
+
+Rows are computed in batches (several rows per forward-over-reverse pass) and cached, so no row is
+ever computed twice in a session:
+"""),
+        code("""
+r = ex.rows
+r.compute([seed.index + d for d in range(8)])
+print(f"{r.n_computed} rows in {r.n_passes} passes, {r.seconds / max(r.n_computed, 1):.2f} s per row")
+"""),
+    ],
+    "03_thresholds_and_merge.ipynb": [
+        md("""
+# Thresholds and the recursive merge
+
+From the seed, every row entry that passes the threshold `mu` admits a pixel; each new pixel's row
+is then read in turn, until nothing new passes or the set has `nu` members. The rule decides what
+"passes" means:
+
+| rule | passes when |
+|---|---|
+| `topk` (default) | among the `mu` largest entries of the row |
+| `absolute` | entry > `mu` |
+| `seed-fraction` (paper) | entry > `mu` x seed attribution |
+| `minmax` (authors' code) | row rescaled to [0, 1] > `mu` |
+"""),
+        SETUP,
+        code("""
+ex = hs.Explainer("chelsea", segmenter="slic")
+seed = ex.seeds(1)[0]
+sets = {mu: ex.grow(seed, mu=mu, nu=48) for mu in (2, 4, 8)}
+print({mu: len(g) for mu, g in sets.items()}, "rows computed:", ex.rows.n_computed)
+"""),
+        md("Regrowing with another `nu` or threshold reads cached rows only:"),
+        code("""
+before = ex.rows.n_computed
+small = ex.grow(seed, mu=8, nu=24)
+print("new rows:", ex.rows.n_computed - before)
+"""),
+        code("""
+# NBVAL_CHECK_OUTPUT
+print(list(small.members) == list(sets[8].members[:24]))
+"""),
+        md("""
+## Replaying the merge
+
+The growth is recorded as a trace: which row added which pixels, in order. Replaying the first `k`
+steps shows how the set spreads out from the seed (the Explorer animates this with a Play button).
+"""),
+        code("""
+g = sets[8]
+steps = [0, 1, 2, len(g.steps)]
+fig, ax = plt.subplots(1, len(steps), figsize=(3 * len(steps), 3))
+for a, k in zip(ax, steps):
+    m = np.zeros(224 * 224); m[g.members_after(k)] = 1
+    a.imshow(ex.image); a.imshow(m.reshape(224, 224), alpha=0.6, cmap="Reds")
+    a.set_title(f"after {k} rows: {len(g.members_after(k))} px"); a.axis("off")
+"""),
+        code("""
+for step in g.steps[:4]:
+    print(f"row of pixel {divmod(step.row, 224)} added {len(step.added)} pixels")
+"""),
+    ],
+    "04_idg_and_subset_sampling.ipynb": [
+        md("""
+# Valuing a set: IDG and subset sampling
+
+A set `I` is valued by Integrated Directional Gradients: move only the pixels of `I` from the
+baseline towards the photo and integrate the gradient along that direction. Its value sums `|IDG(T)|`
+over all subsets `T` of `I`: that is 2^|I| terms, so it is estimated from random subsets and reported
+as the **mean** over subsets, with a standard error (the full sum is shown as `log2_total`).
+
+Because the path does not depend on `T`, `IDG(T)` is just (IG mass of `T`) / (norm of `T`'s displacement):
+scoring thousands of subsets costs milliseconds.
+"""),
+        SETUP,
+        code("""
+ex = hs.Explainer("chelsea", segmenter="slic")
+seed = ex.seeds(1)[0]
+g = ex.grow(seed, nu=32)
+v = ex.value(g.members)
+print(f"{len(g)} pixels: value {v.value:.4f} +- {v.stderr:.4f} from {v.n_samples} subsets; "
+      f"log2 of the full sum = {v.log2_total:.1f}")
+"""),
+        md("The running estimate settles as samples accumulate:"),
+        code("""
+from hsets_widgets.idg import running_estimate
+mean, se = running_estimate(v.samples)
+n = np.arange(1, len(mean) + 1)
+plt.plot(n, mean); plt.fill_between(n, mean - 2 * se, mean + 2 * se, alpha=0.3)
+plt.xscale("log"); plt.xlabel("subsets drawn"); plt.ylabel("estimate of mean |IDG|");
+"""),
+        md("For small sets the value is exact (every subset scored), and sampling converges to it:"),
+        code("""
+small = g.members[:10]
+exact = ex.value(small)
+from hsets_widgets.idg import estimate_value, member_terms
+ig = ex.attribution()
+terms = member_terms(small, ig.path_gradient, ig.abs_path_gradient, ex.x - ig.baseline)
+sampled = estimate_value(terms, n_samples=4000, exact_limit=0, seed=0)
+print(f"exact {exact.value:.5f} over {exact.n_samples} subsets; sampled {sampled.value:.5f} +- {sampled.stderr:.5f}")
+"""),
+        code("""
+# NBVAL_CHECK_OUTPUT
+print(exact.exact, abs(sampled.value - exact.value) < 4 * sampled.stderr)
+"""),
+    ],
+    "05_sparsity_and_road.ipynb": [
+        md("""
+# Is the explanation any good? Sparsity and ROAD against IG
+
+**Sparsity** (the Gini index, as Quantus computes it) is high when few pixels carry the attribution.
+It mostly follows the number of nonzero pixels, so we also compare at matched support.
+
+**ROAD** removes the most relevant pixels first (MoRF), fills them in by noisy linear imputation (no
+retraining), and re-classifies: a faithful map makes accuracy drop fast. LeRF removes the least relevant
+first, where a faithful map keeps accuracy high.
+"""),
+        SETUP,
+        code("""
+from hsets_widgets.evaluation import gini, gini_at_support, support_size, road
+ex = hs.Explainer("chelsea", segmenter="slic", n_sets=3, nu=32)
+e = ex.run()
+maps = {"H-Sets": e.heatmap, "IG": np.abs(ex.attribution().attribution.sum(0).cpu().numpy())}
+s = min(support_size(m) for m in maps.values())
+for name, m in maps.items():
+    print(f"{name:7s} Gini {gini(m):.3f}, support {support_size(m)} px, Gini at matched support {gini_at_support(m, s):.3f}")
+"""),
+        code("""
+curves = {name: road(ex.classifier, ex.x, m, percentages=[0.1, 0.3, 0.5, 0.7, 0.9]) for name, m in maps.items()}
+fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+for name, r in curves.items():
+    for a, order in zip(ax, ("morf", "lerf")):
+        c = r.curves[order]
+        a.plot(c.percentages, c.probability, marker="o", label=name); a.set_title(order.upper())
+        a.set_xlabel("fraction removed"); a.set_ylabel("probability of the original class")
+ax[0].legend();
+"""),
+        code("""
+# NBVAL_CHECK_OUTPUT
+print(sorted(curves), [sorted(r.curves) for r in curves.values()][0])
+"""),
+        md("""
+One photo says little. `hsets evaluate` runs the same protocol over a folder of images, resumably, and
+writes `metrics.json`, one CSV per image and the ROAD plots; the README shows the table it produced for
+100 ImageNet photos.
+"""),
+    ],
+    "06_your_own_model.ipynb": [
+        md("""
+# Your own model, your own image, official SAM
+
+Any `nn.Module` that returns class scores works. Give its normalisation (what it expects instead of a
+[0, 1] image) and input size; the engine does the rest.
+"""),
+        SETUP,
+        code("""
+import torch, torchvision
+net = torchvision.models.resnet18(weights=None)            # online: weights="DEFAULT"
+torch.save(net.state_dict(), "my_resnet18.pt")             # a local checkpoint stands in for yours
+clf = hs.load_classifier("resnet18", checkpoint="my_resnet18.pt")
+print(clf.name, clf.input_size, len(clf.class_names), "classes")
+"""),
+        md("""
+With internet access, torchvision's weights API downloads real weights: `hs.load_classifier("resnet50")`.
+Offline it fails with a message that says so and how to pass a checkpoint instead:
+"""),
+        code("""
+try:
+    hs.load_classifier("resnet50")
+    print("downloaded resnet50 weights")
+except hs.ModelError as err:
+    print("offline:", str(err)[:120], "...")
+"""),
+        md("A module of your own, with its own preprocessing:"),
+        code("""
+from hsets_widgets.models import Normalize
+tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                           torch.nn.Flatten(), torch.nn.Linear(8, 3))
+mine = hs.wrap_module(tiny, normalize=Normalize([0.5] * 3, [0.5] * 3), input_size=64,
+                      class_names=["cat", "dog", "fish"])
+e = hs.explain("coffee", mine, segmenter="slic", n_sets=2, nu=16, n_steps=8)
+print(e.class_name, [len(s) for s in e.sets])
+"""),
+        code("""
+# NBVAL_CHECK_OUTPUT
+print(e.heatmap.shape)
+"""),
+        md("""
+## Images
+
+`load_image` takes a path, a PIL image, a NumPy array or a tensor; grayscale and RGBA are converted with a
+warning, anything unusable gets an error that says what is wrong:
+"""),
+        code("""
+try:
+    hs.load_image(np.full((32, 32, 3), np.nan, np.float32))
+except hs.ImageError as err:
+    print(err)
+"""),
+        md("""
+## Official Segment Anything checkpoints
+
+Download `sam_vit_b_01ec64.pth` (or vit_l / vit_h) from the segment-anything release page, then either
+pass it explicitly or set `HSETS_SAM_CHECKPOINT` so `segmenter="auto"` picks it:
+
+```python
+from hsets_widgets.segmentation import get_segmenter
+seg = get_segmenter("sam", checkpoint="sam_vit_b_01ec64.pth", points_per_side=16)
+e = hs.explain("photo.jpg", segmenter=seg)
+```
+"""),
+        code("""
+import os
+from hsets_widgets.segmentation import get_segmenter
+ckpt = os.environ.get("HSETS_SAM_CHECKPOINT")
+if ckpt:
+    seg = get_segmenter("sam", checkpoint=ckpt)
+else:
+    seg = get_segmenter("slic")
+    print("no official checkpoint configured; using", seg)
+"""),
+    ],
+}
+
+
+def main():
+    for name, cells in NOTEBOOKS.items():
+        nb = nbf.v4.new_notebook()
+        nb.cells = cells
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbf.write(nb, HERE / name)
+        print("wrote", HERE / name)
+
+
+if __name__ == "__main__":
+    main()
