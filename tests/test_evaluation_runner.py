@@ -162,3 +162,24 @@ def test_imagenette_offline_gives_a_clear_error(tmp_path, monkeypatch):
                         {"320px": ("http://127.0.0.1:9/imagenette2-320.tgz", "0" * 32)})
     with pytest.raises(RuntimeError, match=r"could not get Imagenette.*Offline\?"):
         imagenette_items(tmp_path / "data")
+
+
+def test_ig_and_hsets_baselines_come_from_the_engine(photo_dir, tmp_path):
+    from hsets_widgets.evaluation import attribute
+    from hsets_widgets.evaluation.runner import load_item
+
+    clf = tiny_classifier()
+    x = load_item(collect_images([photo_dir])[0], 24)
+    ig = attribute("ig:n_steps=8", x, clf)
+    assert ig.shape == (3, 24, 24) and np.abs(ig).sum() > 0
+    spec = "hsets:default+n_sets=2+nu=12+max_rows=6+n_samples=50+segmenter=slic".replace("+", ",")
+    h = attribute(spec, x, clf)
+    assert h.shape == (24, 24)
+    assert 0 < (h != 0).sum() <= 24          # two sets of at most 12 pixels
+    np.testing.assert_array_equal(h, attribute(spec, x, clf))  # seeded
+    m = run_evaluation(collect_images([photo_dir])[:1], clf, tmp_path / "e", methods=[spec, "ig:n_steps=8"],
+                       percentages=[0.1, 0.3], progress=False)
+    hs = m["methods"][spec]
+    assert hs["support"]["mean"] <= 24 and hs["sparsity"]["mean"] > 0.9
+    # at matched support the dense IG map is cut to the same number of pixels
+    assert m["methods"]["ig:n_steps=8"]["matched_support"]["mean"] == hs["support"]["mean"]

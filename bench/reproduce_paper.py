@@ -1,0 +1,165 @@
+"""Reproduce the protocol of the H-Sets workshop paper's Table 1 (sparsity) and Figure 1 (ROAD MoRF).
+
+The paper: Imagenette, ResNet50, H-Sets (mu = half the seed's attribution, nu = 2000) against
+Integrated Gradients; Sparsity = Gini index (Quantus ``Sparseness``), ROAD with MoRF order.
+Here: the offline default classifier (EfficientNet-Lite0, ImageNet-1k weights; no ResNet50
+ImageNet weights can be had offline), the photos in ``../shared/images/imagenette`` (one per
+Imagenette class) and ``../shared/images/imagenet-sample`` (90 ImageNet classes).
+
+Each dataset is evaluated with :func:`hsets_widgets.evaluation.run_evaluation` into
+``OUT/<dataset>/`` (resumable: rerun the same command to continue), then ``OUT/table.md``
+(mean +- std per method and dataset) and ``OUT/figure1_morf.png`` (mean MoRF accuracy and
+probability curves, Figure 1's protocol) are written.
+
+Example (what made ``results/paper/``; see its README for the exact command line)::
+
+    python bench/reproduce_paper.py --out results/paper
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "images"
+DATASETS = {"imagenette": SHARED / "imagenette", "imagenet-sample": SHARED / "imagenet-sample"}
+TABLE_METRICS = ("sparsity", "sparsity_matched", "support_fraction", "morf_auc",
+                 "morf_probability_auc", "lerf_auc", "attribution_seconds")
+PAPER = {"H-Sets (paper)": (0.9565, 0.016), "IG (paper)": (0.8235, 0.407)}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "results" / "paper"), help="output folder")
+    p.add_argument("--datasets", default="imagenette,imagenet-sample",
+                   help="comma-separated: imagenette, imagenet-sample (default: both)")
+    p.add_argument("--methods", default="hsets:paper,ig,gradient,smoothgrad,random",
+                   help="methods for run_evaluation; options of one method joined with '+'")
+    p.add_argument("--limit", type=int, default=None, help="first N images of each dataset")
+    p.add_argument("--percentages", default="road", help="'road', 'quantus' or comma-separated fractions")
+    p.add_argument("--orders", default="morf,lerf")
+    p.add_argument("--model", default=None, help="default: the offline EfficientNet-Lite0")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def fmt(s: dict) -> str:
+    return "-" if not s or s.get("mean") is None else f"{s['mean']:.4f} +- {s['std']:.4f}"
+
+
+def write_table(out: Path, all_metrics: dict, command: str) -> Path:
+    lines = ["# Sparsity and ROAD: paper protocol on this toolkit", "",
+             "Commands (in order; each resumes the folders of the earlier ones):", "",
+             *[f"    {c}" for c in (out / "commands.txt").read_text().splitlines()], "",
+             "Mean +- population std over images. sparsity: Gini index as Quantus Sparseness "
+             "computes it (pixel maps, channels summed). sparsity_matched: Gini of each map "
+             "restricted to its top-s pixels, s = the smallest support among the methods on that "
+             "image. morf_auc / lerf_auc: trapezoid area of the ROAD accuracy curve (argmax = "
+             "original prediction) over the percentages removed.", ""]
+    for ds, m in all_metrics.items():
+        lines += [f"## {ds} ({m['n_images']} images, {m['n_skipped']} skipped, model {m['model']}, "
+                  f"percentages {m['percentages']})", "",
+                  "| method | " + " | ".join(TABLE_METRICS) + " |",
+                  "|" + "---|" * (len(TABLE_METRICS) + 1)]
+        for name, e in m["methods"].items():
+            lines.append(f"| {name} | " + " | ".join(fmt(e.get(k)) for k in TABLE_METRICS) + " |")
+        lines.append("")
+    lines += ["## The paper's Table 1 (Imagenette, ResNet50)", "", "| method | sparsity |", "|---|---|"]
+    lines += [f"| {k} | {v[0]:.4f} +- {v[1]:.3f} |" for k, v in PAPER.items()]
+    path = out / "table.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot_figure1(out: Path, all_metrics: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(all_metrics), figsize=(5.5 * len(all_metrics), 4), squeeze=False)
+    for ax, (ds, m) in zip(axes[0], all_metrics.items()):
+        for name, e in m["methods"].items():
+            c = e.get("curves", {}).get("morf")
+            if not c:
+                continue
+            x = 100 * np.asarray(c["percentages"])
+            y = np.asarray(c["accuracy_mean"])
+            se = np.asarray(c["accuracy_std"]) / math.sqrt(max(c["n"], 1))
+            style = "-" if name.startswith(("hsets", "ig")) else "--"
+            ax.plot(x, y, style, marker="o", ms=3, label=f"{name}")
+            ax.fill_between(x, y - se, y + se, alpha=0.12)
+        ax.set_title(f"ROAD MoRF, {ds} (n={m['n_images']}, {m['model']})", fontsize=10)
+        ax.set_xlabel("% most relevant pixels removed (noisy linear imputation)")
+        ax.set_ylabel("accuracy (argmax = original prediction)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "figure1_morf.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from hsets_widgets.evaluation.runner import collect_images, run_evaluation
+    from hsets_widgets.models import load_classifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python bench/reproduce_paper.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    clf = load_classifier(args.model)
+    methods = [m.strip().replace("+", ",") for m in args.methods.split(",") if m.strip()]
+    pct = args.percentages if args.percentages in ("road", "quantus") else \
+        [float(v) for v in args.percentages.split(",")]
+    orders = [o.strip() for o in args.orders.split(",") if o.strip()]
+    all_metrics = {}
+    for ds in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+        if ds not in DATASETS:
+            raise SystemExit(f"unknown dataset {ds!r}; use {', '.join(DATASETS)}")
+        if not DATASETS[ds].is_dir():
+            raise SystemExit(f"{DATASETS[ds]} not found: run from a checkout with ../shared beside it")
+        items = collect_images([DATASETS[ds]], clf.class_names)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = run_evaluation(items, clf, out / ds, methods=methods, percentages=pct, orders=orders,
+                               limit=args.limit, seed=args.seed, progress=True)
+        m["wall_seconds_this_call"] = time.perf_counter() - t0
+        all_metrics[ds] = m
+        print(f"{ds}: {m['n_images']} images ({m['n_computed']} new) in "
+              f"{m['wall_seconds_this_call']:.0f} s", file=sys.stderr)
+    # tables and figure cover every dataset folder under OUT, also those of earlier calls
+    for ds in DATASETS:
+        f = out / ds / "metrics.json"
+        if ds not in all_metrics and f.exists():
+            all_metrics[ds] = json.loads(f.read_text())
+    all_metrics = {ds: all_metrics[ds] for ds in DATASETS if ds in all_metrics}
+    with open(out / "commands.txt", "a") as fh:
+        fh.write(command + "\n")
+    print(write_table(out, all_metrics, command).read_text())
+    plot_figure1(out, all_metrics)
+    (out / "summary.json").write_text(json.dumps(
+        {ds: {"n_images": m["n_images"], "methods": {k: {kk: e.get(kk) for kk in TABLE_METRICS}
+                                                     for k, e in m["methods"].items()}}
+         for ds, m in all_metrics.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
