@@ -4,7 +4,8 @@ The input Hessian of a ReLU / ReLU6 / max-pool network is zero almost everywhere
 Hessian rows need a smooth stand-in for the activations. Each option here is a context
 manager that intercepts the activation *functions* (``F.relu``, ``torch.relu``,
 ``F.relu6``, ``F.hardtanh`` and their in-place forms) through a ``TorchFunctionMode``.
-Because ``nn.ReLU`` and ``nn.ReLU6`` call those functions, this catches modules and
+``F.hardsigmoid`` and ``F.hardswish`` (MobileNetV3) are rebuilt on the smooth clip. Because
+``nn.ReLU``, ``nn.ReLU6``, ``nn.Hardsigmoid`` and ``nn.Hardswish`` call those functions, this catches modules and
 functional calls in ``forward`` alike (DenseNet's last ReLU, for example), and nothing in
 the user's model is modified or copied: leaving the ``with`` block restores everything.
 
@@ -38,6 +39,8 @@ _RELU = {F.relu, torch.relu, torch.relu_, F.relu_}
 _CLIP = {F.relu6, F.hardtanh, F.hardtanh_}
 if hasattr(torch._C._nn, "relu6"):
     _CLIP.add(torch._C._nn.relu6)
+# MobileNetV3's hard activations: hardsigmoid(x) = relu6(x + 3) / 6, hardswish(x) = x hardsigmoid(x)
+_HARD = {F.hardsigmoid: "sigmoid", F.hardswish: "swish"}
 
 
 @dataclass
@@ -101,6 +104,11 @@ class _SmoothActivations(TorchFunctionMode):
             if lo == 0.0:  # relu6 and friends: skip the shift (one op less per pass)
                 return self._relu(x) - self._relu(x - hi)
             return lo + self._relu(x - lo) - self._relu(x - hi)
+        if func in _HARD:
+            self.calls += 1
+            x = args[0]
+            gate = (self._relu(x + 3.0) - self._relu(x - 3.0)) / 6.0
+            return gate if _HARD[func] == "sigmoid" else x * gate
         return func(*args, **kwargs)
 
 

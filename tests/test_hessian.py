@@ -132,3 +132,18 @@ def test_out_of_range_feature_is_an_error(tiny64, image8):
     rows = HessianRows(ScoreFn(tiny64, 0), image8, "pixel", CurvatureSpec("softplus"))
     with pytest.raises(IndexError, match="out of range"):
         rows.row(64)
+
+
+def test_mobilenet_v3_hard_activations_are_smoothed():
+    x = torch.linspace(-5, 5, 41, dtype=torch.float64)
+    with curvature("softplus", beta=50.0) as mode:
+        hs = torch.nn.Hardswish()(x)
+        hg = torch.nn.Hardsigmoid()(x)
+    assert mode.calls == 2
+    torch.testing.assert_close(hs, torch.nn.functional.hardswish(x), atol=0.03, rtol=0)
+    torch.testing.assert_close(hg, torch.nn.functional.hardsigmoid(x), atol=0.01, rtol=0)
+    xg = x.clone().requires_grad_(True)
+    with curvature("softplus", beta=10.0):
+        (g,) = torch.autograd.grad(torch.nn.Hardsigmoid()(xg).sum(), xg, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum(), xg)
+    assert h.abs().max() > 0.1  # the piecewise-linear gate now has curvature
