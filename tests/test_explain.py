@@ -98,3 +98,27 @@ def test_cli_reports_bad_input_clearly(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hsets_widgets.cli.main", "explain", str(tmp_path / "nope.jpg"),
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "image file not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_demo_runs_offline_on_the_bundled_photo(tmp_path):
+    out = tmp_path / "demo"
+    r = subprocess.run([sys.executable, "-m", "hsets_widgets.cli.main", "demo", "--n-sets", "1", "--nu", "8",
+                        "--n-steps", "8", "--segmenter", "slic", "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, timeout=600, env={**__import__("os").environ,
+                                                                         "HSETS_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "cat" in r.stdout.split("predicted: ")[1].split("\n")[0]
+    assert "1 interaction sets" in r.stdout and "wrote" in r.stdout
+    assert (out / "heatmap.png").exists()
+
+
+@pytest.mark.parametrize("score", ["probability", "log_probability"])
+def test_softmax_scores(small32, photo48, score):
+    import torch
+
+    e = Explainer(photo48, small32, segmenter="slic", n_steps=64, score=score, rule="gauss-legendre")
+    ig = e.attribution()
+    probs = small32(e.x.unsqueeze(0)).softmax(-1)[0, e.target]
+    expect = float(probs) if score == "probability" else float(torch.log(probs))
+    assert ig.f_x == pytest.approx(expect, rel=1e-5)
+    assert ig.relative_completeness_error < 0.05

@@ -71,7 +71,9 @@ def explain_to_folder(image, model, args) -> int:
         print(f"  set {k}: seed (y={s.seed_yx[0]}, x={s.seed_yx[1]}) in segment {s.segment}, "
               f"{len(s)} {ex.features}s, value {s.value:.4g} +- {s.stderr:.2g} ({s.value_kind}), "
               f"stopped: {s.stopped}")
-    print(f"IG completeness error: {ex.info['ig_relative_completeness_error']:.1%} of f(x) - f(b)")
+    err = ex.info["ig_relative_completeness_error"]
+    hint = "; raise --n-steps for more accurate seeds and values" if err > 0.2 else ""
+    print(f"IG completeness error: {err:.1%} of f(x) - f(b){hint}")
     print(f"wrote {heat}, {npz}, {out / 'summary.json'}")
     return 0
 
