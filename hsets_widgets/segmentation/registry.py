@@ -148,6 +148,7 @@ def get_segmenter(spec="auto", cache=True, disk_cache=None, **kwargs):
         raise SegmentationError(f"segmenter must be a name, a function or a label map, got "
                                 f"{type(spec).__name__}")
     elif spec in ("slic", "felzenszwalb"):
+        kwargs.pop("show_progress", None)  # accepted by every named segmenter; superpixels are instant
         seg = SuperpixelSegmenter(spec, **kwargs)
     elif spec == "minisam":
         from .minisam import MiniSamSegmenter

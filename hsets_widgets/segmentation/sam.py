@@ -331,8 +331,9 @@ class SamSegmenter:
         if not self.checkpoint.exists():
             read_checkpoint(self.checkpoint)  # raises the helpful error
         # the model type is a property of the file, so the file's identity covers it
+        settings = {k: v for k, v in self.settings.items() if k != "points_per_batch"}
         return {"segmenter": "sam", "checkpoint": checkpoint_fingerprint(self.checkpoint),
-                "settings": self.settings}
+                "settings": settings}
 
     def check(self) -> str:
         """Read the checkpoint's tensor headers (cheap, memory-mapped) and return its model type.
