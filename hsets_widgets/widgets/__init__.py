@@ -1,0 +1,31 @@
+"""Notebook widgets for every step of H-Sets, over one shared state.
+
+``Explorer(image, model=None, **settings)`` composes them all; each is usable alone with
+the same :class:`ExplorerState` (or builds its own from an image):
+
+=====================  ====================================================================
+``ImageView``          photo, segments, heatmap, current set and seeds; click to seed, hover
+``RowInspector``       the seed's Hessian row as a map and a histogram with the threshold
+``ThresholdExplorer``  mu / nu / rule / sign / order controls that regrow from cached rows
+``MergeAnimation``     Play / step through the growth trace
+``SubsetSampling``     random subsets of the set and the running estimate of its value
+``RoadView``           ROAD MoRF/LeRF curves of H-Sets against IG, and imputed images
+``ExportPanel``        image PNG, figure PNG and explanation file, written from Python
+``StatusBar``          progress, cancel and errors of the background work
+=====================  ====================================================================
+
+The engine (:mod:`hsets_widgets.explain`) never imports this package.
+"""
+from .animation import MergeAnimation
+from .explorer import Explorer, SetsPanel, StatusBar
+from .export import ExportPanel, save_figure, save_png
+from .image_view import ImageView, compose_view
+from .road_view import RoadView
+from .row_inspector import RowInspector
+from .sampling import SubsetSampling
+from .state import CachedRows, ExplorerState, NeedRows, grow_from_cache
+from .threshold import ThresholdExplorer
+
+__all__ = ["CachedRows", "Explorer", "ExplorerState", "ExportPanel", "ImageView", "MergeAnimation",
+           "NeedRows", "RoadView", "RowInspector", "SetsPanel", "StatusBar", "SubsetSampling",
+           "ThresholdExplorer", "compose_view", "grow_from_cache", "save_figure", "save_png"]

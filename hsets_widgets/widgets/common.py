@@ -1,0 +1,77 @@
+"""Small helpers shared by the Explorer widgets."""
+from __future__ import annotations
+
+import html
+import threading
+from contextlib import contextmanager
+
+import ipywidgets as W
+
+from .state import ExplorerState
+
+#: ipycanvas sends draw commands through one global manager; two threads drawing at once
+#: would interleave their "switch canvas" commands, so every batch holds this lock.
+_DRAW_LOCK = threading.RLock()
+
+
+@contextmanager
+def draw_batch():
+    """Send the draw commands issued inside as one message (like ``ipycanvas.hold_canvas``,
+    but thread-safe and restoring the manager even if drawing raises)."""
+    from ipycanvas.canvas import _CANVAS_MANAGER as mgr
+
+    with _DRAW_LOCK:
+        was = mgr._caching
+        mgr._caching = True
+        try:
+            yield
+        finally:
+            if not was:
+                try:
+                    mgr.flush()
+                finally:
+                    mgr._caching = False
+                    mgr._commands_cache = []
+                    mgr._buffers_cache = []
+
+
+def as_state(obj, **settings) -> ExplorerState:
+    """An :class:`ExplorerState` from a state, an Explainer or an image (+ model, settings)."""
+    if isinstance(obj, ExplorerState):
+        if settings:
+            raise TypeError(f"settings {sorted(settings)} cannot be applied to an existing state")
+        return obj
+    from ..explain import Explainer
+
+    if isinstance(obj, Explainer):
+        background = settings.pop("background", True)
+        if settings:
+            raise TypeError(f"settings {sorted(settings)} cannot be applied to an existing Explainer")
+        return ExplorerState(obj, background=background)
+    return ExplorerState.from_image(obj, **settings)
+
+
+def title(text: str, help_text: str = "") -> W.HTML:
+    """A panel heading with a one-line explanation under it."""
+    sub = (f"<div style='color:#555;font-size:12px;line-height:1.3'>{help_text}</div>"
+           if help_text else "")
+    return W.HTML(f"<div style='font-weight:600;font-size:14px;margin-top:4px'>"
+                  f"{html.escape(text)}</div>{sub}")
+
+
+def fmt(v, digits: int = 3) -> str:
+    """Compact number for labels (``1.23e-04``, ``0.512``)."""
+    if v is None:
+        return "–"
+    v = float(v)
+    if v != v:
+        return "nan"
+    if v == 0:
+        return "0"
+    if 1e-2 <= abs(v) < 1e4:
+        return f"{v:.{digits}g}"
+    return f"{v:.{max(digits - 1, 1)}e}"
+
+
+def esc(text) -> str:
+    return html.escape(str(text))

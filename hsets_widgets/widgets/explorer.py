@@ -1,0 +1,210 @@
+"""The Explorer: every view of H-Sets over one shared state, in one notebook widget.
+
+>>> from hsets_widgets.widgets import Explorer          # doctest: +SKIP
+>>> ex = Explorer("chelsea")                            # embedded photo, EfficientNet-Lite0
+>>> ex                                                  # display it in Jupyter or Voila
+>>> ex.save_png("view.png"); ex.save_explanation("cat.npz")
+"""
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+
+from .animation import MergeAnimation
+from .common import as_state, esc, fmt, title
+from .export import ExportPanel, save_figure
+from .image_view import ImageView
+from .road_view import RoadView
+from .row_inspector import RowInspector
+from .sampling import SubsetSampling
+from .state import ExplorerState
+from .threshold import ThresholdExplorer
+
+
+class StatusBar(W.VBox):
+    """Status line, progress bar, cancel button and the last error."""
+
+    def __init__(self, state, **settings):
+        self.state = as_state(state, **settings)
+        self.label = W.HTML()
+        self.label.add_class("hsets-status")
+        self.bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, bar_style="info",
+                                   layout=W.Layout(width="220px"))
+        self.bar.add_class("hsets-progress")
+        self.cancel_button = W.Button(description="Cancel", icon="stop",
+                                      layout=W.Layout(width="100px"), disabled=True,
+                                      tooltip="stop the running computation (results so far are kept)")
+        self.cancel_button.add_class("hsets-cancel")
+        self.cancel_button.on_click(lambda b: self.state.cancel())
+        self.error = W.HTML()
+        self.error.add_class("hsets-error")
+        self.state.observe(lambda ch: self.update(), names=["busy", "stage", "progress", "status", "error"])
+        super().__init__([W.HBox([self.bar, self.cancel_button, self.label]), self.error])
+        self.add_class("hsets-status-bar")
+        self.update()
+
+    def update(self):
+        st = self.state
+        self.bar.value = st.progress if st.busy else (1.0 if st.progress >= 1.0 else st.progress)
+        self.bar.bar_style = "info" if st.busy else ("success" if not st.error else "danger")
+        self.cancel_button.disabled = not st.busy
+        self.cancel_button.button_style = "warning" if st.busy else ""
+        text = st.stage if st.busy and st.stage else st.status
+        busy = "<b style='color:#ef6c00'>working</b> · " if st.busy else "<b style='color:#2e7d32'>ready</b> · "
+        self.label.value = f"<span style='font-size:13px'>{busy}{esc(text)}</span>"
+        self.error.value = (f"<div style='color:#b71c1c;background:#ffebee;padding:3px 6px;"
+                            f"border-radius:3px;font-size:13px'>⚠ {esc(st.error)}</div>" if st.error else "")
+
+
+class SetsPanel(W.VBox):
+    """Keep the current set in the explanation, run the automatic sets, list kept sets."""
+
+    def __init__(self, state, **settings):
+        self.state = as_state(state, **settings)
+        st = self.state
+        self.keep = W.Button(description="Keep this set", icon="plus", button_style="success",
+                             tooltip="add the current set to the explanation (heatmap, ROAD, export)")
+        self.auto = W.Button(description=f"Explain: {st.explainer.config.n_sets} automatic sets",
+                             icon="magic", layout=W.Layout(width="230px"),
+                             tooltip="grow one set per best segment with the current settings")
+        self.clear = W.Button(description="Clear", icon="trash", layout=W.Layout(width="80px"))
+        self.remove = W.Button(description="Remove selected", layout=W.Layout(width="140px"))
+        for b, cls in ((self.keep, "keep"), (self.auto, "auto"), (self.clear, "clear"),
+                       (self.remove, "remove")):
+            b.add_class(f"hsets-sets-{cls}")
+        self.list = W.Select(options=[], rows=4, layout=W.Layout(width="400px"))
+        self.list.add_class("hsets-sets-list")
+        self.keep.on_click(lambda b: st.add_current_set())
+        self.auto.on_click(lambda b: st.explain())
+        self.clear.on_click(lambda b: st.clear_sets())
+        self.remove.on_click(lambda b: self._remove())
+        st.observe(lambda ch: self.update(), names=["sets"])
+        super().__init__([
+            title("Interaction sets of the explanation",
+                  "Kept sets are painted on the H-Sets heatmap layer and used by ROAD and export."),
+            W.HBox([self.keep, self.auto]), self.list, W.HBox([self.remove, self.clear])])
+        self.add_class("hsets-sets-panel")
+        self.update()
+
+    def _remove(self):
+        if self.list.index is not None:
+            self.state.remove_set(self.list.index)
+
+    def update(self):
+        opts = [f"{k + 1}. seed {tuple(s.seed_yx)}: {len(s)} px, v = {fmt(s.value)}"
+                for k, s in enumerate(self.state.sets)]
+        self.list.options = opts or ["(no kept sets yet)"]
+        self.list.disabled = not opts
+        self.remove.disabled = self.clear.disabled = not opts
+
+
+class Explorer(W.VBox):
+    """All H-Sets views of one image, composed over one :class:`ExplorerState`.
+
+    Parameters
+    ----------
+    image : path, PIL image, ndarray, Tensor, Explainer or ExplorerState
+        The photo (anything :func:`~hsets_widgets.images.load_image` reads; ``"chelsea"``
+        is the embedded cat), or an existing Explainer / state to show.
+    model : str, nn.Module or Classifier, optional
+        Default: the embedded offline EfficientNet-Lite0.
+    autostart : bool
+        Compute IG, the segmentation and the first set in the background right away.
+    display_size : int
+        On-screen size of the main image, in CSS pixels.
+    background : bool
+        Run expensive work in a background thread (default).
+    export_folder : str
+        Where the Export tab writes files (relative to the kernel's working directory).
+    **settings
+        ``preset``, ``segmenter``, ``target``, ``device`` and any
+        :class:`~hsets_widgets.presets.HSetsConfig` field (``mu=4``, ``nu=64``...).
+
+    Attributes
+    ----------
+    state : ExplorerState
+    image_view, row_inspector, threshold, animation, sets_panel, sampling, road, export,
+    status_bar : the component widgets (each usable alone with the same ``state``).
+    """
+
+    def __init__(self, image="chelsea", model=None, *, autostart: bool = True,
+                 display_size: int = 448, background: bool = True,
+                 export_folder: str = "hsets-export", **settings):
+        from ..explain import Explainer
+
+        if isinstance(image, ExplorerState):
+            self.state = as_state(image, **settings)
+        elif isinstance(image, Explainer):
+            self.state = as_state(image, background=background, **settings)
+        else:
+            self.state = ExplorerState.from_image(image, model, background=background, **settings)
+        st = self.state
+        ex = st.explainer
+        self.status_bar = StatusBar(st)
+        self.image_view = ImageView(st, display_size=display_size)
+        self.threshold = ThresholdExplorer(st)
+        self.animation = MergeAnimation(st)
+        self.sets_panel = SetsPanel(st)
+        self.row_inspector = RowInspector(st)
+        self.sampling = SubsetSampling(st)
+        self.road = RoadView(st)
+        self.export = ExportPanel(st, image_view=self.image_view, road_view=self.road,
+                                  folder=export_folder)
+        self.tabs = W.Tab(children=[self.row_inspector, self.sampling, self.road, self.export],
+                          titles=["Hessian row", "IDG subset sampling", "ROAD curves", "Export"])
+        self.tabs.add_class("hsets-tabs")
+        header = W.HTML(
+            "<div style='font-size:20px;font-weight:700'>H-Sets Explorer</div>"
+            f"<div style='font-size:14px'>{esc(ex.classifier.name)} predicts "
+            f"<b>{esc(ex.class_name)}</b> (class {ex.target}, p = {ex.probability:.2f}); "
+            f"preset <code>{esc(ex.config.preset)}</code>, {esc(ex.config.features)} features, "
+            f"{ex.shape[1]}×{ex.shape[2]} px</div>"
+            "<div style='font-size:12px;color:#555'>H-Sets explains the prediction with "
+            "<i>interaction sets</i>: pixels grown from a seed by following the Hessian of the "
+            "class score, valued by Integrated Directional Gradients (IDG). "
+            "<b>1</b> click a pixel · <b>2</b> move mu / nu · <b>3</b> play the merge · "
+            "<b>4</b> keep sets or run the automatic ones · <b>5</b> tabs below: row, IDG, ROAD, export.</div>")
+        header.add_class("hsets-header")
+        right = W.VBox([self.threshold, self.animation, self.sets_panel],
+                       layout=W.Layout(margin="0 0 0 16px", max_width="560px"))
+        super().__init__([header, self.status_bar,
+                          W.HBox([self.image_view, right], layout=W.Layout(flex_flow="row wrap")),
+                          self.tabs])
+        self.add_class("hsets-explorer")
+        if autostart:
+            st.prepare()
+
+    # ---- conveniences ------------------------------------------------------------------
+    @property
+    def explainer(self):
+        return self.state.explainer
+
+    def select(self, y: int, x: int) -> None:
+        """Same as clicking pixel ``(y, x)``."""
+        self.state.select_seed(y, x)
+
+    def wait(self, timeout: float = 300.0) -> bool:
+        """Block until background work is done (scripts, tests, screenshots)."""
+        return self.state.wait(timeout)
+
+    def save_png(self, path, layers=None, scale=None):
+        """The image view (ticked layers) as a PNG, composed in Python (no browser)."""
+        return self.image_view.save_png(path, layers, scale)
+
+    def save_figure(self, path):
+        """A PNG figure of every view (image, Hessian row, histogram, v(I), ROAD)."""
+        road = self.road.results or None
+        layers = [n for n, cb in self.image_view.toggles.items() if cb.value]
+        return save_figure(self.state, path, layers, road)
+
+    def save_explanation(self, path):
+        """The kept sets (or the current set) as an ``Explanation`` file (``.npz``)."""
+        with self.state.lock:
+            return self.state.explanation().save(path)
+
+    def __repr__(self) -> str:  # the widget repr is unreadable; this says what it shows
+        st = self.state
+        return (f"<Explorer {html.unescape(st.explainer.class_name)!r} seed="
+                f"{tuple(st.seed.yx) if st.seed else None} set={len(st.grown) if st.grown else 0} "
+                f"kept={len(st.sets)}>")

@@ -1,0 +1,196 @@
+"""Export from Python: the image view as PNG, a figure of every view, the explanation file.
+
+Nothing here asks the browser for pixels (canvases are drawn by the front end and may not
+even be displayed): images are composed with PIL from the same layers the canvas shows,
+plots are redrawn with matplotlib (Agg) from the data the bqplot marks show.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import ipywidgets as W
+import numpy as np
+
+from ..growth import candidates
+from ..idg import running_estimate
+from . import render
+from .common import as_state, esc, fmt, title
+from .image_view import LAYERS, compose_view
+from .row_inspector import rule_scores, threshold_position
+
+
+def save_png(state, path, layers=LAYERS, scale: int = 2) -> Path:
+    """Write the image view (``layers``, zoomed ``scale`` times) to ``path`` as PNG."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(compose_view(state, layers, scale)).save(path)
+    return path
+
+
+def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None, dpi: int = 110) -> Path:
+    """Write a figure of every view to ``path`` (PNG, or any format matplotlib knows).
+
+    Panels: the image view; the seed's Hessian row with the passing features; the row
+    histogram with the threshold; the running estimate of v(I); the ROAD curves (when
+    ``road_results``, ``{"hsets": ROADResult, "ig": ROADResult}``, is given).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    st = state
+    ex = st.explainer
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(15, 8.6), dpi=dpi, layout="constrained")
+    axes = fig.subplots(2, 3)
+    with st.lock:
+        seed, grown, value = st.seed, st.grown, st.value
+        # 1. image view
+        ax = axes[0, 0]
+        ax.imshow(compose_view(st, layers, render.display_scale(*st.shape[1:])), interpolation="nearest")
+        ttl = f"{ex.classifier.name}: '{ex.class_name}' (p = {ex.probability:.2f})"
+        if grown is not None:
+            ttl += f"\nset of seed {tuple(seed.yx)}: {len(grown)} features, step {st.step}/{st.n_steps}"
+        ax.set_title(ttl, fontsize=10)
+        ax.axis("off")
+        # 2. seed row map and 3. histogram
+        row_img = st.seed_row_image()
+        ax, axh = axes[0, 1], axes[0, 2]
+        if row_img is not None:
+            shown = row_img.copy()
+            shown[seed.yx] = 0.0
+            rgba, vmax = render.signed_rgba(shown)
+            grey = render.photo_rgba(ex.image, dim=0.6, grey=True)
+            row = ex.rows.row(seed.index).numpy().astype(np.float64)
+            rule = st.rule
+            passing = candidates(row, rule, seed.attribution, exclude=seed.index)
+            pas = np.zeros(row_img.shape + (4,), np.uint8)
+            pas[render.members_mask(passing, st.shape, ex.config.features)] = render.PASS_RGBA[:3] + (200,)
+            ax.imshow(render.compose([grey, rgba, pas]), interpolation="nearest")
+            ax.set_title(f"Hessian row of seed {tuple(seed.yx)} (blue < 0 < red, ±{fmt(vmax)});\n"
+                         f"green: {len(passing)} features pass '{rule.describe()}'", fontsize=10)
+            scores, label = rule_scores(row, rule)
+            others = np.delete(scores, seed.index)
+            axh.hist(others, bins=48, color="#9e9e9e", log=True, label="all features")
+            if passing.size:
+                axh.hist(scores[passing], bins=np.linspace(others.min(), others.max(), 49),
+                         color="#%02x%02x%02x" % render.PASS_RGBA[:3],
+                         log=True, label="pass (join the set)")
+            t = threshold_position(rule, seed.attribution, scores[passing])
+            if t is not None:
+                axh.axvline(t, color="#e53935", lw=2, label=f"threshold ({fmt(t)})")
+            axh.set_xlabel(label)
+            axh.set_ylabel("features (log)")
+            axh.set_title("Histogram of the seed's row", fontsize=10)
+            axh.legend(fontsize=8)
+        else:
+            for a in (ax, axh):
+                a.text(0.5, 0.5, "no seed row computed yet", ha="center", va="center")
+        ax.axis("off")
+        # 4. running estimate of v(I)
+        ax = axes[1, 0]
+        if value is not None and len(value.samples) > 1:
+            mean, se = running_estimate(value.samples)
+            x = np.arange(1, len(mean) + 1)
+            ax.fill_between(x, np.nan_to_num(mean - se, nan=mean[0]), np.nan_to_num(mean + se, nan=mean[0]),
+                            color="#bbdefb", label="± standard error")
+            ax.plot(x, mean, color="#1565c0", label="running mean of |IDG|")
+            ax.axhline(value.value, color="#e53935", ls="--", lw=1, label=f"v(I) = {fmt(value.value)}")
+            ax.set_xlabel("subsets drawn")
+            ax.set_ylabel("estimate of v(I)")
+            ax.legend(fontsize=8)
+            how = "exact (all subsets)" if value.exact else f"{value.n_samples} random subsets"
+            ax.set_title(f"IDG value of the set: {how}", fontsize=10)
+        else:
+            ax.text(0.5, 0.5, "no set value yet", ha="center", va="center")
+            ax.axis("off")
+        # 5. ROAD
+        ax = axes[1, 1]
+        if road_results:
+            for name, res in road_results.items():
+                col = {"hsets": "#d32f2f", "ig": "#1976d2"}.get(name, "k")
+                lab = {"hsets": "H-Sets", "ig": "IG"}.get(name, name)
+                for order, ls in (("morf", "-"), ("lerf", "--")):
+                    c = res.curves[order]
+                    ax.plot(c.percentages, c.probability, ls, color=col, marker="o", ms=3,
+                            label=f"{lab} {order.upper()} (AUC {c.auc('probability', normalized=True):.2f})")
+            ax.set_xlabel("fraction of pixels removed")
+            ax.set_ylabel("probability of the class")
+            ax.set_title("ROAD: MoRF should fall fast, LeRF stay high", fontsize=10)
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "ROAD curves not computed", ha="center", va="center")
+            ax.axis("off")
+        # 6. summary
+        ax = axes[1, 2]
+        ax.axis("off")
+        lines = [f"model: {ex.classifier.name}", f"class: {ex.class_name} (p = {ex.probability:.3f})",
+                 f"preset: {ex.config.preset}, features: {ex.config.features}",
+                 f"rule: {st.rule.describe() if grown is not None else '-'}", f"nu: {st.nu}, order: {st.order}",
+                 f"Hessian rows computed: {st.n_rows}", f"kept sets: {len(st.sets)}"]
+        for k, s in enumerate(st.sets[:8]):
+            lines.append(f"  {k + 1}. seed {tuple(s.seed_yx)}: {len(s)} px, v = {fmt(s.value)}")
+        ax.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=9)
+    fig.savefig(path)
+    return path
+
+
+class ExportPanel(W.VBox):
+    """Buttons that write the image view PNG, a figure of every view and the explanation."""
+
+    def __init__(self, state, image_view=None, road_view=None, folder: str = "hsets-export",
+                 **settings):
+        self.state = as_state(state, **settings)
+        self.image_view = image_view
+        self.road_view = road_view
+        self.folder = W.Text(value=folder, description="folder", layout=W.Layout(width="380px"))
+        self.folder.add_class("hsets-export-folder")
+        self.png_button = W.Button(description="Save image PNG", icon="image")
+        self.fig_button = W.Button(description="Save figure PNG", icon="th")
+        self.npz_button = W.Button(description="Save explanation", icon="save",
+                                   tooltip="Explanation.save: reload with Explanation.load")
+        for b, cls in ((self.png_button, "png"), (self.fig_button, "figure"), (self.npz_button, "npz")):
+            b.add_class(f"hsets-export-{cls}")
+        self.png_button.on_click(lambda b: self._run(self.save_png))
+        self.fig_button.on_click(lambda b: self._run(self.save_figure))
+        self.npz_button.on_click(lambda b: self._run(self.save_explanation))
+        self.result = W.HTML()
+        self.result.add_class("hsets-export-result")
+        super().__init__([
+            title("Export", "Files are written by the kernel (no browser involved) into the folder "
+                            "below, relative to the kernel's working directory."),
+            self.folder, W.HBox([self.png_button, self.fig_button, self.npz_button]), self.result])
+        self.add_class("hsets-export")
+
+    def _layers(self):
+        if self.image_view is None:
+            return LAYERS
+        return [n for n in LAYERS if self.image_view.toggles[n].value]
+
+    def _path(self, name: str) -> Path:
+        return Path(self.folder.value or ".") / name
+
+    def _run(self, fn):
+        try:
+            path = fn()
+            self.result.value = f"Saved <code>{esc(path)}</code>"
+        except Exception as err:  # noqa: BLE001 - shown in the panel
+            self.result.value = f"<span style='color:#c62828'>{esc(type(err).__name__)}: {esc(err)}</span>"
+
+    def save_png(self, path=None, scale=None) -> Path:
+        scale = scale or (self.image_view.scale if self.image_view is not None else 2)
+        return save_png(self.state, path or self._path("hsets-view.png"), self._layers(), scale)
+
+    def save_figure(self, path=None) -> Path:
+        road = self.road_view.results if self.road_view is not None and self.road_view.results else None
+        return save_figure(self.state, path or self._path("hsets-figure.png"), self._layers(), road)
+
+    def save_explanation(self, path=None) -> Path:
+        with self.state.lock:
+            expl = self.state.explanation()
+        return expl.save(path or self._path("hsets-explanation.npz"))

@@ -1,0 +1,288 @@
+"""The image view: the photo with its layers; click a pixel to seed a set, hover to read it.
+
+Layers of the :class:`ipycanvas.MultiCanvas`, bottom to top: ``photo``, ``segments``
+(segment boundaries), ``heatmap`` (the kept sets painted with their values), ``set`` (the
+current set after the animation step: cyan members, orange pixels the step added, a white
+square on the pixel whose row was expanded) and ``seeds`` (red ring: the seed; yellow
+numbered rings: automatic seeds; white ring: a clicked pixel still growing). Each layer has
+a check box. The image is zoomed by an integer factor (crisp pixels) and every layer is
+redrawn whenever a front end connects (``on_client_ready``), so a reloaded page or a Voila
+app is never blank.
+"""
+from __future__ import annotations
+
+import ipywidgets as W
+import numpy as np
+from ipycanvas import MultiCanvas
+
+from . import render
+from .common import as_state, draw_batch, esc, fmt, title
+
+LAYERS = ("photo", "segments", "heatmap", "set", "seeds")
+LAYER_LABELS = {"photo": "photo", "segments": "segments", "heatmap": "H-Sets heatmap",
+                "set": "current set", "seeds": "seeds"}
+
+
+class ImageView(W.VBox):
+    """Photo, segments, heatmap, current set and seeds, with click-to-seed and hover.
+
+    Parameters
+    ----------
+    state : ExplorerState, Explainer or image
+        What to show (an image builds its own state; ``**settings`` go to it).
+    display_size : int
+        Approximate on-screen size of the longer side, in CSS pixels.
+    layers : sequence of str, optional
+        Layers shown at start (default all but ``heatmap`` until sets are kept).
+    """
+
+    def __init__(self, state, display_size: int = 448, layers=None, **settings):
+        self.state = as_state(state, **settings)
+        _, h, w = self.state.shape
+        self.scale = render.display_scale(h, w, display_size)
+        self.canvas = MultiCanvas(len(LAYERS), width=w * self.scale, height=h * self.scale)
+        self.canvas.add_class("hsets-image-canvas")
+        self.canvas.layout.width = f"{w * self.scale}px"
+        self.canvas.layout.height = f"{h * self.scale}px"
+        shown = set(LAYERS if layers is None else layers)
+        self.toggles = {}
+        for name in LAYERS:
+            cb = W.Checkbox(value=name in shown, description=LAYER_LABELS[name], indent=False,
+                            layout=W.Layout(width="auto", margin="0 10px 0 0"))
+            cb.add_class(f"hsets-layer-{name}")
+            cb.observe(lambda ch, name=name: self.draw_layer(name), names="value")
+            self.toggles[name] = cb
+        self.readout = W.HTML(self._readout_text(None))
+        self.readout.add_class("hsets-hover")
+        self.legend = W.HTML()
+        self.legend.add_class("hsets-image-legend")
+        self.hover_yx = None
+        self.n_draws = 0
+
+        self.canvas.on_client_ready(self.redraw)
+        self.canvas.on_mouse_down(self._on_mouse_down)
+        self.canvas.on_mouse_move(self._on_mouse_move)
+        self.canvas.on_mouse_out(lambda x, y: self._set_hover(None))
+        st = self.state
+        st.observe(lambda ch: self._changed(("set", "seeds")), names=["grown", "step"])
+        st.observe(lambda ch: self._changed(("seeds",)),
+                   names=["seed", "pending_seed_yx", "auto_seeds"])
+        st.observe(lambda ch: self._changed(("heatmap",)), names=["sets"])
+        st.observe(lambda ch: self._changed(("segments",)), names=["ready"])
+        super().__init__([
+            title("Image", "Click any pixel to grow its interaction set; hover to read its "
+                           "Integrated Gradients and Hessian-row value."),
+            self.canvas,
+            W.HBox(list(self.toggles.values()), layout=W.Layout(flex_flow="row wrap")),
+            self.readout, self.legend])
+        self.add_class("hsets-image-view")
+        self._update_legend()
+
+    # ---- events ------------------------------------------------------------------------
+    def to_pixel(self, x: float, y: float) -> tuple:
+        """Canvas coordinates -> image pixel ``(row, col)``."""
+        _, h, w = self.state.shape
+        return (min(max(int(y // self.scale), 0), h - 1), min(max(int(x // self.scale), 0), w - 1))
+
+    def _on_mouse_down(self, x, y):
+        row, col = self.to_pixel(x, y)
+        self.state.select_seed(row, col)
+
+    def _on_mouse_move(self, x, y):
+        self._set_hover(self.to_pixel(x, y))
+
+    def _set_hover(self, yx):
+        self.hover_yx = yx
+        self.readout.value = self._readout_text(yx)
+
+    def _readout_text(self, yx) -> str:
+        st = self.state
+        if yx is None:
+            return ("<span style='color:#666'>Hover over the image: pixel, Integrated Gradients "
+                    "(IG) and H[seed, pixel] appear here.</span>")
+        info = st.pixel_info(*yx)
+        parts = [f"<b>pixel</b> (y={yx[0]}, x={yx[1]})",
+                 f"<b>IG</b> {fmt(info['ig'])}" if info["ig"] is not None else "<b>IG</b> (computing…)"]
+        if st.seed is not None:
+            parts.append(f"<b>H[seed, pixel]</b> {fmt(info['h'])}" if info["h"] is not None
+                         else "<b>H[seed, pixel]</b> (row not computed)")
+        if info["segment"] is not None:
+            parts.append(f"segment {info['segment']}")
+        if info["in_set"]:
+            parts.append("<b style='color:#0097a7'>in the set</b>")
+        return " · ".join(parts)
+
+    def _changed(self, names):
+        for n in names:
+            self.draw_layer(n)
+        if "heatmap" in names or "segments" in names:
+            self._update_legend()
+        if self.hover_yx is not None:
+            self.readout.value = self._readout_text(self.hover_yx)
+
+    # ---- drawing -----------------------------------------------------------------------
+    def redraw(self, *_):
+        """Draw every layer (called when a front end becomes ready)."""
+        with self.state.lock, draw_batch():
+            for name in LAYERS:
+                self.draw_layer(name)
+
+    def draw_layer(self, name: str) -> None:
+        layer = self.canvas[LAYERS.index(name)]
+        with self.state.lock, draw_batch():
+            layer.clear()
+            self.n_draws += 1
+            if self.toggles[name].value:
+                getattr(self, f"_draw_{name}")(layer)
+
+    def _put(self, layer, rgba: np.ndarray) -> None:
+        layer.put_image_data(render.upscale(rgba, self.scale), 0, 0)
+
+    def _draw_photo(self, layer):
+        self._put(layer, render.photo_rgba(self.state.explainer.image))
+
+    def _draw_segments(self, layer):
+        seg = self.state.explainer._segmentation  # noqa: SLF001 - drawn once computed
+        if seg is not None:
+            layer.put_image_data(render.boundaries_rgba(seg.labels, scale=self.scale), 0, 0)
+
+    def _draw_heatmap(self, layer):
+        if self.state.sets:
+            rgba, *_ = render.heat_rgba(self.state.heatmap())
+            self._put(layer, rgba)
+
+    def _draw_set(self, layer):
+        st = self.state
+        if st.grown is None:
+            return
+        shape, s, feats = st.shape, self.scale, st.explainer.config.features
+        members = st.displayed_members()
+        info = st.step_info()
+        added = info.added if info is not None else []
+        self._fill(layer, members, render.SET_RGBA, shape, feats)
+        self._fill(layer, added, render.ADDED_RGBA, shape, feats)
+        if info is not None:
+            y, x = render.feature_yx([info.row], shape, feats)
+            layer.stroke_style = render.css(render.ROW_RGBA)
+            layer.line_width = max(1.0, s / 4)
+            layer.stroke_rect(float(x[0] * s), float(y[0] * s), s, s)
+
+    def _fill(self, layer, indices, rgba, shape, feats):
+        if len(indices) == 0:
+            return
+        ys, xs = render.feature_yx(indices, shape, feats)
+        pix = np.unique(ys * shape[2] + xs)
+        s = self.scale
+        layer.fill_style = render.css(rgba)
+        layer.fill_rects((pix % shape[2]) * s, (pix // shape[2]) * s, s, s)
+
+    def _draw_seeds(self, layer):
+        st = self.state
+        s = self.scale
+        ra, r = render.seed_radius(s, auto=True), render.seed_radius(s)
+        layer.line_width = 2
+        layer.font = "bold 12px sans-serif"
+        for k, seed in enumerate(st.auto_seeds):
+            cy, cx = (seed.yx[0] + 0.5) * s, (seed.yx[1] + 0.5) * s
+            layer.stroke_style = "rgba(0, 0, 0, 0.7)"
+            layer.line_width = 4
+            layer.stroke_circle(cx, cy, ra)
+            layer.stroke_style = render.css(render.AUTO_RGBA)
+            layer.line_width = 2
+            layer.stroke_circle(cx, cy, ra)
+            layer.fill_style = render.css(render.AUTO_RGBA)
+            layer.fill_text(str(k + 1), cx + ra + 1, cy - ra * 0.5)
+        if st.pending_seed_yx is not None:
+            cy, cx = (st.pending_seed_yx[0] + 0.5) * s, (st.pending_seed_yx[1] + 0.5) * s
+            layer.stroke_style = render.css(render.PENDING_RGBA)
+            layer.set_line_dash([4, 3])
+            layer.line_width = 2
+            layer.stroke_circle(cx, cy, r)
+            layer.set_line_dash([])
+        if st.seed is not None:
+            cy, cx = (st.seed.yx[0] + 0.5) * s, (st.seed.yx[1] + 0.5) * s
+            layer.stroke_style = "rgba(0, 0, 0, 0.8)"
+            layer.line_width = 5
+            layer.stroke_circle(cx, cy, r)
+            layer.stroke_style = render.css(render.SEED_RGBA)
+            layer.line_width = 3
+            layer.stroke_circle(cx, cy, r)
+
+    def _update_legend(self):
+        st = self.state
+        sw = "display:inline-block;width:12px;height:12px;vertical-align:middle;margin:0 3px 0 8px"
+        items = [f"<span style='{sw};background:{render.css(render.SET_RGBA)}'></span>current set",
+                 f"<span style='{sw};background:{render.css(render.ADDED_RGBA)}'></span>added by the "
+                 "shown merge step",
+                 f"<span style='{sw};border:2px solid {render.css(render.SEED_RGBA)};border-radius:50%'>"
+                 "</span>seed",
+                 f"<span style='{sw};border:2px solid {render.css(render.AUTO_RGBA)};border-radius:50%'>"
+                 "</span>automatic seeds"]
+        heat = ""
+        if st.sets:
+            h = st.heatmap()
+            _, cmap, vmin, vmax = render.heat_rgba(h)
+            heat = (f"<div>H-Sets heatmap ({len(st.sets)} kept set(s), value per pixel): "
+                    f"{fmt(vmin)} <span style='display:inline-block;width:120px;height:10px;"
+                    f"background:{render.colorbar_css(cmap)};vertical-align:middle'></span> "
+                    f"{fmt(vmax)}</div>")
+        self.legend.value = (f"<div style='font-size:12px'>{''.join(items)}</div>"
+                             f"<div style='font-size:12px'>{heat}</div>")
+
+    # ---- export ------------------------------------------------------------------------
+    def to_rgb(self, layers=None, scale=None) -> np.ndarray:
+        """The view as an ``(H*scale, W*scale, 3)`` uint8 image, composed in Python with PIL
+        from the same layers the canvas shows (``layers`` default: the ticked ones)."""
+        if layers is None:
+            layers = [n for n in LAYERS if self.toggles[n].value]
+        return compose_view(self.state, layers, self.scale if scale is None else int(scale))
+
+    def save_png(self, path, layers=None, scale=None):
+        """Write :meth:`to_rgb` to ``path`` as a PNG; returns the path."""
+        from pathlib import Path
+
+        from PIL import Image
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(self.to_rgb(layers, scale)).save(path)
+        return path
+
+
+def compose_view(state, layers=LAYERS, scale: int = 2) -> np.ndarray:
+    """The image view's ``layers`` composed with PIL, ``(H*scale, W*scale, 3)`` uint8.
+
+    Uses the same colours as the canvas, so ``save_png`` needs no browser.
+    """
+    st = state
+    s = max(1, int(scale))
+    shape = st.shape
+    feats = st.explainer.config.features
+    h, w = shape[1:]
+    seg = st.explainer._segmentation  # noqa: SLF001 - only drawn once computed
+    out = []
+    with st.lock:
+        if "photo" in layers:
+            out.append(render.upscale(render.photo_rgba(st.explainer.image), s))
+        if "segments" in layers and seg is not None:
+            out.append(render.boundaries_rgba(seg.labels, scale=s))
+        if "heatmap" in layers and st.sets:
+            out.append(render.upscale(render.heat_rgba(st.heatmap())[0], s))
+        if "set" in layers and st.grown is not None:
+            info = st.step_info()
+            out.append(render.upscale(render.set_rgba(
+                shape, st.displayed_members(), info.added if info else [],
+                info.row if info else None, feats), s))
+        if "seeds" in layers:
+            ra, r = render.seed_radius(s, auto=True), render.seed_radius(s)
+            size = (h * s, w * s)
+            if st.auto_seeds:
+                out.append(render.rings(size, [((sd.yx[0] + .5) * s, (sd.yx[1] + .5) * s)
+                                               for sd in st.auto_seeds], render.AUTO_RGBA, ra,
+                                        labels=[str(k + 1) for k in range(len(st.auto_seeds))]))
+            if st.seed is not None:
+                out.append(render.rings(size, [((st.seed.yx[0] + .5) * s, (st.seed.yx[1] + .5) * s)],
+                                        render.SEED_RGBA, r, width=3))
+    if not out:
+        out.append(np.zeros((h * s, w * s, 4), np.uint8))
+    return render.compose(out)

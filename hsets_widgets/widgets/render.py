@@ -1,0 +1,194 @@
+"""Pictures of the Explorer's layers as RGBA arrays, shared by the canvases and PNG export.
+
+Every function returns ``(H, W, 4)`` uint8 RGBA at image resolution (or at ``scale`` times
+it), so the same pixels are sent to an ipycanvas layer (RGBA is sent losslessly as PNG;
+RGB would go as JPEG) and composed with PIL by :func:`compose` for ``save_png``.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from ..heatmap import colorize, set_pixel_mask
+
+#: layer colours (RGBA), also used for the canvas strokes and the legend
+SET_RGBA = (0, 229, 255, 150)        # members of the current set: cyan
+ADDED_RGBA = (255, 140, 0, 235)      # members added by the step being shown: orange
+ROW_RGBA = (255, 255, 255, 255)      # the pixel whose row was expanded: white outline
+SEED_RGBA = (255, 30, 60, 255)       # the current seed: red ring
+PENDING_RGBA = (255, 255, 255, 200)  # a clicked pixel still growing: white ring
+AUTO_RGBA = (255, 221, 0, 255)       # automatic seeds: yellow
+BOUNDARY_RGBA = (255, 255, 255, 150)  # segment boundaries
+PASS_RGBA = (40, 220, 90, 255)       # features that pass the threshold: green
+
+
+def css(rgba: Sequence[int]) -> str:
+    """``rgba(r, g, b, a)`` CSS colour of an RGBA tuple."""
+    r, g, b, a = rgba
+    return f"rgba({r}, {g}, {b}, {a / 255:.3f})"
+
+
+def display_scale(h: int, w: int, target: int = 448) -> int:
+    """Integer zoom that brings the longer side close to ``target`` screen pixels."""
+    return max(1, int(round(target / max(h, w))))
+
+
+def upscale(rgba: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour zoom by an integer factor (pixels stay crisp squares)."""
+    if scale == 1:
+        return rgba
+    return np.repeat(np.repeat(rgba, scale, axis=0), scale, axis=1)
+
+
+def photo_rgba(image: np.ndarray, dim: float = 1.0, grey: bool = False) -> np.ndarray:
+    """The ``(H, W, 3)`` [0, 1] photo as opaque RGBA (optionally dimmed or greyscale)."""
+    img = np.asarray(image, dtype=np.float64)
+    if grey:
+        img = np.repeat((img @ np.array([0.299, 0.587, 0.114]))[..., None], 3, axis=2)
+    rgb = np.clip(img * dim, 0, 1)
+    out = np.empty(img.shape[:2] + (4,), np.uint8)
+    out[..., :3] = (rgb * 255 + 0.5).astype(np.uint8)
+    out[..., 3] = 255
+    return out
+
+
+def boundaries_rgba(labels: np.ndarray, rgba=BOUNDARY_RGBA, scale: int = 1) -> np.ndarray:
+    """Segment boundaries of a label map, transparent elsewhere, at ``scale`` times its size
+    (boundaries are found after zooming, so lines stay one screen pixel wide)."""
+    from skimage.segmentation import find_boundaries
+
+    labels = np.asarray(labels)
+    if scale > 1:
+        labels = np.repeat(np.repeat(labels, scale, axis=0), scale, axis=1)
+    edge = find_boundaries(labels, mode="inner")
+    out = np.zeros(labels.shape + (4,), np.uint8)
+    out[edge] = rgba
+    return out
+
+
+def heat_rgba(heat: np.ndarray, alpha: float = 0.8, vmax: Optional[float] = None) -> tuple:
+    """Colour a heatmap for display: ``(rgba, cmap, vmin, vmax)``.
+
+    Non-negative maps (set values) use ``inferno``; signed maps ``bwr`` centred on zero.
+    Zero pixels are transparent; opacity grows with the magnitude.
+    """
+    heat = np.asarray(heat, dtype=np.float64)
+    h, w = heat.shape
+    out = np.zeros((h, w, 4), np.uint8)
+    mag = np.abs(heat)
+    top = float(mag.max()) if heat.size else 0.0
+    if top <= 0:
+        return out, "inferno", 0.0, 0.0
+    vmax = float(vmax or top)
+    if heat.min() >= 0:
+        cmap, vmin = "inferno", 0.0
+        # colorize(symmetric=False) rescales by the data's own range: pin the ends instead;
+        # the darkest 15% of inferno is skipped so small values stay visible on a photo
+        rgba = _fixed_colormap(np.clip(heat / vmax, 0, 1) * 0.85 + 0.15, cmap)
+    else:
+        cmap, vmin = "bwr", -vmax
+        rgba = colorize(heat, cmap, symmetric=True, vmax=vmax)
+    out[..., :3] = rgba[..., :3]
+    t = np.clip(mag / vmax, 0, 1)
+    out[..., 3] = np.where(mag > 0, (255 * alpha * (0.45 + 0.55 * np.sqrt(t))).astype(np.uint8), 0)
+    return out, cmap, vmin, vmax
+
+
+def _fixed_colormap(t: np.ndarray, cmap: str) -> np.ndarray:
+    import matplotlib
+
+    rgba = matplotlib.colormaps[cmap](np.clip(t, 0, 1))
+    return (rgba * 255 + 0.5).astype(np.uint8)
+
+
+def signed_rgba(values: np.ndarray, vmax: Optional[float] = None, alpha: float = 0.9) -> tuple:
+    """A signed map (a Hessian row) in ``bwr`` with opacity by magnitude: ``(rgba, vmax)``.
+
+    ``vmax`` defaults to the 99.5th percentile of ``|values|`` so one huge entry (the
+    diagonal) does not wash the rest out.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    mag = np.abs(v)
+    if vmax is None:
+        nz = mag[mag > 0]
+        vmax = float(np.percentile(nz, 99.5)) if nz.size else 1.0
+    vmax = vmax or 1.0
+    rgba = colorize(np.clip(v, -vmax, vmax), "bwr", symmetric=True, vmax=vmax)
+    t = np.clip(mag / vmax, 0, 1)
+    rgba[..., 3] = (255 * alpha * np.sqrt(t)).astype(np.uint8)
+    return rgba, vmax
+
+
+def members_mask(members, shape, features: str = "pixel") -> np.ndarray:
+    """``(H, W)`` pixel mask of feature indices (``shape`` is ``(3, H, W)``)."""
+    return set_pixel_mask(np.asarray(members, dtype=np.int64), shape, features)
+
+
+def feature_yx(indices, shape, features: str = "pixel") -> tuple:
+    """Row and column arrays of feature indices."""
+    _, h, w = shape
+    idx = np.asarray(indices, dtype=np.int64)
+    pix = idx % (h * w) if features == "channel" else idx
+    return pix // w, pix % w
+
+
+def set_rgba(shape, members, added=(), row: Optional[int] = None, features: str = "pixel") -> np.ndarray:
+    """The current set (cyan), the pixels the shown step added (orange) and the expanded
+    row's pixel (white), transparent elsewhere, ``(H, W, 4)``."""
+    _, h, w = shape
+    out = np.zeros((h, w, 4), np.uint8)
+    if len(members):
+        out[members_mask(members, shape, features)] = SET_RGBA
+    if len(added):
+        out[members_mask(added, shape, features)] = ADDED_RGBA
+    if row is not None:
+        y, x = feature_yx([row], shape, features)
+        out[y[0], x[0]] = ROW_RGBA
+    return out
+
+
+def seed_radius(scale: int, auto: bool = False) -> float:
+    """Ring radius (screen pixels) of a seed marker at a given zoom."""
+    return max(4.0, 0.6 * scale) if auto else max(6.0, 0.9 * scale + 2)
+
+
+def rings(size_hw: tuple, centers: Iterable[tuple], rgba, radius: float, width: int = 2,
+          labels: Optional[Sequence[str]] = None) -> np.ndarray:
+    """Circles (and optional text labels) on a transparent RGBA array of ``size_hw`` pixels.
+
+    ``centers`` are ``(y, x)`` in the array's own pixel units.
+    """
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGBA", (size_hw[1], size_hw[0]), (0, 0, 0, 0))
+    d = ImageDraw.Draw(im)
+    for k, (cy, cx) in enumerate(centers):
+        box = [cx - radius, cy - radius, cx + radius, cy + radius]
+        d.ellipse([b - 1 if i < 2 else b + 1 for i, b in enumerate(box)], outline=(0, 0, 0, 200),
+                  width=width + 2)
+        d.ellipse(box, outline=tuple(rgba), width=width)
+        if labels is not None:
+            d.text((cx + radius + 2, cy - radius - 2), labels[k], fill=tuple(rgba),
+                   stroke_width=2, stroke_fill=(0, 0, 0, 255))
+    return np.asarray(im)
+
+
+def compose(layers: Sequence[np.ndarray]) -> np.ndarray:
+    """Alpha-composite RGBA layers (first at the bottom) into one opaque RGB image."""
+    from PIL import Image
+
+    base = Image.new("RGBA", (layers[0].shape[1], layers[0].shape[0]), (0, 0, 0, 255))
+    for layer in layers:
+        base = Image.alpha_composite(base, Image.fromarray(np.ascontiguousarray(layer), "RGBA"))
+    return np.asarray(base.convert("RGB"))
+
+
+def colorbar_css(cmap: str, n: int = 8) -> str:
+    """A CSS ``linear-gradient`` of a matplotlib colormap (for HTML legends)."""
+    import matplotlib
+
+    cm = matplotlib.colormaps[cmap]
+    stops = ", ".join(css(tuple(int(c * 255 + 0.5) for c in cm(i / (n - 1))[:3]) + (255,))
+                      for i in range(n))
+    return f"linear-gradient(to right, {stops})"

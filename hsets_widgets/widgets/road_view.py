@@ -1,0 +1,205 @@
+"""ROAD curves inline: H-Sets against Integrated Gradients for the current image.
+
+Pixels are ranked by each map and removed most-relevant first (MoRF: a faithful map makes
+the class probability fall fast) or least-relevant first (LeRF: it should stay high); the
+holes are filled by noisy linear imputation (:mod:`hsets_widgets.evaluation.road`). The
+plot shows the probability of the explained class against the fraction removed, and the
+canvas the imputed image at the chosen fraction.
+"""
+from __future__ import annotations
+
+import bqplot as bq
+import ipywidgets as W
+import numpy as np
+from ipycanvas import Canvas
+
+from ..evaluation.road import (ORDERS, classify_batches, noisy_linear_impute, relevance_order,
+                               removal_mask, resolve_percentages, road)
+from . import render
+from .common import as_state, draw_batch, esc, fmt, title
+
+METHOD_COLORS = {"hsets": "#d32f2f", "ig": "#1976d2"}
+METHOD_NAMES = {"hsets": "H-Sets", "ig": "IG"}
+
+
+class RoadView(W.VBox):
+    """MoRF/LeRF ROAD curves of the H-Sets heatmap and of IG, and the imputed images."""
+
+    def __init__(self, state, percentages="road", display_size: int = 224, seed: int = 0,
+                 **settings):
+        self.state = as_state(state, **settings)
+        st = self.state
+        self.percentages = resolve_percentages(percentages)
+        self.seed = seed
+        _, h, w = st.shape
+        self.scale = render.display_scale(h, w, display_size)
+        self.results = {}          # method -> ROADResult
+        self.maps = {}             # method -> (H, W) map used
+        self.imputed = None        # last imputed image (H, W, 3) in [0, 1]
+
+        self.button = W.Button(description="Compute ROAD curves", button_style="primary",
+                               icon="line-chart", layout=W.Layout(width="200px"))
+        self.button.add_class("hsets-road-run")
+        self.button.on_click(lambda b: self.compute())
+        self.method = W.ToggleButtons(options=[("H-Sets", "hsets"), ("IG", "ig")], value="hsets",
+                                      description="map", style={"button_width": "70px"})
+        self.order = W.ToggleButtons(options=[("MoRF", "morf"), ("LeRF", "lerf")], value="morf",
+                                     description="order", style={"button_width": "70px"})
+        self.fraction = W.SelectionSlider(options=[(f"{p:.0%}", float(p)) for p in self.percentages],
+                                          value=float(self.percentages[len(self.percentages) // 2]),
+                                          description="removed", continuous_update=False)
+        self.fraction.add_class("hsets-road-fraction")
+        for wdg in (self.method, self.order, self.fraction):
+            wdg.style.description_width = "60px"
+            wdg.observe(lambda ch: self.show_imputed(), names="value")
+
+        self.x_scale = bq.LinearScale(min=0.0, max=1.0)
+        self.y_scale = bq.LinearScale(min=0.0, max=1.0)
+        sc = {"x": self.x_scale, "y": self.y_scale}
+        self.morf = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc, colors=[METHOD_COLORS["hsets"],
+                             METHOD_COLORS["ig"]], stroke_width=2.5, marker="circle", marker_size=24,
+                             labels=["H-Sets MoRF", "IG MoRF"], display_legend=True)
+        self.lerf = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc, colors=[METHOD_COLORS["hsets"],
+                             METHOD_COLORS["ig"]], stroke_width=2.5, line_style="dashed",
+                             marker="square", marker_size=24, labels=["H-Sets LeRF", "IG LeRF"],
+                             display_legend=True)
+        self.cursor = bq.Lines(x=[0.5, 0.5], y=[0.0, 1.0], scales=sc, colors=["#757575"],
+                               line_style="dotted", stroke_width=1)
+        self.figure = bq.Figure(
+            marks=[self.morf, self.lerf, self.cursor],
+            axes=[bq.Axis(scale=self.x_scale, label="fraction of pixels removed", tick_format=".0%"),
+                  bq.Axis(scale=self.y_scale, orientation="vertical",
+                          label="probability of the class", tick_format=".1f")],
+            title="ROAD: MoRF should fall fast, LeRF stay high", legend_location="top-right",
+            fig_margin={"top": 40, "bottom": 45, "left": 60, "right": 15},
+            layout=W.Layout(width="520px", height="320px"))
+        self.figure.add_class("hsets-road-plot")
+        self.canvas = Canvas(width=w * self.scale, height=h * self.scale)
+        self.canvas.layout.width = f"{w * self.scale}px"
+        self.canvas.layout.height = f"{h * self.scale}px"
+        self.canvas.add_class("hsets-road-canvas")
+        self.canvas.on_client_ready(lambda *_: self._draw_imputed())
+        self.image_label = W.HTML()
+        self.info = W.HTML("<i>Press “Compute ROAD curves” (uses the kept sets, or the current set "
+                           "if none are kept).</i>")
+        self.info.add_class("hsets-road-info")
+        super().__init__([
+            title("ROAD (remove and debias)",
+                  "Remove the most (MoRF) or least (LeRF) relevant pixels by each map, fill them "
+                  "by noisy linear imputation, and ask the classifier again."),
+            self.button,
+            W.HBox([self.figure, W.VBox([self.method, self.order, self.fraction, self.canvas,
+                                         self.image_label])]),
+            self.info])
+        self.add_class("hsets-road-view")
+
+    # ---- maps --------------------------------------------------------------------------
+    def current_maps(self) -> dict:
+        """``{"hsets": (H, W) heatmap, "ig": (3, H, W) IG}`` for the current image."""
+        st = self.state
+        sets = list(st.sets)
+        if not sets:
+            cur = st.current_interaction_set()
+            if cur is None:
+                raise ValueError("no H-Sets map yet: click a pixel or run the automatic sets first")
+            sets = [cur]
+        ig = st.explainer.attribution().attribution.detach().cpu().double().numpy()
+        return {"hsets": st.explainer.heatmap(sets), "ig": ig}
+
+    def compute(self):
+        """Compute the ROAD curves of both maps in the background (returns the job)."""
+        st = self.state
+        ex = st.explainer
+        try:
+            with st.lock:
+                maps = self.current_maps() if st.ready else None
+        except ValueError as err:
+            self.info.value = f"<span style='color:#c62828'>{esc(err)}</span>"
+            return None
+
+        def work(progress, cancel):
+            m = maps
+            if m is None:
+                st._ensure_ready(progress, cancel)  # noqa: SLF001
+                with st.lock:
+                    m = self.current_maps()
+            out = {}
+            for k, (name, amap) in enumerate(m.items()):
+                progress(f"ROAD of {METHOD_NAMES[name]}", k, len(m))
+                cancel.check()
+                out[name] = road(ex.classifier, ex.x.detach(), amap, self.percentages, seed=self.seed)
+            progress("ROAD", len(m), len(m))
+            return m, out
+
+        def apply(result):
+            self.maps, self.results = result
+            self._update_plot()
+
+        return st.submit("road", "ROAD curves (H-Sets and IG)", work, apply)
+
+    def _update_plot(self):
+        p = self.percentages
+        with self.figure.hold_sync():
+            for mark, order in ((self.morf, "morf"), (self.lerf, "lerf")):
+                ys = [self.results[m].curves[order].probability for m in ("hsets", "ig")]
+                mark.x, mark.y = p, np.vstack(ys)
+                mark.labels = [f"{METHOD_NAMES[m]} {order.upper()} (AUC "
+                               f"{self.results[m].curves[order].auc('probability', normalized=True):.2f})"
+                               for m in ("hsets", "ig")]
+            top = max(float(np.max(self.morf.y)), float(np.max(self.lerf.y)), 1e-3)
+            self.y_scale.max = min(1.0, top * 1.1) if top < 0.9 else 1.0
+            self.x_scale.min, self.x_scale.max = 0.0, 1.0
+        r = self.results["hsets"]
+        rows = "".join(
+            f"<tr><td>{METHOD_NAMES[m]}</td>"
+            + "".join(f"<td>{self.results[m].curves[o].auc('probability', normalized=True):.3f}</td>"
+                      for o in ORDERS) + "</tr>" for m in ("hsets", "ig"))
+        self.info.value = (
+            f"Class '{esc(self.state.explainer.class_name)}', probability on the original image "
+            f"{r.original_probability:.3f}. Mean probability over the removal fractions (normalised "
+            f"area under the curve):<table style='font-size:12px'><tr><th></th><th>MoRF (lower is "
+            f"better)</th><th>LeRF (higher is better)</th></tr>{rows}</table>")
+        self.show_imputed()
+
+    # ---- imputed image -----------------------------------------------------------------
+    def show_imputed(self):
+        """Impute the image at the chosen fraction, order and map (background job)."""
+        if not self.maps:
+            return None
+        st = self.state
+        ex = st.explainer
+        method, order, frac = self.method.value, self.order.value, float(self.fraction.value)
+        amap = self.maps[method]
+        with self.figure.hold_sync():
+            self.cursor.x = [frac, frac]
+            self.cursor.y = [0.0, float(self.y_scale.max or 1.0)]
+
+        def work(progress, cancel):
+            _, h, w = st.shape
+            ranking = relevance_order(amap, seed=self.seed, shape=(h, w))
+            mask = removal_mask(ranking, frac, (h, w), order)
+            rng = np.random.default_rng([self.seed, ORDERS.index(order), int(round(frac * 1e6))])
+            img = noisy_linear_impute(ex.x.detach().cpu().double().numpy(), mask, rng=rng)
+            import torch
+
+            probs = classify_batches(ex.classifier, torch.from_numpy(img[None].astype(np.float32)))[0]
+            return img, mask, probs
+
+        def apply(result):
+            img, mask, probs = result
+            self.imputed = np.clip(np.transpose(img, (1, 2, 0)), 0, 1)
+            p = float(probs[ex.target])
+            top = int(probs.argmax())
+            self.image_label.value = (
+                f"<div style='font-size:12px'>{METHOD_NAMES[method]} {order.upper()}, "
+                f"{frac:.0%} removed ({int(mask.sum())} pixels): p('{esc(ex.class_name)}') = "
+                f"<b>{p:.3f}</b>; top class '{esc(ex.classifier.class_name(top))}'</div>")
+            self._draw_imputed()
+
+        return st.submit("road-image", "Imputing the ROAD image", work, apply)
+
+    def _draw_imputed(self):
+        with self.state.lock, draw_batch():
+            self.canvas.clear()
+            if self.imputed is not None:
+                self.canvas.put_image_data(render.upscale(render.photo_rgba(self.imputed), self.scale), 0, 0)

@@ -1,0 +1,207 @@
+"""The Hessian row inspector: the seed's row as a map over the image and as a histogram.
+
+The map shows ``H[seed, j]`` for every pixel ``j`` (blue negative, red positive, channels
+summed for channel features) over a grey copy of the photo, with the features that pass
+the threshold rule filled green. The histogram (bqplot, log counts) shows the quantity
+the rule compares (``|H|``, ``H`` or the min-max normalised row), the passing part in green
+and the threshold as a red line; moving ``mu`` only moves the line and the green part.
+"""
+from __future__ import annotations
+
+import bqplot as bq
+import ipywidgets as W
+import numpy as np
+from ipycanvas import MultiCanvas
+
+from ..growth import candidates
+from . import render
+from .common import as_state, draw_batch, fmt, title
+
+
+#: lowest count drawn on the log axis (empty bins sit on it)
+FLOOR = 0.8
+
+
+def step_xy(edges: np.ndarray, counts: np.ndarray) -> tuple:
+    """A histogram as the corner points of a step line (empty bins at :data:`FLOOR`)."""
+    x = np.repeat(edges, 2)[1:-1]
+    y = np.repeat(np.maximum(counts, FLOOR), 2)
+    return x, y
+
+
+def rule_scores(row: np.ndarray, rule) -> tuple:
+    """What ``rule`` compares for each entry of ``row``, and the axis label."""
+    row = np.asarray(row, dtype=np.float64)
+    if rule.kind == "minmax":
+        lo, hi = row.min(), row.max()
+        return ((row - lo) / (hi - lo) if hi > lo else np.zeros_like(row),
+                "min-max normalised H[seed, j]")
+    if rule.sign == "magnitude":
+        return np.abs(row), "|H[seed, j]|"
+    return row, "H[seed, j]"
+
+
+def threshold_position(rule, seed_attribution: float, passing_scores: np.ndarray):
+    """Where the rule's cut lies on the score axis (None when nothing passes a top-k rule)."""
+    if rule.kind == "topk":
+        return float(passing_scores.min()) if passing_scores.size else None
+    if rule.kind == "seed-fraction":
+        return rule.mu * abs(seed_attribution)
+    return float(rule.mu)
+
+
+class RowInspector(W.VBox):
+    """Map and histogram of the current seed's Hessian row, with the threshold."""
+
+    def __init__(self, state, display_size: int = 300, bins: int = 48, **settings):
+        self.state = as_state(state, **settings)
+        _, h, w = self.state.shape
+        self.bins = bins
+        self.scale = render.display_scale(h, w, display_size)
+        self.canvas = MultiCanvas(3, width=w * self.scale, height=h * self.scale)
+        self.canvas.add_class("hsets-row-canvas")
+        self.canvas.layout.width = f"{w * self.scale}px"
+        self.canvas.layout.height = f"{h * self.scale}px"
+        self.canvas.on_client_ready(self.redraw)
+
+        self.x_scale = bq.LinearScale()
+        self.y_scale = bq.LogScale(min=FLOOR)
+        # histograms as filled step lines: bqplot Bars need an ordinal x and break on log y
+        self.bars_all = bq.Lines(x=[0.0, 1.0], y=[FLOOR, FLOOR], scales={"x": self.x_scale, "y": self.y_scale},
+                                 colors=["#9e9e9e"], fill="bottom", fill_colors=["#bdbdbd"],
+                                 fill_opacities=[0.9], stroke_width=1, labels=["all features"],
+                                 display_legend=True)
+        self.bars_pass = bq.Lines(x=[0.0, 1.0], y=[FLOOR, FLOOR], scales={"x": self.x_scale, "y": self.y_scale},
+                                  colors=[render.css(render.PASS_RGBA)], fill="bottom",
+                                  fill_colors=[render.css(render.PASS_RGBA)], fill_opacities=[0.9],
+                                  stroke_width=1, labels=["pass (join the set)"], display_legend=True)
+        self.cut = bq.Lines(x=[0.0, 0.0], y=[FLOOR, 1.0], scales={"x": self.x_scale, "y": self.y_scale},
+                            colors=["#e53935"], stroke_width=2.5, labels=["threshold (mu)"],
+                            display_legend=True)
+        self.x_axis = bq.Axis(scale=self.x_scale, label="|H[seed, j]|", tick_format=".2e",
+                              num_ticks=4)
+        self.y_axis = bq.Axis(scale=self.y_scale, orientation="vertical", label="features (log)",
+                              tick_format="d")
+        self.figure = bq.Figure(marks=[self.bars_all, self.bars_pass, self.cut],
+                                axes=[self.x_axis, self.y_axis], legend_location="top-right",
+                                title="Histogram of the seed's row",
+                                fig_margin={"top": 40, "bottom": 45, "left": 55, "right": 40},
+                                layout=W.Layout(width="520px", height="300px"))
+        self.figure.add_class("hsets-row-histogram")
+        self.info = W.HTML()
+        self.info.add_class("hsets-row-info")
+        self.colorbar = W.HTML()
+        self._row = None        # (seed index, row, map, vmax)
+        self.passing = np.zeros(0, np.int64)
+        self.threshold = None
+
+        st = self.state
+        st.observe(lambda ch: self.update(), names=["revision", "seed"])
+        st.observe(lambda ch: self.update(row_changed=False), names=["mu", "threshold", "sign"])
+        super().__init__([
+            title("Hessian row of the seed",
+                  "H[seed, j]: how pixel j changes the seed's effect on the class score. Rows "
+                  "propose candidates; those passing the threshold join the set."),
+            W.HBox([W.VBox([self.canvas, self.colorbar]), self.figure]),
+            self.info])
+        self.add_class("hsets-row-inspector")
+        self.update()
+
+    # ---- data --------------------------------------------------------------------------
+    def _load_row(self):
+        st = self.state
+        seed = st.seed
+        if seed is None or seed.index not in st.explainer.rows:
+            self._row = None
+            return None
+        if self._row is None or self._row[0] != seed.index:
+            row = st.explainer.rows.row(seed.index).numpy().astype(np.float64)
+            img = st.seed_row_image()
+            shown = img.copy()
+            _, h, w = st.shape
+            shown[seed.yx[0], seed.yx[1]] = 0.0      # the diagonal would dominate the colours
+            rgba, vmax = render.signed_rgba(shown)
+            self._row = (seed.index, row, rgba, vmax)
+        return self._row
+
+    def update(self, row_changed: bool = True) -> None:
+        """Recompute what passes and redraw (the map only when the row changed)."""
+        st = self.state
+        with st.lock:
+            loaded = self._load_row()
+            if loaded is None:
+                self.passing = np.zeros(0, np.int64)
+                self.threshold = None
+                self.info.value = ("<i>Click a pixel (or wait for the first set): its Hessian row "
+                                   "appears here once computed.</i>")
+                self._draw(row_changed=True)
+                return
+            _, row, _, vmax = loaded
+            seed = st.seed
+            try:
+                rule = st.rule
+            except ValueError as err:
+                self.info.value = f"<span style='color:#c62828'>{err}</span>"
+                return
+            scores, label = rule_scores(row, rule)
+            self.passing = candidates(row, rule, seed.attribution, exclude=seed.index)
+            self.threshold = threshold_position(rule, seed.attribution, scores[self.passing])
+            others = np.delete(scores, seed.index)
+            lo, hi = float(others.min()), float(others.max())
+            if hi <= lo:
+                hi = lo + 1e-12
+            edges = np.linspace(lo, hi, self.bins + 1)
+            c_all = np.histogram(others, edges)[0].astype(float)
+            c_pass = np.histogram(scores[self.passing], edges)[0].astype(float)
+            top = max(float(c_all.max()), 1.0)
+            with self.figure.hold_sync():
+                self.bars_all.x, self.bars_all.y = step_xy(edges, c_all)
+                self.bars_pass.x, self.bars_pass.y = step_xy(edges, c_pass)
+                t = self.threshold if self.threshold is not None else lo
+                self.cut.x, self.cut.y = [t, t], [FLOOR, top * 1.5]
+                self.x_axis.label = label
+                self.x_scale.min, self.x_scale.max = lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo)
+                self.y_scale.max = top * 1.5
+                self.figure.title = f"Row of seed {tuple(seed.yx)}: {rule.describe()}"
+            n = row.size - 1
+            self.info.value = (
+                f"Seed <b>{tuple(seed.yx)}</b> (IG {fmt(seed.attribution)}): <b>{len(self.passing)}</b> "
+                f"of {n} features pass <i>{rule.describe()}</i>"
+                + (f", threshold at {fmt(self.threshold)}" if self.threshold is not None else "")
+                + ". Passing features join the set unless already in it (or the size cap nu is hit).")
+            self.colorbar.value = (
+                f"<div style='font-size:11px'>H[seed, j]: {fmt(-vmax)} "
+                f"<span style='display:inline-block;width:110px;height:9px;"
+                f"background:{render.colorbar_css('bwr')};vertical-align:middle'></span> {fmt(vmax)}"
+                f" · <span style='color:{render.css(render.PASS_RGBA)}'>■</span> pass</div>")
+            self._draw(row_changed=row_changed)
+
+    # ---- drawing -----------------------------------------------------------------------
+    def redraw(self, *_):
+        with self.state.lock:
+            self._draw(row_changed=True)
+
+    def _draw(self, row_changed: bool = True) -> None:
+        st = self.state
+        s = self.scale
+        with draw_batch():
+            if row_changed:
+                self.canvas[0].clear()
+                self.canvas[0].put_image_data(
+                    render.upscale(render.photo_rgba(st.explainer.image, dim=0.6, grey=True), s), 0, 0)
+                self.canvas[1].clear()
+                if self._row is not None:
+                    self.canvas[1].put_image_data(render.upscale(self._row[2], s), 0, 0)
+            top = self.canvas[2]
+            top.clear()
+            if self._row is None:
+                return
+            shape, feats = st.shape, st.explainer.config.features
+            if self.passing.size:
+                ys, xs = render.feature_yx(self.passing, shape, feats)
+                top.fill_style = render.css(render.PASS_RGBA[:3] + (200,))
+                top.fill_rects(xs * s, ys * s, s, s)
+            y, x = st.seed.yx
+            top.stroke_style = render.css(render.SEED_RGBA)
+            top.line_width = 2
+            top.stroke_circle((x + 0.5) * s, (y + 0.5) * s, render.seed_radius(s))

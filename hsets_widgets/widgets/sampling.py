@@ -1,0 +1,191 @@
+"""IDG subset sampling: how the value v(I) of the current set is estimated.
+
+``v(I)`` averages ``|IDG(T)|`` over the subsets ``T`` of the set (see
+:mod:`hsets_widgets.idg`). This panel draws random subsets the way the engine does (each
+member kept with probability 1/2, the same random stream as ``Explainer.value``), shows a
+few of them on a zoom of the set, and plots the running mean with its standard error as
+the samples accumulate, next to the engine's estimate.
+"""
+from __future__ import annotations
+
+import time
+
+import bqplot as bq
+import ipywidgets as W
+import numpy as np
+from ipycanvas import Canvas
+
+from ..idg import bernoulli_subsets, member_terms, running_estimate, subset_scores
+from . import render
+from .common import as_state, draw_batch, fmt, title
+
+
+def draw_subsets(explainer, members, n_samples: int, seed_offset: int = 0) -> tuple:
+    """``(subsets, d)``: ``n_samples`` Bernoulli subsets of ``members`` and their ``|IDG|``,
+    drawn from the generator :meth:`Explainer.value` uses (so the first draws match)."""
+    c = explainer.config
+    ig = explainer.attribution()
+    terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, explainer.x - ig.baseline,
+                         c.features)
+    rng = np.random.default_rng(c.seed + seed_offset)
+    subsets = bernoulli_subsets(len(members), int(n_samples), rng)
+    return subsets, np.abs(subset_scores(terms, subsets, c.set_score))
+
+
+class SubsetSampling(W.VBox):
+    """Draw subsets of the current set; plot the running estimate of v(I) ± standard error."""
+
+    def __init__(self, state, n_show: int = 4, thumb_size: int = 120, animate: bool = True,
+                 **settings):
+        self.state = as_state(state, **settings)
+        st = self.state
+        c = st.explainer.config
+        self.thumb_size = thumb_size
+        self.n_samples = W.IntSlider(value=min(c.n_samples, 5000), min=10, max=5000, step=10,
+                                     description="subsets", continuous_update=False,
+                                     layout=W.Layout(width="320px"))
+        self.n_samples.add_class("hsets-n-subsets")
+        self.animate = W.Checkbox(value=animate, description="animate", indent=False,
+                                  layout=W.Layout(width="90px"))
+        self.button = W.Button(description="Draw subsets", button_style="primary",
+                               icon="random", tooltip="sample subsets of the current set")
+        self.button.add_class("hsets-draw-subsets")
+        self.button.on_click(lambda b: self.sample())
+        self.thumbs = [Canvas(width=thumb_size, height=thumb_size) for _ in range(n_show)]
+        self.thumb_labels = [W.HTML(layout=W.Layout(width=f"{thumb_size + 8}px")) for _ in range(n_show)]
+        for cv in self.thumbs:
+            cv.layout.width = cv.layout.height = f"{thumb_size}px"
+            cv.on_client_ready(lambda *_: self._draw_thumbs())
+        self._thumb_rgba = [None] * n_show
+
+        self.x_scale = bq.LinearScale(min=0)
+        self.y_scale = bq.LinearScale()
+        sc = {"x": self.x_scale, "y": self.y_scale}
+        self.band = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc, fill="between",
+                             colors=["#90caf9", "#90caf9"], fill_colors=["#bbdefb"], fill_opacities=[0.6],
+                             stroke_width=0.5, labels=["± standard error"], display_legend=True)
+        self.mean_line = bq.Lines(x=[0.0], y=[0.0], scales=sc, colors=["#1565c0"], stroke_width=2,
+                                  labels=["running mean of |IDG|"], display_legend=True)
+        self.reference = bq.Lines(x=[0.0, 1.0], y=[0.0, 0.0], scales=sc, colors=["#e53935"],
+                                  line_style="dashed", stroke_width=1.5,
+                                  labels=["engine's v(I)"], display_legend=True)
+        self.figure = bq.Figure(
+            marks=[self.band, self.mean_line, self.reference],
+            axes=[bq.Axis(scale=self.x_scale, label="subsets drawn", num_ticks=5),
+                  bq.Axis(scale=self.y_scale, orientation="vertical", label="estimate of v(I)",
+                          tick_format=".2e")],
+            title="Running estimate of v(I) as subsets accumulate", legend_location="top-right",
+            fig_margin={"top": 40, "bottom": 45, "left": 75, "right": 15},
+            layout=W.Layout(width="520px", height="300px"))
+        self.figure.add_class("hsets-idg-plot")
+        self.info = W.HTML("<i>Press “Draw subsets” to sample subsets of the current set.</i>")
+        self.info.add_class("hsets-idg-info")
+        self.subsets = None
+        self.samples = None
+        self.members = None
+        st.observe(lambda ch: self._set_changed(), names=["revision"])
+        super().__init__([
+            title("IDG subset sampling",
+                  "The value of a set is the mean |IDG| over its subsets. Random subsets (each "
+                  "member kept with probability ½) estimate it; a few are shown (cyan: in the "
+                  "subset, grey: left out)."),
+            W.HBox([self.n_samples, self.animate, self.button]),
+            W.HBox([W.VBox([cv, lab]) for cv, lab in zip(self.thumbs, self.thumb_labels)]),
+            self.figure, self.info])
+        self.add_class("hsets-subset-sampling")
+
+    def _set_changed(self):
+        if self.members is not None:
+            self.info.value = ("<i>The set changed: press “Draw subsets” to sample the new set.</i>")
+
+    # ---- sampling ----------------------------------------------------------------------
+    def sample(self, n_samples=None, animate=None):
+        """Draw subsets of the current set in the background (returns the job, or None)."""
+        st = self.state
+        if st.grown is None:
+            self.info.value = "<span style='color:#c62828'>No set yet: click a pixel first.</span>"
+            return None
+        ex = st.explainer
+        members = np.asarray(st.grown.members)
+        n = int(n_samples or self.n_samples.value)
+        animate = self.animate.value if animate is None else animate
+        reference = st.value
+
+        def work(progress, cancel):
+            subsets, d = draw_subsets(ex, members, n)
+            mean, se = running_estimate(d)
+            chunks = 25 if animate else 1
+            ends = np.unique(np.linspace(n / chunks, n, chunks).round().astype(int).clip(1, n))
+            with st.lock:
+                self._make_thumbs(members, subsets, d)
+            for k, m in enumerate(ends):
+                cancel.check()
+                with st.lock:
+                    self._show(members, subsets, d, mean, se, int(m), reference)
+                progress("subsets", int(m), n)
+                if animate and k < len(ends) - 1:
+                    time.sleep(0.06)
+            return subsets, d
+
+        def apply(result):
+            self.subsets, self.samples = result
+            self.members = members
+
+        return st.submit("sampling", f"Sampling {n} subsets", work, apply)
+
+    def _show(self, members, subsets, d, mean, se, m, reference):
+        x = np.arange(1, m + 1, dtype=float)
+        lo = np.nan_to_num(mean[:m] - se[:m], nan=mean[0])
+        hi = np.nan_to_num(mean[:m] + se[:m], nan=mean[0])
+        ref = reference.value if reference is not None and reference.kind == "mean" else None
+        with self.figure.hold_sync():
+            self.band.x, self.band.y = x, np.vstack([lo, hi])
+            self.mean_line.x, self.mean_line.y = x, mean[:m]
+            if ref is not None:
+                self.reference.x, self.reference.y = [1.0, float(len(d))], [ref, ref]
+            self.x_scale.max = float(len(d))
+            vals = np.concatenate([lo, hi] + ([[ref]] if ref is not None else []))
+            pad = 0.05 * (vals.max() - vals.min() or abs(vals.max()) or 1.0)
+            self.y_scale.min, self.y_scale.max = float(vals.min() - pad), float(vals.max() + pad)
+        exact = (" (the engine used every subset: exact)" if reference is not None and reference.exact
+                 else "")
+        self.info.value = (
+            f"After <b>{m}</b> of {len(d)} subsets of the {len(members)}-feature set: estimate "
+            f"<b>{fmt(mean[m - 1])}</b> ± {fmt(se[m - 1])}."
+            + (f" Engine's v(I) = {fmt(reference.value)} ± {fmt(reference.stderr)} from "
+               f"{reference.n_samples} subsets{exact}." if reference is not None else ""))
+
+    def _make_thumbs(self, members, subsets, d):
+        st = self.state
+        shape, feats = st.shape, st.explainer.config.features
+        _, h, w = shape
+        ys, xs = render.feature_yx(members, shape, feats)
+        y0, y1 = max(int(ys.min()) - 2, 0), min(int(ys.max()) + 3, h)
+        x0, x1 = max(int(xs.min()) - 2, 0), min(int(xs.max()) + 3, w)
+        side = max(y1 - y0, x1 - x0)
+        s = max(1, self.thumb_size // side)
+        photo = render.photo_rgba(st.explainer.image, dim=0.7)[y0:y1, x0:x1]
+        for k in range(len(self.thumbs)):
+            if k >= len(subsets):
+                self._thumb_rgba[k] = None
+                self.thumb_labels[k].value = ""
+                continue
+            keep = subsets[k]
+            lay = render.set_rgba(shape, members[~keep], [], None, feats)
+            lay[lay[..., 3] > 0] = (120, 120, 120, 200)
+            lay2 = render.set_rgba(shape, members[keep], [], None, feats)
+            lay2[lay2[..., 3] > 0] = render.SET_RGBA[:3] + (255,)
+            img = render.compose([photo, lay[y0:y1, x0:x1], lay2[y0:y1, x0:x1]])
+            rgba = np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], axis=2)
+            self._thumb_rgba[k] = render.upscale(rgba, s)
+            self.thumb_labels[k].value = (f"<div style='font-size:11px'>subset {k + 1}: "
+                                          f"{int(keep.sum())} of {len(members)}<br>|IDG| = "
+                                          f"{fmt(d[k])}</div>")
+        self._draw_thumbs()
+
+    def _draw_thumbs(self):
+        with self.state.lock, draw_batch():
+            for cv, rgba in zip(self.thumbs, self._thumb_rgba):
+                cv.clear()
+                if rgba is not None:
+                    cv.put_image_data(rgba[:self.thumb_size, :self.thumb_size], 0, 0)

@@ -1,0 +1,494 @@
+"""The one state object every Explorer widget observes.
+
+:class:`ExplorerState` is a traitlets ``HasTraits`` holding the
+:class:`~hsets_widgets.explain.Explainer` and everything the user is looking at: the seed,
+the growth settings (``mu``, ``nu``, threshold rule, sign, order), the grown set and its
+value, the animation step, the sets kept for the explanation, and the status of background
+work (``busy``, ``stage``, ``progress``, ``error``). Widgets set its traits (a click sets
+the seed, a slider sets ``mu``) and observe them (the canvas redraws when ``grown``
+changes); none of them talks to another widget.
+
+Regrowing after a settings change first tries the Hessian-row cache alone, in the calling
+thread (a slider move answers in milliseconds); only when a row is missing does the work go
+to the :class:`~hsets_widgets.widgets.runner.BackgroundRunner`, with progress and cancel.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+import numpy as np
+from traitlets import Any, Bool, Enum, Float, HasTraits, Instance, Int, List, Unicode, observe
+
+from ..explain import Explainer
+from ..growth import ORDERS, RULES, SIGNS, GrownSet, ThresholdRule, grow_set
+from ..seeds import Seed
+from .runner import BackgroundRunner, Job
+
+
+class NeedRows(LookupError):
+    """A Hessian row is not in the cache (raised by :class:`CachedRows`)."""
+
+
+class CachedRows:
+    """A view of a :class:`~hsets_widgets.hessian.HessianRows` cache that never computes.
+
+    :func:`~hsets_widgets.growth.grow_set` over this view gives the same set as over the
+    cache itself (prefetching does not change results), or raises :class:`NeedRows`.
+    """
+
+    def __init__(self, rows):
+        self._rows = rows
+        self.missing: Optional[int] = None
+
+    def row(self, index: int):
+        if int(index) not in self._rows:
+            self.missing = int(index)
+            raise NeedRows(int(index))
+        return self._rows.row(index)
+
+
+def grow_from_cache(explainer: Explainer, seed: Seed, mu: float, nu: int, threshold: str,
+                    sign: str, order: str) -> GrownSet:
+    """``explainer.grow(seed, ...)`` using cached rows only; :class:`NeedRows` if one is missing."""
+    rule = ThresholdRule(threshold, mu, sign)
+    return grow_set(CachedRows(explainer.rows), seed.index, rule, nu, order,
+                    explainer.allowed_features(seed), seed.attribution,
+                    explainer.config.max_rows, prefetch=1)
+
+
+def describe_error(err: BaseException) -> str:
+    msg = str(err).strip() or type(err).__name__
+    return f"{type(err).__name__}: {msg}"
+
+
+class ExplorerState(HasTraits):
+    """Shared state of the Explorer widgets (see the module docstring).
+
+    Parameters
+    ----------
+    explainer : Explainer
+    background : bool
+        Run expensive work in a background thread (default). ``False`` runs it inline,
+        which blocks but is handy in scripts.
+
+    Attributes (traits)
+    -------------------
+    ready : bool
+        Attribution and segmentation are computed (clicks then answer from the main thread).
+    seed : Seed or None
+        Seed of the current set.
+    pending_seed_yx : tuple or None
+        A clicked pixel whose set is being grown in the background.
+    auto_seeds : list of Seed
+        The automatic seeds (one per segment, best first).
+    mu, nu, threshold, sign, order
+        Growth settings (see :class:`~hsets_widgets.growth.ThresholdRule`).
+    grown : GrownSet or None
+        The current set, with its merge trace.
+    value : SetValue or None
+        Its value ``v(I)`` (IDG over subsets).
+    step : int
+        Animation step: the set shown is ``grown.members_after(step)``.
+    sets : list of InteractionSet
+        Sets kept in the explanation (heatmap, export, ROAD).
+    busy, stage, progress, status, error
+        Background work: running?, what it does, fraction done, last message, last error.
+    n_rows : int
+        Hessian rows computed so far (the cache size).
+    revision : int
+        Incremented whenever ``grown`` is replaced.
+    """
+
+    explainer = Instance(Explainer)
+    ready = Bool(False)
+    seed = Any(None, allow_none=True)
+    pending_seed_yx = Any(None, allow_none=True)
+    auto_seeds = List()
+    mu = Float(8.0)
+    nu = Int(128)
+    threshold = Enum(RULES, default_value="topk")
+    sign = Enum(SIGNS, default_value="magnitude")
+    order = Enum(ORDERS, default_value="bfs")
+    grown = Any(None, allow_none=True)
+    value = Any(None, allow_none=True)
+    step = Int(0)
+    sets = List()
+    busy = Bool(False)
+    stage = Unicode("")
+    progress = Float(0.0)
+    status = Unicode("")
+    error = Unicode("")
+    n_rows = Int(0)
+    revision = Int(0)
+
+    def __init__(self, explainer: Explainer, background: bool = True, **kwargs):
+        self.lock = threading.RLock()
+        self._requested = None      # growth key last asked for
+        self._applied = None        # growth key of `grown`
+        self._ig_map = None
+        self.last_sync_seconds = float("nan")
+        c = explainer.config
+        self.runner = BackgroundRunner(self.lock, self._job_started, self._job_progress,
+                                       self._job_finished, synchronous=not background)
+        kwargs = {"mu": c.mu, "nu": c.nu, "threshold": c.threshold, "sign": c.sign,
+                  "order": c.order, **kwargs}
+        super().__init__(explainer=explainer, **kwargs)
+        self.status = (f"{explainer.classifier.name} predicts '{explainer.class_name}' "
+                       f"(p = {explainer.probability:.2f})")
+
+    @classmethod
+    def from_image(cls, image, model=None, preset="default", segmenter="auto", target=None,
+                   device=None, background: bool = True, **overrides) -> "ExplorerState":
+        """Build the :class:`~hsets_widgets.explain.Explainer` and its state."""
+        return cls(Explainer(image, model, preset, segmenter, target, device, **overrides),
+                   background=background)
+
+    # ---- read-only helpers -----------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.explainer.shape
+
+    @property
+    def params(self) -> dict:
+        """Current growth settings as keyword arguments of ``Explainer.grow``."""
+        mu = float(self.mu)
+        if self.threshold == "topk":
+            mu = float(round(mu))       # slider floats like 20.999999999999996 mean 21
+        return {"mu": mu, "nu": int(self.nu), "threshold": self.threshold,
+                "sign": self.sign, "order": self.order}
+
+    @property
+    def rule(self) -> ThresholdRule:
+        p = self.params
+        return ThresholdRule(p["threshold"], p["mu"], p["sign"])
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.grown.steps) if self.grown is not None else 0
+
+    def displayed_members(self) -> np.ndarray:
+        """Members of the current set after ``step`` merge steps."""
+        if self.grown is None:
+            return np.zeros(0, np.int64)
+        return self.grown.members_after(min(self.step, self.n_steps))
+
+    def step_info(self, step: Optional[int] = None):
+        """The :class:`~hsets_widgets.growth.GrowthStep` that led to ``step`` (None at 0)."""
+        step = self.step if step is None else step
+        if self.grown is None or step <= 0:
+            return None
+        return self.grown.steps[min(step, self.n_steps) - 1]
+
+    def ig_map(self) -> Optional[np.ndarray]:
+        """Per-pixel Integrated Gradients ``(H, W)`` (None before it is computed)."""
+        if self._ig_map is None and self.ready:
+            self._ig_map = self.explainer.attribution().attribution.detach().cpu().double().numpy().sum(0)
+        return self._ig_map
+
+    def seed_row_image(self) -> Optional[np.ndarray]:
+        """The seed's Hessian row as an ``(H, W)`` map (channels summed), if cached."""
+        if self.seed is None:
+            return None
+        rows = self.explainer.rows
+        if self.seed.index not in rows:
+            return None
+        img = rows.pixel_image(self.seed.index)
+        return img.sum(0) if img.ndim == 3 else img
+
+    def pixel_info(self, y: int, x: int) -> dict:
+        """What the image view's hover read-out says about pixel ``(y, x)``."""
+        _, h, w = self.shape
+        info = {"yx": (int(y), int(x)), "ig": None, "h": None, "in_set": False, "segment": None}
+        if not (0 <= y < h and 0 <= x < w):
+            return info
+        ig = self.ig_map()
+        if ig is not None:
+            info["ig"] = float(ig[y, x])
+        row = self.seed_row_image()
+        if row is not None:
+            info["h"] = float(row[y, x])
+        seg = self.explainer._segmentation  # noqa: SLF001 - only read when already computed
+        if seg is not None:
+            info["segment"] = int(seg.labels[y, x])
+        members = self.displayed_members()
+        if members.size:
+            pix = members % (h * w) if self.explainer.config.features == "channel" else members
+            info["in_set"] = bool(np.any(pix == y * w + x))
+        return info
+
+    # ---- actions -----------------------------------------------------------------------
+    def prepare(self, grow_first: bool = True) -> Job:
+        """Compute IG, the segmentation and the automatic seeds in the background; then
+        grow the best seed's set (unless the user picked a seed meanwhile)."""
+        ex = self.explainer
+
+        def work(progress, cancel):
+            self._ensure_ready(progress, cancel)
+            return ex.seeds()
+
+        def apply(seeds):
+            self._mark_ready()
+            self.auto_seeds = list(seeds)
+            if grow_first and seeds and self._requested is None:
+                self._request_growth(seeds[0])
+
+        return self.runner.submit(Job("prepare", "Preparing (Integrated Gradients, segmentation, "
+                                      "seeds)", work, apply))
+
+    def select_seed(self, y: int, x: int) -> None:
+        """Make pixel ``(y, x)`` the seed and grow its set (a human-guided set)."""
+        _, h, w = self.shape
+        y, x = int(y), int(x)
+        if not (0 <= y < h and 0 <= x < w):
+            self.error = f"pixel ({y}, {x}) is outside the {h}x{w} image"
+            return
+        with self.lock:
+            self.pending_seed_yx = (y, x)
+            if self.ready:
+                try:
+                    seed = self.explainer.seed_at(y, x)
+                except Exception as err:  # noqa: BLE001
+                    self._fail(f"Seed at ({y}, {x})", err)
+                    return
+                self._request_growth(seed)
+            else:
+                self._request_growth(None, yx=(y, x))
+
+    def regrow(self, force: bool = False) -> None:
+        """Grow the current seed's set again with the current settings."""
+        if self.seed is not None:
+            self._request_growth(self.seed, force=force)
+
+    def add_current_set(self):
+        """Keep the current set in the explanation (replacing a set with the same seed)."""
+        with self.lock:
+            if self.grown is None or self.seed is None:
+                self.error = "no current set to add: click a pixel first"
+                return None
+            try:
+                s = self.explainer.interaction_set(self.seed, self.grown, rng_offset=len(self.sets))
+            except Exception as err:  # noqa: BLE001
+                self._fail("Adding the set", err)
+                return None
+            kept = [t for t in self.sets if t.seed != s.seed]
+            self.sets = kept + [s]
+            self.status = f"Kept the set of pixel {s.seed_yx} ({len(s)} pixels); {len(self.sets)} set(s)"
+            return s
+
+    def remove_set(self, index: int) -> None:
+        with self.lock:
+            sets = list(self.sets)
+            if 0 <= index < len(sets):
+                del sets[index]
+                self.sets = sets
+
+    def clear_sets(self) -> None:
+        with self.lock:
+            self.sets = []
+
+    def explain(self, k: Optional[int] = None) -> Job:
+        """Grow ``k`` automatic sets (default ``config.n_sets``) with the current settings, in
+        the background, and keep them (what :func:`~hsets_widgets.explain.explain` does)."""
+        ex = self.explainer
+        params = self.params
+
+        def work(progress, cancel):
+            self._ensure_ready(progress, cancel)
+            seeds = ex.seeds(k)
+            out = []
+            for i, seed in enumerate(seeds):
+                def sub(stage, done, total, i=i):
+                    progress(f"set {i + 1}/{len(seeds)}: {stage}", done, total)
+                progress(f"set {i + 1}/{len(seeds)}", i, len(seeds))
+                grown = ex.grow(seed, progress=sub, cancel=cancel, **params)
+                out.append(ex.interaction_set(seed, grown, rng_offset=i))
+            progress("sets", len(seeds), len(seeds))
+            return seeds, out
+
+        def apply(result):
+            seeds, sets = result
+            self._mark_ready()
+            self.auto_seeds = list(seeds)
+            self.sets = sets
+
+        return self.runner.submit(Job("explain", f"Explaining with {k or ex.config.n_sets} "
+                                      "automatic seeds", work, apply))
+
+    def cancel(self) -> int:
+        """Cancel the running background job (and drop waiting ones)."""
+        return self.runner.cancel()
+
+    def wait(self, timeout: Optional[float] = 120.0) -> bool:
+        """Wait for background work to finish (scripts and tests)."""
+        return self.runner.wait(timeout)
+
+    def submit(self, kind: str, label: str, work, apply=None) -> Job:
+        """Run ``work(progress, cancel)`` in the background (for views with their own jobs)."""
+        return self.runner.submit(Job(kind, label, work, apply))
+
+    def heatmap(self, sets=None) -> np.ndarray:
+        """H-Sets heatmap of ``sets`` (default: the kept sets)."""
+        sets = self.sets if sets is None else sets
+        _, h, w = self.shape
+        return self.explainer.heatmap(sets) if sets else np.zeros((h, w))
+
+    def current_interaction_set(self):
+        """The current grown set as an :class:`~hsets_widgets.explanation.InteractionSet`."""
+        if self.grown is None or self.seed is None:
+            return None
+        return self.explainer.interaction_set(self.seed, self.grown)
+
+    def explanation(self):
+        """The kept sets (or the current one) as an :class:`~hsets_widgets.explanation.Explanation`."""
+        sets = list(self.sets)
+        if not sets:
+            cur = self.current_interaction_set()
+            sets = [cur] if cur is not None else []
+        return self.explainer.explanation(sets)
+
+    # ---- growth ------------------------------------------------------------------------
+    @observe("mu", "nu", "threshold", "sign", "order")
+    def _settings_changed(self, change):
+        self.regrow()
+
+    @observe("step")
+    def _clamp_step(self, change):
+        n = self.n_steps
+        if change["new"] < 0 or change["new"] > n:
+            self.step = min(max(change["new"], 0), n)
+
+    def _key(self, seed: Optional[Seed], yx=None) -> tuple:
+        p = self.params
+        where = (seed.index, tuple(seed.yx)) if seed is not None else ("pixel", tuple(yx))
+        return where + (p["mu"], p["nu"], p["threshold"], p["sign"], p["order"])
+
+    def _request_growth(self, seed: Optional[Seed], yx=None, force: bool = False) -> None:
+        with self.lock:
+            key = self._key(seed, yx)
+            if not force and key == self._requested:
+                if key == self._applied:
+                    self.error = ""     # back to the settings of the set shown: nothing is wrong
+                return
+            self._requested = key
+            params = self.params
+            try:
+                ThresholdRule(params["threshold"], params["mu"], params["sign"])
+                if params["nu"] < 1:
+                    raise ValueError(f"nu must be at least 1, got {params['nu']}")
+            except ValueError as err:
+                self._fail("Growth settings", err)
+                return
+            if seed is not None and self.ready:
+                t0 = time.perf_counter()
+                try:
+                    grown = grow_from_cache(self.explainer, seed, **params)
+                    value = self.explainer.value(grown.members)
+                except NeedRows:
+                    pass
+                except Exception as err:  # noqa: BLE001
+                    self._fail(f"Growing the set of pixel {tuple(seed.yx)}", err)
+                    return
+                else:
+                    self.runner.cancel("grow", superseded=True)   # background growth is stale
+                    self._apply_growth(key, seed, grown, value)
+                    self.last_sync_seconds = time.perf_counter() - t0
+                    self.status = (f"Set of pixel {tuple(seed.yx)}: {len(grown)} pixels from "
+                                   f"{grown.rows_used} cached rows ({self.last_sync_seconds * 1e3:.0f} ms)")
+                    return
+        self._grow_in_background(key, seed, yx, params)
+
+    def _grow_in_background(self, key, seed, yx, params) -> None:
+        ex = self.explainer
+        where = tuple(seed.yx) if seed is not None else tuple(yx)
+
+        def work(progress, cancel):
+            self._ensure_ready(progress, cancel)
+            s = seed if seed is not None else ex.seed_at(*yx)
+            grown = ex.grow(s, progress=progress, cancel=cancel, **params)
+            return s, grown, ex.value(grown.members)
+
+        def apply(result):
+            self._mark_ready()
+            if key != self._requested:
+                return                  # settings moved on while this ran
+            s, grown, value = result
+            self._apply_growth(key, s, grown, value)
+
+        job = Job("grow", f"Growing the set of pixel {where}", work, apply)
+        job.key = key
+        self.runner.submit(job)
+
+    def _apply_growth(self, key, seed, grown, value) -> None:
+        with self.lock, self.hold_trait_notifications():
+            self._applied = key
+            self.seed = seed
+            self.grown = grown
+            self.value = value
+            self.step = len(grown.steps)
+            self.pending_seed_yx = None
+            self.error = ""
+            self.n_rows = self.explainer.rows.n_computed
+            self.revision += 1
+
+    # ---- background plumbing -------------------------------------------------------------
+    def _ensure_ready(self, progress, cancel) -> None:
+        ex = self.explainer
+        ex.attribution(progress, cancel)
+        ex.segment(progress)
+        ex.seed_attribution()
+
+    def _mark_ready(self) -> None:
+        if not self.ready:
+            self.ready = True
+
+    def _fail(self, what: str, err: BaseException, key=None) -> None:
+        self.error = f"{what} failed: {describe_error(err)}"
+        if key is None or key == self._requested:
+            # the request failed: the next identical request must be allowed to try again
+            self.pending_seed_yx = None
+            self._requested = self._applied
+
+    def _job_started(self, job: Job) -> None:
+        with self.lock:
+            self._on_start(job)
+
+    def _job_progress(self, job: Job, stage: str, done: int, total: int) -> None:
+        with self.lock:
+            self._on_progress(job, stage, done, total)
+
+    def _job_finished(self, job: Job) -> None:
+        with self.lock:
+            self._on_finish(job)
+
+    def _on_start(self, job: Job) -> None:
+        self.busy = True
+        self.progress = 0.0
+        self.stage = job.label
+
+    def _on_progress(self, job: Job, stage: str, done: int, total: int) -> None:
+        self.progress = float(done) / total if total else 0.0
+        self.stage = f"{job.label}: {stage} {done}/{total}"
+        if self.explainer._rows is not None:  # noqa: SLF001 - do not create the cache here
+            self.n_rows = self.explainer.rows.n_computed
+
+    def _on_finish(self, job: Job) -> None:
+        if self.explainer._rows is not None:  # noqa: SLF001
+            self.n_rows = self.explainer.rows.n_computed
+        if job.outcome == "done":
+            self.progress = 1.0
+            self.status = f"{job.label}: done in {job.seconds:.1f} s"
+            if job.kind in ("prepare", "grow", "explain"):
+                self.error = ""
+        elif job.outcome == "cancelled":
+            if not job.superseded:
+                self.status = f"Cancelled: {job.label} (earlier results are kept)"
+                if job.kind == "grow" and job.key == self._requested:
+                    self.pending_seed_yx = None
+                    self._requested = self._applied
+        elif job.outcome == "failed":
+            self._fail(job.label, job.error, job.key)
+            self.status = "Error (earlier results are kept; see the message)"
+        self.stage = ""
+        self.busy = self.runner.waiting > 0

@@ -1,0 +1,250 @@
+"""The Explorer in a real browser: Voila + headless Chromium through Python Playwright.
+
+Needs ``/usr/bin/chromium`` (Debian: ``apt-get install -y chromium chromium-driver``); the
+test skips with that message when it is missing and never installs anything itself. It
+serves a notebook with a tiny seeded CNN on a 48x48 crop, so the kernel side is quick, and
+checks that a click on the canvas, a mu slider move and the Play button each reach the
+kernel (text rendered from kernel state changes) and change the picture (screenshot pixel
+difference). Screenshots go to ``test-artifacts/browser/``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "browser"
+SIZE = 48          # image side (pixels)
+DISPLAY = 384      # on-screen side of the image view -> zoom 8
+
+NOTEBOOK_SOURCE = f"""
+import torch
+from torch import nn
+torch.set_num_threads(1)
+from hsets_widgets.images import load_image, resize_center_crop
+from hsets_widgets.models import wrap_module
+from hsets_widgets.widgets import Explorer
+
+torch.manual_seed(0)
+net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                    nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.ReLU(),
+                    nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 5))
+clf = wrap_module(net, normalize=lambda x: x, input_size={SIZE},
+                  class_names=["apple", "bee", "cat", "dog", "eel"], name="tiny-cnn")
+image = resize_center_crop(load_image("chelsea"), {SIZE})
+explorer = Explorer(image, clf, segmenter="slic", n_steps=8, nu=32, display_size={DISPLAY})
+explorer
+"""
+
+
+def write_notebook(folder: Path, source: str = NOTEBOOK_SOURCE) -> Path:
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": "explorer", "metadata": {},
+                     "outputs": [], "source": source.strip().splitlines(keepends=True)}],
+          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                       "language_info": {"name": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path = folder / "explorer_test.ipynb"
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 90.0) -> None:
+    """Wait until ``url`` answers (a static file: probing the notebook would start a kernel)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as r:
+                if r.status < 500:
+                    return
+        except Exception as err:  # noqa: BLE001 - keep polling
+            last = err
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {timeout:.0f} s ({last})")
+
+
+@pytest.fixture(scope="module")
+def voila_url(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: install it with "
+                    "`apt-get install -y chromium chromium-driver` (Debian)")
+    pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("voila")
+    folder = tmp_path_factory.mktemp("voila")
+    nb = write_notebook(folder)
+    port = free_port()
+    log = open(folder / "voila.log", "w")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "voila", nb.name, f"--port={port}",
+                             "--Voila.ip=127.0.0.1", "--no-browser", "--show_tracebacks=True",
+                             "--Voila.port_retries=0"],
+                            cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/voila/static/favicon.ico")
+        yield f"{base}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "voila.log").write_text((folder / "voila.log").read_text())
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def shot(locator, name: str) -> np.ndarray:
+    from PIL import Image
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    locator.screenshot(path=str(path))
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+
+
+def changed_fraction(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of pixels whose colour changed by more than 24 levels."""
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    return float((np.abs(a[:h, :w] - b[:h, :w]).max(axis=2) > 24).mean())
+
+
+def text_of(page, css: str) -> str:
+    return page.locator(css).first.inner_text()
+
+
+def wait_text(page, css: str, pattern: str, timeout: float = 90.0, negate: bool = False) -> str:
+    """Wait until the text of ``css`` matches (or, with ``negate``, stops matching) ``pattern``."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            last = text_of(page, css)
+        except Exception:  # noqa: BLE001 - element not rendered yet
+            last = ""
+        if bool(re.search(pattern, last)) != negate:
+            return last
+        page.wait_for_timeout(250)
+    raise AssertionError(f"{css}: text {last!r} {'still matches' if negate else 'never matched'} "
+                         f"{pattern!r} within {timeout:.0f} s")
+
+
+def drag(page, css: str, dx: float) -> None:
+    """Drag the element ``css`` (a slider handle) ``dx`` CSS pixels to the right."""
+    box = page.locator(css).first.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx, y, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(300)
+
+
+def open_app(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url, timeout=120_000)
+    page.locator(".hsets-image-canvas").first.wait_for(state="visible", timeout=120_000)
+    # the first set appears once IG, SLIC and the first Hessian rows are done
+    wait_text(page, ".hsets-set-info", r"Set size: \d+", timeout=120)
+    wait_text(page, ".hsets-status", r"ready", timeout=60)
+    return page, errors
+
+
+def test_click_slider_play_reach_kernel_and_change_picture(voila_url, browser):
+    page, errors = open_app(browser, voila_url)
+    canvas = page.locator(".hsets-image-canvas").first
+    before = shot(canvas, "01-initial-canvas.png")
+    page.screenshot(path=str(ARTIFACTS / "01-initial-page.png"), full_page=True)
+    assert (before.max(axis=2) > 30).mean() > 0.5, "the image canvas is blank after page load"
+    info0 = text_of(page, ".hsets-set-info")
+    seed0 = re.search(r"seed \((\d+), (\d+)\)", info0).groups()
+
+    # 1. click a pixel far from the automatic seed: it becomes the seed, its set grows
+    scale = DISPLAY // SIZE
+    y, x = (8, 8) if int(seed0[0]) > SIZE // 2 else (40, 40)
+    box = canvas.bounding_box()
+    canvas.click(position={"x": (x + 0.5) * scale * box["width"] / (SIZE * scale),
+                           "y": (y + 0.5) * scale * box["height"] / (SIZE * scale)})
+    info1 = wait_text(page, ".hsets-set-info", rf"seed \({y}, {x}\)", timeout=60)
+    assert "Set size" in info1
+    wait_text(page, ".hsets-status", r"ready", timeout=60)
+    page.wait_for_timeout(500)
+    after_click = shot(canvas, "02-after-click-canvas.png")
+    assert changed_fraction(before, after_click) > 0.002, "the canvas did not change after a click"
+
+    # 2. move the mu slider with the keyboard: the kernel regrows the set, text and picture change
+    row_canvas = page.locator(".hsets-row-canvas").first
+    row_before = shot(row_canvas, "03-row-before-mu.png")
+    row_info0 = text_of(page, ".hsets-row-info")
+    assert "top 8 per row" in row_info0, row_info0
+    # drag the handle (keyboard steps on ipywidgets sliders reach the kernel one press late)
+    drag(page, ".hsets-mu-slider .noUi-handle", 40)
+    shown = int(float(text_of(page, ".hsets-mu-slider .widget-readout")))
+    assert shown > 8
+    wait_text(page, ".hsets-row-info", rf"top {shown} per row", timeout=60)
+    wait_text(page, ".hsets-status", r"ready", timeout=60)
+    page.wait_for_timeout(500)
+    row_after = shot(row_canvas, "04-row-after-mu.png")
+    assert changed_fraction(row_before, row_after) > 0.001, "the passing features did not change"
+
+    # 3. go to step 0 with the step-back button... then press Play and watch the steps advance
+    play_label0 = text_of(page, ".hsets-step-label")
+    n_steps = int(re.search(r"of (\d+)", play_label0).group(1))
+    assert n_steps >= 2
+    drag(page, ".hsets-step-slider .noUi-handle", -400)
+    wait_text(page, ".hsets-step-label", r"Step 0 of", timeout=30)
+    page.wait_for_timeout(400)
+    at_zero = shot(canvas, "05-step-0-canvas.png")
+    page.locator(".hsets-play button").first.click()
+    wait_text(page, ".hsets-step-label", r"Step [1-9]\d* of", timeout=30)
+    page.wait_for_timeout(300)
+    playing = shot(canvas, "06-playing-canvas.png")
+    assert changed_fraction(at_zero, playing) > 0.0005, "Play did not change the picture"
+    wait_text(page, ".hsets-step-label", rf"Step {n_steps} of {n_steps}", timeout=60)
+    page.screenshot(path=str(ARTIFACTS / "07-after-play-page.png"), full_page=True)
+    assert not errors, errors
+    page.close()
+
+
+def test_reload_is_not_blank(voila_url, browser):
+    page, _ = open_app(browser, voila_url)
+    page.reload(timeout=120_000)
+    page.locator(".hsets-image-canvas").first.wait_for(state="visible", timeout=120_000)
+    wait_text(page, ".hsets-set-info", r"Set size: \d+", timeout=120)
+    page.wait_for_timeout(1000)
+    img = shot(page.locator(".hsets-image-canvas").first, "08-after-reload-canvas.png")
+    assert (img.max(axis=2) > 30).mean() > 0.5, "the image canvas is blank after a reload"
+    page.close()

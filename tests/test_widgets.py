@@ -1,0 +1,542 @@
+"""The Explorer widgets driven from Python with fake front-end messages.
+
+No browser and no kernel: clicks are ``mouse_down`` custom messages to the canvas, slider
+and Play moves are ``set_state`` calls (what the front end sends), button presses are
+``click`` custom messages. The canvas manager's output is recorded to check draw commands.
+A tiny seeded CNN on a 48x48 crop keeps every test fast.
+"""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hsets_widgets.explanation import Explanation
+from hsets_widgets.growth import candidates
+from hsets_widgets.models import wrap_module
+
+SIZE = 48
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The machine's 2 cores are shared: one thread avoids oversubscription stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_classifier():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 5))
+    return wrap_module(net, normalize=lambda x: x, input_size=SIZE,
+                       class_names=["apple", "bee", "cat", "dog", "eel"], name="tiny-cnn")
+
+
+@pytest.fixture(scope="module")
+def image():
+    from hsets_widgets.images import load_image, resize_center_crop
+
+    return resize_center_crop(load_image("chelsea"), SIZE)
+
+
+@pytest.fixture(scope="module")
+def explainer(image):
+    """One Explainer for the module: its row cache is shared, which is what a cache is for."""
+    from hsets_widgets.explain import Explainer
+
+    ex = Explainer(image, tiny_classifier(), preset="default", segmenter="slic", n_steps=8, nu=32)
+    ex.attribution()
+    ex.segment()
+    return ex
+
+
+@pytest.fixture
+def explorer(explainer):
+    from hsets_widgets.widgets import Explorer
+
+    e = Explorer(explainer, display_size=384)
+    assert e.wait(120), "preparation did not finish"
+    yield e
+    e.state.cancel()
+    e.wait(30)
+
+
+class CanvasLog:
+    """Records ipycanvas draw commands as ``(canvas model id, command name, args, buffers)``."""
+
+    def __init__(self):
+        from ipycanvas.canvas import _CMD_LIST
+
+        self.names = _CMD_LIST
+        self.calls = []
+        self.current = None
+
+    def record(self, command, buffers):
+        cmds = command if command and isinstance(command[0], list) else [command]
+        bufs = iter(buffers)
+        for c in cmds:
+            name = self.names[c[0]]
+            if name == "switchCanvas":
+                self.current = c[1][0].replace("IPY_MODEL_", "")
+                continue
+            n = c[2] if len(c) > 2 else 0
+            self.calls.append((self.current, name, c[1], [next(bufs) for _ in range(n)]))
+
+    def on(self, canvas):
+        return [(n, a, b) for cid, n, a, b in self.calls if cid == canvas.model_id]
+
+    def clear(self):
+        self.calls.clear()
+
+
+@pytest.fixture
+def canvas_log(monkeypatch):
+    from ipycanvas.canvas import _CanvasManager
+
+    log = CanvasLog()
+    monkeypatch.setattr(_CanvasManager, "_send_custom", lambda self, command, buffers=[]: log.record(command, buffers))
+    return log
+
+
+def click_pixel(view, y, x):
+    """What the browser sends when pixel (y, x) of the image view is clicked."""
+    s = view.scale
+    view.canvas._handle_custom_msg({"event": "mouse_down", "x": (x + 0.5) * s, "y": (y + 0.5) * s}, [])
+
+
+def choose(selection, value):
+    """What the browser sends when ``value`` is picked in a Dropdown/ToggleButtons/SelectionSlider
+    (selection widgets sync ``index``, not ``value``)."""
+    values = [o[1] if isinstance(o, tuple) else o for o in selection.options]
+    selection.set_state({"index": values.index(value)})
+    assert selection.value == value
+
+
+def press(button):
+    button._handle_custom_msg({"event": "click"}, [])
+
+
+def far_pixel(state):
+    """A pixel away from the current seed."""
+    y, x = state.seed.yx
+    return (8, 8) if y > SIZE // 2 or x > SIZE // 2 else (40, 40)
+
+
+def uncached_pixel(explainer):
+    """A pixel whose Hessian row was never computed (the module shares one row cache)."""
+    for y in range(4, SIZE, 7):
+        for x in range(3, SIZE, 5):
+            if y * SIZE + x not in explainer.rows:
+                return y, x
+    raise AssertionError("every candidate pixel is cached")
+
+
+# ---- state and growth -----------------------------------------------------------------
+def test_explorer_prepares_and_grows_the_best_seed(explorer):
+    st = explorer.state
+    assert st.ready and not st.busy and st.error == ""
+    assert st.auto_seeds and st.seed == st.auto_seeds[0]
+    assert st.grown is not None and len(st.grown) == 32
+    assert st.step == st.n_steps == len(st.grown.steps)
+    assert st.value is not None and st.value.value > 0
+    assert "Set size: 32" in explorer.threshold.info.value
+
+
+def test_click_makes_that_pixel_the_seed_and_grows_its_set(explorer, canvas_log):
+    st, ex = explorer.state, explorer.explainer
+    y, x = far_pixel(st)
+    click_pixel(explorer.image_view, y, x)
+    assert explorer.wait(60)
+    assert st.error == ""
+    assert st.seed.yx == (y, x) and st.seed.index == y * SIZE + x
+    expected = ex.grow(ex.seed_at(y, x), **st.params)
+    assert np.array_equal(st.grown.members, expected.members)
+    assert [(s.row, s.added) for s in st.grown.steps] == [(s.row, s.added) for s in expected.steps]
+    assert st.pending_seed_yx is None
+    # the set layer drew one rectangle per member pixel, at the zoomed position
+    set_layer = explorer.image_view.canvas[3]
+    rects = [a for n, a, b in canvas_log.on(set_layer) if n == "fillRects"]
+    assert rects, "the set layer was not redrawn"
+    assert f"seed ({y}, {x})" in explorer.threshold.info.value
+    assert f"({y}, {x})" in explorer.row_inspector.info.value
+
+
+def test_click_outside_the_image_is_an_error_not_a_crash(explorer):
+    st = explorer.state
+    before = st.grown
+    st.select_seed(SIZE + 3, 2)
+    assert "outside" in st.error and st.grown is before
+
+
+def test_cached_growth_equals_engine_growth(explorer):
+    from hsets_widgets.widgets import grow_from_cache
+
+    st, ex = explorer.state, explorer.explainer
+    seed = st.seed
+    for mu in (4.0, 8.0, 12.0):
+        ref = ex.grow(seed, mu=mu, nu=32)
+        got = grow_from_cache(ex, seed, mu, 32, "topk", "magnitude", "bfs")
+        assert np.array_equal(got.members, ref.members) and got.stopped == ref.stopped
+
+
+def test_moving_mu_changes_size_monotonically_from_cache(explorer):
+    st, ex, thr = explorer.state, explorer.explainer, explorer.threshold
+    # min-max rule: a higher mu admits fewer features per row, so sets shrink as mu grows
+    choose(thr.rule, "minmax")
+    assert explorer.wait(60)
+    assert st.threshold == "minmax" and thr.mu.min == 0.0 and thr.mu.max == 1.0
+    choose(thr.sign, "positive")
+    thr.nu.set_state({"value": 80})
+    click_pixel(explorer.image_view, 20, 20)
+    assert explorer.wait(60) and st.seed.yx == (20, 20)
+    mus = [0.99, 0.98, 0.97, 0.96, 0.95, 0.94]
+    for mu in mus:                                 # first pass computes what is missing
+        thr.mu.set_state({"value": mu})
+        assert explorer.wait(120) and st.error == ""
+    rows_before = ex.rows.n_computed
+    sizes = {}
+    for mu in mus[::-1] + mus:                     # second pass: all from the cache
+        t0 = time.perf_counter()
+        thr.mu.set_state({"value": mu})
+        dt = time.perf_counter() - t0
+        assert not st.busy, "a cached regrow went to the background"
+        assert st.params["mu"] == pytest.approx(mu) and st.grown.rule.mu == pytest.approx(mu)
+        sizes.setdefault(mu, len(st.grown))
+        assert len(st.grown) == sizes[mu]
+        assert dt < 2.0
+    assert ex.rows.n_computed == rows_before, "rows were computed although all were cached"
+    ordered = [sizes[m] for m in sorted(sizes)]     # by increasing mu
+    assert all(a >= b for a, b in zip(ordered, ordered[1:])), sizes
+    assert len(set(ordered)) >= 2, sizes
+    assert f"Set size: {sizes[mus[-1]]}" in thr.info.value
+
+
+def test_topk_slider_round_off_is_the_whole_number(explorer):
+    st, thr = explorer.state, explorer.threshold
+    thr.mu.set_state({"value": 9.999999999999998})
+    assert explorer.wait(60)
+    assert st.mu == 10.0 and st.rule.mu == 10 and st.grown.rule.mu == 10
+
+
+def test_new_rows_are_computed_in_the_background_with_progress(explorer, monkeypatch):
+    st, ex = explorer.state, explorer.explainer
+    seen = []
+    st.observe(lambda ch: seen.append(ch["new"]), names="progress")
+    y, x = far_pixel(st)
+    orig = ex.rows._compute
+
+    def slow(chunk):
+        time.sleep(0.05)
+        return orig(chunk)
+
+    monkeypatch.setattr(ex.rows, "_compute", slow)
+    st.nu = 40                                     # new rows needed for a larger set
+    click_pixel(explorer.image_view, y, x)
+    assert explorer.wait(60)
+    assert st.seed.yx == (y, x) and len(st.grown) == 40
+    assert seen and max(seen) == 1.0
+    assert "done" in st.status and st.error == ""
+
+
+# ---- animation ------------------------------------------------------------------------
+def test_play_and_step_buttons_show_members_after_step(explorer, canvas_log):
+    st, anim, view = explorer.state, explorer.animation, explorer.image_view
+    n = st.n_steps
+    assert n >= 2 and anim.play.max == n and anim.slider.max == n
+    for k in (0, 1, n - 1, n):
+        canvas_log.clear()
+        anim.play.set_state({"value": k})         # the Play widget ticking in the browser
+        assert st.step == k and anim.slider.value == k
+        assert np.array_equal(st.displayed_members(), st.grown.members_after(k))
+        assert f"Step {k} of {n}" in anim.label.value.replace("<b>", "").replace("</b>", "")
+        rects = [a for name, a, b in canvas_log.on(view.canvas[3]) if name == "fillRects"]
+        assert rects, "the set layer was not redrawn for the step"
+        # the composed picture shows exactly the members after k steps (cyan or orange)
+        rgb = view.to_rgb(layers=["set"], scale=1)
+        shown = (rgb.sum(axis=2) > 0)
+        expected = np.zeros(SIZE * SIZE, bool)
+        expected[st.grown.members_after(k)] = True
+        assert np.array_equal(shown.ravel(), expected)
+    anim.slider.set_state({"value": 1})
+    assert st.step == 1 and anim.play.value == 1
+    press(anim.forward)
+    assert st.step == 2 and anim.play.value == 2 and anim.slider.value == 2
+    press(anim.back)
+    press(anim.back)
+    assert st.step == 0 and anim.back.disabled
+    press(anim.back)
+    assert st.step == 0
+    info = st.step_info(1)
+    assert info.row == st.grown.seed and list(st.grown.members_after(1)[1:]) == info.added
+
+
+def test_new_set_resets_the_animation_to_the_full_set(explorer):
+    st, anim = explorer.state, explorer.animation
+    anim.play.set_state({"value": 0})
+    click_pixel(explorer.image_view, *far_pixel(st))
+    assert explorer.wait(60)
+    assert st.step == st.n_steps == anim.play.max == anim.play.value == anim.slider.value
+
+
+# ---- errors and cancel ----------------------------------------------------------------
+def test_engine_error_keeps_earlier_results_and_widgets_usable(explorer, monkeypatch):
+    st, ex = explorer.state, explorer.explainer
+    seed0, grown0, value0 = st.seed, st.grown, st.value
+
+    def broken(chunk):
+        raise RuntimeError("simulated engine failure")
+
+    monkeypatch.setattr(ex.rows, "_compute", broken)
+    y, x = uncached_pixel(ex)
+    click_pixel(explorer.image_view, y, x)
+    assert explorer.wait(60)
+    assert "simulated engine failure" in st.error
+    assert st.seed is seed0 and st.grown is grown0 and st.value is value0
+    assert st.pending_seed_yx is None and not st.busy
+    assert "simulated engine failure" in explorer.status_bar.error.value
+    assert explorer.status_bar.cancel_button.disabled
+    # still usable: cached settings answer, and once the engine works the same click succeeds
+    explorer.animation.play.set_state({"value": 1})
+    assert st.step == 1
+    monkeypatch.undo()
+    click_pixel(explorer.image_view, y, x)
+    assert explorer.wait(60)
+    assert st.error == "" and st.seed.yx == (y, x)
+    assert explorer.status_bar.error.value == ""
+
+
+def test_invalid_setting_is_reported(explorer):
+    st = explorer.state
+    grown = st.grown
+    st.nu = 0
+    assert "nu must be at least 1" in st.error and st.grown is grown
+    st.nu = 32
+    assert st.error == ""
+
+
+def test_cancel_stops_a_long_computation(explorer, monkeypatch):
+    st, ex = explorer.state, explorer.explainer
+    seed0, grown0 = st.seed, st.grown
+    orig = ex.rows._compute
+
+    def slow(chunk):
+        time.sleep(0.3)
+        return orig(chunk)
+
+    monkeypatch.setattr(ex.rows, "_compute", slow)
+    with st.hold_trait_notifications():
+        st.nu = 400                               # hundreds of rows: minutes at this speed
+    deadline = time.monotonic() + 10
+    while not st.busy and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert st.busy and not explorer.status_bar.cancel_button.disabled
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    press(explorer.status_bar.cancel_button)
+    assert explorer.wait(10), "cancel did not stop the computation"
+    assert time.perf_counter() - t0 < 5
+    assert "Cancelled" in st.status and not st.busy
+    assert st.seed is seed0 and st.grown is grown0
+    assert st.runner.history[-1].outcome == "cancelled"
+
+
+def test_superseding_slider_moves_do_not_pile_up(explorer, monkeypatch):
+    st, ex = explorer.state, explorer.explainer
+    orig = ex.rows._compute
+
+    def slow(chunk):
+        time.sleep(0.2)
+        return orig(chunk)
+
+    monkeypatch.setattr(ex.rows, "_compute", slow)
+    n_hist = len(st.runner.history)
+    t0 = time.perf_counter()
+    for nu in (300, 310, 320):                    # each needs many new rows
+        st.nu = nu
+    st.nu = 32                                    # back to a cached size: answered at once
+    assert st.params["nu"] == 32 and len(st.grown) == 32 and not st.busy or explorer.wait(5)
+    assert explorer.wait(10) and time.perf_counter() - t0 < 10
+    assert len(st.grown) == 32 and st.grown.nu == 32 and st.error == ""
+    ran = [j for j in st.runner.history[n_hist:] if j.kind == "grow"]
+    assert all(j.outcome == "cancelled" and j.superseded for j in ran), [(j.key, j.outcome) for j in ran]
+
+
+# ---- views --------------------------------------------------------------------------
+def test_client_ready_redraws_every_layer_losslessly(explorer, canvas_log):
+    view = explorer.image_view
+    view.canvas._handle_custom_msg({"event": "client_ready"}, [])
+    photo = [b for n, a, b in canvas_log.on(view.canvas[0]) if n == "putImageData"]
+    assert photo, "the photo layer was not drawn on client ready"
+    assert photo[0][0][:8] == b"\x89PNG\r\n\x1a\n", "image data must be RGBA -> PNG, not JPEG"
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(photo[0][0])))
+    s = view.scale
+    assert img.shape == (SIZE * s, SIZE * s, 4)
+    expected = (explorer.explainer.image * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(img[::s, ::s, :3], expected), "the photo is not sent losslessly"
+    for k in (1, 3, 4):
+        assert canvas_log.on(view.canvas[k]), f"layer {k} not redrawn"
+
+
+def test_layer_toggle_clears_and_redraws(explorer, canvas_log):
+    view = explorer.image_view
+    view.toggles["set"].set_state({"value": False})
+    cmds = [n for n, a, b in canvas_log.on(view.canvas[3])]
+    assert cmds == ["clear"]
+    assert (view.to_rgb(layers=None, scale=1) == view.to_rgb(layers=["photo", "segments", "seeds"], scale=1)).all()
+    canvas_log.clear()
+    view.toggles["set"].set_state({"value": True})
+    assert "fillRects" in [n for n, a, b in canvas_log.on(view.canvas[3])]
+
+
+def test_hover_reads_ig_and_hessian_row(explorer):
+    st, view = explorer.state, explorer.image_view
+    y, x = st.seed.yx[0], min(st.seed.yx[1] + 1, SIZE - 1)
+    view.canvas._handle_custom_msg({"event": "mouse_move", "x": (x + .5) * view.scale,
+                                    "y": (y + .5) * view.scale}, [])
+    info = st.pixel_info(y, x)
+    ig = explorer.explainer.attribution().attribution.sum(0)[y, x].item()
+    assert info["ig"] == pytest.approx(ig, rel=1e-6)
+    assert info["h"] == pytest.approx(float(explorer.explainer.rows.row(st.seed.index)[y * SIZE + x]))
+    text = view.readout.value
+    assert f"(y={y}, x={x})" in text and "IG" in text and "H[seed, pixel]" in text
+    view.canvas._handle_custom_msg({"event": "mouse_out", "x": 0, "y": 0}, [])
+    assert "Hover over the image" in view.readout.value
+
+
+def test_row_inspector_shows_what_passes(explorer):
+    st, ri, ex = explorer.state, explorer.row_inspector, explorer.explainer
+    row = ex.rows.row(st.seed.index).numpy()
+    assert np.array_equal(ri.passing, candidates(row, st.rule, st.seed.attribution, exclude=st.seed.index))
+    assert len(ri.passing) == int(st.params["mu"])        # top-k rule
+    # histogram: every off-diagonal entry counted once, the cut at the k-th largest |H|
+    counts = np.asarray(ri.bars_all.y)[::2]
+    counts[counts < 1] = 0
+    assert counts.sum() == row.size - 1
+    kth = np.sort(np.abs(np.delete(row, st.seed.index)))[-len(ri.passing)]
+    assert ri.cut.x[0] == pytest.approx(kth)
+    explorer.threshold.mu.set_state({"value": 3})
+    assert len(ri.passing) == 3 and "3 of" in ri.info.value.replace("<b>", "").replace("</b>", "")
+
+
+def test_subset_sampling_uses_the_engines_draws(explorer):
+    st, smp = explorer.state, explorer.sampling
+    n = explorer.explainer.config.n_samples
+    smp.sample(n_samples=n, animate=False)
+    assert explorer.wait(30)
+    v = st.value
+    assert not v.exact
+    assert np.allclose(smp.samples, v.samples), "not the engine's random stream"
+    assert smp.mean_line.y[-1] == pytest.approx(v.value)
+    assert len(smp.mean_line.x) == n and np.asarray(smp.band.y).shape == (2, n)
+    assert smp._thumb_rgba[0] is not None and "|IDG|" in smp.thumb_labels[0].value
+    assert f"After <b>{n}</b>" in smp.info.value
+
+
+def test_subset_sampling_animates_as_samples_accumulate(explorer):
+    smp = explorer.sampling
+    lengths = []
+    smp.mean_line.observe(lambda ch: lengths.append(len(ch["new"])), names="y")
+    smp.sample(n_samples=200, animate=True)
+    assert explorer.wait(30)
+    assert len(lengths) >= 10 and lengths == sorted(lengths) and lengths[-1] == 200
+
+
+def test_road_view_compares_hsets_and_ig(explorer):
+    st, road = explorer.state, explorer.road
+    press(explorer.sets_panel.keep)
+    assert len(st.sets) == 1
+    road.compute()
+    assert explorer.wait(120) and st.error == ""
+    assert set(road.results) == {"hsets", "ig"}
+    assert np.asarray(road.morf.y).shape == (2, len(road.percentages))
+    assert "H-Sets" in road.info.value and "MoRF" in road.info.value
+    assert road.imputed is not None and road.imputed.shape == (SIZE, SIZE, 3)
+    choose(road.order, "lerf")
+    assert explorer.wait(30)
+    assert "LERF" in road.image_label.value
+
+
+def test_sets_panel_keep_explain_clear(explorer, canvas_log):
+    st, panel = explorer.state, explorer.sets_panel
+    press(panel.keep)
+    assert len(st.sets) == 1 and st.sets[0].seed == st.seed.index
+    assert panel.list.options[0].startswith("1. seed")
+    assert [n for n, a, b in canvas_log.on(explorer.image_view.canvas[2])][-1] == "putImageData"
+    assert "H-Sets heatmap" in explorer.image_view.legend.value
+    press(panel.keep)                               # same seed: replaced, not duplicated
+    assert len(st.sets) == 1
+    press(panel.auto)
+    assert explorer.wait(120)
+    assert len(st.sets) == explorer.explainer.config.n_sets
+    assert [s.seed for s in st.sets] == [s.index for s in st.auto_seeds]
+    panel.list.set_state({"index": 1})
+    press(panel.remove)
+    assert len(st.sets) == explorer.explainer.config.n_sets - 1
+    press(panel.clear)
+    assert st.sets == [] and panel.list.disabled
+
+
+def test_export_png_figure_and_explanation(explorer, tmp_path):
+    from PIL import Image
+
+    st = explorer.state
+    st.add_current_set()
+    png = explorer.save_png(tmp_path / "view.png")
+    img = np.asarray(Image.open(png))
+    s = explorer.image_view.scale
+    assert img.shape == (SIZE * s, SIZE * s, 3)
+    last = st.grown.steps[-1]
+    plain = [m for m in st.grown.members[1:] if m not in last.added and m != last.row]
+    y, x = np.divmod(int(plain[0]), SIZE)
+    px = img[y * s + s // 2, x * s + s // 2].astype(int)
+    assert px[2] > px[0] + 40, f"set member ({y}, {x}) is not painted cyan: {px}"
+    y, x = np.divmod(int(last.added[0]), SIZE)
+    px = img[y * s + s // 2, x * s + s // 2].astype(int)
+    assert px[0] > px[2] + 40, f"the last step's pixel ({y}, {x}) is not orange: {px}"
+    fig = explorer.save_figure(tmp_path / "figure.png")
+    assert Image.open(fig).size[0] > 800
+    path = explorer.save_explanation(tmp_path / "expl.npz")
+    back = Explanation.load(path)
+    assert len(back.sets) == 1 and np.array_equal(back.sets[0].members, st.grown.members)
+    # the Export tab's buttons write the same files into its folder
+    explorer.export.folder.set_state({"value": str(tmp_path / "tab")})
+    for b in (explorer.export.png_button, explorer.export.fig_button, explorer.export.npz_button):
+        press(b)
+        assert "Saved" in explorer.export.result.value, explorer.export.result.value
+    assert sorted(p.name for p in (tmp_path / "tab").iterdir()) == [
+        "hsets-explanation.npz", "hsets-figure.png", "hsets-view.png"]
+
+
+def test_each_widget_is_usable_alone(explainer, image):
+    from hsets_widgets.widgets import (ExplorerState, ImageView, MergeAnimation, RoadView, RowInspector,
+                                       SubsetSampling, ThresholdExplorer)
+
+    st = ExplorerState(explainer, background=False)
+    views = [cls(st) for cls in (ImageView, RowInspector, ThresholdExplorer, MergeAnimation,
+                                 SubsetSampling, RoadView)]
+    st.select_seed(10, 12)                        # synchronous state: done on return
+    assert st.seed.yx == (10, 12) and st.grown is not None
+    assert views[3].play.max == st.n_steps
+    # a widget can also build its own state from an image and a model
+    alone = ThresholdExplorer(image, model=tiny_classifier(), segmenter="slic", n_steps=4, nu=16,
+                              background=False)
+    assert alone.state.nu == 16 and alone.state is not st
+
+
+def test_engine_does_not_import_widgets():
+    code = ("import sys, hsets_widgets.explain, hsets_widgets.evaluation; "
+            "print(any(m.startswith('hsets_widgets.widgets') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
