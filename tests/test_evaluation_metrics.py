@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from hsets_widgets.evaluation import (AttributionShapeError, attribute, gini, gini_at_support,
-                                      imputation_system, keep_top, noisy_linear_impute,
-                                      relevance_order, removal_mask, road, support_size)
+                                      gini_within_top, imputation_system, keep_top,
+                                      noisy_linear_impute, relevance_order, removal_mask, road,
+                                      support_size)
 from hsets_widgets.evaluation.road import (NEIGHBOUR_WEIGHTS, QUANTUS_PERCENTAGES,
                                            resolve_percentages)
 from hsets_widgets.models import wrap_module
@@ -266,3 +267,15 @@ def test_builtin_baselines_are_seeded_and_shaped():
     assert np.abs(g[:, 8:, 8:]).max() == 0 and np.abs(g[:, 2:6, 2:6]).min() > 0
     with pytest.raises(ValueError, match="unknown attribution method"):
         attribute("saliency", x, clf)
+
+
+def test_gini_within_top_ignores_the_zeros():
+    a = np.zeros((10, 10))
+    a.ravel()[:4] = [1.0, 1.0, 1.0, 1.0]
+    assert gini_within_top(a, 4) == pytest.approx(0.0, abs=1e-9)
+    b = np.zeros((10, 10))
+    b.ravel()[:4] = [0.0001, 0.0001, 0.0001, 1.0]
+    assert gini_within_top(b, 4) == pytest.approx(gini(np.array([[0.0001, 0.0001, 0.0001, 1.0]])))
+    assert gini_within_top(b, 4) > 0.7
+    # the matched-support Gini of both is dominated by the 96 zeros
+    assert gini_at_support(a, 4) == pytest.approx(0.96, abs=1e-5)

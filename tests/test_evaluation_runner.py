@@ -101,7 +101,7 @@ def test_resume_skips_done_images_and_bad_files_are_counted(photo_dir, tmp_path)
         e = metrics["methods"][name]
         assert e["sparsity"]["n"] == 3 and 0 <= e["sparsity"]["mean"] <= 1
         assert e["curves"]["morf"]["percentages"] == [0.2, 0.5]
-        assert e["sparsity_matched"]["n"] == 3
+        assert e["sparsity_matched"]["n"] == 3 and e["sparsity_within"]["n"] == 3
     assert len(list((out / "images").glob("*.csv"))) == 3
     header = next(iter((out / "images").glob("*.csv"))).read_text().splitlines()[0]
     assert "morf_accuracy@0.2" in header and "sparsity_matched" in header
@@ -183,3 +183,20 @@ def test_ig_and_hsets_baselines_come_from_the_engine(photo_dir, tmp_path):
     assert hs["support"]["mean"] <= 24 and hs["sparsity"]["mean"] > 0.9
     # at matched support the dense IG map is cut to the same number of pixels
     assert m["methods"]["ig:n_steps=8"]["matched_support"]["mean"] == hs["support"]["mean"]
+
+
+def test_records_of_an_older_version_are_rescored_from_stored_maps(photo_dir, tmp_path):
+    clf = tiny_classifier()
+    items = collect_images([photo_dir])[:1]
+    out = tmp_path / "eval"
+    center, calls = counting_method()
+    kw = dict(methods=[center, "random"], percentages=[0.3], progress=False)
+    run_evaluation(items, clf, out, **kw)
+    path = out / "results.jsonl"
+    rec = json.loads(path.read_text().splitlines()[-1])
+    for m in rec["methods"].values():
+        del m["sparsity_within"]
+    path.write_text(json.dumps(rec) + "\n")
+    m = run_evaluation(items, clf, out, **kw)
+    assert len(calls) == 1 and m["n_resumed"] == 1
+    assert m["methods"]["center"]["sparsity_within"]["n"] == 1

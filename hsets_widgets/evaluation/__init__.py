@@ -16,13 +16,14 @@ from .road import (NEIGHBOUR_WEIGHTS, QUANTUS_PERCENTAGES, ROAD_PERCENTAGES, ROA
                    imputation_system, noisy_linear_impute, relevance_order, removal_mask, road)
 from .runner import (DEFAULT_METHODS, ImageItem, collect_images, imagenette_items, label_from_path,
                      run_evaluation)
-from .sparsity import (AttributionShapeError, gini, gini_at_support, keep_top, matched_support,
-                       pixel_map, support_size)
+from .sparsity import (AttributionShapeError, gini, gini_at_support, gini_within_top, keep_top,
+                       matched_support, pixel_map, support_size)
 
 __all__ = [
     "AttributionShapeError", "BUILTIN_METHODS", "DEFAULT_METHODS", "ImageItem", "Method",
     "NEIGHBOUR_WEIGHTS", "QUANTUS_PERCENTAGES", "ROAD_PERCENTAGES", "ROADCurve", "ROADResult",
     "attribute", "check_map", "collect_images", "get_method", "gini", "gini_at_support",
+    "gini_within_top",
     "imagenette_items", "imputation_system", "keep_top", "label_from_path", "matched_support",
     "noisy_linear_impute", "pixel_map", "relevance_order", "removal_mask", "road",
     "run_evaluation", "support_size",

@@ -45,7 +45,8 @@ import torch
 
 from .baselines import Method, attribute, get_method
 from .road import ORDERS, classify_batches, resolve_percentages, road
-from .sparsity import AttributionShapeError, gini, gini_at_support, pixel_map, support_size
+from .sparsity import (AttributionShapeError, gini, gini_at_support, gini_within_top, pixel_map,
+                       support_size)
 
 #: File extensions taken as images when a folder is scanned (explicit files are always tried).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -54,7 +55,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 DEFAULT_METHODS = ("hsets", "ig", "gradient", "smoothgrad", "random")
 
 #: Per-method scalar metrics summarised in ``metrics.json``.
-SCALAR_METRICS = ("sparsity", "sparsity_matched", "matched_support", "support", "support_fraction",
+SCALAR_METRICS = ("sparsity", "sparsity_matched", "sparsity_within", "matched_support", "support",
+                  "support_fraction",
                   "morf_auc", "morf_probability_auc", "lerf_auc", "lerf_probability_auc",
                   "attribution_seconds", "road_seconds")
 
@@ -198,8 +200,11 @@ def method_record(amap: np.ndarray, road_result, seconds: float, road_seconds: f
 
 
 def add_matched_sparsity(records: dict, maps: dict, match_support: Union[str, float] = "min") -> int:
-    """Add ``sparsity_matched`` (Gini of the top-``s`` pixels) to every method's record.
+    """Add ``sparsity_matched`` and ``sparsity_within`` to every method's record.
 
+    ``sparsity_matched`` is the Gini index of the map with only its top ``s`` pixels kept
+    (:func:`~hsets_widgets.evaluation.sparsity.gini_at_support`), ``sparsity_within`` the Gini
+    of those ``s`` values alone (:func:`~hsets_widgets.evaluation.sparsity.gini_within_top`).
     ``s`` is the smallest support among the maps (``"min"``) or ``round(f * H * W)`` for a
     fraction ``f``. Returns ``s``.
     """
@@ -212,6 +217,7 @@ def add_matched_sparsity(records: dict, maps: dict, match_support: Union[str, fl
     for name, m in pms.items():
         if name in records:
             records[name]["sparsity_matched"] = gini_at_support(m, s)
+            records[name]["sparsity_within"] = gini_within_top(m, s)
             records[name]["matched_support"] = s
     return s
 
@@ -353,6 +359,24 @@ def plot_curves(summary: dict, order: str, path: Path, title: str = "") -> Optio
     return path
 
 
+def _load_maps(path: Path, names) -> dict:
+    """The stored maps of ``names`` (those present) from an image's ``.npz``."""
+    if not path.exists():
+        return {}
+    with np.load(path) as z:
+        stored = {k: z[k] for k in z.files}
+    return {n: stored[_map_key(n)] for n in names if _map_key(n) in stored}
+
+
+def _rescore(record: dict, out: Path, match_support, results_path: Path) -> None:
+    """Recompute the matched-support sparsities of a done image from its stored maps."""
+    maps = _load_maps(out / "maps" / f"{record['slug']}.npz", record["methods"])
+    if maps and len(maps) == len(record["methods"]):
+        record["matched_support"] = add_matched_sparsity(record["methods"], maps, match_support)
+        write_image_csv(out / "images" / f"{record['slug']}.csv", record)
+        _append_jsonl(results_path, record)
+
+
 # ---- the run -----------------------------------------------------------------------------
 def _config_fingerprint(classifier, percentages, orders, seed, noise, match_support) -> dict:
     return {"model": getattr(classifier, "name", type(classifier).__name__),
@@ -439,6 +463,8 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
         missing = [m for m in methods if prev is None or m.name not in prev["methods"]]
         if not missing:
             n_resumed += 1
+            if any("sparsity_within" not in r for r in prev["methods"].values()):
+                _rescore(prev, out, match_support, results_path)  # written by an older version
             if bar is not None:
                 bar.update(1)
             continue
@@ -460,13 +486,7 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
             raise RuntimeError(f"{item.path}: prediction changed from {record['target']} to {target} "
                                f"since the results in {out} were written; use another --out")
         map_path = out / "maps" / f"{item.slug}.npz"
-        maps = {}
-        if map_path.exists():
-            with np.load(map_path) as z:
-                stored = {k: z[k] for k in z.files}
-            for name in record["methods"]:
-                if _map_key(name) in stored:
-                    maps[name] = stored[_map_key(name)]
+        maps = _load_maps(map_path, record["methods"])
         for m in missing:
             if bar is not None:
                 bar.set_postfix_str(f"{item.path.name}: {m.name}")

@@ -17,8 +17,10 @@ sums absolute values instead.
 
 Sparsity mostly follows how many pixels are nonzero (a map whose 2,000 of 50,176 pixels are
 nonzero and equal scores about 0.96), so :func:`support_size` and
-:func:`gini_at_support` (keep the ``s`` largest pixels of every map, zero the rest) let
-methods with very different supports be compared fairly.
+:func:`gini_at_support` (keep the ``s`` largest pixels of every map, zero the rest) put
+methods with very different supports on the same support. That value is still close to
+``1 - s / n`` for every map; :func:`gini_within_top` (the Gini of the ``s`` kept values
+alone) shows how concentrated each method is inside its top ``s`` pixels.
 """
 from __future__ import annotations
 
@@ -146,6 +148,19 @@ def gini_at_support(a: MapLike, s: int, channels: str = "sum") -> float:
     leaves how concentrated each method is within its top ``s`` pixels.
     """
     return gini(keep_top(a, s, channels))
+
+
+def gini_within_top(a: MapLike, s: int, channels: str = "sum") -> float:
+    """Gini index of the ``s`` largest absolute values of ``a`` alone (``n = s``).
+
+    :func:`gini_at_support` of a map is close to ``1 - s / n`` whatever the map, because the
+    ``n - s`` zeros dominate it; this variant drops the zeros and measures only how unequal
+    the kept values are (0 when they are all equal).
+    """
+    v = np.abs(pixel_map(a, channels)).ravel()
+    s = int(max(1, min(s, v.size)))
+    top = np.sort(v)[v.size - s:]
+    return gini(top.reshape(1, -1))
 
 
 def matched_support(maps, rtol: float = 0.0, channels: str = "sum") -> int:
