@@ -164,6 +164,9 @@ def test_disk_cache_survives_a_new_process(image, tmp_path):
     assert CountingSlic.runs == 1 and again.info["cache"] == "disk" and calls == [(1, 1)]
     assert (again.masks == first.masks).all() and (again.labels == first.labels).all()
     assert again.source == "slic" and again.info["settings"] == first.info["settings"]
+    staged = []  # the engine's progress(stage, done, total) convention works too
+    fresh(image, progress=lambda stage, done, total: staged.append((stage, done, total)))
+    assert staged == [("segmentation", 1, 1)]
     (tmp_path / "masks" / next((tmp_path / "masks").glob("*.npz")).name).write_bytes(b"broken")
     third = CachedSegmenter(CountingSlic("slic", n_segments=12), disk=tmp_path / "masks")(image)
     assert CountingSlic.runs == 2 and third.info["cache"] == "computed"  # unreadable entry: recomputed

@@ -171,6 +171,25 @@ class MaskCache:
 DEFAULT_CACHE = MaskCache()
 
 
+def adapt_progress(progress, stage: str = "segmentation"):
+    """Accept both progress conventions: ``progress(done, total)`` and the engine's
+    ``progress(stage, done, total)`` (:mod:`hsets_widgets.progress`).
+
+    Returns a two-argument callable (or None). A callable with three or more positional
+    parameters is called as ``progress(stage, done, total)``.
+    """
+    if progress is None:
+        return None
+    try:
+        params = inspect.signature(progress).parameters.values()
+    except (TypeError, ValueError):
+        return progress
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 3:
+        return lambda done, total: progress(stage, done, total)
+    return progress
+
+
 def _accepts_progress(fn) -> bool:
     try:
         params = inspect.signature(fn).parameters
@@ -232,8 +251,10 @@ class CachedSegmenter:
         image : ndarray, shape (H, W, 3)
             Float in [0, 1].
         progress : callable, optional
-            ``progress(done, total)``; a cache hit reports ``(1, 1)`` at once.
+            ``progress(done, total)`` (or ``progress(stage, done, total)``, see
+            :func:`adapt_progress`); a cache hit reports ``(1, 1)`` at once.
         """
+        progress = adapt_progress(progress)
         key = self.key(image)
         if key is not None:
             seg, where = self.cache.get(key)

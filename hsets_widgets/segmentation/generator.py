@@ -319,7 +319,10 @@ def records_to_segmentation(records, shape, source: str, info: dict | None = Non
 def run_generator(generator, image, source: str, settings: dict, progress: Optional[ProgressFn] = None,
                   show_progress: bool = False) -> Segmentation:
     """Segment ``image`` ((H, W, 3) float in [0, 1]) with ``generator``; time it; check the result."""
+    from .cache import adapt_progress
+
     rgb = to_sam_image(image)
+    progress = adapt_progress(progress)
     t0 = time.perf_counter()
     records = generator.generate(rgb, progress=progress, show_progress=show_progress,
                                  desc=f"{source} masks")
