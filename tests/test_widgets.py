@@ -103,7 +103,12 @@ class CanvasLog:
 def canvas_log(monkeypatch):
     from ipycanvas.canvas import _CanvasManager
 
+    from ipycanvas.canvas import _CANVAS_MANAGER
+
     log = CanvasLog()
+    # commands for the canvas the manager last switched to come without a switch command
+    cur = _CANVAS_MANAGER._current_canvas
+    log.current = cur.model_id if cur is not None else None
     monkeypatch.setattr(_CanvasManager, "_send_custom", lambda self, command, buffers=[]: log.record(command, buffers))
     return log
 

@@ -65,7 +65,10 @@ def parse_settings(items) -> dict:
     if out:
         from ..presets import get_config
 
-        get_config("default", **out)     # unknown keys fail here, with the list of known ones
+        try:
+            get_config("default", **out)     # unknown keys fail here, listing the known ones
+        except TypeError as err:
+            raise ValueError(str(err)) from err
     return out
 
 

@@ -58,13 +58,14 @@ class ImageView(W.VBox):
         self.legend.add_class("hsets-image-legend")
         self.hover_yx = None
         self.n_draws = 0
+        self._set_key = None
 
         self.canvas.on_client_ready(self.redraw)
         self.canvas.on_mouse_down(self._on_mouse_down)
         self.canvas.on_mouse_move(self._on_mouse_move)
         self.canvas.on_mouse_out(lambda x, y: self._set_hover(None))
         st = self.state
-        st.observe(lambda ch: self._changed(("set", "seeds")), names=["grown", "step"])
+        st.observe(lambda ch: self._set_changed(), names=["revision", "step"])
         st.observe(lambda ch: self._changed(("seeds",)),
                    names=["seed", "pending_seed_yx", "auto_seeds"])
         st.observe(lambda ch: self._changed(("heatmap",)), names=["sets"])
@@ -111,6 +112,13 @@ class ImageView(W.VBox):
         if info["in_set"]:
             parts.append("<b style='color:#0097a7'>in the set</b>")
         return " · ".join(parts)
+
+    def _set_changed(self):
+        # a new set changes `revision` and `step` together: draw the set layer once
+        key = (self.state.revision, self.state.step)
+        if key != self._set_key:
+            self._set_key = key
+            self._changed(("set",))
 
     def _changed(self, names):
         for n in names:

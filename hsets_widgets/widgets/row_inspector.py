@@ -92,12 +92,13 @@ class RowInspector(W.VBox):
         self.info.add_class("hsets-row-info")
         self.colorbar = W.HTML()
         self._row = None        # (seed index, row, map, vmax)
+        self._shown = None      # (seed index, rule) last drawn: skip identical updates
+        self._photo_drawn = False
         self.passing = np.zeros(0, np.int64)
         self.threshold = None
 
         st = self.state
-        st.observe(lambda ch: self.update(), names=["revision", "seed"])
-        st.observe(lambda ch: self.update(row_changed=False), names=["mu", "threshold", "sign"])
+        st.observe(lambda ch: self.update(), names=["revision", "seed", "mu", "threshold", "sign"])
         super().__init__([
             title("Hessian row of the seed",
                   "H[seed, j]: how pixel j changes the seed's effect on the class score. Rows "
@@ -115,6 +116,7 @@ class RowInspector(W.VBox):
             self._row = None
             return None
         if self._row is None or self._row[0] != seed.index:
+            self._shown = None
             row = st.explainer.rows.row(seed.index).numpy().astype(np.float64)
             img = st.seed_row_image()
             shown = img.copy()
@@ -124,17 +126,19 @@ class RowInspector(W.VBox):
             self._row = (seed.index, row, rgba, vmax)
         return self._row
 
-    def update(self, row_changed: bool = True) -> None:
-        """Recompute what passes and redraw (the map only when the row changed)."""
+    def update(self) -> None:
+        """Recompute what passes and redraw (the row map only when the seed changed)."""
         st = self.state
         with st.lock:
+            had = self._row[0] if self._row is not None else None
             loaded = self._load_row()
             if loaded is None:
                 self.passing = np.zeros(0, np.int64)
                 self.threshold = None
                 self.info.value = ("<i>Click a pixel (or wait for the first set): its Hessian row "
                                    "appears here once computed.</i>")
-                self._draw(row_changed=True)
+                self._shown = None
+                self._draw(row_changed=had is not None or not self._photo_drawn)
                 return
             _, row, _, vmax = loaded
             seed = st.seed
@@ -143,6 +147,10 @@ class RowInspector(W.VBox):
             except ValueError as err:
                 self.info.value = f"<span style='color:#c62828'>{err}</span>"
                 return
+            if self._shown == (seed.index, rule):
+                return
+            self._shown = (seed.index, rule)
+            row_changed = had != seed.index
             scores, label = rule_scores(row, rule)
             self.passing = candidates(row, rule, seed.attribution, exclude=seed.index)
             self.threshold = threshold_position(rule, seed.attribution, scores[self.passing])
@@ -178,17 +186,21 @@ class RowInspector(W.VBox):
 
     # ---- drawing -----------------------------------------------------------------------
     def redraw(self, *_):
+        """Draw every layer (called when a front end becomes ready)."""
         with self.state.lock:
+            self._photo_drawn = False
             self._draw(row_changed=True)
 
     def _draw(self, row_changed: bool = True) -> None:
         st = self.state
         s = self.scale
         with draw_batch():
-            if row_changed:
+            if not self._photo_drawn:
                 self.canvas[0].clear()
                 self.canvas[0].put_image_data(
                     render.upscale(render.photo_rgba(st.explainer.image, dim=0.6, grey=True), s), 0, 0)
+                self._photo_drawn = True
+            if row_changed:
                 self.canvas[1].clear()
                 if self._row is not None:
                     self.canvas[1].put_image_data(render.upscale(self._row[2], s), 0, 0)

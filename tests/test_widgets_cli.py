@@ -1,0 +1,124 @@
+"""``hsets explore``: arguments, the app's environment, and a real (browserless) Voila start."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from hsets_widgets.cli import explore
+from hsets_widgets.widgets import app
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="command")
+    explore.add_parser(sub)
+    return ap.parse_args(["explore", *argv])
+
+
+def test_parser_defaults_and_options():
+    a = parse([])
+    assert a.image is None and a.model is None and a.port is None and not a.no_browser
+    a = parse(["photo.jpg", "--model", "resnet18", "--port", "9000", "--no-browser",
+               "--set", "nu=32", "--set", "order=dfs", "--segmenter", "slic"])
+    assert (a.image, a.model, a.port, a.no_browser, a.segmenter) == ("photo.jpg", "resnet18", 9000,
+                                                                      True, "slic")
+    assert explore.parse_settings(a.settings) == {"nu": 32, "order": "dfs"}
+
+
+def test_cli_is_wired_into_hsets():
+    from hsets_widgets.cli.main import build_parser
+
+    args = build_parser().parse_args(["explore", "--no-browser"])
+    assert args._run is explore.run
+
+
+def test_bad_settings_and_images_are_explained(tmp_path):
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        explore.parse_settings(["nu"])
+    with pytest.raises(ValueError, match="unknown H-Sets setting"):
+        explore.parse_settings(["colour=blue"])
+    with pytest.raises(ValueError, match="image not found"):
+        explore.resolve_image(str(tmp_path / "missing.png"))
+    assert explore.resolve_image(None) == "chelsea"
+    assert explore.resolve_image("coffee") == "coffee"
+    f = tmp_path / "x.png"
+    f.write_bytes(b"")
+    assert explore.resolve_image(str(f)) == str(f.resolve())
+
+
+def test_environment_round_trip(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = explore.app_environment(parse(["coffee", "--preset", "paper", "--set", "nu=48",
+                                         "--segmenter", "slic"]), base={})
+    assert env[app.ENV_IMAGE] == "coffee" and app.ENV_MODEL not in env
+    s = app.settings_from_env(env)
+    assert s == {"image": "coffee", "model": None, "preset": "paper", "segmenter": "slic", "nu": 48,
+                 "export_folder": str(tmp_path / "hsets-export")}
+    with pytest.raises(ValueError, match="JSON"):
+        app.settings_from_env({app.ENV_SETTINGS: "nu=4"})
+    assert app.settings_from_env({})["image"] == "chelsea"
+
+
+def test_packaged_app_notebook_matches_its_source(tmp_path):
+    shipped = json.loads(app.APP_NOTEBOOK.read_text())
+    assert shipped == app.notebook_json()
+    copy = app.app_notebook(tmp_path)
+    assert json.loads(copy.read_text()) == shipped
+
+
+def test_ports():
+    port = explore.free_port(0)
+    assert explore.port_is_free(port)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        assert not explore.port_is_free(busy)
+        assert explore.free_port(busy) != busy
+        with pytest.raises(RuntimeError, match="in use"):
+            explore.run(parse(["--port", str(busy), "--no-browser"]))
+
+
+def test_voila_command():
+    cmd = explore.voila_command(app.APP_NOTEBOOK, 8999, open_browser=False)
+    assert cmd[:3] == [sys.executable, "-m", "voila"] and "--port=8999" in cmd
+    assert "--Voila.ip=127.0.0.1" in cmd and "--no-browser" in cmd
+
+
+def test_hsets_explore_serves_and_prints_its_address(tmp_path):
+    pytest.importorskip("voila")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser",
+                             "--port", str(port), "--segmenter", "slic"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        first = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in first, first
+        deadline = time.monotonic() + 60
+        while True:          # probe a static file: the notebook URL would start a kernel
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/voila/static/favicon.ico",
+                                            timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "voila did not start"
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
