@@ -87,10 +87,9 @@ def main(argv=None):
         clear_embedding_cache()
         enc.append(timed(pred.set_image, u8)[1])
     rng = np.random.RandomState(0)
-    coords = np.concatenate([rng.rand(64, 1, 2) * 1024, np.zeros((64, 1, 2))], 1).astype(np.float32)
-    labels = np.tile(np.array([[1, -1]], np.float32), (64, 1))
+    coords = (rng.rand(64, 1, 2) * 1024).astype(np.float32)  # one foreground point per prompt
     per_prompt = {}
-    pts_t = torch.as_tensor(coords[:, :1])
+    pts_t = torch.as_tensor(coords)
     lab_t = torch.ones(len(pts_t), 1, dtype=torch.int)
     for b in (1, 16, 64):
         pred.decoder_batch = b
