@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "images"
 DATASETS = {"imagenette": SHARED / "imagenette", "imagenet-sample": SHARED / "imagenet-sample"}
-TABLE_METRICS = ("sparsity", "sparsity_matched", "support_fraction", "morf_auc",
+TABLE_METRICS = ("sparsity", "sparsity_matched", "sparsity_within", "support_fraction", "morf_auc",
                  "morf_probability_auc", "lerf_auc", "attribution_seconds")
 PAPER = {"H-Sets (paper)": (0.9565, 0.016), "IG (paper)": (0.8235, 0.407)}
 
@@ -62,7 +62,7 @@ def write_table(out: Path, all_metrics: dict, command: str) -> Path:
              "Mean +- population std over images. sparsity: Gini index as Quantus Sparseness "
              "computes it (pixel maps, channels summed). sparsity_matched: Gini of each map "
              "restricted to its top-s pixels, s = the smallest support among the methods on that "
-             "image. morf_auc / lerf_auc: trapezoid area of the ROAD accuracy curve (argmax = "
+             "image; sparsity_within: Gini of those s values alone (zeros dropped). morf_auc / lerf_auc: trapezoid area of the ROAD accuracy curve (argmax = "
              "original prediction) over the percentages removed.", ""]
     for ds, m in all_metrics.items():
         lines += [f"## {ds} ({m['n_images']} images, {m['n_skipped']} skipped, model {m['model']}, "
@@ -77,6 +77,42 @@ def write_table(out: Path, all_metrics: dict, command: str) -> Path:
     path = out / "table.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def reduction_table(out: Path, datasets) -> str:
+    """Gini of the stored maps under three channel reductions (how a map reaches Quantus).
+
+    ``sum``: signed sum over channels (this toolkit's default, a (B, 1, H, W) map);
+    ``abs_sum``: sum of absolute values; ``channels``: the (3, H, W) map flattened as it is
+    (3 H W values), which is what Quantus scores if handed channel maps.
+    """
+    from hsets_widgets.evaluation.runner import _load_maps, read_results
+    from hsets_widgets.evaluation.sparsity import gini
+
+    lines = ["## Sparsity under other channel reductions (from the stored maps)", "",
+             "sum: signed channel sum (the table above); abs_sum: sum of |a| over channels; "
+             "channels: the (3, H, W) map flattened, 3HW values (pixel maps are unchanged).", ""]
+    for ds in datasets:
+        recs = read_results(out / ds / "results.jsonl")
+        vals: dict = {}
+        for rec in recs.values():
+            maps = _load_maps(out / ds / "maps" / f"{rec['slug']}.npz", rec["methods"])
+            for name, a in maps.items():
+                a = np.asarray(a, dtype=np.float64)
+                flat = a.reshape(1, -1)
+                v = vals.setdefault(name, {"sum": [], "abs_sum": [], "channels": []})
+                v["sum"].append(gini(a))
+                v["abs_sum"].append(gini(a, channels="abs_sum"))
+                v["channels"].append(gini(flat))
+        if not vals:
+            continue
+        lines += [f"### {ds} ({len(recs)} images)", "", "| method | sum | abs_sum | channels |",
+                  "|---|---|---|---|"]
+        for name, v in vals.items():
+            cells = [f"{np.mean(v[k]):.4f} +- {np.std(v[k]):.4f}" for k in ("sum", "abs_sum", "channels")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def plot_figure1(out: Path, all_metrics: dict) -> Path:
@@ -152,7 +188,10 @@ def main(argv=None) -> int:
     all_metrics = {ds: all_metrics[ds] for ds in DATASETS if ds in all_metrics}
     with open(out / "commands.txt", "a") as fh:
         fh.write(command + "\n")
-    print(write_table(out, all_metrics, command).read_text())
+    table = write_table(out, all_metrics, command)
+    with open(table, "a") as fh:
+        fh.write("\n" + reduction_table(out, list(all_metrics)) + "\n")
+    print(table.read_text())
     plot_figure1(out, all_metrics)
     (out / "summary.json").write_text(json.dumps(
         {ds: {"n_images": m["n_images"], "methods": {k: {kk: e.get(kk) for kk in TABLE_METRICS}
