@@ -29,6 +29,15 @@ from .seeds import Seed, feature_attribution, seed_at, select_seeds
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def _takes_progress(fn) -> bool:
+    import inspect
+
+    try:
+        return "progress" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def resolve_device(device=None) -> torch.device:
     """``None``/``"auto"`` -> CUDA when available, else CPU."""
     if device in (None, "auto"):
@@ -131,10 +140,14 @@ class Explainer:
             from .segmentation import get_segmenter
 
             t0 = time.perf_counter()
-            seg = get_segmenter(self._segmenter_spec)
-            try:
+            spec = self._segmenter_spec
+            if isinstance(spec, str) and spec not in ("slic", "felzenszwalb"):
+                seg = get_segmenter(spec, points_per_side=self.config.sam_points_per_side)
+            else:
+                seg = get_segmenter(spec)
+            if isinstance(spec, str) or _takes_progress(seg):
                 result = seg(self.image, progress=progress)
-            except TypeError:
+            else:
                 result = seg(self.image)
             self._segmentation = result
             self.timings["segmentation"] = time.perf_counter() - t0

@@ -43,6 +43,8 @@ class HSetsConfig:
     baseline: object = "zeros"
     n_steps: int = 32
     rule: str = "midpoint"
+    # segmentation (SAM-class segmenters chosen by name; 8 x 8 prompts keep a CPU run short)
+    sam_points_per_side: int = 8
     # seeds
     n_sets: int = 5
     seed_order: str = "mass"
