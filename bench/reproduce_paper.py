@@ -48,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--model", default=None, help="default: the offline EfficientNet-Lite0")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--small-percentages", default="0.0005,0.001,0.002,0.005,0.01,0.02,0.05",
+                   help="fractions for the extra MoRF run from the stored maps ('' to skip)")
     return p.parse_args(argv)
 
 
@@ -113,6 +115,56 @@ def reduction_table(out: Path, datasets) -> str:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def small_fraction_morf(out: Path, ds: str, percentages, clf, seed: int = 0) -> tuple:
+    """MoRF ROAD at small removal fractions, recomputed from the stored maps of ``ds``.
+
+    At the reference percentages (10%..90%) a map whose support is ~0.2% of the pixels is
+    ranked by the random tie-breaker for almost every removed pixel, so its curve is the
+    random curve by construction; this looks where the maps differ.
+    """
+    from hsets_widgets.evaluation.road import road
+    from hsets_widgets.evaluation.runner import ImageItem, _load_maps, load_item, read_results
+
+    curves: dict = {}
+    for rec in read_results(out / ds / "results.jsonl").values():
+        x = load_item(ImageItem(Path(rec["path"])), clf.input_size)
+        maps = _load_maps(out / ds / "maps" / f"{rec['slug']}.npz", rec["methods"])
+        for name, a in maps.items():
+            r = road(clf, x, a, percentages, orders=("morf",), seed=seed)
+            curves.setdefault(name, []).append((r.morf.accuracy, r.morf.probability))
+    if not curves:
+        return "", None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pct = 100 * np.asarray(sorted(percentages))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    lines = [f"## MoRF at small fractions removed ({ds}, recomputed from the stored maps)", "",
+             "| method | " + " | ".join(f"prob@{p:g}%" for p in pct) + " |",
+             "|" + "---|" * (len(pct) + 1)]
+    for name, cs in curves.items():
+        acc = np.mean([c[0] for c in cs], 0)
+        prob = np.mean([c[1] for c in cs], 0)
+        axes[0].plot(pct, acc, marker="o", ms=3, label=name)
+        axes[1].plot(pct, prob, marker="o", ms=3, label=name)
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in prob) + " |")
+    for ax, lab in zip(axes, ("accuracy (argmax = original prediction)", "probability of the original class")):
+        ax.set_xscale("log")
+        ax.set_xlabel("% most relevant pixels removed (log scale)")
+        ax.set_ylabel(lab)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"ROAD MoRF at small fractions, {ds} (n={len(next(iter(curves.values())))})")
+    fig.tight_layout()
+    path = out / f"morf_small_{ds}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return "\n".join(lines) + "\n", path
 
 
 def plot_figure1(out: Path, all_metrics: dict) -> Path:
@@ -191,6 +243,11 @@ def main(argv=None) -> int:
     table = write_table(out, all_metrics, command)
     with open(table, "a") as fh:
         fh.write("\n" + reduction_table(out, list(all_metrics)) + "\n")
+        if args.small_percentages:
+            small = [float(v) for v in args.small_percentages.split(",")]
+            for ds in all_metrics:
+                text, _ = small_fraction_morf(out, ds, small, clf, args.seed)
+                fh.write("\n" + text)
     print(table.read_text())
     plot_figure1(out, all_metrics)
     (out / "summary.json").write_text(json.dumps(
