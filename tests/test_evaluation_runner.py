@@ -1,6 +1,5 @@
 """``hsets evaluate`` and :func:`run_evaluation`: resume, bad files, labels, outputs."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
