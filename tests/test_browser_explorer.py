@@ -141,7 +141,7 @@ def changed_fraction(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def text_of(page, css: str) -> str:
-    return page.locator(css).first.inner_text()
+    return page.locator(css).first.inner_text().replace("\xa0", " ")
 
 
 def wait_text(page, css: str, pattern: str, timeout: float = 90.0, negate: bool = False) -> str:
@@ -248,3 +248,176 @@ def test_reload_is_not_blank(voila_url, browser):
     img = shot(page.locator(".hsets-image-canvas").first, "08-after-reload-canvas.png")
     assert (img.max(axis=2) > 30).mean() > 0.5, "the image canvas is blank after a reload"
     page.close()
+
+
+def test_tabs_idg_sampling_and_road_render(voila_url, browser):
+    page, errors = open_app(browser, voila_url)
+    # IDG subset sampling: thumbnails and the running-estimate plot
+    page.locator(".lm-TabBar-tab", has_text="IDG subset sampling").first.click()
+    page.locator(".hsets-draw-subsets").first.click()
+    wait_text(page, ".hsets-idg-info", r"After \d+ of 1000 subsets", timeout=60)
+    wait_text(page, ".hsets-status", r"ready", timeout=60)
+    page.wait_for_timeout(800)
+    panel = page.locator(".hsets-subset-sampling").first
+    img = shot(panel, "09-idg-sampling.png")
+    plot = shot(page.locator(".hsets-idg-plot").first, "09-idg-plot.png")
+    assert (np.abs(np.diff(plot, axis=1)).max(axis=2) > 60).mean() > 0.002, "empty running-estimate plot"
+    assert img.shape[0] > 300
+    # ROAD: keep the current set, compute the curves, show an imputed image
+    page.locator(".hsets-sets-keep").first.click()
+    wait_text(page, ".hsets-sets-list", r"1\. seed", timeout=30)
+    page.locator(".lm-TabBar-tab", has_text="ROAD curves").first.click()
+    page.locator(".hsets-road-run").first.click()
+    wait_text(page, ".hsets-road-info", r"normalised area", timeout=120)
+    wait_text(page, ".hsets-status", r"ready", timeout=60)
+    page.wait_for_timeout(800)
+    road_canvas = shot(page.locator(".hsets-road-canvas").first, "10-road-imputed.png")
+    assert (road_canvas.max(axis=2) > 30).mean() > 0.5, "the imputed image is blank"
+    shot(page.locator(".hsets-road-view").first, "10-road-view.png")
+    # Export tab: the kernel writes the files
+    page.locator(".lm-TabBar-tab", has_text="Export").first.click()
+    page.locator(".hsets-export-png").first.click()
+    wait_text(page, ".hsets-export-result", r"Saved .*hsets-view\.png", timeout=30)
+    assert not errors, errors
+    page.close()
+
+
+# ---- JupyterLab and Notebook 7: the same notebook, run in the page, then the page reloaded ----
+@pytest.fixture(scope="module")
+def jupyter_url(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: install it with "
+                    "`apt-get install -y chromium chromium-driver` (Debian)")
+    pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("jupyterlab")
+    pytest.importorskip("notebook")
+    folder = tmp_path_factory.mktemp("jupyter")
+    write_notebook(folder)
+    port = free_port()
+    log = open(folder / "jupyter.log", "w")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
+               JUPYTER_CONFIG_DIR=str(folder / "config"), JUPYTER_RUNTIME_DIR=str(folder / "runtime"))
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+                             "--ServerApp.ip=127.0.0.1", "--ServerApp.token=", "--ServerApp.password=",
+                             "--ServerApp.disable_check_xsrf=True", "--allow-root",
+                             f"--ServerApp.root_dir={folder}", "--LabApp.news_url=None",
+                             "--ServerApp.port_retries=0"],
+                            cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/api")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "jupyter.log").write_text((folder / "jupyter.log").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frontend, path", [("lab", "/lab/tree/explorer_test.ipynb"),
+                                            ("notebook7", "/notebooks/explorer_test.ipynb")])
+def test_explorer_in_jupyter_survives_reload(jupyter_url, browser, frontend, path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    try:
+        run_in_jupyter(page, jupyter_url + path, frontend)
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / f"{frontend}-failure.png"))
+        raise
+    finally:
+        page.close()
+
+
+def run_in_jupyter(page, url, frontend):
+    page.goto(url, timeout=180_000)
+    cell = page.locator(".jp-Cell .jp-InputArea-editor").first
+    cell.wait_for(state="visible", timeout=180_000)
+    page.wait_for_timeout(3000)                      # let the kernel start
+    cell.click()
+    page.keyboard.press("Shift+Enter")
+    page.locator(".hsets-image-canvas").first.wait_for(state="visible", timeout=180_000)
+    wait_text(page, ".hsets-set-info", r"Set size: \d+", timeout=120)
+    wait_text(page, ".hsets-status", r"ready", timeout=60)
+    canvas = page.locator(".hsets-image-canvas").first
+    canvas.scroll_into_view_if_needed()
+    before = shot(canvas, f"{frontend}-01-canvas.png")
+    assert (before.max(axis=2) > 30).mean() > 0.5, "blank canvas"
+    box = canvas.bounding_box()
+    zoom = box["width"] / SIZE
+    canvas.click(position={"x": 10.5 * zoom, "y": 12.5 * zoom})
+    wait_text(page, ".hsets-set-info", r"seed \(12, 10\)", timeout=90)
+    wait_text(page, ".hsets-status", r"ready", timeout=60)
+    page.screenshot(path=str(ARTIFACTS / f"{frontend}-02-page.png"))
+    # save (the reloaded page reads the notebook from disk; Jupyter autosaves every 2 min),
+    # then reload: the kernel keeps the widgets, the page must show them again, canvas included
+    page.locator(".jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+s")
+    page.wait_for_timeout(2000)
+    page.reload(timeout=180_000)
+    canvas = page.locator(".hsets-image-canvas").first
+    canvas.wait_for(state="visible", timeout=180_000)
+    wait_text(page, ".hsets-set-info", r"seed \(12, 10\)", timeout=90)
+    canvas.scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)
+    after = shot(canvas, f"{frontend}-03-after-reload-canvas.png")
+    assert (after.max(axis=2) > 30).mean() > 0.5, "the canvas is blank after a reload"
+    page.screenshot(path=str(ARTIFACTS / f"{frontend}-04-after-reload-page.png"))
+
+
+# ---- the real default: `hsets explore` with EfficientNet-Lite0 on the embedded cat ----------
+@pytest.mark.slow
+def test_hsets_explore_default_app_screenshot(browser, tmp_path):
+    """``hsets explore`` end to end on the default model; the screenshot is docs/explorer.png.
+
+    Several minutes on 2 CPU cores (IG, segmentation, then five automatic sets).
+    """
+    from PIL import Image
+
+    if not os.environ.get("HSETS_BROWSER_DEFAULT_MODEL"):
+        pytest.skip("about 5 minutes on 2 CPU cores: set HSETS_BROWSER_DEFAULT_MODEL=1 to run it")
+    port = free_port()
+    log = open(tmp_path / "explore.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser",
+                             "--port", str(port)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    page = browser.new_page(viewport={"width": 1360, "height": 1700})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/voila/static/favicon.ico")
+        page.goto(f"http://127.0.0.1:{port}/", timeout=300_000)
+        wait_text(page, ".hsets-set-info", r"Set size: \d+", timeout=900)
+        wait_text(page, ".hsets-status", r"ready", timeout=300)
+        page.locator(".hsets-sets-auto").first.click()
+        wait_text(page, ".hsets-status", r"working", timeout=60)
+        wait_text(page, ".hsets-status", r"ready", timeout=1200)
+        assert "5. seed" in text_of(page, ".hsets-sets-list")
+        canvas = page.locator(".hsets-image-canvas").first
+        box = canvas.bounding_box()
+        info = text_of(page, ".hsets-set-info")
+        y, x = map(int, re.search(r"seed \((\d+), (\d+)\)", info).groups())
+        zoom = box["width"] / 224
+        canvas.hover(position={"x": (x + 2.5) * zoom, "y": (y + 1.5) * zoom})
+        wait_text(page, ".hsets-hover", r"IG", timeout=30)
+        page.wait_for_timeout(1500)
+        explorer = page.locator(".hsets-explorer").first
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        full = ARTIFACTS / "explorer-default.png"
+        explorer.screenshot(path=str(full))
+        img = Image.open(full).convert("RGB")
+        # docs size: keep it readable and under ~300 kB (256-colour PNG)
+        small = img.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        small.save(ARTIFACTS / "explorer-default-docs.png", optimize=True)
+        assert (np.asarray(img).std() > 10), "blank screenshot"
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "explorer-default-page.png"), full_page=True)
+        page.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        (ARTIFACTS / "explore.log").write_text((tmp_path / "explore.log").read_text())

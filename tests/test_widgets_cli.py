@@ -102,6 +102,7 @@ def test_hsets_explore_serves_and_prints_its_address(tmp_path):
                              "--port", str(port), "--segmenter", "slic"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    children = []
     try:
         first = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in first, first
@@ -116,9 +117,33 @@ def test_hsets_explore_serves_and_prints_its_address(tmp_path):
                 assert proc.poll() is None, proc.stdout.read()
                 assert time.monotonic() < deadline, "voila did not start"
                 time.sleep(0.5)
+        children = children_of(proc.pid)
+        assert children, "no Voila process found"
+        proc.terminate()                  # SIGTERM to `hsets explore` must stop Voila too
+        assert proc.wait(timeout=30) is not None
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid in children), "Voila outlived `hsets explore`"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, 15)          # Voila stops its kernel on SIGTERM
+
+
+def children_of(pid: int) -> list:
+    try:
+        text = open(f"/proc/{pid}/task/{pid}/children").read()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False

@@ -150,12 +150,36 @@ def run(args) -> int:
     print("(the first set appears after IG, segmentation and a few Hessian rows; Ctrl+C stops "
           "the server)", flush=True)
     proc = subprocess.Popen(voila_command(app_notebook(), port, not args.no_browser, args.debug), env=env)
+    return supervise(proc)
+
+
+def supervise(proc: subprocess.Popen) -> int:
+    """Wait for the server; pass SIGTERM/SIGHUP on to it and stop it on Ctrl+C, so it never
+    outlives this command (an orphaned Voila would keep its kernel, and the port, alive)."""
+    import signal
+
+    def forward(signum, _frame):
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                previous[sig] = signal.signal(sig, forward)
+            except ValueError:      # not the main thread (tests calling run() from a thread)
+                pass
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -75,3 +75,19 @@ def fmt(v, digits: int = 3) -> str:
 
 def esc(text) -> str:
     return html.escape(str(text))
+
+
+def legend(items) -> W.HTML:
+    """An HTML legend under a plot: ``items`` are ``(css colour, style, label)`` with style
+    ``"line"``, ``"dashed"``, ``"box"`` or ``"band"`` (bqplot's own legend covers the data)."""
+    parts = []
+    for colour, style, label in items:
+        if style == "box" or style == "band":
+            sw = (f"display:inline-block;width:14px;height:10px;background:{colour};"
+                  f"opacity:{0.6 if style == 'band' else 1}")
+        else:
+            sw = (f"display:inline-block;width:22px;height:0;border-top:3px "
+                  f"{'dashed' if style == 'dashed' else 'solid'} {colour}")
+        parts.append(f"<span style='white-space:nowrap;margin-right:14px'><span style='{sw};"
+                     f"vertical-align:middle;margin-right:4px'></span>{label}</span>")
+    return W.HTML("<div style='font-size:12px;line-height:1.6'>" + "".join(parts) + "</div>")

@@ -13,7 +13,7 @@ import ipywidgets as W
 
 from .animation import MergeAnimation
 from .common import as_state, esc, fmt, title
-from .export import ExportPanel, save_figure
+from .export import ExportPanel
 from .image_view import ImageView
 from .road_view import RoadView
 from .row_inspector import RowInspector
@@ -194,9 +194,7 @@ class Explorer(W.VBox):
 
     def save_figure(self, path):
         """A PNG figure of every view (image, Hessian row, histogram, v(I), ROAD)."""
-        road = self.road.results or None
-        layers = [n for n, cb in self.image_view.toggles.items() if cb.value]
-        return save_figure(self.state, path, layers, road)
+        return self.export.save_figure(path)
 
     def save_explanation(self, path):
         """The kept sets (or the current set) as an ``Explanation`` file (``.npz``)."""

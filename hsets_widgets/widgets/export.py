@@ -20,17 +20,19 @@ from .image_view import LAYERS, compose_view
 from .row_inspector import rule_scores, threshold_position
 
 
-def save_png(state, path, layers=LAYERS, scale: int = 2) -> Path:
-    """Write the image view (``layers``, zoomed ``scale`` times) to ``path`` as PNG."""
+def save_png(state, path, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> Path:
+    """Write the image view (``layers``, zoomed ``scale`` times, photo brightness ``dim``) to
+    ``path`` as PNG."""
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(compose_view(state, layers, scale)).save(path)
+    Image.fromarray(compose_view(state, layers, scale, dim)).save(path)
     return path
 
 
-def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None, dpi: int = 110) -> Path:
+def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None, dpi: int = 110,
+                dim: float = 1.0) -> Path:
     """Write a figure of every view to ``path`` (PNG, or any format matplotlib knows).
 
     Panels: the image view; the seed's Hessian row with the passing features; the row
@@ -52,7 +54,7 @@ def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None,
         seed, grown, value = st.seed, st.grown, st.value
         # 1. image view
         ax = axes[0, 0]
-        ax.imshow(compose_view(st, layers, render.display_scale(*st.shape[1:])), interpolation="nearest")
+        ax.imshow(compose_view(st, layers, render.display_scale(*st.shape[1:]), dim), interpolation="nearest")
         ttl = f"{ex.classifier.name}: '{ex.class_name}' (p = {ex.probability:.2f})"
         if grown is not None:
             ttl += f"\nset of seed {tuple(seed.yx)}: {len(grown)} features, step {st.step}/{st.n_steps}"
@@ -172,6 +174,11 @@ class ExportPanel(W.VBox):
             return LAYERS
         return [n for n in LAYERS if self.image_view.toggles[n].value]
 
+    def _dim(self) -> float:
+        from .image_view import DIM
+
+        return DIM if self.image_view is not None and self.image_view.dim.value else 1.0
+
     def _path(self, name: str) -> Path:
         return Path(self.folder.value or ".") / name
 
@@ -184,11 +191,13 @@ class ExportPanel(W.VBox):
 
     def save_png(self, path=None, scale=None) -> Path:
         scale = scale or (self.image_view.scale if self.image_view is not None else 2)
-        return save_png(self.state, path or self._path("hsets-view.png"), self._layers(), scale)
+        return save_png(self.state, path or self._path("hsets-view.png"), self._layers(), scale,
+                        self._dim())
 
     def save_figure(self, path=None) -> Path:
         road = self.road_view.results if self.road_view is not None and self.road_view.results else None
-        return save_figure(self.state, path or self._path("hsets-figure.png"), self._layers(), road)
+        return save_figure(self.state, path or self._path("hsets-figure.png"), self._layers(), road,
+                           dim=self._dim())
 
     def save_explanation(self, path=None) -> Path:
         with self.state.lock:

@@ -19,6 +19,8 @@ from . import render
 from .common import as_state, draw_batch, esc, fmt, title
 
 LAYERS = ("photo", "segments", "heatmap", "set", "seeds")
+#: brightness of the photo when "dim photo" is ticked
+DIM = 0.7
 LAYER_LABELS = {"photo": "photo", "segments": "segments", "heatmap": "H-Sets heatmap",
                 "set": "current set", "seeds": "seeds"}
 
@@ -52,6 +54,11 @@ class ImageView(W.VBox):
             cb.add_class(f"hsets-layer-{name}")
             cb.observe(lambda ch, name=name: self.draw_layer(name), names="value")
             self.toggles[name] = cb
+        self.dim = W.Checkbox(value=True, description="dim photo", indent=False,
+                              layout=W.Layout(width="auto", margin="0 10px 0 0"),
+                              tooltip="darken the photo so the overlays stand out")
+        self.dim.add_class("hsets-dim-photo")
+        self.dim.observe(lambda ch: self.draw_layer("photo"), names="value")
         self.readout = W.HTML(self._readout_text(None))
         self.readout.add_class("hsets-hover")
         self.legend = W.HTML()
@@ -74,7 +81,7 @@ class ImageView(W.VBox):
             title("Image", "Click any pixel to grow its interaction set; hover to read its "
                            "Integrated Gradients and Hessian-row value."),
             self.canvas,
-            W.HBox(list(self.toggles.values()), layout=W.Layout(flex_flow="row wrap")),
+            W.HBox(list(self.toggles.values()) + [self.dim], layout=W.Layout(flex_flow="row wrap")),
             self.readout, self.legend])
         self.add_class("hsets-image-view")
         self._update_legend()
@@ -147,7 +154,7 @@ class ImageView(W.VBox):
         layer.put_image_data(render.upscale(rgba, self.scale), 0, 0)
 
     def _draw_photo(self, layer):
-        self._put(layer, render.photo_rgba(self.state.explainer.image))
+        self._put(layer, render.photo_rgba(self.state.explainer.image, dim=DIM if self.dim.value else 1.0))
 
     def _draw_segments(self, layer):
         seg = self.state.explainer._segmentation  # noqa: SLF001 - drawn once computed
@@ -192,11 +199,11 @@ class ImageView(W.VBox):
         layer.font = "bold 12px sans-serif"
         for k, seed in enumerate(st.auto_seeds):
             cy, cx = (seed.yx[0] + 0.5) * s, (seed.yx[1] + 0.5) * s
-            layer.stroke_style = "rgba(0, 0, 0, 0.7)"
-            layer.line_width = 4
+            layer.stroke_style = "rgba(0, 0, 0, 0.5)"
+            layer.line_width = 3
             layer.stroke_circle(cx, cy, ra)
             layer.stroke_style = render.css(render.AUTO_RGBA)
-            layer.line_width = 2
+            layer.line_width = 1.5
             layer.stroke_circle(cx, cy, ra)
             layer.fill_style = render.css(render.AUTO_RGBA)
             layer.fill_text(str(k + 1), cx + ra + 1, cy - ra * 0.5)
@@ -243,7 +250,8 @@ class ImageView(W.VBox):
         from the same layers the canvas shows (``layers`` default: the ticked ones)."""
         if layers is None:
             layers = [n for n in LAYERS if self.toggles[n].value]
-        return compose_view(self.state, layers, self.scale if scale is None else int(scale))
+        return compose_view(self.state, layers, self.scale if scale is None else int(scale),
+                            dim=DIM if self.dim.value else 1.0)
 
     def save_png(self, path, layers=None, scale=None):
         """Write :meth:`to_rgb` to ``path`` as a PNG; returns the path."""
@@ -257,10 +265,11 @@ class ImageView(W.VBox):
         return path
 
 
-def compose_view(state, layers=LAYERS, scale: int = 2) -> np.ndarray:
+def compose_view(state, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> np.ndarray:
     """The image view's ``layers`` composed with PIL, ``(H*scale, W*scale, 3)`` uint8.
 
-    Uses the same colours as the canvas, so ``save_png`` needs no browser.
+    Uses the same colours as the canvas, so ``save_png`` needs no browser; ``dim`` darkens
+    the photo (the view's "dim photo" box uses :data:`DIM`).
     """
     st = state
     s = max(1, int(scale))
@@ -271,7 +280,7 @@ def compose_view(state, layers=LAYERS, scale: int = 2) -> np.ndarray:
     out = []
     with st.lock:
         if "photo" in layers:
-            out.append(render.upscale(render.photo_rgba(st.explainer.image), s))
+            out.append(render.upscale(render.photo_rgba(st.explainer.image, dim=dim), s))
         if "segments" in layers and seg is not None:
             out.append(render.boundaries_rgba(seg.labels, scale=s))
         if "heatmap" in layers and st.sets:

@@ -13,7 +13,7 @@ import numpy as np
 from ..heatmap import colorize, set_pixel_mask
 
 #: layer colours (RGBA), also used for the canvas strokes and the legend
-SET_RGBA = (0, 229, 255, 150)        # members of the current set: cyan
+SET_RGBA = (0, 229, 255, 200)        # members of the current set: cyan
 ADDED_RGBA = (255, 140, 0, 235)      # members added by the step being shown: orange
 ROW_RGBA = (255, 255, 255, 255)      # the pixel whose row was expanded: white outline
 SEED_RGBA = (255, 30, 60, 255)       # the current seed: red ring
@@ -67,7 +67,7 @@ def boundaries_rgba(labels: np.ndarray, rgba=BOUNDARY_RGBA, scale: int = 1) -> n
     return out
 
 
-def heat_rgba(heat: np.ndarray, alpha: float = 0.8, vmax: Optional[float] = None) -> tuple:
+def heat_rgba(heat: np.ndarray, alpha: float = 0.9, vmax: Optional[float] = None) -> tuple:
     """Colour a heatmap for display: ``(rgba, cmap, vmin, vmax)``.
 
     Non-negative maps (set values) use ``inferno``; signed maps ``bwr`` centred on zero.
@@ -91,7 +91,7 @@ def heat_rgba(heat: np.ndarray, alpha: float = 0.8, vmax: Optional[float] = None
         rgba = colorize(heat, cmap, symmetric=True, vmax=vmax)
     out[..., :3] = rgba[..., :3]
     t = np.clip(mag / vmax, 0, 1)
-    out[..., 3] = np.where(mag > 0, (255 * alpha * (0.45 + 0.55 * np.sqrt(t))).astype(np.uint8), 0)
+    out[..., 3] = np.where(mag > 0, (255 * alpha * (0.6 + 0.4 * np.sqrt(t))).astype(np.uint8), 0)
     return out, cmap, vmin, vmax
 
 

@@ -16,7 +16,7 @@ from ipycanvas import Canvas
 from ..evaluation.road import (ORDERS, classify_batches, noisy_linear_impute, relevance_order,
                                removal_mask, resolve_percentages, road)
 from . import render
-from .common import as_state, draw_batch, esc, fmt, title
+from .common import as_state, draw_batch, esc, fmt, legend, title
 
 METHOD_COLORS = {"hsets": "#d32f2f", "ig": "#1976d2"}
 METHOD_NAMES = {"hsets": "H-Sets", "ig": "IG"}
@@ -58,19 +58,18 @@ class RoadView(W.VBox):
         sc = {"x": self.x_scale, "y": self.y_scale}
         self.morf = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc, colors=[METHOD_COLORS["hsets"],
                              METHOD_COLORS["ig"]], stroke_width=2.5, marker="circle", marker_size=24,
-                             labels=["H-Sets MoRF", "IG MoRF"], display_legend=True)
+                             labels=["H-Sets MoRF", "IG MoRF"])
         self.lerf = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc, colors=[METHOD_COLORS["hsets"],
                              METHOD_COLORS["ig"]], stroke_width=2.5, line_style="dashed",
-                             marker="square", marker_size=24, labels=["H-Sets LeRF", "IG LeRF"],
-                             display_legend=True)
+                             marker="square", marker_size=24, labels=["H-Sets LeRF", "IG LeRF"])
         self.cursor = bq.Lines(x=[0.5, 0.5], y=[0.0, 1.0], scales=sc, colors=["#757575"],
                                line_style="dotted", stroke_width=1)
         self.figure = bq.Figure(
             marks=[self.morf, self.lerf, self.cursor],
             axes=[bq.Axis(scale=self.x_scale, label="fraction of pixels removed", tick_format=".0%"),
                   bq.Axis(scale=self.y_scale, orientation="vertical",
-                          label="probability of the class", tick_format=".1f")],
-            title="ROAD: MoRF should fall fast, LeRF stay high", legend_location="top-right",
+                          label="probability of the class", tick_format=".2f")],
+            title="ROAD: MoRF should fall fast, LeRF stay high",
             fig_margin={"top": 40, "bottom": 45, "left": 60, "right": 15},
             layout=W.Layout(width="520px", height="320px"))
         self.figure.add_class("hsets-road-plot")
@@ -88,8 +87,13 @@ class RoadView(W.VBox):
                   "Remove the most (MoRF) or least (LeRF) relevant pixels by each map, fill them "
                   "by noisy linear imputation, and ask the classifier again."),
             self.button,
-            W.HBox([self.figure, W.VBox([self.method, self.order, self.fraction, self.canvas,
-                                         self.image_label])]),
+            W.HBox([W.VBox([self.figure, legend([
+                        (METHOD_COLORS["hsets"], "line", "H-Sets MoRF"),
+                        (METHOD_COLORS["hsets"], "dashed", "H-Sets LeRF"),
+                        (METHOD_COLORS["ig"], "line", "IG MoRF"),
+                        (METHOD_COLORS["ig"], "dashed", "IG LeRF"),
+                        ("#757575", "dashed", "fraction shown on the right")])]),
+                    W.VBox([self.method, self.order, self.fraction, self.canvas, self.image_label])]),
             self.info])
         self.add_class("hsets-road-view")
 
@@ -150,15 +154,17 @@ class RoadView(W.VBox):
             self.y_scale.max = min(1.0, top * 1.1) if top < 0.9 else 1.0
             self.x_scale.min, self.x_scale.max = 0.0, 1.0
         r = self.results["hsets"]
+        td = "style='padding:2px 12px;border-bottom:1px solid #ddd;text-align:right'"
         rows = "".join(
-            f"<tr><td>{METHOD_NAMES[m]}</td>"
-            + "".join(f"<td>{self.results[m].curves[o].auc('probability', normalized=True):.3f}</td>"
+            f"<tr><td {td.replace('right', 'left')}>{METHOD_NAMES[m]}</td>"
+            + "".join(f"<td {td}>{self.results[m].curves[o].auc('probability', normalized=True):.3f}</td>"
                       for o in ORDERS) + "</tr>" for m in ("hsets", "ig"))
         self.info.value = (
             f"Class '{esc(self.state.explainer.class_name)}', probability on the original image "
             f"{r.original_probability:.3f}. Mean probability over the removal fractions (normalised "
-            f"area under the curve):<table style='font-size:12px'><tr><th></th><th>MoRF (lower is "
-            f"better)</th><th>LeRF (higher is better)</th></tr>{rows}</table>")
+            f"area under the curve):<table style='font-size:12px;border-collapse:collapse'>"
+            f"<tr><th {td}></th><th {td}>MoRF (lower is better)</th><th {td}>LeRF (higher is "
+            f"better)</th></tr>{rows}</table>")
         self.show_imputed()
 
     # ---- imputed image -----------------------------------------------------------------

@@ -15,7 +15,7 @@ from ipycanvas import MultiCanvas
 
 from ..growth import candidates
 from . import render
-from .common import as_state, draw_batch, fmt, title
+from .common import as_state, draw_batch, fmt, legend, title
 
 
 #: lowest count drawn on the log axis (empty bins sit on it)
@@ -69,21 +69,19 @@ class RowInspector(W.VBox):
         # histograms as filled step lines: bqplot Bars need an ordinal x and break on log y
         self.bars_all = bq.Lines(x=[0.0, 1.0], y=[FLOOR, FLOOR], scales={"x": self.x_scale, "y": self.y_scale},
                                  colors=["#9e9e9e"], fill="bottom", fill_colors=["#bdbdbd"],
-                                 fill_opacities=[0.9], stroke_width=1, labels=["all features"],
-                                 display_legend=True)
+                                 fill_opacities=[0.9], stroke_width=1)
         self.bars_pass = bq.Lines(x=[0.0, 1.0], y=[FLOOR, FLOOR], scales={"x": self.x_scale, "y": self.y_scale},
                                   colors=[render.css(render.PASS_RGBA)], fill="bottom",
                                   fill_colors=[render.css(render.PASS_RGBA)], fill_opacities=[0.9],
-                                  stroke_width=1, labels=["pass (join the set)"], display_legend=True)
+                                  stroke_width=1)
         self.cut = bq.Lines(x=[0.0, 0.0], y=[FLOOR, 1.0], scales={"x": self.x_scale, "y": self.y_scale},
-                            colors=["#e53935"], stroke_width=2.5, labels=["threshold (mu)"],
-                            display_legend=True)
+                            colors=["#e53935"], stroke_width=2.5)
         self.x_axis = bq.Axis(scale=self.x_scale, label="|H[seed, j]|", tick_format=".2e",
                               num_ticks=4)
         self.y_axis = bq.Axis(scale=self.y_scale, orientation="vertical", label="features (log)",
                               tick_format="d")
         self.figure = bq.Figure(marks=[self.bars_all, self.bars_pass, self.cut],
-                                axes=[self.x_axis, self.y_axis], legend_location="top-right",
+                                axes=[self.x_axis, self.y_axis],
                                 title="Histogram of the seed's row",
                                 fig_margin={"top": 40, "bottom": 45, "left": 55, "right": 40},
                                 layout=W.Layout(width="520px", height="300px"))
@@ -103,7 +101,10 @@ class RowInspector(W.VBox):
             title("Hessian row of the seed",
                   "H[seed, j]: how pixel j changes the seed's effect on the class score. Rows "
                   "propose candidates; those passing the threshold join the set."),
-            W.HBox([W.VBox([self.canvas, self.colorbar]), self.figure]),
+            W.HBox([W.VBox([self.canvas, self.colorbar]),
+                    W.VBox([self.figure, legend([("#bdbdbd", "box", "all features"),
+                                                 (render.css(render.PASS_RGBA), "box", "pass (join the set)"),
+                                                 ("#e53935", "line", "threshold set by mu")])])]),
             self.info])
         self.add_class("hsets-row-inspector")
         self.update()

@@ -17,7 +17,7 @@ from ipycanvas import Canvas
 
 from ..idg import bernoulli_subsets, member_terms, running_estimate, subset_scores
 from . import render
-from .common import as_state, draw_batch, fmt, title
+from .common import as_state, draw_batch, fmt, legend, title
 
 
 def draw_subsets(explainer, members, n_samples: int, seed_offset: int = 0) -> tuple:
@@ -58,24 +58,22 @@ class SubsetSampling(W.VBox):
             cv.on_client_ready(lambda *_: self._draw_thumbs())
         self._thumb_rgba = [None] * n_show
 
-        self.x_scale = bq.LinearScale(min=0)
+        self.x_scale = bq.LinearScale(min=1.0, allow_padding=False)
         self.y_scale = bq.LinearScale()
         sc = {"x": self.x_scale, "y": self.y_scale}
         self.band = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc, fill="between",
                              colors=["#90caf9", "#90caf9"], fill_colors=["#bbdefb"], fill_opacities=[0.6],
-                             stroke_width=0.5, labels=["± standard error"], display_legend=True)
-        self.mean_line = bq.Lines(x=[0.0], y=[0.0], scales=sc, colors=["#1565c0"], stroke_width=2,
-                                  labels=["running mean of |IDG|"], display_legend=True)
+                             stroke_width=0.5)
+        self.mean_line = bq.Lines(x=[0.0], y=[0.0], scales=sc, colors=["#1565c0"], stroke_width=2)
         self.reference = bq.Lines(x=[0.0, 1.0], y=[0.0, 0.0], scales=sc, colors=["#e53935"],
-                                  line_style="dashed", stroke_width=1.5,
-                                  labels=["engine's v(I)"], display_legend=True)
+                                  line_style="dashed", stroke_width=1.5)
         self.figure = bq.Figure(
             marks=[self.band, self.mean_line, self.reference],
-            axes=[bq.Axis(scale=self.x_scale, label="subsets drawn", num_ticks=5),
+            axes=[bq.Axis(scale=self.x_scale, label="subsets drawn", num_ticks=5, tick_format="d"),
                   bq.Axis(scale=self.y_scale, orientation="vertical", label="estimate of v(I)",
-                          tick_format=".2e")],
-            title="Running estimate of v(I) as subsets accumulate", legend_location="top-right",
-            fig_margin={"top": 40, "bottom": 45, "left": 75, "right": 15},
+                          tick_format=".2e", label_offset="72px")],
+            title="Running estimate of v(I) as subsets accumulate",
+            fig_margin={"top": 40, "bottom": 45, "left": 95, "right": 20},
             layout=W.Layout(width="520px", height="300px"))
         self.figure.add_class("hsets-idg-plot")
         self.info = W.HTML("<i>Press “Draw subsets” to sample subsets of the current set.</i>")
@@ -91,7 +89,11 @@ class SubsetSampling(W.VBox):
                   "subset, grey: left out)."),
             W.HBox([self.n_samples, self.animate, self.button]),
             W.HBox([W.VBox([cv, lab]) for cv, lab in zip(self.thumbs, self.thumb_labels)]),
-            self.figure, self.info])
+            self.figure,
+            legend([("#1565c0", "line", "running mean of |IDG| over the subsets drawn"),
+                    ("#bbdefb", "band", "± one standard error"),
+                    ("#e53935", "dashed", "the engine's v(I) (its own draws)")]),
+            self.info])
         self.add_class("hsets-subset-sampling")
 
     def _set_changed(self):
