@@ -248,10 +248,12 @@ def main():
     gpu = device.type == "cuda"
     models = args.models or (["resnet50", "vgg16", "densenet121", "efficientnet_lite0"] if gpu
                              else ["efficientnet_lite0"])
-    batches = args.batches or ([1, 16, 64] if gpu else [1, 8, 16])
+    batches = args.batches or ([1, 16, 64] if gpu else [1, 4, 8])
     precisions = ["fp32", "tf32", "bf16"] if gpu else ["fp32"]
+    load = os.getloadavg()[0]
     lines = [f"## Hessian rows, growth, IDG and whole explanations ({device.type})", "",
-             f"Machine: {machine()}. Commit {git_rev()}. Command: `python bench/bench_hessian.py"
+             f"Machine: {machine()}; load average {load:.1f} when the run started (other jobs on "
+             "these cores slow every variant, not evenly). Commit {git_rev()}. Command: `python bench/bench_hessian.py"
              f"{' --models ' + ' '.join(models) if args.models else ''}`. Image: scikit-image `chelsea`, "
              "224x224, pixel features, softplus(10) curvature, fp32 unless noted. Naive = one row "
              "per `autograd.grad` call on a retained double-backward graph (the authors' way).", ""]
@@ -268,8 +270,8 @@ def main():
         for prec in precisions:
             for cl in ([False, True] if prec == "fp32" else [False]):
                 for b in batches:
-                    if cl and not gpu and b != 8:
-                        continue  # on the CPU, channels-last is measured at batch 8 only
+                    if cl and not gpu and b != 4:
+                        continue  # on the CPU, channels-last is measured at batch 4 only
                     r = run_worker("rows", model=model, device=args.device, batch=b, rows=max(args.rows, 2 * b + 1),
                                    precision=prec, channels_last=cl, ref=str(ref))
                     if "error" in r:

@@ -121,7 +121,7 @@ class HessianRows:
     features : {"pixel", "channel"}
     curvature : CurvatureSpec
     batch_size : int or "auto"
-        Rows per pass. ``"auto"`` picks 8 on CPU and, on CUDA, as many as fit in about half
+        Rows per pass. ``"auto"`` picks 4 on CPU and, on CUDA, as many as fit in about half
         of the free memory (measured with one probe pass), at most 64. A CUDA
         out-of-memory error halves the chunk and retries.
     method : {"forward-over-reverse", "double-backward"}
@@ -187,7 +187,9 @@ class HessianRows:
 
     def _auto_batch_size(self) -> int:
         if self.x.device.type != "cuda":
-            return 8
+            # measured on a 2-core CPU (EfficientNet-Lite0, 224 px): 4 rows per pass is within
+            # 10% of the fastest per-row time and keeps peak memory under 4 GB (8: 6.2 GB)
+            return 4
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(self.x.device)
         base = torch.cuda.memory_allocated(self.x.device)
