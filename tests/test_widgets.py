@@ -493,6 +493,16 @@ def test_sets_panel_keep_explain_clear(explorer, canvas_log):
     assert explorer.wait(120)
     assert len(st.sets) == explorer.explainer.config.n_sets
     assert [s.seed for s in st.sets] == [s.index for s in st.auto_seeds]
+    # a human-guided set stays (first) when the automatic ones are grown again
+    click_pixel(explorer.image_view, 30, 3)
+    assert explorer.wait(60)
+    press(panel.keep)
+    press(panel.auto)
+    assert explorer.wait(120)
+    assert [s.seed for s in st.sets] == [30 * SIZE + 3] + [s.index for s in st.auto_seeds]
+    panel.list.set_state({"index": 0})
+    press(panel.remove)
+    assert [s.seed for s in st.sets] == [s.index for s in st.auto_seeds]
     panel.list.set_state({"index": 1})
     press(panel.remove)
     assert len(st.sets) == explorer.explainer.config.n_sets - 1

@@ -69,14 +69,17 @@ class MergeAnimation(W.VBox):
         n = st.n_steps
         self._syncing = True
         try:
+            top = max(n, 1)
             for wdg in (self.play, self.slider):
-                with wdg.hold_sync():
-                    if wdg.max != max(n, 1):
-                        if wdg.value > max(n, 1):
-                            wdg.value = max(n, 1)
-                        wdg.max = max(n, 1)
-                    if wdg.value != st.step:
-                        wdg.value = st.step
+                # separate messages, range change first when it grows and last when it shrinks:
+                # a front end that saw the new value before the new max would clamp the value
+                # and send the clamped step back to the kernel
+                if wdg.max < top:
+                    wdg.max = top
+                if wdg.value != st.step:
+                    wdg.value = st.step
+                if wdg.max > top:
+                    wdg.max = top
             disabled = st.grown is None or n == 0
             self.play.disabled = self.slider.disabled = disabled
             self.back.disabled = disabled or st.step <= 0

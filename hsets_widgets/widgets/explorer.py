@@ -73,7 +73,7 @@ class SetsPanel(W.VBox):
         for b, cls in ((self.keep, "keep"), (self.auto, "auto"), (self.clear, "clear"),
                        (self.remove, "remove")):
             b.add_class(f"hsets-sets-{cls}")
-        self.list = W.Select(options=[], rows=4, layout=W.Layout(width="400px"))
+        self.list = W.Select(options=[], rows=5, layout=W.Layout(width="400px"))
         self.list.add_class("hsets-sets-list")
         self.keep.on_click(lambda b: st.add_current_set())
         self.auto.on_click(lambda b: st.explain())

@@ -290,7 +290,8 @@ class ExplorerState(HasTraits):
 
     def explain(self, k: Optional[int] = None) -> Job:
         """Grow ``k`` automatic sets (default ``config.n_sets``) with the current settings, in
-        the background, and keep them (what :func:`~hsets_widgets.explain.explain` does)."""
+        the background, and keep them (what :func:`~hsets_widgets.explain.explain` does) after
+        the sets the user kept."""
         ex = self.explainer
         params = self.params
 
@@ -311,7 +312,9 @@ class ExplorerState(HasTraits):
             seeds, sets = result
             self._mark_ready()
             self.auto_seeds = list(seeds)
-            self.sets = sets
+            new = {s.seed for s in sets}
+            # sets the user kept stay (first); automatic ones replace sets with the same seed
+            self.sets = [s for s in self.sets if s.seed not in new] + sets
 
         return self.runner.submit(Job("explain", f"Explaining with {k or ex.config.n_sets} "
                                       "automatic seeds", work, apply))
