@@ -1,7 +1,7 @@
 """The Explorer in a real browser: Voila + headless Chromium through Python Playwright.
 
-Needs ``/usr/bin/chromium`` (Debian: ``apt-get install -y chromium chromium-driver``); the
-test skips with that message when it is missing and never installs anything itself. It
+Needs ``/usr/bin/chromium`` (Debian: ``apt-get install -y chromium chromium-driver``; another
+path in ``$HSETS_TEST_CHROMIUM``); the test skips with that message when it is missing and never installs anything itself. It
 serves a notebook with a tiny seeded CNN on a 48x48 crop, so the kernel side is quick, and
 checks that a click on the canvas, a mu slider move and the Play button each reach the
 kernel (text rendered from kernel state changes) and change the picture (screenshot pixel
@@ -24,7 +24,7 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("HSETS_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
@@ -86,10 +86,7 @@ def wait_http(url: str, timeout: float = 90.0) -> None:
 
 @pytest.fixture(scope="module")
 def voila_url(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: install it with "
-                    "`apt-get install -y chromium chromium-driver` (Debian)")
-    pytest.importorskip("playwright.sync_api")
+    require_chromium()
     pytest.importorskip("voila")
     folder = tmp_path_factory.mktemp("voila")
     nb = write_notebook(folder)
@@ -115,8 +112,17 @@ def voila_url(tmp_path_factory):
         (ARTIFACTS / "voila.log").write_text((folder / "voila.log").read_text())
 
 
+def require_chromium():
+    """Skip (never install) when Chromium or the playwright package is missing."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: install it with "
+                    "`apt-get install -y chromium chromium-driver` (Debian)")
+    pytest.importorskip("playwright.sync_api")
+
+
 @pytest.fixture(scope="module")
 def browser():
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -285,10 +291,7 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
 # ---- JupyterLab and Notebook 7: the same notebook, run in the page, then the page reloaded ----
 @pytest.fixture(scope="module")
 def jupyter_url(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: install it with "
-                    "`apt-get install -y chromium chromium-driver` (Debian)")
-    pytest.importorskip("playwright.sync_api")
+    require_chromium()
     pytest.importorskip("jupyterlab")
     pytest.importorskip("notebook")
     folder = tmp_path_factory.mktemp("jupyter")
