@@ -253,7 +253,7 @@ def main():
     load = os.getloadavg()[0]
     lines = [f"## Hessian rows, growth, IDG and whole explanations ({device.type})", "",
              f"Machine: {machine()}; load average {load:.1f} when the run started (other jobs on "
-             "these cores slow every variant, not evenly). Commit {git_rev()}. Command: `python bench/bench_hessian.py"
+             f"these cores slow every variant, not evenly). Commit {git_rev()}. Command: `python bench/bench_hessian.py"
              f"{' --models ' + ' '.join(models) if args.models else ''}`. Image: scikit-image `chelsea`, "
              "224x224, pixel features, softplus(10) curvature, fp32 unless noted. Naive = one row "
              "per `autograd.grad` call on a retained double-backward graph (the authors' way).", ""]
@@ -290,7 +290,7 @@ def main():
         idg = run_worker("idg", model=model, device=args.device)
         if "error" not in idg:
             lines += ["", f"IDG of a subset (64-pixel set): identity {idg['us_fast']:.2f} us per subset vs naive "
-                      f"path integration {idg['ms_naive']:.0f} ms per subset: **{idg['ratio']:.0f}x**; "
+                      f"path integration {idg['ms_naive']:.0f} ms per subset: **{idg['ratio']:.1e}x**; "
                       f"max relative difference {idg['rel_err']:.1e}."]
         if not args.skip_explain:
             e = run_worker("explain", model=model, device=args.device, segmenter=args.segmenter)
