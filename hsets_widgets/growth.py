@@ -55,7 +55,7 @@ class ThresholdRule:
 
     def describe(self) -> str:
         if self.kind == "topk":
-            return f"top {int(self.mu)} per row ({self.sign})"
+            return f"top {int(round(self.mu))} per row ({self.sign})"
         if self.kind == "seed-fraction":
             return f"{self.sign} entry > {self.mu:g} x |seed attribution|"
         if self.kind == "minmax":
@@ -76,7 +76,7 @@ def candidates(row: np.ndarray, rule: ThresholdRule, seed_attribution: float = 1
         score = score.copy()
         score[exclude] = -np.inf
     if rule.kind == "topk":
-        k = min(int(rule.mu), score.size)
+        k = min(int(round(rule.mu)), score.size)  # a slider's 20.999999 means 21
         idx = np.argpartition(-score, k - 1)[:k] if k < score.size else np.arange(score.size)
         idx = idx[np.isfinite(score[idx]) & (score[idx] > 0)]
     else:
@@ -194,7 +194,7 @@ def grow_set(rows, seed: int, rule: ThresholdRule, nu: int = 2000, order: str = 
         # adds at most k members, so at least ceil(remaining / k) more rows are expanded
         need = prefetch
         if rule.kind == "topk":
-            need = min(prefetch, max(1, -(-(nu - len(members)) // int(rule.mu))))
+            need = min(prefetch, max(1, -(-(nu - len(members)) // int(round(rule.mu)))))
         if max_rows is not None:
             need = min(need, max(1, max_rows - len(steps)))
         if order == "bfs":
