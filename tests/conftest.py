@@ -58,3 +58,13 @@ def photo48():
 def small32():
     """Float32 tiny classifier on 48x48 images (for end-to-end runs)."""
     return tiny_classifier(torch.float32, size=48, width=6)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for tests that run a model beside a background worker or subprocess,
+    so the 2 cores are not oversubscribed."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -13,13 +13,7 @@ from hsets_widgets.evaluation.runner import imagenet_wnids, imagenette_items, re
 from hsets_widgets.models import wrap_module
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The test machine's 2 cores are shared: one thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_classifier(size=24):

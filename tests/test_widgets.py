@@ -24,13 +24,7 @@ from hsets_widgets.models import wrap_module
 SIZE = 48
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The machine's 2 cores are shared: one thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_classifier():
