@@ -24,7 +24,7 @@ from .models import Classifier, load_classifier
 from .presets import HSetsConfig, get_config
 from .progress import CancelToken, ProgressFn
 from .scores import ScoreFn, resolve_target
-from .seeds import Seed, feature_attribution, seed_at, select_seeds
+from .seeds import Seed, seed_at, select_seeds
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

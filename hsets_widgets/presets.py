@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from .curvature import CurvatureSpec
 from .growth import ThresholdRule

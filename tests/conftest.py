@@ -1,7 +1,6 @@
 """Shared fixtures: tiny real torch classifiers and small images, so the math is checked fast."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

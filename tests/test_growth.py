@@ -1,7 +1,6 @@
 """Growing sets: caps, monotonicity, traces, caching, and the authors' recursion order."""
 import numpy as np
 import pytest
-import torch
 
 from hsets_widgets.curvature import CurvatureSpec
 from hsets_widgets.growth import ThresholdRule, candidates, grow_set, replay

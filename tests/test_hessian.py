@@ -1,7 +1,4 @@
 """Hessian rows against float64 references on a tiny network."""
-import warnings
-
-import numpy as np
 import pytest
 import torch
 

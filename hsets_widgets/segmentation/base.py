@@ -136,3 +136,31 @@ class PrecomputedSegmenter:
             raise SegmentationError(f"precomputed masks are {self.segmentation.labels.shape}, image "
                                     f"crop is {image.shape[:2]}; compute masks on the classifier's crop")
         return self.segmentation
+
+
+class GeneratorSegmenter:
+    """Shared ``__call__`` of the SAM-class segmenters that run the automatic mask generator.
+
+    Subclasses provide ``generator``, ``name``, ``settings``, ``show_progress``, a ``_lock``
+    and ``_run_info()`` (facts added to ``Segmentation.info``).
+    """
+
+    def __call__(self, image: np.ndarray, progress=None) -> Segmentation:
+        """Masks of ``image`` ((H, W, 3) float in [0, 1]) at its own height and width.
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, 3)
+        progress : callable, optional
+            ``progress(done, total)`` after the encoder and after every decoder batch.
+        """
+        from .generator import run_generator
+
+        with self._lock:
+            seg = run_generator(self.generator, image, self.name, self.settings, progress=progress,
+                                show_progress=self.show_progress)
+        seg.info.update(self._run_info())
+        return seg
+
+    def _run_info(self) -> dict:
+        return {}

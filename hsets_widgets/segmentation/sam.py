@@ -28,9 +28,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
-
-from .base import Segmentation, SegmentationError
+from .base import GeneratorSegmenter, SegmentationError
 
 CHECKPOINT_ENV = "HSETS_SAM_CHECKPOINT"
 MODEL_TYPE_ENV = "HSETS_SAM_MODEL_TYPE"
@@ -255,7 +253,7 @@ def checkpoint_fingerprint(path) -> dict:
     return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-class SamSegmenter:
+class SamSegmenter(GeneratorSegmenter):
     """Segment Anything (official or MobileSAM checkpoint) with the automatic mask generator.
 
     Parameters
@@ -349,22 +347,8 @@ class SamSegmenter:
             import_tinyvit()
         return found
 
-    def __call__(self, image: np.ndarray, progress=None) -> Segmentation:
-        """Masks of ``image`` ((H, W, 3) float in [0, 1]) at its own height and width.
-
-        Parameters
-        ----------
-        image : ndarray, shape (H, W, 3)
-        progress : callable, optional
-            ``progress(done, total)`` after the encoder and after every decoder batch.
-        """
-        from .generator import run_generator
-
-        with self._lock:
-            seg = run_generator(self.generator, image, self.name, self.settings, progress=progress,
-                                show_progress=self.show_progress)
-        seg.info.update(model_type=self.model_type, checkpoint=str(self.checkpoint))
-        return seg
+    def _run_info(self) -> dict:
+        return {"model_type": self.model_type, "checkpoint": str(self.checkpoint)}
 
     def __repr__(self):
         return f"SamSegmenter({str(self.checkpoint)!r}, model_type={self.model_type!r})"

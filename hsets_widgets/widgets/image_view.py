@@ -16,7 +16,7 @@ import numpy as np
 from ipycanvas import MultiCanvas
 
 from . import render
-from .common import as_state, draw_batch, esc, fmt, title
+from .common import as_state, draw_batch, fmt, title
 
 LAYERS = ("photo", "segments", "heatmap", "set", "seeds")
 #: brightness of the photo when "dim photo" is ticked

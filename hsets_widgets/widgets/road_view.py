@@ -16,7 +16,7 @@ from ipycanvas import Canvas
 from ..evaluation.road import (ORDERS, classify_batches, noisy_linear_impute, relevance_order,
                                removal_mask, resolve_percentages, road)
 from . import render
-from .common import as_state, draw_batch, esc, fmt, legend, title
+from .common import as_state, draw_batch, esc, legend, title
 
 METHOD_COLORS = {"hsets": "#d32f2f", "ig": "#1976d2"}
 METHOD_NAMES = {"hsets": "H-Sets", "ig": "IG"}
