@@ -151,7 +151,7 @@ class HessianRows:
         self.zero_warning = zero_warning
         self.f = f
         if dtype is not None and dtype != x.dtype:
-            self.f = _cast_score_fn(f, dtype)
+            self.f = _CastScore(f, dtype)
             x = x.to(dtype)
         self.x = x.detach()
         self.shape = tuple(self.x.shape)
@@ -292,7 +292,3 @@ class _CastScore:
 
     def __call__(self, x):
         return self.inner(x)
-
-
-def _cast_score_fn(f, dtype):
-    return _CastScore(f, dtype)

@@ -78,6 +78,11 @@ class Classifier:
         except StopIteration:
             return torch.device("cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the network's parameters (float32 for a parameter-free module)."""
+        return model_dtype(self)
+
     def to(self, device=None, dtype=None) -> "Classifier":
         self.module.to(device=device, dtype=dtype)
         if isinstance(self.normalize, nn.Module):
@@ -92,11 +97,18 @@ class Classifier:
     @torch.no_grad()
     def predict(self, x: torch.Tensor, top: int = 5):
         """Top-``top`` ``(index, name, probability)`` for one ``(3, H, W)`` image."""
-        logits = self(x.unsqueeze(0).to(self.device, next(iter(self.module.parameters())).dtype
-                                        if any(True for _ in self.module.parameters()) else None))
+        logits = self(x.unsqueeze(0).to(self.device, self.dtype))
         p = logits.float().softmax(-1)[0]
         vals, idx = p.topk(min(top, p.numel()))
         return [(int(i), self.class_name(int(i)), float(v)) for v, i in zip(vals, idx)]
+
+
+def model_dtype(classifier) -> torch.dtype:
+    """Parameter dtype of a :class:`Classifier` (or anything with ``.module``); float32 otherwise."""
+    try:
+        return next(classifier.module.parameters()).dtype
+    except (AttributeError, StopIteration):
+        return torch.float32
 
 
 def imagenet_class_names() -> list:

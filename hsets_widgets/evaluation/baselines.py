@@ -36,19 +36,13 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
+from ..models import model_dtype
 from .sparsity import AttributionShapeError
 
 MethodFn = Callable[..., Union[np.ndarray, torch.Tensor]]
 
 #: Names accepted by :func:`get_method` (besides ``hsets:<preset>``).
 BUILTIN_METHODS = ("hsets", "ig", "gradient", "smoothgrad", "random")
-
-
-def _model_dtype(classifier) -> torch.dtype:
-    try:
-        return next(classifier.module.parameters()).dtype
-    except (AttributeError, StopIteration):
-        return torch.float32
 
 
 def _device(classifier) -> torch.device:
@@ -58,13 +52,13 @@ def _device(classifier) -> torch.device:
 def predicted_class(classifier, x: torch.Tensor) -> int:
     """Argmax of ``classifier`` on one image ``(3, H, W)``."""
     with torch.no_grad():
-        logits = classifier(x.unsqueeze(0).to(_device(classifier), _model_dtype(classifier)))
+        logits = classifier(x.unsqueeze(0).to(_device(classifier), model_dtype(classifier)))
     return int(logits[0].argmax())
 
 
 def logit_gradients(classifier, images: torch.Tensor, target: int) -> torch.Tensor:
     """Gradient of logit ``target`` with respect to each image of a batch ``(B, 3, H, W)``."""
-    pts = images.detach().to(_device(classifier), _model_dtype(classifier)).requires_grad_(True)
+    pts = images.detach().to(_device(classifier), model_dtype(classifier)).requires_grad_(True)
     with torch.enable_grad():
         out = classifier(pts)[:, target]
         (g,) = torch.autograd.grad(out.sum(), pts)

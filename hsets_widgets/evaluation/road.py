@@ -39,6 +39,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
+from ..models import model_dtype
 from .sparsity import MapLike, pixel_map
 
 #: Percentages of the ROAD reference code.
@@ -299,13 +300,6 @@ class ROADResult:
                 "curves": {k: c.to_dict() for k, c in self.curves.items()}}
 
 
-def _model_dtype(classifier) -> Optional[torch.dtype]:
-    try:
-        return next(classifier.module.parameters()).dtype
-    except (AttributeError, StopIteration):
-        return None
-
-
 @torch.no_grad()
 def classify_batches(classifier, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """Softmax probabilities ``(K, classes)`` (float32, CPU) of a stack of images.
@@ -313,7 +307,7 @@ def classify_batches(classifier, images: torch.Tensor, batch_size: int = 16) -> 
     The images go to the classifier's device (and parameter dtype) ``batch_size`` at a time.
     """
     device = getattr(classifier, "device", torch.device("cpu"))
-    dtype = _model_dtype(classifier) or torch.float32
+    dtype = model_dtype(classifier)
     out = []
     for start in range(0, images.shape[0], batch_size):
         chunk = images[start:start + batch_size].to(device=device, dtype=dtype)
