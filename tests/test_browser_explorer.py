@@ -84,6 +84,18 @@ def wait_http(url: str, timeout: float = 90.0) -> None:
     raise TimeoutError(f"{url} did not answer in {timeout:.0f} s ({last})")
 
 
+def stop_server(proc, log, log_path, timeout: float) -> None:
+    """Stop a server started by a fixture and keep its log under test-artifacts/."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / log_path.name).write_text(log_path.read_text())
+
+
 @pytest.fixture(scope="module")
 def voila_url(tmp_path_factory):
     require_chromium()
@@ -102,14 +114,7 @@ def voila_url(tmp_path_factory):
         wait_http(f"{base}/voila/static/favicon.ico")
         yield f"{base}/"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "voila.log").write_text((folder / "voila.log").read_text())
+        stop_server(proc, log, folder / "voila.log", timeout=15)
 
 
 def require_chromium():
@@ -311,14 +316,7 @@ def jupyter_url(tmp_path_factory):
         wait_http(f"{base}/api")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "jupyter.log").write_text((folder / "jupyter.log").read_text())
+        stop_server(proc, log, folder / "jupyter.log", timeout=20)
 
 
 @pytest.mark.slow
@@ -423,10 +421,4 @@ def test_hsets_explore_default_app_screenshot(browser, tmp_path):
     finally:
         page.screenshot(path=str(ARTIFACTS / "explorer-default-page.png"), full_page=True)
         page.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        (ARTIFACTS / "explore.log").write_text((tmp_path / "explore.log").read_text())
+        stop_server(proc, log, tmp_path / "explore.log", timeout=20)
