@@ -1,10 +1,14 @@
 """Rows of the input Hessian, batched, chunked and cached.
 
 A Hessian row ``H[j, :]`` is a Hessian-vector product with a one-hot tangent ``e_j``.
-Many rows are computed in one pass by stacking copies of the image in a batch, each with
-its own tangent: because the score of the batch is the *sum* of per-image scores, the
-``b``-th image's gradient only depends on the ``b``-th copy, and one forward-over-reverse
-product gives ``B`` independent rows.
+Many rows are computed in one pass. The default method, ``forward-over-reverse``, maps
+``jvp(grad(f))`` over a batch of tangents with ``torch.func.vmap``: the image's own forward
+and backward pass (the primal) runs once per pass and only the tangent arithmetic is
+batched, about twice as fast per row on a CPU as the alternative, ``stacked``, which stacks
+``B`` copies of the image in a batch, each with its own tangent (because the score of the
+batch is the *sum* of per-image scores, the ``b``-th image's gradient only depends on the
+``b``-th copy). ``double-backward`` differentiates a retained gradient graph of the stacked
+batch instead; it is the slowest on depthwise convolutions and kept as a cross-check.
 
 Features
 --------
@@ -25,13 +29,13 @@ from typing import Iterable, Optional
 
 import numpy as np
 import torch
-from torch.func import grad, jvp
+from torch.func import grad, jvp, vmap
 
 from .curvature import CurvatureSpec, curvature
 from .progress import CancelToken, ProgressFn, report
 
 FEATURES = ("pixel", "channel")
-METHODS = ("forward-over-reverse", "double-backward")
+METHODS = ("forward-over-reverse", "stacked", "double-backward")
 
 
 class ZeroHessianWarning(UserWarning):
@@ -74,8 +78,18 @@ def hvp_batch(f, x: torch.Tensor, v: torch.Tensor, method: str = "forward-over-r
 
     ``f`` maps ``(B, 3, H, W)`` to ``(B,)``; ``x`` is ``(3, H, W)``; ``v`` is ``(B, 3, H, W)``.
     """
-    xs = x.detach().unsqueeze(0).expand_as(v).contiguous()
     if method == "forward-over-reverse":
+        x1 = x.detach().unsqueeze(0)
+
+        def score(z):
+            return f(z).sum()
+
+        def one(t):
+            return jvp(grad(score), (x1,), (t.unsqueeze(0),))[1][0]
+
+        return vmap(one)(v).detach()
+    xs = x.detach().unsqueeze(0).expand_as(v).contiguous()
+    if method == "stacked":
         def total(z):
             return f(z).sum()
 
@@ -124,7 +138,9 @@ class HessianRows:
         Rows per pass. ``"auto"`` picks 4 on CPU and, on CUDA, as many as fit in about half
         of the free memory (measured with one probe pass), at most 64. A CUDA
         out-of-memory error halves the chunk and retries.
-    method : {"forward-over-reverse", "double-backward"}
+    method : {"forward-over-reverse", "stacked", "double-backward"}
+        How a pass computes its rows (see the module docs); results agree to float
+        rounding.
     dtype : torch.dtype, optional
         Compute in this dtype (e.g. ``torch.float64`` for reference checks). The model is
         copied for a dtype other than its own; the user's model is never changed.

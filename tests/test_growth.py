@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from hsets_widgets.curvature import CurvatureSpec
-from hsets_widgets.growth import ThresholdRule, candidates, grow_set, replay
+from hsets_widgets.growth import ThresholdRule, candidates, grow_set, grow_sets, replay
 from hsets_widgets.hessian import HessianRows
 from hsets_widgets.scores import ScoreFn
 
@@ -66,6 +66,30 @@ def test_prefetch_does_not_change_the_set(rows, tiny64, image8):
     other = HessianRows(ScoreFn(tiny64, 1), image8, "pixel", CurvatureSpec("softplus", beta=5.0), batch_size=16)
     b = grow_set(other, 33, ThresholdRule("topk", 4), nu=25, order="dfs", prefetch=16)
     assert np.array_equal(a.members, b.members)
+
+
+@pytest.mark.parametrize("order", ["bfs", "dfs"])
+def test_growing_sets_together_gives_the_same_sets_in_fewer_passes(tiny64, image8, order):
+    def fresh():
+        return HessianRows(ScoreFn(tiny64, 1), image8, "pixel", CurvatureSpec("softplus", beta=5.0),
+                           batch_size=4)
+
+    rule, seeds = ThresholdRule("topk", 3), [3, 20, 41, 58]
+    alone = fresh()
+    one_by_one = [grow_set(alone, s, rule, nu=20, order=order) for s in seeds]
+    shared = fresh()
+    together = grow_sets(shared, seeds, rule, nu=20, order=order)
+    for a, b in zip(one_by_one, together):
+        assert np.array_equal(a.members, b.members) and a.stopped == b.stopped
+        assert [s.row for s in a.steps] == [s.row for s in b.steps]
+    if order == "bfs":  # breadth-first look-ahead is exact: no row is computed in vain
+        assert shared.n_computed == len({s.row for g in together for s in g.steps})
+    assert shared.n_passes < alone.n_passes
+
+
+def test_grow_sets_checks_its_per_seed_lists(rows):
+    with pytest.raises(ValueError, match="one of each per seed"):
+        grow_sets(rows, [1, 2], ThresholdRule("topk", 3), nu=5, allowed=[None])
 
 
 def test_dfs_follows_the_authors_recursion(rows):

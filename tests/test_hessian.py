@@ -20,7 +20,7 @@ def pixel_projection(shape):
     return p
 
 
-@pytest.mark.parametrize("method", ["forward-over-reverse", "double-backward"])
+@pytest.mark.parametrize("method", ["forward-over-reverse", "stacked", "double-backward"])
 @pytest.mark.parametrize("spec", [CurvatureSpec("softplus", beta=5.0), CurvatureSpec("surrogate", tau=1e-2)])
 def test_batched_rows_equal_autograd_hessian(tiny64, image8, method, spec):
     f = ScoreFn(tiny64, 2)

@@ -298,13 +298,10 @@ class ExplorerState(HasTraits):
         def work(progress, cancel):
             self._ensure_ready(progress, cancel)
             seeds = ex.seeds(k)
-            out = []
-            for i, seed in enumerate(seeds):
-                def sub(stage, done, total, i=i):
-                    progress(f"set {i + 1}/{len(seeds)}: {stage}", done, total)
-                progress(f"set {i + 1}/{len(seeds)}", i, len(seeds))
-                grown = ex.grow(seed, progress=sub, cancel=cancel, **params)
-                out.append(ex.interaction_set(seed, grown, rng_offset=i))
+            def sub(stage, done, total):
+                progress(f"{len(seeds)} sets: {stage}", done, total)
+            grown = ex.grow_many(seeds, progress=sub, cancel=cancel, **params)
+            out = [ex.interaction_set(s, g, rng_offset=i) for i, (s, g) in enumerate(zip(seeds, grown))]
             progress("sets", len(seeds), len(seeds))
             return seeds, out
 
