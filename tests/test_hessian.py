@@ -144,3 +144,53 @@ def test_mobilenet_v3_hard_activations_are_smoothed():
         (g,) = torch.autograd.grad(torch.nn.Hardsigmoid()(xg).sum(), xg, create_graph=True)
         (h,) = torch.autograd.grad(g.sum(), xg)
     assert h.abs().max() > 0.1  # the piecewise-linear gate now has curvature
+
+
+ACTIVATIONS = {
+    "relu": torch.relu,
+    "relu6": torch.nn.functional.relu6,
+    "hardtanh(-1, 2)": lambda x: torch.nn.functional.hardtanh(x, -1.0, 2.0),
+    "hardsigmoid": torch.nn.functional.hardsigmoid,
+    "hardswish": torch.nn.functional.hardswish,
+}
+
+
+@pytest.mark.parametrize("spec", [CurvatureSpec("softplus", beta=3.0), CurvatureSpec("surrogate", tau=0.1)])
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_smooth_activations_have_exact_first_and_second_derivatives(name, spec):
+    """The fused activations against finite differences, in every differentiation mode."""
+    if spec.kind == "surrogate" and name == "hardswish":
+        pytest.skip("x * gate(x) mixes the surrogate's exact value with its replaced slope by design")
+    fn = ACTIVATIONS[name]
+    x = torch.linspace(-4.5, 7.5, 23, dtype=torch.float64).requires_grad_(True)
+    def gradient(z):
+        return torch.autograd.grad(fn(z).sum(), z, create_graph=True)[0]
+
+    with curvature(spec) as mode:
+        if spec.kind == "softplus":  # the surrogate's gradient is by design not that of its value
+            assert torch.autograd.gradcheck(fn, (x,), check_forward_ad=True)
+            assert torch.autograd.gradgradcheck(fn, (x,), check_fwd_over_rev=True)
+        # second derivatives == finite differences of the gradient
+        assert torch.autograd.gradcheck(gradient, (x,))
+        # forward-over-reverse under vmap (how Hessian rows are computed) == double backward
+        t = torch.randn(3, x.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        hv = torch.func.vmap(lambda v: torch.func.jvp(torch.func.grad(lambda z: fn(z).sum()),
+                                                        (x.detach(),), (v,))[1])(t)
+        (g,) = torch.autograd.grad(fn(x).sum(), x, create_graph=True)
+        ref = torch.stack([torch.autograd.grad(g, x, v, retain_graph=True)[0] for v in t])
+    torch.testing.assert_close(hv, ref, rtol=1e-12, atol=1e-12)
+    assert mode.calls > 0 and ref.abs().max() > 0  # replaced, and curved
+
+
+def test_softplus_clip_values_follow_the_formula():
+    x = torch.linspace(-4.0, 9.0, 27, dtype=torch.float64)
+    beta = 2.5
+
+    def sp(u):
+        return torch.log1p(torch.exp(beta * u)) / beta
+
+    with curvature("softplus", beta=beta):
+        torch.testing.assert_close(torch.relu(x), sp(x))
+        torch.testing.assert_close(torch.nn.functional.relu6(x), sp(x) - sp(x - 6))
+        torch.testing.assert_close(torch.nn.functional.hardtanh(x, -1.0, 2.0), -1 + sp(x + 1) - sp(x - 2))
+        torch.testing.assert_close(torch.nn.functional.hardswish(x), x * (sp(x + 3) - sp(x - 3)) / 6)
