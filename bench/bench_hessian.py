@@ -1,16 +1,20 @@
 """Speed of H-Sets against a naive reference, measured side by side in one run.
 
 The naive reference does what the authors' code does: one Hessian row per
-``autograd.grad`` call on a retained double-backward graph, and every sampled subset's
-IDG integrated afresh along the path (``n_steps`` gradient passes per subset). The fast
-path batches rows (forward-over-reverse, several rows per pass, cached) and scores subsets
-with the path-gradient identity. Outputs are compared so a speed-up never changes a result.
+``autograd.grad`` call on a retained double-backward graph, sets grown one at a time, and
+every sampled subset's IDG integrated afresh along the path (one gradient pass over the
+``n_steps`` path points per subset). The fast path maps forward-over-reverse products
+over a batch of one-hot tangents (``vmap``), caches rows, grows the sets side by side in
+shared passes and scores subsets with the path-gradient identity. Outputs are compared so
+a speed-up never changes a result (rows within float tolerance, identical sets, values
+within tolerance).
 
     python bench/bench_hessian.py                      # this CPU, default model
     python bench/bench_hessian.py --models resnet50 vgg16 densenet121 efficientnet_lite0  # GPU
 
 Each measurement runs in its own subprocess so peak memory is that configuration's alone.
-Results go to bench/RESULTS.md (section "hessian-<device>").
+Results go to bench/RESULTS.md (section "hessian-<device>"). torchvision models have random
+weights here (no downloads): their times are real, their explanations are not meaningful.
 """
 from __future__ import annotations
 
@@ -25,19 +29,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import git_rev, machine, write_section  # noqa: E402
 
 from hsets_widgets.curvature import CurvatureSpec, curvature  # noqa: E402
 from hsets_widgets.explain import Explainer, prepare_image  # noqa: E402
-from hsets_widgets.growth import ThresholdRule, grow_set  # noqa: E402
-from hsets_widgets.hessian import HessianRows  # noqa: E402
+from hsets_widgets.growth import ThresholdRule, candidates, grow_set  # noqa: E402
+from hsets_widgets.hessian import HessianRows, hvp_batch, tangents  # noqa: E402
 from hsets_widgets.idg import bernoulli_subsets, member_terms, subset_scores  # noqa: E402
 from hsets_widgets.images import to_tensor  # noqa: E402
 from hsets_widgets.integrated_gradients import path_points  # noqa: E402
 from hsets_widgets.models import load_classifier  # noqa: E402
 from hsets_widgets.scores import ScoreFn, resolve_target  # noqa: E402
+
+IMAGE = "chelsea"
 
 
 def _classifier(name, device):
@@ -59,17 +67,22 @@ def _peak_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _set_tf32(device, prec):
+    """TF32 matrix products and convolutions on CUDA for ``tf32``, full fp32 otherwise.
+    (``bf16`` casts the model and image: autocast does not follow vmap'd jvp on the CPU.)"""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
+        torch.backends.cudnn.allow_tf32 = prec == "tf32"
+
+
 class NaiveRows:
     """One row per autograd.grad call on a retained graph (the authors' way)."""
 
     def __init__(self, f, x, spec, features="pixel"):
         self.spec, self.features = spec, features
         self.x = x.detach().unsqueeze(0).requires_grad_(True)
-        self._mode = curvature(spec)
-        self._mode.__enter__()
-        with torch.enable_grad():
+        with curvature(spec), torch.enable_grad():
             (self.g,) = torch.autograd.grad(f(self.x).sum(), self.x, create_graph=True)
-        self._mode.__exit__(None, None, None)
         self.gp = self.g[0].sum(0).flatten() if features == "pixel" else self.g.flatten()
         self._cache = {}
         self.n_computed = 0
@@ -85,61 +98,136 @@ class NaiveRows:
         return self._cache[j]
 
 
+def naive_subset_idg(ex, members, subsets) -> np.ndarray:
+    """IDG of each subset by integrating its own path (one gradient pass over the path
+    points per subset), as the authors' code scores every sampled subset."""
+    ig = ex.attribution()
+    x, b, dev = ex.x, ig.baseline, ex.x.device
+    alphas, weights = path_points(ex.config.n_steps, ex.config.rule)
+    al = torch.as_tensor(alphas, dtype=x.dtype, device=dev).view(-1, 1, 1, 1)
+    wt = torch.as_tensor(weights, dtype=x.dtype, device=dev).view(-1, 1, 1, 1)
+    members = torch.as_tensor(np.asarray(members), device=dev)
+    out = []
+    for s in subsets:
+        mask = torch.zeros(x.shape[1] * x.shape[2], device=dev, dtype=x.dtype)
+        mask[members[torch.as_tensor(s, device=dev)]] = 1
+        a = (x - b) * mask.view(1, *x.shape[1:])
+        a_hat = a / a.norm()
+        pts = (b + al * (x - b)).requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(ex.score_fn(pts).sum(), pts)
+        out.append(float((wt * g * a_hat).sum()))
+    return np.asarray(out)
+
+
 # ---- workers (each in its own process) --------------------------------------------------
 def worker_rows(args) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
     clf = _classifier(args.model, device)
-    x = to_tensor(prepare_image("chelsea", clf.input_size), device)
+    x = to_tensor(prepare_image(IMAGE, clf.input_size), device)
     if args.channels_last:
         clf.module.to(memory_format=torch.channels_last)
     target, _ = resolve_target(clf, x)
     f = ScoreFn(clf, target)
     spec = CurvatureSpec("softplus", 10.0)
-    idx = list(range(20000, 20000 + args.rows))
-    prec = args.precision
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
-        torch.backends.cudnn.allow_tf32 = prec == "tf32"
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if prec == "bf16" else torch.autocast(
-        device.type, enabled=False)
-    with ctx:
-        if args.batch == 0:
-            rows = NaiveRows(f, x, spec)
-            rows.row(idx[0])
-            _sync(device)
-            t0 = time.perf_counter()
-            out = torch.stack([rows.row(j) for j in idx[1:]])
-            _sync(device)
-            per_row = (time.perf_counter() - t0) / (len(idx) - 1)
-        else:
-            rows = HessianRows(f, x, "pixel", spec, batch_size=args.batch, zero_warning=False)
-            rows.compute(idx[:args.batch])  # warm-up
-            _sync(device)
-            t0 = time.perf_counter()
-            rows.compute(idx[args.batch:])
-            _sync(device)
-            n = len(idx) - args.batch
-            per_row = (time.perf_counter() - t0) / max(n, 1)
-            out = rows.rows(idx[1:])
+    n = args.rows
+    idx = list(range(20000, 20000 + 1 + n + args.batch))  # [first], n timed, warm-up batch
+    _set_tf32(device, args.precision)
+    if args.batch == 0:
+        rows = NaiveRows(f, x, spec)
+        rows.row(idx[0])
+        _sync(device)
+        t0 = time.perf_counter()
+        out = torch.stack([rows.row(j) for j in idx[1:n + 1]])
+        _sync(device)
+        per_row = (time.perf_counter() - t0) / n
+    else:
+        rows = HessianRows(f, x, "pixel", spec, batch_size=args.batch, method=args.method,
+                           zero_warning=False,
+                           dtype=torch.bfloat16 if args.precision == "bf16" else None)
+        rows.compute(idx[n + 1:])  # warm-up pass (rows not timed)
+        _sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        rows.compute(idx[1:n + 1])  # n rows in full passes
+        _sync(device)
+        per_row = (time.perf_counter() - t0) / n
+        out = rows.rows(idx[1:n + 1])
+    res = {"ms_per_row": per_row * 1e3, "peak_mb": _peak_mb(device)}
     ref_path = Path(args.ref) if args.ref else None
-    err = None
     if ref_path is not None:
         if ref_path.exists():
             ref = torch.load(ref_path)
             k = min(len(ref), len(out))
-            err = float((out[:k].float() - ref[:k]).norm() / ref[:k].norm())
+            o, r = out[:k].float(), ref[:k]
+            res["rel_err"] = float((o - r).norm() / r.norm())
+            rule = ThresholdRule("topk", 8, "magnitude")
+            same = [set(candidates(a.numpy(), rule).tolist()) == set(candidates(c.numpy(), rule).tolist())
+                    for a, c in zip(o, r)]
+            res["top8_same"] = f"{sum(same)}/{k}"
         else:
             torch.save(out.float(), ref_path)
-            err = 0.0
-    return {"ms_per_row": per_row * 1e3, "peak_mb": _peak_mb(device), "rel_err": err}
+    if args.flops and args.batch > 0:
+        res["gflop_per_row"] = _flops_per_row(rows.f, rows.x, spec, args.batch, args.method) / 1e9
+    return res
+
+
+class _CountFlops(TorchDispatchMode):
+    """Adds up the FLOPs torch's counter knows (convolutions, matrix products), without the
+    module tracking of ``FlopCounterMode`` (which fails under ``jvp(grad)``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        count = flop_registry.get(func._overloadpacket)
+        if count is not None:
+            self.total += int(count(*args, **kwargs, out_val=out))
+        return out
+
+
+def _flops_per_row(f, x, spec, batch, method) -> float:
+    """FLOPs of one pass of ``batch`` rows, per row."""
+    v = tangents(list(range(batch)), x.shape, "pixel", x.dtype, x.device)
+    with curvature(spec), _CountFlops() as fc:
+        hvp_batch(f, x, v, method)
+    return fc.total / batch
+
+
+def worker_peak(args) -> dict:
+    """Measured matrix-product throughput of this device (the arithmetic limit rows are
+    compared against), fp32 (and TF32/bf16 on CUDA, bf16 on CPU)."""
+    device = torch.device(args.device)
+    n = 8192 if device.type == "cuda" else 2048
+    out = {}
+    for prec in (["fp32", "tf32", "bf16"] if device.type == "cuda" else ["fp32", "bf16"]):
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
+        dt = torch.bfloat16 if prec == "bf16" else torch.float32
+        a = torch.randn(n, n, device=device, dtype=dt)
+        b = torch.randn(n, n, device=device, dtype=dt)
+        for _ in range(3):
+            a @ b
+        _sync(device)
+        reps = 20 if device.type == "cuda" else 5
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        _sync(device)
+        out[prec] = 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+    return {"gflops": out}
 
 
 def worker_growth(args) -> dict:
-    """Grow the default set with naive rows and with the cache; same members?"""
+    """Grow one set with naive rows and with the cache; same members?"""
     device = torch.device(args.device)
     clf = _classifier(args.model, device)
-    ex = Explainer("chelsea", clf, segmenter="slic", device=device)
+    ex = Explainer(IMAGE, clf, segmenter="slic", device=device)
     seed = ex.seeds(1)[0]
     rule, nu = ThresholdRule("topk", 8, "magnitude"), args.nu
     t0 = time.perf_counter()
@@ -159,55 +247,130 @@ def worker_growth(args) -> dict:
             "size": len(fast)}
 
 
+def worker_together(args) -> dict:
+    """The default number of sets grown one by one vs side by side (fresh caches)."""
+    device = torch.device(args.device)
+    clf = _classifier(args.model, device)
+    out = {}
+    for mode in ("one by one", "together"):
+        ex = Explainer(IMAGE, clf, segmenter="slic", device=device)
+        seeds = ex.seeds()
+        ex.rows.compute([seeds[0].index])  # warm-up pass, not timed
+        passes0 = ex.rows.n_passes
+        t0 = time.perf_counter()
+        grown = [ex.grow(s) for s in seeds] if mode == "one by one" else ex.grow_many(seeds)
+        _sync(device)
+        out[mode] = {"s": time.perf_counter() - t0, "rows": ex.rows.n_computed,
+                     "passes": ex.rows.n_passes - passes0, "members": [g.members.tolist() for g in grown]}
+    out["same"] = out["one by one"].pop("members") == out["together"].pop("members")
+    return out
+
+
 def worker_idg(args) -> dict:
     """Subset scores from the identity vs integrating each subset's path afresh."""
     device = torch.device(args.device)
     clf = _classifier(args.model, device)
-    ex = Explainer("chelsea", clf, segmenter="slic", device=device)
+    ex = Explainer(IMAGE, clf, segmenter="slic", device=device)
     ig = ex.attribution()
     members = np.arange(20000, 20000 + 64)  # a 64-pixel set
     terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, ex.x - ig.baseline)
-    rng = np.random.default_rng(0)
-    subsets = bernoulli_subsets(len(members), 10000, rng)
+    subsets = bernoulli_subsets(len(members), 10000, np.random.default_rng(0))
     t0 = time.perf_counter()
     fast = subset_scores(terms, subsets)
     t_fast = (time.perf_counter() - t0) / len(subsets)
-    alphas, weights = path_points(ex.config.n_steps, ex.config.rule)
     n_naive = args.naive_subsets
-    naive = []
     t0 = time.perf_counter()
-    b = ig.baseline
-    for s in subsets[:n_naive]:
-        mask = torch.zeros(ex.x.shape[1] * ex.x.shape[2], device=device)
-        mask[torch.as_tensor(members[s], device=device)] = 1
-        a = (ex.x - b) * mask.view(1, *ex.x.shape[1:])
-        a_hat = a / a.norm()
-        pts = (b + torch.as_tensor(alphas, dtype=ex.x.dtype, device=device).view(-1, 1, 1, 1) * (ex.x - b))
-        pts.requires_grad_(True)
-        (g,) = torch.autograd.grad(ex.score_fn(pts).sum(), pts)
-        naive.append(float((torch.as_tensor(weights, dtype=g.dtype, device=device).view(-1, 1, 1, 1)
-                            * g * a_hat).sum()))
+    naive = naive_subset_idg(ex, members, subsets[:n_naive])
     _sync(device)
     t_naive = (time.perf_counter() - t0) / n_naive
-    err = float(np.max(np.abs(np.asarray(naive) - fast[:n_naive])) / (np.abs(fast[:n_naive]).max() + 1e-30))
+    err = float(np.max(np.abs(naive - fast[:n_naive])) / (np.abs(fast[:n_naive]).max() + 1e-30))
     return {"us_fast": t_fast * 1e6, "ms_naive": t_naive * 1e3, "ratio": t_naive / t_fast, "rel_err": err}
 
 
+def worker_road(args) -> dict:
+    """ROAD (MoRF and LeRF at the reference's 7 percentages) of one IG map."""
+    from hsets_widgets.evaluation.road import road
+
+    device = torch.device(args.device)
+    clf = _classifier(args.model, device)
+    ex = Explainer(IMAGE, clf, segmenter="slic", device=device)
+    amap = ex.attribution().attribution.detach().cpu().numpy()
+    road(clf, ex.x, amap, percentages=[0.1])  # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    r = road(clf, ex.x, amap)
+    _sync(device)
+    return {"s": time.perf_counter() - t0, "n_images": sum(len(c.percentages) for c in r.curves.values()),
+            "peak_mb": _peak_mb(device)}
+
+
+def _fresh_segmentation_caches():
+    from hsets_widgets.segmentation import DEFAULT_CACHE
+    from hsets_widgets.segmentation.minisam import clear_embedding_cache
+
+    DEFAULT_CACHE.clear()
+    clear_embedding_cache()
+
+
 def worker_explain(args) -> dict:
-    """One whole explanation with the default preset (and SLIC or the auto segmenter)."""
+    """One whole explanation with the default preset (and the chosen segmenter)."""
     device = torch.device(args.device)
     clf = _classifier(args.model, device)
     t0 = time.perf_counter()
-    ex = Explainer("chelsea", clf, segmenter=args.segmenter, device=device)
+    ex = Explainer(IMAGE, clf, segmenter=args.segmenter, device=device)
     e = ex.run()
     _sync(device)
     return {"total_s": time.perf_counter() - t0, "timings": e.timings,
-            "rows": e.info["hessian_rows_computed"], "sets": [len(s) for s in e.sets],
-            "segmenter": e.settings["segmenter"], "peak_mb": _peak_mb(device),
-            "class": e.class_name}
+            "rows": e.info["hessian_rows_computed"], "passes": ex.rows.n_passes,
+            "sets": [len(s) for s in e.sets], "segmenter": e.settings["segmenter"],
+            "peak_mb": _peak_mb(device), "class": e.class_name}
 
 
-WORKERS = {"rows": worker_rows, "growth": worker_growth, "idg": worker_idg, "explain": worker_explain}
+def worker_e2e(args) -> dict:
+    """A whole explanation, fast vs naive, on the same image and settings, from scratch."""
+    device = torch.device(args.device)
+    clf = _classifier(args.model, device)
+    over = {"n_samples": args.samples}
+    _fresh_segmentation_caches()
+    t0 = time.perf_counter()
+    ex = Explainer(IMAGE, clf, segmenter=args.segmenter, device=device, **over)
+    e = ex.run()
+    _sync(device)
+    t_fast = time.perf_counter() - t0
+
+    _fresh_segmentation_caches()
+    t0 = time.perf_counter()
+    nx = Explainer(IMAGE, clf, segmenter=args.segmenter, device=device, **over)
+    c = nx.config
+    nx.attribution()
+    seeds = nx.seeds()
+    t_shared = time.perf_counter() - t0
+    rows = NaiveRows(nx.score_fn, nx.x, c.curvature_spec, c.features)
+    sets, values = [], []
+    t1 = time.perf_counter()
+    for k, s in enumerate(seeds):
+        g = grow_set(rows, s.index, c.threshold_rule, c.nu, c.order, nx.allowed_features(s), s.attribution,
+                     c.max_rows, prefetch=1)
+        sets.append(g.members)
+    t_grow = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    for k, m in enumerate(sets):
+        subsets = bernoulli_subsets(len(m), c.n_samples, np.random.default_rng(c.seed + k))
+        values.append(float(np.abs(naive_subset_idg(nx, m, subsets)).mean()))
+    _sync(device)
+    t_values = time.perf_counter() - t1
+    t_naive = time.perf_counter() - t0
+    fast_values = np.array([s.value for s in e.sets])
+    return {"t_fast": t_fast, "fast_stages": e.timings, "t_naive": t_naive, "naive_shared": t_shared,
+            "naive_growth": t_grow, "naive_values": t_values, "rows_fast": ex.rows.n_computed,
+            "rows_naive": rows.n_computed, "sets_identical": all(np.array_equal(a.members, b)
+                                                                for a, b in zip(e.sets, sets)),
+            "value_rel_diff": float(np.max(np.abs(fast_values - values) / np.abs(values))),
+            "n_sets": len(sets), "sizes": [len(m) for m in sets], "segmenter": e.settings["segmenter"]}
+
+
+WORKERS = {"rows": worker_rows, "peak": worker_peak, "growth": worker_growth, "together": worker_together,
+           "idg": worker_idg, "road": worker_road, "explain": worker_explain, "e2e": worker_e2e}
 
 
 def run_worker(kind, **kw) -> dict:
@@ -224,6 +387,47 @@ def run_worker(kind, **kw) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def rows_table(model, args, gpu, peak) -> list:
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    ref = tmp / f"hsets_bench_ref_{model}.pt"
+    ref.unlink(missing_ok=True)
+    lines = [f"#### Hessian rows ({args.rows} rows timed after a warm-up pass)", "",
+             "| variant | ms per row | rows per s | speed-up vs naive | peak memory (MB) | rel. diff vs naive "
+             "rows | same top-8 as naive | GFLOP per row | % of measured peak |", "|---|---|---|---|---|---|---|---|---|"]
+    naive = run_worker("rows", model=model, device=args.device, batch=0, rows=args.rows, ref=str(ref))
+    base = naive.get("ms_per_row")
+    if base:
+        lines.append(f"| naive (1 row per call, double backward) | {base:.1f} | {1e3 / base:.2f} | 1.0x | "
+                     f"{naive['peak_mb']:.0f} | reference | reference | | |")
+    else:
+        lines.append(f"| naive | failed: {naive.get('error')} | | | | | | | |")
+    variants = []
+    batches = args.batches or ([1, 16, 64] if gpu else [1, 2, 4, 8])
+    main_b = 16 if gpu else 4
+    for b in batches:
+        variants.append(("forward-over-reverse", b, "fp32", False))
+    variants += [("stacked", main_b, "fp32", False), ("double-backward", main_b, "fp32", False),
+                 ("forward-over-reverse", main_b, "fp32", True)]
+    for prec in (["tf32", "bf16"] if gpu else ["bf16"]):
+        variants.append(("forward-over-reverse", batches[-1] if gpu else main_b, prec, False))
+    for method, b, prec, cl in variants:
+        name = f"{method}, batch {b}, {prec}{', channels-last' if cl else ''}"
+        r = run_worker("rows", model=model, device=args.device, batch=b, rows=args.rows, precision=prec,
+                       channels_last=cl, method=method, ref=str(ref), flops=method == "forward-over-reverse" and not cl)
+        if "error" in r:
+            lines.append(f"| {name} | failed: {r['error'][:120]} | | | | | | | |")
+            continue
+        sp = f"{base / r['ms_per_row']:.1f}x" if base else "-"
+        flop = r.get("gflop_per_row")
+        limit = peak.get("tf32" if prec == "tf32" else ("bf16" if prec == "bf16" else "fp32")) if peak else None
+        eff = f"{100 * flop / (r['ms_per_row'] / 1e3) / limit:.1f}%" if flop and limit else ""
+        lines.append(f"| {name} | {r['ms_per_row']:.1f} | {1e3 / r['ms_per_row']:.2f} | {sp} | {r['peak_mb']:.0f} | "
+                     f"{r.get('rel_err', float('nan')):.1e} | {r.get('top8_same', '')} | "
+                     f"{f'{flop:.2f}' if flop else ''} | {eff} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", choices=sorted(WORKERS))
@@ -232,14 +436,19 @@ def main():
     p.add_argument("--model", default="efficientnet_lite0")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--batches", type=int, nargs="+", default=None)
-    p.add_argument("--rows", type=int, default=17)
+    p.add_argument("--method", default="forward-over-reverse")
+    p.add_argument("--rows", type=int, default=16)
     p.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--flops", action="store_true")
     p.add_argument("--ref", default=None)
     p.add_argument("--nu", type=int, default=64)
     p.add_argument("--naive-subsets", type=int, default=5)
+    p.add_argument("--samples", type=int, default=30, help="subsets per set in the end-to-end comparison")
     p.add_argument("--segmenter", default="auto")
-    p.add_argument("--skip-explain", action="store_true")
+    p.add_argument("--e2e-models", nargs="*", default=None,
+                   help="models for the naive end-to-end comparison (default: resnet50 on GPU, "
+                        "efficientnet_lite0 on CPU)")
     args = p.parse_args()
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args)))
@@ -248,60 +457,70 @@ def main():
     gpu = device.type == "cuda"
     models = args.models or (["resnet50", "vgg16", "densenet121", "efficientnet_lite0"] if gpu
                              else ["efficientnet_lite0"])
-    batches = args.batches or ([1, 16, 64] if gpu else [1, 4, 8])
-    precisions = ["fp32", "tf32", "bf16"] if gpu else ["fp32"]
+    e2e_models = args.e2e_models if args.e2e_models is not None else (["resnet50"] if gpu else ["efficientnet_lite0"])
     load = os.getloadavg()[0]
-    lines = [f"## Hessian rows, growth, IDG and whole explanations ({device.type})", "",
+    peak = run_worker("peak", device=args.device).get("gflops", {})
+    lines = [f"## Hessian rows, growth, IDG, ROAD and whole explanations ({device.type})", "",
              f"Machine: {machine()}; load average {load:.1f} when the run started (other jobs on "
              f"these cores slow every variant, not evenly). Commit {git_rev()}. Command: `python bench/bench_hessian.py"
-             f"{' --models ' + ' '.join(models) if args.models else ''}`. Image: scikit-image `chelsea`, "
-             "224x224, pixel features, softplus(10) curvature, fp32 unless noted. Naive = one row "
-             "per `autograd.grad` call on a retained double-backward graph (the authors' way).", ""]
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+             f"{' --models ' + ' '.join(models) if args.models else ''}`. Image: scikit-image `{IMAGE}`, "
+             "224x224, pixel features, softplus(10) curvature, fp32 unless noted; torchvision models have "
+             "random weights (timing only). Naive = one row per `autograd.grad` call on a retained "
+             "double-backward graph (the authors' way). Forward-over-reverse = `vmap` of `jvp(grad(f))` over "
+             "one-hot tangents (the image's own pass runs once per batch); stacked = the image copied once per "
+             "tangent in a batch. Measured matrix-product peak of this device (same run): "
+             + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peak.items())
+             + ". GFLOP per row counts convolutions and matrix products (torch's FLOP counter); the last "
+             "column is that over the time per row, as a share of the measured peak.", ""]
     for model in models:
-        ref = tmp / f"hsets_bench_ref_{model}.pt"
-        ref.unlink(missing_ok=True)
-        lines += [f"### {model}", "", "| variant | ms per row | speed-up vs naive | peak memory (MB) | rel. diff vs naive rows |",
-                  "|---|---|---|---|---|"]
-        naive = run_worker("rows", model=model, device=args.device, batch=0, rows=args.rows, ref=str(ref))
-        base = naive.get("ms_per_row")
-        lines.append(f"| naive (1 row per call, double backward) | {base:.1f} | 1.0x | {naive['peak_mb']:.0f} | reference |"
-                     if base else f"| naive | failed: {naive.get('error')} | | | |")
-        for prec in precisions:
-            for cl in ([False, True] if prec == "fp32" else [False]):
-                for b in batches:
-                    if cl and not gpu and b != 4:
-                        continue  # on the CPU, channels-last is measured at batch 4 only
-                    r = run_worker("rows", model=model, device=args.device, batch=b, rows=max(args.rows, 2 * b + 1),
-                                   precision=prec, channels_last=cl, ref=str(ref))
-                    if "error" in r:
-                        lines.append(f"| batched {b}, {prec}{', channels-last' if cl else ''} | failed: {r['error']} | | | |")
-                        continue
-                    sp = f"{base / r['ms_per_row']:.1f}x" if base else "-"
-                    lines.append(f"| forward-over-reverse, batch {b}, {prec}{', channels-last' if cl else ''} | "
-                                 f"{r['ms_per_row']:.1f} | {sp} | {r['peak_mb']:.0f} | {r['rel_err']:.1e} |")
-                    print(lines[-1], flush=True)
+        lines += [f"### {model}", ""]
+        lines += rows_table(model, args, gpu, peak)
         g = run_worker("growth", model=model, device=args.device, nu=args.nu)
         if "error" not in g:
             lines += ["", f"Growth of one set (top 8 per row, nu = {args.nu}, BFS): cached+batched "
                       f"{g['t_fast']:.1f} s ({g['rows_fast']} rows) vs naive {g['t_naive']:.1f} s "
                       f"({g['rows_naive']} rows): **{g['t_naive'] / g['t_fast']:.1f}x**; identical members: "
                       f"{g['same_members']} (overlap {g['overlap']:.0%}, {g['size']} members)."]
+        t = run_worker("together", model=model, device=args.device)
+        if "error" not in t:
+            a, b = t["one by one"], t["together"]
+            lines += ["", f"Growing the default 5 sets (nu = 64) one by one: {a['s']:.1f} s in {a['passes']} passes "
+                      f"({a['rows']} rows); side by side in shared passes: {b['s']:.1f} s in {b['passes']} passes "
+                      f"({b['rows']} rows): **{a['s'] / b['s']:.1f}x**; identical sets: {t['same']}."]
         idg = run_worker("idg", model=model, device=args.device)
         if "error" not in idg:
-            lines += ["", f"IDG of a subset (64-pixel set): identity {idg['us_fast']:.2f} us per subset vs naive "
-                      f"path integration {idg['ms_naive']:.0f} ms per subset: **{idg['ratio']:.1e}x**; "
-                      f"max relative difference {idg['rel_err']:.1e}."]
-        if not args.skip_explain:
-            e = run_worker("explain", model=model, device=args.device, segmenter=args.segmenter)
-            if "error" not in e:
-                lines += ["", f"Whole explanation, default preset, segmenter {e['segmenter']}: "
-                          f"**{e['total_s']:.1f} s** (stages: {e['timings']}), {e['rows']} Hessian rows, "
-                          f"set sizes {e['sets']}, peak memory {e['peak_mb']:.0f} MB, predicted {e['class']}."]
+            lines += ["", f"IDG of a subset (64-pixel set): identity {idg['us_fast']:.2f} us per subset "
+                      f"({1e6 / idg['us_fast']:,.0f} subsets per s) vs naive path integration "
+                      f"{idg['ms_naive']:.0f} ms per subset ({1e3 / idg['ms_naive']:.2f} per s): "
+                      f"**{idg['ratio']:.1e}x**; max relative difference {idg['rel_err']:.1e}."]
+        r = run_worker("road", model=model, device=args.device)
+        if "error" not in r:
+            lines += ["", f"ROAD of one map (MoRF + LeRF, 7 percentages each, noisy linear imputation): "
+                      f"**{r['s']:.2f} s per image** ({r['n_images']} imputed images classified), peak memory "
+                      f"{r['peak_mb']:.0f} MB."]
+        e = run_worker("explain", model=model, device=args.device, segmenter=args.segmenter)
+        if "error" not in e:
+            lines += ["", f"Whole explanation, default preset, segmenter {e['segmenter']}: "
+                      f"**{e['total_s']:.1f} s** (stages: {e['timings']}), {e['rows']} Hessian rows in "
+                      f"{e['passes']} passes, set sizes {e['sets']}, peak memory {e['peak_mb']:.0f} MB, "
+                      f"predicted {e['class']}."]
+        else:
+            lines += ["", f"Whole explanation failed: {e['error']}"]
+        if model in e2e_models:
+            r = run_worker("e2e", model=model, device=args.device, segmenter=args.segmenter, samples=args.samples)
+            if "error" not in r:
+                lines += ["", f"End to end against the naive reference (default preset with {args.samples} subset "
+                          f"samples per set, as the authors' code; both from scratch, segmenter {r['segmenter']}): "
+                          f"fast **{r['t_fast']:.1f} s** ({r['rows_fast']} rows) vs naive **{r['t_naive']:.1f} s** "
+                          f"(IG + segmentation {r['naive_shared']:.1f} s, growth {r['naive_growth']:.1f} s for "
+                          f"{r['rows_naive']} rows, subset values {r['naive_values']:.1f} s): "
+                          f"**{r['t_naive'] / r['t_fast']:.1f}x**; sets identical: {r['sets_identical']} "
+                          f"({r['n_sets']} sets of {r['sizes']}), largest relative value difference "
+                          f"{r['value_rel_diff']:.1e}."]
             else:
-                lines += ["", f"Whole explanation failed: {e['error']}"]
+                lines += ["", f"End-to-end comparison failed: {r['error']}"]
         lines.append("")
-        print("\n".join(lines[-6:]), flush=True)
+        print("\n".join(lines[-14:]), flush=True)
     out = write_section(f"hessian-{device.type}", "\n".join(lines))
     print(f"wrote {out}")
 

@@ -135,7 +135,7 @@ class HessianRows:
     features : {"pixel", "channel"}
     curvature : CurvatureSpec
     batch_size : int or "auto"
-        Rows per pass. ``"auto"`` picks 4 on CPU and, on CUDA, as many as fit in about half
+        Rows per pass. ``"auto"`` picks 8 on CPU and, on CUDA, as many as fit in about half
         of the free memory (measured with one probe pass), at most 64. A CUDA
         out-of-memory error halves the chunk and retries.
     method : {"forward-over-reverse", "stacked", "double-backward"}
@@ -203,9 +203,9 @@ class HessianRows:
 
     def _auto_batch_size(self) -> int:
         if self.x.device.type != "cuda":
-            # measured on a 2-core CPU (EfficientNet-Lite0, 224 px): 4 rows per pass is within
-            # 10% of the fastest per-row time and keeps peak memory under 4 GB (8: 6.2 GB)
-            return 4
+            # measured on a 2-core CPU (EfficientNet-Lite0, 224 px, bench/RESULTS.md): 8 rows per
+            # pass 0.18 s per row at 3.0 GB peak; 4: 0.22 s at 2.2 GB; 1: 0.73 s
+            return 8
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(self.x.device)
         base = torch.cuda.memory_allocated(self.x.device)
