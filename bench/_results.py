@@ -30,9 +30,14 @@ def machine() -> str:
 
 
 def git_rev() -> str:
+    """The short commit, with ``+uncommitted`` when tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+        rev = git("rev-parse", "--short", "HEAD") or "unknown"
+        return rev + ("+uncommitted" if git("status", "--porcelain", "--untracked-files=no") else "")
     except OSError:
         return "unknown"
 
