@@ -119,6 +119,61 @@ def hessian_rows(f, x: torch.Tensor, indices: Iterable[int], features: str = "pi
     return torch.cat(out) if out else torch.zeros((0, n_features(x.shape, features)), dtype=x.dtype)
 
 
+#: most rows per CPU pass: on a 2-core CPU (EfficientNet-Lite0, 224 px, bench/RESULTS.md) 8 rows per
+#: pass cost 0.17 s per row at 3.0 GB peak, 4 rows 0.25 s at 2.2 GB, 1 row 0.70 s
+CPU_MAX_BATCH = 8
+#: memory of one more row in a pass, in units of the score's saved activations (measured with
+#: bench/bench_hessian.py: EfficientNet-Lite0 +215 MB per row for 94 MB saved, ResNet-50 +355 MB
+#: for 216 MB), and of the pass's fixed part (the image's own graph, gradients, workspace)
+PER_ROW_FACTOR, FIXED_FACTOR = 2.5, 4.0
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def saved_activation_bytes(f, x: torch.Tensor, spec: Optional[CurvatureSpec] = None) -> int:
+    """Bytes autograd saves for one backward pass of ``f`` at the image ``x`` (one forward)."""
+    seen, total = set(), 0
+
+    def pack(t):
+        nonlocal total
+        key = t.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    z = x.detach().unsqueeze(0).requires_grad_(True)
+    with curvature(spec or CurvatureSpec("softplus")), torch.enable_grad(), \
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        f(z).sum()
+    return total
+
+
+def cpu_batch_size(f, x: torch.Tensor, spec: Optional[CurvatureSpec] = None,
+                   available: Optional[int] = None) -> int:
+    """Rows per CPU pass that fit in half the available memory, at most :data:`CPU_MAX_BATCH`.
+
+    Memory per row is estimated from the score's saved activations (one forward pass) with
+    factors measured on two architectures; without a memory reading the maximum is used.
+    """
+    available = available_memory() if available is None else available
+    if available is None:
+        return CPU_MAX_BATCH
+    act = saved_activation_bytes(f, x, spec)
+    room = 0.5 * available - FIXED_FACTOR * act
+    return int(max(1, min(CPU_MAX_BATCH, room // max(PER_ROW_FACTOR * act, 1))))
+
+
 def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
@@ -135,7 +190,8 @@ class HessianRows:
     features : {"pixel", "channel"}
     curvature : CurvatureSpec
     batch_size : int or "auto"
-        Rows per pass. ``"auto"`` picks 8 on CPU and, on CUDA, as many as fit in about half
+        Rows per pass. ``"auto"`` picks, on CPU, up to 8 as fit in half the available memory
+        (:func:`cpu_batch_size`) and, on CUDA, as many as fit in about half
         of the free memory (measured with one probe pass), at most 64. A CUDA
         out-of-memory error halves the chunk and retries.
     method : {"forward-over-reverse", "stacked", "double-backward"}
@@ -203,9 +259,7 @@ class HessianRows:
 
     def _auto_batch_size(self) -> int:
         if self.x.device.type != "cuda":
-            # measured on a 2-core CPU (EfficientNet-Lite0, 224 px, bench/RESULTS.md): 8 rows per
-            # pass 0.18 s per row at 3.0 GB peak; 4: 0.22 s at 2.2 GB; 1: 0.73 s
-            return 8
+            return cpu_batch_size(self.f, self.x, self.spec)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(self.x.device)
         base = torch.cuda.memory_allocated(self.x.device)

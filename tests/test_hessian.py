@@ -194,3 +194,17 @@ def test_softplus_clip_values_follow_the_formula():
         torch.testing.assert_close(torch.nn.functional.relu6(x), sp(x) - sp(x - 6))
         torch.testing.assert_close(torch.nn.functional.hardtanh(x, -1.0, 2.0), -1 + sp(x + 1) - sp(x - 2))
         torch.testing.assert_close(torch.nn.functional.hardswish(x), x * (sp(x + 3) - sp(x - 3)) / 6)
+
+
+def test_cpu_batch_size_follows_available_memory(tiny64, image8):
+    from hsets_widgets.hessian import CPU_MAX_BATCH, cpu_batch_size, saved_activation_bytes
+
+    f = ScoreFn(tiny64, 0)
+    act = saved_activation_bytes(f, image8)
+    assert act > image8.numel() * 8  # at least the input and the first feature maps
+    assert cpu_batch_size(f, image8, available=10 ** 12) == CPU_MAX_BATCH
+    assert cpu_batch_size(f, image8, available=act) == 1  # tight memory: one row per pass
+    mid = cpu_batch_size(f, image8, available=int(2 * (4.0 + 2.5 * 3) * act))
+    assert 1 < mid < CPU_MAX_BATCH
+    rows = HessianRows(f, image8, "pixel", CurvatureSpec("softplus"))  # batch_size="auto"
+    assert 1 <= rows.batch_size <= CPU_MAX_BATCH
