@@ -208,3 +208,21 @@ def test_cpu_batch_size_follows_available_memory(tiny64, image8):
     assert 1 < mid < CPU_MAX_BATCH
     rows = HessianRows(f, image8, "pixel", CurvatureSpec("softplus"))  # batch_size="auto"
     assert 1 <= rows.batch_size <= CPU_MAX_BATCH
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small", "densenet121"])
+def test_vmapped_rows_match_double_backward_on_real_architectures(arch):
+    """BatchNorm (eval), max-pooling, hard activations and functional ReLUs under vmap."""
+    from hsets_widgets.models import torchvision_classifier
+
+    torch.manual_seed(0)
+    clf = torchvision_classifier(arch, weights=None)
+    clf.module.double()
+    x = torch.rand(3, 40, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    f = ScoreFn(clf, 3)
+    idx = [5, 410, 799, 1200]
+    spec = CurvatureSpec("softplus", beta=10.0)
+    fast = HessianRows(f, x, "pixel", spec, batch_size=4).rows(idx)
+    ref = HessianRows(f, x, "pixel", spec, batch_size=1, method="double-backward").rows(idx)
+    assert ref.abs().max() > 0
+    torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-12 * float(ref.abs().max()))
