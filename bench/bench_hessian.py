@@ -428,6 +428,30 @@ def rows_table(model, args, gpu, peak) -> list:
     return lines
 
 
+def explain_models(models, args, device, load) -> None:
+    """One whole default explanation per model, each in its own process."""
+    lines = [f"## Whole explanations per model ({device.type})", "",
+             f"Machine: {machine()}; load average {load:.1f} when the run started. Commit {git_rev()}. Command: "
+             f"`python bench/bench_hessian.py --explain-only --models {' '.join(models)}`. Image: scikit-image "
+             f"`{IMAGE}` at each model's input size, default preset (5 sets, nu = 64, top 8 per row, softplus(10), "
+             "1,000 subsets per set), segmenter chosen by `auto`. torchvision models have random weights here "
+             "(no downloads): the times and memory are real, the sets are not meaningful.", "",
+             "| model | whole explanation (s) | IG (s) | segmentation (s) | growth (s) | values (s) | Hessian rows | "
+             "passes | s per row | peak memory (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for model in models:
+        e = run_worker("explain", model=model, device=args.device, segmenter=args.segmenter)
+        if "error" in e:
+            lines.append(f"| {model} | failed: {e['error'][:120]} | | | | | | | | |")
+            continue
+        t = e["timings"]
+        lines.append(f"| {model} | {e['total_s']:.1f} | {t.get('integrated_gradients', 0):.1f} | "
+                     f"{t.get('segmentation', 0):.1f} | {t.get('growth', 0):.1f} | {t.get('values', 0):.2f} | "
+                     f"{e['rows']} | {e['passes']} | {t.get('growth', 0) / max(e['rows'], 1):.2f} | {e['peak_mb']:.0f} |")
+        print(lines[-1], flush=True)
+    out = write_section(f"hessian-{device.type}-models", "\n".join(lines))
+    print(f"wrote {out}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", choices=sorted(WORKERS))
@@ -446,6 +470,8 @@ def main():
     p.add_argument("--naive-subsets", type=int, default=5)
     p.add_argument("--samples", type=int, default=30, help="subsets per set in the end-to-end comparison")
     p.add_argument("--segmenter", default="auto")
+    p.add_argument("--explain-only", action="store_true",
+                   help="only the whole explanation of each model (section hessian-<device>-models)")
     p.add_argument("--e2e-models", nargs="*", default=None,
                    help="models for the naive end-to-end comparison (default: resnet50 on GPU, "
                         "efficientnet_lite0 on CPU)")
@@ -459,6 +485,8 @@ def main():
                              else ["efficientnet_lite0"])
     e2e_models = args.e2e_models if args.e2e_models is not None else (["resnet50"] if gpu else ["efficientnet_lite0"])
     load = os.getloadavg()[0]
+    if args.explain_only:
+        return explain_models(models, args, device, load)
     peak = run_worker("peak", device=args.device).get("gflops", {})
     lines = [f"## Hessian rows, growth, IDG, ROAD and whole explanations ({device.type})", "",
              f"Machine: {machine()}; load average {load:.1f} when the run started (other jobs on "
