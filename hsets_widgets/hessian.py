@@ -29,7 +29,9 @@ from typing import Iterable, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.func import grad, jvp, vmap
+from torch.overrides import TorchFunctionMode
 
 from .curvature import CurvatureSpec, curvature
 from .progress import CancelToken, ProgressFn, report
@@ -73,6 +75,34 @@ def _reduce(hv: torch.Tensor, features: str) -> torch.Tensor:
     return hv.flatten(1)
 
 
+class affine_batch_norm(TorchFunctionMode):
+    """Context manager: eval-mode ``F.batch_norm`` computed as one multiply-add.
+
+    In eval mode batch norm is the per-channel affine map ``x * s + t`` with
+    ``s = weight / sqrt(running_var + eps)`` and ``t = bias - running_mean * s``; written as
+    one ``addcmul`` its forward-mode and backward rules are a single elementwise op each,
+    where the native op's take several. Same values to float rounding; Hessian passes on
+    EfficientNet-Lite0 were ~25% faster on a 2-core CPU. Training-mode calls (batch
+    statistics) are left alone.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.batch_norm:
+            return func(*args, **kwargs)
+        names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+        a = {**{"weight": None, "bias": None, "training": False, "eps": 1e-5}, **dict(zip(names, args)), **kwargs}
+        x, mean, var = a["input"], a["running_mean"], a["running_var"]
+        if a["training"] or mean is None or var is None:
+            return func(*args, **kwargs)
+        scale = torch.rsqrt(var + a["eps"])
+        if a["weight"] is not None:
+            scale = scale * a["weight"]
+        shift = -mean * scale if a["bias"] is None else a["bias"] - mean * scale
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return torch.addcmul(shift.view(shape), x, scale.view(shape))
+
+
 def hvp_batch(f, x: torch.Tensor, v: torch.Tensor, method: str = "forward-over-reverse") -> torch.Tensor:
     """Hessian-vector products ``H v_b`` of ``f`` at ``x`` for each tangent ``v_b``.
 
@@ -111,7 +141,7 @@ def hessian_rows(f, x: torch.Tensor, indices: Iterable[int], features: str = "pi
     indices = list(indices)
     spec = spec or CurvatureSpec("none")
     out = []
-    with curvature(spec):
+    with curvature(spec), affine_batch_norm():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
             v = tangents(chunk, x.shape, features, x.dtype, x.device)
@@ -271,7 +301,7 @@ class HessianRows:
     def _compute(self, chunk: list) -> None:
         t0 = time.perf_counter()
         v = tangents(chunk, self.shape, self.features, self.x.dtype, self.x.device)
-        with curvature(self.spec):
+        with curvature(self.spec), affine_batch_norm():
             hv = hvp_batch(self.f, self.x, v, self.method)
         rows = _reduce(hv, self.features).to("cpu", self.store_dtype)
         if not torch.isfinite(rows).all():

@@ -212,7 +212,8 @@ def test_cpu_batch_size_follows_available_memory(tiny64, image8):
 
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small", "densenet121"])
 def test_vmapped_rows_match_double_backward_on_real_architectures(arch):
-    """BatchNorm (eval), max-pooling, hard activations and functional ReLUs under vmap."""
+    """BatchNorm (eval, as a multiply-add), max-pooling, hard activations and functional
+    ReLUs under vmap, against plain double backward through the unmodified network."""
     from hsets_widgets.models import torchvision_classifier
 
     torch.manual_seed(0)
@@ -223,6 +224,33 @@ def test_vmapped_rows_match_double_backward_on_real_architectures(arch):
     idx = [5, 410, 799, 1200]
     spec = CurvatureSpec("softplus", beta=10.0)
     fast = HessianRows(f, x, "pixel", spec, batch_size=4).rows(idx)
-    ref = HessianRows(f, x, "pixel", spec, batch_size=1, method="double-backward").rows(idx)
+    # reference: one double-backward call per row with the network's own (native) batch norm
+    z = x.unsqueeze(0).requires_grad_(True)
+    with curvature(spec):
+        (g,) = torch.autograd.grad(f(z).sum(), z, create_graph=True)
+        gp = g[0].sum(0).flatten()
+        ref = torch.stack([torch.autograd.grad(gp[j], z, retain_graph=True)[0][0].sum(0).flatten() for j in idx])
     assert ref.abs().max() > 0
     torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-12 * float(ref.abs().max()))
+
+
+def test_affine_batch_norm_equals_eval_batch_norm_and_leaves_training_alone():
+    from hsets_widgets.hessian import affine_batch_norm
+
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(5).double()
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-1, 1)
+    x = torch.randn(2, 5, 4, 4, dtype=torch.float64)
+    bn.eval()
+    with affine_batch_norm():
+        y = bn(x)
+    torch.testing.assert_close(y, bn(x), rtol=1e-12, atol=1e-12)
+    bn.train()
+    before = bn.running_mean.clone()
+    with affine_batch_norm():
+        y = bn(x)
+    assert not torch.equal(bn.running_mean, before)  # batch statistics used and tracked
+    torch.testing.assert_close(y.mean((0, 2, 3)), bn.bias.data, atol=1e-9, rtol=0)
