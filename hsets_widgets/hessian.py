@@ -4,7 +4,7 @@ A Hessian row ``H[j, :]`` is a Hessian-vector product with a one-hot tangent ``e
 Many rows are computed in one pass. The default method, ``forward-over-reverse``, maps
 ``jvp(grad(f))`` over a batch of tangents with ``torch.func.vmap``: the image's own forward
 and backward pass (the primal) runs once per pass and only the tangent arithmetic is
-batched, about twice as fast per row on a CPU as the alternative, ``stacked``, which stacks
+batched, 1.7-2x faster per row on a CPU than the alternative, ``stacked``, which stacks
 ``B`` copies of the image in a batch, each with its own tangent (because the score of the
 batch is the *sum* of per-image scores, the ``b``-th image's gradient only depends on the
 ``b``-th copy). ``double-backward`` differentiates a retained gradient graph of the stacked
@@ -150,7 +150,7 @@ def hessian_rows(f, x: torch.Tensor, indices: Iterable[int], features: str = "pi
 
 
 #: most rows per CPU pass: on a 2-core CPU (EfficientNet-Lite0, 224 px, bench/RESULTS.md) 8 rows per
-#: pass cost 0.17 s per row at 3.0 GB peak, 4 rows 0.25 s at 2.2 GB, 1 row 0.70 s
+#: pass cost 0.15 s per row at 2.8 GB peak, 4 rows 0.24 s at 2.0 GB, 1 row 0.73 s
 CPU_MAX_BATCH = 8
 #: memory of one more row in a pass, in units of the score's saved activations (measured with
 #: bench/bench_hessian.py: EfficientNet-Lite0 +215 MB per row for 94 MB saved, ResNet-50 +355 MB
