@@ -111,6 +111,13 @@ def _clip_of(fn, x, lo, hi, kind, p):
     return out if hi == math.inf else out - fn(x - hi, kind, p)
 
 
+def _save_input(ctx, inputs, output):
+    """``setup_context`` of the elementwise functions below: keep ``x`` and the clip's parameters."""
+    x, *ctx.params = inputs
+    ctx.save_for_backward(x)
+    ctx.save_for_forward(x)
+
+
 class _RampSlope(torch.autograd.Function):
     """``c'(x)`` of the smooth clip; its own derivative ``c''`` makes second derivatives exact."""
 
@@ -120,11 +127,7 @@ class _RampSlope(torch.autograd.Function):
     def forward(x, lo, hi, kind, p):
         return _clip_of(_r1, x, lo, hi, kind, p)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, *ctx.params = inputs
-        ctx.save_for_backward(x)
-        ctx.save_for_forward(x)
+    setup_context = staticmethod(_save_input)
 
     @staticmethod
     def backward(ctx, grad):
@@ -151,11 +154,7 @@ class _SmoothClip(torch.autograd.Function):
         out = _clip_of(_r, x, lo, hi, kind, p)
         return out + lo if lo else out
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        x, *ctx.params = inputs
-        ctx.save_for_backward(x)
-        ctx.save_for_forward(x)
+    setup_context = staticmethod(_save_input)
 
     @staticmethod
     def backward(ctx, grad):
