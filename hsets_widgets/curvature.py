@@ -30,6 +30,12 @@ Options
     the model's gradient.
 ``none``
     Leave the network as it is (rows of ReLU networks will be zero; a warning says so).
+
+``keep_clip=False`` drops the upper clip of ``relu6`` / ``hardtanh`` (the lower one stays),
+so a ReLU6 becomes a (smooth or surrogate) ReLU inside Hessian passes. The authors' code
+does this by swapping every ``nn.ReLU6`` module for its ReLU; it changes the network the
+Hessian is taken of (logits move), so it is off except in the ``authors-code`` preset.
+MobileNetV3's hard activations keep their clip either way.
 """
 from __future__ import annotations
 
@@ -58,6 +64,7 @@ class CurvatureSpec:
     kind: str = "softplus"
     beta: float = 10.0
     tau: float = 1e-3
+    keep_clip: bool = True
 
     def __post_init__(self):
         if self.kind not in CURVATURES:
@@ -68,10 +75,11 @@ class CurvatureSpec:
             raise ValueError(f"surrogate tau must be positive, got {self.tau}")
 
     def describe(self) -> str:
+        tail = "" if self.keep_clip or self.kind == "none" else ", ReLU6 clip dropped"
         if self.kind == "softplus":
-            return f"softplus(beta={self.beta:g})"
+            return f"softplus(beta={self.beta:g}{tail})"
         if self.kind == "surrogate":
-            return f"surrogate ReLU(tau={self.tau:g})"
+            return f"surrogate ReLU(tau={self.tau:g}{tail})"
         return "none"
 
 
@@ -184,7 +192,8 @@ class _SmoothActivations(TorchFunctionMode):
             return self._clip(args[0])
         if func in _CLIP:
             self.calls += 1
-            return self._clip(args[0], *_clip_args(func, args, kwargs))
+            lo, hi = _clip_args(func, args, kwargs)
+            return self._clip(args[0], lo, hi if self.spec.keep_clip else math.inf)
         if func in _HARD:
             self.calls += 1
             x = args[0]
@@ -194,7 +203,7 @@ class _SmoothActivations(TorchFunctionMode):
 
 
 @contextlib.contextmanager
-def curvature(kind="softplus", beta: float = 10.0, tau: float = 1e-3):
+def curvature(kind="softplus", beta: float = 10.0, tau: float = 1e-3, keep_clip: bool = True):
     """Context manager: inside it, ReLU-family activations are smooth (see module docs).
 
     ``kind`` may be a :class:`CurvatureSpec`. Yields an object whose ``calls`` attribute
@@ -205,7 +214,7 @@ def curvature(kind="softplus", beta: float = 10.0, tau: float = 1e-3):
     >>> with curvature("softplus", beta=10) as c:   # doctest: +SKIP
     ...     rows = hessian_rows(...)
     """
-    spec = kind if isinstance(kind, CurvatureSpec) else CurvatureSpec(kind, beta, tau)
+    spec = kind if isinstance(kind, CurvatureSpec) else CurvatureSpec(kind, beta, tau, keep_clip)
     if spec.kind == "none":
         yield _SmoothActivations(spec)
         return

@@ -6,6 +6,8 @@ so the widgets can regrow sets with another threshold or seed without recomputin
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import time
 from typing import Optional
@@ -15,7 +17,7 @@ import torch
 
 from .explanation import Explanation, InteractionSet
 from .growth import GrownSet, ThresholdRule, grow_sets
-from .heatmap import paint, set_pixel_mask
+from .heatmap import member_weights, paint
 from .hessian import HessianRows
 from .idg import SetValue, estimate_value, member_terms
 from .images import ImageLike, check_image_tensor, load_image, resize_center_crop, to_tensor
@@ -27,6 +29,10 @@ from .scores import ScoreFn, resolve_target
 from .seeds import Seed, seed_at, select_seeds
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: settings each cached stage depends on (see Explainer.with_settings)
+_IG_KEYS = {"baseline", "n_steps", "rule", "score"}
+_ROW_KEYS = {"score", "curvature", "beta", "tau", "keep_clip", "features", "hessian_method",
+             "batch_size", "dtype"}
 
 
 def _takes_progress(fn) -> bool:
@@ -36,6 +42,13 @@ def _takes_progress(fn) -> bool:
         return "progress" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape \
+            and bool(torch.equal(a, b))
+    return a == b
 
 
 def resolve_device(device=None) -> torch.device:
@@ -162,17 +175,80 @@ class Explainer:
                                      c.batch_size, c.hessian_method, _DTYPES[c.dtype])
         return self._rows
 
+    def with_settings(self, preset=None, **overrides) -> "Explainer":
+        """A new :class:`Explainer` for the same image and model with changed settings.
+
+        ``preset`` (a name or an :class:`~hsets_widgets.presets.HSetsConfig`) starts from
+        that preset instead of the current settings; ``overrides`` change single fields.
+
+        It shares every cached stage the changes leave valid: IG (unless the baseline,
+        steps, path rule or score change), the segmentation (unless the number of SAM
+        prompts changes) and the Hessian rows (unless the score, curvature, features,
+        row method, batch size or dtype change). Comparing threshold rules, set sizes or
+        painting options therefore costs only the rows never computed before.
+        """
+        self.rows  # noqa: B018 - make the (lazy) row cache now so that copies share it
+        new = copy.copy(self)
+        new.config = get_config(preset, **overrides) if preset is not None else self.config.replace(**overrides)
+        changed = {f.name for f in dataclasses.fields(new.config)
+                   if not _same(getattr(self.config, f.name), getattr(new.config, f.name))}
+        new.timings = {}
+        if changed & {"score"}:
+            new.score_fn = ScoreFn(self.classifier, self.target, new.config.score)
+        if changed & _IG_KEYS:
+            new._ig = None
+        if changed & (_IG_KEYS | {"seed_attribution"}):
+            new._seed_attr = None
+        if changed & {"sam_points_per_side"}:
+            new._segmentation = None
+        if changed & _ROW_KEYS:
+            new._rows = None
+        return new
+
     # ---- steps -----------------------------------------------------------------------
     def seeds(self, k: Optional[int] = None) -> list:
-        """One seed per segment, the best ``k`` (default ``config.n_sets``)."""
+        """One seed per segment, the best ``k`` (default ``config.n_sets``; all segments
+        when that is None)."""
         labels = self.segment().labels
-        return select_seeds(self.seed_attribution(), labels, k or self.config.n_sets,
-                            self.config.features, self.config.seed_order)
+        if k is None:
+            k = self.config.n_sets
+        if k is None:
+            k = int(len(np.unique(labels[labels > 0])))
+        elif isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"the number of seeds must be a whole number >= 1, got {k!r}")
+        return select_seeds(self.seed_attribution(), labels, k, self.config.features,
+                            self.config.seed_order)
 
     def seed_at(self, y: int, x: int) -> Seed:
         """A user-chosen seed at pixel ``(y, x)``."""
         labels = self._segmentation.labels if self._segmentation is not None else None
         return seed_at(y, x, self.seed_attribution(), labels, self.config.features)
+
+    def segment_mass(self) -> dict:
+        """``{segment label: positive seed attribution summed over its pixels}``."""
+        labels = self.segment().labels.ravel()
+        a = np.clip(self.seed_attribution().sum(0).ravel(), 0, None)
+        return {int(s): float(a[labels == s].sum()) for s in np.unique(labels) if s != 0}
+
+    def set_size(self, seed: Seed, nu: Optional[int] = None) -> int:
+        """The largest size of ``seed``'s set: ``nu`` (default ``config.nu``) when
+        ``nu_split="each"``; with ``"mass"``, ``nu`` times the seed segment's share of the
+        positive attribution mass of the automatic seeds' segments (at least 1, at most the
+        segment's area when growth is confined to it)."""
+        c = self.config
+        nu = c.nu if nu is None else nu
+        if isinstance(nu, bool) or not isinstance(nu, (int, np.integer)) or nu < 1:
+            raise ValueError(f"nu must be a whole number >= 1, got {nu!r}")
+        if c.nu_split == "each" or seed.segment == 0:
+            return int(nu)
+        mass = self.segment_mass()
+        total = sum(mass.get(s.segment, 0.0) for s in self.seeds())
+        share = mass.get(seed.segment, 0.0) / total if total > 0 else 1.0 / len(self.seeds())
+        size = max(1, int(round(nu * share)))
+        if c.within_mask:
+            area = int((self.segment().labels == seed.segment).sum())
+            size = min(size, area * (self.shape[0] if c.features == "channel" else 1))
+        return size
 
     def allowed_features(self, seed: Seed) -> Optional[np.ndarray]:
         """Features a set from ``seed`` may use (its segment when ``within_mask``)."""
@@ -181,26 +257,50 @@ class Explainer:
         region = (self.segment().labels == seed.segment).ravel()
         return np.tile(region, self.shape[0]) if self.config.features == "channel" else region
 
+    def rule(self, threshold: Optional[str] = None, mu: Optional[float] = None,
+             sign: Optional[str] = None) -> ThresholdRule:
+        """The configured threshold rule, with ``threshold`` / ``mu`` / ``sign`` replaced."""
+        c = self.config
+        return ThresholdRule(c.threshold if threshold is None else threshold, c.mu if mu is None else mu,
+                             c.sign if sign is None else sign, c.row_blur, c.fresh and (threshold or c.threshold) == "topk",
+                             c.row_scale)
+
+    def displacement(self) -> Optional[np.ndarray]:
+        """``|x - b|`` per feature (pixel: the norm over channels), for scaled rules."""
+        ig = self.attribution()
+        d = (self.x - ig.baseline).detach().double().cpu()
+        if self.config.features == "pixel":
+            return d.norm(dim=0).numpy().ravel()
+        return d.abs().numpy().ravel()
+
     def grow(self, seed: Seed, mu: Optional[float] = None, nu: Optional[int] = None,
              threshold: Optional[str] = None, sign: Optional[str] = None,
              order: Optional[str] = None, progress: Optional[ProgressFn] = None,
-             cancel: Optional[CancelToken] = None) -> GrownSet:
-        """Grow the set of ``seed``; arguments left as None come from the config."""
-        return self.grow_many([seed], mu, nu, threshold, sign, order, progress, cancel)[0]
+             cancel: Optional[CancelToken] = None, compute: bool = True) -> GrownSet:
+        """Grow the set of ``seed``; arguments left as None come from the config.
+
+        With ``compute=False`` only cached Hessian rows are used and
+        :class:`~hsets_widgets.hessian.RowNotCached` says which row is missing.
+        """
+        return self.grow_many([seed], mu, nu, threshold, sign, order, progress, cancel, compute)[0]
 
     def grow_many(self, seeds, mu: Optional[float] = None, nu: Optional[int] = None,
                   threshold: Optional[str] = None, sign: Optional[str] = None,
                   order: Optional[str] = None, progress: Optional[ProgressFn] = None,
-                  cancel: Optional[CancelToken] = None) -> list:
+                  cancel: Optional[CancelToken] = None, compute: bool = True) -> list:
         """Grow the sets of several seeds side by side (the same sets as one :meth:`grow`
         each, in fewer and fuller Hessian-row passes)."""
         c = self.config
-        rule = ThresholdRule(threshold or c.threshold, c.mu if mu is None else mu, sign or c.sign)
+        rule = self.rule(threshold, mu, sign)
+        disp = self.displacement() if rule.scale == "displacement" else None
         t0 = time.perf_counter()
         try:
-            return grow_sets(self.rows, [s.index for s in seeds], rule, nu or c.nu, order or c.order,
+            rows = self.rows if compute else self.rows.cached_only()
+            return grow_sets(rows, [s.index for s in seeds], rule, [self.set_size(s, nu) for s in seeds],
+                             c.order if order is None else order,
                              [self.allowed_features(s) for s in seeds], [s.attribution for s in seeds],
-                             c.max_rows, progress=progress, cancel=cancel)
+                             c.max_rows, progress=progress, cancel=cancel, shape=self.shape,
+                             displacement=disp, cap=c.cap, prefetch=None if compute else 1)
         finally:
             self.timings["growth"] = self.timings.get("growth", 0.0) + time.perf_counter() - t0
 
@@ -220,19 +320,37 @@ class Explainer:
         self.timings["values"] = self.timings.get("values", 0.0) + time.perf_counter() - t0
         return InteractionSet(seed.index, seed.yx, seed.segment, grown.members, v.value, v.stderr,
                               v.kind, v.signed_score, v.log2_total, v.exact, v.n_samples,
-                              grown.steps, grown.stopped, v.samples)
+                              grown.steps, grown.stopped, v.samples, v.banzhaf)
 
     def heatmap(self, sets) -> np.ndarray:
-        """Paint ``sets`` (pixels or their seed's segment) with their values."""
+        """Paint ``sets`` with their values.
+
+        A set is painted on its seed's segment when ``paint="mask"`` and the segment covers
+        at most ``mask_limit`` of the image, else on its own pixels, with the set's value
+        (times the sign of its IDG when ``signed``) times its members' weights
+        (``member_weights``, mean 1; :func:`~hsets_widgets.heatmap.member_weights`).
+        """
         c = self.config
         h, w = self.shape[1:]
-        regions = []
+        regions, values = [], []
         for s in sets:
+            value = s.value * (-1.0 if c.signed and s.signed_score < 0 else 1.0)
             if c.paint == "mask" and s.segment > 0:
-                regions.append(self.segment().labels == s.segment)
-            else:
-                regions.append(set_pixel_mask(s.members, self.shape, c.features))
-        return paint(regions, [s.value for s in sets], (h, w), c.combine)
+                seg = self.segment().labels == s.segment
+                if seg.mean() <= c.mask_limit:
+                    regions.append(seg)
+                    values.append(value)
+                    continue
+            wts = member_weights(len(s), c.member_weights, s.banzhaf if c.member_weights == "banzhaf" else None)
+            pix = np.asarray(s.members, np.int64) % (h * w) if c.features == "channel" else np.asarray(s.members)
+            if c.features == "channel":  # several channels of one pixel: keep the strongest weight
+                best = np.full(h * w, -np.inf)
+                np.maximum.at(best, pix, wts)
+                pix = np.flatnonzero(np.isfinite(best))
+                wts = best[pix]
+            regions.append((pix, value * wts))
+            values.append(value)
+        return paint(regions, values, (h, w), c.combine)
 
     def explanation(self, sets) -> Explanation:
         """Package ``sets`` into an :class:`~hsets_widgets.explanation.Explanation`."""

@@ -48,6 +48,8 @@ class InteractionSet:
         Why growth stopped (``nu``, ``exhausted``, ``max_rows``).
     samples : ndarray
         ``|IDG|`` of each sampled subset, in draw order.
+    banzhaf : ndarray
+        Banzhaf value of each member (member order) in the set's game ``|IDG|``.
     """
 
     seed: int
@@ -64,6 +66,7 @@ class InteractionSet:
     steps: list = field(default_factory=list)
     stopped: str = "exhausted"
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    banzhaf: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __len__(self) -> int:
         return int(len(self.members))
@@ -144,11 +147,12 @@ class Explanation:
         for k, s in enumerate(self.sets):
             arrays[f"set{k}_members"] = np.asarray(s.members, np.int64)
             arrays[f"set{k}_samples"] = np.asarray(s.samples, np.float64)
+            arrays[f"set{k}_banzhaf"] = np.asarray(s.banzhaf, np.float64)
             arrays[f"set{k}_step_rows"] = np.asarray([st.row for st in s.steps], np.int64)
             arrays[f"set{k}_step_counts"] = np.asarray([len(st.added) for st in s.steps], np.int64)
             arrays[f"set{k}_step_added"] = np.asarray(
                 [i for st in s.steps for i in st.added], np.int64)
-            d = {key: val for key, val in asdict(s).items() if key not in ("members", "samples", "steps")}
+            d = {key: val for key, val in asdict(s).items() if key not in ("members", "samples", "steps", "banzhaf")}
             d["seed_yx"] = [int(v) for v in s.seed_yx]
             meta_sets.append(d)
         meta = {"format": FORMAT_VERSION, "target": int(self.target), "class_name": self.class_name,
@@ -181,22 +185,24 @@ class Explanation:
                 d = dict(d)
                 d["seed_yx"] = tuple(d["seed_yx"])
                 sets.append(InteractionSet(members=z[f"set{k}_members"], samples=z[f"set{k}_samples"],
-                                           steps=steps, **d))
+                                           banzhaf=z[f"set{k}_banzhaf"], steps=steps, **d))
             return cls(image=z["image"], target=meta["target"], class_name=meta["class_name"],
                        probability=meta["probability"], sets=sets, heatmap=z["heatmap"], ig=z["ig"],
                        labels=z["labels"], features=meta["features"], settings=meta["settings"],
                        timings=meta["timings"], info=meta["info"])
 
-    def save_heatmap_png(self, path, alpha: float = 0.6) -> Path:
-        """Write the heatmap over the photo as a PNG."""
-        from PIL import Image
+    def save_heatmap_png(self, path) -> Path:
+        """Write the heatmap over the photo as a PNG (upscaled, colour bar, numbered seeds;
+        see :func:`hsets_widgets.figures.heatmap_figure`)."""
+        from .figures import heatmap_figure
 
-        from .heatmap import overlay
+        return heatmap_figure(self, path)
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(overlay(self.image, self.heatmap, alpha)).save(path)
-        return path
+    def save_compare_png(self, path) -> Path:
+        """Write the photo, the H-Sets heatmap and IG side by side as a PNG."""
+        from .figures import compare_figure
+
+        return compare_figure(self, path)
 
 
 def _json_default(o):
@@ -220,7 +226,8 @@ def equal(a: Explanation, b: Explanation) -> Optional[str]:
     if len(a.sets) != len(b.sets):
         return "sets"
     for k, (s, t) in enumerate(zip(a.sets, b.sets)):
-        if not np.array_equal(s.members, t.members) or not np.array_equal(s.samples, t.samples):
+        if not (np.array_equal(s.members, t.members) and np.array_equal(s.samples, t.samples)
+                and np.array_equal(s.banzhaf, t.banzhaf)):
             return f"sets[{k}]"
         if s.summary() != t.summary() or [(x.row, x.added) for x in s.steps] != [(x.row, x.added) for x in t.steps]:
             return f"sets[{k}]"

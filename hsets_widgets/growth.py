@@ -22,6 +22,9 @@ SIGNS = ("positive", "magnitude")
 ORDERS = ("bfs", "dfs")
 
 
+SCALES = ("none", "displacement")
+
+
 @dataclass(frozen=True)
 class ThresholdRule:
     """Which entries of a Hessian row admit a feature.
@@ -32,49 +35,123 @@ class ThresholdRule:
         ``absolute``: entry above ``mu``. ``seed-fraction`` (the paper): entry above
         ``mu * |attribution of the seed|``. ``minmax`` (the authors' code): the row is
         rescaled to [0, 1] by its min and max and entries above ``mu`` pass. ``topk``: the
-        ``int(mu)`` largest entries of each row.
+        ``round(mu)`` largest entries of each row.
     mu : float
     sign : {"positive", "magnitude"}
         Compare the signed entry or its absolute value (``minmax`` always uses the signed
         row, as the authors did).
+    blur : float
+        Standard deviation, in pixels, of a Gaussian that smooths the compared entries over
+        the image before they are ranked (0: no smoothing). Hessian entries flip sign from
+        one pixel to the next; ranking the smoothed magnitude admits the region around the
+        strongest interactions instead of scattered single pixels, so sets stay compact.
+    fresh : bool
+        With ``topk``: the ``k`` best features *not yet in the set* (and allowed), so every
+        row adds exactly ``k`` members until the cap. Without it a row's top ``k`` entries
+        are taken first and those already in the set are dropped, so rows near the middle
+        of a compact set add few members and growth needs many more rows.
+    scale : {"none", "displacement"}
+        ``displacement`` multiplies entry ``j`` by ``|x - b|_j`` (the Integrated-Hessians
+        form ``(x - b)_i (x - b)_j H_ij``; the seed's own factor is common to the row), so
+        a feature that barely differs from the baseline cannot interact strongly.
     """
 
     kind: str = "topk"
     mu: float = 8.0
     sign: str = "magnitude"
+    blur: float = 0.0
+    fresh: bool = False
+    scale: str = "none"
 
     def __post_init__(self):
         if self.kind not in RULES:
             raise ValueError(f"unknown threshold rule {self.kind!r}; use one of {', '.join(RULES)}")
         if self.sign not in SIGNS:
             raise ValueError(f"unknown sign {self.sign!r}; use 'positive' or 'magnitude'")
-        if self.kind == "topk" and self.mu < 1:
-            raise ValueError(f"topk needs mu >= 1 (the number of entries kept per row), got {self.mu}")
+        if isinstance(self.mu, bool) or not isinstance(self.mu, (int, float, np.integer, np.floating)):
+            raise ValueError(f"mu must be a number, got {self.mu!r}")
         if not np.isfinite(self.mu):
             raise ValueError(f"mu must be finite, got {self.mu}")
+        if self.kind == "topk" and self.mu < 1:
+            raise ValueError(f"topk needs mu >= 1 (the number of entries kept per row), got {self.mu}")
+        if not (isinstance(self.blur, (int, float)) and np.isfinite(self.blur) and self.blur >= 0):
+            raise ValueError(f"blur must be a number of pixels >= 0, got {self.blur!r}")
+        if not isinstance(self.fresh, (bool, np.bool_)):
+            raise ValueError(f"fresh must be True or False, got {self.fresh!r}")
+        if self.fresh and self.kind != "topk":
+            raise ValueError("fresh=True only applies to the topk rule (it counts new members per row)")
+        if self.scale not in SCALES:
+            raise ValueError(f"unknown scale {self.scale!r}; use one of {', '.join(SCALES)}")
 
     def describe(self) -> str:
+        extra = []
+        if self.blur:
+            extra.append(f"smoothed over {self.blur:g} px")
+        if self.scale == "displacement":
+            extra.append("scaled by |x - b|")
+        tail = f" ({', '.join(extra)})" if extra else ""
         if self.kind == "topk":
-            return f"top {int(round(self.mu))} per row ({self.sign})"
+            what = "new members" if self.fresh else "entries"
+            return f"top {int(round(self.mu))} {what} per row ({self.sign}){tail}"
         if self.kind == "seed-fraction":
-            return f"{self.sign} entry > {self.mu:g} x |seed attribution|"
+            return f"{self.sign} entry > {self.mu:g} x |seed attribution|{tail}"
         if self.kind == "minmax":
-            return f"min-max normalised row > {self.mu:g}"
-        return f"{self.sign} entry > {self.mu:g}"
+            return f"min-max normalised row > {self.mu:g}{tail}"
+        return f"{self.sign} entry > {self.mu:g}{tail}"
 
 
-def candidates(row: np.ndarray, rule: ThresholdRule, seed_attribution: float = 1.0,
-               exclude: Optional[int] = None) -> np.ndarray:
-    """Indices passing ``rule`` in ``row``, strongest first (ties by index)."""
+def rule_scores(row: np.ndarray, rule: ThresholdRule, shape: Optional[tuple] = None,
+                displacement: Optional[np.ndarray] = None) -> np.ndarray:
+    """The per-feature score ``rule`` compares with its threshold (or ranks, for ``topk``).
+
+    Parameters
+    ----------
+    row : ndarray (n_features,)
+    shape : tuple (C, H, W), optional
+        Image shape; needed when ``rule.blur > 0`` (pixel rows are ``H * W`` long,
+        channel-pixel rows ``C * H * W``).
+    displacement : ndarray (n_features,), optional
+        ``|x - b|`` per feature; needed when ``rule.scale == "displacement"``.
+    """
     row = np.asarray(row, dtype=np.float64)
     if rule.kind == "minmax":
         lo, hi = row.min(), row.max()
         score = (row - lo) / (hi - lo) if hi > lo else np.zeros_like(row)
     else:
         score = np.abs(row) if rule.sign == "magnitude" else row
-    if exclude is not None:
+    if rule.scale == "displacement":
+        if displacement is None:
+            raise ValueError("the displacement scale needs |x - b| per feature")
+        score = score * np.asarray(displacement, dtype=np.float64)
+    if rule.blur:
+        if shape is None:
+            raise ValueError("a blurred threshold rule needs the image shape (C, H, W)")
+        from scipy.ndimage import gaussian_filter
+
+        c, h, w = shape
+        grid = score.reshape(h, w) if score.size == h * w else score.reshape(c, h, w)
+        sigma = rule.blur if grid.ndim == 2 else (0.0, rule.blur, rule.blur)
+        score = gaussian_filter(grid, sigma, mode="constant").ravel()
+    return score
+
+
+def candidates(row: np.ndarray, rule: ThresholdRule, seed_attribution: float = 1.0,
+               exclude: Optional[int] = None, shape: Optional[tuple] = None,
+               blocked: Optional[np.ndarray] = None,
+               displacement: Optional[np.ndarray] = None) -> np.ndarray:
+    """Indices passing ``rule`` in ``row``, strongest first (ties by index).
+
+    ``exclude`` (the row's own feature) never passes; ``blocked`` (a boolean mask of
+    features already in the set or not allowed) is skipped before the top ``k`` are taken
+    when ``rule.fresh``. ``shape`` and ``displacement`` are those of :func:`rule_scores`.
+    """
+    score = rule_scores(row, rule, shape, displacement)
+    if exclude is not None or (rule.fresh and blocked is not None):
         score = score.copy()
-        score[exclude] = -np.inf
+        if exclude is not None:
+            score[exclude] = -np.inf
+        if rule.fresh and blocked is not None:
+            score[np.asarray(blocked, bool)] = -np.inf
     if rule.kind == "topk":
         k = min(int(round(rule.mu)), score.size)  # a slider's 20.999999 means 21
         idx = np.argpartition(-score, k - 1)[:k] if k < score.size else np.arange(score.size)
@@ -141,28 +218,39 @@ def replay(seed: int, steps) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
+CAPS = ("members", "authors")
+
+
 class _Grower:
     """One set's growth, advanced a row at a time (so several sets can share row passes)."""
 
-    def __init__(self, seed, rule, nu, order, allowed, seed_attribution, max_rows):
+    def __init__(self, seed, rule, nu, order, allowed, seed_attribution, max_rows, shape=None,
+                 displacement=None, cap="members"):
         if order not in ORDERS:
             raise ValueError(f"unknown order {order!r}; use 'bfs' or 'dfs'")
-        if nu < 1:
-            raise ValueError(f"nu must be at least 1, got {nu}")
+        if isinstance(nu, bool) or not isinstance(nu, (int, np.integer)) or nu < 1:
+            raise ValueError(f"nu must be a whole number >= 1, got {nu!r}")
+        if cap not in CAPS:
+            raise ValueError(f"unknown cap {cap!r}; use 'members' or 'authors'")
         self.seed = int(seed)
-        self.rule, self.nu, self.order = rule, nu, order
+        self.rule, self.nu, self.order = rule, int(nu), order
+        # 'authors': the seed is not counted and growth stops once more than nu others joined
+        self.limit = self.nu + 2 if cap == "authors" else self.nu
         self.allowed, self.seed_attribution, self.max_rows = allowed, seed_attribution, max_rows
+        self.shape, self.displacement = shape, displacement
         self.members = [self.seed]
-        self.in_set = {self.seed}
+        self.blocked = None  # features in the set or not allowed, made on the first row
         self.frontier = deque([self.seed])
         self.steps = []
         self.stopped = None
 
     def done(self) -> bool:
         if self.stopped is None:
-            if not self.frontier:
-                self.stopped = "nu" if len(self.members) >= self.nu else "exhausted"
-            elif len(self.members) >= self.nu:
+            full = self.blocked is not None and bool(self.blocked.all())
+            if not self.frontier or (full and len(self.members) < self.limit):
+                # nothing left to expand, or every allowed feature already joined
+                self.stopped = "nu" if len(self.members) >= self.limit else "exhausted"
+            elif len(self.members) >= self.limit:
                 self.stopped = "nu"
             elif self.max_rows is not None and len(self.steps) >= self.max_rows:
                 self.stopped = "max_rows"
@@ -178,7 +266,7 @@ class _Grower:
         ceil(remaining / k) more rows are (and BFS takes them in frontier order)."""
         need = prefetch
         if self.rule.kind == "topk":
-            need = min(prefetch, max(1, -(-(self.nu - len(self.members)) // int(round(self.rule.mu)))))
+            need = min(prefetch, max(1, -(-(self.limit - len(self.members)) // int(round(self.rule.mu)))))
         if self.max_rows is not None:
             need = min(need, max(1, self.max_rows - len(self.steps)))
         n = min(need, len(self.frontier))
@@ -188,15 +276,19 @@ class _Grower:
 
     def expand(self, row) -> None:
         node = self.frontier.popleft() if self.order == "bfs" else self.frontier.pop()
+        if self.blocked is None:
+            self.blocked = np.zeros(np.size(row), bool) if self.allowed is None else ~np.asarray(self.allowed, bool)
+            self.blocked[self.members] = True
         added = []
-        for i in candidates(row, self.rule, self.seed_attribution, exclude=node):
-            i = int(i)
-            if i in self.in_set or (self.allowed is not None and not self.allowed[i]):
+        for i in candidates(row, self.rule, self.seed_attribution, exclude=node, shape=self.shape,
+                            blocked=self.blocked, displacement=self.displacement):
+            if self.blocked[i]:
                 continue
-            if len(self.members) >= self.nu:
+            if len(self.members) >= self.limit:
                 break
+            i = int(i)
             self.members.append(i)
-            self.in_set.add(i)
+            self.blocked[i] = True
             added.append(i)
         self.steps.append(GrowthStep(node, added))
         self.frontier.extend(added if self.order == "bfs" else reversed(added))
@@ -217,7 +309,8 @@ def _is_cached(rows, index: int) -> bool:
 def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bfs",
               allowed=None, seed_attributions=None, max_rows: Optional[int] = None,
               prefetch: Optional[int] = None, progress: Optional[ProgressFn] = None,
-              cancel: Optional[CancelToken] = None) -> list:
+              cancel: Optional[CancelToken] = None, *, shape: Optional[tuple] = None,
+              displacement: Optional[np.ndarray] = None, cap: str = "members") -> list:
     """Grow the sets of several seeds side by side, sharing Hessian-row passes.
 
     Each set grows exactly as :func:`grow_set` grows it alone (same rows, same order, same
@@ -229,6 +322,8 @@ def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bf
     Parameters
     ----------
     seeds : sequence of int
+    nu : int or sequence of int
+        Largest set size, for every set or one per seed.
     allowed : sequence of (ndarray of bool or None), optional
         One feature mask per seed (see :func:`grow_set`).
     seed_attributions : sequence of float, optional
@@ -242,10 +337,15 @@ def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bf
     if not len(allowed) == len(attrs) == len(seeds):
         raise ValueError(f"got {len(seeds)} seeds, {len(allowed)} masks and {len(attrs)} seed "
                          "attributions; give one of each per seed")
-    growers = [_Grower(s, rule, nu, order, a, sa, max_rows) for s, a, sa in zip(seeds, allowed, attrs)]
+    shape = shape if shape is not None else getattr(rows, "shape", None)
+    nus = list(nu) if isinstance(nu, (list, tuple, np.ndarray)) else [nu] * len(seeds)
+    if len(nus) != len(seeds):
+        raise ValueError(f"got {len(seeds)} seeds and {len(nus)} set sizes; give one nu or one per seed")
+    growers = [_Grower(s, rule, n, order, a, sa, max_rows, shape, displacement, cap)
+               for s, n, a, sa in zip(seeds, nus, allowed, attrs)]
     prefetch = max(1, int(prefetch or getattr(rows, "batch_size", 8)))
     stage = "growing set" if len(growers) == 1 else "growing sets"
-    total = nu * len(growers)
+    total = sum(g.limit for g in growers)
     while True:
         active = [g for g in growers if not g.done()]
         if not active:
@@ -274,7 +374,9 @@ def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bf
 def grow_set(rows, seed: int, rule: ThresholdRule, nu: int = 2000, order: str = "bfs",
              allowed: Optional[np.ndarray] = None, seed_attribution: float = 1.0,
              max_rows: Optional[int] = None, prefetch: Optional[int] = None,
-             progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> GrownSet:
+             progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None, *,
+             shape: Optional[tuple] = None, displacement: Optional[np.ndarray] = None,
+             cap: str = "members") -> GrownSet:
     """Grow an interaction set from ``seed``.
 
     Parameters
@@ -300,6 +402,14 @@ def grow_set(rows, seed: int, rule: ThresholdRule, nu: int = 2000, order: str = 
         Rows computed per pass when a row is missing (default: the provider's batch size):
         the missing row and the next ones the set will expand. Results do not depend on it;
         only speed does.
+    shape : tuple (C, H, W), optional
+        Image shape, for blurred rules (default: ``rows.shape``).
+    displacement : ndarray, optional
+        ``|x - b|`` per feature, for ``scale="displacement"`` rules.
+    cap : {"members", "authors"}
+        ``members``: at most ``nu`` members, the seed included. ``authors``: as the authors'
+        code, the seed is not counted and growth stops once more than ``nu`` other features
+        joined (``nu + 2`` members in all).
     """
     return grow_sets(rows, [seed], rule, nu, order, [allowed], [seed_attribution], max_rows,
-                     prefetch, progress, cancel)[0]
+                     prefetch, progress, cancel, shape=shape, displacement=displacement, cap=cap)[0]

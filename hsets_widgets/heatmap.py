@@ -5,6 +5,7 @@ import numpy as np
 
 COMBINES = ("sum", "max")
 PAINTS = ("pixels", "mask")
+MEMBER_WEIGHTS = ("flat", "banzhaf", "join")
 
 
 def set_pixel_mask(members, shape, features: str = "pixel") -> np.ndarray:
@@ -16,22 +17,51 @@ def set_pixel_mask(members, shape, features: str = "pixel") -> np.ndarray:
     return m.reshape(h, w)
 
 
-def paint(regions, values, shape_hw, combine: str = "sum") -> np.ndarray:
-    """Paint boolean ``regions`` (each ``(H, W)``) with ``values`` into one ``(H, W)`` map.
+def member_weights(n: int, kind: str = "flat", banzhaf=None) -> np.ndarray:
+    """Relative weights of a set's ``n`` members (mean 1) for painting.
 
-    ``combine="sum"`` adds overlapping values (the authors' choice); ``"max"`` keeps the
-    value of largest magnitude.
+    ``flat``: every member 1 (the set's value everywhere). ``banzhaf``: members ranked by
+    their Banzhaf value in the set's game, weights spread evenly from 0.5 (weakest) to 1.5
+    (strongest). ``join``: ranked by the order they joined (the seed and its strongest
+    interactions first), from 1.5 down to 0.5. Ranks rather than raw values keep the set's
+    mean at its value and make the weights independent of the game's scale.
+    """
+    if kind not in MEMBER_WEIGHTS:
+        raise ValueError(f"unknown member weights {kind!r}; use one of {', '.join(MEMBER_WEIGHTS)}")
+    if kind == "flat" or n <= 1:
+        return np.ones(n)
+    if kind == "join":
+        rank = np.arange(n)[::-1]
+    else:
+        b = np.asarray(banzhaf, dtype=np.float64)
+        if b.shape != (n,):
+            raise ValueError(f"banzhaf weights need one value per member ({n}), got shape {b.shape}")
+        rank = np.empty(n)
+        rank[np.lexsort((np.arange(n), b))] = np.arange(n)
+    return 0.5 + rank / (n - 1)
+
+
+def paint(regions, values, shape_hw, combine: str = "sum") -> np.ndarray:
+    """Paint ``regions`` with ``values`` into one ``(H, W)`` map.
+
+    Each region is a boolean ``(H, W)`` mask painted with its scalar value, or a pair
+    ``(flat_pixel_indices, per_pixel_values)``. ``combine="sum"`` adds overlapping values
+    (the authors' choice); ``"max"`` keeps the value of largest magnitude.
     """
     if combine not in COMBINES:
         raise ValueError(f"unknown combine {combine!r}; use 'sum' or 'max'")
     out = np.zeros(shape_hw, dtype=np.float64)
+    flat = out.reshape(-1)
     for reg, v in zip(regions, values):
-        reg = np.asarray(reg, bool)
-        if combine == "sum":
-            out[reg] += v
+        if isinstance(reg, tuple):
+            idx, v = np.asarray(reg[0], np.int64), np.asarray(reg[1], np.float64)
         else:
-            cur = out[reg]
-            out[reg] = np.where(np.abs(v) > np.abs(cur), v, cur)
+            idx = np.flatnonzero(np.asarray(reg, bool))
+        if combine == "sum":
+            np.add.at(flat, idx, v)
+        else:
+            cur = flat[idx]
+            flat[idx] = np.where(np.abs(v) > np.abs(cur), v, cur)
     return out
 
 

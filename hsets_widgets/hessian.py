@@ -44,6 +44,30 @@ class ZeroHessianWarning(UserWarning):
     """A Hessian row came out exactly zero: the network is piecewise linear here."""
 
 
+class RowNotCached(LookupError):
+    """A row was asked of a cache-only view (:meth:`HessianRows.cached_only`) and is not cached."""
+
+    def __init__(self, index: int):
+        super().__init__(f"Hessian row {index} is not computed yet")
+        self.index = int(index)
+
+
+class _CachedOnly:
+    """Rows of a :class:`HessianRows` that are already cached; any other raises RowNotCached."""
+
+    def __init__(self, rows):
+        self._rows = rows
+        self.shape = rows.shape
+
+    def __contains__(self, index: int) -> bool:
+        return index in self._rows
+
+    def row(self, index: int) -> torch.Tensor:
+        if int(index) not in self._rows:
+            raise RowNotCached(index)
+        return self._rows.row(index)
+
+
 def n_features(shape, features: str) -> int:
     """Number of features of an image of ``shape`` ``(3, H, W)``."""
     c, h, w = shape
@@ -279,6 +303,12 @@ class HessianRows:
 
     def clear(self) -> None:
         self._cache.clear()
+
+    def cached_only(self):
+        """A view with the same ``row()`` that never computes: a row not cached yet raises
+        :class:`RowNotCached`. Growing over it answers from the cache in milliseconds or
+        says which row is missing."""
+        return _CachedOnly(self)
 
     # ---- computing ---------------------------------------------------------------------
     @property

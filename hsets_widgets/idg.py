@@ -12,6 +12,11 @@ has ``2^|I|`` terms (beyond float range for ``|I| ~ 1000``). This module reports
 **mean** of ``d`` over the non-empty subsets (``v(I) / (2^|I| - 1)``, estimated with a
 standard error, exact for small sets), or as the authors' **sample-sum** (the plain sum of
 ``d`` over the drawn subsets). ``log2_total`` gives ``log2 v(I)`` for the paper's sum.
+
+The same subset draws also give each member's **Banzhaf value** in the game ``d``, the mean
+change of ``d`` when the member joins a random subset of the others
+(:func:`banzhaf_values`): how much of the set's value each member carries. The heatmap can
+use it to order the pixels inside a set.
 """
 from __future__ import annotations
 
@@ -128,6 +133,9 @@ class SetValue:
         ``log2`` of the full subset sum ``v(I) = (2^n - 1) * mean``.
     samples : ndarray
         ``d`` of each drawn subset, in draw order (for running-estimate plots).
+    banzhaf : ndarray
+        Banzhaf value of each member in the game ``d`` (member order), exact when
+        ``exact``, else estimated from the same subsets (:func:`banzhaf_values`).
     """
 
     value: float
@@ -138,6 +146,36 @@ class SetValue:
     signed_score: float
     log2_total: float
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    banzhaf: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def banzhaf_values(subsets: np.ndarray, d: np.ndarray, exact: bool = False) -> np.ndarray:
+    """Banzhaf value of every member in the game ``d`` from scored subsets.
+
+    ``phi_i = E_T [d(T + i) - d(T)]`` over the ``2^(n-1)`` subsets ``T`` of the other
+    members. With ``exact`` (``subsets`` = every non-empty subset, :func:`all_subsets`) this
+    is computed exactly, the empty set scoring 0. Otherwise ``subsets`` are uniform random
+    draws and the estimate is the difference of the mean ``d`` of the draws that contain
+    ``i`` and of those that do not (each draw then serves every member: the
+    maximum-sample-reuse estimator); a member that is always in or always out gets 0.
+
+    Parameters
+    ----------
+    subsets : ndarray of bool, shape (n_subsets, n_members)
+    d : ndarray, shape (n_subsets,)
+    exact : bool
+    """
+    m = np.asarray(subsets, dtype=bool)
+    d = np.asarray(d, dtype=np.float64)
+    inside = d @ m
+    outside = d.sum() - inside
+    if exact:
+        return (inside - outside) / 2.0 ** (m.shape[1] - 1)
+    n_in = m.sum(0)
+    n_out = m.shape[0] - n_in
+    with np.errstate(invalid="ignore", divide="ignore"):
+        phi = inside / n_in - outside / n_out
+    return np.where((n_in > 0) & (n_out > 0), phi, 0.0)
 
 
 def all_subsets(n: int) -> np.ndarray:
@@ -207,9 +245,11 @@ def estimate_value(terms: MemberTerms, kind: str = "idg", value_kind: str = "mea
     log2_count = n + math.log2(1.0 - 2.0 ** -n) if n < 1000 else float(n)
     rng = np.random.default_rng(seed)
     if value_kind == "mean" and n <= exact_limit:
-        d = np.abs(subset_scores(terms, all_subsets(n), kind))
+        subsets = all_subsets(n)
+        d = np.abs(subset_scores(terms, subsets, kind))
         mean = float(d.mean())
-        return SetValue(mean, 0.0, "mean", True, len(d), signed, _log2(mean) + log2_count, d)
+        return SetValue(mean, 0.0, "mean", True, len(d), signed, _log2(mean) + log2_count, d,
+                        banzhaf_values(subsets, d, exact=True))
     if sampler == "stratified" and value_kind == "mean":
         subsets, sizes, w = stratified_subsets(n, n_samples, rng)
         d = np.abs(subset_scores(terms, subsets, kind))
@@ -222,14 +262,16 @@ def estimate_value(terms: MemberTerms, kind: str = "idg", value_kind: str = "mea
             mean += wk * dk.mean()
             var += wk ** 2 * dk.var(ddof=1) / len(dk)
         return SetValue(float(mean), float(np.sqrt(var)), "mean", False, len(d), signed,
-                        _log2(mean) + log2_count, d)
-    d = np.abs(subset_scores(terms, bernoulli_subsets(n, n_samples, rng), kind))
+                        _log2(mean) + log2_count, d, banzhaf_values(subsets, d))
+    subsets = bernoulli_subsets(n, n_samples, rng)
+    d = np.abs(subset_scores(terms, subsets, kind))
     mean = float(d.mean())
     se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    phi = banzhaf_values(subsets, d)
     if value_kind == "sample-sum":
         return SetValue(float(d.sum()), se * len(d), "sample-sum", False, len(d), signed,
-                        _log2(mean) + log2_count, d)
-    return SetValue(mean, se, "mean", False, len(d), signed, _log2(mean) + log2_count, d)
+                        _log2(mean) + log2_count, d, phi)
+    return SetValue(mean, se, "mean", False, len(d), signed, _log2(mean) + log2_count, d, phi)
 
 
 def running_estimate(samples: np.ndarray) -> tuple:

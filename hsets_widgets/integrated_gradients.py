@@ -17,7 +17,7 @@ from .models import Classifier
 from .progress import CancelToken, ProgressFn, report
 from .scores import ScoreFn, resolve_target
 
-RULES = ("left", "right", "midpoint", "trapezoid", "gauss-legendre", "inclusive")
+RULES = ("left", "right", "midpoint", "trapezoid", "gauss-legendre", "inclusive", "adaptive")
 BASELINES = ("zeros", "grey", "mean", "blur", "model-zero")
 
 
@@ -25,8 +25,11 @@ def path_points(n_steps: int, rule: str = "midpoint") -> tuple:
     """Nodes ``alpha`` in [0, 1] and weights ``w`` (summing to 1) of a quadrature rule.
 
     ``inclusive`` is the authors' choice: ``n_steps + 1`` equally spaced points including
-    both ends, plain mean (IDG paper equation 7).
+    both ends, plain mean (IDG paper equation 7). ``adaptive`` depends on the score along
+    the path: see :func:`adaptive_path_points`.
     """
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)):
+        raise ValueError(f"n_steps must be a whole number, got {n_steps!r}")
     if n_steps < 1:
         raise ValueError(f"n_steps must be at least 1, got {n_steps}")
     n = n_steps
@@ -47,9 +50,53 @@ def path_points(n_steps: int, rule: str = "midpoint") -> tuple:
         a, w = (nodes + 1.0) / 2.0, weights / 2.0
     elif rule == "inclusive":
         a, w = np.linspace(0.0, 1.0, n + 1), np.full(n + 1, 1.0 / (n + 1))
+    elif rule == "adaptive":
+        raise ValueError("the adaptive rule places its points from the score along the path; "
+                         "call adaptive_path_points(f, x, b, n_steps)")
     else:
         raise ValueError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
     return a, w
+
+
+def adaptive_path_points(f, x: torch.Tensor, b: torch.Tensor, n_steps: int, n_probe: Optional[int] = None,
+                         uniform_share: float = 0.25, batch_size: int = 32) -> tuple:
+    """Midpoint nodes on a partition of [0, 1] that is fine where the score changes fast.
+
+    Along a straight path from a black baseline the logit of an ImageNet classifier often
+    rises within the first few percent of the path, so equally spaced nodes miss most of
+    the integral (completeness errors of 100% and more at 32 midpoint steps). Here the
+    score is first evaluated (forward passes only) at ``n_probe + 1`` equally spaced
+    points; the mass of each probe interval is ``|f(alpha_{k+1}) - f(alpha_k)|``, mixed
+    with a uniform share ``uniform_share`` so that flat stretches keep some nodes; the
+    ``n_steps`` cells have equal mixed mass, and each cell contributes its midpoint with
+    its width as weight. The weights sum to 1 and the nodes depend only on the score along
+    the path, so the result is still Integrated Gradients of the same path.
+
+    Returns ``(alphas, weights)`` as NumPy arrays.
+    """
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+        raise ValueError(f"n_steps must be a whole number >= 1, got {n_steps!r}")
+    n_probe = int(n_probe or 4 * n_steps)
+    if not 0.0 < uniform_share <= 1.0:
+        raise ValueError(f"uniform_share must be in (0, 1], got {uniform_share}")
+    grid = torch.linspace(0.0, 1.0, n_probe + 1, dtype=x.dtype, device=x.device)
+    values = []
+    with torch.no_grad():
+        for start in range(0, n_probe + 1, batch_size):
+            a = grid[start:start + batch_size].view(-1, 1, 1, 1)
+            values.append(f(b + a * (x - b)).double().cpu())
+    fv = torch.cat(values).numpy()
+    mass = np.abs(np.diff(fv))
+    total = mass.sum()
+    density = mass / total * n_probe if total > 0 and np.isfinite(total) else np.ones(n_probe)
+    density = (1.0 - uniform_share) * density + uniform_share  # per unit alpha; integrates to 1
+    cdf = np.concatenate([[0.0], np.cumsum(density) / n_probe])
+    cdf /= cdf[-1]
+    t = np.linspace(0.0, 1.0, n_steps + 1)
+    k = np.clip(np.searchsorted(cdf, t, side="right") - 1, 0, n_probe - 1)
+    edges = (k + (t - cdf[k]) / (cdf[k + 1] - cdf[k])) / n_probe
+    edges[0], edges[-1] = 0.0, 1.0
+    return (edges[1:] + edges[:-1]) / 2.0, np.diff(edges)
 
 
 def make_baseline(x: torch.Tensor, baseline: Union[str, float, torch.Tensor] = "zeros",
@@ -183,7 +230,8 @@ def integrated_gradients(classifier: Classifier, x: torch.Tensor, target: Option
     n_steps : int
         Number of path points (``inclusive`` uses ``n_steps + 1``).
     rule : str
-        One of :data:`RULES`.
+        One of :data:`RULES`. ``adaptive`` spends ``4 * n_steps`` extra forward passes to
+        place the nodes where the score changes (see :func:`adaptive_path_points`).
     score : {"logit", "probability", "log_probability"}
     internal_batch_size : int
         Path points per forward/backward pass.
@@ -198,7 +246,10 @@ def integrated_gradients(classifier: Classifier, x: torch.Tensor, target: Option
     target, _ = resolve_target(classifier, x, target)
     f = ScoreFn(classifier, target, score)
     b = make_baseline(x, baseline, classifier)
-    alphas, weights = path_points(n_steps, rule)
+    if rule == "adaptive":
+        alphas, weights = adaptive_path_points(f, x, b, n_steps)
+    else:
+        alphas, weights = path_points(n_steps, rule)
     g, g_abs = path_gradients(f, x, b, alphas, weights, internal_batch_size, progress, cancel)
     with torch.no_grad():
         fx, fb = f(torch.stack([x, b])).tolist()

@@ -27,7 +27,8 @@ class ScoreFn:
     kind : {"logit", "probability", "log_probability"}
         ``logit`` is the raw output (what the authors' code explains); the other two go
         through a softmax, whose curvature is nonzero even for ReLU networks but is the
-        softmax's own, not an interaction between pixels (METHOD-FACTS section 5).
+        softmax's own curvature pulled back through the network, not an interaction between
+        pixels inside it.
     """
 
     classifier: Classifier

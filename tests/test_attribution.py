@@ -117,3 +117,77 @@ def test_running_estimate_ends_at_the_mean():
     d = np.random.default_rng(0).uniform(size=50)
     mean, se = running_estimate(d)
     assert mean[-1] == pytest.approx(d.mean()) and se[-1] == pytest.approx(d.std(ddof=1) / np.sqrt(50))
+
+
+def test_adaptive_rule_puts_its_nodes_where_the_score_changes():
+    """On a score that jumps near alpha = 0.03 the adaptive partition is fine there, its
+    weights sum to 1, and it integrates the path far better than the midpoint rule."""
+    from hsets_widgets.integrated_gradients import adaptive_path_points
+
+    x = torch.ones(3, 4, 4, dtype=torch.float64)
+    b = torch.zeros_like(x)
+
+    def f(z):  # a steep sigmoid of the mean brightness: almost all of f(1) - f(0) before 0.06
+        return torch.sigmoid(200 * (z.mean((1, 2, 3)) - 0.03))
+
+    def dfda(a):
+        s = 1 / (1 + np.exp(-200 * (a - 0.03)))
+        return 200 * s * (1 - s)
+
+    exact = float(f(x[None]) - f(b[None]))
+    a, w = adaptive_path_points(f, x, b, 16)
+    assert np.isclose(w.sum(), 1.0) and np.all(np.diff(a) > 0) and a.min() > 0 and a.max() < 1
+    assert (a < 0.06).sum() >= 8       # half of the nodes in the 6% of the path that matters
+    adaptive_err = abs(float((w * dfda(a)).sum()) - exact)
+    am, wm = path_points(16, "midpoint")
+    midpoint_err = abs(float((wm * dfda(am)).sum()) - exact)
+    assert adaptive_err < 0.05 * abs(exact) < midpoint_err
+
+
+def test_adaptive_ig_converges_to_ig_of_the_same_path(tiny64, image8):
+    """Where the score changes evenly along the path the adaptive nodes are no better than
+    equal ones, but they converge to the same integral."""
+    fine = integrated_gradients(tiny64, image8, target=1, n_steps=2048, rule="midpoint")
+    errs = [integrated_gradients(tiny64, image8, target=1, n_steps=n, rule="adaptive").relative_completeness_error
+            for n in (8, 512)]
+    assert errs[1] < 0.01 and errs[1] < errs[0]
+    ad = integrated_gradients(tiny64, image8, target=1, n_steps=512, rule="adaptive")
+    assert ad.rule == "adaptive" and ad.n_steps == 512
+    cos = torch.nn.functional.cosine_similarity(ad.attribution.flatten(), fine.attribution.flatten(), dim=0)
+    assert cos > 0.99
+    with pytest.raises(ValueError, match="adaptive"):
+        path_points(8, "adaptive")
+
+
+def _exact_banzhaf(terms, kind="idg"):
+    """phi_i = 2^-(n-1) sum over T in N minus i of d(T + i) - d(T), by enumeration."""
+    n = len(terms.ig)
+    subsets = np.vstack([np.zeros((1, n), bool), all_subsets(n)])
+    d = np.abs(subset_scores(terms, subsets, kind))
+    index = {tuple(row): k for k, row in enumerate(subsets)}
+    phi = np.zeros(n)
+    for row, dv in zip(subsets, d):
+        for i in np.flatnonzero(~row):
+            with_i = row.copy()
+            with_i[i] = True
+            phi[i] += d[index[tuple(with_i)]] - dv
+    return phi / 2 ** (n - 1)
+
+
+def test_banzhaf_values_exact_and_sampled(tiny64, image8):
+    """The value's Banzhaf values equal enumeration for a small set; sampled ones converge."""
+    from hsets_widgets.idg import banzhaf_values, bernoulli_subsets
+
+    ig = integrated_gradients(tiny64, image8, target=2, n_steps=16, rule="gauss-legendre")
+    members = [0, 5, 9, 17, 30, 31, 44, 58, 62]
+    terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline)
+    exact = _exact_banzhaf(terms)
+    v = estimate_value(terms, exact_limit=12)
+    assert v.exact and np.allclose(v.banzhaf, exact, atol=1e-12)
+    subsets = bernoulli_subsets(len(members), 40_000, np.random.default_rng(3))
+    d = np.abs(subset_scores(terms, subsets))
+    est = banzhaf_values(subsets, d)
+    se = np.sqrt(2 * d.var() * 4 / len(d))  # rough standard error of a difference of two means
+    assert np.max(np.abs(est - exact)) < 5 * se
+    sampled = estimate_value(terms, exact_limit=0, n_samples=2000, seed=1)
+    assert sampled.banzhaf.shape == (len(members),) and np.corrcoef(sampled.banzhaf, exact)[0, 1] > 0.9

@@ -52,9 +52,10 @@ def test_growth_replays_from_trace(rows, order):
 
 
 def test_regrowing_with_smaller_nu_or_higher_mu_reuses_rows(rows):
-    mu = float(np.quantile(rows.rows(range(64)).abs().numpy(), 0.8))
+    mu = float(np.quantile(rows.rows(range(64)).abs().numpy(), 0.95))
     rows.clear()
-    grow_set(rows, 9, ThresholdRule("absolute", mu), nu=10_000)
+    first = grow_set(rows, 9, ThresholdRule("absolute", mu), nu=10_000)
+    assert len(first) < 64  # a set that filled the image stops early, before every row
     computed = rows.n_computed
     grow_set(rows, 9, ThresholdRule("absolute", mu), nu=6)
     grow_set(rows, 9, ThresholdRule("absolute", 2 * mu), nu=10_000)
@@ -125,3 +126,79 @@ def test_bad_rules_are_rejected():
         ThresholdRule("median", 1)
     with pytest.raises(ValueError, match="topk needs mu >= 1"):
         ThresholdRule("topk", 0.5)
+
+
+def test_blurred_rule_ranks_the_smoothed_magnitude():
+    """blur > 0 compares a Gaussian-smoothed |row| over the image grid (zero outside it)."""
+    from scipy.ndimage import gaussian_filter
+
+    from hsets_widgets.growth import rule_scores
+
+    rng = np.random.default_rng(0)
+    row = rng.standard_normal(36)
+    rule = ThresholdRule("topk", 4, "magnitude", blur=1.5)
+    expected = gaussian_filter(np.abs(row).reshape(6, 6), 1.5, mode="constant").ravel()
+    assert np.allclose(rule_scores(row, rule, shape=(3, 6, 6)), expected)
+    top = candidates(row, rule, shape=(3, 6, 6))
+    assert set(top.tolist()) == set(np.argsort(-expected)[:4].tolist())
+    chan = rule_scores(np.tile(row, 3), rule, shape=(3, 6, 6))   # channel rows: blurred per channel
+    assert np.allclose(chan.reshape(3, 36), expected[None].repeat(3, 0))
+    with pytest.raises(ValueError, match="shape"):
+        candidates(row, rule)
+
+
+def test_displacement_scale_multiplies_each_entry():
+    from hsets_widgets.growth import rule_scores
+
+    row = np.array([1.0, -2.0, 3.0, 0.5])
+    disp = np.array([0.0, 1.0, 0.1, 4.0])
+    rule = ThresholdRule("topk", 2, scale="displacement")
+    assert np.allclose(rule_scores(row, rule, displacement=disp), np.abs(row) * disp)
+    assert list(candidates(row, rule, displacement=disp)) == [1, 3]   # 2.0 and 2.0: index order
+
+
+def test_fresh_topk_adds_exactly_k_new_members_per_row(rows):
+    """With fresh=True every row adds k members not yet in the set until the cap, so a set
+    of nu members needs ceil((nu - 1) / k) rows; the plain rule needs more."""
+    fresh = grow_set(rows, 27, ThresholdRule("topk", 5, fresh=True), nu=31)
+    assert [len(s.added) for s in fresh.steps] == [5] * 6
+    plain = grow_set(rows, 27, ThresholdRule("topk", 5), nu=31)
+    assert len(fresh) == len(plain) == 31 and plain.rows_used >= fresh.rows_used
+
+
+def test_growth_confined_to_a_small_region_stops_when_it_is_full(rows):
+    """Once every allowed feature joined, growth stops instead of expanding every member's
+    row for nothing."""
+    allowed = np.zeros(64, bool)
+    allowed[[3, 4, 11, 12, 13, 20]] = True
+    g = grow_set(rows, 12, ThresholdRule("topk", 4, fresh=True, blur=1.0), nu=50, allowed=allowed)
+    assert set(g.members.tolist()) == set(np.flatnonzero(allowed).tolist())
+    assert g.stopped == "exhausted" and g.rows_used <= 2
+
+
+def test_authors_cap_counts_members_besides_the_seed(rows):
+    """The authors' loop stops once more than nu features besides the seed joined."""
+    rule = ThresholdRule("topk", 3, fresh=True)
+    ours = grow_set(rows, 9, rule, nu=10)
+    theirs = grow_set(rows, 9, rule, nu=10, cap="authors")
+    assert len(ours) == 10 and len(theirs) == 12
+    assert theirs.members[:10].tolist() == ours.members.tolist()
+    with pytest.raises(ValueError, match="cap"):
+        grow_set(rows, 9, rule, nu=10, cap="paper")
+
+
+def test_one_nu_per_seed(rows):
+    rule = ThresholdRule("topk", 3, fresh=True)
+    a, b = grow_sets(rows, [3, 40], rule, nu=[4, 9])
+    assert (len(a), len(b)) == (4, 9)
+    with pytest.raises(ValueError, match="one per seed"):
+        grow_sets(rows, [3, 40], rule, nu=[4])
+
+
+@pytest.mark.parametrize("bad", [dict(blur=-1), dict(fresh=1), dict(scale="ih"), dict(kind="absolute", fresh=True),
+                                 dict(mu=float("nan"))])
+def test_rule_settings_are_checked(bad):
+    kw = dict(kind="topk", mu=4.0)
+    kw.update(bad)
+    with pytest.raises(ValueError):
+        ThresholdRule(**kw)

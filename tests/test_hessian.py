@@ -254,3 +254,32 @@ def test_affine_batch_norm_equals_eval_batch_norm_and_leaves_training_alone():
         y = bn(x)
     assert not torch.equal(bn.running_mean, before)  # batch statistics used and tracked
     torch.testing.assert_close(y.mean((0, 2, 3)), bn.bias.data, atol=1e-9, rtol=0)
+
+
+def test_dropping_the_relu6_clip_is_the_authors_module_swap():
+    """keep_clip=False on a ReLU6 network gives the rows of the same network with every
+    nn.ReLU6 swapped for nn.ReLU (what the authors' code does); keeping the clip does not."""
+    import copy
+
+    from torch import nn
+
+    from hsets_widgets.models import wrap_module
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU6(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU6(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 4)).double()
+    with torch.no_grad():
+        net[0].weight.mul_(20.0)         # pre-activations well above 6, so the clip matters
+    swapped = copy.deepcopy(net)
+    for i, m in enumerate(swapped):
+        if isinstance(m, nn.ReLU6):
+            swapped[i] = nn.ReLU()
+    x = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert float(net[0](x[None]).max()) > 6.0
+    clf, clf_swapped = (wrap_module(n, normalize=nn.Identity(), input_size=8) for n in (net, swapped))
+    idx = [0, 9, 27, 40]
+    drop = HessianRows(ScoreFn(clf, 1), x, "pixel", CurvatureSpec("surrogate", keep_clip=False)).rows(idx)
+    theirs = HessianRows(ScoreFn(clf_swapped, 1), x, "pixel", CurvatureSpec("surrogate")).rows(idx)
+    keep = HessianRows(ScoreFn(clf, 1), x, "pixel", CurvatureSpec("surrogate")).rows(idx)
+    torch.testing.assert_close(drop, theirs, rtol=1e-10, atol=1e-12)
+    assert float((keep - theirs).abs().max()) > 1e-3 * float(theirs.abs().max())

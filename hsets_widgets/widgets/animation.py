@@ -5,7 +5,7 @@ expanded rows admitted; the image view colours the pixels step ``k`` added and o
 pixel whose row was expanded. The ``Play`` control, the step slider and the buttons each
 write ``state.step``, and the state writes them back, in the kernel. They are deliberately
 *not* joined with ``jslink``: a front-end link overwrites the slider's kernel value when the
-page renders (see METHOD-FACTS section 8).
+page renders.
 """
 from __future__ import annotations
 

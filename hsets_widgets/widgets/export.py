@@ -12,12 +12,12 @@ from typing import Optional
 import ipywidgets as W
 import numpy as np
 
-from ..growth import candidates
+from ..growth import candidates, rule_scores
 from ..idg import running_estimate
 from . import render
 from .common import as_state, esc, fmt, title
 from .image_view import LAYERS, compose_view
-from .row_inspector import rule_scores, threshold_position
+from .row_inspector import score_label, threshold_position
 
 
 def save_png(state, path, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> Path:
@@ -70,13 +70,15 @@ def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None,
             grey = render.photo_rgba(ex.image, dim=0.6, grey=True)
             row = ex.rows.row(seed.index).numpy().astype(np.float64)
             rule = st.rule
-            passing = candidates(row, rule, seed.attribution, exclude=seed.index)
+            disp = ex.displacement() if rule.scale == "displacement" else None
+            passing = candidates(row, rule, seed.attribution, exclude=seed.index, shape=ex.shape,
+                                 displacement=disp)
             pas = np.zeros(row_img.shape + (4,), np.uint8)
             pas[render.members_mask(passing, st.shape, ex.config.features)] = render.PASS_RGBA[:3] + (200,)
             ax.imshow(render.compose([grey, rgba, pas]), interpolation="nearest")
             ax.set_title(f"Hessian row of seed {tuple(seed.yx)} (blue < 0 < red, ±{fmt(vmax)});\n"
                          f"green: {len(passing)} features pass '{rule.describe()}'", fontsize=10)
-            scores, label = rule_scores(row, rule)
+            scores, label = rule_scores(row, rule, ex.shape, disp), score_label(rule)
             others = np.delete(scores, seed.index)
             axh.hist(others, bins=48, color="#9e9e9e", log=True, label="all features")
             if passing.size:

@@ -13,7 +13,7 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import MultiCanvas
 
-from ..growth import candidates
+from ..growth import candidates, rule_scores
 from . import render
 from .common import as_state, draw_batch, fmt, legend, title
 
@@ -29,16 +29,15 @@ def step_xy(edges: np.ndarray, counts: np.ndarray) -> tuple:
     return x, y
 
 
-def rule_scores(row: np.ndarray, rule) -> tuple:
-    """What ``rule`` compares for each entry of ``row``, and the axis label."""
-    row = np.asarray(row, dtype=np.float64)
+def score_label(rule) -> str:
+    """Axis label of what ``rule`` compares for each entry of the seed's row."""
     if rule.kind == "minmax":
-        lo, hi = row.min(), row.max()
-        return ((row - lo) / (hi - lo) if hi > lo else np.zeros_like(row),
-                "min-max normalised H[seed, j]")
-    if rule.sign == "magnitude":
-        return np.abs(row), "|H[seed, j]|"
-    return row, "H[seed, j]"
+        what = "min-max normalised H[seed, j]"
+    else:
+        what = "|H[seed, j]|" if rule.sign == "magnitude" else "H[seed, j]"
+    if rule.scale == "displacement":
+        what += " x |x - b|_j"
+    return f"{what}, smoothed ({rule.blur:g} px)" if rule.blur else what
 
 
 def threshold_position(rule, seed_attribution: float, passing_scores: np.ndarray):
@@ -152,8 +151,11 @@ class RowInspector(W.VBox):
                 return
             self._shown = (seed.index, rule)
             row_changed = had != seed.index
-            scores, label = rule_scores(row, rule)
-            self.passing = candidates(row, rule, seed.attribution, exclude=seed.index)
+            ex = st.explainer
+            disp = ex.displacement() if rule.scale == "displacement" else None
+            scores, label = rule_scores(row, rule, ex.shape, disp), score_label(rule)
+            self.passing = candidates(row, rule, seed.attribution, exclude=seed.index, shape=ex.shape,
+                                      displacement=disp)
             self.threshold = threshold_position(rule, seed.attribution, scores[self.passing])
             others = np.delete(scores, seed.index)
             lo, hi = float(others.min()), float(others.max())

@@ -22,40 +22,16 @@ import numpy as np
 from traitlets import Any, Bool, Enum, Float, HasTraits, Instance, Int, List, Unicode, observe
 
 from ..explain import Explainer
-from ..growth import ORDERS, RULES, SIGNS, GrownSet, ThresholdRule, grow_set
+from ..growth import ORDERS, RULES, SIGNS, GrownSet, ThresholdRule
+from ..hessian import RowNotCached
 from ..seeds import Seed
 from .runner import BackgroundRunner, Job
 
 
-class NeedRows(LookupError):
-    """A Hessian row is not in the cache (raised by :class:`CachedRows`)."""
-
-
-class CachedRows:
-    """A view of a :class:`~hsets_widgets.hessian.HessianRows` cache that never computes.
-
-    :func:`~hsets_widgets.growth.grow_set` over this view gives the same set as over the
-    cache itself (prefetching does not change results), or raises :class:`NeedRows`.
-    """
-
-    def __init__(self, rows):
-        self._rows = rows
-        self.missing: Optional[int] = None
-
-    def row(self, index: int):
-        if int(index) not in self._rows:
-            self.missing = int(index)
-            raise NeedRows(int(index))
-        return self._rows.row(index)
-
-
 def grow_from_cache(explainer: Explainer, seed: Seed, mu: float, nu: int, threshold: str,
                     sign: str, order: str) -> GrownSet:
-    """``explainer.grow(seed, ...)`` using cached rows only; :class:`NeedRows` if one is missing."""
-    rule = ThresholdRule(threshold, mu, sign)
-    return grow_set(CachedRows(explainer.rows), seed.index, rule, nu, order,
-                    explainer.allowed_features(seed), seed.attribution,
-                    explainer.config.max_rows, prefetch=1)
+    """``explainer.grow(seed, ...)`` using cached rows only; RowNotCached if one is missing."""
+    return explainer.grow(seed, mu, nu, threshold, sign, order, compute=False)
 
 
 def describe_error(err: BaseException) -> str:
@@ -162,7 +138,7 @@ class ExplorerState(HasTraits):
     @property
     def rule(self) -> ThresholdRule:
         p = self.params
-        return ThresholdRule(p["threshold"], p["mu"], p["sign"])
+        return self.explainer.rule(p["threshold"], p["mu"], p["sign"])
 
     @property
     def n_steps(self) -> int:
@@ -374,7 +350,7 @@ class ExplorerState(HasTraits):
             self._requested = key
             params = self.params
             try:
-                ThresholdRule(params["threshold"], params["mu"], params["sign"])
+                self.explainer.rule(params["threshold"], params["mu"], params["sign"])
                 if params["nu"] < 1:
                     raise ValueError(f"nu must be at least 1, got {params['nu']}")
             except ValueError as err:
@@ -385,7 +361,7 @@ class ExplorerState(HasTraits):
                 try:
                     grown = grow_from_cache(self.explainer, seed, **params)
                     value = self.explainer.value(grown.members)
-                except NeedRows:
+                except RowNotCached:
                     pass
                 except Exception as err:  # noqa: BLE001
                     self._fail(f"Growing the set of pixel {tuple(seed.yx)}", err)
