@@ -273,3 +273,63 @@ def test_gini_within_top_ignores_the_zeros():
     assert gini_within_top(b, 4) > 0.7
     # the matched-support Gini of both is dominated by the 96 zeros
     assert gini_at_support(a, 4) == pytest.approx(0.96, abs=1e-5)
+
+
+# ---- AOPC, insertion / deletion, paired statistics ---------------------------------------
+def test_aopc_is_the_mean_drop_from_the_unchanged_image():
+    clf, x = block_model(), block_image()
+    oracle = torch.zeros(16, 16)
+    oracle[2:6, 2:6] = 1.0
+    pct = [0.05, 0.1, 0.3]
+    r = road(clf, x, oracle, pct, seed=0)
+    p0 = r.original_probability
+    assert r.morf.aopc() == pytest.approx(float(np.mean(p0 - r.morf.probability)), abs=1e-12)
+    assert r.morf.aopc("accuracy") == pytest.approx(float(np.mean(1 - r.morf.accuracy)), abs=1e-12)
+    rnd = road(clf, x, np.random.default_rng(1).random((16, 16)), pct, seed=0)
+    assert r.morf.aopc() > rnd.morf.aopc() + 0.3   # the block goes first: the class is lost at once
+    assert r.lerf.aopc() < rnd.lerf.aopc()         # and it stays until the end of LeRF
+    with pytest.raises(ValueError, match="true label"):
+        r.morf.aopc("label_accuracy")
+    assert road(clf, x, oracle, pct, label=0).morf.aopc("label_accuracy") == pytest.approx(
+        float(np.mean(1 - road(clf, x, oracle, pct, label=0).morf.label_accuracy)))
+    assert "fine" in __import__("hsets_widgets.evaluation.road", fromlist=["x"]).PERCENTAGE_SETS
+    assert resolve_percentages("fine").tolist() == [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9]
+
+
+def test_insertion_and_deletion_follow_the_ranking():
+    from hsets_widgets.evaluation.insertion import insertion_deletion
+
+    clf, x = block_model(), block_image()
+    oracle = torch.zeros(16, 16)
+    oracle[2:6, 2:6] = 1.0
+    anti = 1.0 - oracle
+    good = insertion_deletion(clf, x, oracle, [0.1, 0.3, 0.6], seed=0)
+    bad = insertion_deletion(clf, x, anti, [0.1, 0.3, 0.6], seed=0)
+    for res in (good, bad):
+        assert res.deletion.fractions.tolist() == [0.0, 0.1, 0.3, 0.6, 1.0]
+        assert res.deletion.probability[0] == pytest.approx(res.original_probability, abs=1e-6)
+        assert res.insertion.probability[-1] == pytest.approx(res.original_probability, abs=1e-6)
+    # deleting the block first kills the class at 10%; inserting it first restores it at 10%
+    assert good.deletion.accuracy[1] == 0.0 and good.insertion.accuracy[1] == 1.0
+    assert good.deletion.auc() < bad.deletion.auc() and good.insertion.auc() > bad.insertion.auc()
+    same = insertion_deletion(clf, x, oracle, [0.1, 0.3, 0.6], seed=0)
+    assert np.array_equal(same.insertion.probability, good.insertion.probability)
+
+
+def test_paired_difference_interval():
+    from hsets_widgets.evaluation.statistics import bootstrap_mean, paired_difference
+
+    rng = np.random.default_rng(0)
+    b = rng.normal(0.5, 0.2, 200)
+    a = b + 0.05 + rng.normal(0, 0.02, 200)    # a beats b on every image by about 0.05
+    d = paired_difference(a, b)
+    assert d.low < 0.05 < d.high and d.excludes_zero and d.n == 200 and d.wins > 180
+    same = paired_difference(b + rng.normal(0, 0.05, 200), b)
+    assert not same.excludes_zero
+    assert paired_difference(a, b, seed=3) == paired_difference(a, b, seed=3)
+    a[0] = np.nan
+    assert paired_difference(a, b).n == 199
+    mean, lo, hi = bootstrap_mean(b)
+    assert lo < mean < hi and hi - lo < 0.1
+    with pytest.raises(ValueError, match="same images"):
+        paired_difference(a, b[:5])

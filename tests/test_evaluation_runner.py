@@ -98,6 +98,16 @@ def test_resume_skips_done_images_and_bad_files_are_counted(photo_dir, tmp_path)
     assert len(list((out / "images").glob("*.csv"))) == 3
     header = next(iter((out / "images").glob("*.csv"))).read_text().splitlines()[0]
     assert "morf_accuracy@0.2" in header and "sparsity_matched" in header
+    assert "morf_aopc" in header and "insertion_auc" in header and "deletion_probability@1" in header
+    # AOPC and insertion / deletion are metrics of the run, with their own plots
+    rec = read_results(out / "results.jsonl")[key]["methods"]["center"]
+    morf = rec["morf"]
+    assert rec["morf_aopc"] == pytest.approx(np.mean(np.asarray(morf["probability"]) * -1 + morf["original_probability"]))
+    assert rec["insertion"]["fractions"] == [0.0, 0.2, 0.5, 1.0] and 0 <= rec["deletion_auc"] <= 1
+    for name in ("center", "random"):
+        for k in ("morf_aopc", "lerf_aopc", "insertion_auc", "deletion_auc"):
+            assert metrics["methods"][name][k]["n"] == 3
+    assert (out / "insertion.png").exists() and (out / "deletion.png").exists()
     assert (out / "road_morf.png").stat().st_size > 1000 and (out / "road_lerf.png").exists()
     # other ROAD settings in the same folder are refused
     with pytest.raises(ValueError, match="other settings"):

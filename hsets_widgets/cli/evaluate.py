@@ -1,4 +1,5 @@
-"""``hsets evaluate``: sparsity and ROAD of H-Sets and baselines over many images.
+"""``hsets evaluate``: sparsity, ROAD / AOPC and insertion / deletion of H-Sets and baselines
+over many images.
 
 Examples
 --------
@@ -20,17 +21,20 @@ import warnings
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "evaluate", help="sparsity (Gini) and ROAD of H-Sets and baselines over many images",
+        "evaluate", help="sparsity, ROAD / AOPC and insertion / deletion of H-Sets and baselines",
         description="Explain every image with every method, then score the maps: sparsity (Gini "
-                    "index as Quantus computes it, plain and at matched support) and ROAD (noisy "
-                    "linear imputation, MoRF and LeRF, no retraining). Writes results.jsonl, a CSV "
-                    "per image, metrics.json and ROAD plots; rerunning with the same --out resumes.",
+                    "index as Quantus computes it, plain and at matched support), ROAD (noisy "
+                    "linear imputation, MoRF and LeRF, no retraining) with its AOPC (mean drop of "
+                    "the class probability; higher MoRF and lower LeRF are more faithful), and "
+                    "insertion / deletion areas (RISE). Writes results.jsonl, a CSV per image, "
+                    "metrics.json and plots; rerunning with the same --out resumes.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Methods: hsets (default preset), hsets:<preset> (default, paper, authors-code), ig, "
                "gradient, smoothgrad, random; options as name:key=value,key=value "
                "(e.g. 'hsets:paper,nu=500' or 'ig:n_steps=64').\n"
-               "Percentages: 'road' (.1 .2 .3 .4 .5 .7 .9, the reference), 'quantus' (1..99 step 2) "
-               "or numbers; numbers are fractions unless one of them exceeds 1, then all are percent.")
+               "Percentages: 'fine' (.01 .02 .05 and the reference grid, the default), 'road' "
+               "(.1 .2 .3 .4 .5 .7 .9, the reference), 'quantus' (1..99 step 2) or numbers; numbers "
+               "are fractions unless one of them exceeds 1, then all are percent.")
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="image files or folders (scanned recursively; labels from wnid file names "
                         "like n01440764_tench.JPEG or from ImageFolder class folders)")
@@ -44,9 +48,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "method with '+' when the list itself uses commas, e.g. hsets:paper+nu=500")
     p.add_argument("--out", default="hsets-evaluation", metavar="DIR",
                    help="output folder; reuse it to resume (default: %(default)s)")
-    p.add_argument("--percentages", nargs="+", default=["road"], metavar="P",
-                   help="'road', 'quantus' or a list of fractions removed (default: road)")
+    p.add_argument("--percentages", nargs="+", default=["fine"], metavar="P",
+                   help="'fine', 'road', 'quantus' or a list of fractions removed (default: fine)")
     p.add_argument("--orders", default="morf,lerf", help="morf, lerf or both (default: %(default)s)")
+    p.add_argument("--curves", default="insertion,deletion",
+                   help="insertion, deletion, both or none (default: %(default)s)")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images")
     p.add_argument("--model", default=None,
                    help="classifier: the offline default efficientnet_lite0, or a torchvision name")
@@ -66,12 +72,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def parse_percentages(values) -> object:
     """CLI ``--percentages`` values -> a set name or a list of fractions."""
-    if len(values) == 1 and values[0] in ("road", "quantus"):
+    if len(values) == 1 and values[0] in ("fine", "road", "quantus"):
         return values[0]
     try:
         nums = [float(v) for v in values]
     except ValueError as err:
-        raise ValueError(f"--percentages takes 'road', 'quantus' or numbers, got {values}") from err
+        raise ValueError(f"--percentages takes 'fine', 'road', 'quantus' or numbers, got {values}") from err
     if any(v > 1 for v in nums):
         nums = [v / 100.0 for v in nums]
     return nums
@@ -96,6 +102,8 @@ def run(args) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     percentages = parse_percentages(args.percentages)
     orders = [o.strip().lower() for o in args.orders.split(",") if o.strip()]
+    curves = [] if args.curves.strip().lower() == "none" else \
+        [c.strip().lower() for c in args.curves.split(",") if c.strip()]
     match = args.match_support if args.match_support == "min" else float(args.match_support)
 
     clf = load_classifier(args.model, checkpoint=args.checkpoint, device=device)
@@ -112,7 +120,7 @@ def run(args) -> int:
         metrics = run_evaluation(items, clf, args.out, methods=parse_methods(args.methods),
                                  percentages=percentages, orders=orders, limit=args.limit,
                                  seed=args.seed, noise=args.noise, batch_size=args.batch_size,
-                                 match_support=match, progress=not args.no_progress)
+                                 match_support=match, progress=not args.no_progress, curves=curves)
     print(format_table(metrics))
     print(f"{metrics['n_images']} images evaluated ({metrics['n_computed']} computed now, "
           f"{metrics['n_resumed']} resumed), {metrics['n_skipped']} skipped; results in {args.out}",

@@ -17,8 +17,9 @@ Built-in names
     Uniform noise ``(H, W)`` from a generator seeded with ``seed``: the floor any method
     should beat.
 ``ig``
-    Integrated Gradients of the target logit from a black baseline, 32 midpoint steps
-    (:func:`hsets_widgets.integrated_gradients.integrated_gradients`).
+    Integrated Gradients of the target logit from a black baseline with the ``default``
+    preset's path rule (64 adaptive steps;
+    :func:`hsets_widgets.integrated_gradients.integrated_gradients`).
 ``hsets`` / ``hsets:<preset>``
     The H-Sets heatmap (:func:`hsets_widgets.explain.explain`) with the named preset
     (``default``, ``paper``, ``authors-code``); ``hsets`` is ``hsets:default``.
@@ -106,7 +107,7 @@ def random_map(x: torch.Tensor, classifier=None, target: Optional[int] = None, s
 
 
 def integrated_gradients_map(x: torch.Tensor, classifier, target: Optional[int] = None,
-                             baseline="zeros", n_steps: int = 32, rule: str = "midpoint",
+                             baseline="zeros", n_steps: int = 64, rule: str = "adaptive",
                              internal_batch_size: int = 16) -> torch.Tensor:
     """Integrated Gradients of the target logit, ``(3, H, W)``."""
     from hsets_widgets.integrated_gradients import integrated_gradients

@@ -27,6 +27,14 @@ Conventions (the reference code is tleemann/road_evaluation):
 * **Area under a curve**: the trapezoid rule over the percentages as given (x in fractions,
   so the default curve spans 0.1 to 0.9 and a constant score of 1 has area 0.8).
   :meth:`ROADCurve.auc` with ``normalized=True`` divides by the span to give a mean height.
+* **AOPC** (area over the perturbation curve): the mean over the percentages of
+  ``s(x) - s(x with p removed)``, the drop of the score from the original image
+  (:meth:`ROADCurve.aopc`; ``s`` is the probability of the original class, or the accuracy,
+  which is 1 on the original image). Higher MoRF AOPC is more faithful (removing what the map
+  ranks first hurts most); lower LeRF AOPC is more faithful (removing what it ranks last hurts
+  least). The mean is over the percentages as listed, so a grid with many small fractions
+  weighs the first pixels more: :data:`FINE_PERCENTAGES` adds 1, 2 and 5% to the reference
+  grid so that sparse maps, whose order is random beyond their support, are resolved.
 """
 from __future__ import annotations
 
@@ -46,8 +54,10 @@ from .sparsity import MapLike, pixel_map
 ROAD_PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
 #: Quantus' default ``percentages``: 1%, 3%, ..., 99%.
 QUANTUS_PERCENTAGES = tuple(round(p / 100.0, 2) for p in range(1, 100, 2))
+#: The reference percentages with 1, 2 and 5% in front (resolves maps that cover a few percent).
+FINE_PERCENTAGES = (0.01, 0.02, 0.05) + ROAD_PERCENTAGES
 #: Named percentage lists accepted wherever percentages are.
-PERCENTAGE_SETS = {"road": ROAD_PERCENTAGES, "quantus": QUANTUS_PERCENTAGES}
+PERCENTAGE_SETS = {"road": ROAD_PERCENTAGES, "fine": FINE_PERCENTAGES, "quantus": QUANTUS_PERCENTAGES}
 
 ORDERS = ("morf", "lerf")
 
@@ -231,6 +241,10 @@ class ROADCurve:
         Softmax probability of the original prediction.
     label_accuracy : ndarray (P,) or None
         1.0 where the argmax equals the true label (when it is known).
+    original_probability : float
+        Probability of the original class on the unchanged image (the AOPC reference).
+    original_label_accuracy : float or None
+        1.0 if the prediction on the unchanged image is the true label.
     """
 
     order: str
@@ -238,6 +252,20 @@ class ROADCurve:
     accuracy: np.ndarray
     probability: np.ndarray
     label_accuracy: Optional[np.ndarray] = None
+    original_probability: float = float("nan")
+    original_label_accuracy: Optional[float] = None
+
+    def aopc(self, score: str = "probability") -> float:
+        """Mean drop of ``score`` from the unchanged image over the percentages (see the
+        module docstring); ``score`` is ``probability``, ``accuracy`` or ``label_accuracy``."""
+        y = getattr(self, score)
+        if y is None:
+            raise ValueError(f"this curve has no {score} (no true label was given)")
+        ref = {"probability": self.original_probability, "accuracy": 1.0,
+               "label_accuracy": self.original_label_accuracy}.get(score)
+        if ref is None:
+            raise ValueError(f"unknown score {score!r}; use probability, accuracy or label_accuracy")
+        return float(np.mean(ref - np.asarray(y, dtype=np.float64)))
 
     def auc(self, score: str = "accuracy", normalized: bool = False) -> float:
         """Trapezoid area under ``score`` over the percentages (divided by their span if
@@ -253,7 +281,9 @@ class ROADCurve:
         d = {"order": self.order, "percentages": [float(p) for p in self.percentages],
              "accuracy": [float(v) for v in self.accuracy],
              "probability": [float(v) for v in self.probability],
-             "auc_accuracy": self.auc("accuracy"), "auc_probability": self.auc("probability")}
+             "auc_accuracy": self.auc("accuracy"), "auc_probability": self.auc("probability"),
+             "aopc_probability": self.aopc("probability"), "aopc_accuracy": self.aopc("accuracy"),
+             "original_probability": float(self.original_probability)}
         if self.label_accuracy is not None:
             d["label_accuracy"] = [float(v) for v in self.label_accuracy]
             d["auc_label_accuracy"] = self.auc("label_accuracy")
@@ -333,8 +363,8 @@ def road(classifier, x: torch.Tensor, attribution: MapLike,
     attribution : array or Tensor, (H, W) or (3, H, W)
         The map to evaluate (summed over channels for ranking).
     percentages : str or sequence of float
-        Fractions removed, or ``"road"`` (reference: .1 .2 .3 .4 .5 .7 .9) or ``"quantus"``
-        (.01, .03, ..., .99).
+        Fractions removed, or ``"road"`` (reference: .1 .2 .3 .4 .5 .7 .9), ``"fine"``
+        (.01 .02 .05 and the reference) or ``"quantus"`` (.01, .03, ..., .99).
     orders : sequence of {"morf", "lerf"}
     label : int, optional
         True class, for ``label_accuracy``.
@@ -388,5 +418,6 @@ def road(classifier, x: torch.Tensor, attribution: MapLike,
         sl = slice(oi * len(p), (oi + 1) * len(p))
         result.curves[o] = ROADCurve(
             o, p.copy(), (pred[sl] == target).astype(np.float64), p_target[sl],
-            None if label is None else (pred[sl] == int(label)).astype(np.float64))
+            None if label is None else (pred[sl] == int(label)).astype(np.float64),
+            float(probs0[target]), None if label is None else float(target == int(label)))
     return result

@@ -1,4 +1,5 @@
-"""Evaluate attribution methods over a folder of images: sparsity and ROAD, resumable.
+"""Evaluate attribution methods over a folder of images: sparsity, ROAD, AOPC and insertion /
+deletion, resumable.
 
 :func:`run_evaluation` explains every image with every method, scores the maps
 (:mod:`~hsets_widgets.evaluation.sparsity`, :mod:`~hsets_widgets.evaluation.road`) and
@@ -18,6 +19,8 @@ writes, under ``out_dir``:
     curves, and the counts of images done, resumed and skipped (with the reasons).
 ``road_morf.png``, ``road_lerf.png``
     Mean ROAD curves per method (accuracy and probability of the original class).
+``insertion.png``, ``deletion.png``
+    Mean insertion and deletion curves per method (when they are computed).
 ``config.json``
     The settings the ROAD numbers depend on; a rerun with other settings is refused.
 
@@ -44,6 +47,8 @@ import numpy as np
 import torch
 
 from .baselines import Method, attribute, get_method
+from .insertion import KINDS as CURVE_KINDS
+from .insertion import insertion_deletion
 from .road import ORDERS, classify_batches, resolve_percentages, road
 from .sparsity import (AttributionShapeError, gini, gini_at_support, gini_within_top, pixel_map,
                        support_size)
@@ -57,7 +62,9 @@ DEFAULT_METHODS = ("hsets", "ig", "gradient", "smoothgrad", "random")
 #: Per-method scalar metrics summarised in ``metrics.json``.
 SCALAR_METRICS = ("sparsity", "sparsity_matched", "sparsity_within", "matched_support", "support",
                   "support_fraction",
+                  "morf_aopc", "lerf_aopc", "morf_aopc_accuracy", "lerf_aopc_accuracy",
                   "morf_auc", "morf_probability_auc", "lerf_auc", "lerf_probability_auc",
+                  "insertion_auc", "deletion_auc",
                   "attribution_seconds", "road_seconds")
 
 _WNID = re.compile(r"^(n\d{8})(?:[_\-.]|$)")
@@ -184,8 +191,14 @@ def load_item(item: ImageItem, size: int) -> torch.Tensor:
     return to_tensor(arr)
 
 
-def method_record(amap: np.ndarray, road_result, seconds: float, road_seconds: float) -> dict:
-    """Scalar metrics and curves of one method on one image (matched sparsity added later)."""
+def method_record(amap: np.ndarray, road_result, seconds: float, road_seconds: float,
+                  curves_result=None) -> dict:
+    """Scalar metrics and curves of one method on one image (matched sparsity added later).
+
+    ``road_result`` is a :class:`~hsets_widgets.evaluation.road.ROADResult`;
+    ``curves_result`` an optional
+    :class:`~hsets_widgets.evaluation.insertion.InsertionDeletionResult`.
+    """
     pm = pixel_map(amap)
     sup = support_size(pm)
     rec = {"sparsity": gini(pm), "support": sup, "support_fraction": sup / pm.size,
@@ -193,9 +206,16 @@ def method_record(amap: np.ndarray, road_result, seconds: float, road_seconds: f
            "impute_seconds": road_result.impute_seconds,
            "classify_seconds": road_result.classify_seconds}
     for order, curve in road_result.curves.items():
+        rec[f"{order}_aopc"] = curve.aopc("probability")
+        rec[f"{order}_aopc_accuracy"] = curve.aopc("accuracy")
         rec[f"{order}_auc"] = curve.auc("accuracy")
         rec[f"{order}_probability_auc"] = curve.auc("probability")
         rec[order] = curve.to_dict()
+    if curves_result is not None:
+        for kind, curve in curves_result.curves.items():
+            rec[f"{kind}_auc"] = curve.auc("probability")
+            rec[kind] = curve.to_dict()
+        rec["curves_seconds"] = curves_result.seconds
     return rec
 
 
@@ -283,6 +303,10 @@ def write_image_csv(path: Path, record: dict) -> None:
                 for p, a, pr in zip(c["percentages"], c["accuracy"], c["probability"]):
                     row[f"{order}_accuracy@{p:g}"] = a
                     row[f"{order}_probability@{p:g}"] = pr
+        for kind in CURVE_KINDS:
+            if kind in m:
+                for f, pr in zip(m[kind]["fractions"], m[kind]["probability"]):
+                    row[f"{kind}_probability@{f:g}"] = pr
         rows.append(row)
     fields = list(dict.fromkeys(k for r in rows for k in r))
     tmp = path.with_suffix(".tmp")
@@ -321,6 +345,16 @@ def summarize(records: Sequence[dict], methods: Sequence[str], orders: Sequence[
             if all("label_accuracy" in c for c in cs):
                 curves[order]["label_accuracy_mean"] = np.asarray(
                     [c["label_accuracy"] for c in cs]).mean(0).tolist()
+        for kind in CURVE_KINDS:
+            cs = [m[kind] for m in recs if kind in m]
+            if cs:
+                prob = np.asarray([c["probability"] for c in cs])
+                acc = np.asarray([c["accuracy"] for c in cs])
+                curves[kind] = {"percentages": cs[0]["fractions"],
+                                "probability_mean": prob.mean(0).tolist(),
+                                "probability_std": prob.std(0).tolist(),
+                                "accuracy_mean": acc.mean(0).tolist(), "accuracy_std": acc.std(0).tolist(),
+                                "n": len(cs)}
         entry["curves"] = curves
         out[name] = entry
     return out
@@ -347,12 +381,16 @@ def plot_curves(summary: dict, order: str, path: Path, title: str = "") -> Optio
             ax.fill_between(x, mean - se, mean + se, alpha=0.15)
     axes[0].set_ylabel("accuracy (argmax = original prediction)")
     axes[1].set_ylabel("probability of the original class")
+    xlabel = {"insertion": "% pixels inserted into the blurred image (most relevant first)",
+              "deletion": "% pixels set to black (most relevant first)"}.get(
+        order, f"% pixels removed ({order.upper()}, noisy linear imputation)")
     for ax in axes:
-        ax.set_xlabel(f"% pixels removed ({order.upper()}, noisy linear imputation)")
+        ax.set_xlabel(xlabel)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(title or f"ROAD {order.upper()}: mean over images (band: +-1 standard error)")
+    what = order.capitalize() if order in CURVE_KINDS else f"ROAD {order.upper()}"
+    fig.suptitle(title or f"{what}: mean over images (band: +-1 standard error)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -378,19 +416,20 @@ def _rescore(record: dict, out: Path, match_support, results_path: Path) -> None
 
 
 # ---- the run -----------------------------------------------------------------------------
-def _config_fingerprint(classifier, percentages, orders, seed, noise, match_support) -> dict:
+def _config_fingerprint(classifier, percentages, orders, seed, noise, match_support, curves) -> dict:
     return {"model": getattr(classifier, "name", type(classifier).__name__),
             "percentages": [float(p) for p in percentages], "orders": list(orders), "seed": int(seed),
-            "noise": float(noise), "match_support": match_support}
+            "noise": float(noise), "match_support": match_support, "curves": list(curves)}
 
 
 def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, Path],
                    methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
-                   percentages: Union[str, Sequence[float]] = "road",
+                   percentages: Union[str, Sequence[float]] = "fine",
                    orders: Sequence[str] = ORDERS, limit: Optional[int] = None, seed: int = 0,
                    noise: float = 0.01, batch_size: int = 16,
                    match_support: Union[str, float] = "min", progress: bool = True,
-                   skipped: Optional[list] = None) -> dict:
+                   skipped: Optional[list] = None,
+                   curves: Sequence[str] = CURVE_KINDS) -> dict:
     """Evaluate ``methods`` on ``items`` with ``classifier``; write results under ``out_dir``.
 
     Parameters
@@ -404,7 +443,8 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     methods : sequence of str, callable or Method
         See :mod:`~hsets_widgets.evaluation.baselines`.
     percentages : str or sequence of float
-        ``"road"``, ``"quantus"`` or fractions removed.
+        ``"fine"`` (1, 2, 5% and the reference grid), ``"road"``, ``"quantus"`` or fractions
+        removed; the insertion and deletion curves use the same points (plus 0 and 1).
     orders : sequence of {"morf", "lerf"}
     limit : int, optional
         Only the first ``limit`` items (in the given order) are considered.
@@ -420,6 +460,8 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
         Show a tqdm progress bar.
     skipped : list, optional
         Items already known to be unusable (counted in ``metrics.json``).
+    curves : sequence of {"insertion", "deletion"}
+        Insertion / deletion curves to compute besides ROAD (empty for none).
 
     Returns
     -------
@@ -435,7 +477,11 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"methods listed twice: {names}")
-    fingerprint = _config_fingerprint(classifier, p, orders, seed, noise, match_support)
+    curves = tuple(curves)
+    for k in curves:
+        if k not in CURVE_KINDS:
+            raise ValueError(f"unknown curve {k!r}; use 'insertion' and/or 'deletion'")
+    fingerprint = _config_fingerprint(classifier, p, orders, seed, noise, match_support, curves)
     cfg_path = out / "config.json"
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
@@ -502,7 +548,9 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
             rr = road(classifier, x, amap, p, orders, label=item.label, seed=seed, noise=noise,
                       batch_size=batch_size, original_probabilities=probs0)
             t2 = time.perf_counter()
-            record["methods"][m.name] = method_record(amap, rr, t1 - t0, t2 - t1)
+            cr = (insertion_deletion(classifier, x, amap, p, curves, seed=seed, batch_size=batch_size,
+                                     original_probabilities=probs0) if curves else None)
+            record["methods"][m.name] = method_record(amap, rr, t1 - t0, t2 - t1, cr)
             maps[m.name] = amap.astype(np.float32)
         record.update(status="ok", probability=float(probs0[target]),
                       target_name=(classifier.class_name(target)
@@ -533,11 +581,13 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     for order in orders:
         plot_curves(summary, order, out / f"road_{order}.png")
+    for kind in curves:
+        plot_curves(summary, kind, out / f"{kind}.png")
     return metrics
 
 
-def format_table(metrics: dict, keys: Sequence[str] = ("sparsity", "sparsity_matched", "support_fraction",
-                                                       "morf_auc", "lerf_auc")) -> str:
+def format_table(metrics: dict, keys: Sequence[str] = ("sparsity", "support_fraction", "morf_aopc",
+                                                       "lerf_aopc", "insertion_auc", "deletion_auc")) -> str:
     """A Markdown table of mean +- std per method."""
     head = "| method | " + " | ".join(keys) + " |"
     lines = [head, "|" + "---|" * (len(keys) + 1)]
