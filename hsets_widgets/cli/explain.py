@@ -1,4 +1,5 @@
-"""``hsets explain IMAGE``: one explanation, written as heatmap.png, explanation.npz, summary.json."""
+"""``hsets explain IMAGE``: one explanation, written as heatmap.png, compare.png (H-Sets beside
+IG), explanation.npz and summary.json."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +61,7 @@ def explain_to_folder(image, model, args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     heat = ex.save_heatmap_png(out / "heatmap.png")
+    compare = ex.save_compare_png(out / "compare.png")
     npz = ex.save(out / "explanation.npz")
     (out / "summary.json").write_text(json.dumps(ex.summary(), indent=2, default=str))
     print(f"predicted: {ex.class_name} (class {ex.target}, p = {ex.probability:.3f}) by {clf.name}")
@@ -74,7 +76,7 @@ def explain_to_folder(image, model, args) -> int:
     err = ex.info["ig_relative_completeness_error"]
     hint = "; raise --n-steps for more accurate seeds and values" if err > 0.2 else ""
     print(f"IG completeness error: {err:.1%} of f(x) - f(b){hint}")
-    print(f"wrote {heat}, {npz}, {out / 'summary.json'}")
+    print(f"wrote {heat}, {compare}, {npz}, {out / 'summary.json'}")
     return 0
 
 
