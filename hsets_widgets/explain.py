@@ -26,7 +26,7 @@ from .models import Classifier, load_classifier
 from .presets import HSetsConfig, get_config
 from .progress import CancelToken, ProgressFn
 from .scores import ScoreFn, resolve_target
-from .seeds import Seed, seed_at, select_seeds
+from .seeds import Seed, seed_at, select_peaks, select_seeds
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: settings each cached stage depends on (see Explainer.with_settings)
@@ -207,17 +207,20 @@ class Explainer:
 
     # ---- steps -----------------------------------------------------------------------
     def seeds(self, k: Optional[int] = None) -> list:
-        """One seed per segment, the best ``k`` (default ``config.n_sets``; all segments
-        when that is None)."""
+        """The best ``k`` seeds (default ``config.n_sets``): one per segment, or at the peaks
+        of the smoothed attribution (``seeding="peaks"``); ``None`` takes every segment or
+        peak."""
+        c = self.config
         labels = self.segment().labels
         if k is None:
-            k = self.config.n_sets
+            k = c.n_sets
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
+            raise ValueError(f"the number of seeds must be a whole number >= 1, got {k!r}")
+        if c.seeding == "peaks":
+            return select_peaks(self.seed_attribution(), k, c.seed_blur, c.seed_spacing, labels, c.features)
         if k is None:
             k = int(len(np.unique(labels[labels > 0])))
-        elif isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"the number of seeds must be a whole number >= 1, got {k!r}")
-        return select_seeds(self.seed_attribution(), labels, k, self.config.features,
-                            self.config.seed_order)
+        return select_seeds(self.seed_attribution(), labels, k, c.features, c.seed_order)
 
     def seed_at(self, y: int, x: int) -> Seed:
         """A user-chosen seed at pixel ``(y, x)``."""
@@ -308,8 +311,9 @@ class Explainer:
         """Value of a member list (IDG on the IG path; see :mod:`hsets_widgets.idg`)."""
         c = self.config
         ig = self.attribution()
+        vis = c.set_score == "idg-vis"
         terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, self.x - ig.baseline,
-                             c.features)
+                             c.features, ig.point_gradients if vis else None, ig.weights if vis else None)
         return estimate_value(terms, c.set_score, c.value_kind, c.sampler, c.n_samples,
                               c.exact_limit, seed=c.seed + seed)
 
@@ -320,7 +324,7 @@ class Explainer:
         self.timings["values"] = self.timings.get("values", 0.0) + time.perf_counter() - t0
         return InteractionSet(seed.index, seed.yx, seed.segment, grown.members, v.value, v.stderr,
                               v.kind, v.signed_score, v.log2_total, v.exact, v.n_samples,
-                              grown.steps, grown.stopped, v.samples, v.banzhaf)
+                              grown.steps, grown.stopped, v.samples, v.banzhaf, v.shares)
 
     def heatmap(self, sets) -> np.ndarray:
         """Paint ``sets`` with their values.
@@ -341,7 +345,7 @@ class Explainer:
                     regions.append(seg)
                     values.append(value)
                     continue
-            wts = member_weights(len(s), c.member_weights, s.banzhaf if c.member_weights == "banzhaf" else None)
+            wts = member_weights(len(s), c.member_weights, {"banzhaf": s.banzhaf, "shares": s.shares}.get(c.member_weights))
             pix = np.asarray(s.members, np.int64) % (h * w) if c.features == "channel" else np.asarray(s.members)
             if c.features == "channel":  # several channels of one pixel: keep the strongest weight
                 best = np.full(h * w, -np.inf)

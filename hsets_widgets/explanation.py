@@ -50,6 +50,8 @@ class InteractionSet:
         ``|IDG|`` of each sampled subset, in draw order.
     banzhaf : ndarray
         Banzhaf value of each member (member order) in the set's game ``|IDG|``.
+    shares : ndarray
+        Each member's share of ``value`` (each subset's score split equally among its members).
     """
 
     seed: int
@@ -67,6 +69,7 @@ class InteractionSet:
     stopped: str = "exhausted"
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0))
     banzhaf: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __len__(self) -> int:
         return int(len(self.members))
@@ -148,11 +151,12 @@ class Explanation:
             arrays[f"set{k}_members"] = np.asarray(s.members, np.int64)
             arrays[f"set{k}_samples"] = np.asarray(s.samples, np.float64)
             arrays[f"set{k}_banzhaf"] = np.asarray(s.banzhaf, np.float64)
+            arrays[f"set{k}_shares"] = np.asarray(s.shares, np.float64)
             arrays[f"set{k}_step_rows"] = np.asarray([st.row for st in s.steps], np.int64)
             arrays[f"set{k}_step_counts"] = np.asarray([len(st.added) for st in s.steps], np.int64)
             arrays[f"set{k}_step_added"] = np.asarray(
                 [i for st in s.steps for i in st.added], np.int64)
-            d = {key: val for key, val in asdict(s).items() if key not in ("members", "samples", "steps", "banzhaf")}
+            d = {key: val for key, val in asdict(s).items() if key not in ("members", "samples", "steps", "banzhaf", "shares")}
             d["seed_yx"] = [int(v) for v in s.seed_yx]
             meta_sets.append(d)
         meta = {"format": FORMAT_VERSION, "target": int(self.target), "class_name": self.class_name,
@@ -185,7 +189,8 @@ class Explanation:
                 d = dict(d)
                 d["seed_yx"] = tuple(d["seed_yx"])
                 sets.append(InteractionSet(members=z[f"set{k}_members"], samples=z[f"set{k}_samples"],
-                                           banzhaf=z[f"set{k}_banzhaf"], steps=steps, **d))
+                                           banzhaf=z[f"set{k}_banzhaf"], shares=z[f"set{k}_shares"],
+                                           steps=steps, **d))
             return cls(image=z["image"], target=meta["target"], class_name=meta["class_name"],
                        probability=meta["probability"], sets=sets, heatmap=z["heatmap"], ig=z["ig"],
                        labels=z["labels"], features=meta["features"], settings=meta["settings"],
@@ -227,7 +232,7 @@ def equal(a: Explanation, b: Explanation) -> Optional[str]:
         return "sets"
     for k, (s, t) in enumerate(zip(a.sets, b.sets)):
         if not (np.array_equal(s.members, t.members) and np.array_equal(s.samples, t.samples)
-                and np.array_equal(s.banzhaf, t.banzhaf)):
+                and np.array_equal(s.banzhaf, t.banzhaf) and np.array_equal(s.shares, t.shares)):
             return f"sets[{k}]"
         if s.summary() != t.summary() or [(x.row, x.added) for x in s.steps] != [(x.row, x.added) for x in t.steps]:
             return f"sets[{k}]"

@@ -5,7 +5,7 @@ import numpy as np
 
 COMBINES = ("sum", "max")
 PAINTS = ("pixels", "mask")
-MEMBER_WEIGHTS = ("flat", "banzhaf", "join")
+MEMBER_WEIGHTS = ("flat", "banzhaf", "join", "shares")
 
 
 def set_pixel_mask(members, shape, features: str = "pixel") -> np.ndarray:
@@ -17,14 +17,16 @@ def set_pixel_mask(members, shape, features: str = "pixel") -> np.ndarray:
     return m.reshape(h, w)
 
 
-def member_weights(n: int, kind: str = "flat", banzhaf=None) -> np.ndarray:
+def member_weights(n: int, kind: str = "flat", values=None) -> np.ndarray:
     """Relative weights of a set's ``n`` members (mean 1) for painting.
 
     ``flat``: every member 1 (the set's value everywhere). ``banzhaf``: members ranked by
-    their Banzhaf value in the set's game, weights spread evenly from 0.5 (weakest) to 1.5
-    (strongest). ``join``: ranked by the order they joined (the seed and its strongest
-    interactions first), from 1.5 down to 0.5. Ranks rather than raw values keep the set's
-    mean at its value and make the weights independent of the game's scale.
+    ``values`` (their Banzhaf values in the set's game), weights spread evenly from 0.5
+    (weakest) to 1.5 (strongest). ``join``: ranked by the order they joined (the seed and its
+    strongest interactions first), from 1.5 down to 0.5. Ranks keep the set's mean at its
+    value and make the weights independent of the game's scale. ``shares``: ``values`` are
+    the members' shares of the set's value (they add up to it): weight ``n * share / sum``,
+    so each member is painted with its own share times ``n``.
     """
     if kind not in MEMBER_WEIGHTS:
         raise ValueError(f"unknown member weights {kind!r}; use one of {', '.join(MEMBER_WEIGHTS)}")
@@ -32,8 +34,14 @@ def member_weights(n: int, kind: str = "flat", banzhaf=None) -> np.ndarray:
         return np.ones(n)
     if kind == "join":
         rank = np.arange(n)[::-1]
+    elif kind == "shares":
+        v = np.asarray(values, dtype=np.float64)
+        if v.shape != (n,):
+            raise ValueError(f"shares need one value per member ({n}), got shape {v.shape}")
+        total = v.sum()
+        return n * v / total if total > 0 else np.ones(n)
     else:
-        b = np.asarray(banzhaf, dtype=np.float64)
+        b = np.asarray(values, dtype=np.float64)
         if b.shape != (n,):
             raise ValueError(f"banzhaf weights need one value per member ({n}), got shape {b.shape}")
         rank = np.empty(n)

@@ -13,20 +13,23 @@ has ``2^|I|`` terms (beyond float range for ``|I| ~ 1000``). This module reports
 standard error, exact for small sets), or as the authors' **sample-sum** (the plain sum of
 ``d`` over the drawn subsets). ``log2_total`` gives ``log2 v(I)`` for the paper's sum.
 
-The same subset draws also give each member's **Banzhaf value** in the game ``d``, the mean
-change of ``d`` when the member joins a random subset of the others
-(:func:`banzhaf_values`): how much of the set's value each member carries. The heatmap can
-use it to order the pixels inside a set.
+The same subset draws also give, for each member, its **Banzhaf value** in the game ``d``,
+the mean change of ``d`` when the member joins a random subset of the others
+(:func:`banzhaf_values`), and its **share** of the value when every subset's ``d`` is split
+equally among the subset's members (:func:`dividend_shares`; with ``d(T)`` read as the
+Harsanyi dividend of ``T``, as the paper does, this is the Shapley value, and the shares add
+up to the set's value). The heatmap can use either to rank or weigh the pixels of a set.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
 
-SET_SCORES = ("idg", "abs-gradient")
+SET_SCORES = ("idg", "idg-vis", "abs-gradient")
 VALUE_KINDS = ("mean", "sample-sum")
 SAMPLERS = ("bernoulli", "stratified")
 
@@ -37,18 +40,26 @@ class MemberTerms:
 
     ``ig`` is each member's IG (``sum_c G_c (x - b)_c``), ``sq`` its squared displacement
     (``sum_c (x - b)_c^2``), ``abs_sq`` ``sum_c ((x - b)_c |G|_c)^2`` (authors' variant).
+    ``path`` (``(n_members, K)``, optional) holds each member's ``grad_k . (x - b)`` at each
+    of the ``K`` path points and ``weights`` their quadrature weights (for IDG-Vis).
     """
 
     ig: np.ndarray
     sq: np.ndarray
     abs_sq: np.ndarray
+    path: Optional[np.ndarray] = None
+    weights: Optional[np.ndarray] = None
 
 
 def member_terms(members, path_gradient: torch.Tensor, abs_path_gradient: torch.Tensor,
-                 delta: torch.Tensor, features: str = "pixel") -> MemberTerms:
+                 delta: torch.Tensor, features: str = "pixel", point_gradients: Optional[torch.Tensor] = None,
+                 weights: Optional[np.ndarray] = None) -> MemberTerms:
     """Gather :class:`MemberTerms` of ``members`` (feature indices).
 
-    ``path_gradient``, ``abs_path_gradient`` and ``delta = x - b`` are ``(3, H, W)``.
+    ``path_gradient``, ``abs_path_gradient`` and ``delta = x - b`` are ``(3, H, W)``;
+    ``point_gradients`` (``(K, 3, H, W)``) and ``weights`` (``(K,)``) are the gradients at the
+    path points and their weights (:class:`~hsets_widgets.integrated_gradients.IGResult`),
+    needed for ``idg-vis``.
     """
     idx = torch.as_tensor(np.asarray(members, dtype=np.int64))
     g = path_gradient.detach().double().cpu()
@@ -63,7 +74,19 @@ def member_terms(members, path_gradient: torch.Tensor, abs_path_gradient: torch.
         ig = (g * d).flatten()[idx]
         sq = (d * d).flatten()[idx]
         abs_sq = ((d * ga) ** 2).flatten()[idx]
-    return MemberTerms(ig.numpy(), sq.numpy(), abs_sq.numpy())
+    path = None
+    if point_gradients is not None:
+        pg = point_gradients.detach().cpu()
+        k, c = pg.shape[:2]
+        if features == "pixel":
+            sel = pg.reshape(k, c, -1)[:, :, idx].double() * d.reshape(c, -1)[:, idx]
+            path = sel.sum(1).T.numpy()
+        else:
+            path = (pg.reshape(k, -1)[:, idx].double() * d.flatten()[idx]).T.numpy()
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (k,):
+            raise ValueError(f"need one weight per path point ({k}), got shape {weights.shape}")
+    return MemberTerms(ig.numpy(), sq.numpy(), abs_sq.numpy(), path, weights)
 
 
 def subset_scores(terms: MemberTerms, subsets: np.ndarray, kind: str = "idg") -> np.ndarray:
@@ -73,9 +96,11 @@ def subset_scores(terms: MemberTerms, subsets: np.ndarray, kind: str = "idg") ->
     ----------
     terms : MemberTerms
     subsets : ndarray of bool, shape (n_subsets, n_members)
-    kind : {"idg", "abs-gradient"}
-        ``idg``: ``(G . a_T) / ||a_T||`` (Sikdar et al.); ``abs-gradient``: the authors'
-        ``|| a_T / ||a_T|| * mean |grad| ||_2`` (always >= 0).
+    kind : {"idg", "idg-vis", "abs-gradient"}
+        ``idg``: ``(G . a_T) / ||a_T||`` (Sikdar et al.); ``idg-vis``: the path average of
+        ``|grad . a_T| / ||a_T||`` (the absolute value taken at each path point, as the
+        method's later version describes IDG-Vis; always >= 0, and at least ``|idg|``);
+        ``abs-gradient``: the authors' ``|| a_T / ||a_T|| * mean |grad| ||_2`` (always >= 0).
 
     Subsets with zero displacement (empty, or all members equal to the baseline) score 0.
     """
@@ -84,10 +109,15 @@ def subset_scores(terms: MemberTerms, subsets: np.ndarray, kind: str = "idg") ->
     with np.errstate(invalid="ignore", divide="ignore"):
         if kind == "idg":
             s = (m @ terms.ig) / norm
+        elif kind == "idg-vis":
+            if terms.path is None:
+                raise ValueError("the idg-vis score needs the gradients at the path points "
+                                 "(member_terms(..., point_gradients=, weights=))")
+            s = (np.abs(m @ terms.path) @ terms.weights) / norm
         elif kind == "abs-gradient":
             s = np.sqrt(m @ terms.abs_sq) / norm
         else:
-            raise ValueError(f"unknown set score {kind!r}; use 'idg' or 'abs-gradient'")
+            raise ValueError(f"unknown set score {kind!r}; use one of {', '.join(SET_SCORES)}")
     return np.where(norm > 0, s, 0.0)
 
 
@@ -136,6 +166,9 @@ class SetValue:
     banzhaf : ndarray
         Banzhaf value of each member in the game ``d`` (member order), exact when
         ``exact``, else estimated from the same subsets (:func:`banzhaf_values`).
+    shares : ndarray
+        Each member's share of ``value`` when each subset's ``d`` is split equally among its
+        members (:func:`dividend_shares`); they sum to ``value``.
     """
 
     value: float
@@ -147,6 +180,21 @@ class SetValue:
     log2_total: float
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0))
     banzhaf: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def dividend_shares(subsets: np.ndarray, d: np.ndarray, subset_weights: Optional[np.ndarray] = None) -> np.ndarray:
+    """Each member's share when every subset's ``d`` is split equally among its members.
+
+    ``share_i = sum_T p(T) d(T) [i in T] / |T|`` with ``p(T)`` the subsets' weights (default:
+    equal, i.e. the mean over the given subsets; pass all subsets for the exact value). The
+    shares add up to ``sum_T p(T) d(T)``, the set's value.
+    """
+    m = np.asarray(subsets, dtype=np.float64)
+    d = np.asarray(d, dtype=np.float64)
+    p = np.full(len(d), 1.0 / max(len(d), 1)) if subset_weights is None else np.asarray(subset_weights, np.float64)
+    size = np.maximum(m.sum(1), 1.0)
+    return (p * d / size) @ m
 
 
 def banzhaf_values(subsets: np.ndarray, d: np.ndarray, exact: bool = False) -> np.ndarray:
@@ -249,20 +297,23 @@ def estimate_value(terms: MemberTerms, kind: str = "idg", value_kind: str = "mea
         d = np.abs(subset_scores(terms, subsets, kind))
         mean = float(d.mean())
         return SetValue(mean, 0.0, "mean", True, len(d), signed, _log2(mean) + log2_count, d,
-                        banzhaf_values(subsets, d, exact=True))
+                        banzhaf_values(subsets, d, exact=True), dividend_shares(subsets, d))
     if sampler == "stratified" and value_kind == "mean":
         subsets, sizes, w = stratified_subsets(n, n_samples, rng)
         d = np.abs(subset_scores(terms, subsets, kind))
         mean, var = 0.0, 0.0
         used = np.unique(sizes)
         wsum = w[used - 1].sum()
+        p = np.zeros(len(d))
         for k in used:
-            dk = d[sizes == k]
+            at = sizes == k
+            dk = d[at]
             wk = w[k - 1] / wsum
             mean += wk * dk.mean()
             var += wk ** 2 * dk.var(ddof=1) / len(dk)
+            p[at] = wk / at.sum()
         return SetValue(float(mean), float(np.sqrt(var)), "mean", False, len(d), signed,
-                        _log2(mean) + log2_count, d, banzhaf_values(subsets, d))
+                        _log2(mean) + log2_count, d, banzhaf_values(subsets, d), dividend_shares(subsets, d, p))
     subsets = bernoulli_subsets(n, n_samples, rng)
     d = np.abs(subset_scores(terms, subsets, kind))
     mean = float(d.mean())
@@ -270,8 +321,9 @@ def estimate_value(terms: MemberTerms, kind: str = "idg", value_kind: str = "mea
     phi = banzhaf_values(subsets, d)
     if value_kind == "sample-sum":
         return SetValue(float(d.sum()), se * len(d), "sample-sum", False, len(d), signed,
-                        _log2(mean) + log2_count, d, phi)
-    return SetValue(mean, se, "mean", False, len(d), signed, _log2(mean) + log2_count, d, phi)
+                        _log2(mean) + log2_count, d, phi, dividend_shares(subsets, d, np.ones(len(d))))
+    return SetValue(mean, se, "mean", False, len(d), signed, _log2(mean) + log2_count, d, phi,
+                    dividend_shares(subsets, d))
 
 
 def running_estimate(samples: np.ndarray) -> tuple:

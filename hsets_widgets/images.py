@@ -8,6 +8,7 @@ explains what is wrong with anything it cannot use.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Union
@@ -44,6 +45,10 @@ def example_image(name: str = "chelsea") -> np.ndarray:
     return np.asarray(getattr(skimage.data, name)())
 
 
+def _too_large(h: int, w: int) -> ImageError:
+    return ImageError(f"image is too large ({h}x{w} pixels, more than {MAX_PIXELS:,}); downscale it first")
+
+
 def _from_path(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
@@ -52,21 +57,62 @@ def _from_path(path: Path) -> np.ndarray:
     if path.is_dir():
         raise ImageError(f"{path} is a directory; pass one image file")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return _from_pil(im)
+        with warnings.catch_warnings():
+            # opening only reads the header; the size is checked here before any decoding
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise _too_large(h, w)
+                im.load()
+                return _from_pil(im)
+    except Image.DecompressionBombError as err:
+        raise _too_large(*_header_size(path)) from err
     except (UnidentifiedImageError, OSError) as err:
         raise ImageError(f"cannot read {path} as an image ({err}); is it a JPEG/PNG file?") from err
 
 
+def _header_size(path: Path) -> tuple:
+    """``(H, W)`` from the file header, past PIL's decompression-bomb refusal (nothing is
+    decoded; the limit is lifted only for this one header read)."""
+    from PIL import Image
+
+    with _HEADER_LOCK:
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+    return h, w
+
+
+_HEADER_LOCK = threading.Lock()
+
+#: PIL modes of one-channel images with more than 8 bits, read as arrays of their own depth
+_DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
 def _from_pil(im) -> np.ndarray:
+    if getattr(im, "n_frames", 1) > 1:
+        warnings.warn(f"image has {im.n_frames} frames (animated); the first frame is explained",
+                      stacklevel=4)
+        im.seek(0)
+    if im.mode in _DEEP_MODES:
+        # converting these to RGB clips every value above 255 (a 16-bit photo turns white);
+        # keep the array at its own depth and let the array path scale it
+        warnings.warn(f"grayscale image (mode {im.mode}) was converted to RGB by repeating "
+                      "the channel", stacklevel=4)
+        arr = np.asarray(im)
+        arr = arr.astype(np.uint16) if im.mode.startswith("I;16") else arr
+        return np.repeat(arr[:, :, None], 3, axis=2)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         warnings.warn(f"image has an alpha channel (mode {im.mode}); it was composited on white "
                       "and dropped", stacklevel=4)
         bg = __import__("PIL.Image", fromlist=["Image"]).new("RGB", im.size, (255, 255, 255))
         bg.paste(im.convert("RGBA"), mask=im.convert("RGBA").split()[-1])
         return np.asarray(bg)
-    if im.mode in ("L", "1", "I", "I;16", "F"):
+    if im.mode in ("L", "1"):
         warnings.warn(f"grayscale image (mode {im.mode}) was converted to RGB by repeating "
                       "the channel", stacklevel=4)
     return np.asarray(im.convert("RGB"))
@@ -110,14 +156,12 @@ def _to_hwc_float(arr: np.ndarray) -> np.ndarray:
     if arr.shape[0] < 8 or arr.shape[1] < 8:
         raise ImageError(f"image is too small ({arr.shape[0]}x{arr.shape[1]}); need at least 8x8")
     if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
-        raise ImageError(f"image is too large ({arr.shape[0]}x{arr.shape[1]} pixels, more than "
-                         f"{MAX_PIXELS:,}); downscale it first")
+        raise _too_large(arr.shape[0], arr.shape[1])
     if np.issubdtype(arr.dtype, np.integer):
-        info = np.iinfo(arr.dtype)
         if arr.min() < 0:
             raise ImageError(f"integer image has negative values (min {arr.min()})")
-        top = 255.0 if arr.max() <= 255 else float(info.max)
-        return (arr.astype(np.float32) / top).astype(np.float32)
+        top = _integer_full_scale(arr)
+        return (arr.astype(np.float64) / top).astype(np.float32)
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
@@ -134,13 +178,31 @@ def _to_hwc_float(arr: np.ndarray) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
+def _integer_full_scale(arr: np.ndarray) -> float:
+    """The value that means full white: 255 for 8 bits, 65535 for 16 bits; for wider
+    integers (32-bit TIFFs) the smallest of 255, 65535 and the type's maximum that holds the
+    data, said in a warning because the file does not say it."""
+    if arr.dtype == np.uint8:
+        return 255.0
+    if arr.dtype == np.uint16:
+        return 65535.0
+    hi = int(arr.max())
+    for top in (255, 65535, int(np.iinfo(arr.dtype).max)):
+        if hi <= top:
+            if top != 255:
+                warnings.warn(f"{arr.dtype} image with values up to {hi} was taken as {top} = white",
+                              stacklevel=5)
+            return float(top)
+    return float(np.iinfo(arr.dtype).max)  # pragma: no cover - hi never exceeds the dtype max
+
+
 def load_image(image: ImageLike) -> np.ndarray:
     """Read ``image`` into a ``(H, W, 3)`` float32 RGB array in ``[0, 1]``.
 
     Accepts a file path, a PIL image, a NumPy array or a tensor (``HWC``, ``CHW``, a batch
-    of one, grayscale or RGBA; the last two are converted with a warning). Integer arrays are
-    taken as 0-255; float arrays as ``[0, 1]``. Raises :class:`ImageError` naming the problem
-    and its fix otherwise.
+    of one, grayscale or RGBA; the last two are converted with a warning). 8-bit data is taken
+    as 0-255 and 16-bit data (16-bit PNG / TIFF, ``uint16`` arrays) as 0-65535; float arrays
+    as ``[0, 1]``. Raises :class:`ImageError` naming the problem and its fix otherwise.
     """
     if isinstance(image, (str, os.PathLike)):
         name = str(image)

@@ -156,6 +156,11 @@ class IGResult:
         Score at the image and at the baseline.
     rule : str
     n_steps : int
+    point_gradients : Tensor (K, 3, H, W) or None
+        The gradient at each of the ``K`` path points (float32, CPU), for set scores that
+        integrate something other than the plain gradient (IDG-Vis's ``|grad . a|``).
+    weights : ndarray (K,) or None
+        The quadrature weight of each path point.
     """
 
     attribution: torch.Tensor
@@ -168,6 +173,8 @@ class IGResult:
     f_b: float
     rule: str
     n_steps: int
+    point_gradients: Optional[torch.Tensor] = None
+    weights: Optional[np.ndarray] = None
 
     @property
     def completeness_error(self) -> float:
@@ -187,14 +194,16 @@ class IGResult:
 
 def path_gradients(f, x: torch.Tensor, b: torch.Tensor, alphas, weights, internal_batch_size: int = 16,
                    progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
-                   stage: str = "integrated gradients") -> tuple:
+                   stage: str = "integrated gradients", keep_points: bool = False) -> tuple:
     """Weighted sums of ``grad f`` and ``|grad f|`` over the path points.
 
     ``f`` maps ``(B, 3, H, W)`` to ``(B,)``; points are evaluated ``internal_batch_size`` at a
-    time so memory stays bounded.
+    time so memory stays bounded. With ``keep_points`` a third value holds every point's
+    gradient, ``(K, 3, H, W)`` float32 on the CPU.
     """
     g_sum = torch.zeros_like(x)
     g_abs = torch.zeros_like(x)
+    points = []
     n = len(alphas)
     alphas_t = torch.as_tensor(np.asarray(alphas), dtype=x.dtype, device=x.device)
     weights_t = torch.as_tensor(np.asarray(weights), dtype=x.dtype, device=x.device)
@@ -208,7 +217,11 @@ def path_gradients(f, x: torch.Tensor, b: torch.Tensor, alphas, weights, interna
             (grads,) = torch.autograd.grad(out.sum(), pts)
         g_sum += (w * grads).sum(0)
         g_abs += (w * grads.abs()).sum(0)
+        if keep_points:
+            points.append(grads.detach().to("cpu", torch.float32))
     report(progress, stage, n, n, cancel)
+    if keep_points:
+        return g_sum, g_abs, torch.cat(points)
     return g_sum, g_abs
 
 
@@ -250,10 +263,12 @@ def integrated_gradients(classifier: Classifier, x: torch.Tensor, target: Option
         alphas, weights = adaptive_path_points(f, x, b, n_steps)
     else:
         alphas, weights = path_points(n_steps, rule)
-    g, g_abs = path_gradients(f, x, b, alphas, weights, internal_batch_size, progress, cancel)
+    g, g_abs, points = path_gradients(f, x, b, alphas, weights, internal_batch_size, progress, cancel,
+                                      keep_points=True)
     with torch.no_grad():
         fx, fb = f(torch.stack([x, b])).tolist()
-    return IGResult((x - b) * g, g, g_abs, b, target, score, fx, fb, rule, n_steps)
+    return IGResult((x - b) * g, g, g_abs, b, target, score, fx, fb, rule, n_steps, points,
+                    np.asarray(weights, dtype=np.float64))
 
 
 def input_gradient(classifier: Classifier, x: torch.Tensor, target: int, score: str = "logit") -> torch.Tensor:

@@ -39,7 +39,7 @@ from .hessian import FEATURES, METHODS
 from .idg import SAMPLERS, SET_SCORES, VALUE_KINDS
 from .integrated_gradients import BASELINES, RULES as IG_RULES
 from .scores import SCORE_KINDS
-from .seeds import SEED_ORDERS
+from .seeds import SEED_ORDERS, SEEDINGS
 
 DTYPES = ("float32", "float64")
 #: ``each``: every set has at most ``nu`` members; ``mass``: ``nu`` members in all, shared
@@ -75,6 +75,9 @@ class HSetsConfig:
     # seeds (None: one per segment)
     n_sets: Optional[int] = 5
     seed_order: str = "mass"
+    seeding: str = "segments"
+    seed_blur: float = 8.0
+    seed_spacing: int = 16
     # growth
     threshold: str = "topk"
     mu: float = 8.0
@@ -211,7 +214,8 @@ _CHECKS = {
     "features": _one_of(FEATURES), "seed_attribution": _one_of(SEED_ATTRIBUTIONS),
     "baseline": _baseline, "n_steps": _whole(1), "rule": _one_of(IG_RULES),
     "sam_points_per_side": _whole(1), "n_sets": _whole(1, allow_none=True, none_means="one per segment"),
-    "seed_order": _one_of(SEED_ORDERS), "threshold": _one_of(RULES), "mu": _number(),
+    "seed_order": _one_of(SEED_ORDERS), "seeding": _one_of(SEEDINGS), "seed_blur": _number(0),
+    "seed_spacing": _whole(1), "threshold": _one_of(RULES), "mu": _number(),
     "sign": _one_of(SIGNS), "row_blur": _number(0), "fresh": _flag, "row_scale": _one_of(SCALES),
     "nu": _whole(1), "nu_split": _one_of(NU_SPLITS), "cap": _one_of(CAPS), "order": _one_of(ORDERS), "within_mask": _flag,
     "max_rows": _whole(1, allow_none=True, none_means="no limit"), "set_score": _one_of(SET_SCORES),

@@ -191,3 +191,52 @@ def test_banzhaf_values_exact_and_sampled(tiny64, image8):
     assert np.max(np.abs(est - exact)) < 5 * se
     sampled = estimate_value(terms, exact_limit=0, n_samples=2000, seed=1)
     assert sampled.banzhaf.shape == (len(members),) and np.corrcoef(sampled.banzhaf, exact)[0, 1] > 0.9
+
+
+def test_idg_vis_is_the_path_average_of_the_absolute_directional_derivative(tiny64, image8):
+    """IDG-Vis of a set from the stored path gradients equals integrating |grad . a_hat| point
+    by point, and is never below |IDG|."""
+    ig = integrated_gradients(tiny64, image8, target=2, n_steps=12, rule="gauss-legendre")
+    assert ig.point_gradients.shape == (12, 3, 8, 8) and np.isclose(ig.weights.sum(), 1.0)
+    members = [3, 10, 11, 40, 63]
+    terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline,
+                         point_gradients=ig.point_gradients, weights=ig.weights)
+    f = ScoreFn(tiny64, 2)
+    alphas, weights = path_points(12, "gauss-legendre")
+    mask = torch.zeros(3, 64, dtype=torch.float64)
+    mask[:, members] = 1
+    a = ((image8 - ig.baseline) * mask.view(3, 8, 8))
+    a_hat = a / a.norm()
+    direct = 0.0
+    for al, w in zip(alphas, weights):
+        p = (ig.baseline + float(al) * (image8 - ig.baseline)).unsqueeze(0).requires_grad_(True)
+        (g,) = torch.autograd.grad(f(p).sum(), p)
+        direct += float(w) * abs(float((g[0] * a_hat).sum()))
+    whole = np.ones((1, 5), bool)
+    vis = subset_scores(terms, whole, "idg-vis")[0]
+    assert vis == pytest.approx(direct, rel=1e-6)      # the stored gradients are float32
+    subsets = all_subsets(5)
+    assert np.all(subset_scores(terms, subsets, "idg-vis") >= np.abs(subset_scores(terms, subsets, "idg")) - 1e-9)
+    with pytest.raises(ValueError, match="path points"):
+        subset_scores(member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline),
+                      whole, "idg-vis")
+
+
+def test_dividend_shares_split_each_subset_equally_and_add_up_to_the_value(tiny64, image8):
+    ig = integrated_gradients(tiny64, image8, target=2, n_steps=16, rule="gauss-legendre")
+    members = [0, 5, 9, 17, 30, 31]
+    terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline)
+    exact = estimate_value(terms, exact_limit=12)
+    subsets = all_subsets(6)
+    d = np.abs(subset_scores(terms, subsets))
+    by_hand = np.zeros(6)
+    for row, dv in zip(subsets, d):          # each subset's d, split among its members
+        by_hand[row] += dv / row.sum()
+    by_hand /= len(subsets)
+    assert np.allclose(exact.shares, by_hand, atol=1e-14) and exact.shares.sum() == pytest.approx(exact.value)
+    for sampler in ("bernoulli", "stratified"):
+        sampled = estimate_value(terms, exact_limit=0, n_samples=4000, sampler=sampler, seed=2)
+        assert sampled.shares.sum() == pytest.approx(sampled.value, rel=1e-9)
+        assert np.allclose(sampled.shares, exact.shares, rtol=0.1)
+    authors = estimate_value(terms, value_kind="sample-sum", exact_limit=0, n_samples=30, seed=2)
+    assert authors.shares.sum() == pytest.approx(authors.value, rel=1e-9)

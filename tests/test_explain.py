@@ -221,3 +221,34 @@ def test_authors_code_preset_drops_the_relu6_clip_and_caps_as_their_code():
     assert cfg.keep_clip is False and cfg.cap == "authors" and cfg.curvature == "surrogate"
     assert "clip dropped" in cfg.curvature_spec.describe()
     assert get_config("default").keep_clip is True
+
+
+def test_peak_seeds_sit_on_separate_maxima_of_the_smoothed_attribution():
+    from hsets_widgets.seeds import select_peaks
+
+    a = np.zeros((3, 64, 64))
+    a[0, 10, 10], a[1, 12, 12] = 5.0, 4.0      # one blob: a single peak, at its strongest pixel
+    a[2, 40, 50] = 3.0
+    a[:, 30, 5] = -9.0                          # negative attribution never seeds
+    labels = np.zeros((64, 64), int)
+    labels[32:, :] = 2
+    seeds = select_peaks(a, None, sigma=2.0, spacing=8, labels=labels)
+    assert [s.yx for s in seeds] == [(10, 10), (40, 50)] and [s.segment for s in seeds] == [0, 2]
+    assert [s.index for s in seeds] == [10 * 64 + 10, 40 * 64 + 50] and seeds[0].attribution == 5.0
+    assert len(select_peaks(a, 1, 2.0, 8)) == 1
+    chan = select_peaks(a, None, 2.0, 8, features="channel")
+    assert chan[1].index == 2 * 64 * 64 + 40 * 64 + 50
+    assert select_peaks(-np.abs(a), None, 2.0, 8) == []
+    with pytest.raises(ValueError, match="spacing"):
+        select_peaks(a, 3, 2.0, 0)
+
+
+def test_explainer_seeds_at_peaks(small32, photo48):
+    e = Explainer(photo48, small32, segmenter="slic", n_steps=8, seeding="peaks", n_sets=4, seed_blur=2.0,
+                  seed_spacing=6)
+    seeds = e.seeds()
+    assert 1 <= len(seeds) <= 4
+    ys = [s.yx for s in seeds]
+    assert all(max(abs(a[0] - b[0]), abs(a[1] - b[1])) > 6 - 2 * 2 for i, a in enumerate(ys) for b in ys[i + 1:])
+    ex = e.run()
+    assert len(ex.sets) == len(seeds) and ex.settings["seeding"] == "peaks"

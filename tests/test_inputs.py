@@ -142,3 +142,37 @@ def test_default_model_recognises_the_bundled_cat():
     top = clf.predict(to_tensor(resize_center_crop(load_image("chelsea"), 224)), top=3)
     assert {i for i, _, _ in top} & {281, 282, 283, 284, 285}  # tabby / tiger / Persian / Siamese / Egyptian cat
     assert "cat" in top[0][1]
+
+
+def test_sixteen_bit_and_float_files_keep_their_range(tmp_path):
+    from PIL import Image
+
+    ramp = np.linspace(0.0, 1.0, 64 * 64).reshape(64, 64)
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "g16.png")
+    Image.fromarray((ramp * 65535).astype(np.int32)).save(tmp_path / "g32.tif")      # mode I
+    Image.fromarray(ramp.astype(np.float32)).save(tmp_path / "gf.tif")               # mode F
+    for name in ("g16.png", "g32.tif", "gf.tif"):
+        with pytest.warns(UserWarning, match="grayscale"):
+            a = load_image(tmp_path / name)
+        assert a.shape == (64, 64, 3)
+        np.testing.assert_allclose(a[..., 0], ramp, atol=1e-4)   # not clipped to white
+    assert load_image(np.full((16, 16, 3), 65535, np.uint16)).max() == 1.0
+    assert load_image(np.full((16, 16, 3), 255, np.uint16)).max() == pytest.approx(255 / 65535)
+
+
+def test_animated_gif_says_which_frame_is_used(tmp_path):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="3 frames.*first frame"):
+        a = load_image(tmp_path / "a.gif")
+    assert a[..., 0].mean() > 0.9 and a[..., 1].mean() < 0.1
+
+
+def test_huge_image_files_are_refused_before_decoding(tmp_path):
+    from PIL import Image
+
+    Image.new("1", (20000, 20000)).save(tmp_path / "huge.png")    # a small file of 400 megapixels
+    with pytest.raises(ImageError, match="too large.*20000x20000.*downscale"):
+        load_image(tmp_path / "huge.png")
