@@ -142,7 +142,14 @@ class Explanation:
 
     # ---- files -------------------------------------------------------------------------
     def save(self, path) -> Path:
-        """Write to ``path`` (``.npz``); :meth:`load` reads it back unchanged."""
+        """Write to ``path`` (``.npz``); :meth:`load` reads it back unchanged.
+
+        The file is written to a temporary name in the same folder and renamed when
+        complete, so a full disk never leaves a truncated ``.npz``; a failure raises
+        :class:`~hsets_widgets.files.OutputError` and this object is unchanged.
+        """
+        from .files import atomic_path, dumps
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"image": self.image, "heatmap": self.heatmap, "ig": self.ig, "labels": self.labels}
@@ -163,38 +170,62 @@ class Explanation:
                 "probability": float(self.probability), "features": self.features,
                 "settings": self.settings, "timings": self.timings, "info": self.info,
                 "sets": meta_sets}
-        arrays["meta"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
-        with open(path, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        arrays["meta"] = np.frombuffer(dumps(meta).encode(), dtype=np.uint8)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
         return path
 
     @classmethod
     def load(cls, path) -> "Explanation":
         """Read an explanation written by :meth:`save`."""
+        import zipfile
+
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"explanation file not found: {path}")
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
+        not_ours = (f"{path} is not an H-Sets explanation file (write one with "
+                    "Explanation.save or hsets explain)")
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+            raise ValueError(f"{not_ours}: {err}") from err
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"{not_ours}: it holds a single array")
+        with z:
+            try:
+                meta = json.loads(bytes(z["meta"]).decode())
+            except (KeyError, ValueError, zipfile.BadZipFile, OSError) as err:
+                raise ValueError(f"{not_ours}: no readable settings record ({err})") from err
+            if not isinstance(meta, dict) or "format" not in meta:
+                raise ValueError(not_ours)
             if meta.get("format") != FORMAT_VERSION:
                 raise ValueError(f"{path} has format {meta.get('format')}, this version reads "
                                  f"{FORMAT_VERSION}")
-            sets = []
-            for k, d in enumerate(meta["sets"]):
-                rows, counts, added = (z[f"set{k}_step_rows"], z[f"set{k}_step_counts"],
-                                       z[f"set{k}_step_added"])
-                ends = np.cumsum(counts)
-                steps = [GrowthStep(int(r), [int(i) for i in added[e - c:e]])
-                         for r, c, e in zip(rows, counts, ends)]
-                d = dict(d)
-                d["seed_yx"] = tuple(d["seed_yx"])
-                sets.append(InteractionSet(members=z[f"set{k}_members"], samples=z[f"set{k}_samples"],
-                                           banzhaf=z[f"set{k}_banzhaf"], shares=z[f"set{k}_shares"],
-                                           steps=steps, **d))
-            return cls(image=z["image"], target=meta["target"], class_name=meta["class_name"],
-                       probability=meta["probability"], sets=sets, heatmap=z["heatmap"], ig=z["ig"],
-                       labels=z["labels"], features=meta["features"], settings=meta["settings"],
-                       timings=meta["timings"], info=meta["info"])
+            try:
+                return cls._from_archive(z, meta)
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"{path} is a damaged H-Sets explanation file ({type(err).__name__}: {err})") from err
+
+    @classmethod
+    def _from_archive(cls, z, meta) -> "Explanation":
+        sets = []
+        for k, d in enumerate(meta["sets"]):
+            rows, counts, added = (z[f"set{k}_step_rows"], z[f"set{k}_step_counts"], z[f"set{k}_step_added"])
+            ends = np.cumsum(counts)
+            steps = [GrowthStep(int(r), [int(i) for i in added[e - c:e]]) for r, c, e in zip(rows, counts, ends)]
+            d = dict(d)
+            d["seed_yx"] = tuple(d["seed_yx"])
+            for key in ("value", "stderr", "signed_score", "log2_total"):
+                if d.get(key) is None:  # strict JSON wrote an undefined number as null
+                    d[key] = float("nan")
+            sets.append(InteractionSet(members=z[f"set{k}_members"], samples=z[f"set{k}_samples"],
+                                       banzhaf=z[f"set{k}_banzhaf"], shares=z[f"set{k}_shares"],
+                                       steps=steps, **d))
+        return cls(image=z["image"], target=meta["target"], class_name=meta["class_name"],
+                   probability=meta["probability"], sets=sets, heatmap=z["heatmap"], ig=z["ig"],
+                   labels=z["labels"], features=meta["features"], settings=meta["settings"],
+                   timings=meta["timings"], info=meta["info"])
 
     def save_heatmap_png(self, path) -> Path:
         """Write the heatmap over the photo as a PNG (upscaled, colour bar, numbered seeds;
@@ -208,16 +239,6 @@ class Explanation:
         from .figures import compare_figure
 
         return compare_figure(self, path)
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
 
 
 def equal(a: Explanation, b: Explanation) -> Optional[str]:
@@ -234,6 +255,9 @@ def equal(a: Explanation, b: Explanation) -> Optional[str]:
         if not (np.array_equal(s.members, t.members) and np.array_equal(s.samples, t.samples)
                 and np.array_equal(s.banzhaf, t.banzhaf) and np.array_equal(s.shares, t.shares)):
             return f"sets[{k}]"
-        if s.summary() != t.summary() or [(x.row, x.added) for x in s.steps] != [(x.row, x.added) for x in t.steps]:
+        from .files import strict
+
+        if strict(s.summary()) != strict(t.summary()) or \
+                [(x.row, x.added) for x in s.steps] != [(x.row, x.added) for x in t.steps]:
             return f"sets[{k}]"
     return None

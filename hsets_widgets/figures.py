@@ -7,8 +7,6 @@ is marked with the number of its set. Pixels outside every set are left uncolour
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -59,17 +57,15 @@ def _save(fig, path: Path, dpi: int) -> Path:
     """Write ``fig`` atomically (a temporary file in the same folder, then a rename)."""
     import matplotlib.pyplot as plt
 
+    from .files import atomic_path
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight", pad_inches=0.15)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight", pad_inches=0.15)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -127,12 +127,22 @@ class affine_batch_norm(TorchFunctionMode):
         return torch.addcmul(shift.view(shape), x, scale.view(shape))
 
 
+def _load_jvp_decompositions() -> None:
+    """Load torch's forward-mode decompositions once, without the FutureWarning
+    ("`torch.jit.script` is deprecated") that torch 2.14 prints when it loads them itself on
+    the first jvp: it concerns torch's internals, not anything a user can change."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
+        import torch._decomp.decompositions_for_jvp  # noqa: F401
+
+
 def hvp_batch(f, x: torch.Tensor, v: torch.Tensor, method: str = "forward-over-reverse") -> torch.Tensor:
     """Hessian-vector products ``H v_b`` of ``f`` at ``x`` for each tangent ``v_b``.
 
     ``f`` maps ``(B, 3, H, W)`` to ``(B,)``; ``x`` is ``(3, H, W)``; ``v`` is ``(B, 3, H, W)``.
     """
     if method == "forward-over-reverse":
+        _load_jvp_decompositions()
         x1 = x.detach().unsqueeze(0)
 
         def score(z):

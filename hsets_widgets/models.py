@@ -202,11 +202,22 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> nn.Module:
     path = Path(path)
     if not path.exists():
         raise ModelError(f"checkpoint not found: {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK") or head[:1] == b"\x80"):   # torch zip archive or legacy pickle
+        raise ModelError(f"checkpoint {path} is not a torch checkpoint file (it does not start like "
+                         "one; a text or image file?); pass the .pth/.pt file of a state_dict")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt files
-        raise ModelError(f"checkpoint {path} could not be read ({type(err).__name__}: {err}); "
-                         "is the file complete and a torch state_dict?") from err
+        text = str(err)
+        if "weights_only" in text or "Unpickler" in text:
+            # a pickle of arbitrary Python objects: never loaded, and never advised to be
+            detail = "it holds Python objects besides tensors, which are not loaded because that can run code"
+        else:
+            detail = f"{type(err).__name__}: {text.splitlines()[0] if text else 'unreadable'}"
+        raise ModelError(f"checkpoint {path} could not be read ({detail}); is the file complete and "
+                         "a torch state_dict?") from err
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -274,4 +285,8 @@ def check_outputs(clf: Classifier, x: torch.Tensor) -> torch.Tensor:
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(f"model output has shape {shape}; H-Sets needs (B, classes) scores")
+    if out.shape[1] < 2:
+        raise ModelError(f"model output has shape {tuple(out.shape)}: one score per image, so every "
+                         "class probability is 1; H-Sets explains a classifier with at least 2 "
+                         "classes (for a binary model with one logit z, return torch.cat([-z, z], 1))")
     return out

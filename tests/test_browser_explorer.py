@@ -383,8 +383,8 @@ def test_hsets_explore_default_app_screenshot(browser, tmp_path):
     port = free_port()
     log = open(tmp_path / "explore.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser",
-                             "--port", str(port)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                             "--no-token", "--port", str(port)], cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     page = browser.new_page(viewport={"width": 1360, "height": 1700})
     try:
         wait_http(f"http://127.0.0.1:{port}/voila/static/favicon.ico")

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -88,9 +89,22 @@ def test_ports():
 
 
 def test_voila_command():
-    cmd = explore.voila_command(app.APP_NOTEBOOK, 8999, open_browser=False)
+    cmd = explore.voila_command(app.APP_NOTEBOOK, 8999, open_browser=False, token="abc")
     assert cmd[:3] == [sys.executable, "-m", "voila"] and "--port=8999" in cmd
-    assert "--Voila.ip=127.0.0.1" in cmd and "--no-browser" in cmd
+    assert "--Voila.ip=127.0.0.1" in cmd and "--no-browser" in cmd and "--Voila.token=abc" in cmd
+
+
+def fetch_without_redirect(url: str) -> tuple:
+    """``(status, Location header)`` of a GET, not following redirects."""
+    class Stop(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    try:
+        with urllib.request.build_opener(Stop).open(url, timeout=60) as r:
+            return r.status, r.headers.get("Location", "")
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("Location", "")
 
 
 def test_hsets_explore_serves_and_prints_its_address(tmp_path):
@@ -105,7 +119,9 @@ def test_hsets_explore_serves_and_prints_its_address(tmp_path):
     children = []
     try:
         first = proc.stdout.readline()
-        assert f"http://127.0.0.1:{port}/" in first, first
+        assert f"http://127.0.0.1:{port}/?token=" in first, first
+        token = first.split("?token=")[1].split()[0]
+        assert len(token) >= 24
         deadline = time.monotonic() + 60
         while True:          # probe a static file: the notebook URL would start a kernel
             try:
@@ -117,6 +133,12 @@ def test_hsets_explore_serves_and_prints_its_address(tmp_path):
                 assert proc.poll() is None, proc.stdout.read()
                 assert time.monotonic() < deadline, "voila did not start"
                 time.sleep(0.5)
+        # the app needs the token: without it (or with a wrong one) the server sends a login page
+        for query in ("", f"?token=wrong{token}"):
+            status, location = fetch_without_redirect(f"http://127.0.0.1:{port}/{query}")
+            assert status == 302 and "login" in location, (status, location)
+        status, _ = fetch_without_redirect(f"http://127.0.0.1:{port}/?token={token}")
+        assert status == 200
         children = children_of(proc.pid)
         assert children, "no Voila process found"
         proc.terminate()                  # SIGTERM to `hsets explore` must stop Voila too

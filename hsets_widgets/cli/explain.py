@@ -3,18 +3,38 @@ IG), explanation.npz and summary.json."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import warnings
-from pathlib import Path
 
 from ..presets import PRESETS
 
+def flag(text: str) -> bool:
+    """``true``/``false`` (also yes/no, 1/0) for boolean settings."""
+    v = str(text).strip().lower()
+    if v in ("true", "yes", "1", "on"):
+        return True
+    if v in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def count_or_all(text: str):
+    """A whole number, or ``all`` (one set per segment or peak)."""
+    if str(text).strip().lower() == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from err
+
+
 #: settings that may be given on the command line (name -> type)
-OVERRIDES = {"mu": float, "nu": int, "n_sets": int, "n_steps": int, "n_samples": int,
+OVERRIDES = {"mu": float, "nu": int, "n_sets": count_or_all, "n_steps": int, "n_samples": int,
              "threshold": str, "sign": str, "order": str, "curvature": str, "beta": float,
              "features": str, "score": str, "baseline": str, "rule": str, "max_rows": int,
-             "seed": int, "batch_size": int, "dtype": str}
+             "seed": int, "batch_size": int, "dtype": str, "row_blur": float, "fresh": flag,
+             "nu_split": str, "within_mask": flag, "seeding": str, "set_score": str, "paint": str,
+             "mask_limit": float, "member_weights": str, "keep_clip": flag}
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -46,10 +66,16 @@ def add_parser(sub):
 
 def explain_to_folder(image, model, args) -> int:
     from ..explain import explain
+    from ..files import check_output_dir, write_json
     from ..models import load_classifier
+    from ..presets import get_config
     from ..progress import TqdmProgress
 
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}
+    if overrides.get("n_sets") == "all":
+        overrides["n_sets"] = None
+    get_config(args.preset, **overrides)            # bad settings fail now, not after IG
+    out = check_output_dir(args.out)                # and so does an output folder we cannot use
     clf = load_classifier(model, checkpoint=getattr(args, "checkpoint", None))
     progress = TqdmProgress(disable=args.quiet)
     t0 = time.perf_counter()
@@ -58,12 +84,10 @@ def explain_to_folder(image, model, args) -> int:
         ex = explain(image, clf, args.preset, args.segmenter, args.target, args.device,
                      progress=progress, **overrides)
     progress.close()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    npz = ex.save(out / "explanation.npz")          # the explanation first: it holds everything
     heat = ex.save_heatmap_png(out / "heatmap.png")
     compare = ex.save_compare_png(out / "compare.png")
-    npz = ex.save(out / "explanation.npz")
-    (out / "summary.json").write_text(json.dumps(ex.summary(), indent=2, default=str))
+    write_json(out / "summary.json", ex.summary())
     print(f"predicted: {ex.class_name} (class {ex.target}, p = {ex.probability:.3f}) by {clf.name}")
     print(f"segmenter: {ex.settings['segmenter']}, {ex.info['n_segments']} segments; "
           f"curvature: {ex.info['curvature']}; threshold: {ex.info['threshold']}")

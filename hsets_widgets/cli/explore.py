@@ -8,7 +8,10 @@ Examples
     hsets explore photo.jpg --no-browser --port 8900
     hsets explore coffee --segmenter slic --set nu=64 --set mu=4
 
-The server listens on 127.0.0.1 only and prints its address; Ctrl+C stops it.
+The server listens on 127.0.0.1 only and prints its address, which carries a random token as
+Jupyter's does: on a shared machine any local user could otherwise open the app, drive its
+kernel through the widgets and make the Export panel write files. ``--no-token`` turns that
+off (for a machine of your own). Ctrl+C stops it.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import argparse
 import importlib.util
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -47,6 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None,
                    help=f"port to listen on (default: {DEFAULT_PORT}, or a free one if it is taken)")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.add_argument("--no-token", action="store_true",
+                   help="serve without the random access token (anyone on this machine can then "
+                        "open the app)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks in the app")
     return p
 
@@ -104,9 +111,11 @@ def free_port(preferred: int = DEFAULT_PORT, host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def voila_command(notebook: Path, port: int, open_browser: bool, debug: bool = False) -> list:
+def voila_command(notebook: Path, port: int, open_browser: bool, debug: bool = False,
+                  token: str = "") -> list:
+    """The Voila command line; ``token`` (empty: none) is required of every request."""
     cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--Voila.ip=127.0.0.1",
-           "--Voila.port_retries=0"]
+           "--Voila.port_retries=0", f"--Voila.token={token}"]
     if not open_browser:
         cmd.append("--no-browser")
     if debug:
@@ -145,11 +154,13 @@ def run(args) -> int:
     if args.port is not None and not port_is_free(args.port):
         raise RuntimeError(f"port {args.port} is in use; pick another with --port or leave it out")
     port = args.port if args.port is not None else free_port(DEFAULT_PORT)
-    url = f"http://127.0.0.1:{port}/"
+    token = "" if args.no_token else secrets.token_urlsafe(24)
+    url = f"http://127.0.0.1:{port}/" + (f"?token={token}" if token else "")
     print(f"H-Sets Explorer for {env['HSETS_IMAGE']}: {url}", flush=True)
     print("(the first set appears after IG, segmentation and a few Hessian rows; Ctrl+C stops "
           "the server)", flush=True)
-    proc = subprocess.Popen(voila_command(app_notebook(), port, not args.no_browser, args.debug), env=env)
+    proc = subprocess.Popen(voila_command(app_notebook(), port, not args.no_browser, args.debug, token),
+                            env=env)
     return supervise(proc)
 
 

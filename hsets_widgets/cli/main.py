@@ -30,21 +30,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: failures a user can cause and fix (bad input, missing files, full disks, cancelled work):
+#: one line and exit code 1; anything else is a bug and keeps its traceback
+EXPECTED = (ValueError, RuntimeError, OSError, LookupError, ImportError, MemoryError)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from hsets_widgets.progress import Cancelled
+
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Cancelled):
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
+    except EXPECTED as err:
         if getattr(args, "debug", False):
             raise
-        print(f"hsets {args.command}: error: {err}", file=sys.stderr)
+        msg = " ".join(str(err).split()) or type(err).__name__
+        if isinstance(err, MemoryError):
+            msg = "out of memory; try a smaller --nu / --n-sets, or --batch-size 1"
+        print(f"hsets {args.command}: error: {msg}", file=sys.stderr)
         return 1
 
 

@@ -243,19 +243,35 @@ def add_matched_sparsity(records: dict, maps: dict, match_support: Union[str, fl
 
 
 # ---- outputs -----------------------------------------------------------------------------
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
+def repair_results(path: Path) -> int:
+    """Cut a torn last record (a crash mid-write, a copy cut short) off ``results.jsonl``.
+
+    Only the end of the file can be torn, since records are appended whole: if the file does
+    not end with a newline, or its last line is not valid JSON, that line is removed (with a
+    warning) so the next record starts on a line of its own. Returns the bytes removed.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    data = path.read_bytes()
+    end = len(data)
+    body = data[:-1] if data.endswith(b"\n") else data
+    start = body.rfind(b"\n") + 1
+    last = body[start:]
+    try:
+        ok = data.endswith(b"\n") and (not last.strip() or json.loads(last.decode()) is not None)
+    except (ValueError, UnicodeDecodeError):
+        ok = False
+    if ok:
+        return 0
+    with open(path, "r+b") as fh:
+        fh.truncate(start)
+    warnings.warn(f"{path}: its last record was cut short ({end - start} bytes); removed it, "
+                  "that image will be evaluated again", stacklevel=2)
+    return end - start
 
 
 def read_results(path: Path) -> dict:
-    """``{key: record}`` from a ``results.jsonl`` (later lines win; a torn last line is
-    ignored)."""
+    """``{key: record}`` from a ``results.jsonl`` (later lines win; a torn line is skipped)."""
     done = {}
     if not path.exists():
         return done
@@ -267,15 +283,18 @@ def read_results(path: Path) -> dict:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
-                continue  # interrupted mid-write
+                continue  # a torn line; repair_results removes it before anything is appended
             if rec.get("status") == "ok":
                 done[rec["key"]] = rec
     return done
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
+    from hsets_widgets.files import dumps
+
+    line = dumps(record) + "\n"      # one write of one whole line, strict JSON
     with open(path, "a") as fh:
-        fh.write(json.dumps(record, default=_json_default) + "\n")
+        fh.write(line)
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -468,7 +487,9 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     dict
         The content written to ``metrics.json``.
     """
-    out = Path(out_dir)
+    from hsets_widgets.files import check_output_dir, write_json
+
+    out = check_output_dir(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "maps").mkdir(exist_ok=True)
     p = resolve_percentages(percentages)
@@ -490,10 +511,11 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
             raise ValueError(f"{out} holds results made with other settings {diff}; use another "
                              "--out folder (or delete it) to start afresh")
     else:
-        cfg_path.write_text(json.dumps(fingerprint, indent=2))
+        write_json(cfg_path, fingerprint)
 
     items = list(items)[:limit] if limit is not None else list(items)
     results_path = out / "results.jsonl"
+    repair_results(results_path)
     done = read_results(results_path)
     skipped = list(skipped or [])
     n_resumed = n_computed = 0
@@ -578,7 +600,7 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
                "auc": "trapezoid over the percentages as given (x in fractions removed)",
                "torch": torch.__version__,
                "device": str(getattr(classifier, "device", "cpu"))}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    write_json(out / "metrics.json", metrics)
     for order in orders:
         plot_curves(summary, order, out / f"road_{order}.png")
     for kind in curves:

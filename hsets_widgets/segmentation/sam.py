@@ -265,7 +265,8 @@ class SamSegmenter(GeneratorSegmenter):
     device : str, optional
         Default: CUDA when available, else CPU.
     show_progress : bool
-        Show a tqdm bar while segmenting.
+        Show a tqdm bar while segmenting (default: no; the ``progress`` callback of a call
+        reports the same steps, so the command line's ``--quiet`` silences everything).
     **settings
         Generator settings: ``points_per_side``, ``points_per_batch``, ``pred_iou_thresh``,
         ``stability_score_thresh``, ``stability_score_offset``, ``box_nms_thresh``,
@@ -281,7 +282,7 @@ class SamSegmenter(GeneratorSegmenter):
     """
 
     def __init__(self, checkpoint=None, model_type: str | None = None, device=None,
-                 show_progress: bool = True, **settings):
+                 show_progress: bool = False, **settings):
         from .generator import GENERATOR_DEFAULTS
 
         checkpoint = checkpoint or os.environ.get(CHECKPOINT_ENV)
