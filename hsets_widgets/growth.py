@@ -343,7 +343,11 @@ def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bf
         raise ValueError(f"got {len(seeds)} seeds and {len(nus)} set sizes; give one nu or one per seed")
     growers = [_Grower(s, rule, n, order, a, sa, max_rows, shape, displacement, cap)
                for s, n, a, sa in zip(seeds, nus, allowed, attrs)]
-    prefetch = max(1, int(prefetch or getattr(rows, "batch_size", 8)))
+    if prefetch is None:
+        prefetch = getattr(rows, "batch_size", 8)
+    if int(prefetch) < 1:
+        raise ValueError(f"prefetch must be at least 1 row, got {prefetch}")
+    prefetch = int(prefetch)
     stage = "growing set" if len(growers) == 1 else "growing sets"
     total = sum(g.limit for g in growers)
     while True:

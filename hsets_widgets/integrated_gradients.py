@@ -76,7 +76,9 @@ def adaptive_path_points(f, x: torch.Tensor, b: torch.Tensor, n_steps: int, n_pr
     """
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"n_steps must be a whole number >= 1, got {n_steps!r}")
-    n_probe = int(n_probe or 4 * n_steps)
+    n_probe = 4 * int(n_steps) if n_probe is None else int(n_probe)
+    if n_probe < 1:
+        raise ValueError(f"n_probe must be at least 1, got {n_probe}")
     if not 0.0 < uniform_share <= 1.0:
         raise ValueError(f"uniform_share must be in (0, 1], got {uniform_share}")
     grid = torch.linspace(0.0, 1.0, n_probe + 1, dtype=x.dtype, device=x.device)

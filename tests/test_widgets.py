@@ -556,3 +556,55 @@ def test_engine_does_not_import_widgets():
             "print(any(m.startswith('hsets_widgets.widgets') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---- a failure inside any background job leaves the widget usable ----------------------------
+def test_failed_road_and_sampling_jobs_keep_earlier_results(explorer, monkeypatch):
+    import hsets_widgets.widgets.road_view as road_view
+    import hsets_widgets.widgets.sampling as sampling
+
+    st, road, smp = explorer.state, explorer.road, explorer.sampling
+    press(explorer.sets_panel.keep)
+    road.compute()
+    smp.sample(n_samples=50, animate=False)
+    assert explorer.wait(120) and st.error == ""
+    grown = st.grown
+
+    def broken(*a, **k):
+        raise RuntimeError("simulated job failure")
+
+    for module, name, start in ((road_view, "road", road.compute),
+                                (sampling, "draw_subsets", lambda: smp.sample(n_samples=50, animate=False))):
+        results, samples = dict(road.results), np.array(smp.samples)
+        monkeypatch.setattr(module, name, broken)
+        start()
+        assert explorer.wait(60)
+        assert "simulated job failure" in st.error and "simulated job failure" in explorer.status_bar.error.value
+        assert not st.busy and st.grown is grown
+        assert all(road.results[k] is results[k] for k in results) and np.array_equal(smp.samples, samples)
+        monkeypatch.undo()
+        start()                         # and the next try works, and clears the message
+        assert explorer.wait(120) and st.error == ""
+    assert set(road.results) == {"hsets", "ig"} and len(smp.samples) == 50
+
+
+def test_failed_segmentation_is_shown_and_a_retry_works(image):
+    from hsets_widgets.explain import Explainer
+    from hsets_widgets.widgets import Explorer
+
+    calls = []
+
+    def flaky(img):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated segmenter failure")
+        return np.arange(SIZE * SIZE).reshape(SIZE, SIZE) // (SIZE * SIZE // 4) + 1
+
+    ex = Explainer(image, tiny_classifier(), segmenter=flaky, n_steps=8, nu=16)
+    e = Explorer(ex, display_size=256)
+    assert e.wait(120)
+    assert "simulated segmenter failure" in e.state.error and not e.state.ready
+    assert "simulated segmenter failure" in e.status_bar.error.value
+    e.state.prepare()
+    assert e.wait(120) and e.state.ready and e.state.error == "" and e.state.grown is not None
+    e.state.cancel()

@@ -109,7 +109,10 @@ class SubsetSampling(W.VBox):
             return None
         ex = st.explainer
         members = np.asarray(st.grown.members)
-        n = int(n_samples or self.n_samples.value)
+        n = int(self.n_samples.value if n_samples is None else n_samples)
+        if n < 1:
+            self.info.value = f"<span style='color:#c62828'>Draw at least 1 subset (got {n}).</span>"
+            return None
         animate = self.animate.value if animate is None else animate
         reference = st.value
 

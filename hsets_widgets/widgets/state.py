@@ -34,6 +34,10 @@ def grow_from_cache(explainer: Explainer, seed: Seed, mu: float, nu: int, thresh
     return explainer.grow(seed, mu, nu, threshold, sign, order, compute=False)
 
 
+def _count(n) -> str:
+    return "one automatic seed per segment" if n is None else f"{n} automatic seeds"
+
+
 def describe_error(err: BaseException) -> str:
     msg = str(err).strip() or type(err).__name__
     return f"{type(err).__name__}: {msg}"
@@ -104,6 +108,7 @@ class ExplorerState(HasTraits):
         self._requested = None      # growth key last asked for
         self._applied = None        # growth key of `grown`
         self._ig_map = None
+        self._error_kind = None     # the kind of background job the shown error came from
         self.last_sync_seconds = float("nan")
         c = explainer.config
         self.runner = BackgroundRunner(self.lock, self._job_started, self._job_progress,
@@ -289,8 +294,7 @@ class ExplorerState(HasTraits):
             # sets the user kept stay (first); automatic ones replace sets with the same seed
             self.sets = [s for s in self.sets if s.seed not in new] + sets
 
-        return self.runner.submit(Job("explain", f"Explaining with {k or ex.config.n_sets} "
-                                      "automatic seeds", work, apply))
+        return self.runner.submit(Job("explain", "Explaining with " + _count(ex.config.n_sets if k is None else k), work, apply))
 
     def cancel(self) -> int:
         """Cancel the running background job (and drop waiting ones)."""
@@ -455,8 +459,10 @@ class ExplorerState(HasTraits):
         if job.outcome == "done":
             self.progress = 1.0
             self.status = f"{job.label}: done in {job.seconds:.1f} s"
-            if job.kind in ("prepare", "grow", "explain"):
+            # a new set answers every earlier error; another job only its own kind's
+            if job.kind in ("prepare", "grow", "explain") or job.kind == self._error_kind:
                 self.error = ""
+                self._error_kind = None
         elif job.outcome == "cancelled":
             if not job.superseded:
                 self.status = f"Cancelled: {job.label} (earlier results are kept)"
@@ -465,6 +471,7 @@ class ExplorerState(HasTraits):
                     self._requested = self._applied
         elif job.outcome == "failed":
             self._fail(job.label, job.error, job.key)
+            self._error_kind = job.kind
             self.status = "Error (earlier results are kept; see the message)"
         self.stage = ""
         self.busy = self.runner.waiting > 0
