@@ -252,3 +252,41 @@ def test_explainer_seeds_at_peaks(small32, photo48):
     assert all(max(abs(a[0] - b[0]), abs(a[1] - b[1])) > 6 - 2 * 2 for i, a in enumerate(ys) for b in ys[i + 1:])
     ex = e.run()
     assert len(ex.sets) == len(seeds) and ex.settings["seeding"] == "peaks"
+
+
+def test_seed_orders_rank_segments_as_documented():
+    from hsets_widgets.seeds import select_seeds
+
+    labels = np.zeros((6, 6), int)
+    labels[:, :2], labels[:, 2:5], labels[:, 5] = 1, 2, 3         # areas 12, 18, 6
+    a = np.zeros((3, 6, 6))
+    a[0, 0, 0] = 5.0                                              # segment 1: one strong pixel
+    a[0, :, 2:5] = 0.5                                            # segment 2: most mass (9)
+    a[0, 3, 5] = 1.0                                              # segment 3
+    order = {o: [s.segment for s in select_seeds(a, labels, 3, order=o)] for o in ("mass", "max", "size")}
+    assert order == {"mass": [2, 1, 3], "max": [1, 3, 2], "size": [2, 1, 3]}
+    assert select_seeds(a, labels, 1, order="max")[0].yx == (0, 0)
+    with pytest.raises(ValueError, match="seed order"):
+        select_seeds(a, labels, 2, order="random")
+
+
+def test_mask_painting_and_max_combine():
+    from hsets_widgets.heatmap import paint
+
+    a, b = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    a[:2, :3], b[1:3, 1:] = True, True                           # overlap at row 1, columns 1-2
+    summed = paint([a, b], [2.0, -3.0], (4, 4), "sum")
+    strongest = paint([a, b], [2.0, -3.0], (4, 4), "max")
+    assert summed[1, 1] == -1.0 and strongest[1, 1] == -3.0 and strongest[0, 0] == 2.0 == summed[0, 0]
+    assert paint([(np.array([0, 5]), np.array([1.0, 4.0]))], [1.0], (4, 4)).ravel()[[0, 5]].tolist() == [1.0, 4.0]
+    with pytest.raises(ValueError, match="combine"):
+        paint([a], [1.0], (4, 4), "mean")
+
+
+def test_paint_mask_uses_the_seed_segment(small32, photo48):
+    e = Explainer(photo48, small32, segmenter="slic", n_steps=8, n_sets=2, nu=6, paint="mask")
+    ex = e.run()
+    labels = ex.labels
+    for s in ex.sets:
+        assert np.all(ex.heatmap[labels == s.segment] != 0)   # the whole segment, not 6 pixels
+    assert np.count_nonzero(ex.heatmap) > sum(len(s) for s in ex.sets)

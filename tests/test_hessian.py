@@ -196,8 +196,10 @@ def test_softplus_clip_values_follow_the_formula():
         torch.testing.assert_close(torch.nn.functional.hardswish(x), x * (sp(x + 3) - sp(x - 3)) / 6)
 
 
-def test_cpu_batch_size_follows_available_memory(tiny64, image8):
-    from hsets_widgets.hessian import CPU_MAX_BATCH, cpu_batch_size, saved_activation_bytes
+def test_cpu_batch_size_follows_available_memory(tiny64, image8, monkeypatch):
+    import hsets_widgets.hessian as hessian
+    from hsets_widgets.hessian import (CPU_MAX_BATCH, FIXED_FACTOR, PER_ROW_FACTOR, cpu_batch_size,
+                                       saved_activation_bytes)
 
     f = ScoreFn(tiny64, 0)
     act = saved_activation_bytes(f, image8)
@@ -206,8 +208,11 @@ def test_cpu_batch_size_follows_available_memory(tiny64, image8):
     assert cpu_batch_size(f, image8, available=act) == 1  # tight memory: one row per pass
     mid = cpu_batch_size(f, image8, available=int(2 * (4.0 + 2.5 * 3) * act))
     assert 1 < mid < CPU_MAX_BATCH
+    # "auto" reads the machine's available memory: room for exactly three rows gives three
+    three = int(2 * (FIXED_FACTOR * act + 3.5 * PER_ROW_FACTOR * act))
+    monkeypatch.setattr(hessian, "available_memory", lambda: three)
     rows = HessianRows(f, image8, "pixel", CurvatureSpec("softplus"))  # batch_size="auto"
-    assert 1 <= rows.batch_size <= CPU_MAX_BATCH
+    assert rows.batch_size == 3
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small", "densenet121"])
@@ -245,8 +250,20 @@ def test_affine_batch_norm_equals_eval_batch_norm_and_leaves_training_alone():
     bn.bias.data.uniform_(-1, 1)
     x = torch.randn(2, 5, 4, 4, dtype=torch.float64)
     bn.eval()
-    with affine_batch_norm():
-        y = bn(x)
+    calls = []
+    orig = torch.addcmul
+
+    def spy(*a, **k):  # the multiply-add path must really be taken, not the native op
+        calls.append(1)
+        return orig(*a, **k)
+
+    torch.addcmul = spy
+    try:
+        with affine_batch_norm():
+            y = bn(x)
+    finally:
+        torch.addcmul = orig
+    assert len(calls) == 1
     torch.testing.assert_close(y, bn(x), rtol=1e-12, atol=1e-12)
     bn.train()
     before = bn.running_mean.clone()

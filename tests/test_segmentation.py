@@ -22,7 +22,7 @@ def test_to_sam_image_converts_and_checks_range():
     img = np.linspace(0, 1, 12, dtype=np.float32).reshape(2, 2, 3)
     out = to_sam_image(img)
     assert out.dtype == np.uint8 and out[0, 0, 0] == 0 and out[-1, -1, -1] == 255
-    assert to_sam_image(out) is not None
+    np.testing.assert_array_equal(to_sam_image(out), out)   # uint8 input passes through unchanged
     with pytest.raises(SegmentationError, match=r"\[0, 1\]"):
         to_sam_image(img * 2 - 1)
     with pytest.raises(SegmentationError, match=r"\[0, 1\]"):

@@ -13,7 +13,7 @@ import torch
 
 from hsets_widgets.images import load_image, resize_center_crop
 from hsets_widgets.segmentation import SegmentationError, get_segmenter
-from hsets_widgets.segmentation.sam import (MODEL_TYPES, SamSegmenter, detect_model_type,
+from hsets_widgets.segmentation.sam import (SamSegmenter, build_sam, detect_model_type,
                                             import_tinyvit, load_sam, read_checkpoint)
 
 
@@ -154,4 +154,5 @@ def test_generator_wiring_with_mobilesam_weights(monkeypatch):
     auto = get_segmenter("auto", points_per_side=3, show_progress=False)
     assert auto.extra_info["auto"]["picked"] == "sam-vit_t"
     assert "HSETS_SAM_CHECKPOINT" in auto.extra_info["auto"]["reason"]
-    assert set(MODEL_TYPES) == {"vit_b", "vit_l", "vit_h", "vit_t"}
+    with pytest.raises(SegmentationError, match="unknown SAM model type 'vit_x'.*vit_t"):
+        build_sam("vit_x")
