@@ -24,7 +24,8 @@ def test_explanation_saves_and_loads_losslessly(small32, photo48, tmp_path):
 
 
 def test_heatmap_paints_each_set_with_its_value(small32, photo48):
-    ex = explain(photo48, small32, segmenter="slic", n_steps=8, nu=12, n_sets=2, combine="sum")
+    ex = explain(photo48, small32, segmenter="slic", n_steps=8, nu=12, n_sets=2, combine="sum",
+                 member_weights="flat")
     expect = np.zeros((48, 48))
     for k, s in enumerate(ex.sets):
         expect[ex.set_mask(k)] += s.value
@@ -155,7 +156,7 @@ def test_with_settings_shares_what_stays_valid(small32, photo48):
     assert other.segment() is e.segment() and other.config.nu == 20 and e.config.nu != 20
     n = e.rows.n_computed
     again = other.grow(other.seeds(1)[0], mu=8, nu=10, threshold="topk")   # fresh, blurred rule
-    assert again.rule.fresh and again.rule.blur == 1.0 and grown.rule.blur == 0.0
+    assert again.rule.fresh and again.rule.blur == 1.0 and grown.rule.blur == e.config.row_blur == 2.0
     assert other.rows.n_computed >= n
     assert e.with_settings(beta=20.0).rows is not e.rows             # another curvature: new rows
     assert e.with_settings(n_steps=16).attribution() is not e.attribution()

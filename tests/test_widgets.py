@@ -48,7 +48,10 @@ def explainer(image):
     """One Explainer for the module: its row cache is shared, which is what a cache is for."""
     from hsets_widgets.explain import Explainer
 
-    ex = Explainer(image, tiny_classifier(), preset="default", segmenter="slic", n_steps=8, nu=32)
+    # a growth rule that takes several rows per set (the default's 256 new pixels per row fill a
+    # 32-pixel set from the seed's row alone), so there is a merge to replay
+    ex = Explainer(image, tiny_classifier(), preset="default", segmenter="slic", n_steps=8, nu=32, mu=8,
+                   row_blur=0.0, fresh=False, within_mask=False, member_weights="flat")
     ex.attribution()
     ex.segment()
     return ex
@@ -426,7 +429,8 @@ def test_hover_reads_ig_and_hessian_row(explorer):
 def test_row_inspector_shows_what_passes(explorer):
     st, ri, ex = explorer.state, explorer.row_inspector, explorer.explainer
     row = ex.rows.row(st.seed.index).numpy()
-    assert np.array_equal(ri.passing, candidates(row, st.rule, st.seed.attribution, exclude=st.seed.index))
+    assert np.array_equal(ri.passing, candidates(row, st.rule, st.seed.attribution, exclude=st.seed.index,
+                                                 shape=ex.shape))
     assert len(ri.passing) == int(st.params["mu"])        # top-k rule
     # histogram: every off-diagonal entry counted once, the cut at the k-th largest |H|
     counts = np.asarray(ri.bars_all.y)[::2]
@@ -609,4 +613,28 @@ def test_failed_segmentation_is_shown_and_a_retry_works(image):
     assert "simulated segmenter failure" in e.status_bar.error.value
     e.state.prepare()
     assert e.wait(120) and e.state.ready and e.state.error == "" and e.state.grown is not None
+    e.state.cancel()
+
+
+def test_the_default_blurred_rule_in_the_widgets(image, tmp_path):
+    """The shipped rule (the strongest new pixels of the smoothed |row|, inside the segment)
+    through the state, the row inspector and the export figure."""
+    from hsets_widgets.explain import Explainer
+    from hsets_widgets.widgets import Explorer
+
+    ex = Explainer(image, tiny_classifier(), preset="default", segmenter="slic", n_steps=8, nu=40, mu=16)
+    e = Explorer(ex, display_size=256)
+    assert e.wait(120) and e.state.error == ""
+    st, ri = e.state, e.row_inspector
+    assert st.rule.blur == 2.0 and st.rule.fresh and len(st.grown) <= 40
+    row = ex.rows.row(st.seed.index).numpy()
+    assert np.array_equal(ri.passing, candidates(row, st.rule, st.seed.attribution, exclude=st.seed.index,
+                                                 shape=ex.shape))
+    assert "smoothed (2 px)" in ri.x_axis.label
+    labels = ex.segment().labels.ravel()
+    assert set(labels[st.grown.members]) == {st.seed.segment}          # grown inside its segment
+    e.threshold.mu.set_state({"value": 8.0})
+    assert e.wait(60) and st.grown.rule.mu == 8 and st.error == ""
+    fig = e.save_figure(tmp_path / "figure.png")          # the row panel draws the smoothed rule too
+    assert fig.exists() and fig.stat().st_size > 10_000
     e.state.cancel()

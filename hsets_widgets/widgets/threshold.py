@@ -20,7 +20,7 @@ STOPPED = {"nu": "size cap nu reached", "exhausted": "no new feature passes",
            "max_rows": "row budget (max_rows) spent"}
 
 #: (min, max, step, default) of mu per rule; None = from the seed's row
-MU_RANGES = {"topk": (1.0, 64.0, 1.0, 8.0), "minmax": (0.0, 1.0, 0.01, 0.5),
+MU_RANGES = {"topk": (1.0, 512.0, 1.0, 256.0), "minmax": (0.0, 1.0, 0.01, 0.5),
              "seed-fraction": (0.0, 5.0, 0.01, 0.5), "absolute": (0.0, None, None, None)}
 
 
