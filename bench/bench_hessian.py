@@ -437,13 +437,22 @@ def rows_table(model, args, gpu, peak) -> list:
     return lines
 
 
+def _default_description() -> str:
+    from hsets_widgets.presets import get_config
+
+    c = get_config("default")
+    return (f"{c.n_sets} sets, nu = {c.nu}{' inside the seed segment' if c.within_mask else ''}, "
+            f"{c.threshold_rule.describe()}, {c.curvature_spec.describe()}, IG {c.n_steps} {c.rule} steps, "
+            f"{c.n_samples:,} subsets per set")
+
+
 def explain_models(models, args, device, load) -> None:
     """One whole default explanation per model, each in its own process."""
     lines = [f"## Whole explanations per model ({device.type})", "",
              f"Machine: {machine()}; load average {load:.1f} when the run started. Commit {git_rev()}. Command: "
              f"`python bench/bench_hessian.py --explain-only --models {' '.join(models)}`. Image: scikit-image "
-             f"`{IMAGE}` at each model's input size, default preset (5 sets, nu = 64, top 8 per row, softplus(10), "
-             "1,000 subsets per set), segmenter chosen by `auto`. torchvision models have random weights here "
+             f"`{IMAGE}` at each model's input size, default preset ({_default_description()}), "
+             "segmenter chosen by `auto`. torchvision models have random weights here "
              "(no downloads): the times and memory are real, the sets are not meaningful.", "",
              "| model | whole explanation (s) | IG (s) | segmentation (s) | growth (s) | values (s) | Hessian rows | "
              "passes | s per row | peak memory (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -387,6 +387,20 @@ def table(summary: dict, order=None) -> str:
     return "\n".join(lines)
 
 
+def curve_table(records: list, methods: list, percentages: list) -> str:
+    """Mean drop of the class probability at each removal fraction, per method and order."""
+    ok = [r for r in records if r["correct"] and all(m in r["methods"] for m in methods)]
+    if not ok:
+        return ""
+    head = "| method | order | " + " | ".join(f"{100 * p:g}%" for p in percentages) + " |"
+    lines = [head, "|" + "---|" * (len(percentages) + 2)]
+    for order in ("morf", "lerf"):
+        for m in methods:
+            drop = np.mean([r["probability"] - np.asarray(r["methods"][m][f"{order}_probability"]) for r in ok], 0)
+            lines.append(f"| {m} | {order.upper()} | " + " | ".join(f"{v:+.3f}" for v in drop) + " |")
+    return "\n".join(lines)
+
+
 def report(args) -> None:
     sys.path.insert(0, str(HERE))
     from _results import git_rev, machine
@@ -419,6 +433,11 @@ def report(args) -> None:
                   f"dropped: {', '.join(sm['dropped']) or 'none'}. Percentages: "
                   f"{meta.get(s + '_percentages')}; standalone timing: {meta.get(s + '_standalone')}.\n")
         md.append(table(sm) + "\n")
+        shown = [m for m in ("ig", "random", "default", "fill-2000-top5@join", "v0-default") if m in sm["methods"]]
+        if s in ("check", "confirm") and len(shown) > 2:
+            md.append(f"Mean drop of the class probability at each fraction removed ({s}; higher is more "
+                      "faithful for MoRF, lower for LeRF):\n")
+            md.append(curve_table(stages[s], shown, meta.get(s + "_percentages") or []) + "\n")
     REPORT_MD.write_text("\n".join(md))
     print(f"wrote {REPORT_MD} and {REPORT_JSON}")
 

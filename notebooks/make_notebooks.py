@@ -47,13 +47,15 @@ whose weights ship in a pip package, and the masks come from a small Segment-Any
         SETUP,
         md("The photo is scikit-image's bundled cat, cropped to the classifier's 224 x 224 input."),
         code("""
-ex = hs.Explainer("chelsea", preset="default", n_sets=3, nu=32)
+ex = hs.Explainer("chelsea")          # the default preset, model and segmenter
 print(f"the model sees: {ex.class_name} (p = {ex.probability:.2f})")
 plt.imshow(ex.image); plt.axis("off");
 """),
         md("""
-`explain` runs every step. We keep the sets small here (`nu=32` pixels, 3 sets) so the notebook
-is fast; the defaults are 5 sets of up to 64 pixels.
+`run` does every step with the default settings: seeds in the 5 segments that carry the most
+positive IG, each set grown inside its segment up to `nu = 2000` pixels, each Hessian row adding
+the 256 pixels that interact most strongly with it (magnitudes smoothed over 2 pixels, so sets stay
+compact). That takes about half a minute on a laptop CPU.
 """),
         code("""
 explanation = ex.run()
@@ -62,12 +64,15 @@ for k, s in enumerate(explanation.sets):
 """),
         code("""
 # NBVAL_CHECK_OUTPUT
-print(len(explanation.sets), "sets;", all(len(s) <= 32 for s in explanation.sets))
+print(len(explanation.sets), "sets;", all(len(s) <= 2000 for s in explanation.sets))
 """),
         md("""
-**Reading the heatmap.** Each coloured blob is one interaction set: the pixels the seed's Hessian row
+**Reading the heatmap.** Each coloured region is one interaction set: the pixels the seed's Hessian row
 pointed to, and the pixels *their* rows pointed to. Brighter means a larger set value: moving those
-pixels together from black towards the photo changes the cat score more.
+pixels together from black towards the photo changes the cat score more. Inside a set, the seed and
+the pixels that joined first are painted brighter (1.5x the set's value, fading to 0.5x for the last
+ones), so the map also orders the pixels within each set. `explanation.save_compare_png(...)` writes
+this figure with a colour bar; `hsets demo` writes it as `compare.png`.
 """),
         code("""
 from hsets_widgets.heatmap import overlay
@@ -173,6 +178,13 @@ is then read in turn, until nothing new passes or the set has `nu` members. The 
 | `absolute` | entry > `mu` |
 | `seed-fraction` (paper) | entry > `mu` x seed attribution |
 | `minmax` (authors' code) | row rescaled to [0, 1] > `mu` |
+
+Two options change what is compared. `row_blur` (default 2 pixels) smooths the row's magnitudes
+over the image first: Hessian entries flip sign from pixel to pixel, and without smoothing the
+strongest entries are scattered single pixels. `fresh=True` (default) takes the `mu` strongest
+pixels *not yet in the set*, so every row adds exactly `mu` members; the plain top-k would drop the
+candidates already in, and a compact set would need many more rows. Growth also stays inside the
+seed's segment (`within_mask=True`).
 """),
         SETUP,
         code("""
@@ -263,28 +275,29 @@ print(exact.exact, abs(sampled.value - exact.value) < 4 * sampled.stderr)
 It mostly follows the number of nonzero pixels, so we also compare at matched support.
 
 **ROAD** removes the most relevant pixels first (MoRF), fills them in by noisy linear imputation (no
-retraining), and re-classifies: a faithful map makes accuracy drop fast. LeRF removes the least relevant
-first, where a faithful map keeps accuracy high.
+retraining), and re-classifies: a faithful map makes the class probability drop fast. LeRF removes the
+least relevant first, where a faithful map keeps it high. **AOPC** sums that up as the mean drop of the
+probability over the removal fractions: higher is better for MoRF, lower for LeRF.
 """),
         SETUP,
         code("""
 from hsets_widgets.evaluation import gini, gini_at_support, support_size, road
-ex = hs.Explainer("chelsea", segmenter="slic", n_sets=3, nu=32)
+ex = hs.Explainer("chelsea", segmenter="slic", n_sets=3, nu=500)
 e = ex.run()
-maps = {"H-Sets": e.heatmap, "IG": np.abs(ex.attribution().attribution.sum(0).cpu().numpy())}
+maps = {"H-Sets": e.heatmap, "IG": ex.attribution().attribution.sum(0).cpu().numpy()}
 s = min(support_size(m) for m in maps.values())
 for name, m in maps.items():
     print(f"{name:7s} Gini {gini(m):.3f}, support {support_size(m)} px, Gini at matched support {gini_at_support(m, s):.3f}")
 """),
         code("""
-curves = {name: road(ex.classifier, ex.x, m, percentages=[0.1, 0.3, 0.5, 0.7, 0.9]) for name, m in maps.items()}
+curves = {name: road(ex.classifier, ex.x, m, percentages="fine") for name, m in maps.items()}
 fig, ax = plt.subplots(1, 2, figsize=(10, 4))
 for name, r in curves.items():
     for a, order in zip(ax, ("morf", "lerf")):
         c = r.curves[order]
-        a.plot(c.percentages, c.probability, marker="o", label=name); a.set_title(order.upper())
-        a.set_xlabel("fraction removed"); a.set_ylabel("probability of the original class")
-ax[0].legend();
+        a.plot(c.percentages, c.probability, marker="o", label=f"{name} (AOPC {c.aopc():.3f})")
+        a.set_title(order.upper()); a.set_xlabel("fraction removed"); a.set_ylabel("probability of the original class")
+for a in ax: a.legend()
 """),
         code("""
 # NBVAL_CHECK_OUTPUT
@@ -292,8 +305,10 @@ print(sorted(curves), [sorted(r.curves) for r in curves.values()][0])
 """),
         md("""
 One photo says little. `hsets evaluate` runs the same protocol over a folder of images, resumably, and
-writes `metrics.json`, one CSV per image and the ROAD plots; the README shows the table it produced for
-100 ImageNet photos.
+writes `metrics.json` (with the AOPC of both orders and the insertion / deletion areas), one CSV per
+image and the plots. `bench/faithfulness.py` compares methods image by image on the shared photos with
+bootstrap intervals; the README quotes its result, and `bench/FAITHFULNESS.md` holds every variant it
+measured, including the ones that lost.
 """),
     ],
     "06_your_own_model.ipynb": [

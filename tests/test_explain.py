@@ -291,3 +291,20 @@ def test_paint_mask_uses_the_seed_segment(small32, photo48):
     for s in ex.sets:
         assert np.all(ex.heatmap[labels == s.segment] != 0)   # the whole segment, not 6 pixels
     assert np.count_nonzero(ex.heatmap) > sum(len(s) for s in ex.sets)
+
+
+def test_signed_painting_and_idg_vis_values(small32, photo48):
+    e = Explainer(photo48, small32, segmenter="slic", n_steps=8, n_sets=None, nu=12, member_weights="flat")
+    sets = [e.interaction_set(s, g) for s, g in zip(e.seeds(), e.grow_many(e.seeds()))]
+    signed = e.with_settings(signed=True).heatmap(sets)
+    plain = e.heatmap(sets)
+    checked = 0
+    for s in sets:           # sets grow inside their own segments, so they do not overlap
+        expect = -1.0 if s.signed_score < 0 else 1.0
+        assert np.allclose(signed.ravel()[s.members], expect * plain.ravel()[s.members])
+        checked += 1
+    assert checked == len(sets) >= 2 and np.allclose(np.abs(signed), np.abs(plain))
+    vis = e.with_settings(set_score="idg-vis")
+    for s, g in zip(e.seeds()[:3], e.grow_many(e.seeds()[:3])):
+        v_idg, v_vis = e.value(g.members), vis.value(g.members)
+        assert v_vis.value >= v_idg.value - 1e-9 and v_vis.signed_score >= 0   # |.| inside the integral
