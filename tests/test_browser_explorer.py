@@ -47,7 +47,10 @@ net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
 clf = wrap_module(net, normalize=lambda x: x, input_size={SIZE},
                   class_names=["apple", "bee", "cat", "dog", "eel"], name="tiny-cnn")
 image = resize_center_crop(load_image("chelsea"), {SIZE})
-explorer = Explorer(image, clf, segmenter="slic", n_steps=8, nu=32, display_size={DISPLAY})
+# the shipped default rule (smoothed |row|, top-k new members), with a small mu and a set
+# bigger than the 48-px image's segments so the merge takes several steps
+explorer = Explorer(image, clf, segmenter="slic", n_steps=8, mu=16, nu=200, within_mask=False,
+                    display_size={DISPLAY})
 explorer
 """
 
@@ -220,12 +223,13 @@ def test_click_slider_play_reach_kernel_and_change_picture(voila_url, browser):
     row_canvas = page.locator(".hsets-row-canvas").first
     row_before = shot(row_canvas, "03-row-before-mu.png")
     row_info0 = text_of(page, ".hsets-row-info")
-    assert "top 8 per row" in row_info0, row_info0
+    # the app runs the shipped default rule (top-k of the smoothed row, new members only)
+    mu0 = int(re.search(r"top (\d+) new members per row", row_info0).group(1))
     # drag the handle (keyboard steps on ipywidgets sliders reach the kernel one press late)
     drag(page, ".hsets-mu-slider .noUi-handle", 40)
     shown = int(float(text_of(page, ".hsets-mu-slider .widget-readout")))
-    assert shown > 8
-    wait_text(page, ".hsets-row-info", rf"top {shown} per row", timeout=60)
+    assert shown > mu0
+    wait_text(page, ".hsets-row-info", rf"top {shown} new members per row", timeout=60)
     wait_text(page, ".hsets-status", r"ready", timeout=60)
     page.wait_for_timeout(500)
     row_after = shot(row_canvas, "04-row-after-mu.png")

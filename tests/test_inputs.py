@@ -88,9 +88,14 @@ def test_checkpoint_errors(tmp_path):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
     with pytest.raises(ModelError, match="not found"):
         load_checkpoint(net, tmp_path / "none.pt")
-    (tmp_path / "corrupt.pt").write_bytes(b"\x00garbage")
+    (tmp_path / "garbage.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelError, match="not a torch checkpoint file"):
+        load_checkpoint(net, tmp_path / "garbage.pt")
+    torch.save(net.state_dict(), tmp_path / "whole.pt")
+    whole = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(ModelError, match="could not be read"):
-        load_checkpoint(net, tmp_path / "corrupt.pt")
+        load_checkpoint(net, tmp_path / "truncated.pt")
     torch.save({"weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
     with pytest.raises(ModelError, match="does not fit"):
         load_checkpoint(net, tmp_path / "other.pt")
