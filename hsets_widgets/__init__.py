@@ -13,7 +13,7 @@ from .images import ImageError, example_image, load_image
 from .integrated_gradients import integrated_gradients
 from .models import Classifier, ModelError, load_classifier, wrap_module
 from .presets import PRESETS, HSetsConfig, get_config
-from .progress import CancelToken, Cancelled
+from .progress import Cancelled, CancelToken
 from .seeds import select_seeds
 
 __version__ = "0.1.0"

@@ -75,6 +75,7 @@ class CurvatureSpec:
             raise ValueError(f"surrogate tau must be positive, got {self.tau}")
 
     def describe(self) -> str:
+        """A short human-readable description (for labels and summaries)."""
         tail = "" if self.keep_clip or self.kind == "none" else ", ReLU6 clip dropped"
         if self.kind == "softplus":
             return f"softplus(beta={self.beta:g}{tail})"

@@ -120,7 +120,24 @@ class Explainer:
     # ---- cached stages -------------------------------------------------------------------
     @property
     def shape(self) -> tuple:
+        """``(3, H, W)`` of the model input."""
         return tuple(self.x.shape)
+
+    #: the stages :meth:`cached` can report, and the attribute that holds each
+    _STAGES = {"attribution": "_ig", "seed_attribution": "_seed_attr",
+               "segmentation": "_segmentation", "rows": "_rows"}
+
+    def cached(self, stage: str):
+        """The result of ``stage`` if it was computed already, else ``None``; never computes.
+
+        ``stage`` is one of ``"attribution"`` (the :class:`IGResult`), ``"seed_attribution"``,
+        ``"segmentation"`` or ``"rows"`` (the :class:`HessianRows` cache). A view that must
+        not start work (drawing segment outlines, counting rows) asks this instead of the
+        computing methods.
+        """
+        if stage not in self._STAGES:
+            raise ValueError(f"unknown stage {stage!r}; use one of {', '.join(self._STAGES)}")
+        return getattr(self, self._STAGES[stage])
 
     def attribution(self, progress: Optional[ProgressFn] = None,
                     cancel: Optional[CancelToken] = None) -> IGResult:
@@ -175,7 +192,7 @@ class Explainer:
                                      c.batch_size, c.hessian_method, _DTYPES[c.dtype])
         return self._rows
 
-    def with_settings(self, preset=None, **overrides) -> "Explainer":
+    def with_settings(self, preset=None, **overrides) -> Explainer:
         """A new :class:`Explainer` for the same image and model with changed settings.
 
         ``preset`` (a name or an :class:`~hsets_widgets.presets.HSetsConfig`) starts from
@@ -209,7 +226,8 @@ class Explainer:
     def seeds(self, k: Optional[int] = None) -> list:
         """The best ``k`` seeds (default ``config.n_sets``): one per segment, or at the peaks
         of the smoothed attribution (``seeding="peaks"``); ``None`` takes every segment or
-        peak."""
+        peak.
+        """
         c = self.config
         labels = self.segment().labels
         if k is None:
@@ -237,7 +255,8 @@ class Explainer:
         """The largest size of ``seed``'s set: ``nu`` (default ``config.nu``) when
         ``nu_split="each"``; with ``"mass"``, ``nu`` times the seed segment's share of the
         positive attribution mass of the automatic seeds' segments (at least 1, at most the
-        segment's area when growth is confined to it)."""
+        segment's area when growth is confined to it).
+        """
         c = self.config
         nu = c.nu if nu is None else nu
         if isinstance(nu, bool) or not isinstance(nu, (int, np.integer)) or nu < 1:
@@ -265,7 +284,8 @@ class Explainer:
         """The configured threshold rule, with ``threshold`` / ``mu`` / ``sign`` replaced."""
         c = self.config
         return ThresholdRule(c.threshold if threshold is None else threshold, c.mu if mu is None else mu,
-                             c.sign if sign is None else sign, c.row_blur, c.fresh and (threshold or c.threshold) == "topk",
+                             c.sign if sign is None else sign, c.row_blur,
+                             c.fresh and (threshold or c.threshold) == "topk",
                              c.row_scale)
 
     def displacement(self) -> Optional[np.ndarray]:
@@ -292,7 +312,8 @@ class Explainer:
                   order: Optional[str] = None, progress: Optional[ProgressFn] = None,
                   cancel: Optional[CancelToken] = None, compute: bool = True) -> list:
         """Grow the sets of several seeds side by side (the same sets as one :meth:`grow`
-        each, in fewer and fuller Hessian-row passes)."""
+        each, in fewer and fuller Hessian-row passes).
+        """
         c = self.config
         rule = self.rule(threshold, mu, sign)
         disp = self.displacement() if rule.scale == "displacement" else None
@@ -307,14 +328,22 @@ class Explainer:
         finally:
             self.timings["growth"] = self.timings.get("growth", 0.0) + time.perf_counter() - t0
 
-    def value(self, members, seed: int = 0) -> SetValue:
-        """Value of a member list (IDG on the IG path; see :mod:`hsets_widgets.idg`)."""
+    def value(self, members, seed: int = 0, n_samples: Optional[int] = None) -> SetValue:
+        """Value of a member list (IDG on the IG path; see :mod:`hsets_widgets.idg`).
+
+        ``seed`` offsets the configured random seed; ``n_samples`` overrides the configured
+        number of subsets. The result keeps the subsets it scored (:attr:`SetValue.subsets`).
+        """
         c = self.config
         ig = self.attribution()
         vis = c.set_score == "idg-vis"
         terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, self.x - ig.baseline,
                              c.features, ig.point_gradients if vis else None, ig.weights if vis else None)
-        return estimate_value(terms, c.set_score, c.value_kind, c.sampler, c.n_samples,
+        if n_samples is not None and (isinstance(n_samples, bool) or int(n_samples) != n_samples
+                                      or n_samples < 1):
+            raise ValueError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
+        return estimate_value(terms, c.set_score, c.value_kind, c.sampler,
+                              c.n_samples if n_samples is None else int(n_samples),
                               c.exact_limit, seed=c.seed + seed)
 
     def interaction_set(self, seed: Seed, grown: GrownSet, rng_offset: int = 0) -> InteractionSet:
@@ -345,7 +374,8 @@ class Explainer:
                     regions.append(seg)
                     values.append(value)
                     continue
-            wts = member_weights(len(s), c.member_weights, {"banzhaf": s.banzhaf, "shares": s.shares}.get(c.member_weights))
+            estimates = {"banzhaf": s.banzhaf, "shares": s.shares}.get(c.member_weights)
+            wts = member_weights(len(s), c.member_weights, estimates)
             pix = np.asarray(s.members, np.int64) % (h * w) if c.features == "channel" else np.asarray(s.members)
             if c.features == "channel":  # several channels of one pixel: keep the strongest weight
                 best = np.full(h * w, -np.inf)

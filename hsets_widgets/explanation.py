@@ -75,6 +75,7 @@ class InteractionSet:
         return int(len(self.members))
 
     def summary(self) -> dict:
+        """The set without its arrays, JSON-ready (for ``summary.json``)."""
         return {"seed": int(self.seed), "seed_yx": [int(v) for v in self.seed_yx],
                 "segment": int(self.segment), "size": len(self), "value": float(self.value),
                 "stderr": float(self.stderr), "value_kind": self.value_kind,
@@ -163,7 +164,8 @@ class Explanation:
             arrays[f"set{k}_step_counts"] = np.asarray([len(st.added) for st in s.steps], np.int64)
             arrays[f"set{k}_step_added"] = np.asarray(
                 [i for st in s.steps for i in st.added], np.int64)
-            d = {key: val for key, val in asdict(s).items() if key not in ("members", "samples", "steps", "banzhaf", "shares")}
+            arrays = ("members", "samples", "steps", "banzhaf", "shares")
+            d = {key: val for key, val in asdict(s).items() if key not in arrays}
             d["seed_yx"] = [int(v) for v in s.seed_yx]
             meta_sets.append(d)
         meta = {"format": FORMAT_VERSION, "target": int(self.target), "class_name": self.class_name,
@@ -177,7 +179,7 @@ class Explanation:
         return path
 
     @classmethod
-    def load(cls, path) -> "Explanation":
+    def load(cls, path) -> Explanation:
         """Read an explanation written by :meth:`save`."""
         import zipfile
 
@@ -208,7 +210,7 @@ class Explanation:
                 raise ValueError(f"{path} is a damaged H-Sets explanation file ({type(err).__name__}: {err})") from err
 
     @classmethod
-    def _from_archive(cls, z, meta) -> "Explanation":
+    def _from_archive(cls, z, meta) -> Explanation:
         sets = []
         for k, d in enumerate(meta["sets"]):
             rows, counts, added = (z[f"set{k}_step_rows"], z[f"set{k}_step_counts"], z[f"set{k}_step_added"])
@@ -229,7 +231,8 @@ class Explanation:
 
     def save_heatmap_png(self, path) -> Path:
         """Write the heatmap over the photo as a PNG (upscaled, colour bar, numbered seeds;
-        see :func:`hsets_widgets.figures.heatmap_figure`)."""
+        see :func:`hsets_widgets.figures.heatmap_figure`).
+        """
         from .figures import heatmap_figure
 
         return heatmap_figure(self, path)

@@ -85,6 +85,7 @@ def _figure(n_panels: int, h: int, w: int):
 
 
 def value_label(explanation) -> str:
+    """The colour-bar label for the kind of set value the explanation holds."""
     kinds = {s.value_kind for s in explanation.sets}
     if kinds == {"sample-sum"}:
         return "set value (sum of the authors' score over the drawn subsets)"

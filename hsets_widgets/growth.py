@@ -84,6 +84,7 @@ class ThresholdRule:
             raise ValueError(f"unknown scale {self.scale!r}; use one of {', '.join(SCALES)}")
 
     def describe(self) -> str:
+        """A short human-readable description of the rule (for labels and summaries)."""
         extra = []
         if self.blur:
             extra.append(f"smoothed over {self.blur:g} px")
@@ -200,6 +201,7 @@ class GrownSet:
 
     @property
     def rows_used(self) -> int:
+        """Number of Hessian rows the growth read."""
         return len(self.steps)
 
     def __len__(self) -> int:
@@ -263,7 +265,8 @@ class _Grower:
     def ahead(self, prefetch: int) -> list:
         """The next rows to expand, ``next_node`` first. Breadth-first with a top-k rule,
         all of them will be expanded: each row adds at most k members, so at least
-        ceil(remaining / k) more rows are (and BFS takes them in frontier order)."""
+        ceil(remaining / k) more rows are (and BFS takes them in frontier order).
+        """
         need = prefetch
         if self.rule.kind == "topk":
             need = min(prefetch, max(1, -(-(self.limit - len(self.members)) // int(round(self.rule.mu)))))

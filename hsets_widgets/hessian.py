@@ -130,7 +130,8 @@ class affine_batch_norm(TorchFunctionMode):
 def _load_jvp_decompositions() -> None:
     """Load torch's forward-mode decompositions once, without the FutureWarning
     ("`torch.jit.script` is deprecated") that torch 2.14 prints when it loads them itself on
-    the first jvp: it concerns torch's internals, not anything a user can change."""
+    the first jvp: it concerns torch's internals, not anything a user can change.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
         import torch._decomp.decompositions_for_jvp  # noqa: F401
@@ -312,17 +313,20 @@ class HessianRows:
         return list(self._cache)
 
     def clear(self) -> None:
+        """Forget every cached row."""
         self._cache.clear()
 
     def cached_only(self):
         """A view with the same ``row()`` that never computes: a row not cached yet raises
         :class:`RowNotCached`. Growing over it answers from the cache in milliseconds or
-        says which row is missing."""
+        says which row is missing.
+        """
         return _CachedOnly(self)
 
     # ---- computing ---------------------------------------------------------------------
     @property
     def batch_size(self) -> int:
+        """Rows per pass (sized from available memory on first use when ``"auto"``)."""
         if self._batch_size == "auto":
             self._batch_size = self._auto_batch_size()
         return int(self._batch_size)

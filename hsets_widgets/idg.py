@@ -169,6 +169,13 @@ class SetValue:
     shares : ndarray
         Each member's share of ``value`` when each subset's ``d`` is split equally among its
         members (:func:`dividend_shares`); they sum to ``value``.
+    subsets : ndarray
+        The ``(n_samples, n)`` bool matrix of the subsets scored, in draw order (row ``t``
+        gave ``samples[t]``): what a view shows is what the value was computed from.
+    weights : ndarray
+        Each draw's weight in ``value`` (``value = sum(weights * samples)``): equal for
+        Bernoulli draws and exact enumeration, by size stratum for ``"stratified"``, ones
+        for the ``"sample-sum"``.
     """
 
     value: float
@@ -181,6 +188,8 @@ class SetValue:
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0))
     banzhaf: np.ndarray = field(default_factory=lambda: np.zeros(0))
     shares: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    subsets: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def dividend_shares(subsets: np.ndarray, d: np.ndarray, subset_weights: Optional[np.ndarray] = None) -> np.ndarray:
@@ -297,7 +306,8 @@ def estimate_value(terms: MemberTerms, kind: str = "idg", value_kind: str = "mea
         d = np.abs(subset_scores(terms, subsets, kind))
         mean = float(d.mean())
         return SetValue(mean, 0.0, "mean", True, len(d), signed, _log2(mean) + log2_count, d,
-                        banzhaf_values(subsets, d, exact=True), dividend_shares(subsets, d))
+                        banzhaf_values(subsets, d, exact=True), dividend_shares(subsets, d),
+                        subsets, np.full(len(d), 1.0 / len(d)))
     if sampler == "stratified" and value_kind == "mean":
         subsets, sizes, w = stratified_subsets(n, n_samples, rng)
         d = np.abs(subset_scores(terms, subsets, kind))
@@ -313,7 +323,8 @@ def estimate_value(terms: MemberTerms, kind: str = "idg", value_kind: str = "mea
             var += wk ** 2 * dk.var(ddof=1) / len(dk)
             p[at] = wk / at.sum()
         return SetValue(float(mean), float(np.sqrt(var)), "mean", False, len(d), signed,
-                        _log2(mean) + log2_count, d, banzhaf_values(subsets, d), dividend_shares(subsets, d, p))
+                        _log2(mean) + log2_count, d, banzhaf_values(subsets, d), dividend_shares(subsets, d, p),
+                        subsets, p)
     subsets = bernoulli_subsets(n, n_samples, rng)
     d = np.abs(subset_scores(terms, subsets, kind))
     mean = float(d.mean())
@@ -321,14 +332,33 @@ def estimate_value(terms: MemberTerms, kind: str = "idg", value_kind: str = "mea
     phi = banzhaf_values(subsets, d)
     if value_kind == "sample-sum":
         return SetValue(float(d.sum()), se * len(d), "sample-sum", False, len(d), signed,
-                        _log2(mean) + log2_count, d, phi, dividend_shares(subsets, d, np.ones(len(d))))
+                        _log2(mean) + log2_count, d, phi, dividend_shares(subsets, d, np.ones(len(d))),
+                        subsets, np.ones(len(d)))
     return SetValue(mean, se, "mean", False, len(d), signed, _log2(mean) + log2_count, d, phi,
-                    dividend_shares(subsets, d))
+                    dividend_shares(subsets, d), subsets, np.full(len(d), 1.0 / len(d)))
 
 
-def running_estimate(samples: np.ndarray) -> tuple:
-    """Running mean and standard error of ``samples`` after each draw (for plots)."""
+def running_estimate(samples: np.ndarray, weights: Optional[np.ndarray] = None) -> tuple:
+    """Running estimate and standard error of ``samples`` after each draw (for plots).
+
+    Without ``weights``: the running mean and its standard error. With each draw's weight in
+    the final estimate (:attr:`SetValue.weights`, e.g. stratified draws in a shuffled
+    order): the running weighted mean ``sum(w d) / sum(w)``, which ends at the estimate, with
+    the ratio estimator's linearised standard error.
+    """
     d = np.asarray(samples, dtype=np.float64)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != d.shape or (w < 0).any() or not w.sum() > 0:
+            raise ValueError("weights must be one non-negative number per sample, not all zero")
+        cw = np.cumsum(w)
+        mean = np.cumsum(w * d) / cw
+        # sum w^2 (d - m)^2 expanded, so every prefix costs O(1)
+        s2 = np.cumsum(w * w * d * d) - 2 * mean * np.cumsum(w * w * d) + mean ** 2 * np.cumsum(w * w)
+        se = np.sqrt(np.clip(s2, 0, None)) / cw
+        if len(se):
+            se[0] = np.nan
+        return mean, se
     n = np.arange(1, len(d) + 1)
     mean = np.cumsum(d) / n
     sq = np.cumsum(d * d) / n

@@ -74,7 +74,8 @@ def _from_path(path: Path) -> np.ndarray:
 
 def _header_size(path: Path) -> tuple:
     """``(H, W)`` from the file header, past PIL's decompression-bomb refusal (nothing is
-    decoded; the limit is lifted only for this one header read)."""
+    decoded; the limit is lifted only for this one header read).
+    """
     from PIL import Image
 
     with _HEADER_LOCK:
@@ -181,7 +182,8 @@ def _to_hwc_float(arr: np.ndarray) -> np.ndarray:
 def _integer_full_scale(arr: np.ndarray) -> float:
     """The value that means full white: 255 for 8 bits, 65535 for 16 bits; for wider
     integers (32-bit TIFFs) the smallest of 255, 65535 and the type's maximum that holds the
-    data, said in a warning because the file does not say it."""
+    data, said in a warning because the file does not say it.
+    """
     if arr.dtype == np.uint8:
         return 255.0
     if arr.dtype == np.uint16:

@@ -38,9 +38,11 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x):
+        """Normalise ``x`` channel-wise."""
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def extra_repr(self):
+        """The mean and standard deviation, for ``repr``."""
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
 
 
@@ -69,10 +71,12 @@ class Classifier:
     name: str = "model"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B, classes)`` of the un-normalised images ``x`` in [0, 1]."""
         return self.module(self.normalize(x))
 
     @property
     def device(self) -> torch.device:
+        """The device of the module's parameters (CPU for a parameter-free module)."""
         try:
             return next(self.module.parameters()).device
         except StopIteration:
@@ -83,13 +87,15 @@ class Classifier:
         """Floating dtype of the network's parameters (float32 for a parameter-free module)."""
         return model_dtype(self)
 
-    def to(self, device=None, dtype=None) -> "Classifier":
+    def to(self, device=None, dtype=None) -> Classifier:
+        """Move the module (and a module normaliser) to ``device`` / ``dtype``; returns self."""
         self.module.to(device=device, dtype=dtype)
         if isinstance(self.normalize, nn.Module):
             self.normalize.to(device=device)
         return self
 
     def class_name(self, index: int) -> str:
+        """The name of class ``index`` (``class <index>`` when unnamed)."""
         if 0 <= index < len(self.class_names):
             return self.class_names[index]
         return f"class {index}"
@@ -249,7 +255,7 @@ def wrap_module(module: nn.Module, normalize: Optional[Callable] = None, input_s
     return Classifier(module, normalize, input_size, list(class_names), name or type(module).__name__)
 
 
-def load_classifier(model: "str | os.PathLike | nn.Module | Classifier | None" = None, *,
+def load_classifier(model: str | os.PathLike | nn.Module | Classifier | None = None, *,
                     checkpoint: Optional[str | os.PathLike] = None,
                     device: Optional[str | torch.device] = None) -> Classifier:
     """Get a :class:`Classifier` from a name, a module or an existing classifier.

@@ -42,7 +42,8 @@ from .growth import CAPS, ORDERS, RULES, SCALES, SIGNS, ThresholdRule
 from .heatmap import COMBINES, MEMBER_WEIGHTS, PAINTS
 from .hessian import FEATURES, METHODS
 from .idg import SAMPLERS, SET_SCORES, VALUE_KINDS
-from .integrated_gradients import BASELINES, RULES as IG_RULES
+from .integrated_gradients import BASELINES
+from .integrated_gradients import RULES as IG_RULES
 from .scores import SCORE_KINDS
 from .seeds import SEED_ORDERS, SEEDINGS
 
@@ -135,13 +136,16 @@ class HSetsConfig:
 
     @property
     def curvature_spec(self) -> CurvatureSpec:
+        """The curvature settings as a :class:`CurvatureSpec`."""
         return CurvatureSpec(self.curvature, self.beta, self.tau, self.keep_clip)
 
     @property
     def threshold_rule(self) -> ThresholdRule:
+        """The threshold settings as a :class:`ThresholdRule`."""
         return ThresholdRule(self.threshold, self.mu, self.sign, self.row_blur, self.fresh, self.row_scale)
 
-    def replace(self, **changes) -> "HSetsConfig":
+    def replace(self, **changes) -> HSetsConfig:
+        """A copy with ``changes`` (validated; unknown field names are an error)."""
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
             raise TypeError(f"unknown H-Sets setting(s): {', '.join(sorted(unknown))}; "
@@ -149,6 +153,7 @@ class HSetsConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """JSON-ready form (a tensor baseline becomes ``"custom"``)."""
         d = dataclasses.asdict(self)
         if not isinstance(d["baseline"], (str, int, float)):
             d["baseline"] = "custom"
@@ -222,7 +227,8 @@ _CHECKS = {
     "seed_order": _one_of(SEED_ORDERS), "seeding": _one_of(SEEDINGS), "seed_blur": _number(0),
     "seed_spacing": _whole(1), "threshold": _one_of(RULES), "mu": _number(),
     "sign": _one_of(SIGNS), "row_blur": _number(0), "fresh": _flag, "row_scale": _one_of(SCALES),
-    "nu": _whole(1), "nu_split": _one_of(NU_SPLITS), "cap": _one_of(CAPS), "order": _one_of(ORDERS), "within_mask": _flag,
+    "nu": _whole(1), "nu_split": _one_of(NU_SPLITS), "cap": _one_of(CAPS), "order": _one_of(ORDERS),
+    "within_mask": _flag,
     "max_rows": _whole(1, allow_none=True, none_means="no limit"), "set_score": _one_of(SET_SCORES),
     "value_kind": _one_of(VALUE_KINDS), "sampler": _one_of(SAMPLERS), "n_samples": _whole(2),
     "exact_limit": _whole(0, 20), "paint": _one_of(PAINTS), "mask_limit": _number(0, 1, lo_open=True),

@@ -23,16 +23,20 @@ class CancelToken:
         self._event = threading.Event()
 
     def cancel(self) -> None:
+        """Ask the computation to stop at its next check."""
         self._event.set()
 
     def reset(self) -> None:
+        """Clear a cancellation so the token can be used again."""
         self._event.clear()
 
     @property
     def cancelled(self) -> bool:
+        """Whether cancellation was asked for."""
         return self._event.is_set()
 
     def check(self) -> None:
+        """Raise :class:`Cancelled` if cancellation was asked for."""
         if self._event.is_set():
             raise Cancelled("computation cancelled")
 
@@ -54,6 +58,7 @@ class TqdmProgress:
         self._bars = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        """Advance the bar of ``stage`` to ``done`` of ``total``."""
         from tqdm.auto import tqdm
 
         bar = self._bars.get(stage)
@@ -68,6 +73,7 @@ class TqdmProgress:
             self._bars.pop(stage, None)
 
     def close(self) -> None:
+        """Close every bar."""
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()

@@ -40,6 +40,7 @@ class ScoreFn:
             raise ValueError(f"unknown score {self.kind!r}; use one of {', '.join(SCORE_KINDS)}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The explained score of ``x`` for the target class, one per image."""
         out = self.classifier(x)
         if self.kind == "logit":
             return out[:, self.target]

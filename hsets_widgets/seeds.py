@@ -104,7 +104,8 @@ def select_seeds(attribution: np.ndarray, labels: np.ndarray, k: int = 5, featur
 def seed_at(y: int, x: int, attribution: np.ndarray, labels: np.ndarray | None = None,
             features: str = "pixel", channel: int | None = None) -> Seed:
     """A user-chosen seed at pixel ``(y, x)`` (for channel features, the strongest channel
-    there unless ``channel`` is given)."""
+    there unless ``channel`` is given).
+    """
     c, h, w = np.shape(attribution)
     if not (0 <= y < h and 0 <= x < w):
         raise ValueError(f"seed pixel ({y}, {x}) is outside the {h}x{w} image")

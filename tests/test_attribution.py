@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from hsets_widgets.idg import (all_subsets, estimate_value, idg_direct, member_terms, running_estimate,
-                               subset_scores)
-from hsets_widgets.integrated_gradients import (integrated_gradients, make_baseline, path_points)
+from hsets_widgets.idg import all_subsets, estimate_value, idg_direct, member_terms, running_estimate, subset_scores
+from hsets_widgets.integrated_gradients import integrated_gradients, make_baseline, path_points
 from hsets_widgets.scores import ScoreFn
 
 

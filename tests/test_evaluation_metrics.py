@@ -4,14 +4,22 @@ import pytest
 import torch
 from torch import nn
 
-from hsets_widgets.evaluation import (AttributionShapeError, attribute, gini, gini_at_support,
-                                      gini_within_top, imputation_system, keep_top,
-                                      noisy_linear_impute, relevance_order, removal_mask, road,
-                                      support_size)
-from hsets_widgets.evaluation.road import (NEIGHBOUR_WEIGHTS, QUANTUS_PERCENTAGES,
-                                           resolve_percentages)
+from hsets_widgets.evaluation import (
+    AttributionShapeError,
+    attribute,
+    gini,
+    gini_at_support,
+    gini_within_top,
+    imputation_system,
+    keep_top,
+    noisy_linear_impute,
+    relevance_order,
+    removal_mask,
+    road,
+    support_size,
+)
+from hsets_widgets.evaluation.road import NEIGHBOUR_WEIGHTS, QUANTUS_PERCENTAGES, resolve_percentages
 from hsets_widgets.models import wrap_module
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -237,7 +245,7 @@ def test_road_on_a_resnet_is_batched_seeded_and_scores_the_original_class():
     assert r1.morf.label_accuracy is not None and r1.morf.label_accuracy.shape == (3,)
     # the normalised area is the trapezoid mean height of the accuracy curve, by hand
     acc, pct = r1.morf.accuracy, np.array([0.0, 0.2, 0.6])
-    by_hand = (0.2 * (acc[0] + acc[1]) / 2 + 0.4 * (acc[1] + acc[2]) / 2) / 0.6
+    by_hand = ((pct[1] - pct[0]) * (acc[0] + acc[1]) / 2 + (pct[2] - pct[1]) * (acc[1] + acc[2]) / 2) / pct[2]
     assert r1.morf.auc(normalized=True) == pytest.approx(by_hand)
 
 

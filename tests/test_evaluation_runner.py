@@ -12,7 +12,6 @@ from hsets_widgets.evaluation import AttributionShapeError, collect_images, labe
 from hsets_widgets.evaluation.runner import imagenet_wnids, imagenette_items, read_results
 from hsets_widgets.models import wrap_module
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

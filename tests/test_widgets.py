@@ -98,9 +98,7 @@ class CanvasLog:
 
 @pytest.fixture
 def canvas_log(monkeypatch):
-    from ipycanvas.canvas import _CanvasManager
-
-    from ipycanvas.canvas import _CANVAS_MANAGER
+    from ipycanvas.canvas import _CANVAS_MANAGER, _CanvasManager
 
     log = CanvasLog()
     # commands for the canvas the manager last switched to come without a switch command
@@ -456,6 +454,40 @@ def test_subset_sampling_uses_the_engines_draws(explorer):
     assert f"After <b>{n}</b>" in smp.info.value
 
 
+@pytest.mark.parametrize("sampler", ["bernoulli", "stratified"])
+def test_sampling_panel_shows_the_subsets_the_value_used(explorer, sampler):
+    from hsets_widgets.idg import running_estimate
+    from hsets_widgets.widgets.sampling import draw_subsets
+
+    ex = explorer.explainer.with_settings(sampler=sampler, exact_limit=0)
+    members = np.asarray(explorer.state.grown.members)
+    v = ex.value(members, n_samples=300)
+    subsets, d, w = draw_subsets(ex, members, 300)
+    # the same subsets as the engine scored (possibly shown in another order), same |IDG|
+    key = lambda m: sorted(map(bytes, np.packbits(m, axis=1)))  # noqa: E731
+    assert key(subsets) == key(v.subsets) and sorted(d) == pytest.approx(sorted(v.samples))
+    if sampler == "stratified":
+        assert len(np.unique(subsets.sum(1))) > 3 and not np.allclose(w, w[0])
+    mean, se = running_estimate(d, None if np.allclose(w, w[0]) else w)
+    assert mean[-1] == pytest.approx(v.value) and np.isfinite(se[-1])
+
+
+def test_weighted_running_estimate_equals_its_definition():
+    from hsets_widgets.idg import running_estimate
+
+    rng = np.random.default_rng(3)
+    d, w = rng.random(40), rng.random(40)
+    mean, se = running_estimate(d, w)
+    for k in (2, 17, 40):
+        m = np.sum(w[:k] * d[:k]) / np.sum(w[:k])
+        assert mean[k - 1] == pytest.approx(m)
+        assert se[k - 1] == pytest.approx(np.sqrt(np.sum(w[:k] ** 2 * (d[:k] - m) ** 2)) / np.sum(w[:k]))
+    # equal weights give the plain running mean
+    assert running_estimate(d, np.ones(40))[0] == pytest.approx(running_estimate(d)[0])
+    with pytest.raises(ValueError, match="weights"):
+        running_estimate(d, -w)
+
+
 def test_subset_sampling_animates_as_samples_accumulate(explorer):
     smp = explorer.sampling
     lengths = []
@@ -542,8 +574,15 @@ def test_export_png_figure_and_explanation(explorer, tmp_path):
 
 
 def test_each_widget_is_usable_alone(explainer, image):
-    from hsets_widgets.widgets import (ExplorerState, ImageView, MergeAnimation, RoadView, RowInspector,
-                                       SubsetSampling, ThresholdExplorer)
+    from hsets_widgets.widgets import (
+        ExplorerState,
+        ImageView,
+        MergeAnimation,
+        RoadView,
+        RowInspector,
+        SubsetSampling,
+        ThresholdExplorer,
+    )
 
     st = ExplorerState(explainer, background=False)
     views = [cls(st) for cls in (ImageView, RowInspector, ThresholdExplorer, MergeAnimation,

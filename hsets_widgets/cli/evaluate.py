@@ -18,8 +18,8 @@ import sys
 import warnings
 
 
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``hsets evaluate`` on ``subparsers``."""
     p = subparsers.add_parser(
         "evaluate", help="sparsity, ROAD / AOPC and insertion / deletion of H-Sets and baselines",
         description="Explain every image with every method, then score the maps: sparsity (Gini "
@@ -89,10 +89,10 @@ def parse_methods(text: str) -> list:
 
 
 def run(args) -> int:
+    """Evaluate the methods on the images and write the results folder."""
     import torch
 
-    from hsets_widgets.evaluation.runner import (collect_images, format_table, imagenette_items,
-                                                 run_evaluation)
+    from hsets_widgets.evaluation.runner import collect_images, format_table, imagenette_items, run_evaluation
     from hsets_widgets.models import load_classifier
 
     if not args.paths and not args.imagenette:

@@ -1,5 +1,6 @@
 """``hsets explain IMAGE``: one explanation, written as heatmap.png, compare.png (H-Sets beside
-IG), explanation.npz and summary.json."""
+IG), explanation.npz and summary.json.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import time
 import warnings
 
 from ..presets import PRESETS
+
 
 def flag(text: str) -> bool:
     """``true``/``false`` (also yes/no, 1/0) for boolean settings."""
@@ -55,6 +57,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub):
+    """Register ``hsets explain`` on the sub-command parser ``sub``."""
     p = sub.add_parser("explain", help="explain one image", description=__doc__)
     p.add_argument("image", help="image file (or a scikit-image example name, e.g. chelsea)")
     p.add_argument("--model", default=None,
@@ -65,6 +68,7 @@ def add_parser(sub):
 
 
 def explain_to_folder(image, model, args) -> int:
+    """Explain ``image`` with ``model`` and the settings in ``args``; write every output file."""
     from ..explain import explain
     from ..files import check_output_dir, write_json
     from ..models import load_classifier
@@ -105,4 +109,5 @@ def explain_to_folder(image, model, args) -> int:
 
 
 def run(args) -> int:
+    """Explain one image into ``--out``."""
     return explain_to_folder(args.image, args.model, args)

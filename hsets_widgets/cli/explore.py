@@ -29,6 +29,7 @@ DEFAULT_PORT = 8866
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``hsets explore`` on ``subparsers``."""
     p = subparsers.add_parser(
         "explore", help="open the H-Sets Explorer (notebook widgets as a Voila app)",
         description="Serve the H-Sets Explorer for one image as a Voila app on 127.0.0.1 and print "
@@ -94,6 +95,7 @@ def resolve_image(image) -> str:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``host:port`` can be bound now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind((host, port))
@@ -124,8 +126,8 @@ def voila_command(notebook: Path, port: int, open_browser: bool, debug: bool = F
 
 
 def app_environment(args, base=None) -> dict:
-    from ..widgets.app import (ENV_EXPORT, ENV_IMAGE, ENV_MODEL, ENV_PRESET, ENV_SEGMENTER,
-                               ENV_SETTINGS)
+    """The environment variables that pass the app's settings to the Voila kernel."""
+    from ..widgets.app import ENV_EXPORT, ENV_IMAGE, ENV_MODEL, ENV_PRESET, ENV_SEGMENTER, ENV_SETTINGS
 
     env = dict(os.environ if base is None else base)
     env[ENV_IMAGE] = resolve_image(args.image)
@@ -145,6 +147,7 @@ def app_environment(args, base=None) -> dict:
 
 
 def run(args) -> int:
+    """Serve the Explorer as a Voila app until interrupted."""
     if importlib.util.find_spec("voila") is None:
         raise RuntimeError("hsets explore needs Voila: pip install 'hsets-widgets[notebook]' "
                            "(or pip install voila)")
@@ -166,7 +169,8 @@ def run(args) -> int:
 
 def supervise(proc: subprocess.Popen) -> int:
     """Wait for the server; pass SIGTERM/SIGHUP on to it and stop it on Ctrl+C, so it never
-    outlives this command (an orphaned Voila would keep its kernel, and the port, alive)."""
+    outlives this command (an orphaned Voila would keep its kernel, and the port, alive).
+    """
     import signal
 
     def forward(signum, _frame):

@@ -14,6 +14,7 @@ COMMANDS = ("demo", "explain", "evaluate", "explore", "assets")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hsets`` parser with every sub-command built in this version."""
     parser = argparse.ArgumentParser(
         prog="hsets", description="H-Sets: Hessian-guided feature-interaction explanations "
                                   "for image classifiers")
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built in this version
             raise
         p = mod.add_parser(sub)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(handler=mod.run)
     return parser
 
 
@@ -36,15 +37,16 @@ EXPECTED = (ValueError, RuntimeError, OSError, LookupError, ImportError, MemoryE
 
 
 def main(argv=None) -> int:
+    """Run ``hsets`` with ``argv``; expected failures print one line and return 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
+    if not getattr(args, "handler", None):
         parser.print_help()
         return 2
     from hsets_widgets.progress import Cancelled
 
     try:
-        return int(args._run(args) or 0)
+        return int(args.handler(args) or 0)
     except (KeyboardInterrupt, Cancelled):
         print("interrupted", file=sys.stderr)
         return 130

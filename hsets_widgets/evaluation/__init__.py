@@ -12,12 +12,29 @@ One concept per module:
     ``hsets evaluate``: many images, many methods, resumable, ``metrics.json`` and plots.
 """
 from .baselines import BUILTIN_METHODS, Method, attribute, check_map, get_method
-from .road import (NEIGHBOUR_WEIGHTS, QUANTUS_PERCENTAGES, ROAD_PERCENTAGES, ROADCurve, ROADResult,
-                   imputation_system, noisy_linear_impute, relevance_order, removal_mask, road)
-from .runner import (DEFAULT_METHODS, ImageItem, collect_images, imagenette_items, label_from_path,
-                     run_evaluation)
-from .sparsity import (AttributionShapeError, gini, gini_at_support, gini_within_top, keep_top,
-                       matched_support, pixel_map, support_size)
+from .road import (
+                   NEIGHBOUR_WEIGHTS,
+                   QUANTUS_PERCENTAGES,
+                   ROAD_PERCENTAGES,
+                   ROADCurve,
+                   ROADResult,
+                   imputation_system,
+                   noisy_linear_impute,
+                   relevance_order,
+                   removal_mask,
+                   road,
+)
+from .runner import DEFAULT_METHODS, ImageItem, collect_images, imagenette_items, label_from_path, run_evaluation
+from .sparsity import (
+                   AttributionShapeError,
+                   gini,
+                   gini_at_support,
+                   gini_within_top,
+                   keep_top,
+                   matched_support,
+                   pixel_map,
+                   support_size,
+)
 
 __all__ = [
     "AttributionShapeError", "BUILTIN_METHODS", "DEFAULT_METHODS", "ImageItem", "Method",

@@ -151,6 +151,7 @@ class Method:
     options: dict = field(default_factory=dict)
 
     def __call__(self, x: torch.Tensor, classifier, target: Optional[int] = None):
+        """The ``(3, H, W)`` attribution map of ``x`` for ``target`` (default: the prediction)."""
         kwargs = dict(self.options)
         if _accepts(self.fn, "target"):
             kwargs["target"] = target

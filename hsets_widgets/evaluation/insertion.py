@@ -56,6 +56,7 @@ class PerturbationCurve:
         return float(np.trapezoid(np.asarray(getattr(self, score), np.float64), self.fractions))
 
     def to_dict(self) -> dict:
+        """JSON-ready form."""
         return {"kind": self.kind, "fractions": [float(v) for v in self.fractions],
                 "probability": [float(v) for v in self.probability],
                 "accuracy": [float(v) for v in self.accuracy],
@@ -73,13 +74,16 @@ class InsertionDeletionResult:
 
     @property
     def insertion(self) -> Optional[PerturbationCurve]:
+        """The insertion curve, if computed."""
         return self.curves.get("insertion")
 
     @property
     def deletion(self) -> Optional[PerturbationCurve]:
+        """The deletion curve, if computed."""
         return self.curves.get("deletion")
 
     def to_dict(self) -> dict:
+        """JSON-ready form."""
         return {"target": self.target, "original_probability": self.original_probability,
                 "seconds": self.seconds, "curves": {k: c.to_dict() for k, c in self.curves.items()}}
 

@@ -257,7 +257,8 @@ class ROADCurve:
 
     def aopc(self, score: str = "probability") -> float:
         """Mean drop of ``score`` from the unchanged image over the percentages (see the
-        module docstring); ``score`` is ``probability``, ``accuracy`` or ``label_accuracy``."""
+        module docstring); ``score`` is ``probability``, ``accuracy`` or ``label_accuracy``.
+        """
         y = getattr(self, score)
         if y is None:
             raise ValueError(f"this curve has no {score} (no true label was given)")
@@ -269,7 +270,8 @@ class ROADCurve:
 
     def auc(self, score: str = "accuracy", normalized: bool = False) -> float:
         """Trapezoid area under ``score`` over the percentages (divided by their span if
-        ``normalized``)."""
+        ``normalized``).
+        """
         y = np.asarray(getattr(self, score), dtype=np.float64)
         x = np.asarray(self.percentages, dtype=np.float64)
         if x.size < 2:
@@ -278,6 +280,7 @@ class ROADCurve:
         return area / float(x[-1] - x[0]) if normalized else area
 
     def to_dict(self) -> dict:
+        """JSON-ready form."""
         d = {"order": self.order, "percentages": [float(p) for p in self.percentages],
              "accuracy": [float(v) for v in self.accuracy],
              "probability": [float(v) for v in self.probability],
@@ -317,13 +320,16 @@ class ROADResult:
 
     @property
     def morf(self) -> Optional[ROADCurve]:
+        """The most-relevant-first curve, if computed."""
         return self.curves.get("morf")
 
     @property
     def lerf(self) -> Optional[ROADCurve]:
+        """The least-relevant-first curve, if computed."""
         return self.curves.get("lerf")
 
     def to_dict(self) -> dict:
+        """JSON-ready form."""
         return {"target": self.target, "original_probability": self.original_probability,
                 "label": self.label, "impute_seconds": self.impute_seconds,
                 "classify_seconds": self.classify_seconds,
@@ -402,7 +408,7 @@ def road(classifier, x: torch.Tensor, attribution: MapLike,
     base = x.detach().cpu().double().numpy()
     imputed = []
     for oi, o in enumerate(orders):
-        for pi, frac in enumerate(p):
+        for frac in p:
             mask = removal_mask(order, frac, shape, o)
             rng = np.random.default_rng([seed, oi, int(round(frac * 1e6))])
             imputed.append(noisy_linear_impute(base, mask, noise=noise, rng=rng))

@@ -50,8 +50,7 @@ from .baselines import Method, attribute, get_method
 from .insertion import KINDS as CURVE_KINDS
 from .insertion import insertion_deletion
 from .road import ORDERS, classify_batches, resolve_percentages, road
-from .sparsity import (AttributionShapeError, gini, gini_at_support, gini_within_top, pixel_map,
-                       support_size)
+from .sparsity import AttributionShapeError, gini, gini_at_support, gini_within_top, pixel_map, support_size
 
 #: File extensions taken as images when a folder is scanned (explicit files are always tried).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -123,6 +122,7 @@ class ImageItem:
 
     @property
     def key(self) -> str:
+        """The resolved path, which identifies the image in ``results.jsonl``."""
         return str(self.path.resolve())
 
     @property

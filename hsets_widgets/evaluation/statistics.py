@@ -41,10 +41,12 @@ class PairedDifference:
         return bool(self.low > 0 or self.high < 0)
 
     def to_dict(self) -> dict:
+        """JSON-ready form."""
         return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n,
                 "level": self.level, "wins": self.wins, "excludes_zero": self.excludes_zero}
 
     def format(self, digits: int = 3) -> str:
+        """``+mean [low, high]`` with ``digits`` decimals."""
         f = f"{{:+.{digits}f}}"
         return f"{f.format(self.mean)} [{f.format(self.low)}, {f.format(self.high)}]"
 

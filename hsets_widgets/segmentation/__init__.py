@@ -4,11 +4,10 @@
 [0, 1] (the classifier's crop) and masks of the same height and width. Heavy modules (torch
 models, onnxruntime) load only when a SAM-class segmenter is first used.
 """
-from .base import (FunctionSegmenter, PrecomputedSegmenter, Segmentation, SegmentationError,
-                   Segmenter, as_segmentation)
+from .base import FunctionSegmenter, PrecomputedSegmenter, Segmentation, SegmentationError, Segmenter, as_segmentation
 from .cache import DEFAULT_CACHE, CachedSegmenter, MaskCache
-from .superpixel import SuperpixelSegmenter
 from .registry import NAMES, choose_auto, get_segmenter
+from .superpixel import SuperpixelSegmenter
 
 __all__ = ["Segmentation", "SegmentationError", "Segmenter", "FunctionSegmenter",
            "PrecomputedSegmenter", "SuperpixelSegmenter", "MiniSamSegmenter", "SamSegmenter",

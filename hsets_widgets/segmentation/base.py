@@ -56,9 +56,10 @@ class Segmentation:
         return float((self.labels > 0).mean())
 
     @classmethod
-    def from_masks(cls, masks, source: str = "masks", info: dict | None = None) -> "Segmentation":
+    def from_masks(cls, masks, source: str = "masks", info: dict | None = None) -> Segmentation:
         """Build from a list/array of boolean masks; order them largest first and paint labels
-        so smaller masks win where masks overlap (as the authors painted SAM masks)."""
+        so smaller masks win where masks overlap (as the authors painted SAM masks).
+        """
         masks = np.asarray(masks, dtype=bool)
         if masks.ndim == 2:
             masks = masks[None]
@@ -78,7 +79,7 @@ class Segmentation:
         return cls(masks, labels, source, info)
 
     @classmethod
-    def from_labels(cls, labels, source: str = "labels", info: dict | None = None) -> "Segmentation":
+    def from_labels(cls, labels, source: str = "labels", info: dict | None = None) -> Segmentation:
         """Build from a label map (``0`` = not covered; every other value is one segment)."""
         labels = np.asarray(labels)
         if labels.ndim != 2:
@@ -92,7 +93,9 @@ class Segmentation:
 class Segmenter(Protocol):
     """Anything called as ``segmenter(image) -> Segmentation``."""
 
-    def __call__(self, image: np.ndarray) -> Segmentation: ...
+    def __call__(self, image: np.ndarray) -> Segmentation:
+        """Segment ``image`` (``(H, W, 3)`` RGB)."""
+        ...
 
 
 def as_segmentation(result, source: str) -> Segmentation:
@@ -119,6 +122,7 @@ class FunctionSegmenter:
         self.name = name or getattr(fn, "__name__", "function")
 
     def __call__(self, image: np.ndarray) -> Segmentation:
+        """Segment ``image`` (``(H, W, 3)`` RGB)."""
         return as_segmentation(self.fn(image), self.name)
 
     def __repr__(self):
@@ -132,6 +136,7 @@ class PrecomputedSegmenter:
         self.segmentation = as_segmentation(masks_or_labels, name)
 
     def __call__(self, image: np.ndarray) -> Segmentation:
+        """Segment ``image`` (``(H, W, 3)`` RGB)."""
         if image.shape[:2] != self.segmentation.labels.shape:
             raise SegmentationError(f"precomputed masks are {self.segmentation.labels.shape}, image "
                                     f"crop is {image.shape[:2]}; compute masks on the classifier's crop")

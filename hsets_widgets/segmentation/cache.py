@@ -230,6 +230,7 @@ class CachedSegmenter:
 
     @property
     def name(self) -> str:
+        """The wrapped segmenter's name."""
         return getattr(self.segmenter, "name", type(self.segmenter).__name__)
 
     def cache_key(self):

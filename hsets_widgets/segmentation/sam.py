@@ -307,6 +307,7 @@ class SamSegmenter(GeneratorSegmenter):
 
     @property
     def name(self) -> str:
+        """``sam-<model type>`` once the checkpoint is known."""
         return f"sam-{self.model_type}" if self.model_type else "sam"
 
     def load(self):
@@ -323,7 +324,8 @@ class SamSegmenter(GeneratorSegmenter):
     @property
     def generator(self):
         """The :class:`MaskGenerator` (checkpoint loaded on first use)."""
-        return self.load()._generator
+        self.load()
+        return self._generator
 
     def cache_key(self) -> dict:
         """What determines the masks: checkpoint identity, model type and generator settings."""

@@ -30,13 +30,16 @@ class SuperpixelSegmenter:
 
     @property
     def name(self) -> str:
+        """``slic`` or ``felzenszwalb``."""
         return self.method
 
     def settings(self) -> dict:
+        """The settings that determine the segments (for the cache key)."""
         return {"method": self.method, "n_segments": self.n_segments, "compactness": self.compactness,
                 "scale": self.scale, "sigma": self.sigma, "min_size": self.min_size}
 
     def __call__(self, image: np.ndarray) -> Segmentation:
+        """Superpixels of ``image`` as a :class:`Segmentation`."""
         from skimage.segmentation import felzenszwalb, slic
 
         image = np.asarray(image, dtype=np.float64)

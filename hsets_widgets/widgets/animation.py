@@ -53,6 +53,7 @@ class MergeAnimation(W.VBox):
         self._from_state()
 
     def step_by(self, delta: int) -> None:
+        """Move the merge replay ``delta`` steps (clipped to the trace)."""
         st = self.state
         st.step = min(max(st.step + delta, 0), st.n_steps)
 
@@ -89,6 +90,7 @@ class MergeAnimation(W.VBox):
         self.label.value = self.describe()
 
     def describe(self) -> str:
+        """The step label: which row added which pixels."""
         st = self.state
         if st.grown is None:
             return "<i>No set yet.</i>"

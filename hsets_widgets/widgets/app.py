@@ -75,7 +75,8 @@ def notebook_json() -> dict:
 
 def app_notebook(folder: Optional[Path] = None) -> Path:
     """Path of the app notebook: the packaged file, or a copy written into ``folder`` (a
-    temporary folder by default) when the package was installed without it."""
+    temporary folder by default) when the package was installed without it.
+    """
     if APP_NOTEBOOK.exists() and folder is None:
         return APP_NOTEBOOK
     if folder is None:

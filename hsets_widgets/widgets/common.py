@@ -17,7 +17,8 @@ _DRAW_LOCK = threading.RLock()
 @contextmanager
 def draw_batch():
     """Send the draw commands issued inside as one message (like ``ipycanvas.hold_canvas``,
-    but thread-safe and restoring the manager even if drawing raises)."""
+    but thread-safe and restoring the manager even if drawing raises).
+    """
     from ipycanvas.canvas import _CANVAS_MANAGER as mgr
 
     with _DRAW_LOCK:
@@ -74,12 +75,14 @@ def fmt(v, digits: int = 3) -> str:
 
 
 def esc(text) -> str:
+    """``text`` escaped for HTML."""
     return html.escape(str(text))
 
 
 def legend(items) -> W.HTML:
     """An HTML legend under a plot: ``items`` are ``(css colour, style, label)`` with style
-    ``"line"``, ``"dashed"``, ``"box"`` or ``"band"`` (bqplot's own legend covers the data)."""
+    ``"line"``, ``"dashed"``, ``"box"`` or ``"band"`` (bqplot's own legend covers the data).
+    """
     parts = []
     for colour, style, label in items:
         if style == "box" or style == "band":

@@ -45,6 +45,7 @@ class StatusBar(W.VBox):
         self.update()
 
     def update(self):
+        """Redraw from the shared state."""
         st = self.state
         self.bar.value = st.progress if st.busy else (1.0 if st.progress >= 1.0 else st.progress)
         self.bar.bar_style = "info" if st.busy else ("success" if not st.error else "danger")
@@ -92,6 +93,7 @@ class SetsPanel(W.VBox):
             self.state.remove_set(self.list.index)
 
     def update(self):
+        """Redraw from the shared state."""
         opts = [f"{k + 1}. seed {tuple(s.seed_yx)}: {len(s)} px, v = {fmt(s.value)}"
                 for k, s in enumerate(self.state.sets)]
         self.list.options = opts or ["(no kept sets yet)"]
@@ -178,6 +180,7 @@ class Explorer(W.VBox):
     # ---- conveniences ------------------------------------------------------------------
     @property
     def explainer(self):
+        """The engine object behind the views."""
         return self.state.explainer
 
     def select(self, y: int, x: int) -> None:

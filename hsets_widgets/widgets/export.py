@@ -22,7 +22,8 @@ from .row_inspector import score_label, threshold_position
 
 def save_png(state, path, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> Path:
     """Write the image view (``layers``, zoomed ``scale`` times, photo brightness ``dim``) to
-    ``path`` as PNG."""
+    ``path`` as PNG.
+    """
     from PIL import Image
 
     path = Path(path)
@@ -83,7 +84,7 @@ def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None,
             axh.hist(others, bins=48, color="#9e9e9e", log=True, label="all features")
             if passing.size:
                 axh.hist(scores[passing], bins=np.linspace(others.min(), others.max(), 49),
-                         color="#%02x%02x%02x" % render.PASS_RGBA[:3],
+                         color="#{:02x}{:02x}{:02x}".format(*render.PASS_RGBA[:3]),
                          log=True, label="pass (join the set)")
             t = threshold_position(rule, seed.attribution, scores[passing])
             if t is not None:
@@ -192,16 +193,19 @@ class ExportPanel(W.VBox):
             self.result.value = f"<span style='color:#c62828'>{esc(type(err).__name__)}: {esc(err)}</span>"
 
     def save_png(self, path=None, scale=None) -> Path:
+        """Save the image view's visible layers as a PNG; returns its path."""
         scale = scale or (self.image_view.scale if self.image_view is not None else 2)
         return save_png(self.state, path or self._path("hsets-view.png"), self._layers(), scale,
                         self._dim())
 
     def save_figure(self, path=None) -> Path:
+        """Save a figure of the view with its ROAD curves; returns its path."""
         road = self.road_view.results if self.road_view is not None and self.road_view.results else None
         return save_figure(self.state, path or self._path("hsets-figure.png"), self._layers(), road,
                            dim=self._dim())
 
     def save_explanation(self, path=None) -> Path:
+        """Save the kept sets as an ``explanation.npz``; returns its path."""
         with self.state.lock:
             expl = self.state.explanation()
         return expl.save(path or self._path("hsets-explanation.npz"))

@@ -143,6 +143,7 @@ class ImageView(W.VBox):
                 self.draw_layer(name)
 
     def draw_layer(self, name: str) -> None:
+        """Redraw one layer (``photo``, ``heat``, ``set``, ...) of the image canvas."""
         layer = self.canvas[LAYERS.index(name)]
         with self.state.lock, draw_batch():
             layer.clear()
@@ -157,7 +158,7 @@ class ImageView(W.VBox):
         self._put(layer, render.photo_rgba(self.state.explainer.image, dim=DIM if self.dim.value else 1.0))
 
     def _draw_segments(self, layer):
-        seg = self.state.explainer._segmentation  # noqa: SLF001 - drawn once computed
+        seg = self.state.explainer.cached("segmentation")  # drawn once computed
         if seg is not None:
             layer.put_image_data(render.boundaries_rgba(seg.labels, scale=self.scale), 0, 0)
 
@@ -247,7 +248,8 @@ class ImageView(W.VBox):
     # ---- export ------------------------------------------------------------------------
     def to_rgb(self, layers=None, scale=None) -> np.ndarray:
         """The view as an ``(H*scale, W*scale, 3)`` uint8 image, composed in Python with PIL
-        from the same layers the canvas shows (``layers`` default: the ticked ones)."""
+        from the same layers the canvas shows (``layers`` default: the ticked ones).
+        """
         if layers is None:
             layers = [n for n in LAYERS if self.toggles[n].value]
         return compose_view(self.state, layers, self.scale if scale is None else int(scale),
@@ -276,7 +278,7 @@ def compose_view(state, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> np.n
     shape = st.shape
     feats = st.explainer.config.features
     h, w = shape[1:]
-    seg = st.explainer._segmentation  # noqa: SLF001 - only drawn once computed
+    seg = st.explainer.cached("segmentation")  # only drawn once computed
     out = []
     with st.lock:
         if "photo" in layers:

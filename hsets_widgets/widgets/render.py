@@ -55,7 +55,8 @@ def photo_rgba(image: np.ndarray, dim: float = 1.0, grey: bool = False) -> np.nd
 
 def boundaries_rgba(labels: np.ndarray, rgba=BOUNDARY_RGBA, scale: int = 1) -> np.ndarray:
     """Segment boundaries of a label map, transparent elsewhere, at ``scale`` times its size
-    (boundaries are found after zooming, so lines stay one screen pixel wide)."""
+    (boundaries are found after zooming, so lines stay one screen pixel wide).
+    """
     from skimage.segmentation import find_boundaries
 
     labels = np.asarray(labels)
@@ -135,7 +136,8 @@ def feature_yx(indices, shape, features: str = "pixel") -> tuple:
 
 def set_rgba(shape, members, added=(), row: Optional[int] = None, features: str = "pixel") -> np.ndarray:
     """The current set (cyan), the pixels the shown step added (orange) and the expanded
-    row's pixel (white), transparent elsewhere, ``(H, W, 4)``."""
+    row's pixel (white), transparent elsewhere, ``(H, W, 4)``.
+    """
     _, h, w = shape
     out = np.zeros((h, w, 4), np.uint8)
     if len(members):

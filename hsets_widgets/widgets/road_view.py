@@ -13,8 +13,15 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import Canvas
 
-from ..evaluation.road import (ORDERS, classify_batches, noisy_linear_impute, relevance_order,
-                               removal_mask, resolve_percentages, road)
+from ..evaluation.road import (
+    ORDERS,
+    classify_batches,
+    noisy_linear_impute,
+    relevance_order,
+    removal_mask,
+    resolve_percentages,
+    road,
+)
 from . import render
 from .common import as_state, draw_batch, esc, legend, title
 
@@ -124,7 +131,7 @@ class RoadView(W.VBox):
         def work(progress, cancel):
             m = maps
             if m is None:
-                st._ensure_ready(progress, cancel)  # noqa: SLF001
+                st.ensure_ready(progress, cancel)
                 with st.lock:
                     m = self.current_maps()
             out = {}

@@ -17,7 +17,6 @@ from ..growth import candidates, rule_scores
 from . import render
 from .common import as_state, draw_batch, fmt, legend, title
 
-
 #: lowest count drawn on the log axis (empty bins sit on it)
 FLOOR = 0.8
 

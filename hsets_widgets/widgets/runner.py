@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ..progress import CancelToken, Cancelled
+from ..progress import Cancelled, CancelToken
 
 
 @dataclass
@@ -119,6 +119,7 @@ class BackgroundRunner:
 
     @property
     def busy(self) -> bool:
+        """Whether a job is running or queued."""
         with self._cv:
             return self._current is not None or bool(self._queue)
 
@@ -130,6 +131,7 @@ class BackgroundRunner:
 
     @property
     def current(self) -> Optional[Job]:
+        """The running job, if any."""
         return self._current
 
     def wait(self, timeout: Optional[float] = None) -> bool:

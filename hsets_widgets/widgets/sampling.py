@@ -1,10 +1,10 @@
 """IDG subset sampling: how the value v(I) of the current set is estimated.
 
 ``v(I)`` averages ``|IDG(T)|`` over the subsets ``T`` of the set (see
-:mod:`hsets_widgets.idg`). This panel draws random subsets the way the engine does (each
-member kept with probability 1/2, the same random stream as ``Explainer.value``), shows a
-few of them on a zoom of the set, and plots the running mean with its standard error as
-the samples accumulate, next to the engine's estimate.
+:mod:`hsets_widgets.idg`). This panel asks the engine for the subsets it scores
+(``Explainer.value``: the configured sampler, score and random stream), shows a few of them
+on a zoom of the set, and plots the running estimate with its standard error as the samples
+accumulate, next to the engine's value.
 """
 from __future__ import annotations
 
@@ -15,21 +15,24 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import Canvas
 
-from ..idg import bernoulli_subsets, member_terms, running_estimate, subset_scores
+from ..idg import running_estimate
 from . import render
 from .common import as_state, draw_batch, fmt, legend, title
 
 
 def draw_subsets(explainer, members, n_samples: int, seed_offset: int = 0) -> tuple:
-    """``(subsets, d)``: ``n_samples`` Bernoulli subsets of ``members`` and their ``|IDG|``,
-    drawn from the generator :meth:`Explainer.value` uses (so the first draws match)."""
-    c = explainer.config
-    ig = explainer.attribution()
-    terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, explainer.x - ig.baseline,
-                         c.features)
-    rng = np.random.default_rng(c.seed + seed_offset)
-    subsets = bernoulli_subsets(len(members), int(n_samples), rng)
-    return subsets, np.abs(subset_scores(terms, subsets, c.set_score))
+    """``(subsets, d, weights)``: the subsets :meth:`Explainer.value` scores for ``members``
+    with ``n_samples`` draws (same sampler, score and random stream), their ``|IDG|`` and
+    their weights in the value, in the order they are shown.
+
+    Stratified draws come size by size; they are shown in a seeded random order (weights
+    carried along) so the running estimate does not climb through the sizes.
+    """
+    v = explainer.value(members, seed_offset, n_samples)
+    order = np.arange(len(v.samples))
+    if len(order) and not np.allclose(v.weights, v.weights[0]):
+        order = np.random.default_rng(explainer.config.seed + seed_offset).permutation(len(order))
+    return v.subsets[order], v.samples[order], v.weights[order]
 
 
 class SubsetSampling(W.VBox):
@@ -84,8 +87,9 @@ class SubsetSampling(W.VBox):
         st.observe(lambda ch: self._set_changed(), names=["revision"])
         super().__init__([
             title("IDG subset sampling",
-                  "The value of a set is the mean |IDG| over its subsets. Random subsets (each "
-                  "member kept with probability ½) estimate it; a few are shown (cyan: in the "
+                  "The value of a set is the mean |IDG| over its subsets. Random subsets (the "
+                  "engine's sampler: each member kept with probability ½, or drawn size by size "
+                  "when stratified) estimate it; a few are shown (cyan: in the "
                   "subset, grey: left out)."),
             W.HBox([self.n_samples, self.animate, self.button]),
             W.HBox([W.VBox([cv, lab]) for cv, lab in zip(self.thumbs, self.thumb_labels)]),
@@ -117,8 +121,9 @@ class SubsetSampling(W.VBox):
         reference = st.value
 
         def work(progress, cancel):
-            subsets, d = draw_subsets(ex, members, n)
-            mean, se = running_estimate(d)
+            subsets, d, w = draw_subsets(ex, members, n)
+            equal = np.allclose(w, w[0])
+            mean, se = running_estimate(d, None if equal else w)
             chunks = 25 if animate else 1
             ends = np.unique(np.linspace(n / chunks, n, chunks).round().astype(int).clip(1, n))
             with st.lock:

@@ -39,6 +39,7 @@ def _count(n) -> str:
 
 
 def describe_error(err: BaseException) -> str:
+    """``Type: message`` of an exception, for the status bar."""
     msg = str(err).strip() or type(err).__name__
     return f"{type(err).__name__}: {msg}"
 
@@ -121,7 +122,7 @@ class ExplorerState(HasTraits):
 
     @classmethod
     def from_image(cls, image, model=None, preset="default", segmenter="auto", target=None,
-                   device=None, background: bool = True, **overrides) -> "ExplorerState":
+                   device=None, background: bool = True, **overrides) -> ExplorerState:
         """Build the :class:`~hsets_widgets.explain.Explainer` and its state."""
         return cls(Explainer(image, model, preset, segmenter, target, device, **overrides),
                    background=background)
@@ -129,6 +130,7 @@ class ExplorerState(HasTraits):
     # ---- read-only helpers -----------------------------------------------------------
     @property
     def shape(self) -> tuple:
+        """``(3, H, W)`` of the model input."""
         return self.explainer.shape
 
     @property
@@ -142,11 +144,13 @@ class ExplorerState(HasTraits):
 
     @property
     def rule(self) -> ThresholdRule:
+        """The threshold rule of the current slider settings."""
         p = self.params
         return self.explainer.rule(p["threshold"], p["mu"], p["sign"])
 
     @property
     def n_steps(self) -> int:
+        """Number of merge steps of the current set."""
         return len(self.grown.steps) if self.grown is not None else 0
 
     def displayed_members(self) -> np.ndarray:
@@ -190,7 +194,7 @@ class ExplorerState(HasTraits):
         row = self.seed_row_image()
         if row is not None:
             info["h"] = float(row[y, x])
-        seg = self.explainer._segmentation  # noqa: SLF001 - only read when already computed
+        seg = self.explainer.cached("segmentation")
         if seg is not None:
             info["segment"] = int(seg.labels[y, x])
         members = self.displayed_members()
@@ -202,11 +206,12 @@ class ExplorerState(HasTraits):
     # ---- actions -----------------------------------------------------------------------
     def prepare(self, grow_first: bool = True) -> Job:
         """Compute IG, the segmentation and the automatic seeds in the background; then
-        grow the best seed's set (unless the user picked a seed meanwhile)."""
+        grow the best seed's set (unless the user picked a seed meanwhile).
+        """
         ex = self.explainer
 
         def work(progress, cancel):
-            self._ensure_ready(progress, cancel)
+            self.ensure_ready(progress, cancel)
             return ex.seeds()
 
         def apply(seeds):
@@ -259,6 +264,7 @@ class ExplorerState(HasTraits):
             return s
 
     def remove_set(self, index: int) -> None:
+        """Remove kept set ``index``."""
         with self.lock:
             sets = list(self.sets)
             if 0 <= index < len(sets):
@@ -266,18 +272,20 @@ class ExplorerState(HasTraits):
                 self.sets = sets
 
     def clear_sets(self) -> None:
+        """Remove every kept set."""
         with self.lock:
             self.sets = []
 
     def explain(self, k: Optional[int] = None) -> Job:
         """Grow ``k`` automatic sets (default ``config.n_sets``) with the current settings, in
         the background, and keep them (what :func:`~hsets_widgets.explain.explain` does) after
-        the sets the user kept."""
+        the sets the user kept.
+        """
         ex = self.explainer
         params = self.params
 
         def work(progress, cancel):
-            self._ensure_ready(progress, cancel)
+            self.ensure_ready(progress, cancel)
             seeds = ex.seeds(k)
             def sub(stage, done, total):
                 progress(f"{len(seeds)} sets: {stage}", done, total)
@@ -294,7 +302,8 @@ class ExplorerState(HasTraits):
             # sets the user kept stay (first); automatic ones replace sets with the same seed
             self.sets = [s for s in self.sets if s.seed not in new] + sets
 
-        return self.runner.submit(Job("explain", "Explaining with " + _count(ex.config.n_sets if k is None else k), work, apply))
+        label = "Explaining with " + _count(ex.config.n_sets if k is None else k)
+        return self.runner.submit(Job("explain", label, work, apply))
 
     def cancel(self) -> int:
         """Cancel the running background job (and drop waiting ones)."""
@@ -384,7 +393,7 @@ class ExplorerState(HasTraits):
         where = tuple(seed.yx) if seed is not None else tuple(yx)
 
         def work(progress, cancel):
-            self._ensure_ready(progress, cancel)
+            self.ensure_ready(progress, cancel)
             s = seed if seed is not None else ex.seed_at(*yx)
             grown = ex.grow(s, progress=progress, cancel=cancel, **params)
             return s, grown, ex.value(grown.members)
@@ -413,7 +422,8 @@ class ExplorerState(HasTraits):
             self.revision += 1
 
     # ---- background plumbing -------------------------------------------------------------
-    def _ensure_ready(self, progress, cancel) -> None:
+    def ensure_ready(self, progress=None, cancel=None) -> None:
+        """Compute (or take from cache) IG, the segmentation and the seed attribution."""
         ex = self.explainer
         ex.attribution(progress, cancel)
         ex.segment(progress)
@@ -450,12 +460,14 @@ class ExplorerState(HasTraits):
     def _on_progress(self, job: Job, stage: str, done: int, total: int) -> None:
         self.progress = float(done) / total if total else 0.0
         self.stage = f"{job.label}: {stage} {done}/{total}"
-        if self.explainer._rows is not None:  # noqa: SLF001 - do not create the cache here
-            self.n_rows = self.explainer.rows.n_computed
+        rows = self.explainer.cached("rows")  # never create the cache from a progress call
+        if rows is not None:
+            self.n_rows = rows.n_computed
 
     def _on_finish(self, job: Job) -> None:
-        if self.explainer._rows is not None:  # noqa: SLF001
-            self.n_rows = self.explainer.rows.n_computed
+        rows = self.explainer.cached("rows")
+        if rows is not None:
+            self.n_rows = rows.n_computed
         if job.outcome == "done":
             self.progress = 1.0
             self.status = f"{job.label}: done in {job.seconds:.1f} s"

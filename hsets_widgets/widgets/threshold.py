@@ -153,6 +153,7 @@ class ThresholdExplorer(W.VBox):
             self._syncing = False
 
     def update_info(self) -> None:
+        """Rewrite the text under the sliders for the current set."""
         st = self.state
         parts = []
         g, v = st.grown, st.value
