@@ -128,7 +128,7 @@ def worker_rows(args) -> dict:
     x = to_tensor(prepare_image(IMAGE, clf.input_size), device)
     if args.channels_last:
         clf.module.to(memory_format=torch.channels_last)
-    target, _ = resolve_target(clf, x)
+    target, _ = resolve_target(x, clf)
     f = ScoreFn(clf, target)
     spec = CurvatureSpec("softplus", 10.0)
     n = args.rows
@@ -146,7 +146,7 @@ def worker_rows(args) -> dict:
             times.append(time.perf_counter() - t0)
         out = torch.stack([rows.row(j) for j in idx[1:n + 1]])
     else:
-        rows = HessianRows(f, x, "pixel", spec, batch_size=args.batch, method=args.method,
+        rows = HessianRows(x, f, "pixel", spec, batch_size=args.batch, method=args.method,
                            zero_warning=False,
                            dtype=torch.bfloat16 if args.precision == "bf16" else None)
         rows.compute(idx[n + 1:])  # warm-up pass (rows not timed)
@@ -202,7 +202,7 @@ def _flops_per_row(f, x, spec, batch, method) -> float:
     """FLOPs of one pass of ``batch`` rows, per row."""
     v = tangents(list(range(batch)), x.shape, "pixel", x.dtype, x.device)
     with curvature(spec), _CountFlops() as fc:
-        hvp_batch(f, x, v, method)
+        hvp_batch(x, f, v, method)
     return fc.total / batch
 
 
@@ -302,10 +302,10 @@ def worker_road(args) -> dict:
     clf = _classifier(args.model, device)
     ex = Explainer(IMAGE, clf, segmenter="slic", device=device)
     amap = ex.attribution().attribution.detach().cpu().numpy()
-    road(clf, ex.x, amap, percentages=[0.1])  # warm-up
+    road(ex.x, clf, amap, percentages=[0.1])  # warm-up
     _sync(device)
     t0 = time.perf_counter()
-    r = road(clf, ex.x, amap)
+    r = road(ex.x, clf, amap)
     _sync(device)
     return {"s": time.perf_counter() - t0, "n_images": sum(len(c.percentages) for c in r.curves.values()),
             "peak_mb": _peak_mb(device)}

@@ -33,9 +33,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-
     from _results import git_rev, machine, write_section
     from faithfulness import photos
+
     from hsets_widgets.explain import prepare_image
     from hsets_widgets.images import to_tensor
     from hsets_widgets.integrated_gradients import integrated_gradients
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     for name, x in images.items():
         for rule, steps in CONFIGS:
             t0 = time.perf_counter()
-            r = integrated_gradients(clf, x, None, "zeros", steps, rule)
+            r = integrated_gradients(x, clf, None, "zeros", steps, rule)
             times[(rule, steps)].append(time.perf_counter() - t0)
             errors[(rule, steps)][name] = r.relative_completeness_error
         print(name, {f"{r}-{s}": f"{errors[(r, s)][name]:.3f}" for r, s in CONFIGS}, flush=True)

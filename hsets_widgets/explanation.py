@@ -164,8 +164,8 @@ class Explanation:
             arrays[f"set{k}_step_counts"] = np.asarray([len(st.added) for st in s.steps], np.int64)
             arrays[f"set{k}_step_added"] = np.asarray(
                 [i for st in s.steps for i in st.added], np.int64)
-            arrays = ("members", "samples", "steps", "banzhaf", "shares")
-            d = {key: val for key, val in asdict(s).items() if key not in arrays}
+            stored = ("members", "samples", "steps", "banzhaf", "shares")
+            d = {key: val for key, val in asdict(s).items() if key not in stored}
             d["seed_yx"] = [int(v) for v in s.seed_yx]
             meta_sets.append(d)
         meta = {"format": FORMAT_VERSION, "target": int(self.target), "class_name": self.class_name,

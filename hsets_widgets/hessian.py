@@ -137,7 +137,7 @@ def _load_jvp_decompositions() -> None:
         import torch._decomp.decompositions_for_jvp  # noqa: F401
 
 
-def hvp_batch(f, x: torch.Tensor, v: torch.Tensor, method: str = "forward-over-reverse") -> torch.Tensor:
+def hvp_batch(x: torch.Tensor, f, v: torch.Tensor, method: str = "forward-over-reverse") -> torch.Tensor:
     """Hessian-vector products ``H v_b`` of ``f`` at ``x`` for each tangent ``v_b``.
 
     ``f`` maps ``(B, 3, H, W)`` to ``(B,)``; ``x`` is ``(3, H, W)``; ``v`` is ``(B, 3, H, W)``.
@@ -169,7 +169,7 @@ def hvp_batch(f, x: torch.Tensor, v: torch.Tensor, method: str = "forward-over-r
     raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
 
 
-def hessian_rows(f, x: torch.Tensor, indices: Iterable[int], features: str = "pixel",
+def hessian_rows(x: torch.Tensor, f, indices: Iterable[int], features: str = "pixel",
                  spec: Optional[CurvatureSpec] = None, batch_size: int = 8,
                  method: str = "forward-over-reverse") -> torch.Tensor:
     """Hessian rows of ``f`` at ``x`` for feature ``indices`` (no cache), ``(n, n_features)``."""
@@ -180,7 +180,7 @@ def hessian_rows(f, x: torch.Tensor, indices: Iterable[int], features: str = "pi
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
             v = tangents(chunk, x.shape, features, x.dtype, x.device)
-            out.append(_reduce(hvp_batch(f, x, v, method), features))
+            out.append(_reduce(hvp_batch(x, f, v, method), features))
     return torch.cat(out) if out else torch.zeros((0, n_features(x.shape, features)), dtype=x.dtype)
 
 
@@ -205,7 +205,7 @@ def available_memory() -> Optional[int]:
     return None
 
 
-def saved_activation_bytes(f, x: torch.Tensor, spec: Optional[CurvatureSpec] = None) -> int:
+def saved_activation_bytes(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = None) -> int:
     """Bytes autograd saves for one backward pass of ``f`` at the image ``x`` (one forward)."""
     seen, total = set(), 0
 
@@ -224,7 +224,7 @@ def saved_activation_bytes(f, x: torch.Tensor, spec: Optional[CurvatureSpec] = N
     return total
 
 
-def cpu_batch_size(f, x: torch.Tensor, spec: Optional[CurvatureSpec] = None,
+def cpu_batch_size(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = None,
                    available: Optional[int] = None) -> int:
     """Rows per CPU pass that fit in half the available memory, at most :data:`CPU_MAX_BATCH`.
 
@@ -234,7 +234,7 @@ def cpu_batch_size(f, x: torch.Tensor, spec: Optional[CurvatureSpec] = None,
     available = available_memory() if available is None else available
     if available is None:
         return CPU_MAX_BATCH
-    act = saved_activation_bytes(f, x, spec)
+    act = saved_activation_bytes(x, f, spec)
     room = 0.5 * available - FIXED_FACTOR * act
     return int(max(1, min(CPU_MAX_BATCH, room // max(PER_ROW_FACTOR * act, 1))))
 
@@ -274,7 +274,7 @@ class HessianRows:
     of a 224x224 image is 200 kB, so 2,000 rows take 400 MB.
     """
 
-    def __init__(self, f, x: torch.Tensor, features: str = "pixel",
+    def __init__(self, x: torch.Tensor, f, features: str = "pixel",
                  curvature: Optional[CurvatureSpec] = None, batch_size="auto",
                  method: str = "forward-over-reverse", dtype: Optional[torch.dtype] = None,
                  zero_warning: bool = True):
@@ -333,7 +333,7 @@ class HessianRows:
 
     def _auto_batch_size(self) -> int:
         if self.x.device.type != "cuda":
-            return cpu_batch_size(self.f, self.x, self.spec)
+            return cpu_batch_size(self.x, self.f, self.spec)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(self.x.device)
         base = torch.cuda.memory_allocated(self.x.device)
@@ -346,7 +346,7 @@ class HessianRows:
         t0 = time.perf_counter()
         v = tangents(chunk, self.shape, self.features, self.x.dtype, self.x.device)
         with curvature(self.spec), affine_batch_norm():
-            hv = hvp_batch(self.f, self.x, v, self.method)
+            hv = hvp_batch(self.x, self.f, v, self.method)
         rows = _reduce(hv, self.features).to("cpu", self.store_dtype)
         if not torch.isfinite(rows).all():
             raise FloatingPointError(f"Hessian rows {chunk[:4]}... contain NaN/inf; the score may "

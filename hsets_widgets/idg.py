@@ -126,7 +126,7 @@ def set_score(terms: MemberTerms, kind: str = "idg") -> float:
     return float(subset_scores(terms, np.ones((1, len(terms.ig)), bool), kind)[0])
 
 
-def idg_direct(f, x: torch.Tensor, baseline: torch.Tensor, set_mask: torch.Tensor, alphas, weights) -> float:
+def idg_direct(x: torch.Tensor, f, baseline: torch.Tensor, set_mask: torch.Tensor, alphas, weights) -> float:
     """IDG of one set by explicit path integration (reference for tests; slow).
 
     ``set_mask`` is a ``(3, H, W)`` 0/1 tensor of the set's channel-pixels.

@@ -58,7 +58,7 @@ def path_points(n_steps: int, rule: str = "midpoint") -> tuple:
     return a, w
 
 
-def adaptive_path_points(f, x: torch.Tensor, b: torch.Tensor, n_steps: int, n_probe: Optional[int] = None,
+def adaptive_path_points(x: torch.Tensor, f, b: torch.Tensor, n_steps: int, n_probe: Optional[int] = None,
                          uniform_share: float = 0.25, batch_size: int = 32) -> tuple:
     """Midpoint nodes on a partition of [0, 1] that is fine where the score changes fast.
 
@@ -194,7 +194,7 @@ class IGResult:
         return self.attribution.sum(0)
 
 
-def path_gradients(f, x: torch.Tensor, b: torch.Tensor, alphas, weights, internal_batch_size: int = 16,
+def path_gradients(x: torch.Tensor, f, b: torch.Tensor, alphas, weights, internal_batch_size: int = 16,
                    progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
                    stage: str = "integrated gradients", keep_points: bool = False) -> tuple:
     """Weighted sums of ``grad f`` and ``|grad f|`` over the path points.
@@ -227,7 +227,7 @@ def path_gradients(f, x: torch.Tensor, b: torch.Tensor, alphas, weights, interna
     return g_sum, g_abs
 
 
-def integrated_gradients(classifier: Classifier, x: torch.Tensor, target: Optional[int] = None,
+def integrated_gradients(x: torch.Tensor, classifier: Classifier, target: Optional[int] = None,
                          baseline="zeros", n_steps: int = 32, rule: str = "midpoint",
                          score: str = "logit", internal_batch_size: int = 16,
                          progress: Optional[ProgressFn] = None,
@@ -258,14 +258,14 @@ def integrated_gradients(classifier: Classifier, x: torch.Tensor, target: Option
         ``gauss-legendre``) when it is large.
     """
     x = check_image_tensor(x)
-    target, _ = resolve_target(classifier, x, target)
+    target, _ = resolve_target(x, classifier, target)
     f = ScoreFn(classifier, target, score)
     b = make_baseline(x, baseline, classifier)
     if rule == "adaptive":
-        alphas, weights = adaptive_path_points(f, x, b, n_steps)
+        alphas, weights = adaptive_path_points(x, f, b, n_steps)
     else:
         alphas, weights = path_points(n_steps, rule)
-    g, g_abs, points = path_gradients(f, x, b, alphas, weights, internal_batch_size, progress, cancel,
+    g, g_abs, points = path_gradients(x, f, b, alphas, weights, internal_batch_size, progress, cancel,
                                       keep_points=True)
     with torch.no_grad():
         fx, fb = f(torch.stack([x, b])).tolist()
@@ -273,7 +273,7 @@ def integrated_gradients(classifier: Classifier, x: torch.Tensor, target: Option
                     np.asarray(weights, dtype=np.float64))
 
 
-def input_gradient(classifier: Classifier, x: torch.Tensor, target: int, score: str = "logit") -> torch.Tensor:
+def input_gradient(x: torch.Tensor, classifier: Classifier, target: int, score: str = "logit") -> torch.Tensor:
     """Plain gradient of the score at ``x``, ``(3, H, W)`` (the authors' seed attribution)."""
     f = ScoreFn(classifier, target, score)
     pts = x.detach().unsqueeze(0).requires_grad_(True)

@@ -280,7 +280,7 @@ def load_classifier(model: str | os.PathLike | nn.Module | Classifier | None = N
     return clf
 
 
-def check_outputs(clf: Classifier, x: torch.Tensor) -> torch.Tensor:
+def check_outputs(x: torch.Tensor, clf: Classifier) -> torch.Tensor:
     """Run ``clf`` on ``x`` and check it returns ``(B, classes)`` logits."""
     out = clf(x)
     if isinstance(out, (tuple, list)):

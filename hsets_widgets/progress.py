@@ -1,8 +1,10 @@
 """Progress reporting and cancellation shared by every long computation.
 
-Engine functions take ``progress`` (a callable ``progress(stage, done, total)``, or None)
-and ``cancel`` (a :class:`CancelToken`, or None). The CLI passes a tqdm reporter, the
-widgets a progress bar and a cancel button; the engine knows about neither.
+Every function of the package that can take long takes ``progress`` (a callable
+``progress(stage, done, total)``, or None for silence) and, where it can stop early,
+``cancel`` (a :class:`CancelToken`, or None): the engine, the segmenters, the asset fetcher
+and the evaluation runner alike. The CLI passes a :class:`TqdmProgress`, the widgets a
+progress bar and a cancel button; the engine knows about neither.
 """
 from __future__ import annotations
 
@@ -41,6 +43,16 @@ class CancelToken:
             raise Cancelled("computation cancelled")
 
 
+def check_progress(progress) -> Optional[ProgressFn]:
+    """``progress`` itself if it is None or callable; a clear error otherwise (``True``/``False``
+    are not progress reporters: pass ``TqdmProgress()`` for bars, None for silence).
+    """
+    if progress is None or (callable(progress) and not isinstance(progress, bool)):
+        return progress
+    raise TypeError(f"progress must be None or a callable progress(stage, done, total), got "
+                    f"{progress!r}; for tqdm bars pass hsets_widgets.progress.TqdmProgress()")
+
+
 def report(progress: Optional[ProgressFn], stage: str, done: int, total: int,
            cancel: Optional[CancelToken] = None) -> None:
     """Tell ``progress`` how far ``stage`` is and honour ``cancel``."""
@@ -63,7 +75,10 @@ class TqdmProgress:
 
         bar = self._bars.get(stage)
         if bar is None:
-            bar = self._bars[stage] = tqdm(total=total, desc=stage, leave=False, disable=self.disable)
+            units = (dict(unit="B", unit_scale=True, unit_divisor=1024) if stage.startswith("download")
+                     else {})
+            bar = self._bars[stage] = tqdm(total=total, desc=stage, leave=False, disable=self.disable,
+                                           **units)
         if total != bar.total:
             bar.total = total
         bar.n = done

@@ -49,14 +49,14 @@ class ScoreFn:
         return out.log_softmax(-1)[:, self.target]
 
 
-def resolve_target(classifier: Classifier, x: torch.Tensor, target: Optional[int] = None) -> tuple:
+def resolve_target(x: torch.Tensor, classifier: Classifier, target: Optional[int] = None) -> tuple:
     """Return ``(target, logits)``: the chosen class, or the predicted one when ``target`` is None.
 
     Raises :class:`ModelError` if the model does not return ``(1, classes)`` scores or the
     target is out of range.
     """
     with torch.no_grad():
-        logits = check_outputs(classifier, x.unsqueeze(0))[0].float()
+        logits = check_outputs(x.unsqueeze(0), classifier)[0].float()
     n = logits.numel()
     if target is None:
         target = int(logits.argmax())

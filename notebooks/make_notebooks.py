@@ -124,7 +124,7 @@ print("seed pixel", seed.yx)
         code("""
 from hsets_widgets.hessian import HessianRows
 from hsets_widgets.curvature import CurvatureSpec
-flat = HessianRows(ex.score_fn, ex.x, "pixel", CurvatureSpec("none"))
+flat = HessianRows(ex.x, ex.score_fn, "pixel", CurvatureSpec("none"))
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     row = flat.row(seed.index)
@@ -139,7 +139,7 @@ concentrated around the seed, with signed structure:
         code("""
 rows = {}
 for spec in (CurvatureSpec("softplus", beta=10), CurvatureSpec("surrogate", tau=1e-3)):
-    rows[spec.describe()] = HessianRows(ex.score_fn, ex.x, "pixel", spec).pixel_image(seed.index)
+    rows[spec.describe()] = HessianRows(ex.x, ex.score_fn, "pixel", spec).pixel_image(seed.index)
 fig, ax = plt.subplots(1, 2, figsize=(9, 4))
 for a, (name, r) in zip(ax, rows.items()):
     v = np.abs(r).max()
@@ -290,7 +290,7 @@ for name, m in maps.items():
     print(f"{name:7s} Gini {gini(m):.3f}, support {support_size(m)} px, Gini at matched support {gini_at_support(m, s):.3f}")
 """),
         code("""
-curves = {name: road(ex.classifier, ex.x, m, percentages="fine") for name, m in maps.items()}
+curves = {name: road(ex.x, ex.classifier, m, percentages="fine") for name, m in maps.items()}
 fig, ax = plt.subplots(1, 2, figsize=(10, 4))
 for name, r in curves.items():
     for a, order in zip(ax, ("morf", "lerf")):

@@ -14,7 +14,7 @@ RULES = {"left": "riemann_left", "right": "riemann_right", "midpoint": "riemann_
 @pytest.mark.parametrize("rule", sorted(RULES))
 @pytest.mark.parametrize("baseline", ["zeros", "grey"])
 def test_ig_equals_captum(tiny64, image8, rule, baseline):
-    ours = integrated_gradients(tiny64, image8, target=2, baseline=baseline, n_steps=16, rule=rule)
+    ours = integrated_gradients(image8, tiny64, target=2, baseline=baseline, n_steps=16, rule=rule)
 
     def forward(z):  # Captum differentiates the same normalised network
         return tiny64(z)
@@ -30,7 +30,7 @@ def test_captum_trapezoid_weights_sum_to_less_than_one(tiny64, image8):
     weighs the path with (1/n) [1/2, 1, ..., 1, 1/2], which sums to (n - 1)/n, where the
     trapezoid rule here uses 1/(n - 1) and sums to 1; Captum's IG is ours times (n - 1)/n."""
     n = 16
-    ours = integrated_gradients(tiny64, image8, target=1, n_steps=n, rule="trapezoid")
+    ours = integrated_gradients(image8, tiny64, target=1, n_steps=n, rule="trapezoid")
     ig = captum_attr.IntegratedGradients(lambda z: tiny64(z))
     theirs = ig.attribute(image8[None], baselines=ours.baseline[None], target=1, n_steps=n,
                           method="riemann_trapezoid")

@@ -60,7 +60,7 @@ def test_road_morf_curve_equals_quantus_on_single_channel_images(seed):
     metric = quantus.ROAD(percentages=pct, noise=0.0, display_progressbar=False, disable_warnings=True)
     theirs = metric(model=clf.module.eval(), x_batch=x[None].numpy(), y_batch=np.array([target]),
                     a_batch=amap[None, None].astype(np.float32), device="cpu")
-    ours = road(clf, x, amap, [p / 100 for p in pct], orders=("morf",), noise=0.0, tie_break=0.0)
+    ours = road(x, clf, amap, [p / 100 for p in pct], orders=("morf",), noise=0.0, tie_break=0.0)
     assert [theirs[p] for p in pct] == ours.morf.accuracy.tolist()
     assert ours.morf.accuracy.min() == 0.0 and ours.morf.accuracy.max() == 1.0   # the curve moves
 
@@ -74,7 +74,7 @@ def test_quantus_road_cannot_index_three_channel_images():
     with pytest.raises(IndexError):
         metric(model=lin.eval(), x_batch=x.numpy(), y_batch=np.array([0]), a_batch=a, device="cpu")
     clf = wrap_module(lin, normalize=nn.Identity(), input_size=16, class_names=["a", "b"])
-    assert road(clf, x[0], a[0, 0], [0.3, 0.6]).morf.accuracy.shape == (2,)   # ours ranks pixels
+    assert road(x[0], clf, a[0, 0], [0.3, 0.6]).morf.accuracy.shape == (2,)   # ours ranks pixels
 
 
 @pytest.mark.parametrize("kind", ["dense", "sparse", "signed"])

@@ -17,7 +17,7 @@ def test_path_weights_sum_to_one(rule):
 def test_ig_completeness_converges(tiny64, image8):
     errs = {}
     for n in (4, 64, 1024):
-        r = integrated_gradients(tiny64, image8, target=3, n_steps=n, rule="midpoint")
+        r = integrated_gradients(image8, tiny64, target=3, n_steps=n, rule="midpoint")
         errs[n] = r.relative_completeness_error
     assert errs[1024] < errs[4] and errs[1024] < 0.01
     torch.testing.assert_close(r.attribution, (image8 - r.baseline) * r.path_gradient)
@@ -27,7 +27,7 @@ def test_ig_gauss_legendre_is_exact_on_a_smooth_network(tiny64, image8):
     from hsets_widgets.curvature import curvature
 
     with curvature("softplus", beta=3.0):
-        gl = integrated_gradients(tiny64, image8, target=3, n_steps=24, rule="gauss-legendre")
+        gl = integrated_gradients(image8, tiny64, target=3, n_steps=24, rule="gauss-legendre")
     assert gl.relative_completeness_error < 1e-8
 
 
@@ -43,7 +43,7 @@ def test_baselines(tiny64, image8):
 
 def test_idg_identity_matches_direct_path_integration(tiny64, image8):
     """IDG(S) from the path-averaged gradient equals integrating the directional derivative."""
-    ig = integrated_gradients(tiny64, image8, target=2, n_steps=12, rule="gauss-legendre")
+    ig = integrated_gradients(image8, tiny64, target=2, n_steps=12, rule="gauss-legendre")
     f = ScoreFn(tiny64, 2)
     alphas, weights = path_points(12, "gauss-legendre")
     members = [3, 10, 11, 40, 63]
@@ -51,12 +51,12 @@ def test_idg_identity_matches_direct_path_integration(tiny64, image8):
     fast = subset_scores(terms, np.ones((1, 5), bool))[0]
     mask = torch.zeros(3, 64, dtype=torch.float64)
     mask[:, members] = 1
-    direct = idg_direct(f, image8, ig.baseline, mask.view(3, 8, 8), alphas, weights)
+    direct = idg_direct(image8, f, ig.baseline, mask.view(3, 8, 8), alphas, weights)
     assert fast == pytest.approx(direct, rel=1e-9)
 
 
 def test_abs_gradient_score_is_the_authors_norm(tiny64, image8):
-    ig = integrated_gradients(tiny64, image8, target=0, n_steps=8, rule="inclusive")
+    ig = integrated_gradients(image8, tiny64, target=0, n_steps=8, rule="inclusive")
     members = [0, 5, 9]
     terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline)
     d = (image8 - ig.baseline).reshape(3, -1)[:, members]
@@ -134,7 +134,7 @@ def test_adaptive_rule_puts_its_nodes_where_the_score_changes():
         return 200 * s * (1 - s)
 
     exact = float(f(x[None]) - f(b[None]))
-    a, w = adaptive_path_points(f, x, b, 16)
+    a, w = adaptive_path_points(x, f, b, 16)
     assert np.isclose(w.sum(), 1.0) and np.all(np.diff(a) > 0) and a.min() > 0 and a.max() < 1
     assert (a < 0.06).sum() >= 8       # half of the nodes in the 6% of the path that matters
     adaptive_err = abs(float((w * dfda(a)).sum()) - exact)
@@ -146,11 +146,11 @@ def test_adaptive_rule_puts_its_nodes_where_the_score_changes():
 def test_adaptive_ig_converges_to_ig_of_the_same_path(tiny64, image8):
     """Where the score changes evenly along the path the adaptive nodes are no better than
     equal ones, but they converge to the same integral."""
-    fine = integrated_gradients(tiny64, image8, target=1, n_steps=2048, rule="midpoint")
-    errs = [integrated_gradients(tiny64, image8, target=1, n_steps=n, rule="adaptive").relative_completeness_error
+    fine = integrated_gradients(image8, tiny64, target=1, n_steps=2048, rule="midpoint")
+    errs = [integrated_gradients(image8, tiny64, target=1, n_steps=n, rule="adaptive").relative_completeness_error
             for n in (8, 512)]
     assert errs[1] < 0.01 and errs[1] < errs[0]
-    ad = integrated_gradients(tiny64, image8, target=1, n_steps=512, rule="adaptive")
+    ad = integrated_gradients(image8, tiny64, target=1, n_steps=512, rule="adaptive")
     assert ad.rule == "adaptive" and ad.n_steps == 512
     cos = torch.nn.functional.cosine_similarity(ad.attribution.flatten(), fine.attribution.flatten(), dim=0)
     assert cos > 0.99
@@ -177,7 +177,7 @@ def test_banzhaf_values_exact_and_sampled(tiny64, image8):
     """The value's Banzhaf values equal enumeration for a small set; sampled ones converge."""
     from hsets_widgets.idg import banzhaf_values, bernoulli_subsets
 
-    ig = integrated_gradients(tiny64, image8, target=2, n_steps=16, rule="gauss-legendre")
+    ig = integrated_gradients(image8, tiny64, target=2, n_steps=16, rule="gauss-legendre")
     members = [0, 5, 9, 17, 30, 31, 44, 58, 62]
     terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline)
     exact = _exact_banzhaf(terms)
@@ -195,7 +195,7 @@ def test_banzhaf_values_exact_and_sampled(tiny64, image8):
 def test_idg_vis_is_the_path_average_of_the_absolute_directional_derivative(tiny64, image8):
     """IDG-Vis of a set from the stored path gradients equals integrating |grad . a_hat| point
     by point, and is never below |IDG|."""
-    ig = integrated_gradients(tiny64, image8, target=2, n_steps=12, rule="gauss-legendre")
+    ig = integrated_gradients(image8, tiny64, target=2, n_steps=12, rule="gauss-legendre")
     assert ig.point_gradients.shape == (12, 3, 8, 8) and np.isclose(ig.weights.sum(), 1.0)
     members = [3, 10, 11, 40, 63]
     terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline,
@@ -222,7 +222,7 @@ def test_idg_vis_is_the_path_average_of_the_absolute_directional_derivative(tiny
 
 
 def test_dividend_shares_split_each_subset_equally_and_add_up_to_the_value(tiny64, image8):
-    ig = integrated_gradients(tiny64, image8, target=2, n_steps=16, rule="gauss-legendre")
+    ig = integrated_gradients(image8, tiny64, target=2, n_steps=16, rule="gauss-legendre")
     members = [0, 5, 9, 17, 30, 31]
     terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline)
     exact = estimate_value(terms, exact_limit=12)

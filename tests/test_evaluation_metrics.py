@@ -214,8 +214,8 @@ def test_oracle_map_drops_faster_than_random_under_morf():
     oracle = torch.zeros(16, 16)
     oracle[2:6, 2:6] = 1.0
     pct = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7]
-    r_oracle = road(clf, x, oracle, pct, seed=0)
-    aucs = [road(clf, x, np.random.default_rng(s).random((16, 16)), pct, seed=s).morf.auc()
+    r_oracle = road(x, clf, oracle, pct, seed=0)
+    aucs = [road(x, clf, np.random.default_rng(s).random((16, 16)), pct, seed=s).morf.auc()
             for s in range(5)]
     assert r_oracle.morf.accuracy[0] == 1.0          # 0% removed: prediction kept
     assert r_oracle.morf.accuracy[1:].max() == 0.0   # the block is gone at 10%
@@ -233,10 +233,10 @@ def test_road_on_a_resnet_is_batched_seeded_and_scores_the_original_class():
 
     clf = wrap_module(resnet18(num_classes=10), input_size=32, class_names=[str(i) for i in range(10)])
     x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
-    a = attribute("gradient", x, clf)
+    a = attribute(x, clf, "gradient")
     assert a.shape == (3, 32, 32)
-    r1 = road(clf, x, a, [0.0, 0.2, 0.6], batch_size=2, seed=3, label=4)
-    r2 = road(clf, x, a, [0.0, 0.2, 0.6], batch_size=5, seed=3, label=4)
+    r1 = road(x, clf, a, [0.0, 0.2, 0.6], batch_size=2, seed=3, label=4)
+    r2 = road(x, clf, a, [0.0, 0.2, 0.6], batch_size=5, seed=3, label=4)
     np.testing.assert_allclose(r1.morf.probability, r2.morf.probability, rtol=1e-5)
     with torch.no_grad():
         p0 = clf(x[None]).softmax(-1)[0]
@@ -252,26 +252,26 @@ def test_road_on_a_resnet_is_batched_seeded_and_scores_the_original_class():
 def test_wrong_shape_maps_give_a_clear_error():
     clf, x = block_model(), block_image()
     with pytest.raises(AttributionShapeError, match=r"shape \(5, 5\).*16x16"):
-        attribute(lambda img, c: torch.zeros(5, 5), x, clf)
+        attribute(x, clf, lambda img, c: torch.zeros(5, 5))
     with pytest.raises(AttributionShapeError, match=r"expected \(16, 16\) or \(3, 16, 16\)"):
-        attribute(lambda img, c: np.zeros((2, 16, 16)), x, clf)
+        attribute(x, clf, lambda img, c: np.zeros((2, 16, 16)))
     with pytest.raises(AttributionShapeError):
-        road(clf, x, np.zeros((8, 8)), [0.1])
+        road(x, clf, np.zeros((8, 8)), [0.1])
     with pytest.raises(ValueError, match="NaN"):
-        attribute(lambda img, c: np.full((16, 16), np.nan), x, clf)
+        attribute(x, clf, lambda img, c: np.full((16, 16), np.nan))
 
 
 def test_builtin_baselines_are_seeded_and_shaped():
     clf, x = block_model(), block_image()
-    r1 = attribute("random", x, clf, seed=1)
+    r1 = attribute(x, clf, "random", seed=1)
     assert r1.shape == (16, 16)
-    np.testing.assert_array_equal(r1, attribute("random", x, clf, seed=1))
-    s1 = attribute("smoothgrad:n_samples=4,sigma=0.1", x, clf, seed=2)
-    np.testing.assert_allclose(s1, attribute("smoothgrad:n_samples=4,sigma=0.1", x, clf, seed=2))
-    g = attribute("gradient", x, clf)
+    np.testing.assert_array_equal(r1, attribute(x, clf, "random", seed=1))
+    s1 = attribute(x, clf, "smoothgrad:n_samples=4,sigma=0.1", seed=2)
+    np.testing.assert_allclose(s1, attribute(x, clf, "smoothgrad:n_samples=4,sigma=0.1", seed=2))
+    g = attribute(x, clf, "gradient")
     assert np.abs(g[:, 8:, 8:]).max() == 0 and np.abs(g[:, 2:6, 2:6]).min() > 0
     with pytest.raises(ValueError, match="unknown attribution method"):
-        attribute("saliency", x, clf)
+        attribute(x, clf, "saliency")
 
 
 def test_gini_within_top_ignores_the_zeros():
@@ -292,17 +292,17 @@ def test_aopc_is_the_mean_drop_from_the_unchanged_image():
     oracle = torch.zeros(16, 16)
     oracle[2:6, 2:6] = 1.0
     pct = [0.05, 0.1, 0.3]
-    r = road(clf, x, oracle, pct, seed=0)
+    r = road(x, clf, oracle, pct, seed=0)
     p0 = r.original_probability
     assert r.morf.aopc() == pytest.approx(float(np.mean(p0 - r.morf.probability)), abs=1e-12)
     assert r.morf.aopc("accuracy") == pytest.approx(float(np.mean(1 - r.morf.accuracy)), abs=1e-12)
-    rnd = road(clf, x, np.random.default_rng(1).random((16, 16)), pct, seed=0)
+    rnd = road(x, clf, np.random.default_rng(1).random((16, 16)), pct, seed=0)
     assert r.morf.aopc() > rnd.morf.aopc() + 0.3   # the block goes first: the class is lost at once
     assert r.lerf.aopc() < rnd.lerf.aopc()         # and it stays until the end of LeRF
     with pytest.raises(ValueError, match="true label"):
         r.morf.aopc("label_accuracy")
-    assert road(clf, x, oracle, pct, label=0).morf.aopc("label_accuracy") == pytest.approx(
-        float(np.mean(1 - road(clf, x, oracle, pct, label=0).morf.label_accuracy)))
+    assert road(x, clf, oracle, pct, label=0).morf.aopc("label_accuracy") == pytest.approx(
+        float(np.mean(1 - road(x, clf, oracle, pct, label=0).morf.label_accuracy)))
     assert "fine" in __import__("hsets_widgets.evaluation.road", fromlist=["x"]).PERCENTAGE_SETS
     assert resolve_percentages("fine").tolist() == [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9]
 
@@ -314,8 +314,8 @@ def test_insertion_and_deletion_follow_the_ranking():
     oracle = torch.zeros(16, 16)
     oracle[2:6, 2:6] = 1.0
     anti = 1.0 - oracle
-    good = insertion_deletion(clf, x, oracle, [0.1, 0.3, 0.6], seed=0)
-    bad = insertion_deletion(clf, x, anti, [0.1, 0.3, 0.6], seed=0)
+    good = insertion_deletion(x, clf, oracle, [0.1, 0.3, 0.6], seed=0)
+    bad = insertion_deletion(x, clf, anti, [0.1, 0.3, 0.6], seed=0)
     for res in (good, bad):
         assert res.deletion.fractions.tolist() == [0.0, 0.1, 0.3, 0.6, 1.0]
         assert res.deletion.probability[0] == pytest.approx(res.original_probability, abs=1e-6)
@@ -323,7 +323,7 @@ def test_insertion_and_deletion_follow_the_ranking():
     # deleting the block first kills the class at 10%; inserting it first restores it at 10%
     assert good.deletion.accuracy[1] == 0.0 and good.insertion.accuracy[1] == 1.0
     assert good.deletion.auc() < bad.deletion.auc() and good.insertion.auc() > bad.insertion.auc()
-    same = insertion_deletion(clf, x, oracle, [0.1, 0.3, 0.6], seed=0)
+    same = insertion_deletion(x, clf, oracle, [0.1, 0.3, 0.6], seed=0)
     assert np.array_equal(same.insertion.probability, good.insertion.probability)
 
 

@@ -9,7 +9,8 @@ from torch import nn
 
 from hsets_widgets.cli.main import main
 from hsets_widgets.evaluation import AttributionShapeError, collect_images, label_from_path, run_evaluation
-from hsets_widgets.evaluation.runner import imagenet_wnids, imagenette_items, read_results
+from hsets_widgets.evaluation.datasets import imagenet_wnids, imagenette_items
+from hsets_widgets.evaluation.store import read_results
 from hsets_widgets.models import wrap_module
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -69,7 +70,7 @@ def test_resume_skips_done_images_and_bad_files_are_counted(photo_dir, tmp_path)
     items = collect_images([photo_dir])
     out = tmp_path / "eval"
     center, calls = counting_method()
-    kw = dict(methods=[center, "random", "gradient"], percentages=[0.2, 0.5], progress=False)
+    kw = dict(methods=[center, "random", "gradient"], percentages=[0.2, 0.5])
     m1 = run_evaluation(items, clf, out, limit=1, **kw)
     assert len(calls) == 1 and m1["n_computed"] == 1 and m1["n_images"] == 1
     first = read_results(out / "results.jsonl")
@@ -110,7 +111,7 @@ def test_resume_skips_done_images_and_bad_files_are_counted(photo_dir, tmp_path)
     assert (out / "road_morf.png").stat().st_size > 1000 and (out / "road_lerf.png").exists()
     # other ROAD settings in the same folder are refused
     with pytest.raises(ValueError, match="other settings"):
-        run_evaluation(items, clf, out, methods=["random"], percentages=[0.3], progress=False)
+        run_evaluation(items, clf, out, methods=["random"], percentages=[0.3])
 
 
 def test_methods_added_on_a_rerun_are_computed_only_for_them(photo_dir, tmp_path):
@@ -118,8 +119,8 @@ def test_methods_added_on_a_rerun_are_computed_only_for_them(photo_dir, tmp_path
     items = collect_images([photo_dir])[:2]
     out = tmp_path / "eval"
     center, calls = counting_method()
-    run_evaluation(items, clf, out, methods=["random"], percentages=[0.3], progress=False)
-    m = run_evaluation(items, clf, out, methods=["random", center], percentages=[0.3], progress=False)
+    run_evaluation(items, clf, out, methods=["random"], percentages=[0.3])
+    m = run_evaluation(items, clf, out, methods=["random", center], percentages=[0.3])
     assert len(calls) == 2 and m["n_computed"] == 2
     rec = next(iter(read_results(out / "results.jsonl").values()))
     assert set(rec["methods"]) == {"random", "center"}
@@ -132,7 +133,7 @@ def test_wrong_shape_method_fails_clearly_with_the_image(photo_dir, tmp_path):
     items = collect_images([photo_dir])[:1]
     with pytest.raises(AttributionShapeError, match=r"tench\.png.*shape \(7, 7\)"):
         run_evaluation(items, clf, tmp_path / "e", methods=[lambda x, c: np.zeros((7, 7))],
-                       percentages=[0.3], progress=False)
+                       percentages=[0.3])
 
 
 def test_cli_evaluate_resumes(photo_dir, tmp_path, capsys):
@@ -168,37 +169,28 @@ def test_imagenette_offline_gives_a_clear_error(tmp_path, monkeypatch):
 
 def test_ig_and_hsets_baselines_come_from_the_engine(photo_dir, tmp_path):
     from hsets_widgets.evaluation import attribute
-    from hsets_widgets.evaluation.runner import load_item
+    from hsets_widgets.evaluation.datasets import load_item
 
     clf = tiny_classifier()
     x = load_item(collect_images([photo_dir])[0], 24)
-    ig = attribute("ig:n_steps=8", x, clf)
+    ig = attribute(x, clf, "ig:n_steps=8")
     assert ig.shape == (3, 24, 24) and np.abs(ig).sum() > 0
     spec = "hsets:default+n_sets=2+nu=12+max_rows=6+n_samples=50+segmenter=slic".replace("+", ",")
-    h = attribute(spec, x, clf)
+    h = attribute(x, clf, spec)
     assert h.shape == (24, 24)
     assert 0 < (h != 0).sum() <= 24          # two sets of at most 12 pixels
-    np.testing.assert_array_equal(h, attribute(spec, x, clf))  # seeded
+    np.testing.assert_array_equal(h, attribute(x, clf, spec))  # seeded
     m = run_evaluation(collect_images([photo_dir])[:1], clf, tmp_path / "e", methods=[spec, "ig:n_steps=8"],
-                       percentages=[0.1, 0.3], progress=False)
+                       percentages=[0.1, 0.3])
     hs = m["methods"][spec]
     assert hs["support"]["mean"] <= 24 and hs["sparsity"]["mean"] > 0.9
     # at matched support the dense IG map is cut to the same number of pixels
     assert m["methods"]["ig:n_steps=8"]["matched_support"]["mean"] == hs["support"]["mean"]
 
 
-def test_records_of_an_older_version_are_rescored_from_stored_maps(photo_dir, tmp_path):
+def test_progress_is_a_callable_everywhere(tmp_path):
+    from hsets_widgets.evaluation.runner import run_evaluation
+
     clf = tiny_classifier()
-    items = collect_images([photo_dir])[:1]
-    out = tmp_path / "eval"
-    center, calls = counting_method()
-    kw = dict(methods=[center, "random"], percentages=[0.3], progress=False)
-    run_evaluation(items, clf, out, **kw)
-    path = out / "results.jsonl"
-    rec = json.loads(path.read_text().splitlines()[-1])
-    for m in rec["methods"].values():
-        del m["sparsity_within"]
-    path.write_text(json.dumps(rec) + "\n")
-    m = run_evaluation(items, clf, out, **kw)
-    assert len(calls) == 1 and m["n_resumed"] == 1
-    assert m["methods"]["center"]["sparsity_within"]["n"] == 1
+    with pytest.raises(TypeError, match=r"progress\(stage, done, total\)"):
+        run_evaluation([], clf, tmp_path / "out", methods=["random"], progress=True)

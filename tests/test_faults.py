@@ -131,7 +131,7 @@ def test_atomic_path_keeps_the_old_file_on_error(tmp_path):
 
 # ---- 5. a torn results.jsonl ---------------------------------------------------------------
 def test_torn_results_line_is_cut_before_appending(tmp_path):
-    from hsets_widgets.evaluation.runner import read_results, repair_results
+    from hsets_widgets.evaluation.store import read_results, repair_results
 
     path = tmp_path / "results.jsonl"
     whole = json.dumps({"key": "a", "status": "ok", "methods": {}})
@@ -306,7 +306,8 @@ def test_wrong_architecture_checkpoint(tmp_path):
 
 
 def test_interrupted_evaluation_resumes_without_duplicates(tmp_path, photo48):
-    from hsets_widgets.evaluation.runner import collect_images, run_evaluation
+    from hsets_widgets.evaluation.datasets import collect_images
+    from hsets_widgets.evaluation.runner import run_evaluation
     from tests.conftest import tiny_classifier
 
     for i in range(2):
@@ -314,11 +315,11 @@ def test_interrupted_evaluation_resumes_without_duplicates(tmp_path, photo48):
     clf = tiny_classifier(torch.float32, size=48, width=6)
     items = collect_images([tmp_path])
     out = tmp_path / "eval"
-    run_evaluation(items, clf, out, methods=["random"], percentages=[0.2], progress=False, limit=1)
+    run_evaluation(items, clf, out, methods=["random"], percentages=[0.2], limit=1)
     with open(out / "results.jsonl", "a") as fh:    # killed while writing the second record
         fh.write('{"key": "half')
     with pytest.warns(UserWarning, match="cut short"):
-        m = run_evaluation(items, clf, out, methods=["random"], percentages=[0.2], progress=False)
+        m = run_evaluation(items, clf, out, methods=["random"], percentages=[0.2])
     keys = [json.loads(line)["key"] for line in (out / "results.jsonl").read_text().splitlines()]
     assert m["n_images"] == 2 and len(keys) == len(set(keys)) == 2
     assert os.path.getsize(out / "metrics.json") > 0

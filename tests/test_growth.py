@@ -10,7 +10,7 @@ from hsets_widgets.scores import ScoreFn
 
 @pytest.fixture
 def rows(tiny64, image8):
-    return HessianRows(ScoreFn(tiny64, 1), image8, "pixel", CurvatureSpec("softplus", beta=5.0), batch_size=8)
+    return HessianRows(image8, ScoreFn(tiny64, 1), "pixel", CurvatureSpec("softplus", beta=5.0), batch_size=8)
 
 
 def test_candidates_rules():
@@ -64,7 +64,7 @@ def test_regrowing_with_smaller_nu_or_higher_mu_reuses_rows(rows):
 
 def test_prefetch_does_not_change_the_set(rows, tiny64, image8):
     a = grow_set(rows, 33, ThresholdRule("topk", 4), nu=25, order="dfs", prefetch=1)
-    other = HessianRows(ScoreFn(tiny64, 1), image8, "pixel", CurvatureSpec("softplus", beta=5.0), batch_size=16)
+    other = HessianRows(image8, ScoreFn(tiny64, 1), "pixel", CurvatureSpec("softplus", beta=5.0), batch_size=16)
     b = grow_set(other, 33, ThresholdRule("topk", 4), nu=25, order="dfs", prefetch=16)
     assert np.array_equal(a.members, b.members)
 
@@ -72,7 +72,7 @@ def test_prefetch_does_not_change_the_set(rows, tiny64, image8):
 @pytest.mark.parametrize("order", ["bfs", "dfs"])
 def test_growing_sets_together_gives_the_same_sets_in_fewer_passes(tiny64, image8, order):
     def fresh():
-        return HessianRows(ScoreFn(tiny64, 1), image8, "pixel", CurvatureSpec("softplus", beta=5.0),
+        return HessianRows(image8, ScoreFn(tiny64, 1), "pixel", CurvatureSpec("softplus", beta=5.0),
                            batch_size=4)
 
     rule, seeds = ThresholdRule("topk", 3), [3, 20, 41, 58]

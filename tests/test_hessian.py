@@ -26,11 +26,11 @@ def test_batched_rows_equal_autograd_hessian(tiny64, image8, method, spec):
     f = ScoreFn(tiny64, 2)
     ref = full_hessian(f, image8, spec)
     assert ref.abs().max() > 1e-6  # the reference itself is not trivial
-    rows = HessianRows(f, image8, "channel", spec, batch_size=7, method=method)
+    rows = HessianRows(image8, f, "channel", spec, batch_size=7, method=method)
     got = rows.rows(range(rows.n_features))
     torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-12)
     p = pixel_projection(image8.shape)
-    prow = HessianRows(f, image8, "pixel", spec, batch_size=5, method=method)
+    prow = HessianRows(image8, f, "pixel", spec, batch_size=5, method=method)
     torch.testing.assert_close(prow.rows(range(64)), p.T @ ref @ p, rtol=1e-9, atol=1e-12)
 
 
@@ -44,7 +44,7 @@ def test_rows_match_finite_differences_of_the_gradient(tiny64, image8):
             (g,) = torch.autograd.grad(f(z).sum(), z)
         return g[0].flatten()
 
-    rows = HessianRows(f, image8, "channel", spec)
+    rows = HessianRows(image8, f, "channel", spec)
     eps = 1e-5
     for j in (0, 37, 150):
         e = torch.zeros(image8.numel(), dtype=torch.float64)
@@ -54,13 +54,13 @@ def test_rows_match_finite_differences_of_the_gradient(tiny64, image8):
 
 
 def test_rows_are_symmetric(tiny64, image8):
-    rows = HessianRows(ScoreFn(tiny64, 0), image8, "pixel", CurvatureSpec("softplus"))
+    rows = HessianRows(image8, ScoreFn(tiny64, 0), "pixel", CurvatureSpec("softplus"))
     h = rows.rows(range(64))
     torch.testing.assert_close(h, h.T, rtol=1e-9, atol=1e-12)
 
 
 def test_relu_network_without_curvature_warns_about_zero_rows(tiny64, image8):
-    rows = HessianRows(ScoreFn(tiny64, 0), image8, "pixel", CurvatureSpec("none"))
+    rows = HessianRows(image8, ScoreFn(tiny64, 0), "pixel", CurvatureSpec("none"))
     with pytest.warns(ZeroHessianWarning, match="curvature='softplus'"):
         r = rows.row(3)
     assert torch.count_nonzero(r) == 0
@@ -97,7 +97,7 @@ def test_relu6_is_clipped_smoothly():
 
 
 def test_cache_never_recomputes(tiny64, image8):
-    rows = HessianRows(ScoreFn(tiny64, 0), image8, "pixel", CurvatureSpec("softplus"), batch_size=4)
+    rows = HessianRows(image8, ScoreFn(tiny64, 0), "pixel", CurvatureSpec("softplus"), batch_size=4)
     rows.rows([1, 2, 3])
     assert rows.n_computed == 3
     rows.rows([3, 2, 1, 4])
@@ -110,8 +110,8 @@ def test_float64_rows_from_a_float32_model(image8):
     clf = tiny_classifier(torch.float32)
     f = ScoreFn(clf, 0)
     x32 = image8.float()
-    r64 = HessianRows(f, x32, "pixel", CurvatureSpec("softplus"), dtype=torch.float64).row(5)
-    r32 = HessianRows(f, x32, "pixel", CurvatureSpec("softplus")).row(5)
+    r64 = HessianRows(x32, f, "pixel", CurvatureSpec("softplus"), dtype=torch.float64).row(5)
+    r32 = HessianRows(x32, f, "pixel", CurvatureSpec("softplus")).row(5)
     assert r64.dtype == torch.float64 and r32.dtype == torch.float32
     torch.testing.assert_close(r32.double(), r64, rtol=1e-3, atol=1e-6)
     assert next(clf.module.parameters()).dtype == torch.float32  # user's model untouched
@@ -120,13 +120,13 @@ def test_float64_rows_from_a_float32_model(image8):
 def test_uncached_function_matches_cache(tiny64, image8):
     f = ScoreFn(tiny64, 3)
     spec = CurvatureSpec("softplus")
-    a = hessian_rows(f, image8, [0, 9, 17], "pixel", spec, batch_size=2)
-    b = HessianRows(f, image8, "pixel", spec).rows([0, 9, 17])
+    a = hessian_rows(image8, f, [0, 9, 17], "pixel", spec, batch_size=2)
+    b = HessianRows(image8, f, "pixel", spec).rows([0, 9, 17])
     torch.testing.assert_close(a, b)
 
 
 def test_out_of_range_feature_is_an_error(tiny64, image8):
-    rows = HessianRows(ScoreFn(tiny64, 0), image8, "pixel", CurvatureSpec("softplus"))
+    rows = HessianRows(image8, ScoreFn(tiny64, 0), "pixel", CurvatureSpec("softplus"))
     with pytest.raises(IndexError, match="out of range"):
         rows.row(64)
 
@@ -207,16 +207,16 @@ def test_cpu_batch_size_follows_available_memory(tiny64, image8, monkeypatch):
     )
 
     f = ScoreFn(tiny64, 0)
-    act = saved_activation_bytes(f, image8)
+    act = saved_activation_bytes(image8, f)
     assert act > image8.numel() * 8  # at least the input and the first feature maps
-    assert cpu_batch_size(f, image8, available=10 ** 12) == CPU_MAX_BATCH
-    assert cpu_batch_size(f, image8, available=act) == 1  # tight memory: one row per pass
-    mid = cpu_batch_size(f, image8, available=int(2 * (4.0 + 2.5 * 3) * act))
+    assert cpu_batch_size(image8, f, available=10 ** 12) == CPU_MAX_BATCH
+    assert cpu_batch_size(image8, f, available=act) == 1  # tight memory: one row per pass
+    mid = cpu_batch_size(image8, f, available=int(2 * (4.0 + 2.5 * 3) * act))
     assert 1 < mid < CPU_MAX_BATCH
     # "auto" reads the machine's available memory: room for exactly three rows gives three
     three = int(2 * (FIXED_FACTOR * act + 3.5 * PER_ROW_FACTOR * act))
     monkeypatch.setattr(hessian, "available_memory", lambda: three)
-    rows = HessianRows(f, image8, "pixel", CurvatureSpec("softplus"))  # batch_size="auto"
+    rows = HessianRows(image8, f, "pixel", CurvatureSpec("softplus"))  # batch_size="auto"
     assert rows.batch_size == 3
 
 
@@ -233,7 +233,7 @@ def test_vmapped_rows_match_double_backward_on_real_architectures(arch):
     f = ScoreFn(clf, 3)
     idx = [5, 410, 799, 1200]
     spec = CurvatureSpec("softplus", beta=10.0)
-    fast = HessianRows(f, x, "pixel", spec, batch_size=4).rows(idx)
+    fast = HessianRows(x, f, "pixel", spec, batch_size=4).rows(idx)
     # reference: one double-backward call per row with the network's own (native) batch norm
     z = x.unsqueeze(0).requires_grad_(True)
     with curvature(spec):
@@ -300,8 +300,8 @@ def test_dropping_the_relu6_clip_is_the_authors_module_swap():
     assert float(net[0](x[None]).max()) > 6.0
     clf, clf_swapped = (wrap_module(n, normalize=nn.Identity(), input_size=8) for n in (net, swapped))
     idx = [0, 9, 27, 40]
-    drop = HessianRows(ScoreFn(clf, 1), x, "pixel", CurvatureSpec("surrogate", keep_clip=False)).rows(idx)
-    theirs = HessianRows(ScoreFn(clf_swapped, 1), x, "pixel", CurvatureSpec("surrogate")).rows(idx)
-    keep = HessianRows(ScoreFn(clf, 1), x, "pixel", CurvatureSpec("surrogate")).rows(idx)
+    drop = HessianRows(x, ScoreFn(clf, 1), "pixel", CurvatureSpec("surrogate", keep_clip=False)).rows(idx)
+    theirs = HessianRows(x, ScoreFn(clf_swapped, 1), "pixel", CurvatureSpec("surrogate")).rows(idx)
+    keep = HessianRows(x, ScoreFn(clf, 1), "pixel", CurvatureSpec("surrogate")).rows(idx)
     torch.testing.assert_close(drop, theirs, rtol=1e-10, atol=1e-12)
     assert float((keep - theirs).abs().max()) > 1e-3 * float(theirs.abs().max())

@@ -128,16 +128,16 @@ def test_models_without_class_scores_are_refused():
 
     x = torch.rand(3, 8, 8)
     with pytest.raises(ModelError, match="tuple"):
-        resolve_target(wrap_module(Pair()), x)
+        resolve_target(x, wrap_module(Pair()))
     with pytest.raises(ModelError, match=r"\(B, classes\)"):
-        resolve_target(wrap_module(Map()), x)
+        resolve_target(x, wrap_module(Map()))
 
 
 def test_target_out_of_range(small32, photo48):
     from hsets_widgets.images import to_tensor
 
     with pytest.raises(ModelError, match="out of range"):
-        resolve_target(small32, to_tensor(photo48), 99)
+        resolve_target(to_tensor(photo48), small32, 99)
 
 
 def test_default_model_recognises_the_bundled_cat():

@@ -15,7 +15,7 @@ THIRD_PARTY = {
     ("hessian.py", "_decomp"),            # torch registers its jvp decompositions on import
     ("curvature.py", "_C"),               # torch's functional relu entry points, to catch them
     ("curvature.py", "_nn"),
-    ("evaluation/runner.py", "_ARCHIVES"),  # torchvision's Imagenette URL, for the offline hint
+    ("evaluation/datasets.py", "_ARCHIVES"),  # torchvision's Imagenette URL, for the offline hint
     ("segmentation/sam.py", "_registry"),  # timm's registry, to refuse a wrong SAM backbone
     ("widgets/common.py", "_caching"),    # ipycanvas' command batching, made thread-safe
     ("widgets/common.py", "_commands_cache"),

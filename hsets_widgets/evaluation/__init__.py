@@ -8,10 +8,21 @@ One concept per module:
     RemOve And Debias without retraining: noisy linear imputation, MoRF/LeRF curves.
 ``baselines``
     Gradient, SmoothGrad, random, Integrated Gradients and H-Sets maps from one classifier.
+``insertion``
+    Insertion and deletion curves (RISE) over the same pixel ranking.
+``statistics``
+    Bootstrap intervals of means and of paired differences between methods.
+``datasets``
+    Image folders, Imagenette and ImageNet labels.
+``store``
+    The evaluation folder's files: ``results.jsonl`` (resumable), per-image CSV and maps.
+``report``
+    Per-method means, mean curves as plots, a Markdown table.
 ``runner``
-    ``hsets evaluate``: many images, many methods, resumable, ``metrics.json`` and plots.
+    ``hsets evaluate``: the loop over images and methods.
 """
 from .baselines import BUILTIN_METHODS, Method, attribute, check_map, get_method
+from .datasets import ImageItem, collect_images, imagenette_items, label_from_path
 from .road import (
                    NEIGHBOUR_WEIGHTS,
                    QUANTUS_PERCENTAGES,
@@ -24,7 +35,7 @@ from .road import (
                    removal_mask,
                    road,
 )
-from .runner import DEFAULT_METHODS, ImageItem, collect_images, imagenette_items, label_from_path, run_evaluation
+from .runner import DEFAULT_METHODS, run_evaluation
 from .sparsity import (
                    AttributionShapeError,
                    gini,

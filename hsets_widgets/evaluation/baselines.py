@@ -50,14 +50,14 @@ def _device(classifier) -> torch.device:
     return getattr(classifier, "device", torch.device("cpu"))
 
 
-def predicted_class(classifier, x: torch.Tensor) -> int:
+def predicted_class(x: torch.Tensor, classifier) -> int:
     """Argmax of ``classifier`` on one image ``(3, H, W)``."""
     with torch.no_grad():
         logits = classifier(x.unsqueeze(0).to(_device(classifier), model_dtype(classifier)))
     return int(logits[0].argmax())
 
 
-def logit_gradients(classifier, images: torch.Tensor, target: int) -> torch.Tensor:
+def logit_gradients(images: torch.Tensor, classifier, target: int) -> torch.Tensor:
     """Gradient of logit ``target`` with respect to each image of a batch ``(B, 3, H, W)``."""
     pts = images.detach().to(_device(classifier), model_dtype(classifier)).requires_grad_(True)
     with torch.enable_grad():
@@ -68,8 +68,8 @@ def logit_gradients(classifier, images: torch.Tensor, target: int) -> torch.Tens
 
 def gradient(x: torch.Tensor, classifier, target: Optional[int] = None) -> torch.Tensor:
     """Plain gradient of the ``target`` logit (default: predicted class), ``(3, H, W)``."""
-    target = predicted_class(classifier, x) if target is None else int(target)
-    return logit_gradients(classifier, x.unsqueeze(0), target)[0]
+    target = predicted_class(x, classifier) if target is None else int(target)
+    return logit_gradients(x.unsqueeze(0), classifier, target)[0]
 
 
 def smoothgrad(x: torch.Tensor, classifier, target: Optional[int] = None, n_samples: int = 25,
@@ -87,7 +87,7 @@ def smoothgrad(x: torch.Tensor, classifier, target: Optional[int] = None, n_samp
     batch_size : int
         Copies per forward/backward pass.
     """
-    target = predicted_class(classifier, x) if target is None else int(target)
+    target = predicted_class(x, classifier) if target is None else int(target)
     gen = torch.Generator().manual_seed(int(seed))
     base = x.detach().cpu().float()
     total = torch.zeros_like(base, dtype=torch.float64)
@@ -95,7 +95,7 @@ def smoothgrad(x: torch.Tensor, classifier, target: Optional[int] = None, n_samp
     while done < n_samples:
         b = min(batch_size, n_samples - done)
         noise = torch.randn((b,) + tuple(base.shape), generator=gen) * sigma
-        g = logit_gradients(classifier, base.unsqueeze(0) + noise, target)
+        g = logit_gradients(base.unsqueeze(0) + noise, classifier, target)
         total += g.double().sum(0).cpu()
         done += b
     return (total / n_samples).float()
@@ -112,7 +112,7 @@ def integrated_gradients_map(x: torch.Tensor, classifier, target: Optional[int] 
     """Integrated Gradients of the target logit, ``(3, H, W)``."""
     from hsets_widgets.integrated_gradients import integrated_gradients
 
-    res = integrated_gradients(classifier, x.to(_device(classifier)), target=target,
+    res = integrated_gradients(x.to(_device(classifier)), classifier, target=target,
                                baseline=baseline, n_steps=n_steps, rule=rule, score="logit",
                                internal_batch_size=internal_batch_size)
     return res.attribution
@@ -254,7 +254,7 @@ def check_map(a, shape: tuple, name: str = "method") -> np.ndarray:
     return arr
 
 
-def attribute(method: Union[str, MethodFn, Method], x: torch.Tensor, classifier,
+def attribute(x: torch.Tensor, classifier, method: Union[str, MethodFn, Method],
               target: Optional[int] = None, seed: int = 0) -> np.ndarray:
     """Compute and validate the map of ``method`` for image ``x`` (``(3, H, W)``).
 

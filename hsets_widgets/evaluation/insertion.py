@@ -94,7 +94,7 @@ def curve_fractions(fractions: Union[str, Sequence[float], None] = "fine") -> np
     return np.unique(np.concatenate([[0.0], inner, [1.0]]))
 
 
-def insertion_deletion(classifier, x: torch.Tensor, attribution: MapLike,
+def insertion_deletion(x: torch.Tensor, classifier, attribution: MapLike,
                        fractions: Union[str, Sequence[float], None] = "fine",
                        kinds: Sequence[str] = KINDS, deletion_baseline="zeros",
                        insertion_baseline="blur", blur_sigma: float = 5.0, seed: int = 0,
@@ -138,7 +138,7 @@ def insertion_deletion(classifier, x: torch.Tensor, attribution: MapLike,
     order = relevance_order(attribution, seed=seed, tie_break=tie_break, shape=shape)
     base = x.detach().cpu().float()
     if original_probabilities is None:
-        probs0 = classify_batches(classifier, base.unsqueeze(0), 1)[0]
+        probs0 = classify_batches(base.unsqueeze(0), classifier, 1)[0]
     else:
         probs0 = original_probabilities.detach().float().cpu().reshape(-1)
     target = int(probs0.argmax())
@@ -155,7 +155,7 @@ def insertion_deletion(classifier, x: torch.Tensor, attribution: MapLike,
                 idx = torch.from_numpy(order[:k])
                 img[:, idx] = dst.reshape(3, -1)[:, idx]
             images.append(img.reshape(base.shape))
-    probs = classify_batches(classifier, torch.stack(images), batch_size)
+    probs = classify_batches(torch.stack(images), classifier, batch_size)
     pred = probs.argmax(-1).numpy()
     p_target = probs[:, target].numpy().astype(np.float64)
     result = InsertionDeletionResult(target, float(probs0[target]))

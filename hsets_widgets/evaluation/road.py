@@ -337,7 +337,7 @@ class ROADResult:
 
 
 @torch.no_grad()
-def classify_batches(classifier, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+def classify_batches(images: torch.Tensor, classifier, batch_size: int = 16) -> torch.Tensor:
     """Softmax probabilities ``(K, classes)`` (float32, CPU) of a stack of images.
 
     The images go to the classifier's device (and parameter dtype) ``batch_size`` at a time.
@@ -352,7 +352,7 @@ def classify_batches(classifier, images: torch.Tensor, batch_size: int = 16) -> 
     return torch.cat(out)
 
 
-def road(classifier, x: torch.Tensor, attribution: MapLike,
+def road(x: torch.Tensor, classifier, attribution: MapLike,
          percentages: Union[str, Sequence[float], None] = "road",
          orders: Sequence[str] = ORDERS, label: Optional[int] = None, seed: int = 0,
          noise: float = 0.01, tie_break: float = 1e-4, batch_size: int = 16,
@@ -399,7 +399,7 @@ def road(classifier, x: torch.Tensor, attribution: MapLike,
             raise ValueError(f"unknown order {o!r}; use 'morf' and/or 'lerf'")
     order = relevance_order(attribution, seed=seed, tie_break=tie_break, shape=shape)
     if original_probabilities is None:
-        probs0 = classify_batches(classifier, x.unsqueeze(0), 1)[0]
+        probs0 = classify_batches(x.unsqueeze(0), classifier, 1)[0]
     else:
         probs0 = original_probabilities.detach().float().cpu().reshape(-1)
     target = int(probs0.argmax())
@@ -414,7 +414,7 @@ def road(classifier, x: torch.Tensor, attribution: MapLike,
             imputed.append(noisy_linear_impute(base, mask, noise=noise, rng=rng))
     batch = torch.from_numpy(np.stack(imputed).astype(np.float32))
     t1 = time.perf_counter()
-    probs = classify_batches(classifier, batch, batch_size)
+    probs = classify_batches(batch, classifier, batch_size)
     t2 = time.perf_counter()
 
     pred = probs.argmax(-1).numpy()

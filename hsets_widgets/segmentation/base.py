@@ -1,7 +1,8 @@
 """The segmenter interface: an RGB image in, boolean masks and a label map out.
 
-A segmenter is any callable ``segmenter(image) -> Segmentation`` where ``image`` is a
-``(H, W, 3)`` float array in [0, 1] (RGB, the classifier's input crop). Masks therefore
+A segmenter is called as ``segmenter(image, progress=None) -> Segmentation`` where ``image``
+is a ``(H, W, 3)`` float array in [0, 1] (RGB, the classifier's input crop); any user
+function ``image -> labels | masks`` is wrapped into one. Masks therefore
 align pixel for pixel with the classifier's input and with every map of an explanation.
 """
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
+
+from ..progress import report
 
 
 class SegmentationError(RuntimeError):
@@ -91,11 +94,31 @@ class Segmentation:
 
 @runtime_checkable
 class Segmenter(Protocol):
-    """Anything called as ``segmenter(image) -> Segmentation``."""
+    """What the package calls: ``segmenter(image, progress=None) -> Segmentation``.
 
-    def __call__(self, image: np.ndarray) -> Segmentation:
+    ``progress``, when given, is the package's ``progress(stage, done, total)`` (stage
+    ``"segmentation"``). A user function ``image -> labels | masks | Segmentation`` becomes
+    one through :class:`FunctionSegmenter` (which :func:`get_segmenter` applies).
+    """
+
+    def __call__(self, image: np.ndarray, progress=None) -> Segmentation:
         """Segment ``image`` (``(H, W, 3)`` RGB)."""
         ...
+
+
+class SegmenterBase:
+    """Base of the package's segmenters, which all take ``progress`` (see :class:`Segmenter`)."""
+
+    def __call__(self, image: np.ndarray, progress=None) -> Segmentation:
+        """Segment ``image`` (``(H, W, 3)`` RGB)."""
+        raise NotImplementedError
+
+
+def as_segmenter(obj) -> SegmenterBase:
+    """``obj`` if it is one of the package's segmenters, else ``obj`` wrapped as a
+    :class:`FunctionSegmenter` (so it can be called with ``progress``).
+    """
+    return obj if isinstance(obj, SegmenterBase) else FunctionSegmenter(obj)
 
 
 def as_segmentation(result, source: str) -> Segmentation:
@@ -114,36 +137,52 @@ def as_segmentation(result, source: str) -> Segmentation:
     return seg
 
 
-class FunctionSegmenter:
-    """Wrap a user function ``image -> labels | masks | Segmentation`` as a segmenter."""
+class FunctionSegmenter(SegmenterBase):
+    """Wrap a user function (or object) ``image -> labels | masks | Segmentation``.
+
+    Its result is checked (:func:`as_segmentation`); ``progress`` hears ``(0, 1)`` before
+    and ``(1, 1)`` after the call. A ``cache_key()`` or ``settings()`` of the wrapped object
+    makes its masks cacheable (see :func:`~hsets_widgets.segmentation.cache.segmenter_key`).
+    """
 
     def __init__(self, fn: Callable, name: str | None = None):
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "function")
+        self.name = name or getattr(fn, "name", None) or getattr(fn, "__name__", "function")
 
-    def __call__(self, image: np.ndarray) -> Segmentation:
+    def __call__(self, image: np.ndarray, progress=None) -> Segmentation:
         """Segment ``image`` (``(H, W, 3)`` RGB)."""
-        return as_segmentation(self.fn(image), self.name)
+        report(progress, "segmentation", 0, 1)
+        seg = as_segmentation(self.fn(image), self.name)
+        report(progress, "segmentation", 1, 1)
+        return seg
+
+    def cache_key(self):
+        """The wrapped object's cache description, or None (not cached) for a plain function."""
+        from .cache import segmenter_key
+
+        return segmenter_key(self.fn)
 
     def __repr__(self):
         return f"FunctionSegmenter({self.name})"
 
 
-class PrecomputedSegmenter:
+class PrecomputedSegmenter(SegmenterBase):
     """Always return the same masks (a precomputed label map or mask stack)."""
 
     def __init__(self, masks_or_labels, name: str = "precomputed"):
         self.segmentation = as_segmentation(masks_or_labels, name)
+        self.name = name
 
-    def __call__(self, image: np.ndarray) -> Segmentation:
-        """Segment ``image`` (``(H, W, 3)`` RGB)."""
+    def __call__(self, image: np.ndarray, progress=None) -> Segmentation:
+        """The precomputed masks, after checking they fit ``image``."""
         if image.shape[:2] != self.segmentation.labels.shape:
             raise SegmentationError(f"precomputed masks are {self.segmentation.labels.shape}, image "
                                     f"crop is {image.shape[:2]}; compute masks on the classifier's crop")
+        report(progress, "segmentation", 1, 1)
         return self.segmentation
 
 
-class GeneratorSegmenter:
+class GeneratorSegmenter(SegmenterBase):
     """Shared ``__call__`` of the SAM-class segmenters that run the automatic mask generator.
 
     Subclasses provide ``generator``, ``name``, ``settings``, ``show_progress``, a ``_lock``
@@ -157,7 +196,8 @@ class GeneratorSegmenter:
         ----------
         image : ndarray, shape (H, W, 3)
         progress : callable, optional
-            ``progress(done, total)`` after the encoder and after every decoder batch.
+            ``progress("segmentation", done, total)`` after the encoder and after every
+            decoder batch.
         """
         from .generator import run_generator
 

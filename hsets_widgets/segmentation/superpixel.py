@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Segmentation, SegmentationError
+from ..progress import report
+from .base import Segmentation, SegmentationError, SegmenterBase
 
 
-class SuperpixelSegmenter:
+class SuperpixelSegmenter(SegmenterBase):
     """SLIC or Felzenszwalb superpixels as masks.
 
     Parameters
@@ -38,10 +39,11 @@ class SuperpixelSegmenter:
         return {"method": self.method, "n_segments": self.n_segments, "compactness": self.compactness,
                 "scale": self.scale, "sigma": self.sigma, "min_size": self.min_size}
 
-    def __call__(self, image: np.ndarray) -> Segmentation:
+    def __call__(self, image: np.ndarray, progress=None) -> Segmentation:
         """Superpixels of ``image`` as a :class:`Segmentation`."""
         from skimage.segmentation import felzenszwalb, slic
 
+        report(progress, "segmentation", 0, 1)
         image = np.asarray(image, dtype=np.float64)
         if self.method == "slic":
             labels = slic(image, n_segments=self.n_segments, compactness=self.compactness,
@@ -49,6 +51,7 @@ class SuperpixelSegmenter:
         else:
             labels = felzenszwalb(image, scale=self.scale, sigma=self.sigma,
                                   min_size=self.min_size) + 1
+        report(progress, "segmentation", 1, 1)
         return Segmentation.from_labels(labels, self.method, {"settings": self.settings()})
 
     def __repr__(self):

@@ -138,7 +138,7 @@ class RoadView(W.VBox):
             for k, (name, amap) in enumerate(m.items()):
                 progress(f"ROAD of {METHOD_NAMES[name]}", k, len(m))
                 cancel.check()
-                out[name] = road(ex.classifier, ex.x.detach(), amap, self.percentages, seed=self.seed)
+                out[name] = road(ex.x.detach(), ex.classifier, amap, self.percentages, seed=self.seed)
             progress("ROAD", len(m), len(m))
             return m, out
 
@@ -195,7 +195,7 @@ class RoadView(W.VBox):
             img = noisy_linear_impute(ex.x.detach().cpu().double().numpy(), mask, rng=rng)
             import torch
 
-            probs = classify_batches(ex.classifier, torch.from_numpy(img[None].astype(np.float32)))[0]
+            probs = classify_batches(torch.from_numpy(img[None].astype(np.float32)), ex.classifier)[0]
             return img, mask, probs
 
         def apply(result):

@@ -1,0 +1,130 @@
+"""The files of an evaluation folder: append-only ``results.jsonl`` (repaired when torn),
+one CSV and one ``.npz`` of maps per image. Every write is whole or absent.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .insertion import KINDS as CURVE_KINDS
+from .road import ORDERS
+
+#: Per-method scalar metrics summarised in ``metrics.json``.
+SCALAR_METRICS = ("sparsity", "sparsity_matched", "sparsity_within", "matched_support", "support",
+                  "support_fraction",
+                  "morf_aopc", "lerf_aopc", "morf_aopc_accuracy", "lerf_aopc_accuracy",
+                  "morf_auc", "morf_probability_auc", "lerf_auc", "lerf_probability_auc",
+                  "insertion_auc", "deletion_auc",
+                  "attribution_seconds", "road_seconds")
+
+
+def repair_results(path: Path) -> int:
+    """Cut a torn last record (a crash mid-write, a copy cut short) off ``results.jsonl``.
+
+    Only the end of the file can be torn, since records are appended whole: if the file does
+    not end with a newline, or its last line is not valid JSON, that line is removed (with a
+    warning) so the next record starts on a line of its own. Returns the bytes removed.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return 0
+    data = path.read_bytes()
+    end = len(data)
+    body = data[:-1] if data.endswith(b"\n") else data
+    start = body.rfind(b"\n") + 1
+    last = body[start:]
+    try:
+        ok = data.endswith(b"\n") and (not last.strip() or json.loads(last.decode()) is not None)
+    except (ValueError, UnicodeDecodeError):
+        ok = False
+    if ok:
+        return 0
+    with open(path, "r+b") as fh:
+        fh.truncate(start)
+    warnings.warn(f"{path}: its last record was cut short ({end - start} bytes); removed it, "
+                  "that image will be evaluated again", stacklevel=2)
+    return end - start
+
+
+def read_results(path: Path) -> dict:
+    """``{key: record}`` from a ``results.jsonl`` (later lines win; a torn line is skipped)."""
+    done = {}
+    if not path.exists():
+        return done
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn line; repair_results removes it before anything is appended
+            if rec.get("status") == "ok":
+                done[rec["key"]] = rec
+    return done
+
+
+def append_record(path: Path, record: dict) -> None:
+    """Append ``record`` to ``results.jsonl`` as one strict-JSON line, flushed to disk."""
+    from hsets_widgets.files import dumps
+
+    line = dumps(record) + "\n"      # one write of one whole line, strict JSON
+    with open(path, "a") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def save_maps(path: Path, arrays: dict) -> None:
+    """Write an image's maps (keys from :func:`map_key`) atomically to ``path``."""
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def map_key(name: str) -> str:
+    """The ``.npz`` key of method ``name`` (any method spec, made a valid and unique key)."""
+    return "m_" + re.sub(r"[^A-Za-z0-9]", "_", name) + "_" + hashlib.sha1(name.encode()).hexdigest()[:6]
+
+
+def write_image_csv(path: Path, record: dict) -> None:
+    """One row per method with every scalar metric and every curve point."""
+    rows = []
+    for name, m in record["methods"].items():
+        row = {"image": record["path"], "label": record.get("label"), "target": record["target"],
+               "method": name}
+        row.update({k: m.get(k) for k in SCALAR_METRICS})
+        for order in ORDERS:
+            if order in m:
+                c = m[order]
+                for p, a, pr in zip(c["percentages"], c["accuracy"], c["probability"]):
+                    row[f"{order}_accuracy@{p:g}"] = a
+                    row[f"{order}_probability@{p:g}"] = pr
+        for kind in CURVE_KINDS:
+            if kind in m:
+                for f, pr in zip(m[kind]["fractions"], m[kind]["probability"]):
+                    row[f"{kind}_probability@{f:g}"] = pr
+        rows.append(row)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def load_maps(path: Path, names) -> dict:
+    """The stored maps of ``names`` (those present) from an image's ``.npz``."""
+    if not path.exists():
+        return {}
+    with np.load(path) as z:
+        stored = {k: z[k] for k in z.files}
+    return {n: stored[map_key(n)] for n in names if map_key(n) in stored}
