@@ -14,8 +14,8 @@ Every replaced activation is one fused ``autograd.Function`` (the smooth clip
 derivatives are written out, with forward-mode rules and ``vmap`` support, so
 ``torch.func`` transforms (``jvp(grad(f))`` under ``vmap``) and double backward both work. It
 saves only its input, and its derivative pieces are computed once per pass, not once per
-Hessian row: on EfficientNet-Lite0 this made rows ~15% faster and ~300 MB lighter than
-composing ``F.softplus`` calls.
+Hessian row, which makes rows faster and lighter than composing ``F.softplus`` calls
+(bench/RESULTS.md).
 
 Options
 -------
@@ -42,12 +42,59 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-CURVATURES = ("softplus", "surrogate", "none")
+
+@dataclass(frozen=True)
+class Ramp:
+    """A stand-in ``r(u)`` for ``max(u, 0)`` inside Hessian passes, with ``r'`` and ``r''``
+    written out (the fused activations below are built from these three).
+
+    ``parameter`` names the :class:`CurvatureSpec` field passed to each as ``p``; ``label``
+    formats the spec for summaries (``label(p)``).
+    """
+
+    name: str
+    value: Callable
+    slope: Callable
+    bend: Callable
+    parameter: str
+    label: Callable[[float], str]
+
+
+# softplus:  r = softplus(beta u) / beta,      r' = sigmoid(beta u),  r'' = beta s (1 - s)
+# surrogate: r = max(u, 0) (exact forward),    r' = u / sqrt(u^2 + tau) + [u <= 0],
+#            r'' = tau / (u^2 + tau)^(3/2)     (r' is G' of G(u) = sqrt(u^2 + tau) + min(u, 0))
+# (torch's softplus with beta != 1 takes a slow path: softplus(beta u) / beta is faster)
+def _softplus_bend(u, p):
+    s = torch.sigmoid(p * u)
+    return p * s * (1.0 - s)
+
+
+#: every curvature option with a ramp; :func:`register_ramp` adds one ("none" is always there)
+RAMPS: dict = {
+    "softplus": Ramp("softplus", lambda u, p: F.softplus(p * u) / p, lambda u, p: torch.sigmoid(p * u),
+                     _softplus_bend, "beta", lambda p: f"softplus(beta={p:g}"),
+    "surrogate": Ramp("surrogate", lambda u, p: torch.clamp(u, min=0.0),
+                      lambda u, p: u * torch.rsqrt(u * u + p) + (u <= 0).to(u.dtype),
+                      lambda u, p: p * torch.rsqrt(u * u + p) ** 3, "tau", lambda p: f"surrogate ReLU(tau={p:g}"),
+}
+
+
+def register_ramp(ramp: Ramp) -> Ramp:
+    """Add a curvature option (or replace one of the same name); returns it."""
+    if not isinstance(ramp, Ramp) or ramp.parameter not in ("beta", "tau"):
+        raise TypeError("register_ramp takes a Ramp whose parameter is 'beta' or 'tau'")
+    RAMPS[ramp.name] = ramp
+    return ramp
+
+
+#: the built-in curvature options
+CURVATURES = (*RAMPS, "none")
 
 _RELU = {F.relu, torch.relu, torch.relu_, F.relu_}
 _CLIP = {F.relu6, F.hardtanh, F.hardtanh_}
@@ -67,21 +114,23 @@ class CurvatureSpec:
     keep_clip: bool = True
 
     def __post_init__(self):
-        if self.kind not in CURVATURES:
-            raise ValueError(f"unknown curvature {self.kind!r}; use one of {', '.join(CURVATURES)}")
-        if self.kind == "softplus" and self.beta <= 0:
-            raise ValueError(f"softplus beta must be positive, got {self.beta}")
-        if self.kind == "surrogate" and self.tau <= 0:
-            raise ValueError(f"surrogate tau must be positive, got {self.tau}")
+        if self.kind != "none" and self.kind not in RAMPS:
+            raise ValueError(f"unknown curvature {self.kind!r}; use one of {', '.join([*RAMPS, 'none'])}")
+        if self.kind != "none" and not self.p > 0:
+            name = RAMPS[self.kind].parameter
+            raise ValueError(f"{self.kind} {name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def p(self) -> float:
+        """The ramp's parameter (``beta`` or ``tau``, whichever the option uses)."""
+        return float(getattr(self, RAMPS[self.kind].parameter)) if self.kind in RAMPS else 0.0
 
     def describe(self) -> str:
         """A short human-readable description (for labels and summaries)."""
-        tail = "" if self.keep_clip or self.kind == "none" else ", ReLU6 clip dropped"
-        if self.kind == "softplus":
-            return f"softplus(beta={self.beta:g}{tail})"
-        if self.kind == "surrogate":
-            return f"surrogate ReLU(tau={self.tau:g}{tail})"
-        return "none"
+        if self.kind == "none":
+            return "none"
+        tail = "" if self.keep_clip else ", ReLU6 clip dropped"
+        return f"{RAMPS[self.kind].label(self.p)}{tail})"
 
 
 def _clip_args(func, args, kwargs):
@@ -92,26 +141,17 @@ def _clip_args(func, args, kwargs):
     return 0.0, 6.0  # relu6
 
 
-# ---- the smooth ramp r(u) and its first two derivatives -----------------------------------
-# softplus:  r = softplus(beta u) / beta,      r' = sigmoid(beta u),  r'' = beta s (1 - s)
-# surrogate: r = max(u, 0) (exact forward),    r' = u / sqrt(u^2 + tau) + [u <= 0],
-#            r'' = tau / (u^2 + tau)^(3/2)     (r' is G' of G(u) = sqrt(u^2 + tau) + min(u, 0))
-# (torch's softplus with beta != 1 takes a slow path: softplus(beta u) / beta is ~4x faster)
+# ---- the ramp r(u) and its first two derivatives, by option name -------------------------
 def _r(u, kind, p):
-    return F.softplus(p * u) / p if kind == "softplus" else torch.clamp(u, min=0.0)
+    return RAMPS[kind].value(u, p)
 
 
 def _r1(u, kind, p):
-    if kind == "softplus":
-        return torch.sigmoid(p * u)
-    return u * torch.rsqrt(u * u + p) + (u <= 0).to(u.dtype)
+    return RAMPS[kind].slope(u, p)
 
 
 def _r2(u, kind, p):
-    if kind == "softplus":
-        s = torch.sigmoid(p * u)
-        return p * s * (1.0 - s)
-    return p * torch.rsqrt(u * u + p) ** 3
+    return RAMPS[kind].bend(u, p)
 
 
 def _clip_of(fn, x, lo, hi, kind, p):
@@ -181,7 +221,7 @@ class _SmoothActivations(TorchFunctionMode):
         super().__init__()
         self.spec = spec
         self.calls = 0
-        self._p = float(spec.beta if spec.kind == "softplus" else spec.tau)
+        self._p = spec.p
 
     def _clip(self, x, lo=0.0, hi=math.inf):
         return _SmoothClip.apply(x, float(lo), float(hi), self.spec.kind, self._p)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .explanation import Explanation, InteractionSet
-from .growth import GrownSet, ThresholdRule, grow_sets
+from .growth import THRESHOLD_RULES, GrownSet, ThresholdRule, grow_sets
 from .heatmap import member_weights, paint
 from .hessian import HessianRows
 from .idg import SetValue, estimate_value, member_terms
@@ -272,7 +272,7 @@ class Explainer:
         c = self.config
         return ThresholdRule(c.threshold if threshold is None else threshold, c.mu if mu is None else mu,
                              c.sign if sign is None else sign, c.row_blur,
-                             c.fresh and (threshold or c.threshold) == "topk",
+                             c.fresh and THRESHOLD_RULES[threshold or c.threshold].is_topk,
                              c.row_scale)
 
     def displacement(self) -> Optional[np.ndarray]:

@@ -11,13 +11,78 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from .progress import CancelToken, ProgressFn, report
 
-RULES = ("absolute", "seed-fraction", "minmax", "topk")
+
+@dataclass(frozen=True)
+class RuleKind:
+    """One kind of threshold rule, as the engine applies it and a user interface offers it.
+
+    Attributes
+    ----------
+    name : str
+        The value of ``ThresholdRule.kind`` / ``HSetsConfig.threshold``.
+    label : str
+        What a menu shows.
+    mu_range : tuple
+        ``(min, max, step, default)`` of a mu slider; ``max`` None: taken from the seed's row.
+    cut : callable or None
+        ``cut(mu, seed_attribution) -> threshold``: entries whose score is above it pass.
+        None: the ``round(mu)`` best entries of each row pass (a top-k rule).
+    normalise : callable, optional
+        ``normalise(row) -> score`` used instead of the sign (the authors' min-max row).
+    text : callable
+        ``text(mu, sign) -> str``: the rule in words, for labels and summaries.
+    """
+
+    name: str
+    label: str
+    mu_range: tuple
+    cut: Optional[Callable[[float, float], float]]
+    text: Callable[[float, str], str]
+    normalise: Optional[Callable[[np.ndarray], np.ndarray]] = None
+
+    @property
+    def is_topk(self) -> bool:
+        """Whether the rule keeps a number of entries per row (mu counts members)."""
+        return self.cut is None
+
+
+#: every threshold rule by name; :func:`register_rule` adds one (settings, menus and
+#: slider ranges all read this table)
+THRESHOLD_RULES: dict = {}
+
+
+def register_rule(kind: RuleKind) -> RuleKind:
+    """Add a threshold rule (or replace one of the same name); returns it."""
+    if not isinstance(kind, RuleKind):
+        raise TypeError(f"register_rule takes a RuleKind, got {type(kind).__name__}")
+    THRESHOLD_RULES[kind.name] = kind
+    return kind
+
+
+def _minmax(row: np.ndarray) -> np.ndarray:
+    lo, hi = row.min(), row.max()
+    return (row - lo) / (hi - lo) if hi > lo else np.zeros_like(row)
+
+
+register_rule(RuleKind("topk", "top-k entries of each row", (1.0, 512.0, 1.0, 256.0), None,
+                       lambda mu, sign: f"top {int(round(mu))} {{what}} per row ({sign})"))
+register_rule(RuleKind("absolute", "|H| above mu (absolute)", (0.0, None, None, None),
+                       lambda mu, seed_attr: mu, lambda mu, sign: f"{sign} entry > {mu:g}"))
+register_rule(RuleKind("seed-fraction", "above mu × |seed IG| (paper)", (0.0, 5.0, 0.01, 0.5),
+                       lambda mu, seed_attr: mu * abs(seed_attr),
+                       lambda mu, sign: f"{sign} entry > {mu:g} x |seed attribution|"))
+register_rule(RuleKind("minmax", "min-max normalised row (authors' code)", (0.0, 1.0, 0.01, 0.5),
+                       lambda mu, seed_attr: mu, lambda mu, sign: f"min-max normalised row > {mu:g}",
+                       normalise=_minmax))
+
+#: the built-in rule names (``THRESHOLD_RULES`` also holds any registered later)
+RULES = tuple(THRESHOLD_RULES)
 SIGNS = ("positive", "magnitude")
 ORDERS = ("bfs", "dfs")
 
@@ -64,22 +129,22 @@ class ThresholdRule:
     scale: str = "none"
 
     def __post_init__(self):
-        if self.kind not in RULES:
-            raise ValueError(f"unknown threshold rule {self.kind!r}; use one of {', '.join(RULES)}")
+        if self.kind not in THRESHOLD_RULES:
+            raise ValueError(f"unknown threshold rule {self.kind!r}; use one of {', '.join(THRESHOLD_RULES)}")
         if self.sign not in SIGNS:
             raise ValueError(f"unknown sign {self.sign!r}; use 'positive' or 'magnitude'")
         if isinstance(self.mu, bool) or not isinstance(self.mu, (int, float, np.integer, np.floating)):
             raise ValueError(f"mu must be a number, got {self.mu!r}")
         if not np.isfinite(self.mu):
             raise ValueError(f"mu must be finite, got {self.mu}")
-        if self.kind == "topk" and self.mu < 1:
-            raise ValueError(f"topk needs mu >= 1 (the number of entries kept per row), got {self.mu}")
+        if self.is_topk and self.mu < 1:
+            raise ValueError(f"{self.kind} needs mu >= 1 (the number of entries kept per row), got {self.mu}")
         if not (isinstance(self.blur, (int, float)) and np.isfinite(self.blur) and self.blur >= 0):
             raise ValueError(f"blur must be a number of pixels >= 0, got {self.blur!r}")
         if not isinstance(self.fresh, (bool, np.bool_)):
             raise ValueError(f"fresh must be True or False, got {self.fresh!r}")
-        if self.fresh and self.kind != "topk":
-            raise ValueError("fresh=True only applies to the topk rule (it counts new members per row)")
+        if self.fresh and not self.is_topk:
+            raise ValueError("fresh=True only applies to a top-k rule (it counts new members per row)")
         if self.scale not in SCALES:
             raise ValueError(f"unknown scale {self.scale!r}; use one of {', '.join(SCALES)}")
 
@@ -91,14 +156,13 @@ class ThresholdRule:
         if self.scale == "displacement":
             extra.append("scaled by |x - b|")
         tail = f" ({', '.join(extra)})" if extra else ""
-        if self.kind == "topk":
-            what = "new members" if self.fresh else "entries"
-            return f"top {int(round(self.mu))} {what} per row ({self.sign}){tail}"
-        if self.kind == "seed-fraction":
-            return f"{self.sign} entry > {self.mu:g} x |seed attribution|{tail}"
-        if self.kind == "minmax":
-            return f"min-max normalised row > {self.mu:g}{tail}"
-        return f"{self.sign} entry > {self.mu:g}{tail}"
+        text = THRESHOLD_RULES[self.kind].text(self.mu, self.sign)
+        return text.replace("{what}", "new members" if self.fresh else "entries") + tail
+
+    @property
+    def is_topk(self) -> bool:
+        """Whether ``mu`` counts entries kept per row (see :attr:`RuleKind.is_topk`)."""
+        return THRESHOLD_RULES[self.kind].is_topk
 
 
 def rule_scores(row: np.ndarray, rule: ThresholdRule, shape: Optional[tuple] = None,
@@ -115,9 +179,9 @@ def rule_scores(row: np.ndarray, rule: ThresholdRule, shape: Optional[tuple] = N
         ``|x - b|`` per feature; needed when ``rule.scale == "displacement"``.
     """
     row = np.asarray(row, dtype=np.float64)
-    if rule.kind == "minmax":
-        lo, hi = row.min(), row.max()
-        score = (row - lo) / (hi - lo) if hi > lo else np.zeros_like(row)
+    normalise = THRESHOLD_RULES[rule.kind].normalise
+    if normalise is not None:
+        score = normalise(row)
     else:
         score = np.abs(row) if rule.sign == "magnitude" else row
     if rule.scale == "displacement":
@@ -153,13 +217,13 @@ def candidates(row: np.ndarray, rule: ThresholdRule, seed_attribution: float = 1
             score[exclude] = -np.inf
         if rule.fresh and blocked is not None:
             score[np.asarray(blocked, bool)] = -np.inf
-    if rule.kind == "topk":
+    kind = THRESHOLD_RULES[rule.kind]
+    if kind.is_topk:
         k = min(int(round(rule.mu)), score.size)  # a slider's 20.999999 means 21
         idx = np.argpartition(-score, k - 1)[:k] if k < score.size else np.arange(score.size)
         idx = idx[np.isfinite(score[idx]) & (score[idx] > 0)]
     else:
-        thr = rule.mu * abs(seed_attribution) if rule.kind == "seed-fraction" else rule.mu
-        idx = np.flatnonzero(score > thr)
+        idx = np.flatnonzero(score > kind.cut(rule.mu, seed_attribution))
     order = np.lexsort((idx, -score[idx]))
     return idx[order]
 
@@ -268,7 +332,7 @@ class _Grower:
         ceil(remaining / k) more rows are (and BFS takes them in frontier order).
         """
         need = prefetch
-        if self.rule.kind == "topk":
+        if self.rule.is_topk:
             need = min(prefetch, max(1, -(-(self.limit - len(self.members)) // int(round(self.rule.mu)))))
         if self.max_rows is not None:
             need = min(need, max(1, self.max_rows - len(self.steps)))

@@ -4,7 +4,7 @@ A Hessian row ``H[j, :]`` is a Hessian-vector product with a one-hot tangent ``e
 Many rows are computed in one pass. The default method, ``forward-over-reverse``, maps
 ``jvp(grad(f))`` over a batch of tangents with ``torch.func.vmap``: the image's own forward
 and backward pass (the primal) runs once per pass and only the tangent arithmetic is
-batched, 1.7-2x faster per row on a CPU than the alternative, ``stacked``, which stacks
+batched, faster per row on a CPU than the alternative (bench/RESULTS.md), ``stacked``, which stacks
 ``B`` copies of the image in a batch, each with its own tangent (because the score of the
 batch is the *sum* of per-image scores, the ``b``-th image's gradient only depends on the
 ``b``-th copy). ``double-backward`` differentiates a retained gradient graph of the stacked
@@ -105,9 +105,8 @@ class affine_batch_norm(TorchFunctionMode):
     In eval mode batch norm is the per-channel affine map ``x * s + t`` with
     ``s = weight / sqrt(running_var + eps)`` and ``t = bias - running_mean * s``; written as
     one ``addcmul`` its forward-mode and backward rules are a single elementwise op each,
-    where the native op's take several. Same values to float rounding; Hessian passes on
-    EfficientNet-Lite0 were ~25% faster on a 2-core CPU. Training-mode calls (batch
-    statistics) are left alone.
+    where the native op's take several. Same values to float rounding, faster Hessian passes
+    (bench/RESULTS.md). Training-mode calls (batch statistics) are left alone.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -184,12 +183,12 @@ def hessian_rows(x: torch.Tensor, f, indices: Iterable[int], features: str = "pi
     return torch.cat(out) if out else torch.zeros((0, n_features(x.shape, features)), dtype=x.dtype)
 
 
-#: most rows per CPU pass: on a 2-core CPU (EfficientNet-Lite0, 224 px, bench/RESULTS.md) 8 rows per
-#: pass cost 0.15 s per row at 2.8 GB peak, 4 rows 0.24 s at 2.0 GB, 1 row 0.73 s
+#: most rows per CPU pass: beyond it a CPU pass gets no faster per row, only heavier
+#: (the batch-size table of bench/RESULTS.md)
 CPU_MAX_BATCH = 8
-#: memory of one more row in a pass, in units of the score's saved activations (measured with
-#: bench/bench_hessian.py: EfficientNet-Lite0 +215 MB per row for 94 MB saved, ResNet-50 +355 MB
-#: for 216 MB), and of the pass's fixed part (the image's own graph, gradients, workspace)
+#: memory of one more row in a pass, in units of the score's saved activations, and of the
+#: pass's fixed part (the image's own graph, gradients, workspace); bounds fitted to the
+#: per-model memory table of bench/RESULTS.md
 PER_ROW_FACTOR, FIXED_FACTOR = 2.5, 4.0
 
 

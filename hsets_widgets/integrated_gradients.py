@@ -7,7 +7,7 @@ result: IG is ``(x - b) * G``, and Integrated Directional Gradients of any featu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -18,7 +18,6 @@ from .progress import CancelToken, ProgressFn, report
 from .scores import ScoreFn, resolve_target
 
 RULES = ("left", "right", "midpoint", "trapezoid", "gauss-legendre", "inclusive", "adaptive")
-BASELINES = ("zeros", "grey", "mean", "blur", "model-zero")
 
 
 def path_points(n_steps: int, rule: str = "midpoint") -> tuple:
@@ -101,6 +100,42 @@ def adaptive_path_points(x: torch.Tensor, f, b: torch.Tensor, n_steps: int, n_pr
     return (edges[1:] + edges[:-1]) / 2.0, np.diff(edges)
 
 
+def _blur(x, classifier, blur_sigma):
+    from torchvision.transforms.functional import gaussian_blur
+
+    k = int(2 * round(3 * blur_sigma) + 1)
+    return gaussian_blur(x.unsqueeze(0), [k, k], [blur_sigma, blur_sigma])[0]
+
+
+def _model_zero(x, classifier, blur_sigma):
+    if classifier is None:
+        raise ValueError("baseline='model-zero' needs the classifier")
+    # solve normalize(b) = 0 for an affine per-channel normalisation
+    zero = classifier.normalize(torch.zeros_like(x).unsqueeze(0))[0]
+    one = classifier.normalize(torch.ones_like(x).unsqueeze(0))[0]
+    return (-zero / (one - zero)).clamp(0.0, 1.0)
+
+
+#: every named baseline: ``fn(x, classifier, blur_sigma) -> b``; :func:`register_baseline`
+#: adds one (settings validation and ``hsets evaluate`` specs read this table)
+BASELINE_FNS: dict = {
+    "zeros": lambda x, classifier, blur_sigma: torch.zeros_like(x),
+    "grey": lambda x, classifier, blur_sigma: torch.full_like(x, 0.5),
+    "mean": lambda x, classifier, blur_sigma: x.mean(dim=(-2, -1), keepdim=True).expand_as(x).clone(),
+    "blur": _blur,
+    "model-zero": _model_zero,
+}
+#: the built-in baseline names
+BASELINES = tuple(BASELINE_FNS)
+
+
+def register_baseline(name: str, fn: Callable) -> None:
+    """Add a named baseline ``fn(x, classifier, blur_sigma) -> b`` (``b`` shaped like ``x``)."""
+    if not isinstance(name, str) or not name or not callable(fn):
+        raise TypeError("register_baseline takes a non-empty name and a function (x, classifier, blur_sigma)")
+    BASELINE_FNS[name] = fn
+
+
 def make_baseline(x: torch.Tensor, baseline: Union[str, float, torch.Tensor] = "zeros",
                   classifier: Optional[Classifier] = None, blur_sigma: float = 10.0) -> torch.Tensor:
     """The baseline image ``b`` (same shape as ``x``, values in [0, 1]).
@@ -108,7 +143,8 @@ def make_baseline(x: torch.Tensor, baseline: Union[str, float, torch.Tensor] = "
     ``zeros`` is black, ``grey`` 0.5 everywhere, ``mean`` the image's per-channel mean,
     ``blur`` a Gaussian blur of the image (``blur_sigma`` pixels), ``model-zero`` the image
     whose normalised version is all zeros (the zero input of the network itself, as the
-    authors' code used). A number or a tensor is used as given.
+    authors' code used); names added with :func:`register_baseline` work the same way. A
+    number or a tensor is used as given.
     """
     if isinstance(baseline, torch.Tensor):
         b = baseline.to(x.device, x.dtype)
@@ -117,25 +153,12 @@ def make_baseline(x: torch.Tensor, baseline: Union[str, float, torch.Tensor] = "
         return b
     if isinstance(baseline, (int, float)):
         return torch.full_like(x, float(baseline))
-    if baseline == "zeros":
-        return torch.zeros_like(x)
-    if baseline == "grey":
-        return torch.full_like(x, 0.5)
-    if baseline == "mean":
-        return x.mean(dim=(-2, -1), keepdim=True).expand_as(x).clone()
-    if baseline == "blur":
-        from torchvision.transforms.functional import gaussian_blur
-
-        k = int(2 * round(3 * blur_sigma) + 1)
-        return gaussian_blur(x.unsqueeze(0), [k, k], [blur_sigma, blur_sigma])[0]
-    if baseline == "model-zero":
-        if classifier is None:
-            raise ValueError("baseline='model-zero' needs the classifier")
-        # solve normalize(b) = 0 for an affine per-channel normalisation
-        zero = classifier.normalize(torch.zeros_like(x).unsqueeze(0))[0]
-        one = classifier.normalize(torch.ones_like(x).unsqueeze(0))[0]
-        return (-zero / (one - zero)).clamp(0.0, 1.0)
-    raise ValueError(f"unknown baseline {baseline!r}; use one of {', '.join(BASELINES)}, "
+    if baseline in BASELINE_FNS:
+        b = BASELINE_FNS[baseline](x, classifier, blur_sigma)
+        if b.shape != x.shape:
+            raise ValueError(f"baseline {baseline!r} returned shape {tuple(b.shape)}, image {tuple(x.shape)}")
+        return b
+    raise ValueError(f"unknown baseline {baseline!r}; use one of {', '.join(BASELINE_FNS)}, "
                      "a number or a tensor")
 
 

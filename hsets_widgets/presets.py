@@ -37,12 +37,12 @@ from typing import Optional
 
 import numpy as np
 
-from .curvature import CURVATURES, CurvatureSpec
-from .growth import CAPS, ORDERS, RULES, SCALES, SIGNS, ThresholdRule
+from .curvature import RAMPS, CurvatureSpec
+from .growth import CAPS, ORDERS, SCALES, SIGNS, THRESHOLD_RULES, ThresholdRule
 from .heatmap import COMBINES, MEMBER_WEIGHTS, PAINTS
 from .hessian import FEATURES, METHODS
 from .idg import SAMPLERS, SET_SCORES, VALUE_KINDS
-from .integrated_gradients import BASELINES
+from .integrated_gradients import BASELINE_FNS
 from .integrated_gradients import RULES as IG_RULES
 from .scores import SCORE_KINDS
 from .seeds import SEED_ORDERS, SEEDINGS
@@ -124,11 +124,12 @@ class HSetsConfig:
                 if problem:
                     raise ValueError(f"H-Sets setting {f.name}={getattr(self, f.name)!r} is not "
                                      f"valid: {problem}")
-        if self.threshold == "topk" and self.mu < 1:
-            raise ValueError(f"H-Sets setting mu={self.mu!r} is not valid: the topk rule keeps "
+        topk = THRESHOLD_RULES[self.threshold].is_topk
+        if topk and self.mu < 1:
+            raise ValueError(f"H-Sets setting mu={self.mu!r} is not valid: the {self.threshold} rule keeps "
                              "round(mu) entries per row, so mu must be at least 1")
-        if self.fresh and self.threshold != "topk":
-            raise ValueError(f"H-Sets setting fresh=True needs threshold='topk' (got "
+        if self.fresh and not topk:
+            raise ValueError(f"H-Sets setting fresh=True needs a top-k threshold such as 'topk' (got "
                              f"{self.threshold!r}): it counts new members per row")
         if self.value_kind == "sample-sum" and self.sampler != "bernoulli":
             raise ValueError("H-Sets setting value_kind='sample-sum' sums Bernoulli draws; use "
@@ -162,9 +163,13 @@ class HSetsConfig:
 
 # ---- field checks: each returns None when the value is fine, else what is wrong ----------
 def _one_of(options):
+    """A check that ``v`` is one of ``options`` (a collection, or a function returning one,
+    read at check time so registered additions count).
+    """
     def check(v):
-        if not isinstance(v, str) or v not in options:
-            return f"use one of {', '.join(repr(o) for o in options)}"
+        opts = options() if callable(options) else options
+        if not isinstance(v, str) or v not in opts:
+            return f"use one of {', '.join(repr(o) for o in opts)}"
         return None
     return check
 
@@ -208,8 +213,8 @@ def _baseline(v):
     if isinstance(v, torch.Tensor):
         return None
     if isinstance(v, str):
-        return _one_of(BASELINES)(v)
-    return _number()(v) and f"use one of {', '.join(BASELINES)}, a number or a tensor"
+        return _one_of(BASELINE_FNS)(v)
+    return _number()(v) and f"use one of {', '.join(BASELINE_FNS)}, a number or a tensor"
 
 
 def _batch_size(v):
@@ -219,13 +224,13 @@ def _batch_size(v):
 
 
 _CHECKS = {
-    "score": _one_of(SCORE_KINDS), "curvature": _one_of(CURVATURES),
+    "score": _one_of(SCORE_KINDS), "curvature": _one_of(lambda: (*RAMPS, "none")),
     "beta": _number(0, lo_open=True), "tau": _number(0, lo_open=True), "keep_clip": _flag,
     "features": _one_of(FEATURES), "seed_attribution": _one_of(SEED_ATTRIBUTIONS),
     "baseline": _baseline, "n_steps": _whole(1), "rule": _one_of(IG_RULES),
     "sam_points_per_side": _whole(1), "n_sets": _whole(1, allow_none=True, none_means="one per segment"),
     "seed_order": _one_of(SEED_ORDERS), "seeding": _one_of(SEEDINGS), "seed_blur": _number(0),
-    "seed_spacing": _whole(1), "threshold": _one_of(RULES), "mu": _number(),
+    "seed_spacing": _whole(1), "threshold": _one_of(THRESHOLD_RULES), "mu": _number(),
     "sign": _one_of(SIGNS), "row_blur": _number(0), "fresh": _flag, "row_scale": _one_of(SCALES),
     "nu": _whole(1), "nu_split": _one_of(NU_SPLITS), "cap": _one_of(CAPS), "order": _one_of(ORDERS),
     "within_mask": _flag,

@@ -323,3 +323,17 @@ def test_interrupted_evaluation_resumes_without_duplicates(tmp_path, photo48):
     keys = [json.loads(line)["key"] for line in (out / "results.jsonl").read_text().splitlines()]
     assert m["n_images"] == 2 and len(keys) == len(set(keys)) == 2
     assert os.path.getsize(out / "metrics.json") > 0
+
+
+def test_set_overrides_share_one_grammar_and_fail_in_one_line(tmp_path, capsys):
+    from hsets_widgets.evaluation.baselines import parse_method_spec
+    from hsets_widgets.options import parse_assignments
+
+    assert parse_assignments(["nu=64", "mu=0.5", "fresh=false", "n_sets=none", "order=dfs"]) == {
+        "nu": 64, "mu": 0.5, "fresh": False, "n_sets": None, "order": "dfs"}
+    assert parse_method_spec("hsets:paper,nu=500,fresh=true") == ("hsets", {"preset": "paper", "nu": 500,
+                                                                           "fresh": True})
+    for bad, says in ((["--set", "bogus=1"], "unknown H-Sets setting"), (["--set", "mu"], "KEY=VALUE"),
+                      (["--set", "order=sideways"], "order='sideways' is not valid")):
+        code, _, err = run_cli(capsys, "explain", "chelsea", "--out", str(tmp_path / "o"), *bad)
+        assert code == 1 and says in one_line_error(err, "explain"), err

@@ -142,6 +142,17 @@ def uncached_pixel(explainer):
 
 
 # ---- state and growth -----------------------------------------------------------------
+
+def slow_rows(ex, monkeypatch, seconds: float) -> None:
+    """Make every Hessian-row pass of ``ex`` take ``seconds`` longer (to catch it running)."""
+    orig = ex.rows._compute
+
+    def slow(chunk):
+        time.sleep(seconds)
+        return orig(chunk)
+
+    monkeypatch.setattr(ex.rows, "_compute", slow)
+
 def test_explorer_prepares_and_grows_the_best_seed(explorer):
     st = explorer.state
     assert st.ready and not st.busy and st.error == ""
@@ -179,13 +190,11 @@ def test_click_outside_the_image_is_an_error_not_a_crash(explorer):
 
 
 def test_cached_growth_equals_engine_growth(explorer):
-    from hsets_widgets.widgets import grow_from_cache
-
     st, ex = explorer.state, explorer.explainer
     seed = st.seed
     for mu in (4.0, 8.0, 12.0):
         ref = ex.grow(seed, mu=mu, nu=32)
-        got = grow_from_cache(ex, seed, mu, 32, "topk", "magnitude", "bfs")
+        got = ex.grow(seed, mu, 32, "topk", "magnitude", "bfs", compute=False)
         assert np.array_equal(got.members, ref.members) and got.stopped == ref.stopped
 
 
@@ -233,13 +242,7 @@ def test_new_rows_are_computed_in_the_background_with_progress(explorer, monkeyp
     seen = []
     st.observe(lambda ch: seen.append(ch["new"]), names="progress")
     y, x = far_pixel(st)
-    orig = ex.rows._compute
-
-    def slow(chunk):
-        time.sleep(0.05)
-        return orig(chunk)
-
-    monkeypatch.setattr(ex.rows, "_compute", slow)
+    slow_rows(ex, monkeypatch, 0.05)
     st.nu = 40                                     # new rows needed for a larger set
     click_pixel(explorer.image_view, y, x)
     assert explorer.wait(60)
@@ -327,13 +330,7 @@ def test_invalid_setting_is_reported(explorer):
 def test_cancel_stops_a_long_computation(explorer, monkeypatch):
     st, ex = explorer.state, explorer.explainer
     seed0, grown0 = st.seed, st.grown
-    orig = ex.rows._compute
-
-    def slow(chunk):
-        time.sleep(0.3)
-        return orig(chunk)
-
-    monkeypatch.setattr(ex.rows, "_compute", slow)
+    slow_rows(ex, monkeypatch, 0.3)
     with st.hold_trait_notifications():
         st.nu = 400                               # hundreds of rows: minutes at this speed
     deadline = time.monotonic() + 10
@@ -352,13 +349,7 @@ def test_cancel_stops_a_long_computation(explorer, monkeypatch):
 
 def test_superseding_slider_moves_do_not_pile_up(explorer, monkeypatch):
     st, ex = explorer.state, explorer.explainer
-    orig = ex.rows._compute
-
-    def slow(chunk):
-        time.sleep(0.2)
-        return orig(chunk)
-
-    monkeypatch.setattr(ex.rows, "_compute", slow)
+    slow_rows(ex, monkeypatch, 0.2)
     n_hist = len(st.runner.history)
     t0 = time.perf_counter()
     for nu in (300, 310, 320):                    # each needs many new rows
@@ -677,3 +668,22 @@ def test_the_default_blurred_rule_in_the_widgets(image, tmp_path):
     fig = e.save_figure(tmp_path / "figure.png")          # the row panel draws the smoothed rule too
     assert fig.exists() and fig.stat().st_size > 10_000
     e.state.cancel()
+
+
+def test_the_rule_menu_and_mu_range_come_from_the_rule_registry(explorer):
+    from hsets_widgets.growth import THRESHOLD_RULES, RuleKind, register_rule
+    from hsets_widgets.widgets.threshold import ThresholdExplorer
+
+    register_rule(RuleKind("half-max", "above mu x the row's largest entry", (0.0, 1.0, 0.05, 0.4),
+                           cut=lambda mu, seed_attr: mu, text=lambda mu, sign: f"entry > {mu:g}"))
+    try:
+        view = ThresholdExplorer(explorer.state)
+        assert ("above mu x the row's largest entry", "half-max") in list(view.rule.options)
+        choose(view.rule, "half-max")
+        assert explorer.wait(60) and explorer.state.threshold == "half-max"
+        assert (view.mu.min, view.mu.max, view.mu.step) == (0.0, 1.0, 0.05)
+        assert "entry >" in explorer.state.grown.rule.describe()
+        choose(view.rule, "topk")
+        assert explorer.wait(60)
+    finally:
+        THRESHOLD_RULES.pop("half-max")

@@ -50,6 +50,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting of the preset (repeatable), e.g. --set row_blur=0")
     for name, typ in OVERRIDES.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=None,
                        help=argparse.SUPPRESS if name in ("batch_size", "dtype", "rule") else
@@ -72,13 +74,18 @@ def explain_to_folder(image, model, args) -> int:
     from ..explain import explain
     from ..files import check_output_dir, write_json
     from ..models import load_classifier
+    from ..options import parse_assignments
     from ..presets import get_config
     from ..progress import TqdmProgress
 
-    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}
+    overrides = {**parse_assignments(args.set, "--set"),
+                 **{k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}}
     if overrides.get("n_sets") == "all":
         overrides["n_sets"] = None
-    get_config(args.preset, **overrides)            # bad settings fail now, not after IG
+    try:
+        get_config(args.preset, **overrides)        # bad settings fail now, not after IG
+    except TypeError as err:                        # an unknown setting name
+        raise ValueError(str(err)) from err
     out = check_output_dir(args.out)                # and so does an output folder we cannot use
     clf = load_classifier(model, checkpoint=getattr(args, "checkpoint", None))
     progress = TqdmProgress(disable=args.quiet)

@@ -61,15 +61,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def parse_settings(items) -> dict:
     """``["nu=64", "mu=4.5", "order=dfs"]`` -> ``{"nu": 64, "mu": 4.5, "order": "dfs"}``."""
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-        key, val = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(val)
-        except json.JSONDecodeError:
-            out[key.strip()] = val
+    from ..options import parse_assignments
+
+    out = parse_assignments(items, "--set")
     if out:
         from ..presets import get_config
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..models import model_dtype
+from ..options import parse_assignments
 from .sparsity import AttributionShapeError
 
 MethodFn = Callable[..., Union[np.ndarray, torch.Tensor]]
@@ -166,15 +167,6 @@ def _accepts(fn, name: str) -> bool:
     return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
-def _parse_value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
-
-
 def parse_method_spec(spec: str) -> tuple:
     """``"hsets:paper,nu=500"`` -> ``("hsets", {"preset": "paper", "nu": 500})``."""
     name, _, rest = spec.strip().partition(":")
@@ -182,8 +174,7 @@ def parse_method_spec(spec: str) -> tuple:
     options = {}
     for i, part in enumerate(p.strip() for p in rest.split(",") if p.strip()):
         if "=" in part:
-            key, value = part.split("=", 1)
-            options[key.strip()] = _parse_value(value.strip())
+            options.update(parse_assignments([part], f"method {spec!r}"))
         elif i == 0 and name == "hsets":
             options["preset"] = part
         else:

@@ -23,9 +23,9 @@ from .image_view import ImageView, compose_view
 from .road_view import RoadView
 from .row_inspector import RowInspector
 from .sampling import SubsetSampling
-from .state import ExplorerState, grow_from_cache
+from .state import ExplorerState
 from .threshold import ThresholdExplorer
 
 __all__ = ["Explorer", "ExplorerState", "ExportPanel", "ImageView", "MergeAnimation",
            "RoadView", "RowInspector", "SetsPanel", "StatusBar", "SubsetSampling",
-           "ThresholdExplorer", "compose_view", "grow_from_cache", "save_figure", "save_png"]
+           "ThresholdExplorer", "compose_view", "save_figure", "save_png"]

@@ -200,12 +200,7 @@ class ImageView(W.VBox):
         layer.font = "bold 12px sans-serif"
         for k, seed in enumerate(st.auto_seeds):
             cy, cx = (seed.yx[0] + 0.5) * s, (seed.yx[1] + 0.5) * s
-            layer.stroke_style = "rgba(0, 0, 0, 0.5)"
-            layer.line_width = 3
-            layer.stroke_circle(cx, cy, ra)
-            layer.stroke_style = render.css(render.AUTO_RGBA)
-            layer.line_width = 1.5
-            layer.stroke_circle(cx, cy, ra)
+            _ring(layer, cx, cy, ra, render.css(render.AUTO_RGBA), 1.5, "rgba(0, 0, 0, 0.5)", 3)
             layer.fill_style = render.css(render.AUTO_RGBA)
             layer.fill_text(str(k + 1), cx + ra + 1, cy - ra * 0.5)
         if st.pending_seed_yx is not None:
@@ -217,12 +212,7 @@ class ImageView(W.VBox):
             layer.set_line_dash([])
         if st.seed is not None:
             cy, cx = (st.seed.yx[0] + 0.5) * s, (st.seed.yx[1] + 0.5) * s
-            layer.stroke_style = "rgba(0, 0, 0, 0.8)"
-            layer.line_width = 5
-            layer.stroke_circle(cx, cy, r)
-            layer.stroke_style = render.css(render.SEED_RGBA)
-            layer.line_width = 3
-            layer.stroke_circle(cx, cy, r)
+            _ring(layer, cx, cy, r, render.css(render.SEED_RGBA), 3, "rgba(0, 0, 0, 0.8)", 5)
 
     def _update_legend(self):
         st = self.state
@@ -305,3 +295,12 @@ def compose_view(state, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> np.n
     if not out:
         out.append(np.zeros((h * s, w * s, 4), np.uint8))
     return render.compose(out)
+
+
+def _ring(layer, cx: float, cy: float, r: float, color: str, width: float, halo: str,
+          halo_width: float) -> None:
+    """A circle with a dark halo under it, so it reads on light and dark pixels alike."""
+    layer.stroke_style, layer.line_width = halo, halo_width
+    layer.stroke_circle(cx, cy, r)
+    layer.stroke_style, layer.line_width = color, width
+    layer.stroke_circle(cx, cy, r)

@@ -13,7 +13,7 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import MultiCanvas
 
-from ..growth import candidates, rule_scores
+from ..growth import THRESHOLD_RULES, candidates, rule_scores
 from . import render
 from .common import as_state, draw_batch, fmt, legend, title
 
@@ -30,8 +30,8 @@ def step_xy(edges: np.ndarray, counts: np.ndarray) -> tuple:
 
 def score_label(rule) -> str:
     """Axis label of what ``rule`` compares for each entry of the seed's row."""
-    if rule.kind == "minmax":
-        what = "min-max normalised H[seed, j]"
+    if THRESHOLD_RULES[rule.kind].normalise is not None:
+        what = f"{rule.kind}-normalised H[seed, j]"
     else:
         what = "|H[seed, j]|" if rule.sign == "magnitude" else "H[seed, j]"
     if rule.scale == "displacement":
@@ -41,11 +41,10 @@ def score_label(rule) -> str:
 
 def threshold_position(rule, seed_attribution: float, passing_scores: np.ndarray):
     """Where the rule's cut lies on the score axis (None when nothing passes a top-k rule)."""
-    if rule.kind == "topk":
+    kind = THRESHOLD_RULES[rule.kind]
+    if kind.is_topk:
         return float(passing_scores.min()) if passing_scores.size else None
-    if rule.kind == "seed-fraction":
-        return rule.mu * abs(seed_attribution)
-    return float(rule.mu)
+    return float(kind.cut(rule.mu, seed_attribution))
 
 
 class RowInspector(W.VBox):

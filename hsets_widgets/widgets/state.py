@@ -19,19 +19,13 @@ import time
 from typing import Optional
 
 import numpy as np
-from traitlets import Any, Bool, Enum, Float, HasTraits, Instance, Int, List, Unicode, observe
+from traitlets import Any, Bool, Enum, Float, HasTraits, Instance, Int, List, TraitError, Unicode, observe, validate
 
 from ..explain import Explainer
-from ..growth import ORDERS, RULES, SIGNS, GrownSet, ThresholdRule
+from ..growth import ORDERS, SIGNS, THRESHOLD_RULES, ThresholdRule
 from ..hessian import RowNotCached
 from ..seeds import Seed
 from .runner import BackgroundRunner, Job
-
-
-def grow_from_cache(explainer: Explainer, seed: Seed, mu: float, nu: int, threshold: str,
-                    sign: str, order: str) -> GrownSet:
-    """``explainer.grow(seed, ...)`` using cached rows only; RowNotCached if one is missing."""
-    return explainer.grow(seed, mu, nu, threshold, sign, order, compute=False)
 
 
 def _count(n) -> str:
@@ -89,7 +83,7 @@ class ExplorerState(HasTraits):
     auto_seeds = List()
     mu = Float(8.0)
     nu = Int(128)
-    threshold = Enum(RULES, default_value="topk")
+    threshold = Unicode("topk")     # a name in growth.THRESHOLD_RULES (checked below)
     sign = Enum(SIGNS, default_value="magnitude")
     order = Enum(ORDERS, default_value="bfs")
     grown = Any(None, allow_none=True)
@@ -137,7 +131,7 @@ class ExplorerState(HasTraits):
     def params(self) -> dict:
         """Current growth settings as keyword arguments of ``Explainer.grow``."""
         mu = float(self.mu)
-        if self.threshold == "topk":
+        if THRESHOLD_RULES[self.threshold].is_topk:
             mu = float(round(mu))       # slider floats like 20.999999999999996 mean 21
         return {"mu": mu, "nu": int(self.nu), "threshold": self.threshold,
                 "sign": self.sign, "order": self.order}
@@ -338,6 +332,13 @@ class ExplorerState(HasTraits):
         return self.explainer.explanation(sets)
 
     # ---- growth ------------------------------------------------------------------------
+    @validate("threshold")
+    def _known_rule(self, proposal):
+        if proposal["value"] not in THRESHOLD_RULES:
+            raise TraitError(f"unknown threshold rule {proposal['value']!r}; use one of "
+                             f"{', '.join(THRESHOLD_RULES)}")
+        return proposal["value"]
+
     @observe("mu", "nu", "threshold", "sign", "order")
     def _settings_changed(self, change):
         self.regrow()
@@ -372,7 +373,7 @@ class ExplorerState(HasTraits):
             if seed is not None and self.ready:
                 t0 = time.perf_counter()
                 try:
-                    grown = grow_from_cache(self.explainer, seed, **params)
+                    grown = self.explainer.grow(seed, **params, compute=False)
                     value = self.explainer.value(grown.members)
                 except RowNotCached:
                     pass

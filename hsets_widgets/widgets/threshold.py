@@ -8,20 +8,14 @@ from __future__ import annotations
 
 import ipywidgets as W
 
+from ..growth import THRESHOLD_RULES
 from .common import as_state, fmt, title
 
-RULE_OPTIONS = (("top-k entries of each row", "topk"),
-                ("|H| above mu (absolute)", "absolute"),
-                ("above mu × |seed IG| (paper)", "seed-fraction"),
-                ("min-max normalised row (authors' code)", "minmax"))
 SIGN_OPTIONS = (("|H| (magnitude)", "magnitude"), ("H > 0 (positive only)", "positive"))
 ORDER_OPTIONS = (("breadth-first", "bfs"), ("depth-first (recursive)", "dfs"))
 STOPPED = {"nu": "size cap nu reached", "exhausted": "no new feature passes",
            "max_rows": "row budget (max_rows) spent"}
 
-#: (min, max, step, default) of mu per rule; None = from the seed's row
-MU_RANGES = {"topk": (1.0, 512.0, 1.0, 256.0), "minmax": (0.0, 1.0, 0.01, 0.5),
-             "seed-fraction": (0.0, 5.0, 0.01, 0.5), "absolute": (0.0, None, None, None)}
 
 
 def set_range(slider, lo, hi, step, value) -> None:
@@ -42,7 +36,8 @@ class ThresholdExplorer(W.VBox):
         self.state = as_state(state, **settings)
         st = self.state
         self._syncing = False
-        self.rule = W.Dropdown(options=RULE_OPTIONS, value=st.threshold, description="rule",
+        self.rule = W.Dropdown(options=[(k.label, k.name) for k in THRESHOLD_RULES.values()],
+                               value=st.threshold, description="rule",
                                layout=W.Layout(width="380px"))
         self.rule.add_class("hsets-rule")
         lo, hi, step, _ = self._range(st.threshold)
@@ -81,7 +76,7 @@ class ThresholdExplorer(W.VBox):
 
     # ---- ranges ------------------------------------------------------------------------
     def _range(self, rule: str) -> tuple:
-        lo, hi, step, default = MU_RANGES[rule]
+        lo, hi, step, default = THRESHOLD_RULES[rule].mu_range
         if hi is None:                      # absolute: scale by the seed row's entries
             row = self.state.seed_row_image()
             top = 1.0
@@ -96,12 +91,12 @@ class ThresholdExplorer(W.VBox):
 
     @staticmethod
     def _format(rule: str) -> str:
-        return ".0f" if rule == "topk" else ".3g"
+        return ".0f" if THRESHOLD_RULES[rule].is_topk else ".3g"
 
     def _clean_mu(self, value) -> float:
         """Slider floats carry round-off (20.999999999999996); top-k needs whole numbers."""
         value = float(value)
-        if self.rule.value == "topk":
+        if THRESHOLD_RULES[self.rule.value].is_topk:
             return float(round(value))
         step = self.mu.step or 0
         return float(round(round(value / step) * step, 12)) if step else value

@@ -1,0 +1,65 @@
+"""Settings as registries: a threshold rule, a curvature ramp or a baseline added by name works
+in the settings, the engine and the widgets' menus without touching their code."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hsets_widgets.curvature import RAMPS, CurvatureSpec, Ramp, register_ramp
+from hsets_widgets.growth import THRESHOLD_RULES, RuleKind, ThresholdRule, candidates, register_rule
+from hsets_widgets.hessian import HessianRows
+from hsets_widgets.integrated_gradients import BASELINE_FNS, make_baseline, register_baseline
+from hsets_widgets.presets import get_config
+
+
+@pytest.fixture
+def registered():
+    added = []
+
+    def add(table, name):
+        added.append((table, name))
+
+    yield add
+    for table, name in added:
+        table.pop(name, None)
+
+
+def test_a_registered_threshold_rule_is_a_setting_and_a_cut(registered):
+    register_rule(RuleKind("quantile", "above the mu-quantile of the row", (0.0, 1.0, 0.01, 0.9),
+                           cut=None, text=lambda mu, sign: f"top {mu:g} {{what}} per row"))
+    registered(THRESHOLD_RULES, "quantile")
+    with pytest.raises(ValueError, match="not valid"):
+        get_config(threshold="bogus")
+    cfg = get_config(threshold="quantile", mu=3, fresh=True)       # validated against the table
+    rule = ThresholdRule(cfg.threshold, cfg.mu, fresh=True)
+    row = np.array([0.0, 5.0, -9.0, 1.0, 2.0])
+    assert list(candidates(row, rule)) == [2, 1, 4]                 # a top-k rule: 3 largest |H|
+    assert rule.describe() == "top 3 new members per row"
+
+
+def test_a_registered_ramp_gives_the_same_rows_as_the_one_it_copies(registered):
+    sp = RAMPS["softplus"]
+    register_ramp(Ramp("softplus-copy", sp.value, sp.slope, sp.bend, "beta", lambda p: f"copy(beta={p:g}"))
+    registered(RAMPS, "softplus-copy")
+    assert get_config(curvature="softplus-copy").curvature == "softplus-copy"
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 6 * 6, 1)).double()
+    x = torch.rand(3, 6, 6, dtype=torch.float64)
+    f = lambda b: net(b)[:, 0]
+    rows = {k: HessianRows(x, f, "pixel", CurvatureSpec(k, beta=5.0), batch_size=4).rows([0, 7])
+            for k in ("softplus", "softplus-copy")}
+    assert torch.allclose(torch.as_tensor(rows["softplus"]), torch.as_tensor(rows["softplus-copy"]))
+    assert torch.as_tensor(rows["softplus"]).abs().max() > 0
+    assert CurvatureSpec("softplus-copy", beta=5.0).describe() == "copy(beta=5)"
+
+
+def test_a_registered_baseline_is_a_setting(registered):
+    register_baseline("white", lambda x, classifier, blur_sigma: torch.ones_like(x))
+    registered(BASELINE_FNS, "white")
+    assert get_config(baseline="white").baseline == "white"
+    assert make_baseline(torch.zeros(3, 4, 4), "white").min() == 1.0
+    with pytest.raises(ValueError, match="unknown baseline"):
+        make_baseline(torch.zeros(3, 4, 4), "purple")
