@@ -26,7 +26,7 @@ from .models import Classifier, load_classifier
 from .presets import HSetsConfig, get_config
 from .progress import CancelToken, ProgressFn, check_progress
 from .scores import ScoreFn, resolve_target
-from .seeds import Seed, seed_at, select_peaks, select_seeds
+from .seeds import Seed, feature_pixels, seed_at, select_peaks, select_seeds
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: settings each cached stage depends on (see Explainer.with_settings)
@@ -315,11 +315,12 @@ class Explainer:
         finally:
             self.timings["growth"] = self.timings.get("growth", 0.0) + time.perf_counter() - t0
 
-    def value(self, members, seed: int = 0, n_samples: Optional[int] = None) -> SetValue:
+    def value(self, members, rng_offset: int = 0, n_samples: Optional[int] = None) -> SetValue:
         """Value of a member list (IDG on the IG path; see :mod:`hsets_widgets.idg`).
 
-        ``seed`` offsets the configured random seed; ``n_samples`` overrides the configured
-        number of subsets. The result keeps the subsets it scored (:attr:`SetValue.subsets`).
+        ``rng_offset`` offsets the configured random seed ``config.seed`` (each set of an
+        explanation gets its own); ``n_samples`` overrides the configured number of subsets.
+        The result keeps the subsets it scored (:attr:`SetValue.subsets`).
         """
         c = self.config
         ig = self.attribution()
@@ -331,7 +332,7 @@ class Explainer:
             raise ValueError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
         return estimate_value(terms, c.set_score, c.value_kind, c.sampler,
                               c.n_samples if n_samples is None else int(n_samples),
-                              c.exact_limit, seed=c.seed + seed)
+                              c.exact_limit, seed=c.seed + rng_offset)
 
     def interaction_set(self, seed: Seed, grown: GrownSet, rng_offset: int = 0) -> InteractionSet:
         """Score ``grown`` and package it with its seed."""
@@ -363,7 +364,7 @@ class Explainer:
                     continue
             estimates = {"banzhaf": s.banzhaf, "shares": s.shares}.get(c.member_weights)
             wts = member_weights(len(s), c.member_weights, estimates)
-            pix = np.asarray(s.members, np.int64) % (h * w) if c.features == "channel" else np.asarray(s.members)
+            pix = feature_pixels(s.members, self.shape, c.features)
             if c.features == "channel":  # several channels of one pixel: keep the strongest weight
                 best = np.full(h * w, -np.inf)
                 np.maximum.at(best, pix, wts)

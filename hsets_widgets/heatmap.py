@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .seeds import feature_pixels
+
 COMBINES = ("sum", "max")
 PAINTS = ("pixels", "mask")
 MEMBER_WEIGHTS = ("flat", "banzhaf", "join", "shares")
@@ -12,8 +14,7 @@ def set_pixel_mask(members, shape, features: str = "pixel") -> np.ndarray:
     """Boolean ``(H, W)`` mask of the pixels touched by a set's ``members``."""
     _, h, w = shape
     m = np.zeros(h * w, bool)
-    idx = np.asarray(members, dtype=np.int64)
-    m[idx % (h * w) if features == "channel" else idx] = True
+    m[feature_pixels(members, shape, features)] = True
     return m.reshape(h, w)
 
 

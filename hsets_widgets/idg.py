@@ -29,6 +29,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .integrated_gradients import batch_gradients
+
 SET_SCORES = ("idg", "idg-vis", "abs-gradient")
 VALUE_KINDS = ("mean", "sample-sum")
 SAMPLERS = ("bernoulli", "stratified")
@@ -135,9 +137,7 @@ def idg_direct(x: torch.Tensor, f, baseline: torch.Tensor, set_mask: torch.Tenso
     a_hat = a / a.norm()
     total = 0.0
     for al, w in zip(alphas, weights):
-        p = (baseline + float(al) * (x - baseline)).detach().unsqueeze(0).requires_grad_(True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(f(p).sum(), p)
+        g = batch_gradients((baseline + float(al) * (x - baseline)).unsqueeze(0), f)
         total += float(w) * float((g[0] * a_hat).sum())
     return total
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .images import check_image_tensor
-from .models import Classifier
+from .models import Classifier, model_device, model_dtype
 from .progress import CancelToken, ProgressFn, report
 from .scores import ScoreFn, resolve_target
 
@@ -236,10 +236,7 @@ def path_gradients(x: torch.Tensor, f, b: torch.Tensor, alphas, weights, interna
         report(progress, stage, start, n, cancel)
         a = alphas_t[start:start + internal_batch_size].view(-1, 1, 1, 1)
         w = weights_t[start:start + internal_batch_size].view(-1, 1, 1, 1)
-        pts = (b + a * (x - b)).detach().requires_grad_(True)
-        with torch.enable_grad():
-            out = f(pts)
-            (grads,) = torch.autograd.grad(out.sum(), pts)
+        grads = batch_gradients(b + a * (x - b), f)
         g_sum += (w * grads).sum(0)
         g_abs += (w * grads.abs()).sum(0)
         if keep_points:
@@ -296,10 +293,26 @@ def integrated_gradients(x: torch.Tensor, classifier: Classifier, target: Option
                     np.asarray(weights, dtype=np.float64))
 
 
-def input_gradient(x: torch.Tensor, classifier: Classifier, target: int, score: str = "logit") -> torch.Tensor:
-    """Plain gradient of the score at ``x``, ``(3, H, W)`` (the authors' seed attribution)."""
-    f = ScoreFn(classifier, target, score)
-    pts = x.detach().unsqueeze(0).requires_grad_(True)
+def batch_gradients(images: torch.Tensor, f) -> torch.Tensor:
+    """``d f(images).sum() / d images``: the gradient of a per-image score function ``f``
+    (``(B, 3, H, W) -> (B,)``) at each image of a batch.
+    """
+    pts = images.detach().requires_grad_(True)
     with torch.enable_grad():
         (g,) = torch.autograd.grad(f(pts).sum(), pts)
-    return g[0]
+    return g.detach()
+
+
+def score_gradients(images: torch.Tensor, classifier: Classifier, target: int,
+                    score: str = "logit") -> torch.Tensor:
+    """Gradient of the ``score`` of class ``target`` with respect to each image of a batch
+    ``(B, 3, H, W)``, computed on the classifier's device and dtype (the one gradient helper
+    every plain-gradient method uses, as Captum's ``compute_gradients``).
+    """
+    return batch_gradients(images.to(model_device(classifier), model_dtype(classifier)),
+                           ScoreFn(classifier, target, score))
+
+
+def input_gradient(x: torch.Tensor, classifier: Classifier, target: int, score: str = "logit") -> torch.Tensor:
+    """Plain gradient of the score at ``x``, ``(3, H, W)`` (the authors' seed attribution)."""
+    return score_gradients(x.unsqueeze(0), classifier, target, score)[0].to(x.dtype)

@@ -109,6 +109,11 @@ class Classifier:
         return [(int(i), self.class_name(int(i)), float(v)) for v, i in zip(vals, idx)]
 
 
+def model_device(classifier) -> torch.device:
+    """Device of a :class:`Classifier` (anything without one: the CPU)."""
+    return getattr(classifier, "device", torch.device("cpu"))
+
+
 def model_dtype(classifier) -> torch.dtype:
     """Parameter dtype of a :class:`Classifier` (or anything with ``.module``); float32 otherwise."""
     try:

@@ -42,11 +42,25 @@ class Seed:
     attribution: float
 
 
-def feature_to_yx(index: int, shape, features: str = "pixel") -> tuple:
-    """Pixel position of a feature index for an image of ``shape`` ``(3, H, W)``."""
+def feature_pixels(indices, shape, features: str = "pixel") -> np.ndarray:
+    """Flat pixel index ``y * W + x`` of each feature index for an image of ``shape``
+    ``(3, H, W)`` (a channel-pixel feature maps to its pixel): the one feature-to-pixel map.
+    """
     _, h, w = shape
-    p = int(index) % (h * w) if features == "channel" else int(index)
-    return (p // w, p % w)
+    idx = np.asarray(indices, dtype=np.int64)
+    return idx % (h * w) if features == "channel" else idx
+
+
+def feature_yx(indices, shape, features: str = "pixel") -> tuple:
+    """Row and column arrays of feature ``indices`` (see :func:`feature_pixels`)."""
+    pix = feature_pixels(indices, shape, features)
+    return pix // shape[2], pix % shape[2]
+
+
+def feature_to_yx(index: int, shape, features: str = "pixel") -> tuple:
+    """Pixel position ``(y, x)`` of one feature index (see :func:`feature_yx`)."""
+    y, x = feature_yx([index], shape, features)
+    return (int(y[0]), int(x[0]))
 
 
 def feature_attribution(attribution: np.ndarray, features: str) -> np.ndarray:

@@ -37,7 +37,8 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
-from ..models import model_dtype
+from ..integrated_gradients import score_gradients
+from ..models import model_device, model_dtype
 from ..options import parse_assignments
 from .sparsity import AttributionShapeError
 
@@ -47,30 +48,17 @@ MethodFn = Callable[..., Union[np.ndarray, torch.Tensor]]
 BUILTIN_METHODS = ("hsets", "ig", "gradient", "smoothgrad", "random")
 
 
-def _device(classifier) -> torch.device:
-    return getattr(classifier, "device", torch.device("cpu"))
-
-
 def predicted_class(x: torch.Tensor, classifier) -> int:
     """Argmax of ``classifier`` on one image ``(3, H, W)``."""
     with torch.no_grad():
-        logits = classifier(x.unsqueeze(0).to(_device(classifier), model_dtype(classifier)))
+        logits = classifier(x.unsqueeze(0).to(model_device(classifier), model_dtype(classifier)))
     return int(logits[0].argmax())
-
-
-def logit_gradients(images: torch.Tensor, classifier, target: int) -> torch.Tensor:
-    """Gradient of logit ``target`` with respect to each image of a batch ``(B, 3, H, W)``."""
-    pts = images.detach().to(_device(classifier), model_dtype(classifier)).requires_grad_(True)
-    with torch.enable_grad():
-        out = classifier(pts)[:, target]
-        (g,) = torch.autograd.grad(out.sum(), pts)
-    return g.detach()
 
 
 def gradient(x: torch.Tensor, classifier, target: Optional[int] = None) -> torch.Tensor:
     """Plain gradient of the ``target`` logit (default: predicted class), ``(3, H, W)``."""
     target = predicted_class(x, classifier) if target is None else int(target)
-    return logit_gradients(x.unsqueeze(0), classifier, target)[0]
+    return score_gradients(x.unsqueeze(0), classifier, target)[0]
 
 
 def smoothgrad(x: torch.Tensor, classifier, target: Optional[int] = None, n_samples: int = 25,
@@ -96,7 +84,7 @@ def smoothgrad(x: torch.Tensor, classifier, target: Optional[int] = None, n_samp
     while done < n_samples:
         b = min(batch_size, n_samples - done)
         noise = torch.randn((b,) + tuple(base.shape), generator=gen) * sigma
-        g = logit_gradients(base.unsqueeze(0) + noise, classifier, target)
+        g = score_gradients(base.unsqueeze(0) + noise, classifier, target)
         total += g.double().sum(0).cpu()
         done += b
     return (total / n_samples).float()
@@ -113,7 +101,7 @@ def integrated_gradients_map(x: torch.Tensor, classifier, target: Optional[int] 
     """Integrated Gradients of the target logit, ``(3, H, W)``."""
     from hsets_widgets.integrated_gradients import integrated_gradients
 
-    res = integrated_gradients(x.to(_device(classifier)), classifier, target=target,
+    res = integrated_gradients(x.to(model_device(classifier)), classifier, target=target,
                                baseline=baseline, n_steps=n_steps, rule=rule, score="logit",
                                internal_batch_size=internal_batch_size)
     return res.attribution
@@ -129,7 +117,7 @@ def hsets_map(x: torch.Tensor, classifier, target: Optional[int] = None, preset:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="segmenter='auto'")
         ex = explain(x.detach().cpu(), classifier, preset=preset, segmenter=segmenter,
-                     target=target, device=_device(classifier), seed=seed, **overrides)
+                     target=target, device=model_device(classifier), seed=seed, **overrides)
     return np.asarray(ex.heatmap, dtype=np.float64)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
+from ..seeds import feature_to_yx
 from .common import as_state, title
 
 
@@ -100,9 +101,7 @@ class MergeAnimation(W.VBox):
             return (f"Step 0 of {n}: the seed {tuple(st.seed.yx)} alone (1 feature). "
                     "Press Play or step ▶.")
         info = st.step_info()
-        _, h, w = st.shape
-        p = info.row % (h * w)
-        yx = (p // w, p % w)
+        yx = feature_to_yx(info.row, st.shape, st.explainer.config.features)
         verb = f"added <b>{len(info.added)}</b> feature(s)" if info.added else "added nothing new"
         return (f"Step <b>{st.step}</b> of {n}: the row of pixel {yx} {verb}; "
                 f"the set now has <b>{size}</b> feature(s) of {len(st.grown)}.")

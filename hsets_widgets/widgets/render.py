@@ -11,6 +11,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from ..heatmap import colorize, set_pixel_mask
+from ..seeds import feature_yx
 
 #: layer colours (RGBA), also used for the canvas strokes and the legend
 SET_RGBA = (0, 229, 255, 200)        # members of the current set: cyan
@@ -124,14 +125,6 @@ def signed_rgba(values: np.ndarray, vmax: Optional[float] = None, alpha: float =
 def members_mask(members, shape, features: str = "pixel") -> np.ndarray:
     """``(H, W)`` pixel mask of feature indices (``shape`` is ``(3, H, W)``)."""
     return set_pixel_mask(np.asarray(members, dtype=np.int64), shape, features)
-
-
-def feature_yx(indices, shape, features: str = "pixel") -> tuple:
-    """Row and column arrays of feature indices."""
-    _, h, w = shape
-    idx = np.asarray(indices, dtype=np.int64)
-    pix = idx % (h * w) if features == "channel" else idx
-    return pix // w, pix % w
 
 
 def set_rgba(shape, members, added=(), row: Optional[int] = None, features: str = "pixel") -> np.ndarray:

@@ -24,7 +24,7 @@ from traitlets import Any, Bool, Enum, Float, HasTraits, Instance, Int, List, Tr
 from ..explain import Explainer
 from ..growth import ORDERS, SIGNS, THRESHOLD_RULES, ThresholdRule
 from ..hessian import RowNotCached
-from ..seeds import Seed
+from ..seeds import Seed, feature_pixels
 from .runner import BackgroundRunner, Job
 
 
@@ -193,7 +193,7 @@ class ExplorerState(HasTraits):
             info["segment"] = int(seg.labels[y, x])
         members = self.displayed_members()
         if members.size:
-            pix = members % (h * w) if self.explainer.config.features == "channel" else members
+            pix = feature_pixels(members, self.shape, self.explainer.config.features)
             info["in_set"] = bool(np.any(pix == y * w + x))
         return info
 
