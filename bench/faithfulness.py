@@ -95,8 +95,6 @@ VARIANTS = {
     "row-2000": dict(BLOB, mu=2000, nu=2000, n_sets=5),
     # the same without smoothing the row
     "fill-2000-raw": dict(BLOB, row_blur=0.0, mu=256, nu=2000, n_sets=None, within_mask=True),
-    # one set per segment with the old rule (top 8 entries per row; needs many rows)
-    "all-64": dict(n_sets=None),
 }
 PAINTS = {
     "banzhaf": dict(member_weights="banzhaf"),
@@ -168,8 +166,8 @@ def score_map(clf, x, amap, percentages, seed) -> dict:
 
     pm = pixel_map(amap)
     t0 = time.perf_counter()
-    rr = road(clf, x, pm, percentages, seed=seed)
-    cr = insertion_deletion(clf, x, pm, percentages, seed=seed)
+    rr = road(x, clf, pm, percentages, seed=seed)
+    cr = insertion_deletion(x, clf, pm, percentages, seed=seed)
     rec = {"sparsity": gini(pm), "sparsity_within": gini_within_top(pm, max(1, round(WITHIN_TOP * pm.size))),
            "support_fraction": support_size(pm) / pm.size, "score_seconds": time.perf_counter() - t0}
     for order, c in rr.curves.items():
@@ -217,7 +215,7 @@ def explain_variant(base, name: str, standalone: bool, cache: dict):
 def run_photo(clf, name, path, half, variants, args) -> dict:
     import torch
 
-    from hsets_widgets.evaluation.runner import label_from_path
+    from hsets_widgets.evaluation.datasets import label_from_path
     from hsets_widgets.explain import Explainer
 
     label = label_from_path(path)
@@ -416,7 +414,7 @@ def report(args) -> None:
     REPORT_JSON.write_text(json.dumps({"meta": meta, "variants": {k: variant_settings(k) for k in
                                                                    list(VARIANTS) + ["default"]},
                                        "stages": summaries}, indent=1))
-    md = [f"# Faithfulness of H-Sets, measured\n",
+    md = ["# Faithfulness of H-Sets, measured\n",
           f"Written by `bench/faithfulness.py` ({meta['written']}, commit {meta['git_rev']}) on "
           f"{meta['machine']}.\n"]
     if args.notes and Path(args.notes).exists():
@@ -438,8 +436,24 @@ def report(args) -> None:
             md.append(f"Mean drop of the class probability at each fraction removed ({s}; higher is more "
                       "faithful for MoRF, lower for LeRF):\n")
             md.append(curve_table(stages[s], shown, meta.get(s + "_percentages") or []) + "\n")
+    md.append(variants_table())
     REPORT_MD.write_text("\n".join(md))
     print(f"wrote {REPORT_MD} and {REPORT_JSON}")
+
+
+def variants_table() -> str:
+    """What every variant name means: its overrides on V0, and the painting suffixes."""
+    def fmt(d):
+        return ", ".join(f"{k}={v!r}" for k, v in d.items()) or "(none)"
+    lines = ["## Variants\n",
+             "Each variant is `HSetsConfig` overrides on V0, the `default` preset before this benchmark: "
+             f"{fmt(V0)}. `default` is the shipped preset, `paper` the paper preset. A suffix "
+             "`@name` (joined with `+`) changes only how the sets are painted.\n",
+             "| variant | overrides on V0 |", "|---|---|"]
+    lines += [f"| {name} | {fmt(over)} |" for name, over in VARIANTS.items()]
+    lines += ["", "| painting | overrides |", "|---|---|"]
+    lines += [f"| @{name} | {fmt(over)} |" for name, over in PAINTS.items()]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:

@@ -38,7 +38,7 @@ def test_cli_is_wired_into_hsets():
     from hsets_widgets.cli.main import build_parser
 
     args = build_parser().parse_args(["explore", "--no-browser"])
-    assert args._run is explore.run
+    assert args.handler is explore.run
 
 
 def test_bad_settings_and_images_are_explained(tmp_path):

@@ -18,6 +18,11 @@ STOPPED = {"nu": "size cap nu reached", "exhausted": "no new feature passes",
 
 
 
+def rule_options() -> list:
+    """``(label, name)`` of every registered threshold rule, for the rule menu."""
+    return [(k.label, k.name) for k in THRESHOLD_RULES.values()]
+
+
 def set_range(slider, lo, hi, step, value) -> None:
     """Give ``slider`` a new range and value without tripping its min <= value <= max checks."""
     slider.min = min(slider.min, lo)
@@ -36,8 +41,7 @@ class ThresholdExplorer(W.VBox):
         self.state = as_state(state, **settings)
         st = self.state
         self._syncing = False
-        self.rule = W.Dropdown(options=[(k.label, k.name) for k in THRESHOLD_RULES.values()],
-                               value=st.threshold, description="rule",
+        self.rule = W.Dropdown(options=rule_options(), value=st.threshold, description="rule",
                                layout=W.Layout(width="380px"))
         self.rule.add_class("hsets-rule")
         lo, hi, step, _ = self._range(st.threshold)
@@ -132,6 +136,8 @@ class ThresholdExplorer(W.VBox):
         try:
             if self.rule.value != st.threshold:
                 lo, hi, step, _ = self._range(st.threshold)
+                if st.threshold not in [v for _, v in self.rule.options]:
+                    self.rule.options = rule_options()     # a rule registered after this view
                 self.rule.value = st.threshold
                 self.mu.readout_format = self._format(st.threshold)
                 set_range(self.mu, lo, hi, step, st.mu)
