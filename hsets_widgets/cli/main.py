@@ -10,7 +10,7 @@ import importlib
 import sys
 
 #: sub-command modules, in the order ``hsets --help`` lists them
-COMMANDS = ("demo", "explain", "evaluate", "explore", "assets")
+COMMANDS = ("demo", "explain", "evaluate", "sweep", "explore", "assets")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,86 @@
+"""``sweep`` / ``hsets sweep``: faithfulness across growth settings, equal to ``hsets evaluate``."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from hsets_widgets.cli.main import main
+from hsets_widgets.evaluation.datasets import collect_images, load_item
+from hsets_widgets.evaluation.runner import run_evaluation
+from hsets_widgets.evaluation.store import read_results
+from hsets_widgets.evaluation.sweep import sweep
+from hsets_widgets.explain import Explainer
+from hsets_widgets.models import wrap_module
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SMALL = dict(n_steps=8, n_samples=50, n_sets=2)
+
+
+def tiny_classifier(size=32):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, stride=2),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(8 * 16, 1000))
+    return wrap_module(net, input_size=size, name="tiny")
+
+
+@pytest.fixture
+def photo(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    yy, xx = np.mgrid[0:40, 0:40]
+    img = np.stack([yy / 40, xx / 40, ((yy - 20) ** 2 + (xx - 20) ** 2 < 120) * 0.8], -1)
+    Image.fromarray((img * 255).astype(np.uint8)).save(d / "n01440764_disc.png")
+    return d
+
+
+def test_sweep_gives_the_numbers_of_hsets_evaluate_at_the_same_settings(photo, tmp_path):
+    clf = tiny_classifier()
+    items = collect_images([photo])
+    spec = "hsets:mu=4,nu=24,segmenter=slic,n_steps=8,n_samples=50,n_sets=2"
+    run_evaluation(items, clf, tmp_path / "eval", methods=[spec, "ig", "random"], percentages=[0.2, 0.5])
+    ref = read_results(tmp_path / "eval" / "results.jsonl")[items[0].key]["methods"]
+    x = load_item(items[0], clf.input_size)
+    ex = Explainer(x, clf, "default", "slic", **SMALL)
+    rows = sweep(ex, mu=[4, 8], nu=[24], percentages=[0.2, 0.5], as_frame=False)
+    assert [(r["method"], r["mu"], r["nu"]) for r in rows] == [
+        ("hsets", 4, 24), ("hsets", 8, 24), ("ig", None, None), ("random", None, None)]
+    got = {"hsets": rows[0], "ig": rows[2], "random": rows[3]}
+    for name, key in (("hsets", spec), ("ig", "ig"), ("random", "random")):
+        for col in ("morf_aopc", "lerf_aopc", "sparsity", "support_fraction"):
+            assert got[name][col] == pytest.approx(ref[key][col], abs=1e-9), (name, col)
+    assert rows[0]["morf_aopc"] != rows[1]["morf_aopc"] or rows[0]["sparsity"] != rows[1]["sparsity"]
+
+
+def test_sweep_refuses_bad_grids_before_any_work(photo):
+    clf = tiny_classifier()
+    ex = Explainer(load_item(collect_images([photo])[0], 32), clf, "default", "slic", **SMALL)
+    with pytest.raises(ValueError, match="nothing to sweep"):
+        sweep(ex)
+    with pytest.raises(ValueError, match="list of values"):
+        sweep(ex, mu=4)
+    with pytest.raises(ValueError, match="mu"):
+        sweep(ex, mu=[4, 0.5])        # top-k needs mu >= 1: refused before the first point
+    assert ex.cached("rows") is None or ex.cached("rows").n_computed == 0
+
+
+def test_hsets_sweep_writes_the_table_and_the_plot(photo, tmp_path, monkeypatch, capsys):
+    import hsets_widgets.models as models
+
+    monkeypatch.setattr(models, "load_classifier", lambda model=None, checkpoint=None: tiny_classifier())
+    out = tmp_path / "sweep"
+    code = main(["sweep", str(photo / "n01440764_disc.png"), "--mu", "2", "4", "8", "--segmenter", "slic",
+                 "--set", "n_steps=8", "--set", "n_samples=50", "--set", "n_sets=2",
+                 "--percentages", "road", "--out", str(out), "--quiet"])
+    assert code == 0
+    lines = (out / "sweep.csv").read_text().splitlines()
+    assert lines[0].startswith("method,mu,") and len(lines) == 1 + 3 + 2
+    data = json.loads((out / "sweep.json").read_text())
+    assert [p["mu"] for p in data["points"][:3]] == [2.0, 4.0, 8.0] and data["swept"] == {"mu": [2.0, 4.0, 8.0]}
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "MoRF AOPC" in capsys.readouterr().out
+    # a bad rule is one line, before the model is even loaded
+    code = main(["sweep", str(photo / "n01440764_disc.png"), "--threshold", "sideways", "--out", str(out)])
+    assert code == 1 and "threshold='sideways' is not valid" in capsys.readouterr().err
