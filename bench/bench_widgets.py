@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mus", default="4,5,6,7,8,10,12,16", help="top-k values of mu swept")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--profile", action="store_true", help="print where warm moves spend time")
+    ap.add_argument("--no-readout", action="store_true", help="time the sliders with the live readout off")
     args = ap.parse_args(argv)
 
     meter = Meter()
@@ -87,9 +88,14 @@ def main(argv=None) -> int:
             return "unknown"
 
     t0 = time.perf_counter()
-    explorer = Explorer(args.image, segmenter=args.segmenter, autostart=True)
+    explorer = Explorer(args.image, segmenter=args.segmenter, autostart=True, readout=not args.no_readout)
     assert explorer.wait(1800), "preparation did not finish"
     st, thr, ex = explorer.state, explorer.threshold, explorer.explainer
+    ro = explorer.readout
+    first_readout_s = float("nan")
+    if not args.no_readout:
+        assert ro.wait(1800), "the first readout did not finish"
+        first_readout_s = ro.last_seconds          # the shown set, IG and the random map
     prepare_s = time.perf_counter() - t0
     assert st.error == "", st.error
     seed = st.seed
@@ -158,6 +164,19 @@ def main(argv=None) -> int:
         assert not st.busy
     a, n = stats(anim), stats(nu_ms)
 
+    # the readout's own time: one coarse ROAD of the shown explanation per new set, in the
+    # background (the references are computed once, with the first readout)
+    readout_s = []
+    if not args.no_readout:
+        ro.wait(1800)
+        ro.cache.clear()
+        for mu in mus[:5]:
+            thr.mu.set_state({"value": mu})
+            assert explorer.wait(1800) and ro.wait(1800)
+            readout_s.append(ro.last_seconds)
+        print(f"readouts: {', '.join(f'{v:.2f}' for v in readout_s)} s (first, with IG and random: "
+              f"{first_readout_s:.1f} s)", flush=True)
+
     per_row = [c[2] / c[1] for c in cold if c[1] > 0]
     lines = [
         "# Explorer responsiveness",
@@ -176,6 +195,8 @@ def main(argv=None) -> int:
         f"{ex.config.n_samples} subsets), the row histogram, texts and canvas commands updated "
         "and every widget message JSON-encoded.",
         "",
+        f"- Live faithfulness readout: {'on (coarse ROAD in its own background worker while the sliders move)' if not args.no_readout else 'off'}.",
+        "",
         "| interaction (from cache) | moves | median ms | p90 ms | max ms |",
         "|---|---|---|---|---|",
         f"| mu slider (top-k {', '.join(f'{m:g}' for m in mus)}) | {s['n']} | {s['median']:.1f} | "
@@ -192,6 +213,10 @@ def main(argv=None) -> int:
         f"Set size by mu: {', '.join(f'{m:g}: {sizes[m]}' for m in mus if m in sizes)} "
         f"(the size cap nu = {nu0} binds; the members differ).",
         "",
+        *([f"Readout time per new explanation (coarse ROAD: {len(ro.percentages)} fractions x 2 orders, "
+            f"background): median {np.median(readout_s):.2f} s over {len(readout_s)} sets "
+            f"(range {min(readout_s):.2f}-{max(readout_s):.2f} s); the first one, which also scores IG "
+            f"and a random map once per image, {first_readout_s:.1f} s.", ""] if readout_s else []),
         "Cold moves (rows not cached yet; computed in the background with progress, the notebook "
         "stays responsive):",
         "",

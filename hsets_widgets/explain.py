@@ -334,10 +334,11 @@ class Explainer:
                               c.n_samples if n_samples is None else int(n_samples),
                               c.exact_limit, seed=c.seed + rng_offset)
 
-    def interaction_set(self, seed: Seed, grown: GrownSet, rng_offset: int = 0) -> InteractionSet:
-        """Score ``grown`` and package it with its seed."""
+    def interaction_set(self, seed: Seed, grown: GrownSet, rng_offset: int = 0,
+                        value: Optional[SetValue] = None) -> InteractionSet:
+        """Score ``grown`` (unless its ``value`` is given) and package it with its seed."""
         t0 = time.perf_counter()
-        v = self.value(grown.members, rng_offset)
+        v = self.value(grown.members, rng_offset) if value is None else value
         self.timings["values"] = self.timings.get("values", 0.0) + time.perf_counter() - t0
         return InteractionSet(seed.index, seed.yx, seed.segment, grown.members, v.value, v.stderr,
                               v.kind, v.signed_score, v.log2_total, v.exact, v.n_samples,

@@ -61,10 +61,13 @@ def explainer(image):
 def explorer(explainer):
     from hsets_widgets.widgets import Explorer
 
-    e = Explorer(explainer, display_size=384)
+    # the live readout has its own tests below; here it would only add background work
+    e = Explorer(explainer, display_size=384, readout=False)
     assert e.wait(120), "preparation did not finish"
     yield e
     e.state.cancel()
+    e.readout.runner.cancel()
+    e.readout.wait(30)
     e.wait(30)
 
 
@@ -687,3 +690,52 @@ def test_the_rule_menu_and_mu_range_come_from_the_rule_registry(explorer):
         assert explorer.wait(60)
     finally:
         THRESHOLD_RULES.pop("half-max")
+
+
+def test_live_readout_follows_mu_is_cached_and_equals_the_sweep_numbers(explorer):
+    from hsets_widgets.evaluation.sweep import map_scores
+    from hsets_widgets.widgets.readout import COARSE_PERCENTAGES
+
+    st, thr, ro, ex = explorer.state, explorer.threshold, explorer.readout, explorer.explainer
+    assert "off" in ro.text.value
+    ro.enabled.value = True                        # the checkbox, as the browser sends it
+    assert "computing" in ro.text.value            # stale until the background readout is back
+    assert ro.wait(120) and "MoRF AOPC" in ro.text.value and "computing" not in ro.text.value
+    key0, first = ro.shown
+    heat = ex.heatmap(ro.shown_sets())
+    direct = map_scores(ex.x.detach(), ex.classifier, heat, COARSE_PERCENTAGES, seed=0)
+    for col in ("morf_aopc", "lerf_aopc", "sparsity", "support_fraction"):
+        assert first[col] == pytest.approx(direct[col])
+    assert set(ro.references) == {"ig", "random"}
+    n0, mu0 = ro.n_computed, st.mu
+    thr.mu.set_state({"value": mu0 + 4})          # a new set: a new readout
+    assert explorer.wait(60) and ro.wait(120)
+    assert ro.n_computed == n0 + 1 and ro.shown[0] != key0
+    assert "▲" in ro.text.value or "▼" in ro.text.value or ro.shown[1] == first
+    thr.mu.set_state({"value": mu0})              # back: answered from the readout cache at once
+    assert explorer.wait(60)
+    assert ro.shown[0] == key0 and ro.shown[1] is first and ro.n_computed == n0 + 1
+    assert "computing" not in ro.text.value
+    ro.enabled.value = False
+
+
+def test_live_readout_is_superseded_when_the_user_moves_on(explorer, monkeypatch):
+    import hsets_widgets.widgets.readout as readout
+
+    st, thr, ro = explorer.state, explorer.threshold, explorer.readout
+    real = readout.map_scores
+
+    def slow(*args, **kwargs):
+        time.sleep(0.6)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(readout, "map_scores", slow)
+    ro.cache.clear()
+    ro.enabled.value = True
+    time.sleep(0.2)                                 # the first readout is running
+    thr.mu.set_state({"value": st.mu + 2})
+    assert explorer.wait(60) and ro.wait(120)
+    outcomes = [j.outcome for j in ro.runner.history]
+    assert "cancelled" in outcomes or "dropped" in outcomes, outcomes
+    assert outcomes[-1] == "done" and ro.shown[0] == ro.key(ro.shown_sets())
+    ro.enabled.value = False

@@ -7,6 +7,7 @@ the same :class:`ExplorerState` (or builds its own from an image):
 ``ImageView``          photo, segments, heatmap, current set and seeds; click to seed, hover
 ``RowInspector``       the seed's Hessian row as a map and a histogram with the threshold
 ``ThresholdExplorer``  mu / nu / rule / sign / order controls that regrow from cached rows
+``FaithfulnessReadout`` live MoRF / LeRF AOPC and sparsity of what is shown, with IG and random
 ``MergeAnimation``     Play / step through the growth trace
 ``SubsetSampling``     random subsets of the set and the running estimate of its value
 ``RoadView``           ROAD MoRF/LeRF curves of H-Sets against IG, and imputed images
@@ -20,12 +21,13 @@ from .animation import MergeAnimation
 from .explorer import Explorer, SetsPanel, StatusBar
 from .export import ExportPanel, save_figure, save_png
 from .image_view import ImageView, compose_view
+from .readout import FaithfulnessReadout
 from .road_view import RoadView
 from .row_inspector import RowInspector
 from .sampling import SubsetSampling
 from .state import ExplorerState
 from .threshold import ThresholdExplorer
 
-__all__ = ["Explorer", "ExplorerState", "ExportPanel", "ImageView", "MergeAnimation",
+__all__ = ["FaithfulnessReadout", "Explorer", "ExplorerState", "ExportPanel", "ImageView", "MergeAnimation",
            "RoadView", "RowInspector", "SetsPanel", "StatusBar", "SubsetSampling",
            "ThresholdExplorer", "compose_view", "save_figure", "save_png"]

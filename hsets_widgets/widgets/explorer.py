@@ -15,6 +15,7 @@ from .animation import MergeAnimation
 from .common import as_state, esc, fmt, title
 from .export import ExportPanel
 from .image_view import ImageView
+from .readout import FaithfulnessReadout
 from .road_view import RoadView
 from .row_inspector import RowInspector
 from .sampling import SubsetSampling
@@ -119,6 +120,8 @@ class Explorer(W.VBox):
         Run expensive work in a background thread (default).
     export_folder : str
         Where the Export tab writes files (relative to the kernel's working directory).
+    readout : bool
+        Start with the live faithfulness readout on (its checkbox turns it off and on).
     **settings
         ``preset``, ``segmenter``, ``target``, ``device`` and any
         :class:`~hsets_widgets.presets.HSetsConfig` field (``mu=4``, ``nu=64``...).
@@ -126,13 +129,13 @@ class Explorer(W.VBox):
     Attributes
     ----------
     state : ExplorerState
-    image_view, row_inspector, threshold, animation, sets_panel, sampling, road, export,
+    image_view, row_inspector, threshold, readout, animation, sets_panel, sampling, road, export,
     status_bar : the component widgets (each usable alone with the same ``state``).
     """
 
     def __init__(self, image="chelsea", model=None, *, autostart: bool = True,
                  display_size: int = 448, background: bool = True,
-                 export_folder: str = "hsets-export", **settings):
+                 export_folder: str = "hsets-export", readout: bool = True, **settings):
         from ..explain import Explainer
 
         if isinstance(image, ExplorerState):
@@ -146,6 +149,7 @@ class Explorer(W.VBox):
         self.status_bar = StatusBar(st)
         self.image_view = ImageView(st, display_size=display_size)
         self.threshold = ThresholdExplorer(st)
+        self.readout = FaithfulnessReadout(st, enabled=readout)
         self.animation = MergeAnimation(st)
         self.sets_panel = SetsPanel(st)
         self.row_inspector = RowInspector(st)
@@ -168,7 +172,7 @@ class Explorer(W.VBox):
             "<b>1</b> click a pixel · <b>2</b> move mu / nu · <b>3</b> play the merge · "
             "<b>4</b> keep sets or run the automatic ones · <b>5</b> tabs below: row, IDG, ROAD, export.</div>")
         header.add_class("hsets-header")
-        right = W.VBox([self.threshold, self.animation, self.sets_panel],
+        right = W.VBox([self.threshold, self.readout, self.animation, self.sets_panel],
                        layout=W.Layout(margin="0 0 0 16px", max_width="560px"))
         super().__init__([header, self.status_bar,
                           W.HBox([self.image_view, right], layout=W.Layout(flex_flow="row wrap")),

@@ -321,7 +321,8 @@ class ExplorerState(HasTraits):
         """The current grown set as an :class:`~hsets_widgets.explanation.InteractionSet`."""
         if self.grown is None or self.seed is None:
             return None
-        return self.explainer.interaction_set(self.seed, self.grown)
+        # `grown` and `value` are always set together (_apply_growth): reuse the value
+        return self.explainer.interaction_set(self.seed, self.grown, value=self.value)
 
     def explanation(self):
         """The kept sets (or the current one) as an :class:`~hsets_widgets.explanation.Explanation`."""

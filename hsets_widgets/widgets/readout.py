@@ -1,0 +1,171 @@
+"""The live faithfulness readout: how faithful the explanation on screen is, as it changes.
+
+Whenever the shown explanation changes (a new set after a mu / nu / rule / sign / order move,
+a seed clicked, a set kept or removed), its heatmap is scored in the background on a coarse
+ROAD grid: MoRF and LeRF AOPC (the metrics of ``bench/faithfulness.py``), sparsity and support,
+next to IG's and a random map's scores on the same image, with an arrow saying whether the
+change helped. The readout runs on its own low-priority worker (never in front of growth), is
+superseded when the user moves on, is cached per explanation (returning to an earlier mu is
+instant) and says "computing..." while it is stale. The numbers come from
+:func:`hsets_widgets.evaluation.sweep.map_scores`, the function ``hsets sweep`` uses.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import ipywidgets as W
+import numpy as np
+
+from ..evaluation.baselines import attribute
+from ..evaluation.sweep import map_scores
+from .common import as_state, esc, fmt, title
+from .runner import BackgroundRunner, Job
+
+#: the readout's removal fractions: coarse, so one readout stays within a few seconds
+COARSE_PERCENTAGES = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+class FaithfulnessReadout(W.VBox):
+    """MoRF / LeRF AOPC, sparsity and support of the explanation on screen, kept current."""
+
+    def __init__(self, state, percentages=COARSE_PERCENTAGES, seed: int = 0, enabled: bool = True,
+                 **settings):
+        self.state = as_state(state, **settings)
+        st = self.state
+        self.percentages = tuple(percentages)
+        self.seed = int(seed)
+        self.runner = BackgroundRunner(st.lock, on_finish=self._finished,
+                                       synchronous=st.runner.synchronous)
+        self.cache: dict = {}
+        self.references = None          # {"ig": scores, "random": scores}, once per image
+        self.shown = None               # (key, scores) on screen
+        self.previous = None            # scores shown before the current ones
+        self.n_computed = 0
+        self.last_seconds = float("nan")
+        self.enabled = W.Checkbox(value=enabled, description="live faithfulness", indent=False,
+                                  layout=W.Layout(width="160px"))
+        self.enabled.add_class("hsets-readout-toggle")
+        self.enabled.observe(lambda ch: self.refresh(), names="value")
+        self.text = W.HTML()
+        self.text.add_class("hsets-readout")
+        st.observe(lambda ch: self.refresh(), names=["revision", "sets", "ready"])
+        super().__init__([
+            title("Faithfulness of what is shown",
+                  "ROAD on a coarse grid (" + ", ".join(f"{p:.0%}" for p in self.percentages)
+                  + "): MoRF AOPC, higher = more faithful; LeRF AOPC, lower = more faithful."),
+            self.enabled, self.text])
+        self.add_class("hsets-readout-view")
+        self.refresh()
+
+    # ---- what is shown -------------------------------------------------------------------
+    def shown_sets(self) -> list:
+        """The kept sets plus the current set (unless it is kept already)."""
+        st = self.state
+        sets = list(st.sets)
+        cur = st.current_interaction_set() if st.grown is not None else None
+        if cur is not None and not any(s.seed == cur.seed and len(s) == len(cur)
+                                       and np.array_equal(s.members, cur.members) for s in sets):
+            sets.append(cur)
+        return sets
+
+    def key(self, sets) -> str:
+        """Identifies an explanation: its sets' members and the painting settings."""
+        c = self.state.explainer.config
+        h = hashlib.sha1(repr((c.paint, c.mask_limit, c.member_weights, c.signed, c.combine)).encode())
+        for s in sets:
+            h.update(np.asarray(s.members, np.int64).tobytes())
+            h.update(repr((int(s.seed), round(float(s.value), 12))).encode())
+        return h.hexdigest()
+
+    # ---- updating ------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Show the cached scores of what is on screen, or start computing them."""
+        st = self.state
+        if not self.enabled.value:
+            self.runner.cancel(superseded=True)
+            self.text.value = "<i>Live faithfulness is off.</i>"
+            return
+        if not st.ready:
+            self.text.value = "<i>Waiting for IG and the segmentation...</i>"
+            return
+        sets = self.shown_sets()
+        if not sets:
+            self.text.value = "<i>No set yet: click a pixel or press Explain.</i>"
+            return
+        key = self.key(sets)
+        if key in self.cache and self.references is not None:
+            self._show(key, self.cache[key])
+            return
+        self.text.value = self._html(None, stale=True)
+        ex = st.explainer
+        need_refs = self.references is None
+
+        def work(progress, cancel):
+            t0 = time.perf_counter()
+            x = ex.x.detach()
+            heat = ex.heatmap(sets)                     # painted here, off the slider's thread
+            cancel.check()
+            scores = map_scores(x, ex.classifier, heat, self.percentages, seed=self.seed)
+            refs = None
+            if need_refs:
+                refs = {}
+                for name in ("ig", "random"):
+                    cancel.check()
+                    amap = attribute(x, ex.classifier, name, target=ex.target, seed=self.seed)
+                    refs[name] = map_scores(x, ex.classifier, amap, self.percentages, seed=self.seed)
+            return scores, refs, time.perf_counter() - t0
+
+        def apply(result):
+            scores, refs, seconds = result
+            self.cache[key] = scores
+            if refs is not None:
+                self.references = refs
+            self.n_computed += 1
+            self.last_seconds = seconds
+            if self.key(self.shown_sets()) == key:       # still what is on screen
+                self._show(key, scores)
+
+        self.runner.submit(Job("readout", "Faithfulness readout", work, apply, key=key))
+
+    def wait(self, timeout: float = 120.0) -> bool:
+        """Wait until no readout is computing (scripts and tests)."""
+        return self.runner.wait(timeout)
+
+    def _finished(self, job) -> None:
+        if job.outcome == "failed":
+            self.text.value = (f"<span style='color:#c62828'>Faithfulness readout failed: "
+                               f"{esc(type(job.error).__name__)}: {esc(job.error)}</span>")
+
+    # ---- display -------------------------------------------------------------------------
+    def _show(self, key, scores) -> None:
+        if self.shown is not None and self.shown[0] != key:
+            self.previous = self.shown[1]
+        self.shown = (key, scores)
+        self.text.value = self._html(scores)
+
+    def _html(self, scores, stale: bool = False) -> str:
+        def cell(name, higher_better):
+            if scores is None:
+                return "<td>-</td>"
+            v = scores[name]
+            arrow = ""
+            if self.previous is not None and abs(v - self.previous[name]) > 1e-9:
+                better = (v > self.previous[name]) == higher_better
+                arrow = (f" <span style='color:{'#2e7d32' if better else '#c62828'}'>"
+                         f"{'▲' if v > self.previous[name] else '▼'}</span>")
+            return f"<td><b>{fmt(v)}</b>{arrow}</td>"
+
+        refs = self.references or {}
+        rows = [("MoRF AOPC", "morf_aopc", True), ("LeRF AOPC", "lerf_aopc", False),
+                ("sparsity", "sparsity", True)]
+        body = "".join(
+            f"<tr><td>{label}</td>{cell(col, hb)}"
+            + "".join(f"<td>{fmt(refs[m][col]) if m in refs else '-'}</td>" for m in ("ig", "random"))
+            + "</tr>" for label, col, hb in rows)
+        support = "" if scores is None else f"{100 * scores['support_fraction']:.1f}% of the pixels painted. "
+        status = ("<i>computing...</i>" if stale else
+                  f"{support}Computed in {self.last_seconds:.1f} s." if scores is not None else "")
+        return ("<table class='hsets-readout-table' style='border-spacing:8px 0'>"
+                "<tr><th></th><th>shown</th><th>IG</th><th>random</th></tr>" + body + "</table>"
+                f"<div class='hsets-readout-status' style='font-size:12px'>{status}</div>")
