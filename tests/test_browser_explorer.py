@@ -223,6 +223,8 @@ def test_click_slider_play_reach_kernel_and_change_picture(voila_url, browser):
     row_canvas = page.locator(".hsets-row-canvas").first
     row_before = shot(row_canvas, "03-row-before-mu.png")
     row_info0 = text_of(page, ".hsets-row-info")
+    readout0 = wait_text(page, ".hsets-readout", r"Computed in", timeout=90)   # the live readout
+    assert "MoRF AOPC" in readout0 and "random" in readout0
     # the app runs the shipped default rule (top-k of the smoothed row, new members only)
     mu0 = int(re.search(r"top (\d+) new members per row", row_info0).group(1))
     # drag the handle (keyboard steps on ipywidgets sliders reach the kernel one press late)
@@ -234,6 +236,16 @@ def test_click_slider_play_reach_kernel_and_change_picture(voila_url, browser):
     page.wait_for_timeout(500)
     row_after = shot(row_canvas, "04-row-after-mu.png")
     assert changed_fraction(row_before, row_after) > 0.001, "the passing features did not change"
+    # the readout follows the new set: stale, then recomputed with other numbers
+    def numbers(text):   # the table's numbers, not the "computed in ... s" line
+        return re.findall(r"-?\d+\.\d+(?:e-?\d+)?", text.split("Computed in")[0])
+
+    readout1 = wait_text(page, ".hsets-readout", r"Computed in", timeout=90)
+    deadline = time.monotonic() + 60
+    while numbers(readout1) == numbers(readout0) and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        readout1 = text_of(page, ".hsets-readout")
+    assert numbers(readout1) != numbers(readout0), f"the faithfulness readout did not change: {readout1!r}"
 
     # 3. go to step 0 with the step-back button... then press Play and watch the steps advance
     play_label0 = text_of(page, ".hsets-step-label")
