@@ -504,6 +504,14 @@ def test_road_view_compares_hsets_and_ig(explorer):
     choose(road.order, "lerf")
     assert explorer.wait(30)
     assert "LERF" in road.image_label.value
+    # the curves belong to the shown explanation; a new current set makes them stale, and
+    # going back makes them current again
+    assert "has changed" not in road.info.value
+    mu0 = st.mu
+    explorer.threshold.mu.set_state({"value": mu0 + 4})
+    assert explorer.wait(60) and "has changed" in road.info.value
+    explorer.threshold.mu.set_state({"value": mu0})
+    assert explorer.wait(60) and "has changed" not in road.info.value
 
 
 def test_sets_panel_keep_explain_clear(explorer, canvas_log):

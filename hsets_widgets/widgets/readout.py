@@ -60,14 +60,8 @@ class FaithfulnessReadout(W.VBox):
 
     # ---- what is shown -------------------------------------------------------------------
     def shown_sets(self) -> list:
-        """The kept sets plus the current set (unless it is kept already)."""
-        st = self.state
-        sets = list(st.sets)
-        cur = st.current_interaction_set() if st.grown is not None else None
-        if cur is not None and not any(s.seed == cur.seed and len(s) == len(cur)
-                                       and np.array_equal(s.members, cur.members) for s in sets):
-            sets.append(cur)
-        return sets
+        """The sets scored: :meth:`ExplorerState.shown_sets`."""
+        return self.state.shown_sets()
 
     def key(self, sets) -> str:
         """Identifies an explanation: its sets' members and the painting settings."""

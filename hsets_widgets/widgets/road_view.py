@@ -103,17 +103,30 @@ class RoadView(W.VBox):
                     W.VBox([self.method, self.order, self.fraction, self.canvas, self.image_label])]),
             self.info])
         self.add_class("hsets-road-view")
+        st.observe(lambda ch: self._shown_changed(), names=["revision", "sets"])
+
+    def _shown_changed(self) -> None:
+        """Say so when the curves on screen belong to an explanation no longer shown."""
+        if not self.results or "hsets" not in self.maps:
+            return
+        try:
+            same = np.array_equal(self.current_maps()["hsets"], self.maps["hsets"])
+        except ValueError:
+            same = False
+        stale = "<div class='hsets-road-stale' style='color:#e65100'>The explanation shown has changed since " \
+                "these curves were computed: press “Compute ROAD curves” to update them.</div>"
+        text = self.info.value.replace(stale, "")
+        self.info.value = text if same else text + stale
 
     # ---- maps --------------------------------------------------------------------------
     def current_maps(self) -> dict:
-        """``{"hsets": (H, W) heatmap, "ig": (3, H, W) IG}`` for the current image."""
+        """``{"hsets": (H, W) heatmap, "ig": (3, H, W) IG}``: the explanation shown (kept sets
+        and the current set) and IG, for the current image.
+        """
         st = self.state
-        sets = list(st.sets)
+        sets = st.shown_sets()
         if not sets:
-            cur = st.current_interaction_set()
-            if cur is None:
-                raise ValueError("no H-Sets map yet: click a pixel or run the automatic sets first")
-            sets = [cur]
+            raise ValueError("no H-Sets map yet: click a pixel or run the automatic sets first")
         ig = st.explainer.attribution().attribution.detach().cpu().double().numpy()
         return {"hsets": st.explainer.heatmap(sets), "ig": ig}
 

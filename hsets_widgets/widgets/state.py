@@ -324,6 +324,17 @@ class ExplorerState(HasTraits):
         # `grown` and `value` are always set together (_apply_growth): reuse the value
         return self.explainer.interaction_set(self.seed, self.grown, value=self.value)
 
+    def shown_sets(self) -> list:
+        """What the views show as the explanation: the kept sets plus the current set (unless
+        it is kept already).
+        """
+        sets = list(self.sets)
+        cur = self.current_interaction_set() if self.grown is not None else None
+        if cur is not None and not any(s.seed == cur.seed and len(s) == len(cur)
+                                       and np.array_equal(s.members, cur.members) for s in sets):
+            sets.append(cur)
+        return sets
+
     def explanation(self):
         """The kept sets (or the current one) as an :class:`~hsets_widgets.explanation.Explanation`."""
         sets = list(self.sets)
