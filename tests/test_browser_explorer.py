@@ -301,6 +301,20 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
     road_canvas = shot(page.locator(".hsets-road-canvas").first, "10-road-imputed.png")
     assert (road_canvas.max(axis=2) > 30).mean() > 0.5, "the imputed image is blank"
     shot(page.locator(".hsets-road-view").first, "10-road-view.png")
+    # Sweep mu: run it, see the plot, click a point and the mu slider follows
+    page.locator(".lm-TabBar-tab", has_text="Sweep mu").first.click()
+    box = page.locator(".hsets-sweep-values input").first
+    box.fill("8, 24, 40")
+    box.press("Enter")
+    page.locator(".hsets-sweep-run").first.click()
+    wait_text(page, ".hsets-sweep-info", r"Click a point", timeout=120)
+    wait_text(page, ".hsets-status", r"ready", timeout=60)
+    page.wait_for_timeout(800)
+    shot(page.locator(".hsets-sweep-plot").first, "11-sweep-plot.png")
+    dots = page.locator(".hsets-sweep-plot .dot")
+    assert dots.count() >= 9, "the sweep plot shows no points"
+    dots.nth(2).click(force=True)                # MoRF at mu = 40
+    wait_text(page, ".hsets-mu-slider .widget-readout", r"^40$", timeout=30)
     # Export tab: the kernel writes the files
     page.locator(".lm-TabBar-tab", has_text="Export").first.click()
     page.locator(".hsets-export-png").first.click()

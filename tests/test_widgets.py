@@ -747,3 +747,31 @@ def test_live_readout_is_superseded_when_the_user_moves_on(explorer, monkeypatch
     assert "cancelled" in outcomes or "dropped" in outcomes, outcomes
     assert outcomes[-1] == "done" and ro.shown[0] == ro.key(ro.shown_sets())
     ro.enabled.value = False
+
+
+def test_sweep_panel_plots_the_sweep_numbers_and_a_click_applies_mu(explorer):
+    from hsets_widgets.evaluation.sweep import sweep
+    from hsets_widgets.widgets.sweep_view import parse_values
+
+    st, panel = explorer.state, explorer.sweep
+    assert parse_values("8, 4 12") == [4.0, 8.0, 12.0]
+    panel.values.value = "4, eight"
+    assert panel.run() is None and "numbers" in panel.info.value
+    panel.values.value = "4, 0.5"
+    assert panel.run() is None and "mu" in panel.info.value        # top-k needs mu >= 1: no work
+    panel.values.value = "4, 8, 12"
+    press(panel.button)
+    assert explorer.wait(120) and st.error == ""
+    hs = [r for r in panel.records if r["method"] == "hsets"]
+    assert [r["mu"] for r in hs] == [4.0, 8.0, 12.0]
+    assert list(panel.lines["morf_aopc"].y) == pytest.approx([r["morf_aopc"] for r in hs])
+    assert panel.refs[("morf_aopc", "ig")].y[0] == pytest.approx(
+        next(r for r in panel.records if r["method"] == "ig")["morf_aopc"])
+    # the same numbers as the sweep function at the same settings
+    ex = explorer.explainer.with_settings(nu=int(st.nu), threshold=st.threshold, sign=st.sign, order=st.order)
+    again = sweep(ex, percentages=panel.percentages, as_frame=False, mu=[8.0], references=False)
+    assert again[0]["morf_aopc"] == pytest.approx(hs[1]["morf_aopc"])
+    # clicking the point of mu = 12 applies it; the marker follows
+    panel._clicked({"data": {"index": 2}})
+    assert explorer.wait(60) and st.mu == 12.0 and list(panel.current.x) == [12.0, 12.0]
+    assert "Click a point" in panel.info.value

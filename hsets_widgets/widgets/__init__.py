@@ -11,6 +11,7 @@ the same :class:`ExplorerState` (or builds its own from an image):
 ``MergeAnimation``     Play / step through the growth trace
 ``SubsetSampling``     random subsets of the set and the running estimate of its value
 ``RoadView``           ROAD MoRF/LeRF curves of H-Sets against IG, and imputed images
+``SweepPanel``         faithfulness against mu (bqplot); a click applies that mu
 ``ExportPanel``        image PNG, figure PNG and explanation file, written from Python
 ``StatusBar``          progress, cancel and errors of the background work
 =====================  ====================================================================
@@ -26,8 +27,9 @@ from .road_view import RoadView
 from .row_inspector import RowInspector
 from .sampling import SubsetSampling
 from .state import ExplorerState
+from .sweep_view import SweepPanel
 from .threshold import ThresholdExplorer
 
 __all__ = ["FaithfulnessReadout", "Explorer", "ExplorerState", "ExportPanel", "ImageView", "MergeAnimation",
-           "RoadView", "RowInspector", "SetsPanel", "StatusBar", "SubsetSampling",
+           "RoadView", "RowInspector", "SetsPanel", "StatusBar", "SubsetSampling", "SweepPanel",
            "ThresholdExplorer", "compose_view", "save_figure", "save_png"]

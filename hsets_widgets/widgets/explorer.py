@@ -20,6 +20,7 @@ from .road_view import RoadView
 from .row_inspector import RowInspector
 from .sampling import SubsetSampling
 from .state import ExplorerState
+from .sweep_view import SweepPanel
 from .threshold import ThresholdExplorer
 
 
@@ -129,7 +130,7 @@ class Explorer(W.VBox):
     Attributes
     ----------
     state : ExplorerState
-    image_view, row_inspector, threshold, readout, animation, sets_panel, sampling, road, export,
+    image_view, row_inspector, threshold, readout, animation, sets_panel, sampling, road, sweep, export,
     status_bar : the component widgets (each usable alone with the same ``state``).
     """
 
@@ -155,10 +156,11 @@ class Explorer(W.VBox):
         self.row_inspector = RowInspector(st)
         self.sampling = SubsetSampling(st)
         self.road = RoadView(st)
+        self.sweep = SweepPanel(st)
         self.export = ExportPanel(st, image_view=self.image_view, road_view=self.road,
                                   folder=export_folder)
-        self.tabs = W.Tab(children=[self.row_inspector, self.sampling, self.road, self.export],
-                          titles=["Hessian row", "IDG subset sampling", "ROAD curves", "Export"])
+        self.tabs = W.Tab(children=[self.row_inspector, self.sampling, self.road, self.sweep, self.export],
+                          titles=["Hessian row", "IDG subset sampling", "ROAD curves", "Sweep mu", "Export"])
         self.tabs.add_class("hsets-tabs")
         header = W.HTML(
             "<div style='font-size:20px;font-weight:700'>H-Sets Explorer</div>"
