@@ -436,6 +436,7 @@ def test_hsets_explore_default_app_screenshot(browser, tmp_path):
         wait_text(page, ".hsets-status", r"ready", timeout=300)
         canvas.hover(position={"x": (x + 2.5) * zoom, "y": (y + 1.5) * zoom})
         wait_text(page, ".hsets-hover", r"IG", timeout=30)
+        wait_text(page, ".hsets-readout", r"Computed in", timeout=300)   # the live readout is shown
         page.wait_for_timeout(1500)
         explorer = page.locator(".hsets-explorer").first
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
