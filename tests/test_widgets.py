@@ -497,8 +497,15 @@ def test_road_view_compares_hsets_and_ig(explorer):
     assert len(st.sets) == 1
     road.compute()
     assert explorer.wait(120) and st.error == ""
-    assert set(road.results) == {"hsets", "ig"}
+    assert set(road.results) == {"hsets", "ig"} and set(road.curves) == {"hsets", "ig"}
     assert np.asarray(road.morf.y).shape == (2, len(road.percentages))
+    # insertion and deletion next to ROAD, from the same maps
+    from hsets_widgets.evaluation.insertion import insertion_deletion
+
+    ref = insertion_deletion(st.explainer.x.detach(), st.explainer.classifier, road.maps["hsets"],
+                             road.percentages, seed=road.seed)
+    assert np.asarray(road.insertion.y)[0] == pytest.approx(ref.curves["insertion"].probability)
+    assert "insertion AUC" in road.info.value
     assert "H-Sets" in road.info.value and "MoRF" in road.info.value
     assert road.imputed is not None and road.imputed.shape == (SIZE, SIZE, 3)
     choose(road.order, "lerf")

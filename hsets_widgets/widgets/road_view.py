@@ -13,6 +13,7 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import Canvas
 
+from ..evaluation.insertion import insertion_deletion
 from ..evaluation.road import (
     ORDERS,
     classify_batches,
@@ -41,6 +42,7 @@ class RoadView(W.VBox):
         _, h, w = st.shape
         self.scale = render.display_scale(h, w, display_size)
         self.results = {}          # method -> ROADResult
+        self.curves = {}           # method -> InsertionDeletionResult (same ranking as ROAD)
         self.maps = {}             # method -> (H, W) map used
         self.imputed = None        # last imputed image (H, W, 3) in [0, 1]
 
@@ -80,6 +82,20 @@ class RoadView(W.VBox):
             fig_margin={"top": 40, "bottom": 45, "left": 60, "right": 15},
             layout=W.Layout(width="520px", height="320px"))
         self.figure.add_class("hsets-road-plot")
+        sc2 = {"x": bq.LinearScale(min=0.0, max=1.0), "y": bq.LinearScale(min=0.0, max=1.0)}
+        self.insertion = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc2, stroke_width=2,
+                                  colors=[METHOD_COLORS["hsets"], METHOD_COLORS["ig"]])
+        self.deletion = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc2, stroke_width=2, line_style="dashed",
+                                 colors=[METHOD_COLORS["hsets"], METHOD_COLORS["ig"]])
+        self.curve_figure = bq.Figure(
+            marks=[self.insertion, self.deletion],
+            axes=[bq.Axis(scale=sc2["x"], label="fraction of pixels inserted / deleted", tick_format=".0%"),
+                  bq.Axis(scale=sc2["y"], orientation="vertical", label="probability of the class",
+                          tick_format=".2f")],
+            title="Insertion (solid, higher is better) and deletion (dashed, lower)",
+            fig_margin={"top": 40, "bottom": 45, "left": 60, "right": 15},
+            layout=W.Layout(width="520px", height="280px"))
+        self.curve_figure.add_class("hsets-insertion-plot")
         self.canvas = Canvas(width=w * self.scale, height=h * self.scale)
         self.canvas.layout.width = f"{w * self.scale}px"
         self.canvas.layout.height = f"{h * self.scale}px"
@@ -101,7 +117,7 @@ class RoadView(W.VBox):
                         (METHOD_COLORS["ig"], "dashed", "IG LeRF"),
                         ("#757575", "dashed", "fraction shown on the right")])]),
                     W.VBox([self.method, self.order, self.fraction, self.canvas, self.image_label])]),
-            self.info])
+            self.curve_figure, self.info])
         self.add_class("hsets-road-view")
         st.observe(lambda ch: self._shown_changed(), names=["revision", "sets"])
 
@@ -148,15 +164,19 @@ class RoadView(W.VBox):
                 with st.lock:
                     m = self.current_maps()
             out = {}
+            curves = {}
             for k, (name, amap) in enumerate(m.items()):
                 progress(f"ROAD of {METHOD_NAMES[name]}", k, len(m))
                 cancel.check()
                 out[name] = road(ex.x.detach(), ex.classifier, amap, self.percentages, seed=self.seed)
+                cancel.check()
+                curves[name] = insertion_deletion(ex.x.detach(), ex.classifier, amap, self.percentages,
+                                                  seed=self.seed)
             progress("ROAD", len(m), len(m))
-            return m, out
+            return m, out, curves
 
         def apply(result):
-            self.maps, self.results = result
+            self.maps, self.results, self.curves = result
             self._update_plot()
 
         return st.submit("road", "ROAD curves (H-Sets and IG)", work, apply)
@@ -173,18 +193,27 @@ class RoadView(W.VBox):
             top = max(float(np.max(self.morf.y)), float(np.max(self.lerf.y)), 1e-3)
             self.y_scale.max = min(1.0, top * 1.1) if top < 0.9 else 1.0
             self.x_scale.min, self.x_scale.max = 0.0, 1.0
+        if self.curves:
+            with self.curve_figure.hold_sync():
+                for mark, kind in ((self.insertion, "insertion"), (self.deletion, "deletion")):
+                    c = [self.curves[m].curves[kind] for m in ("hsets", "ig")]
+                    mark.x, mark.y = c[0].fractions, np.vstack([v.probability for v in c])
         r = self.results["hsets"]
         td = "style='padding:2px 12px;border-bottom:1px solid #ddd;text-align:right'"
         rows = "".join(
             f"<tr><td {td.replace('right', 'left')}>{METHOD_NAMES[m]}</td>"
             + "".join(f"<td {td}>{self.results[m].curves[o].auc('probability', normalized=True):.3f}</td>"
-                      for o in ORDERS) + "</tr>" for m in ("hsets", "ig"))
+                      for o in ORDERS)
+            + "".join(f"<td {td}>{self.curves[m].curves[k].auc('probability'):.3f}</td>"
+                      for k in ("insertion", "deletion") if self.curves)
+            + "</tr>" for m in ("hsets", "ig"))
         self.info.value = (
             f"Class '{esc(self.state.explainer.class_name)}', probability on the original image "
             f"{r.original_probability:.3f}. Mean probability over the removal fractions (normalised "
             f"area under the curve):<table style='font-size:12px;border-collapse:collapse'>"
             f"<tr><th {td}></th><th {td}>MoRF (lower is better)</th><th {td}>LeRF (higher is "
-            f"better)</th></tr>{rows}</table>")
+            f"better)</th>" + (f"<th {td}>insertion AUC (higher)</th><th {td}>deletion AUC (lower)</th>"
+                               if self.curves else "") + f"</tr>{rows}</table>")
         self.show_imputed()
 
     # ---- imputed image -----------------------------------------------------------------
