@@ -68,6 +68,8 @@ def explorer(explainer):
     e.state.cancel()
     e.readout.runner.cancel()
     e.readout.wait(30)
+    e.road.follow_runner.cancel()
+    e.road.follow_runner.wait(30)
     e.wait(30)
 
 
@@ -515,10 +517,19 @@ def test_road_view_compares_hsets_and_ig(explorer):
     # going back makes them current again
     assert "has changed" not in road.info.value
     mu0 = st.mu
+    road.follow.value = False
     explorer.threshold.mu.set_state({"value": mu0 + 4})
-    assert explorer.wait(60) and "has changed" in road.info.value
+    assert explorer.wait(60) and "has changed" in road.info.value and "press" in road.info.value
     explorer.threshold.mu.set_state({"value": mu0})
     assert explorer.wait(60) and "has changed" not in road.info.value
+    # following (the default): the curves catch up with the new explanation by themselves
+    road.follow.value = True
+    old = road.maps["hsets"]
+    explorer.threshold.mu.set_state({"value": mu0 + 4})
+    assert explorer.wait(60) and road.follow_runner.wait(120)
+    assert not np.array_equal(road.maps["hsets"], old)
+    assert np.array_equal(road.maps["hsets"], road.current_maps()["hsets"])
+    assert "has changed" not in road.info.value
 
 
 def test_sets_panel_keep_explain_clear(explorer, canvas_log):

@@ -25,6 +25,7 @@ from ..evaluation.road import (
 )
 from . import render
 from .common import as_state, draw_batch, esc, legend, title
+from .runner import BackgroundRunner, Job
 
 METHOD_COLORS = {"hsets": "#d32f2f", "ig": "#1976d2"}
 METHOD_NAMES = {"hsets": "H-Sets", "ig": "IG"}
@@ -119,6 +120,10 @@ class RoadView(W.VBox):
                     W.VBox([self.method, self.order, self.fraction, self.canvas, self.image_label])]),
             self.curve_figure, self.info])
         self.add_class("hsets-road-view")
+        self.follow = W.Checkbox(value=True, description="follow the explanation shown", indent=False)
+        self.follow.add_class("hsets-road-follow")
+        self.follow_runner = BackgroundRunner(st.lock, synchronous=st.runner.synchronous)
+        self.children = (*self.children[:2], self.follow, *self.children[2:])
         st.observe(lambda ch: self._shown_changed(), names=["revision", "sets"])
 
     def _shown_changed(self) -> None:
@@ -129,10 +134,14 @@ class RoadView(W.VBox):
             same = np.array_equal(self.current_maps()["hsets"], self.maps["hsets"])
         except ValueError:
             same = False
-        stale = "<div class='hsets-road-stale' style='color:#e65100'>The explanation shown has changed since " \
-                "these curves were computed: press “Compute ROAD curves” to update them.</div>"
+        stale = ("<div class='hsets-road-stale' style='color:#e65100'>The explanation shown has changed "
+                 "since these curves were computed: " + ("updating them..." if self.follow.value else
+                                                         "press “Compute ROAD curves” to update them.")
+                 + "</div>")
         text = self.info.value.replace(stale, "")
         self.info.value = text if same else text + stale
+        if not same and self.follow.value:
+            self.compute(follow=True)          # the curves catch up in the background
 
     # ---- maps --------------------------------------------------------------------------
     def current_maps(self) -> dict:
@@ -146,8 +155,13 @@ class RoadView(W.VBox):
         ig = st.explainer.attribution().attribution.detach().cpu().double().numpy()
         return {"hsets": st.explainer.heatmap(sets), "ig": ig}
 
-    def compute(self):
-        """Compute the ROAD curves of both maps in the background (returns the job)."""
+    def compute(self, follow: bool = False):
+        """Compute the ROAD curves of both maps in the background (returns the job).
+
+        ``follow``: an automatic update after the shown explanation changed; it runs on the
+        view's own low-priority worker (superseded by the next change) instead of the main
+        one, so it never delays growth.
+        """
         st = self.state
         ex = st.explainer
         try:
@@ -178,6 +192,9 @@ class RoadView(W.VBox):
         def apply(result):
             self.maps, self.results, self.curves = result
             self._update_plot()
+
+        if follow:
+            return self.follow_runner.submit(Job("road", "ROAD curves (following)", work, apply))
 
         return st.submit("road", "ROAD curves (H-Sets and IG)", work, apply)
 
