@@ -84,3 +84,17 @@ def test_hsets_sweep_writes_the_table_and_the_plot(photo, tmp_path, monkeypatch,
     # a bad rule is one line, before the model is even loaded
     code = main(["sweep", str(photo / "n01440764_disc.png"), "--threshold", "sideways", "--out", str(out)])
     assert code == 1 and "threshold='sideways' is not valid" in capsys.readouterr().err
+
+
+def test_sweeping_given_seeds_equals_the_automatic_explanation_when_they_are_its_seeds(photo):
+    clf = tiny_classifier()
+    ex = Explainer(load_item(collect_images([photo])[0], 32), clf, "default", "slic", **SMALL)
+    auto = sweep(ex, mu=[4], nu=[24], percentages=[0.2, 0.5], references=False, as_frame=False)
+    pixel = ex.with_settings(mu=4, nu=24)
+    given = sweep(ex, mu=[4], nu=[24], percentages=[0.2, 0.5], references=False, as_frame=False,
+                  seeds=pixel.seeds())
+    one = sweep(ex, mu=[4], nu=[24], percentages=[0.2, 0.5], references=False, as_frame=False,
+                seeds=pixel.seeds()[:1])
+    for col in ("morf_aopc", "lerf_aopc", "sparsity", "support_fraction"):
+        assert given[0][col] == pytest.approx(auto[0][col], abs=1e-12)
+    assert one[0]["n_sets"] == 1 and one[0]["support_fraction"] < auto[0]["support_fraction"]

@@ -787,7 +787,9 @@ def test_sweep_panel_plots_the_sweep_numbers_and_a_click_applies_mu(explorer):
         next(r for r in panel.records if r["method"] == "ig")["morf_aopc"])
     # the same numbers as the sweep function at the same settings
     ex = explorer.explainer.with_settings(nu=int(st.nu), threshold=st.threshold, sign=st.sign, order=st.order)
-    again = sweep(ex, percentages=panel.percentages, as_frame=False, mu=[8.0], references=False)
+    assert len(panel.swept_seeds) == 1 and "1 seed(s) shown" in panel.info.value   # the current set
+    again = sweep(ex, percentages=panel.percentages, as_frame=False, mu=[8.0], references=False,
+                  seeds=panel.swept_seeds)
     assert again[0]["morf_aopc"] == pytest.approx(hs[1]["morf_aopc"])
     # clicking the point of mu = 12 applies it; the marker follows
     panel._clicked({"data": {"index": 2}})

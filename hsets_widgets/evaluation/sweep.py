@@ -51,7 +51,7 @@ def _grid(settings: dict) -> list:
 def sweep(explainer, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None, *,
           percentages: Union[str, Sequence[float]] = "road", orders: Sequence[str] = ORDERS,
           seed: int = 0, noise: float = 0.01, batch_size: int = 16, references: bool = True,
-          as_frame: bool = True, **settings):
+          as_frame: bool = True, seeds=None, **settings):
     """Score the explanation of ``explainer`` at every combination of ``settings``.
 
     Parameters
@@ -67,6 +67,10 @@ def sweep(explainer, progress: Optional[ProgressFn] = None, cancel: Optional[Can
         Add one row for IG and one for a random map on the same image.
     as_frame : bool
         Return a pandas DataFrame when pandas is installed (else the list of records).
+    seeds : list of Seed, optional
+        Grow these seeds at every point (e.g. the sets a user is looking at) instead of the
+        automatic ones; without it a point is the whole automatic explanation, as
+        ``hsets evaluate`` computes it.
 
     Returns
     -------
@@ -87,9 +91,16 @@ def sweep(explainer, progress: Optional[ProgressFn] = None, cancel: Optional[Can
     for k, (combo, ex) in enumerate(zip(grid, explainers)):
         report(progress, "sweep", k, n_total, cancel)
         t0 = time.perf_counter()
-        expl = ex.run(None, cancel)
-        scores = map_scores(x, clf, expl.heatmap, percentages, orders, seed, noise, batch_size, probs0)
-        rows.append({"method": "hsets", **combo, **scores, "n_sets": len(expl.sets),
+        if seeds is None:
+            expl = ex.run(None, cancel)
+            heat, n_sets = expl.heatmap, len(expl.sets)
+        else:
+            grown = ex.grow_many(list(seeds), cancel=cancel)
+            heat = ex.heatmap([ex.interaction_set(s, g, rng_offset=k)
+                               for k, (s, g) in enumerate(zip(seeds, grown))])
+            n_sets = len(grown)
+        scores = map_scores(x, clf, heat, percentages, orders, seed, noise, batch_size, probs0)
+        rows.append({"method": "hsets", **combo, **scores, "n_sets": n_sets,
                      "seconds": time.perf_counter() - t0})
     if references:
         for k, name in enumerate(("ig", "random")):

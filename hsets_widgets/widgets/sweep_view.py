@@ -1,10 +1,11 @@
 """The sweep panel: faithfulness against mu, and a click that applies the chosen value.
 
 It runs :func:`hsets_widgets.evaluation.sweep.sweep` (the function ``hsets sweep`` uses) in the
-background with progress and cancel, on the automatic explanation of the image with the
-current rule, sign, order and nu, and plots MoRF and LeRF AOPC and sparsity against mu, with
-IG and a random map as horizontal reference lines and the current mu marked. Clicking a point
-sets mu to it. Results stay when the user switches tabs.
+background with progress and cancel, growing the seeds on screen (the kept sets and the
+current one; the automatic seeds when there are none) with the current rule, sign, order and
+nu, and plots MoRF and LeRF AOPC and sparsity against mu, with IG and a random map as
+horizontal reference lines and the current mu marked. Clicking a point sets mu to it. Results
+stay when the user switches tabs.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class SweepPanel(W.VBox):
         self.percentages = tuple(percentages)
         self.seed = int(seed)
         self.records: list = []
+        self.swept_seeds: list = []   # the seeds the last sweep grew (empty: the automatic ones)
         self.values = W.Text(value=", ".join(f"{v:g}" for v in values), description="mu values",
                              layout=W.Layout(width="360px"))
         self.values.add_class("hsets-sweep-values")
@@ -81,7 +83,8 @@ class SweepPanel(W.VBox):
         st.observe(lambda ch: self._mark_current(), names=["mu"])
         super().__init__([
             title("Sweep mu",
-                  "The automatic explanation at each mu (current rule, sign, order and nu), scored "
+                  "The seeds on screen (else the automatic ones) grown at each mu with the current "
+                  "rule, sign, order and nu, scored "
                   "as hsets evaluate scores it: MoRF AOPC (higher: more faithful), LeRF AOPC "
                   "(lower: more faithful), sparsity. Dashed: IG; dotted: a random map."),
             W.HBox([self.values, self.button]), self.figure,
@@ -103,10 +106,14 @@ class SweepPanel(W.VBox):
             self.info.value = f"<span style='color:#c62828'>{esc(err)}</span>"
             return None
 
+        with st.lock:                            # the seeds on screen, else the automatic ones
+            shown = [st.explainer.seed_at(*s.seed_yx) for s in st.shown_sets()] if st.ready else []
+        self.swept_seeds = shown
+
         def work(progress, cancel):
             st.ensure_ready(progress, cancel)
             return sweep(ex, progress, cancel, percentages=self.percentages, seed=self.seed,
-                         as_frame=False, mu=mus)
+                         as_frame=False, seeds=shown or None, mu=mus)
 
         def apply(records):
             self.records = records
@@ -137,7 +144,9 @@ class SweepPanel(W.VBox):
             self.y_scale.min, self.y_scale.max = lo - pad, hi + pad
         self._mark_current()
         best = max(hs, key=lambda r: r["morf_aopc"])
-        self.info.value = (f"{len(hs)} values of mu; highest MoRF AOPC {fmt(best['morf_aopc'])} at mu = "
+        whose = (f"the {len(self.swept_seeds)} seed(s) shown" if self.swept_seeds
+                 else "the automatic seeds")
+        self.info.value = (f"{len(hs)} values of mu for {whose}; highest MoRF AOPC {fmt(best['morf_aopc'])} at mu = "
                            f"{best['mu']:g} (IG {fmt(refs['ig']['morf_aopc']) if 'ig' in refs else '-'}, "
                            f"random {fmt(refs['random']['morf_aopc']) if 'random' in refs else '-'}). "
                            "Click a point to apply its mu.")
