@@ -252,17 +252,8 @@ def run_stage(stage: str, variants: list, args) -> Path:
     torch.set_num_threads(args.threads)
     RUNS.mkdir(exist_ok=True)
     out = RUNS / f"{stage}.jsonl"
-    done = {}
-    sources = [out] + ([RUNS / "screen.jsonl"] if stage == "confirm" else [])
-    for src in sources:   # the confirm stage reuses what the screen measured on the same photos
-        if src.exists():
-            for line in src.read_text().splitlines():
-                if line.strip():
-                    r = json.loads(line)
-                    if r["name"] in done:
-                        done[r["name"]]["methods"].update(r["methods"])
-                    else:
-                        done[r["name"]] = r
+    # the confirm stage reuses what the screen measured on the same photos
+    done = read_records([out] + ([RUNS / "screen.jsonl"] if stage == "confirm" else []))
     half = "check" if stage == "check" else "tuning"
     todo = [p for p in photos(Path(args.images)) if p[2] == half]
     if args.limit:
@@ -311,19 +302,25 @@ METRICS = (("morf_aopc", "MoRF AOPC", "higher"), ("lerf_aopc", "LeRF AOPC", "low
            ("lerf_aopc_accuracy", "LeRF AOPC (accuracy)", "lower"))
 
 
-def load_stage(stage: str) -> list:
-    path = RUNS / f"{stage}.jsonl"
-    if not path.exists():
-        return []
+def read_records(paths) -> dict:
+    """``{photo name: record}`` from the jsonl files that exist, the methods of a photo merged
+    across lines and files (a rerun appends the variants it added)."""
     recs = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            if r["name"] in recs:
-                recs[r["name"]]["methods"].update(r["methods"])
-            else:
-                recs[r["name"]] = r
-    return list(recs.values())
+    for path in paths:
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                if r["name"] in recs:
+                    recs[r["name"]]["methods"].update(r["methods"])
+                else:
+                    recs[r["name"]] = r
+    return recs
+
+
+def load_stage(stage: str) -> list:
+    return list(read_records([RUNS / f"{stage}.jsonl"]).values())
 
 
 def summarize(records: list) -> dict:

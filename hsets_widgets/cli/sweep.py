@@ -54,7 +54,7 @@ def to_csv(records: list) -> str:
 
 def run(args) -> int:
     """Sweep the settings and write the table and the plot."""
-    from ..evaluation.sweep import plot_sweep, sweep
+    from ..evaluation.sweep import grid_points, plot_sweep, sweep
     from ..explain import Explainer
     from ..files import check_output_dir, write_json, write_text
     from ..models import load_classifier
@@ -67,7 +67,7 @@ def run(args) -> int:
         raise ValueError("nothing to sweep: give --mu, --nu and/or --threshold values")
     fixed = parse_assignments(args.set, "--set")
     try:                                             # every point's settings, before any work
-        for combo in _combos(swept):
+        for combo in grid_points(swept):
             get_config(args.preset, **{**fixed, **combo})
     except TypeError as err:
         raise ValueError(str(err)) from err
@@ -95,9 +95,3 @@ def run(args) -> int:
     print(f"wrote {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}")
     return 0
 
-
-def _combos(swept: dict) -> list:
-    import itertools
-
-    keys = list(swept)
-    return [dict(zip(keys, c)) for c in itertools.product(*(swept[k] for k in keys))]

@@ -38,7 +38,10 @@ def map_scores(x: torch.Tensor, classifier, attribution, percentages: Union[str,
     return {k: v for k, v in rec.items() if not isinstance(v, dict)}
 
 
-def _grid(settings: dict) -> list:
+def grid_points(settings: dict) -> list:
+    """Every combination of the swept ``settings`` (``{"mu": [2, 4], "nu": [8]}`` ->
+    ``[{"mu": 2, "nu": 8}, {"mu": 4, "nu": 8}]``), with a clear error for a value that is not a list.
+    """
     for key, values in settings.items():
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise ValueError(f"sweep {key}= takes a list of values, got {values!r}")
@@ -81,7 +84,7 @@ def sweep(explainer, progress: Optional[ProgressFn] = None, cancel: Optional[Can
     progress = check_progress(progress)
     if not settings:
         raise ValueError("nothing to sweep: pass lists of values, e.g. sweep(ex, mu=[2, 4, 8])")
-    grid = _grid(settings)
+    grid = grid_points(settings)
     explainers = [explainer.with_settings(**combo) for combo in grid]   # bad values fail here, first
     resolve_percentages(percentages)
     x, clf = explainer.x.detach(), explainer.classifier
