@@ -87,6 +87,19 @@ class TqdmProgress:
             bar.close()
             self._bars.pop(stage, None)
 
+    def postfix(self, stage: str, **values) -> None:
+        """Show ``values`` after the bar of ``stage`` (e.g. ``failed=1``), if it is open."""
+        bar = self._bars.get(stage)
+        if bar is not None:
+            bar.set_postfix(values, refresh=True)
+
+    def write(self, line: str) -> None:
+        """Print ``line`` above the bars (nothing when they are disabled)."""
+        if not self.disable:
+            from tqdm.auto import tqdm
+
+            tqdm.write(line)
+
     def close(self) -> None:
         """Close every bar."""
         for bar in self._bars.values():

@@ -9,6 +9,9 @@ Examples
     hsets evaluate val/ --methods hsets:paper,ig,random --percentages quantus
     hsets evaluate --imagenette ~/data --methods ig,gradient,random
 
+    hsets evaluate val/ --workers 2                       # a local Ray cluster, 2 workers
+    hsets evaluate val/ --address auto --gpus-per-worker 1  # an existing cluster's GPUs
+
 Rerunning with the same ``--out`` resumes: images already in ``results.jsonl`` are skipped.
 """
 from __future__ import annotations
@@ -65,6 +68,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--match-support", default="min",
                    help="support s for sparsity at matched support: 'min' (smallest support among "
                         "the methods on each image) or a fraction of the pixels (default: min)")
+    ray = p.add_argument_group("on a Ray cluster (pip install 'hsets-widgets[ray]')")
+    ray.add_argument("--workers", type=int, metavar="N",
+                     help="evaluate with N Ray workers; without --address a local cluster is "
+                          "started for the run")
+    ray.add_argument("--address", metavar="auto|HOST:PORT",
+                     help="join a running Ray cluster (ray start --head, KubeRay) instead of "
+                          "starting one; workers default to what it can hold")
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                     help="GPUs each worker reserves; they then run on cuda (default: 0)")
+    ray.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
+                     help="torch threads (and Ray CPUs) per worker (default: 1)")
+    ray.add_argument("--max-attempts", type=int, default=3, metavar="K",
+                     help="workers that may die on one image before it is recorded as failed "
+                          "(default: 3)")
     p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
                    help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -110,6 +127,15 @@ def run(args) -> int:
         [c.strip().lower() for c in args.curves.split(",") if c.strip()]
     match = args.match_support if args.match_support == "min" else float(args.match_support)
 
+    on_ray = args.workers is not None or args.address is not None
+    if not on_ray and args.gpus_per_worker:
+        raise ValueError("--gpus-per-worker needs --workers or --address (Ray workers)")
+    if on_ray:
+        from hsets_widgets.evaluation.cluster import check_cluster_options, require_ray
+
+        check_cluster_options(args.workers, args.threads_per_worker, args.gpus_per_worker,
+                              args.max_attempts)
+        require_ray()                # before the model is loaded: the error says what to install
     clf = load_classifier(args.model, checkpoint=args.checkpoint, device=device)
     items = []
     if args.paths:
@@ -122,11 +148,14 @@ def run(args) -> int:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="segmenter='auto'")
         bars = TqdmProgress(disable=args.quiet)
+        common = dict(methods=parse_methods(args.methods), percentages=percentages, orders=orders,
+                      limit=args.limit, seed=args.seed, noise=args.noise, batch_size=args.batch_size,
+                      match_support=match, progress=bars, curves=curves)
         try:
-            metrics = run_evaluation(items, clf, args.out, methods=parse_methods(args.methods),
-                                     percentages=percentages, orders=orders, limit=args.limit,
-                                     seed=args.seed, noise=args.noise, batch_size=args.batch_size,
-                                     match_support=match, progress=bars, curves=curves)
+            if on_ray:
+                metrics = run_cluster(args, items, common, bars)
+            else:
+                metrics = run_evaluation(items, clf, args.out, **common)
         finally:
             bars.close()
     print(format_table(metrics))
@@ -135,4 +164,28 @@ def run(args) -> int:
           file=sys.stderr)
     for s in metrics["skipped"]:
         print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    for f in metrics.get("failed", []):
+        print(f"  failed {f['path']} after {f['attempts']} attempts: {f['reason']}", file=sys.stderr)
     return 0
+
+
+def run_cluster(args, items, common: dict, bars) -> dict:
+    """The same evaluation on Ray workers, each loading the model itself."""
+    import functools
+
+    from hsets_widgets.evaluation.cluster import run_on_ray
+    from hsets_widgets.models import load_classifier
+
+    failed = []
+
+    def on_event(event) -> None:
+        if event.kind == "failed":
+            failed.append(event.image)
+        bars.postfix("evaluate", failed=len(failed))
+        bars.write(event.line())
+
+    load = functools.partial(load_classifier, args.model, checkpoint=args.checkpoint)
+    return run_on_ray(items, load, args.out, **common, workers=args.workers, address=args.address,
+                      threads_per_worker=args.threads_per_worker,
+                      gpus_per_worker=args.gpus_per_worker, max_attempts=args.max_attempts,
+                      on_event=on_event, quiet=args.quiet)

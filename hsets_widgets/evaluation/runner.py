@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -110,10 +111,185 @@ def add_matched_sparsity(records: dict, maps: dict, match_support: Union[str, fl
 
 
 # ---- the run -----------------------------------------------------------------------------
-def _config_fingerprint(classifier, percentages, orders, seed, noise, match_support, curves) -> dict:
+@dataclass(frozen=True)
+class RunSettings:
+    """What the numbers of an evaluation depend on, validated when made (:func:`run_settings`).
+
+    The single-process loop and the Ray workers (:mod:`~hsets_widgets.evaluation.cluster`)
+    score every image from the same settings, so both give the same records.
+    """
+
+    methods: tuple
+    percentages: tuple
+    orders: tuple
+    seed: int
+    noise: float
+    batch_size: int
+    match_support: Union[str, float]
+    curves: tuple
+
+    @property
+    def names(self) -> list:
+        """The methods' names, the keys of every record's ``methods``."""
+        return [m.name for m in self.methods]
+
+
+def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
+                 percentages: Union[str, Sequence[float]] = "fine", orders: Sequence[str] = ORDERS,
+                 seed: int = 0, noise: float = 0.01, batch_size: int = 16,
+                 match_support: Union[str, float] = "min",
+                 curves: Sequence[str] = CURVE_KINDS) -> RunSettings:
+    """Validate the settings of an evaluation (see :func:`run_evaluation` for each)."""
+    methods = tuple(get_method(m, seed=seed) for m in methods)
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ValueError(f"methods listed twice: {names}")
+    curves = tuple(curves)
+    for k in curves:
+        if k not in CURVE_KINDS:
+            raise ValueError(f"unknown curve {k!r}; use 'insertion' and/or 'deletion'")
+    return RunSettings(methods, tuple(float(v) for v in resolve_percentages(percentages)),
+                       tuple(orders), int(seed), float(noise), int(batch_size), match_support, curves)
+
+
+def _config_fingerprint(classifier, settings: RunSettings) -> dict:
     return {"model": getattr(classifier, "name", type(classifier).__name__),
-            "percentages": [float(p) for p in percentages], "orders": list(orders), "seed": int(seed),
-            "noise": float(noise), "match_support": match_support, "curves": list(curves)}
+            "percentages": list(settings.percentages), "orders": list(settings.orders),
+            "seed": settings.seed, "noise": settings.noise, "match_support": settings.match_support,
+            "curves": list(settings.curves)}
+
+
+def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings) -> tuple:
+    """Check (or create) the output folder for ``settings``; ``(folder, {key: done record})``.
+
+    A folder holding results made with other settings is refused; a torn last record of
+    ``results.jsonl`` is cut off first.
+    """
+    from hsets_widgets.files import check_output_dir, write_json
+
+    out = check_output_dir(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "maps").mkdir(exist_ok=True)
+    fingerprint = _config_fingerprint(classifier, settings)
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        if old != fingerprint:
+            diff = {k: (old.get(k), v) for k, v in fingerprint.items() if old.get(k) != v}
+            raise ValueError(f"{out} holds results made with other settings {diff}; use another "
+                             "--out folder (or delete it) to start afresh")
+    else:
+        write_json(cfg_path, fingerprint)
+    results_path = out / "results.jsonl"
+    repair_results(results_path)
+    return out, read_results(results_path)
+
+
+def missing_methods(settings: RunSettings, prev: Optional[dict]) -> list:
+    """The methods of ``settings`` that the done record ``prev`` (or None) has not scored."""
+    return [m.name for m in settings.methods if prev is None or m.name not in prev["methods"]]
+
+
+class UnreadableImage(Exception):
+    """An image file that cannot be read: skipped and counted, never fatal."""
+
+
+def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Optional[dict] = None,
+                  prev_maps: Optional[dict] = None) -> tuple:
+    """Explain one image with the methods ``prev`` lacks and score them; no file is written.
+
+    Returns ``(record, maps)``: the image's whole record (``prev``'s methods kept) and its
+    maps by method name (float32). Raises :class:`UnreadableImage` for a file that cannot
+    be read.
+    """
+    try:
+        x = load_item(item, getattr(classifier, "input_size", 224))
+    except Exception as err:  # noqa: BLE001 - any unreadable file is skipped, never fatal
+        raise UnreadableImage(f"{type(err).__name__}: {err}") from err
+    x = x.to(getattr(classifier, "device", torch.device("cpu")))
+    probs0 = classify_batches(x.unsqueeze(0), classifier, 1)[0]
+    target = int(probs0.argmax())
+    record = json.loads(json.dumps(prev)) if prev else {
+        "key": item.key, "path": str(item.path), "slug": item.slug, "label": item.label,
+        "target": target, "methods": {}}
+    if record["target"] != target:
+        raise RuntimeError(f"{item.path}: prediction changed from {record['target']} to {target} "
+                           "since these results were written; use another --out")
+    maps = dict(prev_maps or {})
+    todo = missing_methods(settings, prev)
+    p, seed = settings.percentages, settings.seed
+    for m in (m for m in settings.methods if m.name in todo):
+        t0 = time.perf_counter()
+        try:
+            amap = attribute(x, classifier, m, target=target, seed=seed)
+        except AttributionShapeError as err:
+            raise AttributionShapeError(f"{item.path}: {err}") from err
+        except Exception as err:
+            err.add_note(f"while explaining {item.path} with method {m.name!r}")
+            raise
+        t1 = time.perf_counter()
+        rr = road(x, classifier, amap, p, settings.orders, label=item.label, seed=seed,
+                  noise=settings.noise, batch_size=settings.batch_size, original_probabilities=probs0)
+        t2 = time.perf_counter()
+        cr = (insertion_deletion(x, classifier, amap, p, settings.curves, seed=seed,
+                                 batch_size=settings.batch_size, original_probabilities=probs0)
+              if settings.curves else None)
+        record["methods"][m.name] = method_record(amap, rr, t1 - t0, t2 - t1, cr)
+        maps[m.name] = amap.astype(np.float32)
+    record.update(status="ok", probability=float(probs0[target]),
+                  target_name=(classifier.class_name(target)
+                               if hasattr(classifier, "class_name") else str(target)))
+    if len(maps) == len(record["methods"]):
+        record["matched_support"] = add_matched_sparsity(record["methods"], maps, settings.match_support)
+    return record, maps
+
+
+def stored_maps(out: Path, item: ImageItem, prev: Optional[dict]) -> dict:
+    """The maps an earlier run stored for ``item`` (those of ``prev``'s methods)."""
+    return load_maps(out / "maps" / f"{item.slug}.npz", prev["methods"]) if prev else {}
+
+
+def store_item(out: Path, record: dict, maps: dict) -> None:
+    """Write one finished image: its maps, its CSV, then its line of ``results.jsonl``.
+
+    The record is appended last, so an image counts as done only once all its files exist.
+    """
+    save_maps(out / "maps" / f"{record['slug']}.npz", {map_key(k): v for k, v in maps.items()})
+    write_image_csv(out / "images" / f"{record['slug']}.csv", record)
+    append_record(out / "results.jsonl", record)
+
+
+def failed_record(item: ImageItem, reason: str, attempts: int) -> dict:
+    """The line recorded for an image no worker could finish (never counted as done)."""
+    return {"key": item.key, "path": str(item.path), "slug": item.slug, "status": "failed",
+            "reason": reason, "attempts": attempts}
+
+
+def write_summary(out: Path, classifier, items: Sequence[ImageItem], done: dict,
+                  settings: RunSettings, counts: dict, skipped: Sequence[dict],
+                  failed: Sequence[dict] = (), extra: Optional[dict] = None) -> dict:
+    """Write ``metrics.json`` and the mean-curve plots of the done ``items``; return the metrics."""
+    from hsets_widgets.files import write_json
+
+    records = [done[i.key] for i in items if i.key in done]
+    summary = summarize(records, settings.names, settings.orders)
+    metrics = {"model": _config_fingerprint(classifier, settings)["model"], "methods": summary,
+               "n_images": len(records), "n_computed": counts.get("computed", 0),
+               "n_resumed": counts.get("resumed", 0),
+               "n_skipped": len(skipped), "skipped": list(skipped),
+               "n_failed": len(failed), "failed": list(failed), "n_items": len(items),
+               "percentages": list(settings.percentages), "orders": list(settings.orders),
+               "seed": settings.seed, "noise": settings.noise, "match_support": settings.match_support,
+               "std": "population standard deviation (ddof=0) over images",
+               "auc": "trapezoid over the percentages as given (x in fractions removed)",
+               "torch": torch.__version__,
+               "device": str(getattr(classifier, "device", "cpu")), **(extra or {})}
+    write_json(out / "metrics.json", metrics)
+    for order in settings.orders:
+        plot_curves(summary, order, out / f"road_{order}.png")
+    for kind in settings.curves:
+        plot_curves(summary, kind, out / f"{kind}.png")
+    return metrics
 
 
 def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, Path],
@@ -162,117 +338,31 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     -------
     dict
         The content written to ``metrics.json``.
+
+    See Also
+    --------
+    hsets_widgets.evaluation.cluster.run_on_ray : the same run on a Ray cluster.
     """
-    from hsets_widgets.files import check_output_dir, write_json
-
     progress = check_progress(progress)
-    out = check_output_dir(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "maps").mkdir(exist_ok=True)
-    p = resolve_percentages(percentages)
-    orders = tuple(orders)
-    methods = [get_method(m, seed=seed) for m in methods]
-    names = [m.name for m in methods]
-    if len(set(names)) != len(names):
-        raise ValueError(f"methods listed twice: {names}")
-    curves = tuple(curves)
-    for k in curves:
-        if k not in CURVE_KINDS:
-            raise ValueError(f"unknown curve {k!r}; use 'insertion' and/or 'deletion'")
-    fingerprint = _config_fingerprint(classifier, p, orders, seed, noise, match_support, curves)
-    cfg_path = out / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if old != fingerprint:
-            diff = {k: (old.get(k), v) for k, v in fingerprint.items() if old.get(k) != v}
-            raise ValueError(f"{out} holds results made with other settings {diff}; use another "
-                             "--out folder (or delete it) to start afresh")
-    else:
-        write_json(cfg_path, fingerprint)
-
+    settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves)
+    out, done = open_results(out_dir, classifier, settings)
     items = list(items)[:limit] if limit is not None else list(items)
-    results_path = out / "results.jsonl"
-    repair_results(results_path)
-    done = read_results(results_path)
     skipped = list(skipped or [])
-    n_resumed = n_computed = 0
-    size = getattr(classifier, "input_size", 224)
-
-    n_items, n_done = len(items), 0
-    report(progress, "evaluate", 0, n_items)
-    for item in items:
+    counts = {"resumed": 0, "computed": 0}
+    report(progress, "evaluate", 0, len(items))
+    for k, item in enumerate(items):
         prev = done.get(item.key)
-        missing = [m for m in methods if prev is None or m.name not in prev["methods"]]
-        if not missing:
-            n_resumed += 1
-            n_done += 1
-            report(progress, "evaluate", n_done, n_items)
-            continue
-        try:
-            x = load_item(item, size)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is skipped, never fatal
-            reason = f"{type(err).__name__}: {err}"
-            warnings.warn(f"skipping {item.path}: {reason}", stacklevel=2)
-            skipped.append({"path": str(item.path), "reason": reason})
-            n_done += 1
-            report(progress, "evaluate", n_done, n_items)
-            continue
-        x = x.to(getattr(classifier, "device", torch.device("cpu")))
-        probs0 = classify_batches(x.unsqueeze(0), classifier, 1)[0]
-        target = int(probs0.argmax())
-        record = prev or {"key": item.key, "path": str(item.path), "slug": item.slug,
-                          "label": item.label, "target": target, "methods": {}}
-        if record["target"] != target:
-            raise RuntimeError(f"{item.path}: prediction changed from {record['target']} to {target} "
-                               f"since the results in {out} were written; use another --out")
-        map_path = out / "maps" / f"{item.slug}.npz"
-        maps = load_maps(map_path, record["methods"])
-        for m in missing:
-            t0 = time.perf_counter()
+        if not missing_methods(settings, prev):
+            counts["resumed"] += 1
+        else:
             try:
-                amap = attribute(x, classifier, m, target=target, seed=seed)
-            except AttributionShapeError as err:
-                raise AttributionShapeError(f"{item.path}: {err}") from err
-            except Exception as err:
-                err.add_note(f"while explaining {item.path} with method {m.name!r}")
-                raise
-            t1 = time.perf_counter()
-            rr = road(x, classifier, amap, p, orders, label=item.label, seed=seed, noise=noise,
-                      batch_size=batch_size, original_probabilities=probs0)
-            t2 = time.perf_counter()
-            cr = (insertion_deletion(x, classifier, amap, p, curves, seed=seed, batch_size=batch_size,
-                                     original_probabilities=probs0) if curves else None)
-            record["methods"][m.name] = method_record(amap, rr, t1 - t0, t2 - t1, cr)
-            maps[m.name] = amap.astype(np.float32)
-        record.update(status="ok", probability=float(probs0[target]),
-                      target_name=(classifier.class_name(target)
-                                   if hasattr(classifier, "class_name") else str(target)))
-        if len(maps) == len(record["methods"]):
-            record["matched_support"] = add_matched_sparsity(record["methods"], maps, match_support)
-        save_maps(map_path, {map_key(k): v for k, v in maps.items()})
-        write_image_csv(out / "images" / f"{item.slug}.csv", record)
-        append_record(results_path, record)
-        done[item.key] = record
-        n_computed += 1
-        n_done += 1
-        report(progress, "evaluate", n_done, n_items)
-
-    records = [done[i.key] for i in items if i.key in done]
-    summary = summarize(records, names, orders)
-    metrics = {"model": fingerprint["model"], "methods": summary,
-               "n_images": len(records), "n_computed": n_computed, "n_resumed": n_resumed,
-               "n_skipped": len(skipped), "skipped": skipped, "n_items": len(items),
-               "percentages": [float(v) for v in p], "orders": list(orders), "seed": seed,
-               "noise": noise, "match_support": match_support,
-               "std": "population standard deviation (ddof=0) over images",
-               "auc": "trapezoid over the percentages as given (x in fractions removed)",
-               "torch": torch.__version__,
-               "device": str(getattr(classifier, "device", "cpu"))}
-    write_json(out / "metrics.json", metrics)
-    for order in orders:
-        plot_curves(summary, order, out / f"road_{order}.png")
-    for kind in curves:
-        plot_curves(summary, kind, out / f"{kind}.png")
-    return metrics
-
-
+                record, maps = evaluate_item(item, classifier, settings, prev, stored_maps(out, item, prev))
+            except UnreadableImage as err:
+                warnings.warn(f"skipping {item.path}: {err}", stacklevel=2)
+                skipped.append({"path": str(item.path), "reason": str(err)})
+            else:
+                store_item(out, record, maps)
+                done[item.key] = record
+                counts["computed"] += 1
+        report(progress, "evaluate", k + 1, len(items))
+    return write_summary(out, classifier, items, done, settings, counts, skipped)
