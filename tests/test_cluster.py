@@ -59,12 +59,17 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def test_two_workers_give_the_records_of_one_process(tmp_path, one_torch_thread):
-    items = collect_images([photos(tmp_path / "photos", 4)])
-    single = run_evaluation(items, load_classifier(None), tmp_path / "single", **SETTINGS)
+    folder = photos(tmp_path / "photos", 4)
+    (folder / "zz_broken.JPEG").write_bytes(b"not a jpeg")          # read by the driver: skipped
+    items = collect_images([folder])
+    with pytest.warns(UserWarning, match="skipping"):
+        single = run_evaluation(items, load_classifier(None), tmp_path / "single", **SETTINGS)
     events = []
-    m = run_on_ray(items, functools.partial(load_classifier, None), tmp_path / "ray", **SETTINGS,
-                   workers=2, on_event=events.append, quiet=True)
+    with pytest.warns(UserWarning, match="skipping"):
+        m = run_on_ray(items, functools.partial(load_classifier, None), tmp_path / "ray", **SETTINGS,
+                       workers=2, on_event=events.append, quiet=True)
     assert m["n_images"] == single["n_images"] == 4 and m["n_failed"] == 0
+    assert m["n_skipped"] == single["n_skipped"] == 1
     assert m["workers"]["n"] == 2 and m["workers"]["address"] == "local"
     ours = {r["key"]: r for r in lines(tmp_path / "ray" / "results.jsonl")}
     ref = {r["key"]: r for r in lines(tmp_path / "single" / "results.jsonl")}
@@ -218,10 +223,12 @@ def test_without_ray_the_error_says_what_to_install(tmp_path, monkeypatch, capsy
     (["--workers", "2", "--threads-per-worker", "0"], "--threads-per-worker must be a whole number >= 1"),
     (["--workers", "2", "--max-attempts", "0"], "--max-attempts must be a whole number >= 1"),
     (["--gpus-per-worker", "1"], "--gpus-per-worker needs --workers or --address"),
+    (["--address", "127.0.0.1:PORT"], "no Ray cluster at --address 127.0.0.1:"),
 ])
 def test_bad_cluster_options_fail_before_any_work(tmp_path, capsys, args, message):
     from hsets_widgets.cli.main import main
 
+    args = [a.replace("PORT", str(free_port())) for a in args]        # a port nothing listens on
     assert main(["evaluate", str(photos(tmp_path / "p", 1)), "--out", str(tmp_path / "e"), *args]) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "e").exists()

@@ -19,7 +19,12 @@ One concept per module:
 ``report``
     Per-method means, mean curves as plots, a Markdown table.
 ``runner``
-    ``hsets evaluate``: the loop over images and methods.
+    ``hsets evaluate``: one image explained and scored, and the loop over images.
+``cluster``
+    The same run on Ray workers (``hsets evaluate --workers/--address``; the ``ray`` extra,
+    imported only when used).
+``sweep``
+    One image's faithfulness across growth settings (``hsets sweep``, the Explorer's panel).
 """
 from .baselines import BUILTIN_METHODS, Method, attribute, check_map, get_method
 from .datasets import ImageItem, collect_images, imagenette_items, label_from_path

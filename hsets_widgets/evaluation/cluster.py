@@ -41,6 +41,7 @@ from .runner import (
     failed_record,
     missing_methods,
     open_results,
+    read_item,
     run_settings,
     store_item,
     stored_maps,
@@ -77,7 +78,7 @@ def check_cluster_options(workers: Optional[int], threads_per_worker: int, gpus_
 
 @dataclass(frozen=True)
 class WorkerEvent:
-    """What a worker did, for the log: ``kind`` is ``"ready"``, ``"done"``, ``"skipped"``,
+    """What a worker did, for the log: ``kind`` is ``"ready"``, ``"done"``,
     ``"retry"`` (the worker died; the image goes back to the queue) or ``"failed"``.
     """
 
@@ -96,8 +97,6 @@ class WorkerEvent:
             return f"{who} ready: {self.reason}"
         if self.kind == "done":
             return f"{who} finished {self.image} in {self.seconds:.1f} s"
-        if self.kind == "skipped":
-            return f"{who} skipped {self.image}: {self.reason}"
         if self.kind == "retry":
             return f"{who} died on {self.image} (attempt {self.attempt}): {self.reason}; retrying"
         return f"{who}: {self.image} failed after {self.attempt} attempts: {self.reason}"
@@ -122,19 +121,13 @@ class EvaluationWorker:
                 "model": getattr(self.classifier, "name", type(self.classifier).__name__),
                 "host": os.uname().nodename}
 
-    def evaluate(self, item: ImageItem, prev: Optional[dict], prev_maps: dict) -> dict:
-        """``{"record", "maps"}`` of one image, or ``{"skipped": reason}``; with ``pid`` and
-        ``seconds``.
-        """
+    def evaluate(self, item: ImageItem, x, prev: Optional[dict], prev_maps: dict) -> dict:
+        """``{"record", "maps", "pid", "seconds"}`` of one image, read by the driver as ``x``."""
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="segmenter='auto'")
-            try:
-                record, maps = evaluate_item(item, self.classifier, self.settings, prev, prev_maps)
-                out = {"record": record, "maps": maps}
-            except UnreadableImage as err:
-                out = {"skipped": str(err)}
-        return {**out, "pid": os.getpid(), "seconds": time.perf_counter() - t0}
+            record, maps = evaluate_item(item, self.classifier, self.settings, prev, prev_maps, x)
+        return {"record": record, "maps": maps, "pid": os.getpid(), "seconds": time.perf_counter() - t0}
 
 
 def _worker_env() -> dict:
@@ -163,6 +156,20 @@ def connect(ray, workers: Optional[int], address: Optional[str], threads: int,
         raise RuntimeError(f"no Ray cluster at --address {address}: {err} (start one with "
                            "`ray start --head`, or drop --address for a local one)") from err
     return workers or fitting_workers(ray, threads, gpus_per_worker, f"the cluster at {address}"), False
+
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail at once when nothing listens at ``HOST:PORT`` (Ray itself would wait for minutes)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or address.startswith(("ray://", "http")):
+        return                      # "auto", or a client / job address Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise RuntimeError(f"no Ray cluster at --address {address}: {err.strerror or err} (start one "
+                           "with `ray start --head`, or drop --address for a local one)") from None
 
 
 def fitting_workers(ray, threads: int, gpus_per_worker: float, where: str) -> int:
@@ -224,6 +231,8 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
     check_cluster_options(workers, threads_per_worker, gpus_per_worker, max_attempts)
     settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves)
     ray = require_ray()
+    if address is not None and not ray.is_initialized():
+        reachable(address)          # before the model loads and the folder is made
     driver_model = load_model(device="cpu")
     out, done = open_results(out_dir, driver_model, settings)
     items = list(items)[:limit] if limit is not None else list(items)
@@ -256,8 +265,8 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
         for w, info in enumerate(infos):
             emit(WorkerEvent("ready", w, info["pid"], reason=f"{info['model']} on {info['device']} "
                                                              f"({info['threads']} threads, {info['host']})"))
-        _schedule(ray, actors, pids, todo, done, out, settings, counts, failed, skipped, max_attempts,
-                  len(items), progress, emit)
+        _schedule(ray, actors, pids, driver_model, todo, done, out, counts, failed, skipped,
+                  max_attempts, len(items), progress, emit)
     finally:
         for a in actors:
             ray.kill(a)
@@ -269,7 +278,7 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
     return write_summary(out, driver_model, items, done, settings, counts, skipped, failed, extra)
 
 
-def _schedule(ray, actors, pids, todo, done, out, settings, counts, failed, skipped, max_attempts,
+def _schedule(ray, actors, pids, classifier, todo, done, out, counts, failed, skipped, max_attempts,
               n_items, progress, emit) -> None:
     """Keep every worker busy with one image until ``todo`` is empty; store what comes back.
 
@@ -288,10 +297,18 @@ def _schedule(ray, actors, pids, todo, done, out, settings, counts, failed, skip
     while todo or in_flight:
         while todo and idle:
             item, attempts = todo.popleft()
+            try:     # read here, so the workers need no access to the files
+                x = read_item(item, classifier)
+            except UnreadableImage as err:
+                warnings.warn(f"skipping {item.path}: {err}", stacklevel=2)
+                skipped.append({"path": str(item.path), "reason": str(err)})
+                finished += 1
+                report(progress, "evaluate", finished, n_items)
+                continue
             w = next((i for i in idle if i != avoid.get(item.key)), idle[0])
             idle.remove(w)
             prev = done.get(item.key)
-            ref = actors[w].evaluate.remote(item, prev, stored_maps(out, item, prev))
+            ref = actors[w].evaluate.remote(item, x, prev, stored_maps(out, item, prev))
             in_flight[ref] = (w, item, attempts)
         if todo and not in_flight and not probes and not idle:
             raise RuntimeError(f"every Ray worker is gone ({'; '.join(lost.values())}); "
@@ -335,15 +352,9 @@ def _schedule(ray, actors, pids, todo, done, out, settings, counts, failed, skip
             else:
                 idle.append(w)
                 pids[w] = res["pid"]
-                if "skipped" in res:
-                    warnings.warn(f"skipping {item.path}: {res['skipped']}", stacklevel=2)
-                    skipped.append({"path": str(item.path), "reason": res["skipped"]})
-                    emit(WorkerEvent("skipped", w, res["pid"], item.path.name, res["seconds"],
-                                     reason=res["skipped"]))
-                else:
-                    store_item(out, res["record"], res["maps"])
-                    done[item.key] = res["record"]
-                    counts["computed"] += 1
-                    emit(WorkerEvent("done", w, res["pid"], item.path.name, res["seconds"]))
+                store_item(out, res["record"], res["maps"])
+                done[item.key] = res["record"]
+                counts["computed"] += 1
+                emit(WorkerEvent("done", w, res["pid"], item.path.name, res["seconds"]))
             finished += 1
             report(progress, "evaluate", finished, n_items)

@@ -194,18 +194,24 @@ class UnreadableImage(Exception):
     """An image file that cannot be read: skipped and counted, never fatal."""
 
 
-def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Optional[dict] = None,
-                  prev_maps: Optional[dict] = None) -> tuple:
-    """Explain one image with the methods ``prev`` lacks and score them; no file is written.
-
-    Returns ``(record, maps)``: the image's whole record (``prev``'s methods kept) and its
-    maps by method name (float32). Raises :class:`UnreadableImage` for a file that cannot
-    be read.
-    """
+def read_item(item: ImageItem, classifier) -> torch.Tensor:
+    """The image of ``item`` at the classifier's input size, or :class:`UnreadableImage`."""
     try:
-        x = load_item(item, getattr(classifier, "input_size", 224))
+        return load_item(item, getattr(classifier, "input_size", 224))
     except Exception as err:  # noqa: BLE001 - any unreadable file is skipped, never fatal
         raise UnreadableImage(f"{type(err).__name__}: {err}") from err
+
+
+def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Optional[dict] = None,
+                  prev_maps: Optional[dict] = None, x: Optional[torch.Tensor] = None) -> tuple:
+    """Explain one image with the methods ``prev`` lacks and score them; no file is written.
+
+    ``x`` is the image as :func:`read_item` gives it (read here when omitted; a Ray worker gets
+    it from the driver, so the files need not be on the worker's machine). Returns ``(record,
+    maps)``: the image's whole record (``prev``'s methods kept) and its maps by method name
+    (float32). Raises :class:`UnreadableImage` for a file that cannot be read.
+    """
+    x = read_item(item, classifier) if x is None else x
     x = x.to(getattr(classifier, "device", torch.device("cpu")))
     probs0 = classify_batches(x.unsqueeze(0), classifier, 1)[0]
     target = int(probs0.argmax())
