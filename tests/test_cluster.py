@@ -194,17 +194,29 @@ def head_node(tmp_path):
 
 
 def test_address_joins_a_cluster_started_with_ray_start(tmp_path, head_node):
+    """The paper's protocol (correctly classified images only) on a cluster the user started."""
+    import torch
+
+    from hsets_widgets.evaluation.datasets import imagenet_wnids, load_item
+
     folder = photos(tmp_path / "photos", 3)
+    clf, wnids = load_classifier(None), imagenet_wnids()
+    for k, p in enumerate(sorted(folder.iterdir())):      # two named as predicted, one wrongly
+        with torch.no_grad():
+            pred = int(clf(load_item(collect_images([p])[0], 224).unsqueeze(0)).argmax())
+        p.rename(folder / f"{wnids[pred if k < 2 else (pred + 1) % 1000]}_{k}.png")
     out = tmp_path / "eval"
     run = subprocess.run(HSETS + ["evaluate", str(folder), "--out", str(out), "--address", head_node,
-                                  *CLI_ARGS], capture_output=True, text=True, timeout=300)
+                                  "--correct-only", *CLI_ARGS], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n_images"] == 3 and metrics["workers"]["address"] == head_node
+    assert metrics["n_images"] == 2 and metrics["workers"]["address"] == head_node
+    assert metrics["n_skipped"] == 1 and "misclassified" in metrics["skipped"][0]["reason"]
     assert metrics["workers"]["n"] == 2          # what the 2-CPU cluster holds
     # the cluster is the user's: it is still up after the run
     assert subprocess.run([str(Path(sys.executable).parent / "ray"), "status", "--address", head_node],
-                          capture_output=True, timeout=60).returncode == 0
+                          capture_output=True, timeout=60,
+                          env={**os.environ, "RAY_AUTH_MODE": "token"}).returncode == 0
 
 
 def test_without_ray_the_error_says_what_to_install(tmp_path, monkeypatch, capsys):

@@ -1,5 +1,6 @@
 """``hsets evaluate`` and :func:`run_evaluation`: resume, bad files, labels, outputs."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +195,31 @@ def test_progress_is_a_callable_everywhere(tmp_path):
     clf = tiny_classifier()
     with pytest.raises(TypeError, match=r"progress\(stage, done, total\)"):
         run_evaluation([], clf, tmp_path / "out", methods=["random"], progress=True)
+
+
+def test_correct_only_skips_misclassified_and_unlabelled_images(tmp_path, capsys):
+    from hsets_widgets.evaluation.datasets import imagenet_wnids, load_item
+
+    clf = tiny_classifier()
+    d = tmp_path / "photos"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    img = (rng.random((30, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(d / "probe.png")
+    target = int(clf(load_item(collect_images([d])[0], 24).unsqueeze(0)).argmax())
+    wnids = imagenet_wnids()
+    (d / "probe.png").rename(d / f"{wnids[target]}_right.png")        # labelled as predicted
+    Image.fromarray(img).save(d / f"{wnids[(target + 1) % 1000]}_wrong.png")
+    Image.fromarray(img).save(d / "unlabelled.png")
+    items = collect_images([d])
+    m = run_evaluation(items, clf, tmp_path / "e", methods=["random"], percentages=[0.3], correct_only=True)
+    assert m["n_images"] == 1 and m["n_skipped"] == 2
+    reasons = {Path(s["path"]).name: s["reason"] for s in m["skipped"]}
+    assert reasons[f"{wnids[(target + 1) % 1000]}_wrong.png"] == (
+        f"misclassified: predicted {target}, label {(target + 1) % 1000} (--correct-only)")
+    assert "no label" in reasons["unlabelled.png"]
+    # the folder remembers the protocol: a rerun without the flag is refused, with the flag resumes
+    with pytest.raises(ValueError, match="other settings.*correct_only"):
+        run_evaluation(items, clf, tmp_path / "e", methods=["random"], percentages=[0.3])
+    assert run_evaluation(items, clf, tmp_path / "e", methods=["random"], percentages=[0.3],
+                          correct_only=True)["n_resumed"] == 1

@@ -57,6 +57,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--curves", default="insertion,deletion",
                    help="insertion, deletion, both or none (default: %(default)s)")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images")
+    p.add_argument("--correct-only", action="store_true",
+                   help="skip images the model misclassifies or that have no label (the paper's "
+                        "protocol); they are listed as skipped")
     p.add_argument("--model", default=None,
                    help="classifier: the offline default efficientnet_lite0, or a torchvision name")
     p.add_argument("--checkpoint", default=None, help="local state_dict for --model")
@@ -135,7 +138,7 @@ def run(args) -> int:
 
         check_cluster_options(args.workers, args.threads_per_worker, args.gpus_per_worker,
                               args.max_attempts)
-        require_ray()                # before the model is loaded: the error says what to install
+        require_ray(args.address)    # before the model is loaded: the error says what to install
     clf = load_classifier(args.model, checkpoint=args.checkpoint, device=device)
     items = []
     if args.paths:
@@ -150,7 +153,8 @@ def run(args) -> int:
         bars = TqdmProgress(disable=args.quiet)
         common = dict(methods=parse_methods(args.methods), percentages=percentages, orders=orders,
                       limit=args.limit, seed=args.seed, noise=args.noise, batch_size=args.batch_size,
-                      match_support=match, progress=bars, curves=curves)
+                      match_support=match, progress=bars, curves=curves,
+                      correct_only=args.correct_only)
         try:
             if on_ray:
                 metrics = run_cluster(args, items, common, bars)

@@ -36,6 +36,7 @@ from .road import ORDERS
 from .runner import (
     DEFAULT_METHODS,
     RunSettings,
+    SkippedImage,
     UnreadableImage,
     evaluate_item,
     failed_record,
@@ -55,8 +56,14 @@ log = logging.getLogger(__name__)
 FORWARDED_ENV = ("HSETS_", "TORCH_HOME", "XDG_CACHE_HOME")
 
 
-def require_ray():
-    """Import Ray, or fail with the one line that says how to get it."""
+def require_ray(address: Optional[str] = None):
+    """Import Ray, or fail with the one line that says how to get it.
+
+    With an ``address`` to join, this machine's Ray token is used (:func:`use_token_if_any`,
+    which must run before Ray is first imported).
+    """
+    if address is not None:
+        use_token_if_any()
     try:
         import ray
     except ImportError as err:
@@ -78,7 +85,7 @@ def check_cluster_options(workers: Optional[int], threads_per_worker: int, gpus_
 
 @dataclass(frozen=True)
 class WorkerEvent:
-    """What a worker did, for the log: ``kind`` is ``"ready"``, ``"done"``,
+    """What a worker did, for the log: ``kind`` is ``"ready"``, ``"done"``, ``"skipped"``,
     ``"retry"`` (the worker died; the image goes back to the queue) or ``"failed"``.
     """
 
@@ -97,6 +104,8 @@ class WorkerEvent:
             return f"{who} ready: {self.reason}"
         if self.kind == "done":
             return f"{who} finished {self.image} in {self.seconds:.1f} s"
+        if self.kind == "skipped":
+            return f"{who} skipped {self.image}: {self.reason}"
         if self.kind == "retry":
             return f"{who} died on {self.image} (attempt {self.attempt}): {self.reason}; retrying"
         return f"{who}: {self.image} failed after {self.attempt} attempts: {self.reason}"
@@ -122,12 +131,18 @@ class EvaluationWorker:
                 "host": os.uname().nodename}
 
     def evaluate(self, item: ImageItem, x, prev: Optional[dict], prev_maps: dict) -> dict:
-        """``{"record", "maps", "pid", "seconds"}`` of one image, read by the driver as ``x``."""
+        """``{"record", "maps"}`` of one image (read by the driver as ``x``), or
+        ``{"skipped": reason}``; with ``pid`` and ``seconds``.
+        """
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="segmenter='auto'")
-            record, maps = evaluate_item(item, self.classifier, self.settings, prev, prev_maps, x)
-        return {"record": record, "maps": maps, "pid": os.getpid(), "seconds": time.perf_counter() - t0}
+            try:
+                record, maps = evaluate_item(item, self.classifier, self.settings, prev, prev_maps, x)
+                out = {"record": record, "maps": maps}
+            except SkippedImage as err:
+                out = {"skipped": str(err)}
+        return {**out, "pid": os.getpid(), "seconds": time.perf_counter() - t0}
 
 
 def _worker_env() -> dict:
@@ -156,6 +171,21 @@ def connect(ray, workers: Optional[int], address: Optional[str], threads: int,
         raise RuntimeError(f"no Ray cluster at --address {address}: {err} (start one with "
                            "`ray start --head`, or drop --address for a local one)") from err
     return workers or fitting_workers(ray, threads, gpus_per_worker, f"the cluster at {address}"), False
+
+
+def use_token_if_any() -> None:
+    """Send this machine's Ray token when joining a cluster, unless told otherwise.
+
+    ``ray start`` (Ray 2.59+) starts clusters with token authentication, but a driver joining
+    one only sends its token when ``RAY_AUTH_MODE=token`` is set before Ray is imported;
+    without it Ray retries for minutes.
+    A client in token mode also joins clusters without authentication, so token mode is
+    chosen whenever a token is at hand and ``RAY_AUTH_MODE`` is not set.
+    """
+    have = (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").is_file())
+    if have and "RAY_AUTH_MODE" not in os.environ:
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def reachable(address: str, timeout: float = 5.0) -> None:
@@ -190,13 +220,14 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
                percentages: Union[str, Sequence[float]] = "fine", orders: Sequence[str] = ORDERS,
                limit: Optional[int] = None, seed: int = 0, noise: float = 0.01, batch_size: int = 16,
                match_support: Union[str, float] = "min", progress: Optional[ProgressFn] = None,
-               skipped: Optional[list] = None, curves: Sequence[str] = CURVE_KINDS, *,
+               skipped: Optional[list] = None, curves: Sequence[str] = CURVE_KINDS,
+               correct_only: bool = False, *,
                workers: Optional[int] = None, address: Optional[str] = None,
                threads_per_worker: int = 1, gpus_per_worker: float = 0.0, max_attempts: int = 3,
                on_event: Optional[Callable[[WorkerEvent], None]] = None, quiet: bool = False) -> dict:
     """Evaluate ``methods`` on ``items`` with Ray workers; write results under ``out_dir``.
 
-    The arguments up to ``curves`` are those of
+    The arguments up to ``correct_only`` are those of
     :func:`~hsets_widgets.evaluation.runner.run_evaluation` (the records are the same), except
     that the classifier comes as ``load_model``: a picklable callable, ``load_model(device=...)``
     -> classifier (e.g. ``functools.partial(load_classifier, "resnet50")``), called once in the
@@ -229,8 +260,9 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
     """
     progress = check_progress(progress)
     check_cluster_options(workers, threads_per_worker, gpus_per_worker, max_attempts)
-    settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves)
-    ray = require_ray()
+    settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves,
+                            correct_only)
+    ray = require_ray(address)
     if address is not None and not ray.is_initialized():
         reachable(address)          # before the model loads and the folder is made
     driver_model = load_model(device="cpu")
@@ -352,9 +384,14 @@ def _schedule(ray, actors, pids, classifier, todo, done, out, counts, failed, sk
             else:
                 idle.append(w)
                 pids[w] = res["pid"]
-                store_item(out, res["record"], res["maps"])
-                done[item.key] = res["record"]
-                counts["computed"] += 1
-                emit(WorkerEvent("done", w, res["pid"], item.path.name, res["seconds"]))
+                if "skipped" in res:
+                    skipped.append({"path": str(item.path), "reason": res["skipped"]})
+                    emit(WorkerEvent("skipped", w, res["pid"], item.path.name, res["seconds"],
+                                     reason=res["skipped"]))
+                else:
+                    store_item(out, res["record"], res["maps"])
+                    done[item.key] = res["record"]
+                    counts["computed"] += 1
+                    emit(WorkerEvent("done", w, res["pid"], item.path.name, res["seconds"]))
             finished += 1
             report(progress, "evaluate", finished, n_items)

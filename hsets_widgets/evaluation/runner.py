@@ -127,6 +127,7 @@ class RunSettings:
     batch_size: int
     match_support: Union[str, float]
     curves: tuple
+    correct_only: bool = False
 
     @property
     def names(self) -> list:
@@ -138,7 +139,7 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
                  percentages: Union[str, Sequence[float]] = "fine", orders: Sequence[str] = ORDERS,
                  seed: int = 0, noise: float = 0.01, batch_size: int = 16,
                  match_support: Union[str, float] = "min",
-                 curves: Sequence[str] = CURVE_KINDS) -> RunSettings:
+                 curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False) -> RunSettings:
     """Validate the settings of an evaluation (see :func:`run_evaluation` for each)."""
     methods = tuple(get_method(m, seed=seed) for m in methods)
     names = [m.name for m in methods]
@@ -148,15 +149,21 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
     for k in curves:
         if k not in CURVE_KINDS:
             raise ValueError(f"unknown curve {k!r}; use 'insertion' and/or 'deletion'")
+    if not isinstance(correct_only, bool):
+        raise TypeError(f"correct_only must be True or False, got {correct_only!r}")
     return RunSettings(methods, tuple(float(v) for v in resolve_percentages(percentages)),
-                       tuple(orders), int(seed), float(noise), int(batch_size), match_support, curves)
+                       tuple(orders), int(seed), float(noise), int(batch_size), match_support, curves,
+                       correct_only)
 
 
 def _config_fingerprint(classifier, settings: RunSettings) -> dict:
-    return {"model": getattr(classifier, "name", type(classifier).__name__),
-            "percentages": list(settings.percentages), "orders": list(settings.orders),
-            "seed": settings.seed, "noise": settings.noise, "match_support": settings.match_support,
-            "curves": list(settings.curves)}
+    fp = {"model": getattr(classifier, "name", type(classifier).__name__),
+          "percentages": list(settings.percentages), "orders": list(settings.orders),
+          "seed": settings.seed, "noise": settings.noise, "match_support": settings.match_support,
+          "curves": list(settings.curves)}
+    if settings.correct_only:      # only when set: folders written before the option stay valid
+        fp["correct_only"] = True
+    return fp
 
 
 def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings) -> tuple:
@@ -175,7 +182,8 @@ def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings) -
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         if old != fingerprint:
-            diff = {k: (old.get(k), v) for k, v in fingerprint.items() if old.get(k) != v}
+            diff = {k: (old.get(k), fingerprint.get(k)) for k in {**old, **fingerprint}
+                    if old.get(k) != fingerprint.get(k)}
             raise ValueError(f"{out} holds results made with other settings {diff}; use another "
                              "--out folder (or delete it) to start afresh")
     else:
@@ -190,8 +198,16 @@ def missing_methods(settings: RunSettings, prev: Optional[dict]) -> list:
     return [m.name for m in settings.methods if prev is None or m.name not in prev["methods"]]
 
 
-class UnreadableImage(Exception):
-    """An image file that cannot be read: skipped and counted, never fatal."""
+class SkippedImage(Exception):
+    """An image left out of the evaluation, with the reason: counted, never fatal."""
+
+
+class UnreadableImage(SkippedImage):
+    """An image file that cannot be read."""
+
+
+class MisclassifiedImage(SkippedImage):
+    """An image the model gets wrong (or has no label for) under ``correct_only``."""
 
 
 def read_item(item: ImageItem, classifier) -> torch.Tensor:
@@ -209,12 +225,16 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
     ``x`` is the image as :func:`read_item` gives it (read here when omitted; a Ray worker gets
     it from the driver, so the files need not be on the worker's machine). Returns ``(record,
     maps)``: the image's whole record (``prev``'s methods kept) and its maps by method name
-    (float32). Raises :class:`UnreadableImage` for a file that cannot be read.
+    (float32). Raises :class:`UnreadableImage` for a file that cannot be read,
+    :class:`MisclassifiedImage` for one the model gets wrong under ``correct_only``.
     """
     x = read_item(item, classifier) if x is None else x
     x = x.to(getattr(classifier, "device", torch.device("cpu")))
     probs0 = classify_batches(x.unsqueeze(0), classifier, 1)[0]
     target = int(probs0.argmax())
+    if settings.correct_only and target != item.label:
+        why = "no label" if item.label is None else f"label {item.label}"
+        raise MisclassifiedImage(f"misclassified: predicted {target}, {why} (--correct-only)")
     record = json.loads(json.dumps(prev)) if prev else {
         "key": item.key, "path": str(item.path), "slug": item.slug, "label": item.label,
         "target": target, "methods": {}}
@@ -305,7 +325,7 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
                    noise: float = 0.01, batch_size: int = 16,
                    match_support: Union[str, float] = "min", progress: Optional[ProgressFn] = None,
                    skipped: Optional[list] = None,
-                   curves: Sequence[str] = CURVE_KINDS) -> dict:
+                   curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False) -> dict:
     """Evaluate ``methods`` on ``items`` with ``classifier``; write results under ``out_dir``.
 
     Parameters
@@ -339,6 +359,9 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
         Items already known to be unusable (counted in ``metrics.json``).
     curves : sequence of {"insertion", "deletion"}
         Insertion / deletion curves to compute besides ROAD (empty for none).
+    correct_only : bool
+        Skip the images the model misclassifies or that have no label (the paper's protocol:
+        correctly classified images only); they are listed under ``skipped`` with the reason.
 
     Returns
     -------
@@ -350,7 +373,8 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     hsets_widgets.evaluation.cluster.run_on_ray : the same run on a Ray cluster.
     """
     progress = check_progress(progress)
-    settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves)
+    settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves,
+                            correct_only)
     out, done = open_results(out_dir, classifier, settings)
     items = list(items)[:limit] if limit is not None else list(items)
     skipped = list(skipped or [])
@@ -363,8 +387,9 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
         else:
             try:
                 record, maps = evaluate_item(item, classifier, settings, prev, stored_maps(out, item, prev))
-            except UnreadableImage as err:
-                warnings.warn(f"skipping {item.path}: {err}", stacklevel=2)
+            except SkippedImage as err:
+                if isinstance(err, UnreadableImage):
+                    warnings.warn(f"skipping {item.path}: {err}", stacklevel=2)
                 skipped.append({"path": str(item.path), "reason": str(err)})
             else:
                 store_item(out, record, maps)
