@@ -42,14 +42,14 @@ def git_rev() -> str:
         return "unknown"
 
 
-def write_section(name: str, markdown: str) -> Path:
-    """Replace (or append) the section ``name`` of RESULTS.md with ``markdown``."""
-    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+def write_section(name: str, markdown: str, path: Path = RESULTS) -> Path:
+    """Replace (or append) the section ``name`` of ``path`` (RESULTS.md) with ``markdown``."""
+    text = path.read_text() if path.exists() else HEADER
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.rstrip()}\n{end}"
     if start in text and end in text:
         text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
-    return RESULTS
+    path.write_text(text)
+    return path
