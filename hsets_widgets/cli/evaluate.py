@@ -157,7 +157,7 @@ def run(args) -> int:
                       correct_only=args.correct_only)
         try:
             if on_ray:
-                metrics = run_cluster(args, items, common, bars)
+                metrics = run_cluster(args, items, clf, common, bars)
             else:
                 metrics = run_evaluation(items, clf, args.out, **common)
         finally:
@@ -173,8 +173,10 @@ def run(args) -> int:
     return 0
 
 
-def run_cluster(args, items, common: dict, bars) -> dict:
-    """The same evaluation on Ray workers, each loading the model itself."""
+def run_cluster(args, items, clf, common: dict, bars) -> dict:
+    """The same evaluation on Ray workers, each loading the model itself (``clf`` is the
+    driver's copy).
+    """
     import functools
 
     from hsets_widgets.evaluation.cluster import run_on_ray
@@ -192,4 +194,4 @@ def run_cluster(args, items, common: dict, bars) -> dict:
     return run_on_ray(items, load, args.out, **common, workers=args.workers, address=args.address,
                       threads_per_worker=args.threads_per_worker,
                       gpus_per_worker=args.gpus_per_worker, max_attempts=args.max_attempts,
-                      on_event=on_event, quiet=args.quiet)
+                      on_event=on_event, quiet=args.quiet, classifier=clf)

@@ -224,14 +224,16 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
                correct_only: bool = False, *,
                workers: Optional[int] = None, address: Optional[str] = None,
                threads_per_worker: int = 1, gpus_per_worker: float = 0.0, max_attempts: int = 3,
-               on_event: Optional[Callable[[WorkerEvent], None]] = None, quiet: bool = False) -> dict:
+               on_event: Optional[Callable[[WorkerEvent], None]] = None, quiet: bool = False,
+               classifier=None) -> dict:
     """Evaluate ``methods`` on ``items`` with Ray workers; write results under ``out_dir``.
 
     The arguments up to ``correct_only`` are those of
     :func:`~hsets_widgets.evaluation.runner.run_evaluation` (the records are the same), except
     that the classifier comes as ``load_model``: a picklable callable, ``load_model(device=...)``
-    -> classifier (e.g. ``functools.partial(load_classifier, "resnet50")``), called once in the
-    driver (on the CPU, for the model's name) and once in every worker.
+    -> classifier (e.g. ``functools.partial(load_classifier, "resnet50")``), called once in every
+    worker, and in the driver (on the CPU: the model's name and input size) unless ``classifier``
+    is given.
 
     Parameters
     ----------
@@ -252,6 +254,8 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
         failure (the CLI logs them); the module's logger gets the same lines at INFO.
     quiet : bool
         Silence Ray's own start-up lines and the workers' forwarded output.
+    classifier : Classifier, optional
+        The same model already loaded in the driver (the CLI has it for the class names).
 
     Returns
     -------
@@ -265,7 +269,7 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
     ray = require_ray(address)
     if address is not None and not ray.is_initialized():
         reachable(address)          # before the model loads and the folder is made
-    driver_model = load_model(device="cpu")
+    driver_model = classifier if classifier is not None else load_model(device="cpu")
     out, done = open_results(out_dir, driver_model, settings)
     items = list(items)[:limit] if limit is not None else list(items)
     todo = deque((item, 0) for item in items if missing_methods(settings, done.get(item.key)))
