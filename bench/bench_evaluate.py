@@ -45,12 +45,10 @@ PAPER_METHODS = "hsets:paper,ig,random"
 
 
 def tuning_photos(root: Path, limit: int) -> list:
-    """The first ``limit`` photos of the tuning half (``../shared/images/README.md``'s split)."""
-    folders = [root / "imagenette", root / "imagenet-sample"]
-    if not all(f.is_dir() for f in folders):
-        raise SystemExit(f"photo folders not found under {root} (run from a checkout with ../shared beside it)")
-    files = sorted((p for f in folders for p in f.iterdir() if p.is_file()), key=lambda p: p.name)
-    return [p for i, p in enumerate(files) if i % 2 == 0][:limit]
+    """The first ``limit`` photos of the tuning half, split as the faithfulness benchmark splits."""
+    from faithfulness import photos
+
+    return [path for _, path, half in photos(root) if half == "tuning"][:limit]
 
 
 def records(out: Path) -> dict:
@@ -140,8 +138,8 @@ def main(argv=None) -> int:
     for r in runs:
         n, wall = r["n_images"], r["wall_seconds"]
         loop = wall - (r["ray_startup_seconds"] or 0.0)
-        same = all(without_times(r["records"][k]) == without_times(v) for k, v in base1["records"].items()) \
-            and r["records"].keys() == base1["records"].keys()
+        same = r["records"].keys() == base1["records"].keys() and all(
+            without_times(r["records"][k]) == without_times(v) for k, v in base1["records"].items())
         rows.append({"name": r["name"], "images": n, "wall_seconds": wall,
                      "ray_startup_seconds": r["ray_startup_seconds"],
                      "images_per_minute": 60 * n / wall, "images_per_minute_after_startup": 60 * n / loop,
