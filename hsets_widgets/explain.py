@@ -15,24 +15,21 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .common import resolve_device, to_numpy
 from .explanation import Explanation, InteractionSet
-from .growth import THRESHOLD_RULES, GrownSet, ThresholdRule, grow_sets
-from .heatmap import member_weights, paint
+from .growth import THRESHOLD_RULES, GrownSet, ThresholdRule, grow_sets, split_nu
+from .heatmap import paint_sets
 from .hessian import HessianRows
 from .idg import SetValue, estimate_value, member_terms
 from .images import ImageLike, check_image_tensor, load_image, resize_center_crop, to_tensor
 from .integrated_gradients import IGResult, input_gradient, integrated_gradients
 from .models import Classifier, load_classifier
-from .presets import HSetsConfig, get_config
+from .presets import HSetsConfig, get_config, stale_stages
 from .progress import CancelToken, ProgressFn, check_progress
 from .scores import ScoreFn, resolve_target
-from .seeds import Seed, feature_pixels, seed_at, select_peaks, select_seeds
+from .seeds import Seed, seed_at, select_peaks, select_seeds
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-#: settings each cached stage depends on (see Explainer.with_settings)
-_IG_KEYS = {"baseline", "n_steps", "rule", "score"}
-_ROW_KEYS = {"score", "curvature", "beta", "tau", "keep_clip", "features", "hessian_method",
-             "batch_size", "dtype"}
 
 
 def _same(a, b) -> bool:
@@ -42,11 +39,9 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def resolve_device(device=None) -> torch.device:
-    """``None``/``"auto"`` -> CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def changed_settings(old: HSetsConfig, new: HSetsConfig) -> set:
+    """The names of the settings that differ between ``old`` and ``new``."""
+    return {f.name for f in dataclasses.fields(new) if not _same(getattr(old, f.name), getattr(new, f.name))}
 
 
 def prepare_image(image: ImageLike, size: int) -> np.ndarray:
@@ -103,7 +98,7 @@ class Explainer:
         self.score_fn = ScoreFn(self.classifier, self.target, self.config.score)
         self._segmenter_spec = segmenter
         self._ig: Optional[IGResult] = None
-        self._seed_attr: Optional[np.ndarray] = None
+        self._seed_map: Optional[np.ndarray] = None
         self._segmentation = None
         self._rows: Optional[HessianRows] = None
         self.timings: dict = {}
@@ -115,13 +110,13 @@ class Explainer:
         return tuple(self.x.shape)
 
     #: the stages :meth:`cached` can report, and the attribute that holds each
-    _STAGES = {"attribution": "_ig", "seed_attribution": "_seed_attr",
+    _STAGES = {"attribution": "_ig", "seed_map": "_seed_map",
                "segmentation": "_segmentation", "rows": "_rows"}
 
     def cached(self, stage: str):
         """The result of ``stage`` if it was computed already, else ``None``; never computes.
 
-        ``stage`` is one of ``"attribution"`` (the :class:`IGResult`), ``"seed_attribution"``,
+        ``stage`` is one of ``"attribution"`` (the :class:`IGResult`), ``"seed_map"``,
         ``"segmentation"`` or ``"rows"`` (the :class:`HessianRows` cache). A view that must
         not start work (drawing segment outlines, counting rows) asks this instead of the
         computing methods.
@@ -142,18 +137,20 @@ class Explainer:
             self.timings["integrated_gradients"] = time.perf_counter() - t0
         return self._ig
 
-    def seed_attribution(self) -> np.ndarray:
-        """The ``(3, H, W)`` attribution seeds are placed by (IG or plain gradient)."""
-        if self._seed_attr is None:
+    def seed_map(self) -> np.ndarray:
+        """The ``(3, H, W)`` map seeds are placed by: IG or the plain gradient, as
+        ``config.seed_attribution`` says.
+        """
+        if self._seed_map is None:
             if self.config.seed_attribution == "gradient":
                 g = input_gradient(self.x, self.classifier, self.target, self.config.score)
-                self._seed_attr = g.detach().cpu().double().numpy()
+                self._seed_map = to_numpy(g)
             elif self.config.seed_attribution == "ig":
-                self._seed_attr = self.attribution().attribution.detach().cpu().double().numpy()
+                self._seed_map = to_numpy(self.attribution().attribution)
             else:
                 raise ValueError(f"unknown seed_attribution {self.config.seed_attribution!r}; "
                                  "use 'ig' or 'gradient'")
-        return self._seed_attr
+        return self._seed_map
 
     def segment(self, progress: Optional[ProgressFn] = None):
         """The segmentation of the crop (computed once)."""
@@ -194,19 +191,12 @@ class Explainer:
         self.rows  # noqa: B018 - make the (lazy) row cache now so that copies share it
         new = copy.copy(self)
         new.config = get_config(preset, **overrides) if preset is not None else self.config.replace(**overrides)
-        changed = {f.name for f in dataclasses.fields(new.config)
-                   if not _same(getattr(self.config, f.name), getattr(new.config, f.name))}
+        stale = stale_stages(changed_settings(self.config, new.config))
         new.timings = {}
-        if changed & {"score"}:
+        if "score" in stale:
             new.score_fn = ScoreFn(self.classifier, self.target, new.config.score)
-        if changed & _IG_KEYS:
-            new._ig = None
-        if changed & (_IG_KEYS | {"seed_attribution"}):
-            new._seed_attr = None
-        if changed & {"sam_points_per_side"}:
-            new._segmentation = None
-        if changed & _ROW_KEYS:
-            new._rows = None
+        for stage in stale & set(self._STAGES):
+            setattr(new, self._STAGES[stage], None)
         return new
 
     # ---- steps -----------------------------------------------------------------------
@@ -222,42 +212,52 @@ class Explainer:
         if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1):
             raise ValueError(f"the number of seeds must be a whole number >= 1, got {k!r}")
         if c.seeding == "peaks":
-            return select_peaks(self.seed_attribution(), k, c.seed_blur, c.seed_spacing, labels, c.features)
+            return select_peaks(self.seed_map(), k, c.seed_blur, c.seed_spacing, labels, c.features)
         if k is None:
             k = int(len(np.unique(labels[labels > 0])))
-        return select_seeds(self.seed_attribution(), labels, k, c.features, c.seed_order)
+        return select_seeds(self.seed_map(), labels, k, c.features, c.seed_order)
 
     def seed_at(self, y: int, x: int) -> Seed:
         """A user-chosen seed at pixel ``(y, x)``."""
         labels = self._segmentation.labels if self._segmentation is not None else None
-        return seed_at(y, x, self.seed_attribution(), labels, self.config.features)
+        return seed_at(y, x, self.seed_map(), labels, self.config.features)
 
     def segment_mass(self) -> dict:
         """``{segment label: positive seed attribution summed over its pixels}``."""
         labels = self.segment().labels.ravel()
-        a = np.clip(self.seed_attribution().sum(0).ravel(), 0, None)
+        a = np.clip(self.seed_map().sum(0).ravel(), 0, None)
         return {int(s): float(a[labels == s].sum()) for s in np.unique(labels) if s != 0}
 
-    def set_size(self, seed: Seed, nu: Optional[int] = None) -> int:
-        """The largest size of ``seed``'s set: ``nu`` (default ``config.nu``) when
-        ``nu_split="each"``; with ``"mass"``, ``nu`` times the seed segment's share of the
-        positive attribution mass of the automatic seeds' segments (at least 1, at most the
-        segment's area when growth is confined to it).
+    def set_sizes(self, seeds, nu: Optional[int] = None) -> list:
+        """The largest size of each seed's set: ``nu`` (default ``config.nu``) when
+        ``nu_split="each"``; with ``"mass"``, ``nu`` shared among the automatic seeds'
+        segments by their positive attribution mass (:func:`~hsets_widgets.growth.split_nu`;
+        a seed outside every segment gets ``nu``).
         """
         c = self.config
         nu = c.nu if nu is None else nu
+        if c.nu_split == "each" or all(s.segment == 0 for s in seeds):
+            return [self._check_nu(nu)] * len(seeds)
+        mass = self.segment_mass()
+        auto = self.seeds()
+        total = sum(mass.get(s.segment, 0.0) for s in auto)
+        areas = None
+        if c.within_mask:
+            labels = self.segment().labels
+            per_pixel = self.shape[0] if c.features == "channel" else 1
+            areas = [int((labels == s.segment).sum()) * per_pixel for s in seeds]
+        sizes = split_nu(nu, [mass.get(s.segment, 0.0) for s in seeds], total, len(auto), areas)
+        return [int(nu) if s.segment == 0 else size for s, size in zip(seeds, sizes)]
+
+    def set_size(self, seed: Seed, nu: Optional[int] = None) -> int:
+        """The largest size of ``seed``'s set (:meth:`set_sizes` of one seed)."""
+        return self.set_sizes([seed], nu)[0]
+
+    @staticmethod
+    def _check_nu(nu) -> int:
         if isinstance(nu, bool) or not isinstance(nu, (int, np.integer)) or nu < 1:
             raise ValueError(f"nu must be a whole number >= 1, got {nu!r}")
-        if c.nu_split == "each" or seed.segment == 0:
-            return int(nu)
-        mass = self.segment_mass()
-        total = sum(mass.get(s.segment, 0.0) for s in self.seeds())
-        share = mass.get(seed.segment, 0.0) / total if total > 0 else 1.0 / len(self.seeds())
-        size = max(1, int(round(nu * share)))
-        if c.within_mask:
-            area = int((self.segment().labels == seed.segment).sum())
-            size = min(size, area * (self.shape[0] if c.features == "channel" else 1))
-        return size
+        return int(nu)
 
     def allowed_features(self, seed: Seed) -> Optional[np.ndarray]:
         """Features a set from ``seed`` may use (its segment when ``within_mask``)."""
@@ -266,8 +266,8 @@ class Explainer:
         region = (self.segment().labels == seed.segment).ravel()
         return np.tile(region, self.shape[0]) if self.config.features == "channel" else region
 
-    def rule(self, threshold: Optional[str] = None, mu: Optional[float] = None,
-             sign: Optional[str] = None) -> ThresholdRule:
+    def threshold_rule(self, threshold: Optional[str] = None, mu: Optional[float] = None,
+                       sign: Optional[str] = None) -> ThresholdRule:
         """The configured threshold rule, with ``threshold`` / ``mu`` / ``sign`` replaced."""
         c = self.config
         return ThresholdRule(c.threshold if threshold is None else threshold, c.mu if mu is None else mu,
@@ -302,12 +302,12 @@ class Explainer:
         each, in fewer and fuller Hessian-row passes).
         """
         c = self.config
-        rule = self.rule(threshold, mu, sign)
+        rule = self.threshold_rule(threshold, mu, sign)
         disp = self.displacement() if rule.scale == "displacement" else None
         t0 = time.perf_counter()
         try:
             rows = self.rows if compute else self.rows.cached_only()
-            return grow_sets(rows, [s.index for s in seeds], rule, [self.set_size(s, nu) for s in seeds],
+            return grow_sets(rows, [s.index for s in seeds], rule, self.set_sizes(seeds, nu),
                              c.order if order is None else order,
                              [self.allowed_features(s) for s in seeds], [s.attribution for s in seeds],
                              c.max_rows, progress=progress, cancel=cancel, shape=self.shape,
@@ -334,6 +334,19 @@ class Explainer:
                               c.n_samples if n_samples is None else int(n_samples),
                               c.exact_limit, seed=c.seed + rng_offset)
 
+    def grow_and_value(self, seeds, mu: Optional[float] = None, nu: Optional[int] = None,
+                       threshold: Optional[str] = None, sign: Optional[str] = None,
+                       order: Optional[str] = None, progress: Optional[ProgressFn] = None,
+                       cancel: Optional[CancelToken] = None) -> list:
+        """The :class:`~hsets_widgets.explanation.InteractionSet` of each of ``seeds``: grown
+        side by side (:meth:`grow_many`), then valued, set ``k`` with random stream
+        ``config.seed + k``. What :meth:`run`, the Explorer and the sweep all call, so the same
+        seeds and settings give the same sets everywhere.
+        """
+        seeds = list(seeds)
+        grown = self.grow_many(seeds, mu, nu, threshold, sign, order, progress, cancel)
+        return [self.interaction_set(s, g, rng_offset=k) for k, (s, g) in enumerate(zip(seeds, grown))]
+
     def interaction_set(self, seed: Seed, grown: GrownSet, rng_offset: int = 0,
                         value: Optional[SetValue] = None) -> InteractionSet:
         """Score ``grown`` (unless its ``value`` is given) and package it with its seed."""
@@ -345,35 +358,13 @@ class Explainer:
                               grown.steps, grown.stopped, v.samples, v.banzhaf, v.shares)
 
     def heatmap(self, sets) -> np.ndarray:
-        """Paint ``sets`` with their values.
-
-        A set is painted on its seed's segment when ``paint="mask"`` and the segment covers
-        at most ``mask_limit`` of the image, else on its own pixels, with the set's value
-        (times the sign of its IDG when ``signed``) times its members' weights
-        (``member_weights``, mean 1; :func:`~hsets_widgets.heatmap.member_weights`).
+        """Paint ``sets`` with their values, as the settings say
+        (:func:`~hsets_widgets.heatmap.paint_sets`).
         """
         c = self.config
-        h, w = self.shape[1:]
-        regions, values = [], []
-        for s in sets:
-            value = s.value * (-1.0 if c.signed and s.signed_score < 0 else 1.0)
-            if c.paint == "mask" and s.segment > 0:
-                seg = self.segment().labels == s.segment
-                if seg.mean() <= c.mask_limit:
-                    regions.append(seg)
-                    values.append(value)
-                    continue
-            estimates = {"banzhaf": s.banzhaf, "shares": s.shares}.get(c.member_weights)
-            wts = member_weights(len(s), c.member_weights, estimates)
-            pix = feature_pixels(s.members, self.shape, c.features)
-            if c.features == "channel":  # several channels of one pixel: keep the strongest weight
-                best = np.full(h * w, -np.inf)
-                np.maximum.at(best, pix, wts)
-                pix = np.flatnonzero(np.isfinite(best))
-                wts = best[pix]
-            regions.append((pix, value * wts))
-            values.append(value)
-        return paint(regions, values, (h, w), c.combine)
+        labels = self.segment().labels if c.paint == "mask" else None
+        return paint_sets(sets, self.shape, labels, c.features, paint_on=c.paint, mask_limit=c.mask_limit,
+                          weights=c.member_weights, signed=c.signed, combine=c.combine)
 
     def explanation(self, sets) -> Explanation:
         """Package ``sets`` into an :class:`~hsets_widgets.explanation.Explanation`."""
@@ -391,7 +382,7 @@ class Explainer:
                 "threshold": self.config.threshold_rule.describe()}
         return Explanation(self.image.astype(np.float32), self.target, self.class_name,
                            self.probability, list(sets), self.heatmap(sets),
-                           self.seed_attribution().astype(np.float32), seg.labels, self.config.features,
+                           self.seed_map().astype(np.float32), seg.labels, self.config.features,
                            settings, {k: round(float(v), 4) for k, v in self.timings.items()}, info)
 
     def run(self, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Explanation:
@@ -400,9 +391,7 @@ class Explainer:
         t0 = time.perf_counter()
         self.attribution(progress, cancel)
         self.segment(progress)
-        seeds = self.seeds()
-        grown = self.grow_many(seeds, progress=progress, cancel=cancel)
-        sets = [self.interaction_set(s, g, rng_offset=k) for k, (s, g) in enumerate(zip(seeds, grown))]
+        sets = self.grow_and_value(self.seeds(), progress=progress, cancel=cancel)
         self.timings["total"] = time.perf_counter() - t0
         return self.explanation(sets)
 

@@ -31,7 +31,7 @@ class RuleKind:
     mu_range : tuple
         ``(min, max, step, default)`` of a mu slider; ``max`` None: taken from the seed's row.
     cut : callable or None
-        ``cut(mu, seed_attribution) -> threshold``: entries whose score is above it pass.
+        ``cut(mu, seed_score) -> threshold``: entries whose score is above it pass.
         None: the ``round(mu)`` best entries of each row pass (a top-k rule).
     normalise : callable, optional
         ``normalise(row) -> score`` used instead of the sign (the authors' min-max row).
@@ -71,20 +71,33 @@ def _minmax(row: np.ndarray) -> np.ndarray:
 
 
 register_rule(RuleKind("topk", "top-k entries of each row", (1.0, 512.0, 1.0, 256.0), None,
-                       lambda mu, sign: f"top {int(round(mu))} {{what}} per row ({sign})"))
+                       lambda mu, sign: f"top {topk_count(mu)} {{what}} per row ({sign})"))
 register_rule(RuleKind("absolute", "|H| above mu (absolute)", (0.0, None, None, None),
-                       lambda mu, seed_attr: mu, lambda mu, sign: f"{sign} entry > {mu:g}"))
+                       lambda mu, seed_score: mu, lambda mu, sign: f"{sign} entry > {mu:g}"))
 register_rule(RuleKind("seed-fraction", "above mu × |seed IG| (paper)", (0.0, 5.0, 0.01, 0.5),
-                       lambda mu, seed_attr: mu * abs(seed_attr),
+                       lambda mu, seed_score: mu * abs(seed_score),
                        lambda mu, sign: f"{sign} entry > {mu:g} x |seed attribution|"))
 register_rule(RuleKind("minmax", "min-max normalised row (authors' code)", (0.0, 1.0, 0.01, 0.5),
-                       lambda mu, seed_attr: mu, lambda mu, sign: f"min-max normalised row > {mu:g}",
+                       lambda mu, seed_score: mu, lambda mu, sign: f"min-max normalised row > {mu:g}",
                        normalise=_minmax))
+
+def topk_count(mu: float) -> int:
+    """How many entries a top-k rule keeps per row for ``mu``: a slider's 20.999999 means 21."""
+    return int(round(float(mu)))
+
+
+def rule_mu(kind: str, mu: float) -> float:
+    """``mu`` as rule ``kind`` reads it: a whole number for a top-k rule (see
+    :func:`topk_count`), unchanged otherwise. Views and growth keys use this, so two slider
+    positions that grow the same set are the same setting.
+    """
+    return float(topk_count(mu)) if THRESHOLD_RULES[kind].is_topk else float(mu)
+
 
 #: the built-in rule names (``THRESHOLD_RULES`` also holds any registered later)
 RULES = tuple(THRESHOLD_RULES)
 SIGNS = ("positive", "magnitude")
-ORDERS = ("bfs", "dfs")
+GROWTH_ORDERS = ("bfs", "dfs")
 
 
 SCALES = ("none", "displacement")
@@ -200,7 +213,7 @@ def rule_scores(row: np.ndarray, rule: ThresholdRule, shape: Optional[tuple] = N
     return score
 
 
-def candidates(row: np.ndarray, rule: ThresholdRule, seed_attribution: float = 1.0,
+def candidates(row: np.ndarray, rule: ThresholdRule, seed_score: float = 1.0,
                exclude: Optional[int] = None, shape: Optional[tuple] = None,
                blocked: Optional[np.ndarray] = None,
                displacement: Optional[np.ndarray] = None) -> np.ndarray:
@@ -219,11 +232,11 @@ def candidates(row: np.ndarray, rule: ThresholdRule, seed_attribution: float = 1
             score[np.asarray(blocked, bool)] = -np.inf
     kind = THRESHOLD_RULES[rule.kind]
     if kind.is_topk:
-        k = min(int(round(rule.mu)), score.size)  # a slider's 20.999999 means 21
+        k = min(topk_count(rule.mu), score.size)
         idx = np.argpartition(-score, k - 1)[:k] if k < score.size else np.arange(score.size)
         idx = idx[np.isfinite(score[idx]) & (score[idx] > 0)]
     else:
-        idx = np.flatnonzero(score > kind.cut(rule.mu, seed_attribution))
+        idx = np.flatnonzero(score > kind.cut(rule.mu, seed_score))
     order = np.lexsort((idx, -score[idx]))
     return idx[order]
 
@@ -285,14 +298,36 @@ def replay(seed: int, steps) -> np.ndarray:
 
 
 CAPS = ("members", "authors")
+#: ``each``: every set has at most ``nu`` members; ``mass``: ``nu`` members in all, shared
+#: among the automatic seeds in proportion to their segments' positive attribution mass
+NU_SPLITS = ("each", "mass")
+
+
+def split_nu(nu: int, masses, total_mass: float, n_shares: int, areas=None) -> list:
+    """The largest size of each set when ``nu`` members are shared by attribution mass.
+
+    Set ``k`` gets ``nu * masses[k] / total_mass`` members (``nu / n_shares`` each when the
+    total is not positive), at least 1 and at most ``areas[k]`` when given (the features of
+    its segment, for sets confined to it).
+    """
+    if isinstance(nu, bool) or not isinstance(nu, (int, np.integer)) or nu < 1:
+        raise ValueError(f"nu must be a whole number >= 1, got {nu!r}")
+    sizes = []
+    for k, mass in enumerate(masses):
+        share = mass / total_mass if total_mass > 0 else 1.0 / n_shares
+        size = max(1, int(round(nu * share)))
+        if areas is not None and areas[k] is not None:
+            size = min(size, int(areas[k]))
+        sizes.append(size)
+    return sizes
 
 
 class _Grower:
     """One set's growth, advanced a row at a time (so several sets can share row passes)."""
 
-    def __init__(self, seed, rule, nu, order, allowed, seed_attribution, max_rows, shape=None,
+    def __init__(self, seed, rule, nu, order, allowed, seed_score, max_rows, shape=None,
                  displacement=None, cap="members"):
-        if order not in ORDERS:
+        if order not in GROWTH_ORDERS:
             raise ValueError(f"unknown order {order!r}; use 'bfs' or 'dfs'")
         if isinstance(nu, bool) or not isinstance(nu, (int, np.integer)) or nu < 1:
             raise ValueError(f"nu must be a whole number >= 1, got {nu!r}")
@@ -302,7 +337,7 @@ class _Grower:
         self.rule, self.nu, self.order = rule, int(nu), order
         # 'authors': the seed is not counted and growth stops once more than nu others joined
         self.limit = self.nu + 2 if cap == "authors" else self.nu
-        self.allowed, self.seed_attribution, self.max_rows = allowed, seed_attribution, max_rows
+        self.allowed, self.seed_score, self.max_rows = allowed, seed_score, max_rows
         self.shape, self.displacement = shape, displacement
         self.members = [self.seed]
         self.blocked = None  # features in the set or not allowed, made on the first row
@@ -333,7 +368,7 @@ class _Grower:
         """
         need = prefetch
         if self.rule.is_topk:
-            need = min(prefetch, max(1, -(-(self.limit - len(self.members)) // int(round(self.rule.mu)))))
+            need = min(prefetch, max(1, -(-(self.limit - len(self.members)) // topk_count(self.rule.mu))))
         if self.max_rows is not None:
             need = min(need, max(1, self.max_rows - len(self.steps)))
         n = min(need, len(self.frontier))
@@ -347,7 +382,7 @@ class _Grower:
             self.blocked = np.zeros(np.size(row), bool) if self.allowed is None else ~np.asarray(self.allowed, bool)
             self.blocked[self.members] = True
         added = []
-        for i in candidates(row, self.rule, self.seed_attribution, exclude=node, shape=self.shape,
+        for i in candidates(row, self.rule, self.seed_score, exclude=node, shape=self.shape,
                             blocked=self.blocked, displacement=self.displacement):
             if self.blocked[i]:
                 continue
@@ -374,7 +409,7 @@ def _is_cached(rows, index: int) -> bool:
 
 
 def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bfs",
-              allowed=None, seed_attributions=None, max_rows: Optional[int] = None,
+              allowed=None, seed_scores=None, max_rows: Optional[int] = None,
               prefetch: Optional[int] = None, progress: Optional[ProgressFn] = None,
               cancel: Optional[CancelToken] = None, *, shape: Optional[tuple] = None,
               displacement: Optional[np.ndarray] = None, cap: str = "members") -> list:
@@ -393,14 +428,14 @@ def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bf
         Largest set size, for every set or one per seed.
     allowed : sequence of (ndarray of bool or None), optional
         One feature mask per seed (see :func:`grow_set`).
-    seed_attributions : sequence of float, optional
+    seed_scores : sequence of float, optional
         One attribution per seed (for the ``seed-fraction`` rule).
 
     Other parameters are those of :func:`grow_set`. Returns one :class:`GrownSet` per seed.
     """
     seeds = [int(s) for s in seeds]
     allowed = list(allowed) if allowed is not None else [None] * len(seeds)
-    attrs = list(seed_attributions) if seed_attributions is not None else [1.0] * len(seeds)
+    attrs = list(seed_scores) if seed_scores is not None else [1.0] * len(seeds)
     if not len(allowed) == len(attrs) == len(seeds):
         raise ValueError(f"got {len(seeds)} seeds, {len(allowed)} masks and {len(attrs)} seed "
                          "attributions; give one of each per seed")
@@ -443,7 +478,7 @@ def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bf
 
 
 def grow_set(rows, seed: int, rule: ThresholdRule, nu: int = 2000, order: str = "bfs",
-             allowed: Optional[np.ndarray] = None, seed_attribution: float = 1.0,
+             allowed: Optional[np.ndarray] = None, seed_score: float = 1.0,
              max_rows: Optional[int] = None, prefetch: Optional[int] = None,
              progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None, *,
              shape: Optional[tuple] = None, displacement: Optional[np.ndarray] = None,
@@ -465,7 +500,7 @@ def grow_set(rows, seed: int, rule: ThresholdRule, nu: int = 2000, order: str = 
         join before the first of them is expanded).
     allowed : ndarray of bool, optional
         Feature mask; candidates outside it are ignored (e.g. confine a set to its segment).
-    seed_attribution : float
+    seed_score : float
         Attribution of the seed (scales the ``seed-fraction`` threshold).
     max_rows : int, optional
         Stop after expanding this many rows.
@@ -482,5 +517,5 @@ def grow_set(rows, seed: int, rule: ThresholdRule, nu: int = 2000, order: str = 
         code, the seed is not counted and growth stops once more than ``nu`` other features
         joined (``nu + 2`` members in all).
     """
-    return grow_sets(rows, [seed], rule, nu, order, [allowed], [seed_attribution], max_rows,
+    return grow_sets(rows, [seed], rule, nu, order, [allowed], [seed_score], max_rows,
                      prefetch, progress, cancel, shape=shape, displacement=displacement, cap=cap)[0]

@@ -74,6 +74,45 @@ def paint(regions, values, shape_hw, combine: str = "sum") -> np.ndarray:
     return out
 
 
+def paint_sets(sets, shape, labels=None, features: str = "pixel", *, paint_on: str = "pixels",
+               mask_limit: float = 1.0, weights: str = "flat", signed: bool = False,
+               combine: str = "sum") -> np.ndarray:
+    """The ``(H, W)`` heatmap of interaction ``sets`` (each with ``members``, ``value``,
+    ``signed_score``, ``segment`` and, for ranked weights, ``banzhaf`` / ``shares``).
+
+    A set is painted on its seed's segment (``labels == segment``) when ``paint_on="mask"`` and
+    that segment covers at most ``mask_limit`` of the image, else on its own pixels, with its
+    value (times the sign of its IDG when ``signed``) times its members' weights
+    (:func:`member_weights`, mean 1). With channel-pixel ``features`` a pixel reached through
+    several channels keeps its strongest weight. ``combine`` is that of :func:`paint`.
+    """
+    if paint_on not in PAINTS:
+        raise ValueError(f"unknown paint {paint_on!r}; use one of {', '.join(PAINTS)}")
+    if paint_on == "mask" and labels is None:
+        raise ValueError("paint='mask' needs the segment labels of the image")
+    _, h, w = shape
+    regions, values = [], []
+    for s in sets:
+        value = s.value * (-1.0 if signed and s.signed_score < 0 else 1.0)
+        if paint_on == "mask" and s.segment > 0:
+            seg = labels == s.segment
+            if seg.mean() <= mask_limit:
+                regions.append(seg)
+                values.append(value)
+                continue
+        estimates = {"banzhaf": s.banzhaf, "shares": s.shares}.get(weights)
+        wts = member_weights(len(s.members), weights, estimates)
+        pix = feature_pixels(s.members, shape, features)
+        if features == "channel":
+            best = np.full(h * w, -np.inf)
+            np.maximum.at(best, pix, wts)
+            pix = np.flatnonzero(np.isfinite(best))
+            wts = best[pix]
+        regions.append((pix, value * wts))
+        values.append(value)
+    return paint(regions, values, (h, w), combine)
+
+
 def colorize(values: np.ndarray, cmap: str = "bwr", symmetric: bool = True, vmax=None) -> np.ndarray:
     """Map an ``(H, W)`` array to ``(H, W, 4)`` uint8 RGBA with a matplotlib colormap."""
     import matplotlib

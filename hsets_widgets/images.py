@@ -16,6 +16,8 @@ from typing import Union
 import numpy as np
 import torch
 
+from .common import squeeze_batch
+
 ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]  # noqa: F821
 
 #: Images larger than this many pixels (before resizing) are refused: they are almost
@@ -263,8 +265,7 @@ def check_image_tensor(x: torch.Tensor) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise ImageError(f"expected a torch tensor of shape (3, H, W), got {type(x).__name__}; "
                          "use hsets_widgets.load_image / prepare_image first")
-    if x.dim() == 4 and x.shape[0] == 1:
-        x = x[0]
+    x = squeeze_batch(x)
     if x.dim() != 3 or x.shape[0] != 3:
         raise ImageError(f"expected an image tensor of shape (3, H, W), got {tuple(x.shape)}; "
                          "grayscale or RGBA inputs must go through load_image, which converts them")

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import numpy as np
 
 from .curvature import RAMPS, CurvatureSpec
-from .growth import CAPS, ORDERS, SCALES, SIGNS, THRESHOLD_RULES, ThresholdRule
+from .growth import CAPS, GROWTH_ORDERS, NU_SPLITS, SCALES, SIGNS, THRESHOLD_RULES, ThresholdRule
 from .heatmap import COMBINES, MEMBER_WEIGHTS, PAINTS
 from .hessian import FEATURES, METHODS
 from .idg import SAMPLERS, SET_SCORES, VALUE_KINDS
@@ -48,73 +48,86 @@ from .scores import SCORE_KINDS
 from .seeds import SEED_ORDERS, SEEDINGS
 
 DTYPES = ("float32", "float64")
-#: ``each``: every set has at most ``nu`` members; ``mass``: ``nu`` members in all, shared
-#: among the automatic seeds in proportion to their segments' positive attribution mass
-NU_SPLITS = ("each", "mass")
 SEED_ATTRIBUTIONS = ("ig", "gradient")
+
+
+#: the cached stages of an :class:`~hsets_widgets.explain.Explainer`, each with the stages
+#: computed from it (a setting that invalidates a stage invalidates those too)
+STAGES = {"score": ("attribution", "seed_map", "rows"), "attribution": ("seed_map",),
+          "seed_map": (), "segmentation": (), "rows": ()}
+
+
+def _setting(default, *stages):
+    """A settings field whose change makes the cached ``stages`` stale (none: only growth,
+    values and painting read it, and those are never cached).
+    """
+    return field(default=default, metadata={"stages": stages})
 
 
 @dataclass(frozen=True)
 class HSetsConfig:
     """Every setting of an H-Sets run (see the module docstring for the presets).
 
+    The field defaults are the ``default`` preset; the other presets name what they change.
     Frozen: use :meth:`replace` (or :func:`get_config` with overrides) for a changed copy.
     Every field is checked when the settings are made, so a typo fails at once, naming the
-    field, the value and what is allowed.
+    field, the value and what is allowed. Each field declares the cached stages its change
+    makes stale (:func:`stale_stages`).
     """
 
     # explained score
-    score: str = "logit"
+    score: str = _setting("logit", "score")
     # curvature used for Hessian rows only (IG and IDG use the model as it is)
-    curvature: str = "softplus"
-    beta: float = 10.0
-    tau: float = 1e-3
-    keep_clip: bool = True
-    features: str = "pixel"
-    # attribution used to place seeds and by IDG
-    seed_attribution: str = "ig"          # "ig" or "gradient"
-    baseline: object = "zeros"
-    n_steps: int = 64
-    rule: str = "adaptive"
+    curvature: str = _setting("softplus", "rows")
+    beta: float = _setting(10.0, "rows")
+    tau: float = _setting(1e-3, "rows")
+    keep_clip: bool = _setting(True, "rows")
+    features: str = _setting("pixel", "rows")
+    # which attribution places seeds: "ig" or "gradient"
+    seed_attribution: str = _setting("ig", "seed_map")
+    # Integrated Gradients: baseline, path steps and the quadrature rule along the path
+    baseline: object = _setting("zeros", "attribution")
+    n_steps: int = _setting(64, "attribution")
+    rule: str = _setting("adaptive", "attribution")
     # segmentation (SAM-class segmenters chosen by name; 8 x 8 prompts keep a CPU run short)
-    sam_points_per_side: int = 8
+    sam_points_per_side: int = _setting(8, "segmentation")
     # seeds (None: one per segment)
-    n_sets: Optional[int] = 5
-    seed_order: str = "mass"
-    seeding: str = "segments"
-    seed_blur: float = 8.0
-    seed_spacing: int = 16
+    n_sets: Optional[int] = _setting(5)
+    seed_order: str = _setting("mass")
+    seeding: str = _setting("segments")
+    seed_blur: float = _setting(8.0)
+    seed_spacing: int = _setting(16)
     # growth
-    threshold: str = "topk"
-    mu: float = 8.0
-    sign: str = "magnitude"
-    row_blur: float = 0.0
-    fresh: bool = False
-    row_scale: str = "none"
-    nu: int = 64
-    nu_split: str = "each"
-    cap: str = "members"
-    order: str = "bfs"
-    within_mask: bool = False
-    max_rows: Optional[int] = 256
+    threshold: str = _setting("topk")
+    mu: float = _setting(256.0)
+    sign: str = _setting("magnitude")
+    row_blur: float = _setting(2.0)
+    fresh: bool = _setting(True)
+    row_scale: str = _setting("none")
+    nu: int = _setting(2000)
+    nu_split: str = _setting("each")
+    cap: str = _setting("members")
+    order: str = _setting("bfs")
+    within_mask: bool = _setting(True)
+    max_rows: Optional[int] = _setting(256)
     # set value
-    set_score: str = "idg"
-    value_kind: str = "mean"
-    sampler: str = "bernoulli"
-    n_samples: int = 1000
-    exact_limit: int = 12
+    set_score: str = _setting("idg")
+    value_kind: str = _setting("mean")
+    sampler: str = _setting("bernoulli")
+    n_samples: int = _setting(1000)
+    exact_limit: int = _setting(12)
     # heatmap
-    paint: str = "pixels"
-    mask_limit: float = 1.0
-    member_weights: str = "flat"
-    signed: bool = False
-    combine: str = "sum"
+    paint: str = _setting("pixels")
+    mask_limit: float = _setting(1.0)
+    member_weights: str = _setting("join")
+    signed: bool = _setting(False)
+    combine: str = _setting("sum")
     # computation
-    hessian_method: str = "forward-over-reverse"
-    batch_size: object = "auto"
-    dtype: str = "float32"
-    seed: int = 0
-    preset: str = "custom"
+    hessian_method: str = _setting("forward-over-reverse", "rows")
+    batch_size: object = _setting("auto", "rows")
+    dtype: str = _setting("float32", "rows")
+    seed: int = _setting(0)
+    preset: str = _setting("custom")
 
     def __post_init__(self):
         for f in fields(self):
@@ -232,7 +245,7 @@ _CHECKS = {
     "seed_order": _one_of(SEED_ORDERS), "seeding": _one_of(SEEDINGS), "seed_blur": _number(0),
     "seed_spacing": _whole(1), "threshold": _one_of(THRESHOLD_RULES), "mu": _number(),
     "sign": _one_of(SIGNS), "row_blur": _number(0), "fresh": _flag, "row_scale": _one_of(SCALES),
-    "nu": _whole(1), "nu_split": _one_of(NU_SPLITS), "cap": _one_of(CAPS), "order": _one_of(ORDERS),
+    "nu": _whole(1), "nu_split": _one_of(NU_SPLITS), "cap": _one_of(CAPS), "order": _one_of(GROWTH_ORDERS),
     "within_mask": _flag,
     "max_rows": _whole(1, allow_none=True, none_means="no limit"), "set_score": _one_of(SET_SCORES),
     "value_kind": _one_of(VALUE_KINDS), "sampler": _one_of(SAMPLERS), "n_samples": _whole(2),
@@ -243,21 +256,35 @@ _CHECKS = {
 }
 
 
+def stale_stages(changed) -> set:
+    """The cached stages made stale when the settings named in ``changed`` change (each
+    field's declared stages and every stage computed from them, :data:`STAGES`).
+    """
+    by_name = {f.name: f.metadata.get("stages", ()) for f in fields(HSetsConfig)}
+    todo = [stage for name in changed for stage in by_name[name]]
+    stale = set()
+    while todo:
+        stage = todo.pop()
+        if stage not in stale:
+            stale.add(stage)
+            todo.extend(STAGES[stage])
+    return stale
+
+
 PRESETS = {
-    "default": HSetsConfig(
-        preset="default", threshold="topk", mu=256.0, sign="magnitude", row_blur=2.0, fresh=True,
-        nu=2000, n_sets=5, within_mask=True, order="bfs", member_weights="join"),
+    "default": HSetsConfig(preset="default"),
     "paper": HSetsConfig(
         preset="paper", curvature="softplus", beta=10.0, seed_attribution="ig",
-        threshold="seed-fraction", mu=0.5, sign="positive", nu=2000, order="dfs",
-        max_rows=2000, set_score="idg", value_kind="mean", sampler="bernoulli", n_samples=1000),
+        threshold="seed-fraction", mu=0.5, sign="positive", row_blur=0.0, fresh=False, nu=2000,
+        within_mask=False, order="dfs", max_rows=2000, set_score="idg", value_kind="mean",
+        sampler="bernoulli", n_samples=1000, member_weights="flat"),
     "authors-code": HSetsConfig(
         preset="authors-code", score="logit", curvature="surrogate", tau=1e-3, features="channel",
         seed_attribution="gradient", seed_order="max", baseline="model-zero", n_steps=30,
         rule="inclusive", threshold="minmax", mu=0.5, sign="positive", nu=2000, order="dfs",
         within_mask=False, max_rows=2000, set_score="abs-gradient", value_kind="sample-sum",
         sampler="bernoulli", n_samples=30, exact_limit=0, paint="pixels", combine="sum",
-        keep_clip=False, cap="authors"),
+        keep_clip=False, cap="authors", row_blur=0.0, fresh=False, member_weights="flat"),
 }
 
 

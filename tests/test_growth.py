@@ -17,7 +17,7 @@ def test_candidates_rules():
     row = np.array([0.1, -3.0, 2.0, 0.5, 0.0])
     assert list(candidates(row, ThresholdRule("absolute", 0.4, "positive"))) == [2, 3]
     assert list(candidates(row, ThresholdRule("absolute", 0.4, "magnitude"))) == [1, 2, 3]
-    assert list(candidates(row, ThresholdRule("seed-fraction", 0.5, "positive"), seed_attribution=-2.0)) == [2]
+    assert list(candidates(row, ThresholdRule("seed-fraction", 0.5, "positive"), seed_score=-2.0)) == [2]
     assert list(candidates(row, ThresholdRule("topk", 2, "magnitude"))) == [1, 2]
     # min-max: (row + 3) / 5 > 0.5  <=>  row > -0.5
     assert list(candidates(row, ThresholdRule("minmax", 0.5))) == [2, 3, 0, 4]

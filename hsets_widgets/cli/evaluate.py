@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
+
+from ..common import quiet_auto_segmenter, resolve_device
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -111,8 +112,6 @@ def parse_methods(text: str) -> list:
 
 def run(args) -> int:
     """Evaluate the methods on the images and write the results folder."""
-    import torch
-
     from hsets_widgets.evaluation.datasets import collect_images, imagenette_items
     from hsets_widgets.evaluation.report import format_table
     from hsets_widgets.evaluation.runner import run_evaluation
@@ -121,9 +120,7 @@ def run(args) -> int:
 
     if not args.paths and not args.imagenette:
         raise ValueError("give image files or folders, or --imagenette ROOT")
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(args.device))
     percentages = parse_percentages(args.percentages)
     orders = [o.strip().lower() for o in args.orders.split(",") if o.strip()]
     curves = [] if args.curves.strip().lower() == "none" else \
@@ -148,8 +145,7 @@ def run(args) -> int:
     if not items:
         raise ValueError(f"no image files found in {', '.join(args.paths)}")
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="segmenter='auto'")
+    with quiet_auto_segmenter():
         bars = TqdmProgress(disable=args.quiet)
         common = dict(methods=parse_methods(args.methods), percentages=percentages, orders=orders,
                       limit=args.limit, seed=args.seed, noise=args.noise, batch_size=args.batch_size,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import warnings
 
+from ..common import quiet_auto_segmenter
 from ..presets import PRESETS
 
 
@@ -75,8 +75,7 @@ def run(args) -> int:
     clf = load_classifier(args.model, checkpoint=args.checkpoint)
     bars = TqdmProgress(disable=args.quiet)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="segmenter='auto'")
+        with quiet_auto_segmenter():
             ex = Explainer(args.image, clf, args.preset, args.segmenter, args.target, args.device, **fixed)
             records = sweep(ex, bars, percentages=args.percentages, seed=args.seed,
                             references=not args.no_references, as_frame=False, **swept)

@@ -37,6 +37,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
+from ..common import quiet_auto_segmenter, squeeze_batch, to_numpy
 from ..integrated_gradients import score_gradients
 from ..models import model_device, model_dtype
 from ..options import parse_assignments
@@ -110,12 +111,9 @@ def integrated_gradients_map(x: torch.Tensor, classifier, target: Optional[int] 
 def hsets_map(x: torch.Tensor, classifier, target: Optional[int] = None, preset: str = "default",
               segmenter="auto", seed: int = 0, **overrides) -> np.ndarray:
     """The H-Sets heatmap ``(H, W)`` for the ``target`` class."""
-    import warnings
-
     from hsets_widgets.explain import explain
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="segmenter='auto'")
+    with quiet_auto_segmenter():
         ex = explain(x.detach().cpu(), classifier, preset=preset, segmenter=segmenter,
                      target=target, device=model_device(classifier), seed=seed, **overrides)
     return np.asarray(ex.heatmap, dtype=np.float64)
@@ -211,7 +209,7 @@ def check_map(a, shape: tuple, name: str = "method") -> np.ndarray:
     raises :class:`AttributionShapeError` naming the method and both shapes otherwise.
     """
     if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().double().numpy()
+        a = to_numpy(a)
     try:
         arr = np.asarray(a, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -219,8 +217,7 @@ def check_map(a, shape: tuple, name: str = "method") -> np.ndarray:
                                     f"numbers ({err})") from err
     h, w = shape
     got = arr.shape
-    if arr.ndim == 4 and arr.shape[0] == 1:
-        arr = arr[0]
+    arr = squeeze_batch(arr)
     ok = (arr.ndim == 2 and arr.shape == (h, w)) or (arr.ndim == 3 and arr.shape[1:] == (h, w)
                                                      and arr.shape[0] in (1, 3))
     if not ok:

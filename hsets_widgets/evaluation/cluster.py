@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
+from ..common import quiet_auto_segmenter
 from ..progress import ProgressFn, check_progress, report
 from .baselines import Method
 from .datasets import ImageItem
 from .insertion import KINDS as CURVE_KINDS
-from .road import ORDERS
+from .road import ROAD_ORDERS
 from .runner import (
     DEFAULT_METHODS,
     RunSettings,
@@ -135,8 +136,7 @@ class EvaluationWorker:
         ``{"skipped": reason}``; with ``pid`` and ``seconds``.
         """
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="segmenter='auto'")
+        with quiet_auto_segmenter():
             try:
                 record, maps = evaluate_item(item, self.classifier, self.settings, prev, prev_maps, x)
                 out = {"record": record, "maps": maps}
@@ -217,7 +217,7 @@ def fitting_workers(ray, threads: int, gpus_per_worker: float, where: str) -> in
 
 def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[str, Path],
                methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
-               percentages: Union[str, Sequence[float]] = "fine", orders: Sequence[str] = ORDERS,
+               percentages: Union[str, Sequence[float]] = "fine", orders: Sequence[str] = ROAD_ORDERS,
                limit: Optional[int] = None, seed: int = 0, noise: float = 0.01, batch_size: int = 16,
                match_support: Union[str, float] = "min", progress: Optional[ProgressFn] = None,
                skipped: Optional[list] = None, curves: Sequence[str] = CURVE_KINDS,

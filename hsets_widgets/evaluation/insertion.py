@@ -25,6 +25,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..common import single_image
 from .road import classify_batches, n_removed, relevance_order, resolve_percentages
 from .sparsity import MapLike
 
@@ -125,10 +126,7 @@ def insertion_deletion(x: torch.Tensor, classifier, attribution: MapLike,
     """
     from hsets_widgets.integrated_gradients import make_baseline
 
-    if x.dim() == 4 and x.shape[0] == 1:
-        x = x[0]
-    if x.dim() != 3:
-        raise ValueError(f"expected one image (3, H, W), got shape {tuple(x.shape)}")
+    x = single_image(x)
     for k in kinds:
         if k not in KINDS:
             raise ValueError(f"unknown curve {k!r}; use 'insertion' and/or 'deletion'")

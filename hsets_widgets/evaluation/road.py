@@ -47,6 +47,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
+from ..common import single_image, to_numpy
 from ..models import model_dtype
 from .sparsity import MapLike, pixel_map
 
@@ -59,7 +60,7 @@ FINE_PERCENTAGES = (0.01, 0.02, 0.05) + ROAD_PERCENTAGES
 #: Named percentage lists accepted wherever percentages are.
 PERCENTAGE_SETS = {"road": ROAD_PERCENTAGES, "fine": FINE_PERCENTAGES, "quantus": QUANTUS_PERCENTAGES}
 
-ORDERS = ("morf", "lerf")
+ROAD_ORDERS = ("morf", "lerf")
 
 #: ``((dy, dx), weight)`` of the 8 neighbours in the linear imputation (weights sum to 1).
 NEIGHBOUR_WEIGHTS = tuple(
@@ -203,7 +204,7 @@ def noisy_linear_impute(image: Union[np.ndarray, torch.Tensor], removed: np.ndar
     Same type as ``image``: a new image, kept pixels unchanged.
     """
     is_tensor = isinstance(image, torch.Tensor)
-    arr = image.detach().cpu().double().numpy() if is_tensor else np.asarray(image, dtype=np.float64)
+    arr = to_numpy(image)
     removed = np.asarray(removed, dtype=bool)
     if arr.ndim != 3 or removed.shape != arr.shape[1:]:
         raise ValueError(f"image {arr.shape} and mask {removed.shape} do not fit: need (C, H, W) "
@@ -336,6 +337,19 @@ class ROADResult:
                 "curves": {k: c.to_dict() for k, c in self.curves.items()}}
 
 
+def imputation_rng(seed: int, order: str, fraction: float) -> np.random.Generator:
+    """The noise stream of one ROAD step: ``order`` (``"morf"``/``"lerf"``) at ``fraction``
+    removed, under the run's ``seed``.
+
+    Keyed by the order's name and the fraction, never by their positions in a request, so
+    any view that redraws one imputed image (the Explorer's ROAD tab) gets exactly the image
+    :func:`road` scored, whichever orders and percentages it was asked for.
+    """
+    if order not in ROAD_ORDERS:
+        raise ValueError(f"unknown order {order!r}; use 'morf' or 'lerf'")
+    return np.random.default_rng([int(seed), ROAD_ORDERS.index(order), int(round(float(fraction) * 1e6))])
+
+
 @torch.no_grad()
 def classify_batches(images: torch.Tensor, classifier, batch_size: int = 16) -> torch.Tensor:
     """Softmax probabilities ``(K, classes)`` (float32, CPU) of a stack of images.
@@ -354,7 +368,7 @@ def classify_batches(images: torch.Tensor, classifier, batch_size: int = 16) -> 
 
 def road(x: torch.Tensor, classifier, attribution: MapLike,
          percentages: Union[str, Sequence[float], None] = "road",
-         orders: Sequence[str] = ORDERS, label: Optional[int] = None, seed: int = 0,
+         orders: Sequence[str] = ROAD_ORDERS, label: Optional[int] = None, seed: int = 0,
          noise: float = 0.01, tie_break: float = 1e-4, batch_size: int = 16,
          original_probabilities: Optional[torch.Tensor] = None) -> ROADResult:
     """ROAD curves (no retraining) of one attribution map.
@@ -388,14 +402,11 @@ def road(x: torch.Tensor, classifier, attribution: MapLike,
     -------
     ROADResult
     """
-    if x.dim() == 4 and x.shape[0] == 1:
-        x = x[0]
-    if x.dim() != 3:
-        raise ValueError(f"expected one image (3, H, W), got shape {tuple(x.shape)}")
+    x = single_image(x)
     shape = tuple(x.shape[1:])
     p = resolve_percentages(percentages)
     for o in orders:
-        if o not in ORDERS:
+        if o not in ROAD_ORDERS:
             raise ValueError(f"unknown order {o!r}; use 'morf' and/or 'lerf'")
     order = relevance_order(attribution, seed=seed, tie_break=tie_break, shape=shape)
     if original_probabilities is None:
@@ -405,13 +416,12 @@ def road(x: torch.Tensor, classifier, attribution: MapLike,
     target = int(probs0.argmax())
 
     t0 = time.perf_counter()
-    base = x.detach().cpu().double().numpy()
+    base = to_numpy(x)
     imputed = []
-    for oi, o in enumerate(orders):
+    for o in orders:
         for frac in p:
             mask = removal_mask(order, frac, shape, o)
-            rng = np.random.default_rng([seed, oi, int(round(frac * 1e6))])
-            imputed.append(noisy_linear_impute(base, mask, noise=noise, rng=rng))
+            imputed.append(noisy_linear_impute(base, mask, noise=noise, rng=imputation_rng(seed, o, frac)))
     batch = torch.from_numpy(np.stack(imputed).astype(np.float32))
     t1 = time.perf_counter()
     probs = classify_batches(batch, classifier, batch_size)

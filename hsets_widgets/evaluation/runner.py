@@ -46,7 +46,7 @@ from .datasets import ImageItem, load_item
 from .insertion import KINDS as CURVE_KINDS
 from .insertion import insertion_deletion
 from .report import plot_curves, summarize
-from .road import ORDERS, classify_batches, resolve_percentages, road
+from .road import ROAD_ORDERS, classify_batches, resolve_percentages, road
 from .sparsity import AttributionShapeError, gini, gini_at_support, gini_within_top, pixel_map, support_size
 from .store import append_record, load_maps, map_key, read_results, repair_results, save_maps, write_image_csv
 
@@ -136,7 +136,7 @@ class RunSettings:
 
 
 def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
-                 percentages: Union[str, Sequence[float]] = "fine", orders: Sequence[str] = ORDERS,
+                 percentages: Union[str, Sequence[float]] = "fine", orders: Sequence[str] = ROAD_ORDERS,
                  seed: int = 0, noise: float = 0.01, batch_size: int = 16,
                  match_support: Union[str, float] = "min",
                  curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False) -> RunSettings:
@@ -321,7 +321,7 @@ def write_summary(out: Path, classifier, items: Sequence[ImageItem], done: dict,
 def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, Path],
                    methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
                    percentages: Union[str, Sequence[float]] = "fine",
-                   orders: Sequence[str] = ORDERS, limit: Optional[int] = None, seed: int = 0,
+                   orders: Sequence[str] = ROAD_ORDERS, limit: Optional[int] = None, seed: int = 0,
                    noise: float = 0.01, batch_size: int = 16,
                    match_support: Union[str, float] = "min", progress: Optional[ProgressFn] = None,
                    skipped: Optional[list] = None,

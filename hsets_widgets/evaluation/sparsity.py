@@ -29,6 +29,8 @@ from typing import Union
 import numpy as np
 import torch
 
+from ..common import squeeze_batch, to_numpy
+
 MapLike = Union[np.ndarray, torch.Tensor]
 
 #: Constant Quantus adds to every normalised value before sorting.
@@ -39,12 +41,6 @@ CHANNEL_REDUCTIONS = ("sum", "abs_sum")
 
 class AttributionShapeError(ValueError):
     """An attribution map whose shape does not fit the image it explains."""
-
-
-def _as_numpy(a: MapLike) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().double().numpy()
-    return np.asarray(a, dtype=np.float64)
 
 
 def pixel_map(a: MapLike, channels: str = "sum", shape: tuple | None = None) -> np.ndarray:
@@ -65,10 +61,9 @@ def pixel_map(a: MapLike, channels: str = "sum", shape: tuple | None = None) -> 
     """
     if channels not in CHANNEL_REDUCTIONS:
         raise ValueError(f"unknown channel reduction {channels!r}; use one of {CHANNEL_REDUCTIONS}")
-    arr = _as_numpy(a)
+    arr = to_numpy(a)
     original = arr.shape
-    if arr.ndim == 4 and arr.shape[0] == 1:
-        arr = arr[0]
+    arr = squeeze_batch(arr)
     if arr.ndim == 3:
         arr = arr.sum(0) if channels == "sum" else np.abs(arr).sum(0)
     if arr.ndim != 2:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .insertion import KINDS as CURVE_KINDS
-from .road import ORDERS
+from .road import ROAD_ORDERS
 
 #: Per-method scalar metrics summarised in ``metrics.json``.
 SCALAR_METRICS = ("sparsity", "sparsity_matched", "sparsity_within", "matched_support", "support",
@@ -101,7 +101,7 @@ def write_image_csv(path: Path, record: dict) -> None:
         row = {"image": record["path"], "label": record.get("label"), "target": record["target"],
                "method": name}
         row.update({k: m.get(k) for k in SCALAR_METRICS})
-        for order in ORDERS:
+        for order in ROAD_ORDERS:
             if order in m:
                 c = m[order]
                 for p, a, pr in zip(c["percentages"], c["accuracy"], c["probability"]):

@@ -19,7 +19,7 @@ import torch
 
 from ..progress import CancelToken, ProgressFn, check_progress, report
 from .baselines import attribute
-from .road import ORDERS, classify_batches, resolve_percentages, road
+from .road import ROAD_ORDERS, classify_batches, resolve_percentages, road
 from .runner import method_record
 
 #: the scalar columns of a sweep table, besides the swept settings
@@ -28,7 +28,7 @@ COLUMNS = ("method", "morf_aopc", "lerf_aopc", "morf_aopc_accuracy", "lerf_aopc_
 
 
 def map_scores(x: torch.Tensor, classifier, attribution, percentages: Union[str, Sequence[float]] = "road",
-               orders: Sequence[str] = ORDERS, seed: int = 0, noise: float = 0.01, batch_size: int = 16,
+               orders: Sequence[str] = ROAD_ORDERS, seed: int = 0, noise: float = 0.01, batch_size: int = 16,
                original_probabilities: Optional[torch.Tensor] = None) -> dict:
     """The faithfulness numbers of one map, as ``hsets evaluate`` records them (scalars only)."""
     p = resolve_percentages(percentages)
@@ -52,7 +52,7 @@ def grid_points(settings: dict) -> list:
 
 
 def sweep(explainer, progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None, *,
-          percentages: Union[str, Sequence[float]] = "road", orders: Sequence[str] = ORDERS,
+          percentages: Union[str, Sequence[float]] = "road", orders: Sequence[str] = ROAD_ORDERS,
           seed: int = 0, noise: float = 0.01, batch_size: int = 16, references: bool = True,
           as_frame: bool = True, seeds=None, **settings):
     """Score the explanation of ``explainer`` at every combination of ``settings``.
@@ -98,10 +98,8 @@ def sweep(explainer, progress: Optional[ProgressFn] = None, cancel: Optional[Can
             expl = ex.run(None, cancel)
             heat, n_sets = expl.heatmap, len(expl.sets)
         else:
-            grown = ex.grow_many(list(seeds), cancel=cancel)
-            heat = ex.heatmap([ex.interaction_set(s, g, rng_offset=k)
-                               for k, (s, g) in enumerate(zip(seeds, grown))])
-            n_sets = len(grown)
+            sets = ex.grow_and_value(seeds, cancel=cancel)
+            heat, n_sets = ex.heatmap(sets), len(sets)
         scores = map_scores(x, clf, heat, percentages, orders, seed, noise, batch_size, probs0)
         rows.append({"method": "hsets", **combo, **scores, "n_sets": n_sets,
                      "seconds": time.perf_counter() - t0})

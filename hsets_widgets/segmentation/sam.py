@@ -28,6 +28,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+from ..common import resolve_device
 from .base import GeneratorSegmenter, SegmentationError
 
 CHECKPOINT_ENV = "HSETS_SAM_CHECKPOINT"
@@ -222,8 +223,6 @@ def load_sam(checkpoint, model_type: str | None = None, device=None):
     (segment_anything.modeling.Sam, str)
         The model in eval mode on ``device`` and its model type.
     """
-    import torch
-
     sd = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
     found = detect_model_type(sd)
     if model_type is not None and model_type != found:
@@ -240,8 +239,7 @@ def load_sam(checkpoint, model_type: str | None = None, device=None):
         msg = str(err).replace("\n", " ")
         raise SegmentationError(f"the checkpoint does not fit the {found} architecture "
                                 f"({msg[:300]}); is it a fine-tuned or modified SAM?") from err
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     # eval() again after loading: TinyViT caches its attention biases when switched to eval
     return model.to(device).eval(), found
 

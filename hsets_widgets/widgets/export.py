@@ -70,7 +70,7 @@ def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None,
             rgba, vmax = render.signed_rgba(shown)
             grey = render.photo_rgba(ex.image, dim=0.6, grey=True)
             row = ex.rows.row(seed.index).numpy().astype(np.float64)
-            rule = st.rule
+            rule = st.threshold_rule
             disp = ex.displacement() if rule.scale == "displacement" else None
             passing = candidates(row, rule, seed.attribution, exclude=seed.index, shape=ex.shape,
                                  displacement=disp)
@@ -136,7 +136,7 @@ def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None,
         ax.axis("off")
         lines = [f"model: {ex.classifier.name}", f"class: {ex.class_name} (p = {ex.probability:.3f})",
                  f"preset: {ex.config.preset}, features: {ex.config.features}",
-                 f"rule: {st.rule.describe() if grown is not None else '-'}", f"nu: {st.nu}, order: {st.order}",
+                 f"rule: {st.threshold_rule.describe() if grown is not None else '-'}", f"nu: {st.nu}, order: {st.order}",
                  f"Hessian rows computed: {st.n_rows}", f"kept sets: {len(st.sets)}"]
         for k, s in enumerate(st.sets[:8]):
             lines.append(f"  {k + 1}. seed {tuple(s.seed_yx)}: {len(s)} px, v = {fmt(s.value)}")

@@ -13,10 +13,12 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import Canvas
 
+from ..common import to_numpy
 from ..evaluation.insertion import insertion_deletion
 from ..evaluation.road import (
-    ORDERS,
+    ROAD_ORDERS,
     classify_batches,
+    imputation_rng,
     noisy_linear_impute,
     relevance_order,
     removal_mask,
@@ -152,7 +154,7 @@ class RoadView(W.VBox):
         sets = st.shown_sets()
         if not sets:
             raise ValueError("no H-Sets map yet: click a pixel or run the automatic sets first")
-        ig = st.explainer.attribution().attribution.detach().cpu().double().numpy()
+        ig = to_numpy(st.explainer.attribution().attribution)
         return {"hsets": st.explainer.heatmap(sets), "ig": ig}
 
     def compute(self, follow: bool = False):
@@ -220,7 +222,7 @@ class RoadView(W.VBox):
         rows = "".join(
             f"<tr><td {td.replace('right', 'left')}>{METHOD_NAMES[m]}</td>"
             + "".join(f"<td {td}>{self.results[m].curves[o].auc('probability', normalized=True):.3f}</td>"
-                      for o in ORDERS)
+                      for o in ROAD_ORDERS)
             + "".join(f"<td {td}>{self.curves[m].curves[k].auc('probability'):.3f}</td>"
                       for k in ("insertion", "deletion") if self.curves)
             + "</tr>" for m in ("hsets", "ig"))
@@ -250,8 +252,7 @@ class RoadView(W.VBox):
             _, h, w = st.shape
             ranking = relevance_order(amap, seed=self.seed, shape=(h, w))
             mask = removal_mask(ranking, frac, (h, w), order)
-            rng = np.random.default_rng([self.seed, ORDERS.index(order), int(round(frac * 1e6))])
-            img = noisy_linear_impute(ex.x.detach().cpu().double().numpy(), mask, rng=rng)
+            img = noisy_linear_impute(to_numpy(ex.x), mask, rng=imputation_rng(self.seed, order, frac))
             import torch
 
             probs = classify_batches(torch.from_numpy(img[None].astype(np.float32)), ex.classifier)[0]

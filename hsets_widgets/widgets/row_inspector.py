@@ -39,12 +39,12 @@ def score_label(rule) -> str:
     return f"{what}, smoothed ({rule.blur:g} px)" if rule.blur else what
 
 
-def threshold_position(rule, seed_attribution: float, passing_scores: np.ndarray):
+def threshold_position(rule, seed_score: float, passing_scores: np.ndarray):
     """Where the rule's cut lies on the score axis (None when nothing passes a top-k rule)."""
     kind = THRESHOLD_RULES[rule.kind]
     if kind.is_topk:
         return float(passing_scores.min()) if passing_scores.size else None
-    return float(kind.cut(rule.mu, seed_attribution))
+    return float(kind.cut(rule.mu, seed_score))
 
 
 class RowInspector(W.VBox):
@@ -141,7 +141,7 @@ class RowInspector(W.VBox):
             _, row, _, vmax = loaded
             seed = st.seed
             try:
-                rule = st.rule
+                rule = st.threshold_rule
             except ValueError as err:
                 self.info.value = f"<span style='color:#c62828'>{err}</span>"
                 return

@@ -21,11 +21,16 @@ from typing import Optional
 import numpy as np
 from traitlets import Any, Bool, Enum, Float, HasTraits, Instance, Int, List, TraitError, Unicode, observe, validate
 
+from ..common import to_numpy
 from ..explain import Explainer
-from ..growth import ORDERS, SIGNS, THRESHOLD_RULES, ThresholdRule
+from ..growth import GROWTH_ORDERS, SIGNS, THRESHOLD_RULES, ThresholdRule, rule_mu
 from ..hessian import RowNotCached
+from ..presets import get_config
 from ..seeds import Seed, feature_pixels
 from .runner import BackgroundRunner, Job
+
+
+_DEFAULTS = get_config("default")
 
 
 def _count(n) -> str:
@@ -81,11 +86,12 @@ class ExplorerState(HasTraits):
     seed = Any(None, allow_none=True)
     pending_seed_yx = Any(None, allow_none=True)
     auto_seeds = List()
-    mu = Float(8.0)
-    nu = Int(128)
-    threshold = Unicode("topk")     # a name in growth.THRESHOLD_RULES (checked below)
-    sign = Enum(SIGNS, default_value="magnitude")
-    order = Enum(ORDERS, default_value="bfs")
+    # defaults: the default preset's (an explainer's own settings replace them in __init__)
+    mu = Float(_DEFAULTS.mu)
+    nu = Int(_DEFAULTS.nu)
+    threshold = Unicode(_DEFAULTS.threshold)     # a name in growth.THRESHOLD_RULES (checked below)
+    sign = Enum(SIGNS, default_value=_DEFAULTS.sign)
+    order = Enum(GROWTH_ORDERS, default_value=_DEFAULTS.order)
     grown = Any(None, allow_none=True)
     value = Any(None, allow_none=True)
     step = Int(0)
@@ -130,17 +136,14 @@ class ExplorerState(HasTraits):
     @property
     def params(self) -> dict:
         """Current growth settings as keyword arguments of ``Explainer.grow``."""
-        mu = float(self.mu)
-        if THRESHOLD_RULES[self.threshold].is_topk:
-            mu = float(round(mu))       # slider floats like 20.999999999999996 mean 21
-        return {"mu": mu, "nu": int(self.nu), "threshold": self.threshold,
+        return {"mu": rule_mu(self.threshold, self.mu), "nu": int(self.nu), "threshold": self.threshold,
                 "sign": self.sign, "order": self.order}
 
     @property
-    def rule(self) -> ThresholdRule:
+    def threshold_rule(self) -> ThresholdRule:
         """The threshold rule of the current slider settings."""
         p = self.params
-        return self.explainer.rule(p["threshold"], p["mu"], p["sign"])
+        return self.explainer.threshold_rule(p["threshold"], p["mu"], p["sign"])
 
     @property
     def n_steps(self) -> int:
@@ -163,7 +166,7 @@ class ExplorerState(HasTraits):
     def ig_map(self) -> Optional[np.ndarray]:
         """Per-pixel Integrated Gradients ``(H, W)`` (None before it is computed)."""
         if self._ig_map is None and self.ready:
-            self._ig_map = self.explainer.attribution().attribution.detach().cpu().double().numpy().sum(0)
+            self._ig_map = to_numpy(self.explainer.attribution().attribution).sum(0)
         return self._ig_map
 
     def seed_row_image(self) -> Optional[np.ndarray]:
@@ -283,8 +286,7 @@ class ExplorerState(HasTraits):
             seeds = ex.seeds(k)
             def sub(stage, done, total):
                 progress(f"{len(seeds)} sets: {stage}", done, total)
-            grown = ex.grow_many(seeds, progress=sub, cancel=cancel, **params)
-            out = [ex.interaction_set(s, g, rng_offset=i) for i, (s, g) in enumerate(zip(seeds, grown))]
+            out = ex.grow_and_value(seeds, progress=sub, cancel=cancel, **params)
             progress("sets", len(seeds), len(seeds))
             return seeds, out
 
@@ -376,7 +378,7 @@ class ExplorerState(HasTraits):
             self._requested = key
             params = self.params
             try:
-                self.explainer.rule(params["threshold"], params["mu"], params["sign"])
+                self.explainer.threshold_rule(params["threshold"], params["mu"], params["sign"])
                 if params["nu"] < 1:
                     raise ValueError(f"nu must be at least 1, got {params['nu']}")
             except ValueError as err:
@@ -440,7 +442,7 @@ class ExplorerState(HasTraits):
         ex = self.explainer
         ex.attribution(progress, cancel)
         ex.segment(progress)
-        ex.seed_attribution()
+        ex.seed_map()
 
     def _mark_ready(self) -> None:
         if not self.ready:

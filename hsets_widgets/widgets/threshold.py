@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from ..growth import THRESHOLD_RULES
+from ..growth import THRESHOLD_RULES, rule_mu
 from .common import as_state, fmt, title
 
 SIGN_OPTIONS = (("|H| (magnitude)", "magnitude"), ("H > 0 (positive only)", "positive"))
@@ -101,7 +101,7 @@ class ThresholdExplorer(W.VBox):
         """Slider floats carry round-off (20.999999999999996); top-k needs whole numbers."""
         value = float(value)
         if THRESHOLD_RULES[self.rule.value].is_topk:
-            return float(round(value))
+            return rule_mu(self.rule.value, value)
         step = self.mu.step or 0
         return float(round(round(value / step) * step, 12)) if step else value
 
