@@ -37,9 +37,10 @@ from _results import git_rev, machine, write_section  # noqa: E402
 
 from hsets_widgets.curvature import CurvatureSpec, curvature  # noqa: E402
 from hsets_widgets.explain import Explainer, prepare_image  # noqa: E402
+from hsets_widgets.games import bernoulli_coalitions  # noqa: E402
 from hsets_widgets.growth import ThresholdRule, candidates, grow_set  # noqa: E402
 from hsets_widgets.hessian import HessianRows, hvp_batch, tangents  # noqa: E402
-from hsets_widgets.idg import bernoulli_subsets, member_terms, subset_scores  # noqa: E402
+from hsets_widgets.idg import member_terms, subset_scores  # noqa: E402
 from hsets_widgets.images import to_tensor  # noqa: E402
 from hsets_widgets.integrated_gradients import path_points  # noqa: E402
 from hsets_widgets.models import load_classifier  # noqa: E402
@@ -281,7 +282,7 @@ def worker_idg(args) -> dict:
     ig = ex.attribution()
     members = np.arange(20000, 20000 + 64)  # a 64-pixel set
     terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, ex.x - ig.baseline)
-    subsets = bernoulli_subsets(len(members), 10000, np.random.default_rng(0))
+    subsets = bernoulli_coalitions(len(members), 10000, np.random.default_rng(0))
     t0 = time.perf_counter()
     fast = subset_scores(terms, subsets)
     t_fast = (time.perf_counter() - t0) / len(subsets)
@@ -362,7 +363,7 @@ def worker_e2e(args) -> dict:
     t_grow = time.perf_counter() - t1
     t1 = time.perf_counter()
     for k, m in enumerate(sets):
-        subsets = bernoulli_subsets(len(m), c.n_samples, np.random.default_rng(c.seed + k))
+        subsets = bernoulli_coalitions(len(m), c.n_samples, np.random.default_rng(c.seed + k))
         values.append(float(np.abs(naive_subset_idg(nx, m, subsets)).mean()))
     _sync(device)
     t_values = time.perf_counter() - t1

@@ -29,10 +29,12 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .games import get_estimator
 from .integrated_gradients import batch_gradients
 
 SET_SCORES = ("idg", "idg-vis", "abs-gradient")
 VALUE_KINDS = ("mean", "sample-sum")
+#: the estimators a large set's value can be sampled with (:mod:`hsets_widgets.games`)
 SAMPLERS = ("bernoulli", "stratified")
 
 
@@ -210,7 +212,7 @@ def banzhaf_values(subsets: np.ndarray, d: np.ndarray, exact: bool = False) -> n
     """Banzhaf value of every member in the game ``d`` from scored subsets.
 
     ``phi_i = E_T [d(T + i) - d(T)]`` over the ``2^(n-1)`` subsets ``T`` of the other
-    members. With ``exact`` (``subsets`` = every non-empty subset, :func:`all_subsets`) this
+    members. With ``exact`` (``subsets`` = every non-empty subset, :func:`~hsets_widgets.games.all_coalitions`) this
     is computed exactly, the empty set scoring 0. Otherwise ``subsets`` are uniform random
     draws and the estimate is the difference of the mean ``d`` of the draws that contain
     ``i`` and of those that do not (each draw then serves every member: the
@@ -235,52 +237,23 @@ def banzhaf_values(subsets: np.ndarray, d: np.ndarray, exact: bool = False) -> n
     return np.where((n_in > 0) & (n_out > 0), phi, 0.0)
 
 
-def all_subsets(n: int) -> np.ndarray:
-    """Every non-empty subset of ``n`` members as a bool matrix ``(2^n - 1, n)``."""
-    if n > 20:
-        raise ValueError(f"refusing to enumerate 2^{n} subsets; sample instead")
-    codes = np.arange(1, 2 ** n, dtype=np.int64)
-    return ((codes[:, None] >> np.arange(n)) & 1).astype(bool)
-
-
-def bernoulli_subsets(n: int, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_samples`` uniform non-empty subsets (Bernoulli(1/2) members, empty ones redrawn)."""
-    out = rng.random((n_samples, n)) < 0.5
-    empty = ~out.any(1)
-    while empty.any():
-        out[empty] = rng.random((int(empty.sum()), n)) < 0.5
-        empty = ~out.any(1)
-    return out
-
-
-def _log_size_weights(n: int) -> np.ndarray:
-    k = np.arange(1, n + 1)
-    logc = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
-    log_total = n * math.log(2.0) + math.log1p(-2.0 ** -n) if n < 1000 else n * math.log(2.0)
-    return logc - log_total
-
-
-def stratified_subsets(n: int, n_samples: int, rng: np.random.Generator) -> tuple:
-    """Subsets stratified by size: ``(subsets, sizes, weights)``.
-
-    Sizes get samples in proportion to their share ``C(n, k) / (2^n - 1)`` of all subsets
-    (largest remainder), at least two for every size that gets any, and the members of a
-    size-``k`` subset are a uniform random ``k``-subset.
+@dataclass(frozen=True)
+class IDGGame:
+    """The game whose mean is a set's value: coalition ``T`` of the members is worth
+    ``d(T) = |score(T)|`` (:func:`subset_scores` of ``kind``), the empty coalition 0.
     """
-    w = np.exp(_log_size_weights(n))
-    alloc = np.floor(w * n_samples).astype(int)
-    rem = n_samples - alloc.sum()
-    if rem > 0:
-        alloc[np.argsort(-(w * n_samples - alloc))[:rem]] += 1
-    alloc[(alloc == 1)] = 2
-    rows, sizes = [], []
-    for k, cnt in zip(range(1, n + 1), alloc):
-        for _ in range(cnt):
-            m = np.zeros(n, bool)
-            m[rng.choice(n, size=k, replace=False)] = True
-            rows.append(m)
-            sizes.append(k)
-    return np.asarray(rows), np.asarray(sizes), w
+
+    terms: MemberTerms
+    kind: str = "idg"
+
+    @property
+    def n_players(self) -> int:
+        """The number of members."""
+        return len(self.terms.ig)
+
+    def __call__(self, coalitions: np.ndarray) -> np.ndarray:
+        """``|score|`` of each coalition (one a row of a bool matrix)."""
+        return np.abs(subset_scores(self.terms, coalitions, self.kind))
 
 
 def estimate_value(terms: MemberTerms, kind: str = "idg", value_kind: str = "mean",
@@ -288,54 +261,35 @@ def estimate_value(terms: MemberTerms, kind: str = "idg", value_kind: str = "mea
                    seed: int = 0) -> SetValue:
     """Value ``v(I)`` of a set from its :class:`MemberTerms`.
 
-    Sets of at most ``exact_limit`` members are scored over all their subsets (exact);
-    larger sets use ``n_samples`` random subsets from ``sampler`` with generator ``seed``.
+    The set's :class:`IDGGame` is read by an estimator (:mod:`hsets_widgets.games`): sets of
+    at most ``exact_limit`` members exactly, over all their subsets; larger sets from
+    ``n_samples`` random subsets of ``sampler`` (``"bernoulli"`` or ``"stratified"``) with
+    generator ``seed``. ``value_kind="sample-sum"`` reports the plain sum of the Bernoulli
+    draws (the authors' value) instead of their mean.
     """
     if value_kind not in VALUE_KINDS:
         raise ValueError(f"unknown value kind {value_kind!r}; use 'mean' or 'sample-sum'")
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; use 'bernoulli' or 'stratified'")
-    n = len(terms.ig)
+    game = IDGGame(terms, kind)
+    n = game.n_players
     if n == 0:
         raise ValueError("cannot value an empty set")
-    signed = set_score(terms, kind)
-    log2_count = n + math.log2(1.0 - 2.0 ** -n) if n < 1000 else float(n)
-    rng = np.random.default_rng(seed)
-    if value_kind == "mean" and n <= exact_limit:
-        subsets = all_subsets(n)
-        d = np.abs(subset_scores(terms, subsets, kind))
-        mean = float(d.mean())
-        return SetValue(mean, 0.0, "mean", True, len(d), signed, _log2(mean) + log2_count, d,
-                        banzhaf_values(subsets, d, exact=True), dividend_shares(subsets, d),
-                        subsets, np.full(len(d), 1.0 / len(d)))
-    if sampler == "stratified" and value_kind == "mean":
-        subsets, sizes, w = stratified_subsets(n, n_samples, rng)
-        d = np.abs(subset_scores(terms, subsets, kind))
-        mean, var = 0.0, 0.0
-        used = np.unique(sizes)
-        wsum = w[used - 1].sum()
-        p = np.zeros(len(d))
-        for k in used:
-            at = sizes == k
-            dk = d[at]
-            wk = w[k - 1] / wsum
-            mean += wk * dk.mean()
-            var += wk ** 2 * dk.var(ddof=1) / len(dk)
-            p[at] = wk / at.sum()
-        return SetValue(float(mean), float(np.sqrt(var)), "mean", False, len(d), signed,
-                        _log2(mean) + log2_count, d, banzhaf_values(subsets, d), dividend_shares(subsets, d, p),
-                        subsets, p)
-    subsets = bernoulli_subsets(n, n_samples, rng)
-    d = np.abs(subset_scores(terms, subsets, kind))
-    mean = float(d.mean())
-    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    phi = banzhaf_values(subsets, d)
+    exact = value_kind == "mean" and n <= exact_limit
     if value_kind == "sample-sum":
-        return SetValue(float(d.sum()), se * len(d), "sample-sum", False, len(d), signed,
-                        _log2(mean) + log2_count, d, phi, dividend_shares(subsets, d, np.ones(len(d))),
-                        subsets, np.ones(len(d)))
-    return SetValue(mean, se, "mean", False, len(d), signed, _log2(mean) + log2_count, d, phi,
-                    dividend_shares(subsets, d), subsets, np.full(len(d), 1.0 / len(d)))
+        sampler = "bernoulli"
+    est = get_estimator("exact" if exact else sampler).estimate(game, n_samples, np.random.default_rng(seed))
+    value, stderr, weights = est.mean, est.stderr, est.weights
+    if value_kind == "sample-sum":
+        m = len(est.values)
+        value, stderr, weights = float(est.values.sum()), est.stderr * m, np.ones(m)
+    log2_count = n + math.log2(1.0 - 2.0 ** -n) if n < 1000 else float(n)
+    return SetValue(value=float(value), stderr=float(stderr), kind=value_kind, exact=est.exact,
+                    n_samples=len(est.values), signed_score=set_score(terms, kind),
+                    log2_total=_log2(est.mean) + log2_count, samples=est.values,
+                    banzhaf=banzhaf_values(est.coalitions, est.values, exact=est.exact),
+                    shares=dividend_shares(est.coalitions, est.values, weights),
+                    subsets=est.coalitions, weights=weights)
 
 
 def running_estimate(samples: np.ndarray, weights: Optional[np.ndarray] = None) -> tuple:

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from hsets_widgets.idg import all_subsets, estimate_value, idg_direct, member_terms, running_estimate, subset_scores
+from hsets_widgets.games import all_coalitions
+from hsets_widgets.idg import estimate_value, idg_direct, member_terms, running_estimate, subset_scores
 from hsets_widgets.integrated_gradients import integrated_gradients, make_baseline, path_points
 from hsets_widgets.scores import ScoreFn
 
@@ -72,10 +73,10 @@ def _terms(n, seed=0):
     return MemberTerms(rng.normal(size=n), rng.uniform(0.1, 1.0, n), rng.uniform(0.0, 1.0, n))
 
 
-def test_exact_value_for_small_sets_is_the_mean_over_all_subsets():
+def test_exact_value_for_small_sets_is_the_mean_over_all_coalitions():
     t = _terms(6)
     v = estimate_value(t, exact_limit=12)
-    subsets = all_subsets(6)
+    subsets = all_coalitions(6)
     assert v.exact and v.n_samples == 63
     assert v.value == pytest.approx(np.abs(subset_scores(t, subsets)).mean())
     assert v.log2_total == pytest.approx(np.log2(np.abs(subset_scores(t, subsets)).sum()))
@@ -161,7 +162,7 @@ def test_adaptive_ig_converges_to_ig_of_the_same_path(tiny64, image8):
 def _exact_banzhaf(terms, kind="idg"):
     """phi_i = 2^-(n-1) sum over T in N minus i of d(T + i) - d(T), by enumeration."""
     n = len(terms.ig)
-    subsets = np.vstack([np.zeros((1, n), bool), all_subsets(n)])
+    subsets = np.vstack([np.zeros((1, n), bool), all_coalitions(n)])
     d = np.abs(subset_scores(terms, subsets, kind))
     index = {tuple(row): k for k, row in enumerate(subsets)}
     phi = np.zeros(n)
@@ -175,7 +176,8 @@ def _exact_banzhaf(terms, kind="idg"):
 
 def test_banzhaf_values_exact_and_sampled(tiny64, image8):
     """The value's Banzhaf values equal enumeration for a small set; sampled ones converge."""
-    from hsets_widgets.idg import banzhaf_values, bernoulli_subsets
+    from hsets_widgets.games import bernoulli_coalitions
+    from hsets_widgets.idg import banzhaf_values
 
     ig = integrated_gradients(image8, tiny64, target=2, n_steps=16, rule="gauss-legendre")
     members = [0, 5, 9, 17, 30, 31, 44, 58, 62]
@@ -183,7 +185,7 @@ def test_banzhaf_values_exact_and_sampled(tiny64, image8):
     exact = _exact_banzhaf(terms)
     v = estimate_value(terms, exact_limit=12)
     assert v.exact and np.allclose(v.banzhaf, exact, atol=1e-12)
-    subsets = bernoulli_subsets(len(members), 40_000, np.random.default_rng(3))
+    subsets = bernoulli_coalitions(len(members), 40_000, np.random.default_rng(3))
     d = np.abs(subset_scores(terms, subsets))
     est = banzhaf_values(subsets, d)
     se = np.sqrt(2 * d.var() * 4 / len(d))  # rough standard error of a difference of two means
@@ -214,7 +216,7 @@ def test_idg_vis_is_the_path_average_of_the_absolute_directional_derivative(tiny
     whole = np.ones((1, 5), bool)
     vis = subset_scores(terms, whole, "idg-vis")[0]
     assert vis == pytest.approx(direct, rel=1e-6)      # the stored gradients are float32
-    subsets = all_subsets(5)
+    subsets = all_coalitions(5)
     assert np.all(subset_scores(terms, subsets, "idg-vis") >= np.abs(subset_scores(terms, subsets, "idg")) - 1e-9)
     with pytest.raises(ValueError, match="path points"):
         subset_scores(member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline),
@@ -226,7 +228,7 @@ def test_dividend_shares_split_each_subset_equally_and_add_up_to_the_value(tiny6
     members = [0, 5, 9, 17, 30, 31]
     terms = member_terms(members, ig.path_gradient, ig.abs_path_gradient, image8 - ig.baseline)
     exact = estimate_value(terms, exact_limit=12)
-    subsets = all_subsets(6)
+    subsets = all_coalitions(6)
     d = np.abs(subset_scores(terms, subsets))
     by_hand = np.zeros(6)
     for row, dv in zip(subsets, d):          # each subset's d, split among its members
