@@ -239,7 +239,7 @@ def test_topk_slider_round_off_is_the_whole_number(explorer):
     st, thr = explorer.state, explorer.threshold
     thr.mu.set_state({"value": 9.999999999999998})
     assert explorer.wait(60)
-    assert st.mu == 10.0 and st.rule.mu == 10 and st.grown.rule.mu == 10
+    assert st.mu == 10.0 and st.threshold_rule.mu == 10 and st.grown.rule.mu == 10
 
 
 def test_new_rows_are_computed_in_the_background_with_progress(explorer, monkeypatch):
@@ -423,7 +423,7 @@ def test_hover_reads_ig_and_hessian_row(explorer):
 def test_row_inspector_shows_what_passes(explorer):
     st, ri, ex = explorer.state, explorer.row_inspector, explorer.explainer
     row = ex.rows.row(st.seed.index).numpy()
-    assert np.array_equal(ri.passing, candidates(row, st.rule, st.seed.attribution, exclude=st.seed.index,
+    assert np.array_equal(ri.passing, candidates(row, st.threshold_rule, st.seed.attribution, exclude=st.seed.index,
                                                  shape=ex.shape))
     assert len(ri.passing) == int(st.params["mu"])        # top-k rule
     # histogram: every off-diagonal entry counted once, the cut at the k-th largest |H|
@@ -685,9 +685,9 @@ def test_the_default_blurred_rule_in_the_widgets(image, tmp_path):
     e = Explorer(ex, display_size=256)
     assert e.wait(120) and e.state.error == ""
     st, ri = e.state, e.row_inspector
-    assert st.rule.blur == 2.0 and st.rule.fresh and len(st.grown) <= 40
+    assert st.threshold_rule.blur == 2.0 and st.threshold_rule.fresh and len(st.grown) <= 40
     row = ex.rows.row(st.seed.index).numpy()
-    assert np.array_equal(ri.passing, candidates(row, st.rule, st.seed.attribution, exclude=st.seed.index,
+    assert np.array_equal(ri.passing, candidates(row, st.threshold_rule, st.seed.attribution, exclude=st.seed.index,
                                                  shape=ex.shape))
     assert "smoothed (2 px)" in ri.x_axis.label
     labels = ex.segment().labels.ravel()
