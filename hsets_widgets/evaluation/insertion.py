@@ -13,7 +13,7 @@ Unlike ROAD, nothing is imputed: the removed pixels take the baseline's values, 
 edges the classifier may react to whatever was removed. Both views are reported because
 each has known biases.
 
-Curves run over ``0, fractions..., 1`` (the unchanged image and the full replacement are
+Curves run over ``0, percentages..., 1`` (the unchanged image and the full replacement are
 part of every curve) and the area is the trapezoid rule over the fraction in [0, 1].
 """
 from __future__ import annotations
@@ -26,7 +26,17 @@ import numpy as np
 import torch
 
 from ..common import single_image
-from .road import classify_batches, n_removed, relevance_order, resolve_percentages
+from .road import (
+    CurveResults,
+    check_choices,
+    classify_batches,
+    curve_property,
+    curve_scores,
+    n_removed,
+    reference_probabilities,
+    relevance_order,
+    resolve_percentages,
+)
 from .sparsity import MapLike
 
 KINDS = ("insertion", "deletion")
@@ -65,7 +75,7 @@ class PerturbationCurve:
 
 
 @dataclass
-class InsertionDeletionResult:
+class InsertionDeletionResult(CurveResults):
     """Insertion and/or deletion curves of one map of one image."""
 
     target: int
@@ -73,30 +83,18 @@ class InsertionDeletionResult:
     curves: Dict[str, PerturbationCurve] = field(default_factory=dict)
     seconds: float = 0.0
 
-    @property
-    def insertion(self) -> Optional[PerturbationCurve]:
-        """The insertion curve, if computed."""
-        return self.curves.get("insertion")
-
-    @property
-    def deletion(self) -> Optional[PerturbationCurve]:
-        """The deletion curve, if computed."""
-        return self.curves.get("deletion")
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return {"target": self.target, "original_probability": self.original_probability,
-                "seconds": self.seconds, "curves": {k: c.to_dict() for k, c in self.curves.items()}}
+    insertion = curve_property("insertion", "The insertion curve, if computed.")
+    deletion = curve_property("deletion", "The deletion curve, if computed.")
 
 
-def curve_fractions(fractions: Union[str, Sequence[float], None] = "fine") -> np.ndarray:
-    """``0``, the given fractions (a name as for ROAD, or numbers) and ``1``, sorted."""
-    inner = resolve_percentages(fractions)
+def curve_fractions(percentages: Union[str, Sequence[float], None] = "fine") -> np.ndarray:
+    """``0``, the given percentages (a name as for ROAD, or fractions) and ``1``, sorted."""
+    inner = resolve_percentages(percentages)
     return np.unique(np.concatenate([[0.0], inner, [1.0]]))
 
 
 def insertion_deletion(x: torch.Tensor, classifier, attribution: MapLike,
-                       fractions: Union[str, Sequence[float], None] = "fine",
+                       percentages: Union[str, Sequence[float], None] = "fine",
                        kinds: Sequence[str] = KINDS, deletion_baseline="zeros",
                        insertion_baseline="blur", blur_sigma: float = 5.0, seed: int = 0,
                        tie_break: float = 1e-4, batch_size: int = 16,
@@ -110,9 +108,9 @@ def insertion_deletion(x: torch.Tensor, classifier, attribution: MapLike,
     x : Tensor (3, H, W)
         The image, in [0, 1].
     attribution : array or Tensor, (H, W) or (3, H, W)
-    fractions : str or sequence of float
-        Inner points of the curves (``"fine"``, ``"road"``, ``"quantus"`` or fractions);
-        0 and 1 are always added.
+    percentages : str or sequence of float
+        Inner points of the curves, as for ROAD (``"fine"``, ``"road"``, ``"quantus"`` or
+        fractions); 0 and 1 are always added.
     kinds : sequence of {"insertion", "deletion"}
     deletion_baseline, insertion_baseline : str, float or Tensor
         What removed pixels become (deletion) and what the insertion curve starts from, as
@@ -124,42 +122,41 @@ def insertion_deletion(x: torch.Tensor, classifier, attribution: MapLike,
     original_probabilities : Tensor (classes,), optional
         Softmax output on ``x`` if already known.
     """
-    from hsets_widgets.integrated_gradients import make_baseline
-
     x = single_image(x)
-    for k in kinds:
-        if k not in KINDS:
-            raise ValueError(f"unknown curve {k!r}; use 'insertion' and/or 'deletion'")
+    check_choices(kinds, KINDS, "curve")
     t0 = time.perf_counter()
-    shape = tuple(x.shape[1:])
-    fr = curve_fractions(fractions)
-    order = relevance_order(attribution, seed=seed, tie_break=tie_break, shape=shape)
+    fr = curve_fractions(percentages)
+    ranking = relevance_order(attribution, seed=seed, tie_break=tie_break, shape=tuple(x.shape[1:]))
     base = x.detach().cpu().float()
-    if original_probabilities is None:
-        probs0 = classify_batches(base.unsqueeze(0), classifier, 1)[0]
-    else:
-        probs0 = original_probabilities.detach().float().cpu().reshape(-1)
+    probs0 = reference_probabilities(base, classifier, original_probabilities)
     target = int(probs0.argmax())
-    n = int(np.prod(shape))
-    images = []
-    for kind in kinds:
-        start = make_baseline(base, insertion_baseline if kind == "insertion" else deletion_baseline,
-                              blur_sigma=blur_sigma).float()
-        src, dst = (base, start) if kind == "deletion" else (start, base)
-        for f in fr:
-            img = src.clone().reshape(3, -1)
-            k = n_removed(n, f)
-            if k:
-                idx = torch.from_numpy(order[:k])
-                img[:, idx] = dst.reshape(3, -1)[:, idx]
-            images.append(img.reshape(base.shape))
+    baselines = {"insertion": insertion_baseline, "deletion": deletion_baseline}
+    images = [img for kind in kinds
+              for img in perturbed_images(base, ranking, fr, kind, baselines[kind], blur_sigma)]
     probs = classify_batches(torch.stack(images), classifier, batch_size)
-    pred = probs.argmax(-1).numpy()
-    p_target = probs[:, target].numpy().astype(np.float64)
     result = InsertionDeletionResult(target, float(probs0[target]))
-    for i, kind in enumerate(kinds):
-        sl = slice(i * len(fr), (i + 1) * len(fr))
-        result.curves[kind] = PerturbationCurve(kind, fr.copy(), p_target[sl],
-                                                (pred[sl] == target).astype(np.float64))
+    for kind, (pred, prob) in zip(kinds, curve_scores(probs, target, len(fr))):
+        result.curves[kind] = PerturbationCurve(kind, fr.copy(), prob, (pred == target).astype(np.float64))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def perturbed_images(base: torch.Tensor, ranking: np.ndarray, fractions: np.ndarray, kind: str,
+                     baseline, blur_sigma: float) -> list:
+    """The images of one curve: at each fraction ``f``, the top ``f`` of the ``ranking``'s pixels
+    of ``base`` replaced by the ``baseline``'s (deletion), or put back into it (insertion).
+    """
+    from hsets_widgets.integrated_gradients import make_baseline
+
+    start = make_baseline(base, baseline, blur_sigma=blur_sigma).float()
+    src, dst = (base, start) if kind == "deletion" else (start, base)
+    n = base.shape[1] * base.shape[2]
+    images = []
+    for f in fractions:
+        img = src.clone().reshape(3, -1)
+        k = n_removed(n, f)
+        if k:
+            idx = torch.from_numpy(ranking[:k])
+            img[:, idx] = dst.reshape(3, -1)[:, idx]
+        images.append(img.reshape(base.shape))
+    return images

@@ -39,7 +39,7 @@ Conventions (the reference code is tleemann/road_evaluation):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
@@ -294,8 +294,30 @@ class ROADCurve:
         return d
 
 
+def check_choices(values: Sequence[str], allowed: Sequence[str], what: str) -> None:
+    """Refuse any of ``values`` not in ``allowed``: ``unknown order 'x'; use 'morf' and/or 'lerf'``."""
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"unknown {what} {v!r}; use " + " and/or ".join(f"'{a}'" for a in allowed))
+
+
+def curve_property(name: str, doc: str) -> property:
+    """A read-only property giving ``self.curves[name]``, or None when it was not computed."""
+    return property(lambda self: self.curves.get(name), doc=doc)
+
+
+class CurveResults:
+    """Base of a dataclass that holds its curves by name in ``curves``, besides scalar fields."""
+
+    def to_dict(self) -> dict:
+        """JSON-ready form: every scalar field, then ``curves`` (each curve's ``to_dict``)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "curves"}
+        d["curves"] = {k: c.to_dict() for k, c in self.curves.items()}
+        return d
+
+
 @dataclass
-class ROADResult:
+class ROADResult(CurveResults):
     """ROAD curves of one attribution map of one image.
 
     Attributes
@@ -319,22 +341,8 @@ class ROADResult:
     impute_seconds: float = 0.0
     classify_seconds: float = 0.0
 
-    @property
-    def morf(self) -> Optional[ROADCurve]:
-        """The most-relevant-first curve, if computed."""
-        return self.curves.get("morf")
-
-    @property
-    def lerf(self) -> Optional[ROADCurve]:
-        """The least-relevant-first curve, if computed."""
-        return self.curves.get("lerf")
-
-    def to_dict(self) -> dict:
-        """JSON-ready form."""
-        return {"target": self.target, "original_probability": self.original_probability,
-                "label": self.label, "impute_seconds": self.impute_seconds,
-                "classify_seconds": self.classify_seconds,
-                "curves": {k: c.to_dict() for k, c in self.curves.items()}}
+    morf = curve_property("morf", "The most-relevant-first curve, if computed.")
+    lerf = curve_property("lerf", "The least-relevant-first curve, if computed.")
 
 
 def imputation_rng(seed: int, order: str, fraction: float) -> np.random.Generator:
@@ -405,35 +413,52 @@ def road(x: torch.Tensor, classifier, attribution: MapLike,
     x = single_image(x)
     shape = tuple(x.shape[1:])
     p = resolve_percentages(percentages)
-    for o in orders:
-        if o not in ROAD_ORDERS:
-            raise ValueError(f"unknown order {o!r}; use 'morf' and/or 'lerf'")
-    order = relevance_order(attribution, seed=seed, tie_break=tie_break, shape=shape)
-    if original_probabilities is None:
-        probs0 = classify_batches(x.unsqueeze(0), classifier, 1)[0]
-    else:
-        probs0 = original_probabilities.detach().float().cpu().reshape(-1)
+    check_choices(orders, ROAD_ORDERS, "order")
+    ranking = relevance_order(attribution, seed=seed, tie_break=tie_break, shape=shape)
+    probs0 = reference_probabilities(x, classifier, original_probabilities)
     target = int(probs0.argmax())
-
     t0 = time.perf_counter()
-    base = to_numpy(x)
-    imputed = []
-    for o in orders:
-        for frac in p:
-            mask = removal_mask(order, frac, shape, o)
-            imputed.append(noisy_linear_impute(base, mask, noise=noise, rng=imputation_rng(seed, o, frac)))
-    batch = torch.from_numpy(np.stack(imputed).astype(np.float32))
+    batch = imputed_images(to_numpy(x), ranking, p, orders, noise, seed)
     t1 = time.perf_counter()
     probs = classify_batches(batch, classifier, batch_size)
     t2 = time.perf_counter()
-
-    pred = probs.argmax(-1).numpy()
-    p_target = probs[:, target].numpy().astype(np.float64)
     result = ROADResult(target, float(probs0[target]), label, {}, t1 - t0, t2 - t1)
-    for oi, o in enumerate(orders):
-        sl = slice(oi * len(p), (oi + 1) * len(p))
+    for o, (pred, prob) in zip(orders, curve_scores(probs, target, len(p))):
         result.curves[o] = ROADCurve(
-            o, p.copy(), (pred[sl] == target).astype(np.float64), p_target[sl],
-            None if label is None else (pred[sl] == int(label)).astype(np.float64),
+            o, p.copy(), (pred == target).astype(np.float64), prob,
+            None if label is None else (pred == int(label)).astype(np.float64),
             float(probs0[target]), None if label is None else float(target == int(label)))
     return result
+
+
+def reference_probabilities(x: torch.Tensor, classifier,
+                            known: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Softmax output ``(classes,)`` (float32, CPU) on the unchanged image ``x`` (3, H, W):
+    ``known`` when given, else one forward pass.
+    """
+    if known is None:
+        return classify_batches(x.unsqueeze(0), classifier, 1)[0]
+    return known.detach().float().cpu().reshape(-1)
+
+
+def imputed_images(base: np.ndarray, ranking: np.ndarray, percentages: np.ndarray,
+                   orders: Sequence[str], noise: float, seed: int) -> torch.Tensor:
+    """``(len(orders) * len(percentages), C, H, W)`` float32: ``base`` with each order's pixels
+    removed at each percentage and imputed (order by order, each with its own noise stream).
+    """
+    shape = base.shape[1:]
+    imputed = []
+    for o in orders:
+        for frac in percentages:
+            mask = removal_mask(ranking, frac, shape, o)
+            imputed.append(noisy_linear_impute(base, mask, noise=noise, rng=imputation_rng(seed, o, frac)))
+    return torch.from_numpy(np.stack(imputed).astype(np.float32))
+
+
+def curve_scores(probs: torch.Tensor, target: int, n_points: int) -> list:
+    """Split the probabilities of consecutive curves of ``n_points`` images each: per curve,
+    ``(argmax, probability of target as float64)``.
+    """
+    pred = probs.argmax(-1).numpy()
+    p_target = probs[:, target].numpy().astype(np.float64)
+    return [(pred[i:i + n_points], p_target[i:i + n_points]) for i in range(0, len(pred), n_points)]
