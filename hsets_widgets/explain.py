@@ -155,11 +155,11 @@ class Explainer:
     def segment(self, progress: Optional[ProgressFn] = None):
         """The segmentation of the crop (computed once)."""
         if self._segmentation is None:
-            from .segmentation import get_segmenter
+            from .segmentation import SEGMENTERS, get_segmenter
 
             t0 = time.perf_counter()
             spec = self._segmenter_spec
-            if isinstance(spec, str) and spec not in ("slic", "felzenszwalb"):
+            if isinstance(spec, str) and spec in SEGMENTERS and SEGMENTERS[spec].prompted:
                 seg = get_segmenter(spec, points_per_side=self.config.sam_points_per_side)
             else:
                 seg = get_segmenter(spec)

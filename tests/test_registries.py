@@ -63,3 +63,44 @@ def test_a_registered_baseline_is_a_setting(registered):
     assert make_baseline(torch.zeros(3, 4, 4), "white").min() == 1.0
     with pytest.raises(ValueError, match="unknown baseline"):
         make_baseline(torch.zeros(3, 4, 4), "purple")
+
+
+def test_a_registered_segmenter_is_used_by_name_and_gets_the_prompt_setting_only_if_prompted(registered):
+    from conftest import tiny_classifier
+
+    from hsets_widgets import Explainer
+    from hsets_widgets.segmentation import SEGMENTERS, SegmenterKind, register_segmenter
+    from hsets_widgets.segmentation.superpixel import SuperpixelSegmenter
+
+    seen = []
+
+    def make(name, settings):
+        seen.append(dict(settings))
+        settings.pop("points_per_side", None)
+        return SuperpixelSegmenter("slic", n_segments=6), None
+
+    register_segmenter(SegmenterKind("halves", make, True, "test: a prompted stand-in"))
+    registered(SEGMENTERS, "halves")
+    ex = Explainer(torch.rand(3, 32, 32), model=tiny_classifier(torch.float32, size=32),
+                   segmenter="halves", device="cpu", sam_points_per_side=3)
+    assert ex.segment().labels.shape == (32, 32)
+    assert seen == [{"points_per_side": 3}]
+    with pytest.raises(Exception, match="unknown segmenter 'nope'.*halves"):
+        from hsets_widgets.segmentation import get_segmenter
+        get_segmenter("nope")
+
+
+def test_a_registered_attribution_method_is_accepted_by_name_with_the_run_seed(registered):
+    from hsets_widgets.evaluation import METHODS, MethodKind, attribute, get_method, register_method
+
+    def constant(x, classifier, target=None, seed=0):
+        return np.full(tuple(x.shape[-2:]), float(seed))
+
+    register_method(MethodKind("constant", constant, True, "test: the seed everywhere"))
+    registered(METHODS, "constant")
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    assert get_method("constant", seed=7).options == {"seed": 7}
+    amap = attribute(torch.rand(3, 8, 8), net, "constant:seed=2")
+    assert np.all(np.asarray(amap) == 2.0)
+    with pytest.raises(ValueError, match="unknown attribution method 'bogus'.*constant"):
+        get_method("bogus")

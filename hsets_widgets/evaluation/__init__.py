@@ -26,7 +26,7 @@ One concept per module:
 ``sweep``
     One image's faithfulness across growth settings (``hsets sweep``, the Explorer's panel).
 """
-from .baselines import BUILTIN_METHODS, Method, attribute, check_map, get_method
+from .baselines import BUILTIN_METHODS, METHODS, Method, MethodKind, attribute, check_map, get_method, register_method
 from .datasets import ImageItem, collect_images, imagenette_items, label_from_path
 from .road import (
                    NEIGHBOUR_WEIGHTS,
@@ -53,7 +53,8 @@ from .sparsity import (
 )
 
 __all__ = [
-    "AttributionShapeError", "BUILTIN_METHODS", "DEFAULT_METHODS", "ImageItem", "Method",
+    "AttributionShapeError", "BUILTIN_METHODS", "METHODS", "MethodKind", "register_method", "DEFAULT_METHODS",
+    "ImageItem", "Method",
     "NEIGHBOUR_WEIGHTS", "QUANTUS_PERCENTAGES", "ROAD_PERCENTAGES", "ROADCurve", "ROADResult",
     "attribute", "check_map", "collect_images", "get_method", "gini", "gini_at_support",
     "gini_within_top",

@@ -45,8 +45,6 @@ from .sparsity import AttributionShapeError
 
 MethodFn = Callable[..., Union[np.ndarray, torch.Tensor]]
 
-#: Names accepted by :func:`get_method` (besides ``hsets:<preset>``).
-BUILTIN_METHODS = ("hsets", "ig", "gradient", "smoothgrad", "random")
 
 
 def predicted_class(x: torch.Tensor, classifier) -> int:
@@ -168,8 +166,49 @@ def parse_method_spec(spec: str) -> tuple:
     return name, options
 
 
-_BUILTINS = {"gradient": gradient, "smoothgrad": smoothgrad, "random": random_map,
-             "ig": integrated_gradients_map, "hsets": hsets_map}
+@dataclass(frozen=True)
+class MethodKind:
+    """An attribution method the toolkit knows by name.
+
+    Attributes
+    ----------
+    name : str
+        What ``--methods`` and :func:`get_method` accept.
+    fn : callable
+        ``fn(x, classifier, target=..., **options) -> map``.
+    seeded : bool
+        Whether it draws random numbers: it then takes ``seed=`` (the run's seed unless the
+        spec sets one).
+    description : str
+    """
+
+    name: str
+    fn: MethodFn
+    seeded: bool
+    description: str
+
+
+#: every attribution method by name (:func:`register_method` adds one)
+METHODS: dict = {}
+
+
+def register_method(kind: MethodKind) -> MethodKind:
+    """Add a named attribution method (or replace one of the same name); returns it."""
+    if not isinstance(kind, MethodKind):
+        raise TypeError(f"register_method takes a MethodKind, got {type(kind).__name__}")
+    METHODS[kind.name] = kind
+    return kind
+
+
+for _kind in (MethodKind("hsets", hsets_map, True, "the H-Sets heatmap (hsets:<preset>)"),
+              MethodKind("ig", integrated_gradients_map, False, "Integrated Gradients"),
+              MethodKind("gradient", gradient, False, "plain input gradient"),
+              MethodKind("smoothgrad", smoothgrad, True, "SmoothGrad"),
+              MethodKind("random", random_map, True, "uniform random map")):
+    register_method(_kind)
+
+#: the built-in names (``METHODS`` also holds any registered later)
+BUILTIN_METHODS = tuple(METHODS)
 
 
 def get_method(method: Union[str, MethodFn, Method], seed: int = 0) -> Method:
@@ -185,11 +224,12 @@ def get_method(method: Union[str, MethodFn, Method], seed: int = 0) -> Method:
     if not isinstance(method, str):
         raise TypeError(f"a method is a name or a function, not {type(method).__name__}")
     name, options = parse_method_spec(method)
-    if name not in _BUILTINS:
+    if name not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; use one of "
-                         f"{', '.join(BUILTIN_METHODS)} (or hsets:<preset>) or pass a function")
-    fn = _BUILTINS[name]
-    if name in ("smoothgrad", "random", "hsets"):
+                         f"{', '.join(METHODS)} (or hsets:<preset>) or pass a function")
+    kind = METHODS[name]
+    fn = kind.fn
+    if kind.seeded:
         options.setdefault("seed", seed)
     if name == "hsets":
         from hsets_widgets.presets import PRESETS

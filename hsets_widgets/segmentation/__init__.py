@@ -15,13 +15,13 @@ from .base import (
     as_segmenter,
 )
 from .cache import DEFAULT_CACHE, CachedSegmenter, MaskCache
-from .registry import NAMES, choose_auto, get_segmenter
+from .registry import NAMES, SEGMENTERS, SegmenterKind, choose_auto, get_segmenter, register_segmenter
 from .superpixel import SuperpixelSegmenter
 
 __all__ = ["Segmentation", "SegmentationError", "Segmenter", "SegmenterBase", "as_segmenter", "FunctionSegmenter",
            "PrecomputedSegmenter", "SuperpixelSegmenter", "MiniSamSegmenter", "SamSegmenter",
            "CachedSegmenter", "MaskCache", "DEFAULT_CACHE", "as_segmentation", "get_segmenter",
-           "choose_auto", "NAMES"]
+           "choose_auto", "NAMES", "SEGMENTERS", "SegmenterKind", "register_segmenter"]
 
 
 def __getattr__(name):

