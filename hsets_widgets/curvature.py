@@ -262,14 +262,3 @@ def curvature(kind="softplus", beta: float = 10.0, tau: float = 1e-3, keep_clip:
     mode = _SmoothActivations(spec)
     with mode:
         yield mode
-
-
-def count_piecewise_linear(module: torch.nn.Module) -> dict:
-    """Count activation and pooling modules whose second derivative is zero."""
-    kinds = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.Hardtanh, torch.nn.MaxPool2d, torch.nn.LeakyReLU,
-             torch.nn.PReLU)
-    out = {}
-    for m in module.modules():
-        if isinstance(m, kinds):
-            out[type(m).__name__] = out.get(type(m).__name__, 0) + 1
-    return out

@@ -171,16 +171,10 @@ def hvp_batch(x: torch.Tensor, f, v: torch.Tensor, method: str = "forward-over-r
 def hessian_rows(x: torch.Tensor, f, indices: Iterable[int], features: str = "pixel",
                  spec: Optional[CurvatureSpec] = None, batch_size: int = 8,
                  method: str = "forward-over-reverse") -> torch.Tensor:
-    """Hessian rows of ``f`` at ``x`` for feature ``indices`` (no cache), ``(n, n_features)``."""
-    indices = list(indices)
-    spec = spec or CurvatureSpec("none")
-    out = []
-    with curvature(spec), affine_batch_norm():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
-            v = tangents(chunk, x.shape, features, x.dtype, x.device)
-            out.append(_reduce(hvp_batch(x, f, v, method), features))
-    return torch.cat(out) if out else torch.zeros((0, n_features(x.shape, features)), dtype=x.dtype)
+    """Hessian rows of ``f`` at ``x`` for feature ``indices``, ``(n, n_features)``: a
+    :class:`HessianRows` cache used once (same passes, same checks, nothing kept).
+    """
+    return HessianRows(x, f, features, spec, batch_size, method, zero_warning=False).rows(indices)
 
 
 #: most rows per CPU pass: beyond it a CPU pass gets no faster per row, only heavier

@@ -251,15 +251,6 @@ def to_tensor(image: np.ndarray, device=None, dtype=torch.float32) -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device=device, dtype=dtype)
 
 
-def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``(3, H, W)`` tensor or ``(H, W, 3)`` array in [0, 1] -> ``(H, W, 3)`` uint8."""
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().float().numpy()
-        if image.ndim == 3 and image.shape[0] == 3:
-            image = image.transpose(1, 2, 0)
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
 def check_image_tensor(x: torch.Tensor) -> torch.Tensor:
     """Validate an engine image tensor ``(3, H, W)`` in [0, 1]; raise :class:`ImageError`."""
     if not isinstance(x, torch.Tensor):
