@@ -38,13 +38,14 @@ from _results import git_rev, machine, write_section  # noqa: E402
 from hsets_widgets.curvature import CurvatureSpec, curvature  # noqa: E402
 from hsets_widgets.explain import Explainer, prepare_image  # noqa: E402
 from hsets_widgets.games import bernoulli_coalitions  # noqa: E402
-from hsets_widgets.growth import ThresholdRule, candidates, grow_set  # noqa: E402
+from hsets_widgets.growth import grow_set  # noqa: E402
 from hsets_widgets.hessian import HessianRows, hvp_batch, tangents  # noqa: E402
 from hsets_widgets.idg import member_terms, subset_scores  # noqa: E402
 from hsets_widgets.images import to_tensor  # noqa: E402
 from hsets_widgets.integrated_gradients import path_points  # noqa: E402
 from hsets_widgets.models import load_classifier  # noqa: E402
 from hsets_widgets.scores import ScoreFn, resolve_target  # noqa: E402
+from hsets_widgets.thresholds import ThresholdRule, candidates  # noqa: E402
 
 IMAGE = "chelsea"
 

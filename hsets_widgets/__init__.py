@@ -6,7 +6,7 @@ live in :mod:`hsets_widgets.widgets` and are imported on first use of ``Explorer
 from .curvature import CurvatureSpec, curvature
 from .explain import Explainer, explain, prepare_image
 from .explanation import Explanation, InteractionSet
-from .growth import GrownSet, ThresholdRule, grow_set
+from .growth import GrownSet, grow_set
 from .hessian import HessianRows, ZeroHessianWarning, hessian_rows
 from .idg import estimate_value
 from .images import ImageError, example_image, load_image
@@ -15,6 +15,7 @@ from .models import Classifier, ModelError, load_classifier, wrap_module
 from .presets import PRESETS, HSetsConfig, get_config
 from .progress import Cancelled, CancelToken
 from .seeds import select_seeds
+from .thresholds import ThresholdRule
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ import torch
 
 from .common import resolve_device, to_numpy
 from .explanation import Explanation, InteractionSet
-from .growth import THRESHOLD_RULES, GrownSet, ThresholdRule, grow_sets, split_nu
+from .growth import GrownSet, grow_sets, split_nu
 from .heatmap import paint_sets
 from .hessian import HessianRows
 from .idg import SetValue, estimate_value, member_terms
@@ -28,6 +28,7 @@ from .presets import HSetsConfig, get_config, stale_stages
 from .progress import CancelToken, ProgressFn, check_progress
 from .scores import ScoreFn, resolve_target
 from .seeds import Seed, seed_at, select_peaks, select_seeds
+from .thresholds import THRESHOLD_RULES, ThresholdRule
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -11,234 +11,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional, Protocol, runtime_checkable
 
 import numpy as np
 
+from .common import to_numpy
 from .progress import CancelToken, ProgressFn, report
+from .thresholds import ThresholdRule, candidates, topk_count
 
-
-@dataclass(frozen=True)
-class RuleKind:
-    """One kind of threshold rule, as the engine applies it and a user interface offers it.
-
-    Attributes
-    ----------
-    name : str
-        The value of ``ThresholdRule.kind`` / ``HSetsConfig.threshold``.
-    label : str
-        What a menu shows.
-    mu_range : tuple
-        ``(min, max, step, default)`` of a mu slider; ``max`` None: taken from the seed's row.
-    cut : callable or None
-        ``cut(mu, seed_score) -> threshold``: entries whose score is above it pass.
-        None: the ``round(mu)`` best entries of each row pass (a top-k rule).
-    normalise : callable, optional
-        ``normalise(row) -> score`` used instead of the sign (the authors' min-max row).
-    text : callable
-        ``text(mu, sign) -> str``: the rule in words, for labels and summaries.
-    """
-
-    name: str
-    label: str
-    mu_range: tuple
-    cut: Optional[Callable[[float, float], float]]
-    text: Callable[[float, str], str]
-    normalise: Optional[Callable[[np.ndarray], np.ndarray]] = None
-
-    @property
-    def is_topk(self) -> bool:
-        """Whether the rule keeps a number of entries per row (mu counts members)."""
-        return self.cut is None
-
-
-#: every threshold rule by name; :func:`register_rule` adds one (settings, menus and
-#: slider ranges all read this table)
-THRESHOLD_RULES: dict = {}
-
-
-def register_rule(kind: RuleKind) -> RuleKind:
-    """Add a threshold rule (or replace one of the same name); returns it."""
-    if not isinstance(kind, RuleKind):
-        raise TypeError(f"register_rule takes a RuleKind, got {type(kind).__name__}")
-    THRESHOLD_RULES[kind.name] = kind
-    return kind
-
-
-def _minmax(row: np.ndarray) -> np.ndarray:
-    lo, hi = row.min(), row.max()
-    return (row - lo) / (hi - lo) if hi > lo else np.zeros_like(row)
-
-
-register_rule(RuleKind("topk", "top-k entries of each row", (1.0, 512.0, 1.0, 256.0), None,
-                       lambda mu, sign: f"top {topk_count(mu)} {{what}} per row ({sign})"))
-register_rule(RuleKind("absolute", "|H| above mu (absolute)", (0.0, None, None, None),
-                       lambda mu, seed_score: mu, lambda mu, sign: f"{sign} entry > {mu:g}"))
-register_rule(RuleKind("seed-fraction", "above mu × |seed IG| (paper)", (0.0, 5.0, 0.01, 0.5),
-                       lambda mu, seed_score: mu * abs(seed_score),
-                       lambda mu, sign: f"{sign} entry > {mu:g} x |seed attribution|"))
-register_rule(RuleKind("minmax", "min-max normalised row (authors' code)", (0.0, 1.0, 0.01, 0.5),
-                       lambda mu, seed_score: mu, lambda mu, sign: f"min-max normalised row > {mu:g}",
-                       normalise=_minmax))
-
-def topk_count(mu: float) -> int:
-    """How many entries a top-k rule keeps per row for ``mu``: a slider's 20.999999 means 21."""
-    return int(round(float(mu)))
-
-
-def rule_mu(kind: str, mu: float) -> float:
-    """``mu`` as rule ``kind`` reads it: a whole number for a top-k rule (see
-    :func:`topk_count`), unchanged otherwise. Views and growth keys use this, so two slider
-    positions that grow the same set are the same setting.
-    """
-    return float(topk_count(mu)) if THRESHOLD_RULES[kind].is_topk else float(mu)
-
-
-#: the built-in rule names (``THRESHOLD_RULES`` also holds any registered later)
-RULES = tuple(THRESHOLD_RULES)
-SIGNS = ("positive", "magnitude")
 GROWTH_ORDERS = ("bfs", "dfs")
-
-
-SCALES = ("none", "displacement")
-
-
-@dataclass(frozen=True)
-class ThresholdRule:
-    """Which entries of a Hessian row admit a feature.
-
-    Attributes
-    ----------
-    kind : {"absolute", "seed-fraction", "minmax", "topk"}
-        ``absolute``: entry above ``mu``. ``seed-fraction`` (the paper): entry above
-        ``mu * |attribution of the seed|``. ``minmax`` (the authors' code): the row is
-        rescaled to [0, 1] by its min and max and entries above ``mu`` pass. ``topk``: the
-        ``round(mu)`` largest entries of each row.
-    mu : float
-    sign : {"positive", "magnitude"}
-        Compare the signed entry or its absolute value (``minmax`` always uses the signed
-        row, as the authors did).
-    blur : float
-        Standard deviation, in pixels, of a Gaussian that smooths the compared entries over
-        the image before they are ranked (0: no smoothing). Hessian entries flip sign from
-        one pixel to the next; ranking the smoothed magnitude admits the region around the
-        strongest interactions instead of scattered single pixels, so sets stay compact.
-    fresh : bool
-        With ``topk``: the ``k`` best features *not yet in the set* (and allowed), so every
-        row adds exactly ``k`` members until the cap. Without it a row's top ``k`` entries
-        are taken first and those already in the set are dropped, so rows near the middle
-        of a compact set add few members and growth needs many more rows.
-    scale : {"none", "displacement"}
-        ``displacement`` multiplies entry ``j`` by ``|x - b|_j`` (the Integrated-Hessians
-        form ``(x - b)_i (x - b)_j H_ij``; the seed's own factor is common to the row), so
-        a feature that barely differs from the baseline cannot interact strongly.
-    """
-
-    kind: str = "topk"
-    mu: float = 8.0
-    sign: str = "magnitude"
-    blur: float = 0.0
-    fresh: bool = False
-    scale: str = "none"
-
-    def __post_init__(self):
-        if self.kind not in THRESHOLD_RULES:
-            raise ValueError(f"unknown threshold rule {self.kind!r}; use one of {', '.join(THRESHOLD_RULES)}")
-        if self.sign not in SIGNS:
-            raise ValueError(f"unknown sign {self.sign!r}; use 'positive' or 'magnitude'")
-        if isinstance(self.mu, bool) or not isinstance(self.mu, (int, float, np.integer, np.floating)):
-            raise ValueError(f"mu must be a number, got {self.mu!r}")
-        if not np.isfinite(self.mu):
-            raise ValueError(f"mu must be finite, got {self.mu}")
-        if self.is_topk and self.mu < 1:
-            raise ValueError(f"{self.kind} needs mu >= 1 (the number of entries kept per row), got {self.mu}")
-        if not (isinstance(self.blur, (int, float)) and np.isfinite(self.blur) and self.blur >= 0):
-            raise ValueError(f"blur must be a number of pixels >= 0, got {self.blur!r}")
-        if not isinstance(self.fresh, (bool, np.bool_)):
-            raise ValueError(f"fresh must be True or False, got {self.fresh!r}")
-        if self.fresh and not self.is_topk:
-            raise ValueError("fresh=True only applies to a top-k rule (it counts new members per row)")
-        if self.scale not in SCALES:
-            raise ValueError(f"unknown scale {self.scale!r}; use one of {', '.join(SCALES)}")
-
-    def describe(self) -> str:
-        """A short human-readable description of the rule (for labels and summaries)."""
-        extra = []
-        if self.blur:
-            extra.append(f"smoothed over {self.blur:g} px")
-        if self.scale == "displacement":
-            extra.append("scaled by |x - b|")
-        tail = f" ({', '.join(extra)})" if extra else ""
-        text = THRESHOLD_RULES[self.kind].text(self.mu, self.sign)
-        return text.replace("{what}", "new members" if self.fresh else "entries") + tail
-
-    @property
-    def is_topk(self) -> bool:
-        """Whether ``mu`` counts entries kept per row (see :attr:`RuleKind.is_topk`)."""
-        return THRESHOLD_RULES[self.kind].is_topk
-
-
-def rule_scores(row: np.ndarray, rule: ThresholdRule, shape: Optional[tuple] = None,
-                displacement: Optional[np.ndarray] = None) -> np.ndarray:
-    """The per-feature score ``rule`` compares with its threshold (or ranks, for ``topk``).
-
-    Parameters
-    ----------
-    row : ndarray (n_features,)
-    shape : tuple (C, H, W), optional
-        Image shape; needed when ``rule.blur > 0`` (pixel rows are ``H * W`` long,
-        channel-pixel rows ``C * H * W``).
-    displacement : ndarray (n_features,), optional
-        ``|x - b|`` per feature; needed when ``rule.scale == "displacement"``.
-    """
-    row = np.asarray(row, dtype=np.float64)
-    normalise = THRESHOLD_RULES[rule.kind].normalise
-    if normalise is not None:
-        score = normalise(row)
-    else:
-        score = np.abs(row) if rule.sign == "magnitude" else row
-    if rule.scale == "displacement":
-        if displacement is None:
-            raise ValueError("the displacement scale needs |x - b| per feature")
-        score = score * np.asarray(displacement, dtype=np.float64)
-    if rule.blur:
-        if shape is None:
-            raise ValueError("a blurred threshold rule needs the image shape (C, H, W)")
-        from scipy.ndimage import gaussian_filter
-
-        c, h, w = shape
-        grid = score.reshape(h, w) if score.size == h * w else score.reshape(c, h, w)
-        sigma = rule.blur if grid.ndim == 2 else (0.0, rule.blur, rule.blur)
-        score = gaussian_filter(grid, sigma, mode="constant").ravel()
-    return score
-
-
-def candidates(row: np.ndarray, rule: ThresholdRule, seed_score: float = 1.0,
-               exclude: Optional[int] = None, shape: Optional[tuple] = None,
-               blocked: Optional[np.ndarray] = None,
-               displacement: Optional[np.ndarray] = None) -> np.ndarray:
-    """Indices passing ``rule`` in ``row``, strongest first (ties by index).
-
-    ``exclude`` (the row's own feature) never passes; ``blocked`` (a boolean mask of
-    features already in the set or not allowed) is skipped before the top ``k`` are taken
-    when ``rule.fresh``. ``shape`` and ``displacement`` are those of :func:`rule_scores`.
-    """
-    score = rule_scores(row, rule, shape, displacement)
-    if exclude is not None or (rule.fresh and blocked is not None):
-        score = score.copy()
-        if exclude is not None:
-            score[exclude] = -np.inf
-        if rule.fresh and blocked is not None:
-            score[np.asarray(blocked, bool)] = -np.inf
-    kind = THRESHOLD_RULES[rule.kind]
-    if kind.is_topk:
-        k = min(topk_count(rule.mu), score.size)
-        idx = np.argpartition(-score, k - 1)[:k] if k < score.size else np.arange(score.size)
-        idx = idx[np.isfinite(score[idx]) & (score[idx] > 0)]
-    else:
-        idx = np.flatnonzero(score > kind.cut(rule.mu, seed_score))
-    order = np.lexsort((idx, -score[idx]))
-    return idx[order]
 
 
 @dataclass
@@ -400,12 +181,80 @@ class _Grower:
                         self.rule, self.nu, self.order)
 
 
-def _row(rows, index: int) -> np.ndarray:
-    return rows.row(index).numpy() if hasattr(rows, "row") else np.asarray(rows[index])
+@runtime_checkable
+class RowSource(Protocol):
+    """Where growth reads Hessian rows: ``row(index)`` and ``index in source``.
+
+    :class:`~hsets_widgets.hessian.HessianRows` is one, and also a :class:`ComputingRowSource`;
+    its ``cached_only()`` view is one that raises
+    :class:`~hsets_widgets.hessian.RowNotCached` for a row never computed; :class:`MatrixRows`
+    wraps rows computed elsewhere.
+    """
+
+    def row(self, index: int):
+        """Row ``index`` (tensor or array, one entry per feature)."""
+        ...
+
+    def __contains__(self, index: int) -> bool:
+        ...
 
 
-def _is_cached(rows, index: int) -> bool:
-    return hasattr(rows, "__contains__") and index in rows
+@runtime_checkable
+class ComputingRowSource(RowSource, Protocol):
+    """A :class:`RowSource` that computes missing rows in batched passes."""
+
+    batch_size: int
+
+    def compute(self, indices, cancel: Optional[CancelToken] = None) -> int:
+        """Compute (and keep) the rows of ``indices`` not computed yet."""
+        ...
+
+
+class MatrixRows:
+    """A :class:`RowSource` over a precomputed ``(n_features, n_features)`` matrix (or any
+    sequence of rows), e.g. an exact Hessian in a test.
+    """
+
+    def __init__(self, matrix, shape: Optional[tuple] = None):
+        self.matrix = matrix
+        self.shape = shape
+
+    def row(self, index: int) -> np.ndarray:
+        """Row ``index`` of the matrix."""
+        return np.asarray(self.matrix[int(index)])
+
+    def __contains__(self, index: int) -> bool:
+        return 0 <= int(index) < len(self.matrix)
+
+
+def as_row_source(rows) -> RowSource:
+    """``rows`` itself when it is a :class:`RowSource`, else a :class:`MatrixRows` over it."""
+    return rows if isinstance(rows, RowSource) else MatrixRows(rows)
+
+
+def _fetch_next_rows(rows: ComputingRowSource, active: list, prefetch: int, cancel) -> None:
+    """Compute the row each active set expands next, in passes filled up to a multiple of
+    ``prefetch`` with rows those sets are certain to expand later.
+    """
+    want = list(dict.fromkeys(g.next_node for g in active if g.next_node not in rows))
+    if not want:
+        return
+    target = -(-len(want) // prefetch) * prefetch
+    queues = [deque(g.ahead(prefetch)[1:]) for g in active]
+    while len(want) < target and any(queues):
+        for q in queues:
+            while q and (q[0] in want or q[0] in rows):
+                q.popleft()
+            if q and len(want) < target:
+                want.append(q.popleft())
+    rows.compute(want, cancel=cancel)
+
+
+def _per_seed(values, default, n: int, what: str) -> list:
+    out = list(values) if values is not None else [default] * n
+    if len(out) != n:
+        raise ValueError(f"got {n} seeds and {len(out)} {what}; give one per seed")
+    return out
 
 
 def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bfs",
@@ -418,62 +267,34 @@ def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bf
     Each set grows exactly as :func:`grow_set` grows it alone (same rows, same order, same
     members); only the scheduling differs: every pass computes the row each unfinished set
     expands next, filled up to a multiple of ``prefetch`` with rows those sets are certain
-    to expand later. A batched pass costs far less per row than a pass of one row, so
-    growing five sets together takes fewer, fuller passes.
+    to expand later, so five sets grown together take fewer, fuller passes.
 
-    Parameters
-    ----------
-    seeds : sequence of int
-    nu : int or sequence of int
-        Largest set size, for every set or one per seed.
-    allowed : sequence of (ndarray of bool or None), optional
-        One feature mask per seed (see :func:`grow_set`).
-    seed_scores : sequence of float, optional
-        One attribution per seed (for the ``seed-fraction`` rule).
-
-    Other parameters are those of :func:`grow_set`. Returns one :class:`GrownSet` per seed.
+    ``nu``, ``allowed`` and ``seed_scores`` are one value for every set or one per seed
+    (largest size, feature mask, the seed's attribution for the ``seed-fraction`` rule);
+    the other parameters are those of :func:`grow_set`. Returns one :class:`GrownSet` per
+    seed.
     """
+    rows = as_row_source(rows)
     seeds = [int(s) for s in seeds]
-    allowed = list(allowed) if allowed is not None else [None] * len(seeds)
-    attrs = list(seed_scores) if seed_scores is not None else [1.0] * len(seeds)
-    if not len(allowed) == len(attrs) == len(seeds):
-        raise ValueError(f"got {len(seeds)} seeds, {len(allowed)} masks and {len(attrs)} seed "
-                         "attributions; give one of each per seed")
+    allowed = _per_seed(allowed, None, len(seeds), "masks")
+    scores = _per_seed(seed_scores, 1.0, len(seeds), "seed scores")
+    nus = _per_seed(nu if isinstance(nu, (list, tuple, np.ndarray)) else None, nu, len(seeds), "set sizes")
     shape = shape if shape is not None else getattr(rows, "shape", None)
-    nus = list(nu) if isinstance(nu, (list, tuple, np.ndarray)) else [nu] * len(seeds)
-    if len(nus) != len(seeds):
-        raise ValueError(f"got {len(seeds)} seeds and {len(nus)} set sizes; give one nu or one per seed")
     growers = [_Grower(s, rule, n, order, a, sa, max_rows, shape, displacement, cap)
-               for s, n, a, sa in zip(seeds, nus, allowed, attrs)]
-    if prefetch is None:
-        prefetch = getattr(rows, "batch_size", 8)
-    if int(prefetch) < 1:
+               for s, n, a, sa in zip(seeds, nus, allowed, scores)]
+    prefetch = int(getattr(rows, "batch_size", 8) if prefetch is None else prefetch)
+    if prefetch < 1:
         raise ValueError(f"prefetch must be at least 1 row, got {prefetch}")
-    prefetch = int(prefetch)
     stage = "growing set" if len(growers) == 1 else "growing sets"
     total = sum(g.limit for g in growers)
-    while True:
-        active = [g for g in growers if not g.done()]
-        if not active:
-            break
+    while active := [g for g in growers if not g.done()]:
         report(progress, stage, sum(len(g.members) for g in growers), total, cancel)
-        if hasattr(rows, "compute"):
-            want = list(dict.fromkeys(g.next_node for g in active if not _is_cached(rows, g.next_node)))
-            if want:
-                # fill the pass(es) with rows these sets will certainly expand later
-                target = -(-len(want) // prefetch) * prefetch
-                queues = [deque(g.ahead(prefetch)[1:]) for g in active]
-                while len(want) < target and any(queues):
-                    for q in queues:
-                        while q and (q[0] in want or _is_cached(rows, q[0])):
-                            q.popleft()
-                        if q and len(want) < target:
-                            want.append(q.popleft())
-                rows.compute(want, cancel=cancel)
+        if isinstance(rows, ComputingRowSource):
+            _fetch_next_rows(rows, active, prefetch, cancel)
         for g in active:
-            g.expand(_row(rows, g.next_node))
-    report(progress, stage, sum(len(g.members) for g in growers), sum(len(g.members) for g in growers),
-           cancel)
+            g.expand(to_numpy(rows.row(g.next_node)))
+    grown = sum(len(g.members) for g in growers)
+    report(progress, stage, grown, grown, cancel)
     return [g.result() for g in growers]
 
 
@@ -487,9 +308,10 @@ def grow_set(rows, seed: int, rule: ThresholdRule, nu: int = 2000, order: str = 
 
     Parameters
     ----------
-    rows : HessianRows
-        Row provider/cache (anything with ``row(index)``; ``compute(indices)`` and ``in``
-        let it batch rows).
+    rows : RowSource or array
+        Where rows come from (:class:`RowSource`; a :class:`ComputingRowSource` such as
+        :class:`~hsets_widgets.hessian.HessianRows` computes missing rows in batches; an
+        array of rows is wrapped in :class:`MatrixRows`).
     seed : int
         Feature index to start from.
     rule : ThresholdRule

@@ -38,7 +38,7 @@ from typing import Optional
 import numpy as np
 
 from .curvature import RAMPS, CurvatureSpec
-from .growth import CAPS, GROWTH_ORDERS, NU_SPLITS, SCALES, SIGNS, THRESHOLD_RULES, ThresholdRule
+from .growth import CAPS, GROWTH_ORDERS, NU_SPLITS
 from .heatmap import COMBINES, MEMBER_WEIGHTS, PAINTS
 from .hessian import FEATURES, METHODS
 from .idg import SAMPLERS, SET_SCORES, VALUE_KINDS
@@ -46,6 +46,7 @@ from .integrated_gradients import BASELINE_FNS
 from .integrated_gradients import RULES as IG_RULES
 from .scores import SCORE_KINDS
 from .seeds import SEED_ORDERS, SEEDINGS
+from .thresholds import SCALES, SIGNS, THRESHOLD_RULES, ThresholdRule
 
 DTYPES = ("float32", "float64")
 SEED_ATTRIBUTIONS = ("ig", "gradient")

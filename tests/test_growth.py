@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from hsets_widgets.curvature import CurvatureSpec
-from hsets_widgets.growth import ThresholdRule, candidates, grow_set, grow_sets, replay
+from hsets_widgets.growth import grow_set, grow_sets, replay
 from hsets_widgets.hessian import HessianRows
 from hsets_widgets.scores import ScoreFn
+from hsets_widgets.thresholds import ThresholdRule, candidates
 
 
 @pytest.fixture
@@ -89,7 +90,7 @@ def test_growing_sets_together_gives_the_same_sets_in_fewer_passes(tiny64, image
 
 
 def test_grow_sets_checks_its_per_seed_lists(rows):
-    with pytest.raises(ValueError, match="one of each per seed"):
+    with pytest.raises(ValueError, match="got 2 seeds and 1 masks; give one per seed"):
         grow_sets(rows, [1, 2], ThresholdRule("topk", 3), nu=5, allowed=[None])
 
 
@@ -132,7 +133,7 @@ def test_blurred_rule_ranks_the_smoothed_magnitude():
     """blur > 0 compares a Gaussian-smoothed |row| over the image grid (zero outside it)."""
     from scipy.ndimage import gaussian_filter
 
-    from hsets_widgets.growth import rule_scores
+    from hsets_widgets.thresholds import rule_scores
 
     rng = np.random.default_rng(0)
     row = rng.standard_normal(36)
@@ -148,7 +149,7 @@ def test_blurred_rule_ranks_the_smoothed_magnitude():
 
 
 def test_displacement_scale_multiplies_each_entry():
-    from hsets_widgets.growth import rule_scores
+    from hsets_widgets.thresholds import rule_scores
 
     row = np.array([1.0, -2.0, 3.0, 0.5])
     disp = np.array([0.0, 1.0, 0.1, 4.0])
@@ -202,3 +203,17 @@ def test_rule_settings_are_checked(bad):
     kw.update(bad)
     with pytest.raises(ValueError):
         ThresholdRule(**kw)
+
+
+def test_growth_over_a_precomputed_matrix_equals_growth_over_the_cache(rows):
+    from hsets_widgets.growth import MatrixRows, RowSource
+
+    matrix = rows.rows(range(64)).numpy()
+    exact = MatrixRows(matrix, rows.shape)
+    assert isinstance(exact, RowSource) and isinstance(rows, RowSource)
+    rule = ThresholdRule("topk", 4, blur=1.0)
+    a = grow_set(rows, 12, rule, nu=30)
+    b = grow_set(exact, 12, rule, nu=30)
+    c = grow_set(matrix, 12, rule, nu=30, shape=rows.shape)          # a bare array is wrapped
+    assert a.members.tolist() == b.members.tolist() == c.members.tolist()
+    assert [s.row for s in a.steps] == [s.row for s in b.steps]

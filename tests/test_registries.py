@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from hsets_widgets.curvature import RAMPS, CurvatureSpec, Ramp, register_ramp
-from hsets_widgets.growth import THRESHOLD_RULES, RuleKind, ThresholdRule, candidates, register_rule
 from hsets_widgets.hessian import HessianRows
 from hsets_widgets.integrated_gradients import BASELINE_FNS, make_baseline, register_baseline
 from hsets_widgets.presets import get_config
+from hsets_widgets.thresholds import THRESHOLD_RULES, RuleKind, ThresholdRule, candidates, register_rule
 
 
 @pytest.fixture
