@@ -20,13 +20,14 @@ from PIL import Image
 
 ray = pytest.importorskip("ray")
 
-from hsets_widgets.evaluation.cluster import run_on_ray  # noqa: E402
+from hsets_widgets.evaluation.cluster import ClusterOptions, run_on_ray  # noqa: E402
 from hsets_widgets.evaluation.datasets import collect_images  # noqa: E402
-from hsets_widgets.evaluation.runner import run_evaluation  # noqa: E402
+from hsets_widgets.evaluation.runner import run_evaluation, run_settings  # noqa: E402
 from hsets_widgets.models import load_classifier  # noqa: E402
 
 METHODS = ["random", "gradient", "hsets:n_sets=1,nu=16,n_samples=20,segmenter=slic,n_steps=8"]
 SETTINGS = dict(methods=METHODS, percentages=[0.1, 0.5], curves=())
+LOAD = functools.partial(load_classifier, None)
 CLI_ARGS = ["--methods", "random,gradient,hsets:n_sets=1+nu=16+n_samples=20+segmenter=slic+n_steps=8",
             "--percentages", "0.1", "0.5", "--curves", "none", "--quiet"]
 WNIDS = ["n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n03394916"]
@@ -66,8 +67,8 @@ def test_two_workers_give_the_records_of_one_process(tmp_path, one_torch_thread)
         single = run_evaluation(items, load_classifier(None), tmp_path / "single", **SETTINGS)
     events = []
     with pytest.warns(UserWarning, match="skipping"):
-        m = run_on_ray(items, functools.partial(load_classifier, None), tmp_path / "ray", **SETTINGS,
-                       workers=2, on_event=events.append, quiet=True)
+        m = run_on_ray(items, LOAD, tmp_path / "ray", run_settings(**SETTINGS),
+                       ClusterOptions(workers=2, quiet=True), on_event=events.append)
     assert m["n_images"] == single["n_images"] == 4 and m["n_failed"] == 0
     assert m["n_skipped"] == single["n_skipped"] == 1
     assert m["workers"]["n"] == 2 and m["workers"]["address"] == "local"
@@ -96,8 +97,8 @@ def test_a_killed_worker_is_replaced_and_its_image_retried(tmp_path):
                 killed.append(e.pid)
             threading.Timer(1.5, kill).start()
 
-    m = run_on_ray(items, functools.partial(load_classifier, None), tmp_path / "ray", **SETTINGS,
-                   workers=2, on_event=on_event, quiet=True)
+    m = run_on_ray(items, LOAD, tmp_path / "ray", run_settings(**SETTINGS), ClusterOptions(workers=2, quiet=True),
+                   on_event=on_event)
     assert killed
     retries = [e for e in events if e.kind == "retry"]
     assert len(retries) == 1 and retries[0].worker == 0 and "Error" in retries[0].reason
@@ -118,15 +119,14 @@ def test_an_image_whose_workers_keep_dying_is_recorded_as_failed_then_redone(tmp
         if e.kind == "ready" and len(events) <= 2:     # both workers, once, mid first image
             threading.Timer(1.0, os.kill, (e.pid, signal.SIGKILL)).start()
 
-    m = run_on_ray(items, functools.partial(load_classifier, None), tmp_path / "ray", **SETTINGS,
-                   workers=2, max_attempts=1, on_event=on_event, quiet=True)
+    m = run_on_ray(items, LOAD, tmp_path / "ray", run_settings(**SETTINGS),
+                   ClusterOptions(workers=2, max_attempts=1, quiet=True), on_event=on_event)
     failed = [r for r in lines(tmp_path / "ray" / "results.jsonl") if r["status"] == "failed"]
     assert m["n_failed"] == len(failed) >= 1 and m["n_images"] == 2 - len(failed)
     assert all(r["attempts"] == 1 and "Error" in r["reason"] for r in failed)
     assert {f["path"] for f in m["failed"]} == {r["path"] for r in failed}
     # failed images are not done: a rerun evaluates them and nothing else
-    m2 = run_on_ray(items, functools.partial(load_classifier, None), tmp_path / "ray", **SETTINGS,
-                    workers=1, quiet=True)
+    m2 = run_on_ray(items, LOAD, tmp_path / "ray", run_settings(**SETTINGS), ClusterOptions(workers=1, quiet=True))
     assert m2["n_images"] == 2 and m2["n_failed"] == 0 and m2["n_computed"] == len(failed)
     ok = [r for r in lines(tmp_path / "ray" / "results.jsonl") if r["status"] == "ok"]
     assert sorted(r["key"] for r in ok) == sorted(i.key for i in items)

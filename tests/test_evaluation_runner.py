@@ -223,3 +223,130 @@ def test_correct_only_skips_misclassified_and_unlabelled_images(tmp_path, capsys
         run_evaluation(items, clf, tmp_path / "e", methods=["random"], percentages=[0.3])
     assert run_evaluation(items, clf, tmp_path / "e", methods=["random"], percentages=[0.3],
                           correct_only=True)["n_resumed"] == 1
+
+
+# ---- the Ray path's pieces, without Ray --------------------------------------------------
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(workers=0), "--workers must be a whole number >= 1, got 0"),
+    (dict(workers=1.5), "--workers must be a whole number >= 1, got 1.5"),
+    (dict(workers=True), "--workers must be a whole number >= 1, got True"),
+    (dict(threads_per_worker=0), "--threads-per-worker must be a whole number >= 1"),
+    (dict(max_attempts=0), "--max-attempts must be a whole number >= 1, got 0"),
+    (dict(gpus_per_worker=-1.0), "--gpus-per-worker must be >= 0, got -1.0"),
+    (dict(gpus_per_worker=float("nan")), "--gpus-per-worker must be >= 0"),
+])
+def test_cluster_options_refuse_bad_values_when_made(options, message):
+    from hsets_widgets.evaluation.cluster import ClusterOptions
+
+    with pytest.raises(ValueError) as info:
+        ClusterOptions(**options)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cluster_options_defaults_and_summary():
+    import dataclasses
+
+    from hsets_widgets.evaluation.cluster import ClusterOptions
+
+    opts = ClusterOptions(workers=2, threads_per_worker=3)
+    assert opts.device == "cpu" and ClusterOptions(gpus_per_worker=0.5).device == "cuda"
+    assert opts.summary(2, 1.5) == {"n": 2, "threads_per_worker": 3, "gpus_per_worker": 0.0,
+                                    "address": "local", "startup_seconds": 1.5}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.workers = 0
+
+
+def test_run_on_ray_wants_run_settings_and_cluster_options(tmp_path):
+    from hsets_widgets.evaluation.cluster import ClusterOptions, run_on_ray
+
+    with pytest.raises(TypeError, match="run_settings"):
+        run_on_ray([], tiny_classifier, tmp_path / "e", {"methods": ["random"]}, ClusterOptions())
+    assert not (tmp_path / "e").exists()
+
+
+class _Died(Exception):
+    pass
+
+
+class _FakeRay:
+    """Just what the scheduler asks of Ray: results come back at once, in the order asked."""
+
+    class exceptions:  # noqa: N801 - Ray's own spelling
+        RayActorError = WorkerCrashedError = ObjectLostError = OutOfMemoryError = NodeDiedError = _Died
+
+        class ActorUnavailableError(Exception):
+            pass
+
+        class RayTaskError(Exception):
+            pass
+
+    @staticmethod
+    def wait(refs, num_returns=1, timeout=None):
+        return refs[:num_returns], refs[num_returns:]
+
+    @staticmethod
+    def get(ref):
+        return ref()
+
+
+class _Remote:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def remote(self, *args):
+        return lambda: self.fn(*args)      # a "reference": called by get()
+
+
+class _Worker:
+    def __init__(self, w, dies):
+        def evaluate(item, x, prev, prev_maps):
+            if dies:
+                raise _Died("killed")
+            return {"record": {"key": item.key}, "maps": {}, "pid": 100 + w, "seconds": 0.1}
+
+        self.evaluate = _Remote(evaluate)
+        self.describe = _Remote(lambda: {"pid": 200 + w, "host": "here"})
+
+
+class _State:
+    def __init__(self, items):
+        self.items, self.counts, self.stored, self.failed = items, {"resumed": 0}, [], []
+
+    def read(self, item):
+        return "pixels"
+
+    def previous(self, item):
+        return None, {}
+
+    def store(self, record, maps):
+        self.stored.append(record["key"])
+
+    def fail(self, item, reason, attempts):
+        self.failed.append((item.key, attempts))
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3])
+def test_scheduler_retries_an_image_whose_worker_died_on_another_worker(max_attempts):
+    from collections import deque
+
+    from hsets_widgets.evaluation.cluster import Scheduler
+    from hsets_widgets.evaluation.datasets import ImageItem
+
+    items = [ImageItem(Path("a.png")), ImageItem(Path("b.png"))]
+    state, events, progress = _State(items), [], []
+    workers = [_Worker(0, dies=True), _Worker(1, dies=False)]        # worker 0 dies on every image
+    todo = deque((item, 0) for item in items)
+    Scheduler(_FakeRay, workers, {0: 100, 1: 101}, state, todo, max_attempts,
+              lambda stage, done, total: progress.append(done), events.append).run()
+    a, b = (i.key for i in items)
+    kinds = [(e.kind, e.worker, e.image) for e in events]
+    if max_attempts == 1:        # no second try: recorded as failed, never stored
+        assert state.failed == [(a, 1)] and state.stored == [b]
+        assert ("failed", 0, "a.png") in kinds
+    else:                        # a goes back to the queue and to worker 1, not to worker 0 again
+        assert state.failed == [] and sorted(state.stored) == sorted([a, b])
+        assert kinds.index(("retry", 0, "a.png")) < kinds.index(("done", 1, "a.png"))
+        assert ("done", 0, "a.png") not in kinds
+    assert progress[-1] == 2

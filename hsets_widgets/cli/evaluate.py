@@ -39,40 +39,59 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                "Percentages: 'fine' (.01 .02 .05 and the reference grid, the default), 'road' "
                "(.1 .2 .3 .4 .5 .7 .9, the reference), 'quantus' (1..99 step 2) or numbers; numbers "
                "are fractions unless one of them exceeds 1, then all are percent.")
-    p.add_argument("paths", nargs="*", metavar="PATH",
-                   help="image files or folders (scanned recursively; labels from wnid file names "
-                        "like n01440764_tench.JPEG or from ImageFolder class folders)")
-    p.add_argument("--imagenette", metavar="ROOT",
-                   help="use torchvision's Imagenette validation split, downloaded into ROOT if "
-                        "missing (needs the internet once)")
-    p.add_argument("--imagenette-size", default="320px", choices=("full", "320px", "160px"),
-                   help="Imagenette archive to use (default: 320px, ~330 MB)")
-    p.add_argument("--methods", default="hsets,ig,gradient,smoothgrad,random",
-                   help="comma-separated methods (default: %(default)s); separate options of one "
-                        "method with '+' when the list itself uses commas, e.g. hsets:paper+nu=500")
-    p.add_argument("--out", default="hsets-evaluation", metavar="DIR",
-                   help="output folder; reuse it to resume (default: %(default)s)")
-    p.add_argument("--percentages", nargs="+", default=["fine"], metavar="P",
-                   help="'fine', 'road', 'quantus' or a list of fractions removed (default: fine)")
-    p.add_argument("--orders", default="morf,lerf", help="morf, lerf or both (default: %(default)s)")
-    p.add_argument("--curves", default="insertion,deletion",
-                   help="insertion, deletion, both or none (default: %(default)s)")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images")
-    p.add_argument("--correct-only", action="store_true",
-                   help="skip images the model misclassifies or that have no label (the paper's "
-                        "protocol); they are listed as skipped")
-    p.add_argument("--model", default=None,
-                   help="classifier: the offline default efficientnet_lite0, or a torchvision name")
-    p.add_argument("--checkpoint", default=None, help="local state_dict for --model")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
-    p.add_argument("--noise", type=float, default=0.01,
-                   help="ROAD imputation noise, image in [0, 1] units (default: 0.01)")
-    p.add_argument("--batch-size", type=int, default=16, help="imputed images per forward pass")
-    p.add_argument("--match-support", default="min",
-                   help="support s for sparsity at matched support: 'min' (smallest support among "
-                        "the methods on each image) or a fraction of the pixels (default: min)")
-    ray = p.add_argument_group("on a Ray cluster (pip install 'hsets-widgets[ray]')")
+    add_input_options(p)
+    add_scoring_options(p)
+    add_ray_options(p)
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    return p
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """The images, the methods and the output folder of ``hsets evaluate``."""
+    parser.add_argument("paths", nargs="*", metavar="PATH",
+                        help="image files or folders (scanned recursively; labels from wnid file names "
+                             "like n01440764_tench.JPEG or from ImageFolder class folders)")
+    parser.add_argument("--imagenette", metavar="ROOT",
+                        help="use torchvision's Imagenette validation split, downloaded into ROOT if "
+                             "missing (needs the internet once)")
+    parser.add_argument("--imagenette-size", default="320px", choices=("full", "320px", "160px"),
+                        help="Imagenette archive to use (default: 320px, ~330 MB)")
+    parser.add_argument("--methods", default="hsets,ig,gradient,smoothgrad,random",
+                        help="comma-separated methods (default: %(default)s); separate options of one "
+                             "method with '+' when the list itself uses commas, e.g. hsets:paper+nu=500")
+    parser.add_argument("--out", default="hsets-evaluation", metavar="DIR",
+                        help="output folder; reuse it to resume (default: %(default)s)")
+
+
+def add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    """How the maps are made and scored: percentages, orders, curves, model, seed, noise..."""
+    parser.add_argument("--percentages", nargs="+", default=["fine"], metavar="P",
+                        help="'fine', 'road', 'quantus' or a list of fractions removed (default: fine)")
+    parser.add_argument("--orders", default="morf,lerf", help="morf, lerf or both (default: %(default)s)")
+    parser.add_argument("--curves", default="insertion,deletion",
+                        help="insertion, deletion, both or none (default: %(default)s)")
+    parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images")
+    parser.add_argument("--correct-only", action="store_true",
+                        help="skip images the model misclassifies or that have no label (the paper's "
+                             "protocol); they are listed as skipped")
+    parser.add_argument("--model", default=None,
+                        help="classifier: the offline default efficientnet_lite0, or a torchvision name")
+    parser.add_argument("--checkpoint", default=None, help="local state_dict for --model")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    parser.add_argument("--noise", type=float, default=0.01,
+                        help="ROAD imputation noise, image in [0, 1] units (default: 0.01)")
+    parser.add_argument("--batch-size", type=int, default=16, help="imputed images per forward pass")
+    parser.add_argument("--match-support", default="min",
+                        help="support s for sparsity at matched support: 'min' (smallest support among "
+                             "the methods on each image) or a fraction of the pixels (default: min)")
+
+
+def add_ray_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a run on Ray workers (:class:`~hsets_widgets.evaluation.cluster.ClusterOptions`)."""
+    ray = parser.add_argument_group("on a Ray cluster (pip install 'hsets-widgets[ray]')")
     ray.add_argument("--workers", type=int, metavar="N",
                      help="evaluate with N Ray workers; without --address a local cluster is "
                           "started for the run")
@@ -86,10 +105,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ray.add_argument("--max-attempts", type=int, default=3, metavar="K",
                      help="workers that may die on one image before it is recorded as failed "
                           "(default: 3)")
-    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
-                   help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    return p
 
 
 def parse_percentages(values) -> object:
@@ -112,7 +127,6 @@ def parse_methods(text: str) -> list:
 
 def run(args) -> int:
     """Evaluate the methods on the images and write the results folder."""
-    from hsets_widgets.evaluation.datasets import collect_images, imagenette_items
     from hsets_widgets.evaluation.report import format_table
     from hsets_widgets.evaluation.runner import run_evaluation
     from hsets_widgets.models import load_classifier
@@ -121,22 +135,56 @@ def run(args) -> int:
     if not args.paths and not args.imagenette:
         raise ValueError("give image files or folders, or --imagenette ROOT")
     device = str(resolve_device(args.device))
-    percentages = parse_percentages(args.percentages)
-    orders = [o.strip().lower() for o in args.orders.split(",") if o.strip()]
+    settings = scoring_settings(args)
+    options = cluster_options(args)        # before the model is loaded: bad options fail first
+    clf = load_classifier(args.model, checkpoint=args.checkpoint, device=device)
+    items = find_items(args, clf)
+    with quiet_auto_segmenter():
+        bars = TqdmProgress(disable=args.quiet)
+        try:
+            if options is not None:
+                metrics = run_cluster(args, items, clf, settings, options, bars)
+            else:
+                metrics = run_evaluation(items, clf, args.out, **settings, limit=args.limit, progress=bars)
+        finally:
+            bars.close()
+    print(format_table(metrics))
+    print_counts(metrics, args.out)
+    return 0
+
+
+def scoring_settings(args) -> dict:
+    """The keyword arguments of :func:`~hsets_widgets.evaluation.runner.run_settings` from the CLI."""
     curves = [] if args.curves.strip().lower() == "none" else \
         [c.strip().lower() for c in args.curves.split(",") if c.strip()]
-    match = args.match_support if args.match_support == "min" else float(args.match_support)
+    return dict(methods=parse_methods(args.methods), percentages=parse_percentages(args.percentages),
+                orders=[o.strip().lower() for o in args.orders.split(",") if o.strip()],
+                seed=args.seed, noise=args.noise, batch_size=args.batch_size,
+                match_support=args.match_support if args.match_support == "min" else float(args.match_support),
+                curves=curves, correct_only=args.correct_only)
 
-    on_ray = args.workers is not None or args.address is not None
-    if not on_ray and args.gpus_per_worker:
-        raise ValueError("--gpus-per-worker needs --workers or --address (Ray workers)")
-    if on_ray:
-        from hsets_widgets.evaluation.cluster import check_cluster_options, require_ray
 
-        check_cluster_options(args.workers, args.threads_per_worker, args.gpus_per_worker,
-                              args.max_attempts)
-        require_ray(args.address)    # before the model is loaded: the error says what to install
-    clf = load_classifier(args.model, checkpoint=args.checkpoint, device=device)
+def cluster_options(args):
+    """The checked :class:`~hsets_widgets.evaluation.cluster.ClusterOptions` of ``--workers`` /
+    ``--address`` (and Ray importable), or None for a run in this process.
+    """
+    if args.workers is None and args.address is None:
+        if args.gpus_per_worker:
+            raise ValueError("--gpus-per-worker needs --workers or --address (Ray workers)")
+        return None
+    from hsets_widgets.evaluation.cluster import ClusterOptions, require_ray
+
+    options = ClusterOptions(workers=args.workers, address=args.address,
+                             threads_per_worker=args.threads_per_worker, gpus_per_worker=args.gpus_per_worker,
+                             max_attempts=args.max_attempts, quiet=args.quiet)
+    require_ray(args.address)    # the error says what to install
+    return options
+
+
+def find_items(args, clf) -> list:
+    """The images named on the command line (and Imagenette's, with ``--imagenette``)."""
+    from hsets_widgets.evaluation.datasets import collect_images, imagenette_items
+
     items = []
     if args.paths:
         items += collect_images(args.paths, clf.class_names)
@@ -144,38 +192,28 @@ def run(args) -> int:
         items += imagenette_items(args.imagenette, size=args.imagenette_size)
     if not items:
         raise ValueError(f"no image files found in {', '.join(args.paths)}")
+    return items
 
-    with quiet_auto_segmenter():
-        bars = TqdmProgress(disable=args.quiet)
-        common = dict(methods=parse_methods(args.methods), percentages=percentages, orders=orders,
-                      limit=args.limit, seed=args.seed, noise=args.noise, batch_size=args.batch_size,
-                      match_support=match, progress=bars, curves=curves,
-                      correct_only=args.correct_only)
-        try:
-            if on_ray:
-                metrics = run_cluster(args, items, clf, common, bars)
-            else:
-                metrics = run_evaluation(items, clf, args.out, **common)
-        finally:
-            bars.close()
-    print(format_table(metrics))
+
+def print_counts(metrics: dict, out) -> None:
+    """What was evaluated, resumed, skipped and failed, on stderr."""
     print(f"{metrics['n_images']} images evaluated ({metrics['n_computed']} computed now, "
-          f"{metrics['n_resumed']} resumed), {metrics['n_skipped']} skipped; results in {args.out}",
+          f"{metrics['n_resumed']} resumed), {metrics['n_skipped']} skipped; results in {out}",
           file=sys.stderr)
     for s in metrics["skipped"]:
         print(f"  skipped {s['path']}: {s['reason']}", file=sys.stderr)
     for f in metrics.get("failed", []):
         print(f"  failed {f['path']} after {f['attempts']} attempts: {f['reason']}", file=sys.stderr)
-    return 0
 
 
-def run_cluster(args, items, clf, common: dict, bars) -> dict:
+def run_cluster(args, items, clf, settings: dict, options, bars) -> dict:
     """The same evaluation on Ray workers, each loading the model itself (``clf`` is the
     driver's copy).
     """
     import functools
 
     from hsets_widgets.evaluation.cluster import run_on_ray
+    from hsets_widgets.evaluation.runner import run_settings
     from hsets_widgets.models import load_classifier
 
     failed = []
@@ -187,7 +225,5 @@ def run_cluster(args, items, clf, common: dict, bars) -> dict:
         bars.write(event.line())
 
     load = functools.partial(load_classifier, args.model, checkpoint=args.checkpoint)
-    return run_on_ray(items, load, args.out, **common, workers=args.workers, address=args.address,
-                      threads_per_worker=args.threads_per_worker,
-                      gpus_per_worker=args.gpus_per_worker, max_attempts=args.max_attempts,
-                      on_event=on_event, quiet=args.quiet, classifier=clf)
+    return run_on_ray(items, load, args.out, run_settings(**settings), options, progress=bars,
+                      limit=args.limit, on_event=on_event, classifier=clf)

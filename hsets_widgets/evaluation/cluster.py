@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,26 +29,8 @@ from typing import Callable, Optional, Sequence, Union
 
 from ..common import quiet_auto_segmenter
 from ..progress import ProgressFn, check_progress, report
-from .baselines import Method
 from .datasets import ImageItem
-from .insertion import KINDS as CURVE_KINDS
-from .road import ROAD_ORDERS
-from .runner import (
-    DEFAULT_METHODS,
-    RunSettings,
-    SkippedImage,
-    UnreadableImage,
-    evaluate_item,
-    failed_record,
-    missing_methods,
-    open_results,
-    read_item,
-    run_settings,
-    store_item,
-    stored_maps,
-    write_summary,
-)
-from .store import append_record
+from .runner import RunSettings, RunState, SkippedImage, UnreadableImage, evaluate_item
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +54,53 @@ def require_ray(address: Optional[str] = None):
     return ray
 
 
-def check_cluster_options(workers: Optional[int], threads_per_worker: int, gpus_per_worker: float,
-                          max_attempts: int) -> None:
-    """Refuse worker counts, threads, GPUs or attempts that cannot work, with the option named."""
-    for name, value, low in (("workers", workers, 1), ("threads_per_worker", threads_per_worker, 1),
-                             ("max_attempts", max_attempts, 1)):
-        if value is not None and (isinstance(value, bool) or int(value) != value or value < low):
-            raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= {low}, got {value!r}")
-    if not gpus_per_worker >= 0:
-        raise ValueError(f"--gpus-per-worker must be >= 0, got {gpus_per_worker!r}")
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How an evaluation runs on Ray, validated when made (a one-line error names the option).
+
+    Attributes
+    ----------
+    workers : int, optional
+        Number of workers (actors). Default: one per ``threads_per_worker`` CPUs of the
+        machine, or of the cluster at ``address``.
+    address : str, optional
+        ``"auto"`` or ``"HOST:PORT"`` of a running cluster (``ray start --head``, KubeRay);
+        without it a local cluster is started for the run and stopped at its end.
+    threads_per_worker : int
+        Torch threads (and Ray CPUs) of each worker.
+    gpus_per_worker : float
+        GPUs each worker reserves (it then runs on ``cuda``); 0 for the CPU.
+    max_attempts : int
+        How many workers may die on one image before it is recorded as failed.
+    quiet : bool
+        Silence Ray's own start-up lines and the workers' forwarded output.
+    """
+
+    workers: Optional[int] = None
+    address: Optional[str] = None
+    threads_per_worker: int = 1
+    gpus_per_worker: float = 0.0
+    max_attempts: int = 3
+    quiet: bool = False
+
+    def __post_init__(self):
+        for name in ("workers", "threads_per_worker", "max_attempts"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+        if not self.gpus_per_worker >= 0:
+            raise ValueError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker!r}")
+
+    @property
+    def device(self) -> str:
+        """Where the workers run: ``"cuda"`` when they reserve GPUs, else ``"cpu"``."""
+        return "cuda" if self.gpus_per_worker else "cpu"
+
+    def summary(self, n: int, startup_seconds: float) -> dict:
+        """The ``workers`` entry of ``metrics.json``."""
+        return {"n": n, "threads_per_worker": self.threads_per_worker,
+                "gpus_per_worker": self.gpus_per_worker, "address": self.address or "local",
+                "startup_seconds": startup_seconds}
 
 
 @dataclass(frozen=True)
@@ -149,18 +168,18 @@ def _worker_env() -> dict:
     return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
 
 
-def connect(ray, workers: Optional[int], address: Optional[str], threads: int,
-            gpus_per_worker: float, quiet: bool) -> tuple:
-    """Start a local cluster (``address=None``) or join one, unless this process is already
+def connect(ray, options: ClusterOptions) -> tuple:
+    """Start a local cluster (no ``address``) or join one, unless this process is already
     connected; ``(number of workers, whether this call started a cluster)``.
     """
+    threads, gpus_per_worker, address = options.threads_per_worker, options.gpus_per_worker, options.address
     if ray.is_initialized():
-        return workers or fitting_workers(ray, threads, gpus_per_worker, "the connected cluster"), False
-    common = dict(include_dashboard=False, log_to_driver=not quiet,
-                  logging_level=logging.ERROR if quiet else logging.INFO,
+        return options.workers or fitting_workers(ray, threads, gpus_per_worker, "the connected cluster"), False
+    common = dict(include_dashboard=False, log_to_driver=not options.quiet,
+                  logging_level=logging.ERROR if options.quiet else logging.INFO,
                   runtime_env={"env_vars": _worker_env()})
     if address is None:
-        n = workers or max(1, (os.cpu_count() or 1) // threads)
+        n = options.workers or max(1, (os.cpu_count() or 1) // threads)
         gpus = None if gpus_per_worker == 0 else gpus_per_worker * n
         # "local": a new cluster for this run, even if `ray start` left one on this machine
         ray.init(address="local", num_cpus=n * threads, num_gpus=gpus, **common)
@@ -170,7 +189,7 @@ def connect(ray, workers: Optional[int], address: Optional[str], threads: int,
     except ConnectionError as err:
         raise RuntimeError(f"no Ray cluster at --address {address}: {err} (start one with "
                            "`ray start --head`, or drop --address for a local one)") from err
-    return workers or fitting_workers(ray, threads, gpus_per_worker, f"the cluster at {address}"), False
+    return options.workers or fitting_workers(ray, threads, gpus_per_worker, f"the cluster at {address}"), False
 
 
 def use_token_if_any() -> None:
@@ -216,44 +235,28 @@ def fitting_workers(ray, threads: int, gpus_per_worker: float, where: str) -> in
 
 
 def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[str, Path],
-               methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
-               percentages: Union[str, Sequence[float]] = "fine", orders: Sequence[str] = ROAD_ORDERS,
-               limit: Optional[int] = None, seed: int = 0, noise: float = 0.01, batch_size: int = 16,
-               match_support: Union[str, float] = "min", progress: Optional[ProgressFn] = None,
-               skipped: Optional[list] = None, curves: Sequence[str] = CURVE_KINDS,
-               correct_only: bool = False, *,
-               workers: Optional[int] = None, address: Optional[str] = None,
-               threads_per_worker: int = 1, gpus_per_worker: float = 0.0, max_attempts: int = 3,
-               on_event: Optional[Callable[[WorkerEvent], None]] = None, quiet: bool = False,
+               settings: RunSettings, cluster_options: ClusterOptions = ClusterOptions(), *,
+               progress: Optional[ProgressFn] = None, limit: Optional[int] = None,
+               skipped: Optional[list] = None, on_event: Optional[Callable[[WorkerEvent], None]] = None,
                classifier=None) -> dict:
-    """Evaluate ``methods`` on ``items`` with Ray workers; write results under ``out_dir``.
-
-    The arguments up to ``correct_only`` are those of
-    :func:`~hsets_widgets.evaluation.runner.run_evaluation` (the records are the same), except
-    that the classifier comes as ``load_model``: a picklable callable, ``load_model(device=...)``
-    -> classifier (e.g. ``functools.partial(load_classifier, "resnet50")``), called once in every
-    worker, and in the driver (on the CPU: the model's name and input size) unless ``classifier``
-    is given.
+    """Evaluate on ``items`` with Ray workers; write results under ``out_dir``.
 
     Parameters
     ----------
-    workers : int, optional
-        Number of workers (actors). Default: one per ``threads_per_worker`` CPUs of the
-        machine, or of the cluster at ``address``.
-    address : str, optional
-        ``"auto"`` or ``"HOST:PORT"`` of a running cluster (``ray start --head``, KubeRay);
-        without it a local cluster is started for this run and stopped at its end.
-    threads_per_worker : int
-        Torch threads (and Ray CPUs) of each worker.
-    gpus_per_worker : float
-        GPUs each worker reserves (it then runs on ``cuda``); 0 for the CPU.
-    max_attempts : int
-        How many workers may die on one image before it is recorded as failed.
+    items, out_dir, progress, limit, skipped
+        As for :func:`~hsets_widgets.evaluation.runner.run_evaluation` (the records are the same).
+    load_model : callable
+        Picklable, ``load_model(device=...)`` -> classifier (e.g.
+        ``functools.partial(load_classifier, "resnet50")``); called once in every worker, and in
+        the driver (on the CPU: the model's name and input size) unless ``classifier`` is given.
+    settings : RunSettings
+        What the numbers depend on: methods, percentages, orders, seed... (made by
+        :func:`~hsets_widgets.evaluation.runner.run_settings`).
+    cluster_options : ClusterOptions
+        Workers, cluster address, threads and GPUs per worker, attempts per image.
     on_event : callable, optional
         Called with a :class:`WorkerEvent` for every worker ready, image done, retry or
         failure (the CLI logs them); the module's logger gets the same lines at INFO.
-    quiet : bool
-        Silence Ray's own start-up lines and the workers' forwarded output.
     classifier : Classifier, optional
         The same model already loaded in the driver (the CLI has it for the class names).
 
@@ -263,139 +266,185 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
         The content written to ``metrics.json`` (with ``n_failed``, ``failed`` and ``workers``).
     """
     progress = check_progress(progress)
-    check_cluster_options(workers, threads_per_worker, gpus_per_worker, max_attempts)
-    settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves,
-                            correct_only)
-    ray = require_ray(address)
-    if address is not None and not ray.is_initialized():
-        reachable(address)          # before the model loads and the folder is made
+    _check_types(settings, cluster_options)
+    ray = require_ray(cluster_options.address)
+    if cluster_options.address is not None and not ray.is_initialized():
+        reachable(cluster_options.address)          # before the model loads and the folder is made
     driver_model = classifier if classifier is not None else load_model(device="cpu")
-    out, done = open_results(out_dir, driver_model, settings)
-    items = list(items)[:limit] if limit is not None else list(items)
-    todo = deque((item, 0) for item in items if missing_methods(settings, done.get(item.key)))
-    counts = {"resumed": len(items) - len(todo), "computed": 0}
-    skipped, failed = list(skipped or []), []
-    report(progress, "evaluate", counts["resumed"], len(items))
+    run = RunState.open(items, driver_model, out_dir, settings, limit, skipped)
+    todo = deque((item, 0) for item in run.items if run.missing(item))
+    run.counts["resumed"] = len(run.items) - len(todo)
+    report(progress, "evaluate", run.counts["resumed"], len(run.items))
     if not todo:
-        return write_summary(out, driver_model, items, done, settings, counts, skipped)
-
-    def emit(event: WorkerEvent) -> None:
-        log.info(event.line())
-        if on_event is not None:
-            on_event(event)
-
+        return run.summary()
+    emit = _emitter(on_event)
     t_start = time.perf_counter()
-    n, started = connect(ray, workers, address, threads_per_worker, gpus_per_worker, quiet)
-    device = "cuda" if gpus_per_worker else "cpu"
-    actor_cls = ray.remote(EvaluationWorker).options(
-        num_cpus=threads_per_worker, num_gpus=gpus_per_worker, max_restarts=-1, max_task_retries=0)
+    n, started = connect(ray, cluster_options)
     actors = []
     try:
-        actors = [actor_cls.remote(load_model, settings, threads_per_worker, device) for _ in range(n)]
-        try:
-            infos = ray.get([a.describe.remote() for a in actors])
-        except ray.exceptions.RayActorError as err:
-            raise RuntimeError(f"the Ray workers could not start: {err}") from err
+        actors = start_workers(ray, load_model, settings, cluster_options, n)
+        infos = describe_workers(ray, actors)
         startup = time.perf_counter() - t_start
-        pids = {w: info["pid"] for w, info in enumerate(infos)}
-        for w, info in enumerate(infos):
-            emit(WorkerEvent("ready", w, info["pid"], reason=f"{info['model']} on {info['device']} "
-                                                             f"({info['threads']} threads, {info['host']})"))
-        _schedule(ray, actors, pids, driver_model, todo, done, out, counts, failed, skipped,
-                  max_attempts, len(items), progress, emit)
+        pids = announce(infos, emit)
+        Scheduler(ray, actors, pids, run, todo, cluster_options.max_attempts, progress, emit).run()
     finally:
         for a in actors:
             ray.kill(a)
         if started:
             ray.shutdown()
-    extra = {"workers": {"n": n, "threads_per_worker": threads_per_worker,
-                         "gpus_per_worker": gpus_per_worker, "address": address or "local",
-                         "startup_seconds": startup}}
-    return write_summary(out, driver_model, items, done, settings, counts, skipped, failed, extra)
+    return run.summary({"workers": cluster_options.summary(n, startup)})
 
 
-def _schedule(ray, actors, pids, classifier, todo, done, out, counts, failed, skipped, max_attempts,
-              n_items, progress, emit) -> None:
-    """Keep every worker busy with one image until ``todo`` is empty; store what comes back.
+def _check_types(settings, cluster_options) -> None:
+    if not isinstance(settings, RunSettings):
+        raise TypeError(f"settings must be a RunSettings (make it with run_settings(methods=..., ...)), "
+                        f"got {type(settings).__name__}")
+    if not isinstance(cluster_options, ClusterOptions):
+        raise TypeError(f"cluster_options must be a ClusterOptions (e.g. ClusterOptions(workers=2)), "
+                        f"got {type(cluster_options).__name__}")
 
-    A worker that died is given no work until Ray has restarted it (a ``describe`` call on it
-    returns); the image it was running counts one attempt.
+
+def _emitter(on_event: Optional[Callable[[WorkerEvent], None]]) -> Callable[[WorkerEvent], None]:
+    """A function that logs an event and passes it to ``on_event``."""
+    def emit(event: WorkerEvent) -> None:
+        log.info(event.line())
+        if on_event is not None:
+            on_event(event)
+    return emit
+
+
+def start_workers(ray, load_model: Callable, settings: RunSettings, options: ClusterOptions, n: int) -> list:
+    """``n`` :class:`EvaluationWorker` actors, restarted by Ray whenever one dies."""
+    actor_cls = ray.remote(EvaluationWorker).options(
+        num_cpus=options.threads_per_worker, num_gpus=options.gpus_per_worker, max_restarts=-1,
+        max_task_retries=0)
+    return [actor_cls.remote(load_model, settings, options.threads_per_worker, options.device) for _ in range(n)]
+
+
+def describe_workers(ray, actors: list) -> list:
+    """Wait until every worker has loaded its model; what each says of itself."""
+    try:
+        return ray.get([a.describe.remote() for a in actors])
+    except ray.exceptions.RayActorError as err:
+        raise RuntimeError(f"the Ray workers could not start: {err}") from err
+
+
+def announce(infos: list, emit: Callable[[WorkerEvent], None]) -> dict:
+    """Emit a ``ready`` event per worker; ``{worker: pid}``."""
+    for w, info in enumerate(infos):
+        emit(WorkerEvent("ready", w, info["pid"], reason=f"{info['model']} on {info['device']} "
+                                                         f"({info['threads']} threads, {info['host']})"))
+    return {w: info["pid"] for w, info in enumerate(infos)}
+
+
+class Scheduler:
+    """Keeps every worker busy with one image until the queue is empty; stores what comes back.
+
+    Images go to whichever worker is free, one at a time. A worker that died is given no work
+    until Ray has restarted it (a ``describe`` call on it returns); the image it was running
+    counts one attempt and goes back to the front of the queue, for another worker where there
+    is one, until ``max_attempts``; then it is recorded as failed.
     """
-    died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-            ray.exceptions.ObjectLostError, ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
-    unavailable = ray.exceptions.ActorUnavailableError
-    idle = deque(range(len(actors)))
-    in_flight = {}        # ObjectRef -> (worker, item, attempts so far)
-    probes = {}           # ObjectRef of describe() -> worker being restarted
-    avoid = {}            # image key -> the worker it last died on
-    lost = {}             # worker -> why it is gone for good
-    finished = counts["resumed"]
-    while todo or in_flight:
-        while todo and idle:
-            item, attempts = todo.popleft()
+
+    def __init__(self, ray, actors: list, pids: dict, run: RunState, todo: deque, max_attempts: int,
+                 progress: ProgressFn, emit: Callable[[WorkerEvent], None]):
+        self.ray, self.actors, self.pids, self.state = ray, actors, pids, run
+        self.todo = todo                  # (item, attempts so far), next first
+        self.max_attempts, self.progress, self.emit = max_attempts, progress, emit
+        self.idle = deque(range(len(actors)))
+        self.in_flight = {}               # ObjectRef -> (worker, item, attempts so far)
+        self.probes = {}                  # ObjectRef of describe() -> worker being restarted
+        self.avoid = {}                   # image key -> the worker it last died on
+        self.lost = {}                    # worker -> why it is gone for good
+        self.finished = run.counts["resumed"]
+        errors = ray.exceptions
+        self.died = (errors.RayActorError, errors.WorkerCrashedError, errors.ObjectLostError,
+                     errors.OutOfMemoryError, errors.NodeDiedError)
+
+    def run(self) -> None:
+        """Schedule until every image is stored, skipped or failed."""
+        while self.todo or self.in_flight:
+            self.dispatch()
+            if self.todo and not self.in_flight and not self.probes and not self.idle:
+                raise RuntimeError(f"every Ray worker is gone ({'; '.join(self.lost.values())}); "
+                                   f"{len(self.todo)} images left undone, rerun to resume")
+            ready, _ = self.ray.wait(list(self.in_flight) + list(self.probes), num_returns=1, timeout=1.0)
+            for ref in ready:
+                if ref in self.probes:
+                    self.on_probe(ref)
+                else:
+                    self.on_result(ref)
+
+    def dispatch(self) -> None:
+        """Give the next images to the idle workers (the driver reads each image)."""
+        while self.todo and self.idle:
+            item, attempts = self.todo.popleft()
             try:     # read here, so the workers need no access to the files
-                x = read_item(item, classifier)
+                x = self.state.read(item)
             except UnreadableImage as err:
-                warnings.warn(f"skipping {item.path}: {err}", stacklevel=2)
-                skipped.append({"path": str(item.path), "reason": str(err)})
-                finished += 1
-                report(progress, "evaluate", finished, n_items)
+                self.state.skip(item, err)
+                self.advance()
                 continue
-            w = next((i for i in idle if i != avoid.get(item.key)), idle[0])
-            idle.remove(w)
-            prev = done.get(item.key)
-            ref = actors[w].evaluate.remote(item, x, prev, stored_maps(out, item, prev))
-            in_flight[ref] = (w, item, attempts)
-        if todo and not in_flight and not probes and not idle:
-            raise RuntimeError(f"every Ray worker is gone ({'; '.join(lost.values())}); "
-                               f"{len(todo)} images left undone, rerun to resume")
-        ready, _ = ray.wait(list(in_flight) + list(probes), num_returns=1, timeout=1.0)
-        for ref in ready:
-            if ref in probes:
-                w = probes.pop(ref)
-                try:
-                    info = ray.get(ref)
-                except unavailable:
-                    time.sleep(0.2)
-                    probes[actors[w].describe.remote()] = w
-                except died as err:
-                    lost[w] = f"worker {w}: {type(err).__name__}"
-                else:
-                    pids[w] = info["pid"]
-                    idle.append(w)
-                    emit(WorkerEvent("ready", w, info["pid"], reason=f"restarted on {info['host']}"))
-                continue
-            w, item, attempts = in_flight.pop(ref)
-            try:
-                res = ray.get(ref)
-            except (unavailable, *died) as err:
-                # the worker died (Ray says "unavailable" while it restarts one that died
-                # mid-call): wait for its restart, count the image one attempt
-                probes[actors[w].describe.remote()] = w
-                reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                attempts += 1
-                if attempts < max_attempts:
-                    avoid[item.key] = w
-                    todo.appendleft((item, attempts))
-                    emit(WorkerEvent("retry", w, pids.get(w), item.path.name, attempt=attempts,
-                                     reason=reason))
-                    continue
-                append_record(out / "results.jsonl", failed_record(item, reason, attempts))
-                failed.append({"path": str(item.path), "reason": reason, "attempts": attempts})
-                emit(WorkerEvent("failed", w, pids.get(w), item.path.name, attempt=attempts, reason=reason))
-            except ray.exceptions.RayTaskError as err:
-                raise err.as_instanceof_cause() from None
-            else:
-                idle.append(w)
-                pids[w] = res["pid"]
-                if "skipped" in res:
-                    skipped.append({"path": str(item.path), "reason": res["skipped"]})
-                    emit(WorkerEvent("skipped", w, res["pid"], item.path.name, res["seconds"],
-                                     reason=res["skipped"]))
-                else:
-                    store_item(out, res["record"], res["maps"])
-                    done[item.key] = res["record"]
-                    counts["computed"] += 1
-                    emit(WorkerEvent("done", w, res["pid"], item.path.name, res["seconds"]))
-            finished += 1
-            report(progress, "evaluate", finished, n_items)
+            w = next((i for i in self.idle if i != self.avoid.get(item.key)), self.idle[0])
+            self.idle.remove(w)
+            ref = self.actors[w].evaluate.remote(item, x, *self.state.previous(item))
+            self.in_flight[ref] = (w, item, attempts)
+
+    def on_probe(self, ref) -> None:
+        """A restarting worker answered (back to work), or is gone for good."""
+        w = self.probes.pop(ref)
+        try:
+            info = self.ray.get(ref)
+        except self.ray.exceptions.ActorUnavailableError:
+            time.sleep(0.2)
+            self.probe(w)
+        except self.died as err:
+            self.lost[w] = f"worker {w}: {type(err).__name__}"
+        else:
+            self.pids[w] = info["pid"]
+            self.idle.append(w)
+            self.emit(WorkerEvent("ready", w, info["pid"], reason=f"restarted on {info['host']}"))
+
+    def on_result(self, ref) -> None:
+        """Store a finished image, count a skipped one, or handle the death of its worker."""
+        w, item, attempts = self.in_flight.pop(ref)
+        try:
+            res = self.ray.get(ref)
+        except (self.ray.exceptions.ActorUnavailableError, *self.died) as err:
+            # the worker died (Ray says "unavailable" while it restarts one that died
+            # mid-call): wait for its restart, count the image one attempt
+            self.probe(w)
+            self.on_death(w, item, attempts + 1, err)
+            return
+        except self.ray.exceptions.RayTaskError as err:
+            raise err.as_instanceof_cause() from None
+        self.idle.append(w)
+        self.pids[w] = res["pid"]
+        if "skipped" in res:
+            self.state.skip(item, res["skipped"])
+            self.emit(WorkerEvent("skipped", w, res["pid"], item.path.name, res["seconds"], reason=res["skipped"]))
+        else:
+            self.state.store(res["record"], res["maps"])
+            self.emit(WorkerEvent("done", w, res["pid"], item.path.name, res["seconds"]))
+        self.advance()
+
+    def on_death(self, w: int, item: ImageItem, attempts: int, err: Exception) -> None:
+        """Requeue ``item`` (for another worker) unless it has had ``max_attempts``; then fail it."""
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        if attempts < self.max_attempts:
+            self.avoid[item.key] = w
+            self.todo.appendleft((item, attempts))
+            self.emit(WorkerEvent("retry", w, self.pids.get(w), item.path.name, attempt=attempts, reason=reason))
+            return
+        self.state.fail(item, reason, attempts)
+        self.emit(WorkerEvent("failed", w, self.pids.get(w), item.path.name, attempt=attempts, reason=reason))
+        self.advance()
+
+    def probe(self, w: int) -> None:
+        """Ask worker ``w`` who it is: the answer comes once Ray has restarted it."""
+        self.probes[self.actors[w].describe.remote()] = w
+
+    def advance(self) -> None:
+        """One more image finished (stored, skipped or failed): report progress."""
+        self.finished += 1
+        report(self.progress, "evaluate", self.finished, len(self.state.items))

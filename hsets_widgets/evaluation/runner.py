@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -46,7 +46,7 @@ from .datasets import ImageItem, load_item
 from .insertion import KINDS as CURVE_KINDS
 from .insertion import insertion_deletion
 from .report import plot_curves, summarize
-from .road import ROAD_ORDERS, classify_batches, resolve_percentages, road
+from .road import ROAD_ORDERS, check_choices, classify_batches, resolve_percentages, road
 from .sparsity import AttributionShapeError, gini, gini_at_support, gini_within_top, pixel_map, support_size
 from .store import append_record, load_maps, map_key, read_results, repair_results, save_maps, write_image_csv
 
@@ -140,15 +140,36 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
                  seed: int = 0, noise: float = 0.01, batch_size: int = 16,
                  match_support: Union[str, float] = "min",
                  curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False) -> RunSettings:
-    """Validate the settings of an evaluation (see :func:`run_evaluation` for each)."""
+    """Validate the settings of an evaluation (those of :func:`run_evaluation`).
+
+    Parameters
+    ----------
+    methods : sequence of str, callable or Method
+        See :mod:`~hsets_widgets.evaluation.baselines`.
+    percentages : str or sequence of float
+        ``"fine"`` (1, 2, 5% and the reference grid), ``"road"``, ``"quantus"`` or fractions
+        removed; the insertion and deletion curves use the same points (plus 0 and 1).
+    orders : sequence of {"morf", "lerf"}
+    seed : int
+        Seeds SmoothGrad, random maps, H-Sets, the ROAD tie-breaker and noise.
+    noise : float
+        ROAD imputation noise.
+    batch_size : int
+        Imputed images per forward pass.
+    match_support : "min" or float
+        Support ``s`` for ``sparsity_matched`` (see :func:`add_matched_sparsity`).
+    curves : sequence of {"insertion", "deletion"}
+        Insertion / deletion curves to compute besides ROAD (empty for none).
+    correct_only : bool
+        Skip the images the model misclassifies or that have no label (the paper's protocol:
+        correctly classified images only); they are listed under ``skipped`` with the reason.
+    """
     methods = tuple(get_method(m, seed=seed) for m in methods)
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"methods listed twice: {names}")
     curves = tuple(curves)
-    for k in curves:
-        if k not in CURVE_KINDS:
-            raise ValueError(f"unknown curve {k!r}; use 'insertion' and/or 'deletion'")
+    check_choices(curves, CURVE_KINDS, "curve")
     if not isinstance(correct_only, bool):
         raise TypeError(f"correct_only must be True or False, got {correct_only!r}")
     return RunSettings(methods, tuple(float(v) for v in resolve_percentages(percentages)),
@@ -318,6 +339,68 @@ def write_summary(out: Path, classifier, items: Sequence[ImageItem], done: dict,
     return metrics
 
 
+@dataclass
+class RunState:
+    """An evaluation under way: its folder, its items, what is done, and what was counted.
+
+    The single-process loop (:func:`run_evaluation`) and the Ray driver
+    (:mod:`~hsets_widgets.evaluation.cluster`) record every image through it, so both write
+    the same files.
+    """
+
+    out: Path
+    classifier: object
+    settings: RunSettings
+    items: list
+    done: dict
+    skipped: list
+    failed: list = field(default_factory=list)
+    counts: dict = field(default_factory=lambda: {"resumed": 0, "computed": 0})
+
+    @classmethod
+    def open(cls, items: Sequence[ImageItem], classifier, out_dir: Union[str, Path], settings: RunSettings,
+             limit: Optional[int] = None, skipped: Optional[list] = None) -> RunState:
+        """Open (or resume) the folder ``out_dir`` for the first ``limit`` of ``items``."""
+        out, done = open_results(out_dir, classifier, settings)
+        items = list(items)[:limit] if limit is not None else list(items)
+        return cls(out, classifier, settings, items, done, list(skipped or []))
+
+    def missing(self, item: ImageItem) -> list:
+        """The methods ``item`` still needs (none once it is done)."""
+        return missing_methods(self.settings, self.done.get(item.key))
+
+    def read(self, item: ImageItem) -> torch.Tensor:
+        """The image of ``item``, as :func:`read_item` gives it."""
+        return read_item(item, self.classifier)
+
+    def previous(self, item: ImageItem) -> tuple:
+        """``(done record or None, its stored maps)`` of ``item``."""
+        prev = self.done.get(item.key)
+        return prev, stored_maps(self.out, item, prev)
+
+    def store(self, record: dict, maps: dict) -> None:
+        """Write one finished image (:func:`store_item`) and count it done."""
+        store_item(self.out, record, maps)
+        self.done[record["key"]] = record
+        self.counts["computed"] += 1
+
+    def skip(self, item: ImageItem, reason: Union[SkippedImage, str]) -> None:
+        """Count ``item`` skipped with ``reason`` (an unreadable file also warns)."""
+        if isinstance(reason, UnreadableImage):
+            warnings.warn(f"skipping {item.path}: {reason}", stacklevel=3)
+        self.skipped.append({"path": str(item.path), "reason": str(reason)})
+
+    def fail(self, item: ImageItem, reason: str, attempts: int) -> None:
+        """Record ``item`` as failed (a ``"status": "failed"`` line, never counted as done)."""
+        append_record(self.out / "results.jsonl", failed_record(item, reason, attempts))
+        self.failed.append({"path": str(item.path), "reason": reason, "attempts": attempts})
+
+    def summary(self, extra: Optional[dict] = None) -> dict:
+        """Write ``metrics.json`` and the plots (:func:`write_summary`); return the metrics."""
+        return write_summary(self.out, self.classifier, self.items, self.done, self.settings, self.counts,
+                             self.skipped, self.failed, extra)
+
+
 def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, Path],
                    methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
                    percentages: Union[str, Sequence[float]] = "fine",
@@ -336,32 +419,15 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
         Maps ``(B, 3, H, W)`` in [0, 1] to logits; its ``input_size`` sets the crop.
     out_dir : path
         Output folder (created). Reusing it resumes an interrupted run.
-    methods : sequence of str, callable or Method
-        See :mod:`~hsets_widgets.evaluation.baselines`.
-    percentages : str or sequence of float
-        ``"fine"`` (1, 2, 5% and the reference grid), ``"road"``, ``"quantus"`` or fractions
-        removed; the insertion and deletion curves use the same points (plus 0 and 1).
-    orders : sequence of {"morf", "lerf"}
+    methods, percentages, orders, seed, noise, batch_size, match_support, curves, correct_only
+        The settings the numbers depend on: see :func:`run_settings`.
     limit : int, optional
         Only the first ``limit`` items (in the given order) are considered.
-    seed : int
-        Seeds SmoothGrad, random maps, H-Sets, the ROAD tie-breaker and noise.
-    noise : float
-        ROAD imputation noise.
-    batch_size : int
-        Imputed images per forward pass.
-    match_support : "min" or float
-        Support ``s`` for ``sparsity_matched`` (see :func:`add_matched_sparsity`).
     progress : callable, optional
         ``progress("evaluate", images done, images)`` after every image (the CLI passes a
         :class:`~hsets_widgets.progress.TqdmProgress`).
     skipped : list, optional
         Items already known to be unusable (counted in ``metrics.json``).
-    curves : sequence of {"insertion", "deletion"}
-        Insertion / deletion curves to compute besides ROAD (empty for none).
-    correct_only : bool
-        Skip the images the model misclassifies or that have no label (the paper's protocol:
-        correctly classified images only); they are listed under ``skipped`` with the reason.
 
     Returns
     -------
@@ -375,25 +441,22 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     progress = check_progress(progress)
     settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves,
                             correct_only)
-    out, done = open_results(out_dir, classifier, settings)
-    items = list(items)[:limit] if limit is not None else list(items)
-    skipped = list(skipped or [])
-    counts = {"resumed": 0, "computed": 0}
-    report(progress, "evaluate", 0, len(items))
-    for k, item in enumerate(items):
-        prev = done.get(item.key)
-        if not missing_methods(settings, prev):
-            counts["resumed"] += 1
-        else:
-            try:
-                record, maps = evaluate_item(item, classifier, settings, prev, stored_maps(out, item, prev))
-            except SkippedImage as err:
-                if isinstance(err, UnreadableImage):
-                    warnings.warn(f"skipping {item.path}: {err}", stacklevel=2)
-                skipped.append({"path": str(item.path), "reason": str(err)})
-            else:
-                store_item(out, record, maps)
-                done[item.key] = record
-                counts["computed"] += 1
-        report(progress, "evaluate", k + 1, len(items))
-    return write_summary(out, classifier, items, done, settings, counts, skipped)
+    run = RunState.open(items, classifier, out_dir, settings, limit, skipped)
+    report(progress, "evaluate", 0, len(run.items))
+    for k, item in enumerate(run.items):
+        evaluate_here(run, item)
+        report(progress, "evaluate", k + 1, len(run.items))
+    return run.summary()
+
+
+def evaluate_here(run: RunState, item: ImageItem) -> None:
+    """Evaluate one item of ``run`` in this process and store it (or count it resumed or skipped)."""
+    if not run.missing(item):
+        run.counts["resumed"] += 1
+        return
+    try:
+        record, maps = evaluate_item(item, run.classifier, run.settings, *run.previous(item))
+    except SkippedImage as err:
+        run.skip(item, err)
+    else:
+        run.store(record, maps)
