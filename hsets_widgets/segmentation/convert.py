@@ -79,75 +79,90 @@ def onnx_to_state_dict(path, shapes: dict, prefix_fn, attention_idxs: dict | Non
 
     Returns
     -------
-    dict
-        ``{key: ndarray}`` for every key that could be mapped.
+    (dict, GraphProto, callable)
+        ``{key: ndarray}`` for every key that could be mapped, the graph, and
+        ``value(name)``, the array of any initializer or constant of the graph.
     """
-    from onnx import numpy_helper
-
-    model = _load(path)
-    graph = model.graph
-    init = {t.name: t for t in graph.initializer}
-    consts = {}
+    graph = _load(path).graph
+    weights = _GraphWeights(graph, shapes)
+    weights.take_named(prefix_fn)
     for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            consts[node.output[0]] = node.attribute[0].t
-    arr = {}
+        weights.take_node(node, prefix_fn(_module_path(node.name)) if node.name else "", attention_idxs)
+    return weights.out, graph, weights.value
 
-    def value(name):
-        if name not in arr:
-            arr[name] = numpy_helper.to_array(init[name] if name in init else consts[name])
-        return arr[name]
 
-    out = {}
+class _GraphWeights:
+    """The tensors of one ONNX graph, and the state-dict entries mapped from them so far."""
 
-    def put(key, val):
-        if key in shapes:
-            out[key] = np.asarray(val, np.float32).reshape(shapes[key])
+    def __init__(self, graph, shapes: dict):
+        self.init = {t.name: t for t in graph.initializer}
+        self.consts = {node.output[0]: node.attribute[0].t for node in graph.node
+                       if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value"}
+        self.shapes = shapes
+        self.arrays = {}
+        self.out = {}
 
-    # initializers that already carry their state-dict name
-    for name in init:
-        key = name[len("model."):] if name.startswith("model.") else name
-        for cand in (key, prefix_fn(key) if not key.startswith(("mask_decoder.", "prompt_encoder.")) else key):
-            if cand in shapes and tuple(value(name).shape) == tuple(shapes[cand]):
-                out[cand] = value(name).astype(np.float32)
-    for node in graph.node:
-        path = prefix_fn(_module_path(node.name)) if node.name else ""
+    def value(self, name):
+        from onnx import numpy_helper
+
+        if name not in self.arrays:
+            self.arrays[name] = numpy_helper.to_array(self.init[name] if name in self.init else self.consts[name])
+        return self.arrays[name]
+
+    def put(self, key, val):
+        if key in self.shapes:
+            self.out[key] = np.asarray(val, np.float32).reshape(self.shapes[key])
+
+    def take_named(self, prefix_fn) -> None:
+        """Initializers that already carry their state-dict name."""
+        for name in self.init:
+            key = name[len("model."):] if name.startswith("model.") else name
+            for cand in (key, prefix_fn(key) if not key.startswith(("mask_decoder.", "prompt_encoder.")) else key):
+                if cand in self.shapes and tuple(self.value(name).shape) == tuple(self.shapes[cand]):
+                    self.out[cand] = self.value(name).astype(np.float32)
+
+    def take_node(self, node, path: str, attention_idxs) -> None:
+        """The weights one node applies, under the module ``path`` it belongs to."""
         ins = list(node.input)
         if node.op_type in ("Conv", "ConvTranspose"):
-            w = ins[1] if len(ins) > 1 and ins[1] in init else None
-            b = ins[2] if len(ins) > 2 and ins[2] in init else None
-            if w is not None:
-                put(path + ".weight", value(w))
-            if b is not None:
-                if path + ".bias" in shapes:
-                    put(path + ".bias", value(b))
-                elif path.endswith(".c") and path[:-2] + ".bn.bias" in shapes:
-                    bn = path[:-2] + ".bn"
-                    n = value(b).size
-                    put(bn + ".bias", value(b))
-                    put(bn + ".weight", np.ones(n))
-                    put(bn + ".running_mean", np.zeros(n))
-                    put(bn + ".running_var", np.full(n, 1.0 - 1e-5))  # eps of nn.BatchNorm2d
-            elif w is not None and path.endswith(".c") and path[:-2] + ".bn.bias" in shapes:
-                raise AssetError(f"convolution {node.name} in {path} has no folded bias")
-        elif node.op_type == "MatMul" and len(ins) > 1 and ins[1] in init:
-            put(path + ".weight", value(ins[1]).T)
-        elif node.op_type in ("Mul", "Add") and any(i in init and value(i).ndim == 3 for i in ins):
-            c = next(i for i in ins if i in init and value(i).ndim == 3)
+            self._conv(node, path, ins)
+        elif node.op_type == "MatMul" and len(ins) > 1 and ins[1] in self.init:
+            self.put(path + ".weight", self.value(ins[1]).T)
+        elif node.op_type in ("Mul", "Add") and any(i in self.init and self.value(i).ndim == 3 for i in ins):
+            c = next(i for i in ins if i in self.init and self.value(i).ndim == 3)
             # LayerNorm2d: x * weight[:, None, None] + bias[:, None, None]
-            if node.op_type == "Mul":
-                put(path + ".weight", value(c).reshape(-1))
-            else:
-                put(path + ".bias", value(c).reshape(-1))
+            self.put(path + (".weight" if node.op_type == "Mul" else ".bias"), self.value(c).reshape(-1))
         elif attention_idxs and node.op_type == "Add":
-            # attention scores + gathered attention biases (heads, N, N)
-            for i in ins:
-                if i in consts and value(i).ndim == 3 and path in attention_idxs:
-                    idxs = attention_idxs[path]
-                    table = np.zeros((value(i).shape[0], int(idxs.max()) + 1), np.float32)
-                    table[:, idxs.reshape(-1)] = value(i).reshape(value(i).shape[0], -1)
-                    put(path + ".attention_biases", table)
-    return out, graph, value
+            self._attention_biases(ins, path, attention_idxs)
+
+    def _conv(self, node, path: str, ins: list) -> None:
+        w = ins[1] if len(ins) > 1 and ins[1] in self.init else None
+        b = ins[2] if len(ins) > 2 and ins[2] in self.init else None
+        if w is not None:
+            self.put(path + ".weight", self.value(w))
+        folded_bn = path.endswith(".c") and path[:-2] + ".bn.bias" in self.shapes
+        if b is not None:
+            if path + ".bias" in self.shapes:
+                self.put(path + ".bias", self.value(b))
+            elif folded_bn:
+                # a batch norm folded into the convolution: identity statistics, the bias kept
+                bn, n = path[:-2] + ".bn", self.value(b).size
+                self.put(bn + ".bias", self.value(b))
+                self.put(bn + ".weight", np.ones(n))
+                self.put(bn + ".running_mean", np.zeros(n))
+                self.put(bn + ".running_var", np.full(n, 1.0 - 1e-5))  # eps of nn.BatchNorm2d
+        elif w is not None and folded_bn:
+            raise AssetError(f"convolution {node.name} in {path} has no folded bias")
+
+    def _attention_biases(self, ins: list, path: str, attention_idxs: dict) -> None:
+        # attention scores + gathered attention biases (heads, N, N)
+        for i in ins:
+            if i in self.consts and self.value(i).ndim == 3 and path in attention_idxs:
+                idxs = attention_idxs[path]
+                heads = self.value(i).shape[0]
+                table = np.zeros((heads, int(idxs.max()) + 1), np.float32)
+                table[:, idxs.reshape(-1)] = self.value(i).reshape(heads, -1)
+                self.put(path + ".attention_biases", table)
 
 
 def decoder_state_dict(sam_onnx, shapes: dict) -> dict:

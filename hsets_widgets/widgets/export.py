@@ -12,7 +12,7 @@ from typing import Optional
 import ipywidgets as W
 import numpy as np
 
-from ..growth import candidates, rule_scores
+from ..thresholds import candidates, rule_scores
 from ..idg import running_estimate
 from . import render
 from .common import as_state, esc, fmt, title

@@ -11,10 +11,16 @@ app is never blank.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import ipywidgets as W
 import numpy as np
 from ipycanvas import MultiCanvas
 
+from ..common import to_numpy
+from ..files import atomic_path
+from ..seeds import feature_pixels
 from . import render
 from .common import as_state, draw_batch, fmt, title
 
@@ -65,6 +71,7 @@ class ImageView(W.VBox):
         self.legend.add_class("hsets-image-legend")
         self.hover_yx = None
         self.n_draws = 0
+        self._ig = None         # (H, W) IG map for the hover read-out, once computed
         self._set_key = None
 
         self.canvas.on_client_ready(self.redraw)
@@ -103,12 +110,22 @@ class ImageView(W.VBox):
         self.hover_yx = yx
         self.readout.value = self._readout_text(yx)
 
+    def ig_map(self) -> Optional[np.ndarray]:
+        """Per-pixel Integrated Gradients ``(H, W)`` (None before it is computed)."""
+        if self._ig is None and self.state.ready:
+            self._ig = to_numpy(self.state.explainer.attribution().attribution).sum(0)
+        return self._ig
+
+    def pixel_info(self, y: int, x: int) -> dict:
+        """What the hover read-out says about pixel ``(y, x)`` (see :func:`pixel_info`)."""
+        return pixel_info(self.state, y, x, self.ig_map())
+
     def _readout_text(self, yx) -> str:
         st = self.state
         if yx is None:
             return ("<span style='color:#666'>Hover over the image: pixel, Integrated Gradients "
                     "(IG) and H[seed, pixel] appear here.</span>")
-        info = st.pixel_info(*yx)
+        info = self.pixel_info(*yx)
         parts = [f"<b>pixel</b> (y={yx[0]}, x={yx[1]})",
                  f"<b>IG</b> {fmt(info['ig'])}" if info["ig"] is not None else "<b>IG</b> (computing…)"]
         if st.seed is not None:
@@ -245,16 +262,57 @@ class ImageView(W.VBox):
         return compose_view(self.state, layers, self.scale if scale is None else int(scale),
                             dim=DIM if self.dim.value else 1.0)
 
-    def save_png(self, path, layers=None, scale=None):
-        """Write :meth:`to_rgb` to ``path`` as a PNG; returns the path."""
-        from pathlib import Path
+    def save_png(self, path, layers=None, scale=None) -> Path:
+        """Write :meth:`to_rgb` to ``path`` as a PNG (atomically); returns the path."""
+        return write_image(path, self.to_rgb(layers, scale))
 
-        from PIL import Image
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(self.to_rgb(layers, scale)).save(path)
-        return path
+def pixel_info(state, y: int, x: int, ig: Optional[np.ndarray] = None) -> dict:
+    """What the image view's hover read-out says about pixel ``(y, x)``: ``{"yx", "ig"
+    (from the ``(H, W)`` map ``ig``, if given), "h" (the seed's Hessian row, if computed),
+    "in_set" (in the set after the animation step), "segment"}``.
+    """
+    st = state
+    _, h, w = st.shape
+    info = {"yx": (int(y), int(x)), "ig": None, "h": None, "in_set": False, "segment": None}
+    if not (0 <= y < h and 0 <= x < w):
+        return info
+    if ig is not None:
+        info["ig"] = float(ig[y, x])
+    row = st.seed_row_image()
+    if row is not None:
+        info["h"] = float(row[y, x])
+    seg = st.explainer.cached("segmentation")
+    if seg is not None:
+        info["segment"] = int(seg.labels[y, x])
+    members = st.displayed_members()
+    if members.size:
+        pix = feature_pixels(members, st.shape, st.explainer.config.features)
+        info["in_set"] = bool(np.any(pix == y * w + x))
+    return info
+
+
+def write_image(path, rgb: np.ndarray) -> Path:
+    """Write an image array to ``path`` (format from its extension, as PIL reads it) through
+    :func:`hsets_widgets.files.atomic_path`, creating its folder; returns the path.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"unknown image file extension {path.suffix!r} in {path}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format=fmt)
+    return path
+
+
+def save_png(state, path, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> Path:
+    """Write the image view (``layers``, zoomed ``scale`` times, photo brightness ``dim``) to
+    ``path`` as PNG.
+    """
+    return write_image(path, compose_view(state, layers, scale, dim))
 
 
 def compose_view(state, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> np.ndarray:

@@ -13,7 +13,7 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import MultiCanvas
 
-from ..growth import THRESHOLD_RULES, candidates, rule_scores
+from ..thresholds import THRESHOLD_RULES, candidates, rule_scores
 from . import render
 from .common import as_state, draw_batch, fmt, legend, title
 

@@ -6,7 +6,8 @@ the growth settings (``mu``, ``nu``, threshold rule, sign, order), the grown set
 value, the animation step, the sets kept for the explanation, and the status of background
 work (``busy``, ``stage``, ``progress``, ``error``). Widgets set its traits (a click sets
 the seed, a slider sets ``mu``) and observe them (the canvas redraws when ``grown``
-changes); none of them talks to another widget.
+changes); none of them talks to another widget. What one view alone needs (the image
+view's hover read-out, a panel's "out of date" note) lives in that view.
 
 Regrowing after a settings change first tries the Hessian-row cache alone, in the calling
 thread (a slider move answers in milliseconds); only when a row is missing does the work go
@@ -19,16 +20,17 @@ import time
 from typing import Optional
 
 import numpy as np
-from traitlets import Any, Bool, Enum, Float, HasTraits, Instance, Int, List, TraitError, Unicode, observe, validate
+from traitlets import Bool, Enum, Float, HasTraits, Instance, Int, List, TraitError, Tuple, Unicode, observe, validate
 
-from ..common import to_numpy
 from ..explain import Explainer
-from ..growth import GROWTH_ORDERS, SIGNS, THRESHOLD_RULES, ThresholdRule, rule_mu
+from ..explanation import InteractionSet
+from ..growth import GROWTH_ORDERS, GrownSet
 from ..hessian import RowNotCached
+from ..idg import SetValue
 from ..presets import get_config
-from ..seeds import Seed, feature_pixels
+from ..seeds import Seed
+from ..thresholds import SIGNS, THRESHOLD_RULES, ThresholdRule, rule_mu
 from .runner import BackgroundRunner, Job
-
 
 _DEFAULTS = get_config("default")
 
@@ -83,19 +85,19 @@ class ExplorerState(HasTraits):
 
     explainer = Instance(Explainer)
     ready = Bool(False)
-    seed = Any(None, allow_none=True)
-    pending_seed_yx = Any(None, allow_none=True)
-    auto_seeds = List()
+    seed = Instance(Seed, allow_none=True)
+    pending_seed_yx = Tuple(Int(), Int(), default_value=None, allow_none=True)
+    auto_seeds = List(Instance(Seed))
     # defaults: the default preset's (an explainer's own settings replace them in __init__)
     mu = Float(_DEFAULTS.mu)
     nu = Int(_DEFAULTS.nu)
     threshold = Unicode(_DEFAULTS.threshold)     # a name in growth.THRESHOLD_RULES (checked below)
     sign = Enum(SIGNS, default_value=_DEFAULTS.sign)
     order = Enum(GROWTH_ORDERS, default_value=_DEFAULTS.order)
-    grown = Any(None, allow_none=True)
-    value = Any(None, allow_none=True)
+    grown = Instance(GrownSet, allow_none=True)
+    value = Instance(SetValue, allow_none=True)
     step = Int(0)
-    sets = List()
+    sets = List(Instance(InteractionSet))
     busy = Bool(False)
     stage = Unicode("")
     progress = Float(0.0)
@@ -108,7 +110,6 @@ class ExplorerState(HasTraits):
         self.lock = threading.RLock()
         self._requested = None      # growth key last asked for
         self._applied = None        # growth key of `grown`
-        self._ig_map = None
         self._error_kind = None     # the kind of background job the shown error came from
         self.last_sync_seconds = float("nan")
         c = explainer.config
@@ -163,12 +164,6 @@ class ExplorerState(HasTraits):
             return None
         return self.grown.steps[min(step, self.n_steps) - 1]
 
-    def ig_map(self) -> Optional[np.ndarray]:
-        """Per-pixel Integrated Gradients ``(H, W)`` (None before it is computed)."""
-        if self._ig_map is None and self.ready:
-            self._ig_map = to_numpy(self.explainer.attribution().attribution).sum(0)
-        return self._ig_map
-
     def seed_row_image(self) -> Optional[np.ndarray]:
         """The seed's Hessian row as an ``(H, W)`` map (channels summed), if cached."""
         if self.seed is None:
@@ -178,27 +173,6 @@ class ExplorerState(HasTraits):
             return None
         img = rows.pixel_image(self.seed.index)
         return img.sum(0) if img.ndim == 3 else img
-
-    def pixel_info(self, y: int, x: int) -> dict:
-        """What the image view's hover read-out says about pixel ``(y, x)``."""
-        _, h, w = self.shape
-        info = {"yx": (int(y), int(x)), "ig": None, "h": None, "in_set": False, "segment": None}
-        if not (0 <= y < h and 0 <= x < w):
-            return info
-        ig = self.ig_map()
-        if ig is not None:
-            info["ig"] = float(ig[y, x])
-        row = self.seed_row_image()
-        if row is not None:
-            info["h"] = float(row[y, x])
-        seg = self.explainer.cached("segmentation")
-        if seg is not None:
-            info["segment"] = int(seg.labels[y, x])
-        members = self.displayed_members()
-        if members.size:
-            pix = feature_pixels(members, self.shape, self.explainer.config.features)
-            info["in_set"] = bool(np.any(pix == y * w + x))
-        return info
 
     # ---- actions -----------------------------------------------------------------------
     def prepare(self, grow_first: bool = True) -> Job:
@@ -217,8 +191,7 @@ class ExplorerState(HasTraits):
             if grow_first and seeds and self._requested is None:
                 self._request_growth(seeds[0])
 
-        return self.runner.submit(Job("prepare", "Preparing (Integrated Gradients, segmentation, "
-                                      "seeds)", work, apply))
+        return self.submit("prepare", "Preparing (Integrated Gradients, segmentation, seeds)", work, apply)
 
     def select_seed(self, y: int, x: int) -> None:
         """Make pixel ``(y, x)`` the seed and grow its set (a human-guided set)."""
@@ -299,7 +272,7 @@ class ExplorerState(HasTraits):
             self.sets = [s for s in self.sets if s.seed not in new] + sets
 
         label = "Explaining with " + _count(ex.config.n_sets if k is None else k)
-        return self.runner.submit(Job("explain", label, work, apply))
+        return self.submit("explain", label, work, apply)
 
     def cancel(self) -> int:
         """Cancel the running background job (and drop waiting ones)."""
@@ -309,9 +282,9 @@ class ExplorerState(HasTraits):
         """Wait for background work to finish (scripts and tests)."""
         return self.runner.wait(timeout)
 
-    def submit(self, kind: str, label: str, work, apply=None) -> Job:
+    def submit(self, kind: str, label: str, work, apply=None, key=None) -> Job:
         """Run ``work(progress, cancel)`` in the background (for views with their own jobs)."""
-        return self.runner.submit(Job(kind, label, work, apply))
+        return self.runner.submit(Job(kind, label, work, apply, key=key))
 
     def heatmap(self, sets=None) -> np.ndarray:
         """H-Sets heatmap of ``sets`` (default: the kept sets)."""
@@ -369,6 +342,9 @@ class ExplorerState(HasTraits):
         return where + (p["mu"], p["nu"], p["threshold"], p["sign"], p["order"])
 
     def _request_growth(self, seed: Optional[Seed], yx=None, force: bool = False) -> None:
+        """Grow ``seed``'s set (or pixel ``yx``'s, before the seeds are ready) with the current
+        settings: from cached rows at once when it can, else in the background.
+        """
         with self.lock:
             key = self._key(seed, yx)
             if not force and key == self._requested:
@@ -384,24 +360,29 @@ class ExplorerState(HasTraits):
             except ValueError as err:
                 self._fail("Growth settings", err)
                 return
-            if seed is not None and self.ready:
-                t0 = time.perf_counter()
-                try:
-                    grown = self.explainer.grow(seed, **params, compute=False)
-                    value = self.explainer.value(grown.members)
-                except RowNotCached:
-                    pass
-                except Exception as err:  # noqa: BLE001
-                    self._fail(f"Growing the set of pixel {tuple(seed.yx)}", err)
-                    return
-                else:
-                    self.runner.cancel("grow", superseded=True)   # background growth is stale
-                    self._apply_growth(key, seed, grown, value)
-                    self.last_sync_seconds = time.perf_counter() - t0
-                    self.status = (f"Set of pixel {tuple(seed.yx)}: {len(grown)} pixels from "
-                                   f"{grown.rows_used} cached rows ({self.last_sync_seconds * 1e3:.0f} ms)")
-                    return
+            if seed is not None and self.ready and self._grow_from_cache(key, seed, params):
+                return
         self._grow_in_background(key, seed, yx, params)
+
+    def _grow_from_cache(self, key, seed: Seed, params: dict) -> bool:
+        """Grow and value the set from cached rows alone, in this thread; False when a row is
+        missing (the background must compute it). A failure is reported and counts as done.
+        """
+        t0 = time.perf_counter()
+        try:
+            grown = self.explainer.grow(seed, **params, compute=False)
+            value = self.explainer.value(grown.members)
+        except RowNotCached:
+            return False
+        except Exception as err:  # noqa: BLE001
+            self._fail(f"Growing the set of pixel {tuple(seed.yx)}", err)
+            return True
+        self.runner.cancel("grow", superseded=True)   # background growth is stale
+        self._apply_growth(key, seed, grown, value)
+        self.last_sync_seconds = time.perf_counter() - t0
+        self.status = (f"Set of pixel {tuple(seed.yx)}: {len(grown)} pixels from "
+                       f"{grown.rows_used} cached rows ({self.last_sync_seconds * 1e3:.0f} ms)")
+        return True
 
     def _grow_in_background(self, key, seed, yx, params) -> None:
         ex = self.explainer
@@ -420,9 +401,7 @@ class ExplorerState(HasTraits):
             s, grown, value = result
             self._apply_growth(key, s, grown, value)
 
-        job = Job("grow", f"Growing the set of pixel {where}", work, apply)
-        job.key = key
-        self.runner.submit(job)
+        self.submit("grow", f"Growing the set of pixel {where}", work, apply, key=key)
 
     def _apply_growth(self, key, seed, grown, value) -> None:
         with self.lock, self.hold_trait_notifications():
@@ -451,54 +430,49 @@ class ExplorerState(HasTraits):
     def _fail(self, what: str, err: BaseException, key=None) -> None:
         self.error = f"{what} failed: {describe_error(err)}"
         if key is None or key == self._requested:
-            # the request failed: the next identical request must be allowed to try again
-            self.pending_seed_yx = None
-            self._requested = self._applied
+            self._forget_request()
 
+    def _forget_request(self) -> None:
+        """The request in flight failed or was cancelled: the next identical one may try again."""
+        self.pending_seed_yx = None
+        self._requested = self._applied
+
+    def _count_rows(self) -> None:
+        rows = self.explainer.cached("rows")  # never create the cache from a job callback
+        if rows is not None:
+            self.n_rows = rows.n_computed
+
+    # the runner's callbacks: they run in the runner's thread, so they take the lock
     def _job_started(self, job: Job) -> None:
         with self.lock:
-            self._on_start(job)
+            self.busy = True
+            self.progress = 0.0
+            self.stage = job.label
 
     def _job_progress(self, job: Job, stage: str, done: int, total: int) -> None:
         with self.lock:
-            self._on_progress(job, stage, done, total)
+            self.progress = float(done) / total if total else 0.0
+            self.stage = f"{job.label}: {stage} {done}/{total}"
+            self._count_rows()
 
     def _job_finished(self, job: Job) -> None:
         with self.lock:
-            self._on_finish(job)
-
-    def _on_start(self, job: Job) -> None:
-        self.busy = True
-        self.progress = 0.0
-        self.stage = job.label
-
-    def _on_progress(self, job: Job, stage: str, done: int, total: int) -> None:
-        self.progress = float(done) / total if total else 0.0
-        self.stage = f"{job.label}: {stage} {done}/{total}"
-        rows = self.explainer.cached("rows")  # never create the cache from a progress call
-        if rows is not None:
-            self.n_rows = rows.n_computed
-
-    def _on_finish(self, job: Job) -> None:
-        rows = self.explainer.cached("rows")
-        if rows is not None:
-            self.n_rows = rows.n_computed
-        if job.outcome == "done":
-            self.progress = 1.0
-            self.status = f"{job.label}: done in {job.seconds:.1f} s"
-            # a new set answers every earlier error; another job only its own kind's
-            if job.kind in ("prepare", "grow", "explain") or job.kind == self._error_kind:
-                self.error = ""
-                self._error_kind = None
-        elif job.outcome == "cancelled":
-            if not job.superseded:
-                self.status = f"Cancelled: {job.label} (earlier results are kept)"
-                if job.kind == "grow" and job.key == self._requested:
-                    self.pending_seed_yx = None
-                    self._requested = self._applied
-        elif job.outcome == "failed":
-            self._fail(job.label, job.error, job.key)
-            self._error_kind = job.kind
-            self.status = "Error (earlier results are kept; see the message)"
-        self.stage = ""
-        self.busy = self.runner.waiting > 0
+            self._count_rows()
+            if job.outcome == "done":
+                self.progress = 1.0
+                self.status = f"{job.label}: done in {job.seconds:.1f} s"
+                # a new set answers every earlier error; another job only its own kind's
+                if job.kind in ("prepare", "grow", "explain") or job.kind == self._error_kind:
+                    self.error = ""
+                    self._error_kind = None
+            elif job.outcome == "cancelled":
+                if not job.superseded:
+                    self.status = f"Cancelled: {job.label} (earlier results are kept)"
+                    if job.kind == "grow" and job.key == self._requested:
+                        self._forget_request()
+            elif job.outcome == "failed":
+                self._fail(job.label, job.error, job.key)
+                self._error_kind = job.kind
+                self.status = "Error (earlier results are kept; see the message)"
+            self.stage = ""
+            self.busy = self.runner.waiting > 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from ..growth import THRESHOLD_RULES, rule_mu
+from ..thresholds import THRESHOLD_RULES, rule_mu
 from .common import as_state, fmt, title
 
 SIGN_OPTIONS = (("|H| (magnitude)", "magnitude"), ("H > 0 (positive only)", "positive"))
