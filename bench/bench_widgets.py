@@ -229,7 +229,9 @@ def main(argv=None) -> int:
         "were cached after the cold sweep."
         if per_row else "",
     ]
-    Path(args.out).write_text("\n".join(lines).rstrip() + "\n")
+    from hsets_widgets.files import write_text
+
+    write_text(args.out, "\n".join(lines).rstrip() + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -594,6 +594,34 @@ def test_export_png_figure_and_explanation(explorer, tmp_path):
         "hsets-explanation.npz", "hsets-figure.png", "hsets-view.png"]
 
 
+def test_exports_are_written_atomically(explorer, tmp_path, monkeypatch):
+    """A write that fails half-way leaves the old file as it was and no temporary file."""
+    import errno
+
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from hsets_widgets.files import OutputError
+
+    png = explorer.save_png(tmp_path / "view.png")
+    fig = explorer.save_figure(tmp_path / "figure.png")
+    before = {p: p.read_bytes() for p in (png, fig)}
+
+    def half_written(self, fp, *args, **kwargs):
+        with open(fp, "wb") as fh:
+            fh.write(b"truncated")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", half_written)
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    with pytest.raises(OutputError, match="No space"):
+        explorer.save_png(png)
+    with pytest.raises(OutputError, match="No space"):
+        explorer.save_figure(fig)
+    assert {p: p.read_bytes() for p in (png, fig)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png", "view.png"]
+
+
 def test_each_widget_is_usable_alone(explainer, image):
     from hsets_widgets.widgets import (
         ExplorerState,

@@ -83,6 +83,6 @@ def app_notebook(folder: Optional[Path] = None) -> Path:
         import tempfile
 
         folder = Path(tempfile.mkdtemp(prefix="hsets-explore-"))
-    path = Path(folder) / "hsets_explorer.ipynb"
-    path.write_text(json.dumps(notebook_json(), indent=1))
-    return path
+    from ..files import write_text
+
+    return write_text(Path(folder) / "hsets_explorer.ipynb", json.dumps(notebook_json(), indent=1))

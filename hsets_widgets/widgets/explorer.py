@@ -207,8 +207,7 @@ class Explorer(W.VBox):
 
     def save_explanation(self, path):
         """The kept sets (or the current set) as an ``Explanation`` file (``.npz``)."""
-        with self.state.lock:
-            return self.state.explanation().save(path)
+        return self.export.save_explanation(path)
 
     def __repr__(self) -> str:  # the widget repr is unreadable; this says what it shows
         st = self.state

@@ -12,33 +12,25 @@ from typing import Optional
 import ipywidgets as W
 import numpy as np
 
-from ..thresholds import candidates, rule_scores
+from ..files import atomic_path
 from ..idg import running_estimate
 from . import render
 from .common import as_state, esc, fmt, title
-from .image_view import LAYERS, compose_view
-from .row_inspector import score_label, threshold_position
+from .image_view import DIM, LAYERS, compose_view, save_png
+from .road_view import METHOD_COLORS, METHOD_NAMES
+from .row_inspector import row_histogram, row_map_rgba, seed_row
 
-
-def save_png(state, path, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> Path:
-    """Write the image view (``layers``, zoomed ``scale`` times, photo brightness ``dim``) to
-    ``path`` as PNG.
-    """
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(compose_view(state, layers, scale, dim)).save(path)
-    return path
+__all__ = ["ExportPanel", "save_figure", "save_png"]
 
 
 def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None, dpi: int = 110,
                 dim: float = 1.0) -> Path:
-    """Write a figure of every view to ``path`` (PNG, or any format matplotlib knows).
+    """Write a figure of every view to ``path`` (PNG, or any format matplotlib knows),
+    atomically (:func:`hsets_widgets.files.atomic_path`).
 
     Panels: the image view; the seed's Hessian row with the passing features; the row
     histogram with the threshold; the running estimate of v(I); the ROAD curves (when
-    ``road_results``, ``{"hsets": ROADResult, "ig": ROADResult}``, is given).
+    ``road_results``, ``{"hsets": ROADResult, "ig": ROADResult}``, is given); a summary.
     """
     import matplotlib
 
@@ -46,103 +38,114 @@ def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None,
     from matplotlib.figure import Figure
 
     st = state
-    ex = st.explainer
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(15, 8.6), dpi=dpi, layout="constrained")
     axes = fig.subplots(2, 3)
     with st.lock:
-        seed, grown, value = st.seed, st.grown, st.value
-        # 1. image view
-        ax = axes[0, 0]
-        ax.imshow(compose_view(st, layers, render.display_scale(*st.shape[1:]), dim), interpolation="nearest")
-        ttl = f"{ex.classifier.name}: '{ex.class_name}' (p = {ex.probability:.2f})"
-        if grown is not None:
-            ttl += f"\nset of seed {tuple(seed.yx)}: {len(grown)} features, step {st.step}/{st.n_steps}"
-        ax.set_title(ttl, fontsize=10)
-        ax.axis("off")
-        # 2. seed row map and 3. histogram
-        row_img = st.seed_row_image()
-        ax, axh = axes[0, 1], axes[0, 2]
-        if row_img is not None:
-            shown = row_img.copy()
-            shown[seed.yx] = 0.0
-            rgba, vmax = render.signed_rgba(shown)
-            grey = render.photo_rgba(ex.image, dim=0.6, grey=True)
-            row = ex.rows.row(seed.index).numpy().astype(np.float64)
-            rule = st.threshold_rule
-            disp = ex.displacement() if rule.scale == "displacement" else None
-            passing = candidates(row, rule, seed.attribution, exclude=seed.index, shape=ex.shape,
-                                 displacement=disp)
-            pas = np.zeros(row_img.shape + (4,), np.uint8)
-            pas[render.members_mask(passing, st.shape, ex.config.features)] = render.PASS_RGBA[:3] + (200,)
-            ax.imshow(render.compose([grey, rgba, pas]), interpolation="nearest")
-            ax.set_title(f"Hessian row of seed {tuple(seed.yx)} (blue < 0 < red, ±{fmt(vmax)});\n"
-                         f"green: {len(passing)} features pass '{rule.describe()}'", fontsize=10)
-            scores, label = rule_scores(row, rule, ex.shape, disp), score_label(rule)
-            others = np.delete(scores, seed.index)
-            axh.hist(others, bins=48, color="#9e9e9e", log=True, label="all features")
-            if passing.size:
-                axh.hist(scores[passing], bins=np.linspace(others.min(), others.max(), 49),
-                         color="#{:02x}{:02x}{:02x}".format(*render.PASS_RGBA[:3]),
-                         log=True, label="pass (join the set)")
-            t = threshold_position(rule, seed.attribution, scores[passing])
-            if t is not None:
-                axh.axvline(t, color="#e53935", lw=2, label=f"threshold ({fmt(t)})")
-            axh.set_xlabel(label)
-            axh.set_ylabel("features (log)")
-            axh.set_title("Histogram of the seed's row", fontsize=10)
-            axh.legend(fontsize=8)
-        else:
-            for a in (ax, axh):
-                a.text(0.5, 0.5, "no seed row computed yet", ha="center", va="center")
-        ax.axis("off")
-        # 4. running estimate of v(I)
-        ax = axes[1, 0]
-        if value is not None and len(value.samples) > 1:
-            mean, se = running_estimate(value.samples)
-            x = np.arange(1, len(mean) + 1)
-            ax.fill_between(x, np.nan_to_num(mean - se, nan=mean[0]), np.nan_to_num(mean + se, nan=mean[0]),
-                            color="#bbdefb", label="± standard error")
-            ax.plot(x, mean, color="#1565c0", label="running mean of |IDG|")
-            ax.axhline(value.value, color="#e53935", ls="--", lw=1, label=f"v(I) = {fmt(value.value)}")
-            ax.set_xlabel("subsets drawn")
-            ax.set_ylabel("estimate of v(I)")
-            ax.legend(fontsize=8)
-            how = "exact (all subsets)" if value.exact else f"{value.n_samples} random subsets"
-            ax.set_title(f"IDG value of the set: {how}", fontsize=10)
-        else:
-            ax.text(0.5, 0.5, "no set value yet", ha="center", va="center")
-            ax.axis("off")
-        # 5. ROAD
-        ax = axes[1, 1]
-        if road_results:
-            for name, res in road_results.items():
-                col = {"hsets": "#d32f2f", "ig": "#1976d2"}.get(name, "k")
-                lab = {"hsets": "H-Sets", "ig": "IG"}.get(name, name)
-                for order, ls in (("morf", "-"), ("lerf", "--")):
-                    c = res.curves[order]
-                    ax.plot(c.percentages, c.probability, ls, color=col, marker="o", ms=3,
-                            label=f"{lab} {order.upper()} (AUC {c.auc('probability', normalized=True):.2f})")
-            ax.set_xlabel("fraction of pixels removed")
-            ax.set_ylabel("probability of the class")
-            ax.set_title("ROAD: MoRF should fall fast, LeRF stay high", fontsize=10)
-            ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "ROAD curves not computed", ha="center", va="center")
-            ax.axis("off")
-        # 6. summary
-        ax = axes[1, 2]
-        ax.axis("off")
-        lines = [f"model: {ex.classifier.name}", f"class: {ex.class_name} (p = {ex.probability:.3f})",
-                 f"preset: {ex.config.preset}, features: {ex.config.features}",
-                 f"rule: {st.threshold_rule.describe() if grown is not None else '-'}", f"nu: {st.nu}, order: {st.order}",
-                 f"Hessian rows computed: {st.n_rows}", f"kept sets: {len(st.sets)}"]
-        for k, s in enumerate(st.sets[:8]):
-            lines.append(f"  {k + 1}. seed {tuple(s.seed_yx)}: {len(s)} px, v = {fmt(s.value)}")
-        ax.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=9)
-    fig.savefig(path)
+        _image_panel(axes[0, 0], st, layers, dim)
+        _row_panels(axes[0, 1], axes[0, 2], st)
+        _value_panel(axes[1, 0], st.value)
+        _road_panel(axes[1, 1], road_results)
+        _summary_panel(axes[1, 2], st)
+    fmt_ = path.suffix[1:].lower() or matplotlib.rcParams["savefig.format"]
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt_)
     return path
+
+
+def _image_panel(ax, st, layers, dim: float) -> None:
+    ex, seed, grown = st.explainer, st.seed, st.grown
+    ax.imshow(compose_view(st, layers, render.display_scale(*st.shape[1:]), dim), interpolation="nearest")
+    ttl = f"{ex.classifier.name}: '{ex.class_name}' (p = {ex.probability:.2f})"
+    if grown is not None:
+        ttl += f"\nset of seed {tuple(seed.yx)}: {len(grown)} features, step {st.step}/{st.n_steps}"
+    ax.set_title(ttl, fontsize=10)
+    ax.axis("off")
+
+
+def _row_panels(ax, axh, st) -> None:
+    """The seed's row over a grey photo with the passing features, and its histogram."""
+    ex, seed = st.explainer, st.seed
+    row = seed_row(st)
+    if row is None:
+        for a in (ax, axh):
+            a.text(0.5, 0.5, "no seed row computed yet", ha="center", va="center")
+        ax.axis("off")
+        return
+    rgba, vmax = row_map_rgba(st)
+    grey = render.photo_rgba(ex.image, dim=0.6, grey=True)
+    rule = st.threshold_rule
+    hist = row_histogram(ex, seed, row, rule, bins=48)
+    passing = hist.passing
+    pas = np.zeros(rgba.shape[:2] + (4,), np.uint8)
+    pas[render.members_mask(passing, st.shape, ex.config.features)] = render.PASS_RGBA[:3] + (200,)
+    ax.imshow(render.compose([grey, rgba, pas]), interpolation="nearest")
+    ax.set_title(f"Hessian row of seed {tuple(seed.yx)} (blue < 0 < red, ±{fmt(vmax)});\n"
+                 f"green: {len(passing)} features pass '{rule.describe()}'", fontsize=10)
+    ax.axis("off")
+    edges = hist.edges
+    axh.hist(edges[:-1], bins=edges, weights=hist.counts, color="#9e9e9e", log=True, label="all features")
+    if passing.size:
+        axh.hist(edges[:-1], bins=edges, weights=hist.passing_counts,
+                 color="#{:02x}{:02x}{:02x}".format(*render.PASS_RGBA[:3]), log=True,
+                 label="pass (join the set)")
+    if hist.threshold is not None:
+        axh.axvline(hist.threshold, color="#e53935", lw=2, label=f"threshold ({fmt(hist.threshold)})")
+    axh.set_xlabel(hist.label)
+    axh.set_ylabel("features (log)")
+    axh.set_title("Histogram of the seed's row", fontsize=10)
+    axh.legend(fontsize=8)
+
+
+def _value_panel(ax, value) -> None:
+    """The running estimate of v(I) over the subsets the engine drew."""
+    if value is None or len(value.samples) <= 1:
+        ax.text(0.5, 0.5, "no set value yet", ha="center", va="center")
+        ax.axis("off")
+        return
+    mean, se = running_estimate(value.samples)
+    x = np.arange(1, len(mean) + 1)
+    ax.fill_between(x, np.nan_to_num(mean - se, nan=mean[0]), np.nan_to_num(mean + se, nan=mean[0]),
+                    color="#bbdefb", label="± standard error")
+    ax.plot(x, mean, color="#1565c0", label="running mean of |IDG|")
+    ax.axhline(value.value, color="#e53935", ls="--", lw=1, label=f"v(I) = {fmt(value.value)}")
+    ax.set_xlabel("subsets drawn")
+    ax.set_ylabel("estimate of v(I)")
+    ax.legend(fontsize=8)
+    how = "exact (all subsets)" if value.exact else f"{value.n_samples} random subsets"
+    ax.set_title(f"IDG value of the set: {how}", fontsize=10)
+
+
+def _road_panel(ax, road_results: Optional[dict]) -> None:
+    """MoRF (solid) and LeRF (dashed) ROAD curves of each map."""
+    if not road_results:
+        ax.text(0.5, 0.5, "ROAD curves not computed", ha="center", va="center")
+        ax.axis("off")
+        return
+    for name, res in road_results.items():
+        col, lab = METHOD_COLORS.get(name, "k"), METHOD_NAMES.get(name, name)
+        for order, ls in (("morf", "-"), ("lerf", "--")):
+            c = res.curves[order]
+            ax.plot(c.percentages, c.probability, ls, color=col, marker="o", ms=3,
+                    label=f"{lab} {order.upper()} (AUC {c.auc('probability', normalized=True):.2f})")
+    ax.set_xlabel("fraction of pixels removed")
+    ax.set_ylabel("probability of the class")
+    ax.set_title("ROAD: MoRF should fall fast, LeRF stay high", fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _summary_panel(ax, st) -> None:
+    ex = st.explainer
+    ax.axis("off")
+    rule = st.threshold_rule.describe() if st.grown is not None else "-"
+    lines = [f"model: {ex.classifier.name}", f"class: {ex.class_name} (p = {ex.probability:.3f})",
+             f"preset: {ex.config.preset}, features: {ex.config.features}",
+             f"rule: {rule}", f"nu: {st.nu}, order: {st.order}",
+             f"Hessian rows computed: {st.n_rows}", f"kept sets: {len(st.sets)}"]
+    for k, s in enumerate(st.sets[:8]):
+        lines.append(f"  {k + 1}. seed {tuple(s.seed_yx)}: {len(s)} px, v = {fmt(s.value)}")
+    ax.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=9)
 
 
 class ExportPanel(W.VBox):
@@ -178,8 +181,6 @@ class ExportPanel(W.VBox):
         return [n for n in LAYERS if self.image_view.toggles[n].value]
 
     def _dim(self) -> float:
-        from .image_view import DIM
-
         return DIM if self.image_view is not None and self.image_view.dim.value else 1.0
 
     def _path(self, name: str) -> Path:

@@ -8,12 +8,15 @@ and the threshold as a red line; moving ``mu`` only moves the line and the green
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import bqplot as bq
 import ipywidgets as W
 import numpy as np
 from ipycanvas import MultiCanvas
 
-from ..thresholds import THRESHOLD_RULES, candidates, rule_scores
+from ..thresholds import THRESHOLD_RULES, ThresholdRule, candidates, rule_scores
 from . import render
 from .common import as_state, draw_batch, fmt, legend, title
 
@@ -45,6 +48,72 @@ def threshold_position(rule, seed_score: float, passing_scores: np.ndarray):
     if kind.is_topk:
         return float(passing_scores.min()) if passing_scores.size else None
     return float(kind.cut(rule.mu, seed_score))
+
+
+def seed_row(state) -> Optional[np.ndarray]:
+    """The current seed's Hessian row (float64, every feature), or None before it is cached."""
+    seed = state.seed
+    if seed is None or seed.index not in state.explainer.rows:
+        return None
+    return state.explainer.rows.row(seed.index).numpy().astype(np.float64)
+
+
+def row_map_rgba(state) -> tuple:
+    """``(rgba, vmax)``: the seed's row as an ``(H, W)`` signed map (:func:`render.signed_rgba`)
+    with the seed's own pixel zeroed, since the diagonal would dominate the colours.
+    """
+    shown = state.seed_row_image().copy()
+    y, x = state.seed.yx
+    shown[y, x] = 0.0
+    return render.signed_rgba(shown)
+
+
+@dataclass
+class RowHistogram:
+    """What a threshold rule makes of a seed's row: what passes and its histogram.
+
+    Attributes
+    ----------
+    scores : ndarray
+        What the rule compares, for every feature.
+    label : str
+        Axis label of ``scores`` (:func:`score_label`).
+    passing : ndarray of int
+        The features that pass (they join the set unless already in it).
+    threshold : float or None
+        Where the cut lies on the score axis (:func:`threshold_position`).
+    edges : ndarray
+        ``bins + 1`` bin edges over the scores of every feature but the seed.
+    counts, passing_counts : ndarray
+        Features (all but the seed, and those passing) per bin.
+    """
+
+    scores: np.ndarray
+    label: str
+    passing: np.ndarray
+    threshold: Optional[float]
+    edges: np.ndarray
+    counts: np.ndarray
+    passing_counts: np.ndarray
+
+
+def row_histogram(explainer, seed, row: np.ndarray, rule: ThresholdRule, bins: int = 48) -> RowHistogram:
+    """The features of ``seed``'s Hessian ``row`` that pass ``rule`` and the histogram of the
+    quantity the rule compares (the row inspector and the exported figure both show it).
+    """
+    disp = explainer.displacement() if rule.scale == "displacement" else None
+    scores = rule_scores(row, rule, explainer.shape, disp)
+    passing = candidates(row, rule, seed.attribution, exclude=seed.index, shape=explainer.shape,
+                         displacement=disp)
+    others = np.delete(scores, seed.index)
+    lo, hi = float(others.min()), float(others.max())
+    if hi <= lo:
+        hi = lo + 1e-12
+    edges = np.linspace(lo, hi, bins + 1)
+    return RowHistogram(scores, score_label(rule), passing,
+                        threshold_position(rule, seed.attribution, scores[passing]), edges,
+                        np.histogram(others, edges)[0].astype(float),
+                        np.histogram(scores[passing], edges)[0].astype(float))
 
 
 class RowInspector(W.VBox):
@@ -115,13 +184,7 @@ class RowInspector(W.VBox):
             return None
         if self._row is None or self._row[0] != seed.index:
             self._shown = None
-            row = st.explainer.rows.row(seed.index).numpy().astype(np.float64)
-            img = st.seed_row_image()
-            shown = img.copy()
-            _, h, w = st.shape
-            shown[seed.yx[0], seed.yx[1]] = 0.0      # the diagonal would dominate the colours
-            rgba, vmax = render.signed_rgba(shown)
-            self._row = (seed.index, row, rgba, vmax)
+            self._row = (seed.index, seed_row(st), *row_map_rgba(st))
         return self._row
 
     def update(self) -> None:
@@ -149,26 +212,17 @@ class RowInspector(W.VBox):
                 return
             self._shown = (seed.index, rule)
             row_changed = had != seed.index
-            ex = st.explainer
-            disp = ex.displacement() if rule.scale == "displacement" else None
-            scores, label = rule_scores(row, rule, ex.shape, disp), score_label(rule)
-            self.passing = candidates(row, rule, seed.attribution, exclude=seed.index, shape=ex.shape,
-                                      displacement=disp)
-            self.threshold = threshold_position(rule, seed.attribution, scores[self.passing])
-            others = np.delete(scores, seed.index)
-            lo, hi = float(others.min()), float(others.max())
-            if hi <= lo:
-                hi = lo + 1e-12
-            edges = np.linspace(lo, hi, self.bins + 1)
-            c_all = np.histogram(others, edges)[0].astype(float)
-            c_pass = np.histogram(scores[self.passing], edges)[0].astype(float)
-            top = max(float(c_all.max()), 1.0)
+            hist = row_histogram(st.explainer, seed, row, rule, self.bins)
+            self.passing, self.threshold = hist.passing, hist.threshold
+            edges = hist.edges
+            lo, hi = float(edges[0]), float(edges[-1])
+            top = max(float(hist.counts.max()), 1.0)
             with self.figure.hold_sync():
-                self.bars_all.x, self.bars_all.y = step_xy(edges, c_all)
-                self.bars_pass.x, self.bars_pass.y = step_xy(edges, c_pass)
+                self.bars_all.x, self.bars_all.y = step_xy(edges, hist.counts)
+                self.bars_pass.x, self.bars_pass.y = step_xy(edges, hist.passing_counts)
                 t = self.threshold if self.threshold is not None else lo
                 self.cut.x, self.cut.y = [t, t], [FLOOR, top * 1.5]
-                self.x_axis.label = label
+                self.x_axis.label = hist.label
                 self.x_scale.min, self.x_scale.max = lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo)
                 self.y_scale.max = top * 1.5
                 self.figure.title = f"Row of seed {tuple(seed.yx)}: {rule.describe()}"
