@@ -448,7 +448,12 @@ def test_subset_sampling_uses_the_engines_draws(explorer):
     assert smp.mean_line.y[-1] == pytest.approx(v.value)
     assert len(smp.mean_line.x) == n and np.asarray(smp.band.y).shape == (2, n)
     assert smp._thumb_rgba[0] is not None and "|IDG|" in smp.thumb_labels[0].value
-    assert f"After <b>{n}</b>" in smp.info.value
+    assert f"After <b>{n}</b>" in smp.info.value and not smp.stale
+    # a new set makes the subsets shown stale, and the panel says so
+    st.regrow(force=True)
+    assert explorer.wait(30) and smp.stale and "The set changed" in smp.info.value
+    smp.sample(n_samples=20, animate=False)
+    assert explorer.wait(30) and not smp.stale and "After <b>20</b>" in smp.info.value
 
 
 @pytest.mark.parametrize("sampler", ["bernoulli", "stratified"])
@@ -521,8 +526,9 @@ def test_road_view_compares_hsets_and_ig(explorer):
     road.follow.value = False
     explorer.threshold.mu.set_state({"value": mu0 + 4})
     assert explorer.wait(60) and "has changed" in road.info.value and "press" in road.info.value
+    assert road.stale
     explorer.threshold.mu.set_state({"value": mu0})
-    assert explorer.wait(60) and "has changed" not in road.info.value
+    assert explorer.wait(60) and "has changed" not in road.info.value and not road.stale
     # following (the default): the curves catch up with the new explanation by themselves
     road.follow.value = True
     old = road.maps["hsets"]
@@ -754,8 +760,9 @@ def test_live_readout_follows_mu_is_cached_and_equals_the_sweep_numbers(explorer
     st, thr, ro, ex = explorer.state, explorer.threshold, explorer.readout, explorer.explainer
     assert "off" in ro.text.value
     ro.enabled.value = True                        # the checkbox, as the browser sends it
-    assert "computing" in ro.text.value            # stale until the background readout is back
+    assert ro.stale and "computing" in ro.text.value   # stale until the background readout is back
     assert ro.wait(120) and "MoRF AOPC" in ro.text.value and "computing" not in ro.text.value
+    assert not ro.stale
     key0, first = ro.shown
     heat = ex.heatmap(ro.shown_sets())
     direct = map_scores(ex.x.detach(), ex.classifier, heat, COARSE_PERCENTAGES, seed=0)

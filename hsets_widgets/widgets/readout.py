@@ -16,6 +16,7 @@ import time
 
 import ipywidgets as W
 import numpy as np
+from traitlets import Bool, observe
 
 from ..evaluation.baselines import attribute
 from ..evaluation.sweep import map_scores
@@ -27,7 +28,13 @@ COARSE_PERCENTAGES = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 class FaithfulnessReadout(W.VBox):
-    """MoRF / LeRF AOPC, sparsity and support of the explanation on screen, kept current."""
+    """MoRF / LeRF AOPC, sparsity and support of the explanation on screen, kept current.
+
+    ``stale`` is True while the numbers of what is shown are being computed (the table then
+    says "computing...").
+    """
+
+    stale = Bool(False, help="the scores of the explanation shown are being computed")
 
     def __init__(self, state, percentages=COARSE_PERCENTAGES, seed: int = 0, enabled: bool = True,
                  **settings):
@@ -78,20 +85,20 @@ class FaithfulnessReadout(W.VBox):
         st = self.state
         if not self.enabled.value:
             self.runner.cancel(superseded=True)
-            self.text.value = "<i>Live faithfulness is off.</i>"
+            self._say("<i>Live faithfulness is off.</i>")
             return
         if not st.ready:
-            self.text.value = "<i>Waiting for IG and the segmentation...</i>"
+            self._say("<i>Waiting for IG and the segmentation...</i>")
             return
         sets = self.shown_sets()
         if not sets:
-            self.text.value = "<i>No set yet: click a pixel or press Explain.</i>"
+            self._say("<i>No set yet: click a pixel or press Explain.</i>")
             return
         key = self.key(sets)
         if key in self.cache and self.references is not None:
             self._show(key, self.cache[key])
             return
-        self.text.value = self._html(None, stale=True)
+        self.stale = True
         ex = st.explainer
         need_refs = self.references is None
 
@@ -128,15 +135,25 @@ class FaithfulnessReadout(W.VBox):
 
     def _finished(self, job) -> None:
         if job.outcome == "failed":
-            self.text.value = (f"<span style='color:#c62828'>Faithfulness readout failed: "
-                               f"{esc(type(job.error).__name__)}: {esc(job.error)}</span>")
+            self._say(f"<span style='color:#c62828'>Faithfulness readout failed: "
+                      f"{esc(type(job.error).__name__)}: {esc(job.error)}</span>")
 
     # ---- display -------------------------------------------------------------------------
+    @observe("stale")
+    def _stale_changed(self, change) -> None:
+        if change["new"]:
+            self.text.value = self._html(None, stale=True)
+
+    def _say(self, text: str) -> None:
+        """Show ``text`` (the scores or a message): what is shown is no longer being computed."""
+        self.stale = False
+        self.text.value = text
+
     def _show(self, key, scores) -> None:
         if self.shown is not None and self.shown[0] != key:
             self.previous = self.shown[1]
         self.shown = (key, scores)
-        self.text.value = self._html(scores)
+        self._say(self._html(scores))
 
     def _html(self, scores, stale: bool = False) -> str:
         def cell(name, higher_better):

@@ -12,6 +12,7 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 from ipycanvas import Canvas
+from traitlets import Bool, observe
 
 from ..common import to_numpy
 from ..evaluation.insertion import insertion_deletion
@@ -33,8 +34,35 @@ METHOD_COLORS = {"hsets": "#d32f2f", "ig": "#1976d2"}
 METHOD_NAMES = {"hsets": "H-Sets", "ig": "IG"}
 
 
+STALE_NOTE = ("<div class='hsets-road-stale' style='color:#e65100'>The explanation shown has changed "
+              "since these curves were computed: {what}</div>")
+
+
+def _lines(scales, labels=None, **style) -> bq.Lines:
+    """Two curves, H-Sets then IG, in their method colours (data set when computed)."""
+    return bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=scales, labels=labels or [],
+                    colors=[METHOD_COLORS["hsets"], METHOD_COLORS["ig"]], **style)
+
+
+def _figure(marks, x_scale, x_label: str, y_scale, title_text: str, height: str) -> bq.Figure:
+    """A probability-against-fraction plot of the ROAD view."""
+    return bq.Figure(
+        marks=marks,
+        axes=[bq.Axis(scale=x_scale, label=x_label, tick_format=".0%"),
+              bq.Axis(scale=y_scale, orientation="vertical", label="probability of the class",
+                      tick_format=".2f")],
+        title=title_text, fig_margin={"top": 40, "bottom": 45, "left": 60, "right": 15},
+        layout=W.Layout(width="520px", height=height))
+
+
 class RoadView(W.VBox):
-    """MoRF/LeRF ROAD curves of the H-Sets heatmap and of IG, and the imputed images."""
+    """MoRF/LeRF ROAD curves of the H-Sets heatmap and of IG, and the imputed images.
+
+    ``stale`` is True while the curves on screen belong to an explanation no longer shown
+    (the view then says so under them, and recomputes them when ``follow`` is ticked).
+    """
+
+    stale = Bool(False, help="the curves shown were computed for another explanation")
 
     def __init__(self, state, percentages="road", display_size: int = 224, seed: int = 0,
                  **settings):
@@ -48,11 +76,43 @@ class RoadView(W.VBox):
         self.curves = {}           # method -> InsertionDeletionResult (same ranking as ROAD)
         self.maps = {}             # method -> (H, W) map used
         self.imputed = None        # last imputed image (H, W, 3) in [0, 1]
+        self._report = ("<i>Press “Compute ROAD curves” (uses the kept sets, or the current set "
+                        "if none are kept).</i>")
+        self._build_controls()
+        self._build_plots()
+        self.canvas = Canvas(width=w * self.scale, height=h * self.scale)
+        self.canvas.layout.width = f"{w * self.scale}px"
+        self.canvas.layout.height = f"{h * self.scale}px"
+        self.canvas.add_class("hsets-road-canvas")
+        self.canvas.on_client_ready(lambda *_: self._draw_imputed())
+        self.image_label = W.HTML()
+        self.info = W.HTML(self._report)
+        self.info.add_class("hsets-road-info")
+        super().__init__([
+            title("ROAD (remove and debias)",
+                  "Remove the most (MoRF) or least (LeRF) relevant pixels by each map, fill them "
+                  "by noisy linear imputation, and ask the classifier again."),
+            self.button, self.follow,
+            W.HBox([W.VBox([self.figure, legend([
+                        (METHOD_COLORS["hsets"], "line", "H-Sets MoRF"),
+                        (METHOD_COLORS["hsets"], "dashed", "H-Sets LeRF"),
+                        (METHOD_COLORS["ig"], "line", "IG MoRF"),
+                        (METHOD_COLORS["ig"], "dashed", "IG LeRF"),
+                        ("#757575", "dashed", "fraction shown on the right")])]),
+                    W.VBox([self.method, self.order, self.fraction, self.canvas, self.image_label])]),
+            self.curve_figure, self.info])
+        self.add_class("hsets-road-view")
+        self.follow_runner = BackgroundRunner(st.lock, synchronous=st.runner.synchronous)
+        self.follow.observe(lambda ch: self._show_info(), names="value")
+        st.observe(lambda ch: self._shown_changed(), names=["revision", "sets"])
 
+    def _build_controls(self) -> None:
         self.button = W.Button(description="Compute ROAD curves", button_style="primary",
                                icon="line-chart", layout=W.Layout(width="200px"))
         self.button.add_class("hsets-road-run")
         self.button.on_click(lambda b: self.compute())
+        self.follow = W.Checkbox(value=True, description="follow the explanation shown", indent=False)
+        self.follow.add_class("hsets-road-follow")
         self.method = W.ToggleButtons(options=[("H-Sets", "hsets"), ("IG", "ig")], value="hsets",
                                       description="map", style={"button_width": "70px"})
         self.order = W.ToggleButtons(options=[("MoRF", "morf"), ("LeRF", "lerf")], value="morf",
@@ -65,85 +125,49 @@ class RoadView(W.VBox):
             wdg.style.description_width = "60px"
             wdg.observe(lambda ch: self.show_imputed(), names="value")
 
+    def _build_plots(self) -> None:
         self.x_scale = bq.LinearScale(min=0.0, max=1.0)
         self.y_scale = bq.LinearScale(min=0.0, max=1.0)
         sc = {"x": self.x_scale, "y": self.y_scale}
-        self.morf = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc, colors=[METHOD_COLORS["hsets"],
-                             METHOD_COLORS["ig"]], stroke_width=2.5, marker="circle", marker_size=24,
-                             labels=["H-Sets MoRF", "IG MoRF"])
-        self.lerf = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc, colors=[METHOD_COLORS["hsets"],
-                             METHOD_COLORS["ig"]], stroke_width=2.5, line_style="dashed",
-                             marker="square", marker_size=24, labels=["H-Sets LeRF", "IG LeRF"])
+        self.morf = _lines(sc, ["H-Sets MoRF", "IG MoRF"], stroke_width=2.5, marker="circle", marker_size=24)
+        self.lerf = _lines(sc, ["H-Sets LeRF", "IG LeRF"], stroke_width=2.5, line_style="dashed",
+                           marker="square", marker_size=24)
         self.cursor = bq.Lines(x=[0.5, 0.5], y=[0.0, 1.0], scales=sc, colors=["#757575"],
                                line_style="dotted", stroke_width=1)
-        self.figure = bq.Figure(
-            marks=[self.morf, self.lerf, self.cursor],
-            axes=[bq.Axis(scale=self.x_scale, label="fraction of pixels removed", tick_format=".0%"),
-                  bq.Axis(scale=self.y_scale, orientation="vertical",
-                          label="probability of the class", tick_format=".2f")],
-            title="ROAD: MoRF should fall fast, LeRF stay high",
-            fig_margin={"top": 40, "bottom": 45, "left": 60, "right": 15},
-            layout=W.Layout(width="520px", height="320px"))
+        self.figure = _figure([self.morf, self.lerf, self.cursor], self.x_scale, "fraction of pixels removed",
+                              self.y_scale, "ROAD: MoRF should fall fast, LeRF stay high", "320px")
         self.figure.add_class("hsets-road-plot")
         sc2 = {"x": bq.LinearScale(min=0.0, max=1.0), "y": bq.LinearScale(min=0.0, max=1.0)}
-        self.insertion = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc2, stroke_width=2,
-                                  colors=[METHOD_COLORS["hsets"], METHOD_COLORS["ig"]])
-        self.deletion = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc2, stroke_width=2, line_style="dashed",
-                                 colors=[METHOD_COLORS["hsets"], METHOD_COLORS["ig"]])
-        self.curve_figure = bq.Figure(
-            marks=[self.insertion, self.deletion],
-            axes=[bq.Axis(scale=sc2["x"], label="fraction of pixels inserted / deleted", tick_format=".0%"),
-                  bq.Axis(scale=sc2["y"], orientation="vertical", label="probability of the class",
-                          tick_format=".2f")],
-            title="Insertion (solid, higher is better) and deletion (dashed, lower)",
-            fig_margin={"top": 40, "bottom": 45, "left": 60, "right": 15},
-            layout=W.Layout(width="520px", height="280px"))
+        self.insertion = _lines(sc2, stroke_width=2)
+        self.deletion = _lines(sc2, stroke_width=2, line_style="dashed")
+        self.curve_figure = _figure([self.insertion, self.deletion], sc2["x"],
+                                    "fraction of pixels inserted / deleted", sc2["y"],
+                                    "Insertion (solid, higher is better) and deletion (dashed, lower)", "280px")
         self.curve_figure.add_class("hsets-insertion-plot")
-        self.canvas = Canvas(width=w * self.scale, height=h * self.scale)
-        self.canvas.layout.width = f"{w * self.scale}px"
-        self.canvas.layout.height = f"{h * self.scale}px"
-        self.canvas.add_class("hsets-road-canvas")
-        self.canvas.on_client_ready(lambda *_: self._draw_imputed())
-        self.image_label = W.HTML()
-        self.info = W.HTML("<i>Press “Compute ROAD curves” (uses the kept sets, or the current set "
-                           "if none are kept).</i>")
-        self.info.add_class("hsets-road-info")
-        super().__init__([
-            title("ROAD (remove and debias)",
-                  "Remove the most (MoRF) or least (LeRF) relevant pixels by each map, fill them "
-                  "by noisy linear imputation, and ask the classifier again."),
-            self.button,
-            W.HBox([W.VBox([self.figure, legend([
-                        (METHOD_COLORS["hsets"], "line", "H-Sets MoRF"),
-                        (METHOD_COLORS["hsets"], "dashed", "H-Sets LeRF"),
-                        (METHOD_COLORS["ig"], "line", "IG MoRF"),
-                        (METHOD_COLORS["ig"], "dashed", "IG LeRF"),
-                        ("#757575", "dashed", "fraction shown on the right")])]),
-                    W.VBox([self.method, self.order, self.fraction, self.canvas, self.image_label])]),
-            self.curve_figure, self.info])
-        self.add_class("hsets-road-view")
-        self.follow = W.Checkbox(value=True, description="follow the explanation shown", indent=False)
-        self.follow.add_class("hsets-road-follow")
-        self.follow_runner = BackgroundRunner(st.lock, synchronous=st.runner.synchronous)
-        self.children = (*self.children[:2], self.follow, *self.children[2:])
-        st.observe(lambda ch: self._shown_changed(), names=["revision", "sets"])
 
     def _shown_changed(self) -> None:
-        """Say so when the curves on screen belong to an explanation no longer shown."""
+        """Mark the curves stale when they belong to an explanation no longer shown (and let
+        them catch up in the background when following).
+        """
         if not self.results or "hsets" not in self.maps:
             return
         try:
             same = np.array_equal(self.current_maps()["hsets"], self.maps["hsets"])
         except ValueError:
             same = False
-        stale = ("<div class='hsets-road-stale' style='color:#e65100'>The explanation shown has changed "
-                 "since these curves were computed: " + ("updating them..." if self.follow.value else
-                                                         "press “Compute ROAD curves” to update them.")
-                 + "</div>")
-        text = self.info.value.replace(stale, "")
-        self.info.value = text if same else text + stale
+        self.stale = not same
         if not same and self.follow.value:
             self.compute(follow=True)          # the curves catch up in the background
+
+    @observe("stale")
+    def _show_info(self, change=None) -> None:
+        """Write the report, and the stale note under it while :attr:`stale`."""
+        what = ("updating them..." if self.follow.value else "press “Compute ROAD curves” to update them.")
+        self.info.value = self._report + (STALE_NOTE.format(what=what) if self.stale else "")
+
+    def _say(self, report: str) -> None:
+        self._report = report
+        self._show_info()
 
     # ---- maps --------------------------------------------------------------------------
     def current_maps(self) -> dict:
@@ -170,7 +194,7 @@ class RoadView(W.VBox):
             with st.lock:
                 maps = self.current_maps() if st.ready else None
         except ValueError as err:
-            self.info.value = f"<span style='color:#c62828'>{esc(err)}</span>"
+            self._say(f"<span style='color:#c62828'>{esc(err)}</span>")
             return None
 
         def work(progress, cancel):
@@ -193,6 +217,7 @@ class RoadView(W.VBox):
 
         def apply(result):
             self.maps, self.results, self.curves = result
+            self.stale = False
             self._update_plot()
 
         if follow:
@@ -226,7 +251,7 @@ class RoadView(W.VBox):
             + "".join(f"<td {td}>{self.curves[m].curves[k].auc('probability'):.3f}</td>"
                       for k in ("insertion", "deletion") if self.curves)
             + "</tr>" for m in ("hsets", "ig"))
-        self.info.value = (
+        self._say(
             f"Class '{esc(self.state.explainer.class_name)}', probability on the original image "
             f"{r.original_probability:.3f}. Mean probability over the removal fractions (normalised "
             f"area under the curve):<table style='font-size:12px;border-collapse:collapse'>"

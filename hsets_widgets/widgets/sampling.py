@@ -14,6 +14,7 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 from ipycanvas import Canvas
+from traitlets import Bool, observe
 
 from ..idg import running_estimate
 from . import render
@@ -36,7 +37,13 @@ def draw_subsets(explainer, members, n_samples: int, rng_offset: int = 0) -> tup
 
 
 class SubsetSampling(W.VBox):
-    """Draw subsets of the current set; plot the running estimate of v(I) ± standard error."""
+    """Draw subsets of the current set; plot the running estimate of v(I) ± standard error.
+
+    ``stale`` is True once the set changed after subsets were drawn (the panel then asks for
+    a new draw).
+    """
+
+    stale = Bool(False, help="the subsets shown were drawn from an earlier set")
 
     def __init__(self, state, n_show: int = 4, thumb_size: int = 120, animate: bool = True,
                  **settings):
@@ -61,24 +68,7 @@ class SubsetSampling(W.VBox):
             cv.on_client_ready(lambda *_: self._draw_thumbs())
         self._thumb_rgba = [None] * n_show
 
-        self.x_scale = bq.LinearScale(min=1.0, allow_padding=False)
-        self.y_scale = bq.LinearScale()
-        sc = {"x": self.x_scale, "y": self.y_scale}
-        self.band = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc, fill="between",
-                             colors=["#90caf9", "#90caf9"], fill_colors=["#bbdefb"], fill_opacities=[0.6],
-                             stroke_width=0.5)
-        self.mean_line = bq.Lines(x=[0.0], y=[0.0], scales=sc, colors=["#1565c0"], stroke_width=2)
-        self.reference = bq.Lines(x=[0.0, 1.0], y=[0.0, 0.0], scales=sc, colors=["#e53935"],
-                                  line_style="dashed", stroke_width=1.5)
-        self.figure = bq.Figure(
-            marks=[self.band, self.mean_line, self.reference],
-            axes=[bq.Axis(scale=self.x_scale, label="subsets drawn", num_ticks=5, tick_format="d"),
-                  bq.Axis(scale=self.y_scale, orientation="vertical", label="estimate of v(I)",
-                          tick_format=".2e", label_offset="72px")],
-            title="Running estimate of v(I) as subsets accumulate",
-            fig_margin={"top": 40, "bottom": 45, "left": 95, "right": 20},
-            layout=W.Layout(width="520px", height="300px"))
-        self.figure.add_class("hsets-idg-plot")
+        self._build_plot()
         self.info = W.HTML("<i>Press “Draw subsets” to sample subsets of the current set.</i>")
         self.info.add_class("hsets-idg-info")
         self.subsets = None
@@ -100,22 +90,52 @@ class SubsetSampling(W.VBox):
             self.info])
         self.add_class("hsets-subset-sampling")
 
+    def _build_plot(self) -> None:
+        self.x_scale = bq.LinearScale(min=1.0, allow_padding=False)
+        self.y_scale = bq.LinearScale()
+        sc = {"x": self.x_scale, "y": self.y_scale}
+        self.band = bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=sc, fill="between",
+                             colors=["#90caf9", "#90caf9"], fill_colors=["#bbdefb"], fill_opacities=[0.6],
+                             stroke_width=0.5)
+        self.mean_line = bq.Lines(x=[0.0], y=[0.0], scales=sc, colors=["#1565c0"], stroke_width=2)
+        self.reference = bq.Lines(x=[0.0, 1.0], y=[0.0, 0.0], scales=sc, colors=["#e53935"],
+                                  line_style="dashed", stroke_width=1.5)
+        self.figure = bq.Figure(
+            marks=[self.band, self.mean_line, self.reference],
+            axes=[bq.Axis(scale=self.x_scale, label="subsets drawn", num_ticks=5, tick_format="d"),
+                  bq.Axis(scale=self.y_scale, orientation="vertical", label="estimate of v(I)",
+                          tick_format=".2e", label_offset="72px")],
+            title="Running estimate of v(I) as subsets accumulate",
+            fig_margin={"top": 40, "bottom": 45, "left": 95, "right": 20},
+            layout=W.Layout(width="520px", height="300px"))
+        self.figure.add_class("hsets-idg-plot")
+
     def _set_changed(self):
         if self.members is not None:
-            self.info.value = ("<i>The set changed: press “Draw subsets” to sample the new set.</i>")
+            self.stale = True
+
+    @observe("stale")
+    def _stale_changed(self, change) -> None:
+        if change["new"]:
+            self.info.value = "<i>The set changed: press “Draw subsets” to sample the new set.</i>"
+
+    def _say(self, text: str) -> None:
+        """Write the panel's message (what is shown is now current)."""
+        self.stale = False
+        self.info.value = text
 
     # ---- sampling ----------------------------------------------------------------------
     def sample(self, n_samples=None, animate=None):
         """Draw subsets of the current set in the background (returns the job, or None)."""
         st = self.state
         if st.grown is None:
-            self.info.value = "<span style='color:#c62828'>No set yet: click a pixel first.</span>"
+            self._say("<span style='color:#c62828'>No set yet: click a pixel first.</span>")
             return None
         ex = st.explainer
         members = np.asarray(st.grown.members)
         n = int(self.n_samples.value if n_samples is None else n_samples)
         if n < 1:
-            self.info.value = f"<span style='color:#c62828'>Draw at least 1 subset (got {n}).</span>"
+            self._say(f"<span style='color:#c62828'>Draw at least 1 subset (got {n}).</span>")
             return None
         animate = self.animate.value if animate is None else animate
         reference = st.value
@@ -159,7 +179,7 @@ class SubsetSampling(W.VBox):
             self.y_scale.min, self.y_scale.max = float(vals.min() - pad), float(vals.max() + pad)
         exact = (" (the engine used every subset: exact)" if reference is not None and reference.exact
                  else "")
-        self.info.value = (
+        self._say(
             f"After <b>{m}</b> of {len(d)} subsets of the {len(members)}-feature set: estimate "
             f"<b>{fmt(mean[m - 1])}</b> ± {fmt(se[m - 1])}."
             + (f" Engine's v(I) = {fmt(reference.value)} ± {fmt(reference.stderr)} from "
