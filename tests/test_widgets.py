@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from hsets_widgets.explanation import Explanation
-from hsets_widgets.growth import candidates
 from hsets_widgets.models import wrap_module
 from hsets_widgets.thresholds import candidates
 
@@ -773,7 +772,10 @@ def test_live_readout_follows_mu_is_cached_and_equals_the_sweep_numbers(explorer
     thr.mu.set_state({"value": mu0 + 4})          # a new set: a new readout
     assert explorer.wait(60) and ro.wait(120)
     assert ro.n_computed == n0 + 1 and ro.shown[0] != key0
-    assert "▲" in ro.text.value or "▼" in ro.text.value or ro.shown[1] == first
+    # the new set scores differently, and every number that changed carries its arrow
+    changed = [c for c in ("morf_aopc", "lerf_aopc", "sparsity") if abs(ro.shown[1][c] - first[c]) > 1e-9]
+    assert changed, "the new set scored exactly as the old one: nothing to point an arrow at"
+    assert ro.text.value.count("▲") + ro.text.value.count("▼") == len(changed), ro.text.value
     thr.mu.set_state({"value": mu0})              # back: answered from the readout cache at once
     assert explorer.wait(60)
     assert ro.shown[0] == key0 and ro.shown[1] is first and ro.n_computed == n0 + 1

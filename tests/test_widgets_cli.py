@@ -142,11 +142,15 @@ def test_hsets_explore_serves_and_prints_its_address(tmp_path):
         children = children_of(proc.pid)
         assert children, "no Voila process found"
         proc.terminate()                  # SIGTERM to `hsets explore` must stop Voila too
-        assert proc.wait(timeout=30) is not None
+        rc = proc.wait(timeout=30)        # TimeoutExpired: `hsets explore` did not stop
+        # Voila shut down cleanly on the forwarded signal and its status was passed on
+        assert rc == 0, (rc, proc.stdout.read()[-2000:])
         deadline = time.monotonic() + 20
         while any(alive(pid) for pid in children) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(alive(pid) for pid in children), "Voila outlived `hsets explore`"
+        with pytest.raises(ConnectionRefusedError):       # and nothing listens on the port any more
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
         if proc.poll() is None:
             proc.kill()
