@@ -54,6 +54,13 @@ def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None,
     return path
 
 
+def _blank(ax, text: str, axis: bool = False) -> None:
+    """A panel with nothing to show yet: ``text`` in its middle (axes hidden unless ``axis``)."""
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    if not axis:
+        ax.axis("off")
+
+
 def _image_panel(ax, st, layers, dim: float) -> None:
     ex, seed, grown = st.explainer, st.seed, st.grown
     ax.imshow(compose_view(st, layers, render.display_scale(*st.shape[1:]), dim), interpolation="nearest")
@@ -69,9 +76,8 @@ def _row_panels(ax, axh, st) -> None:
     ex, seed = st.explainer, st.seed
     row = seed_row(st)
     if row is None:
-        for a in (ax, axh):
-            a.text(0.5, 0.5, "no seed row computed yet", ha="center", va="center")
-        ax.axis("off")
+        _blank(ax, "no seed row computed yet")
+        _blank(axh, "no seed row computed yet", axis=True)
         return
     rgba, vmax = row_map_rgba(st)
     grey = render.photo_rgba(ex.image, dim=0.6, grey=True)
@@ -101,8 +107,7 @@ def _row_panels(ax, axh, st) -> None:
 def _value_panel(ax, value) -> None:
     """The running estimate of v(I) over the subsets the engine drew."""
     if value is None or len(value.samples) <= 1:
-        ax.text(0.5, 0.5, "no set value yet", ha="center", va="center")
-        ax.axis("off")
+        _blank(ax, "no set value yet")
         return
     mean, se = running_estimate(value.samples)
     x = np.arange(1, len(mean) + 1)
@@ -120,8 +125,7 @@ def _value_panel(ax, value) -> None:
 def _road_panel(ax, road_results: Optional[dict]) -> None:
     """MoRF (solid) and LeRF (dashed) ROAD curves of each map."""
     if not road_results:
-        ax.text(0.5, 0.5, "ROAD curves not computed", ha="center", va="center")
-        ax.axis("off")
+        _blank(ax, "ROAD curves not computed")
         return
     for name, res in road_results.items():
         col, lab = METHOD_COLORS.get(name, "k"), METHOD_NAMES.get(name, name)
