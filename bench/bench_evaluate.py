@@ -36,6 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hsets_widgets.files import write_text  # noqa: E402 - after the path set-up
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "images"
 METHODS = "hsets,ig,random"
@@ -92,7 +94,7 @@ def paper_run(photos, meta) -> int:
     per_method = {name: {k: e[k]["mean"] for k in ("morf_aopc", "lerf_aopc", "sparsity",
                                                    "attribution_seconds", "road_seconds")}
                   for name, e in m["methods"].items()}
-    (HERE / "RESULTS_evaluate_paper.json").write_text(json.dumps(
+    write_text(HERE / "RESULTS_evaluate_paper.json", json.dumps(
         {"meta": meta, "wall_seconds": r["wall_seconds"], "ray_startup_seconds": r["ray_startup_seconds"],
          "n_images": r["n_images"], "skipped": m["skipped"], "per_image_seconds": r["per_image_seconds"],
          "methods": per_method}, indent=1))
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
                      "speedup_vs_single_2_threads": base2["wall_seconds"] / wall,
                      "median_image_seconds": sorted(r["per_image_seconds"])[len(r["per_image_seconds"]) // 2],
                      "records_equal_single_1_thread": same})
-    (HERE / "RESULTS_evaluate.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    write_text(HERE / "RESULTS_evaluate.json", json.dumps({"meta": meta, "rows": rows}, indent=1))
     md = ["## One process against Ray workers\n",
           f"Written by `bench/bench_evaluate.py` ({meta['written']}, commit {meta['git_rev']}) on "
           f"{meta['machine']}. {len(photos)} photos (the first of the tuning half), methods "

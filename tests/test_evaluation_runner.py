@@ -350,3 +350,35 @@ def test_scheduler_retries_an_image_whose_worker_died_on_another_worker(max_atte
         assert kinds.index(("retry", 0, "a.png")) < kinds.index(("done", 1, "a.png"))
         assert ("done", 0, "a.png") not in kinds
     assert progress[-1] == 2
+
+
+def test_plots_and_csv_are_written_atomically(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the old file (or none), never a torn one."""
+    import matplotlib.figure
+
+    from hsets_widgets.evaluation.report import plot_curves
+    from hsets_widgets.evaluation.store import write_image_csv
+    from hsets_widgets.files import OutputError
+
+    def torn(self, fname, *args, **kwargs):
+        Path(fname).write_bytes(b"half a png")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", torn)
+    summary = {"random": {"curves": {"morf": {"percentages": [0.1, 0.5], "n": 1,
+                                              "accuracy_mean": [1, 0], "accuracy_std": [0, 0],
+                                              "probability_mean": [.9, .1], "probability_std": [0, 0]}}}}
+    png = tmp_path / "road_morf.png"
+    png.write_bytes(b"the old plot")
+    with pytest.raises(OutputError, match="No space left"):
+        plot_curves(summary, "morf", png)
+    assert png.read_bytes() == b"the old plot" and sorted(tmp_path.iterdir()) == [png]
+
+    class Unwritable:
+        def __str__(self):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match="No space left"):      # fails after the header
+        write_image_csv(tmp_path / "image.csv", {"path": "x.png", "target": 1,
+                                                 "methods": {"random": {"sparsity": Unwritable()}}})
+    assert sorted(tmp_path.iterdir()) == [png]

@@ -57,12 +57,10 @@ def summarize(records: Sequence[dict], methods: Sequence[str], orders: Sequence[
 
 
 def plot_curves(summary: dict, order: str, path: Path, title: str = "") -> Optional[Path]:
-    """Mean ROAD curves (accuracy, probability) of every method for one order, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    """Mean ROAD curves (accuracy, probability) of every method for one order, as PNG (written
+    atomically).
+    """
+    plt = pyplot()
     methods = [m for m, e in summary.items() if order in e.get("curves", {})]
     if not methods:
         return None
@@ -88,8 +86,30 @@ def plot_curves(summary: dict, order: str, path: Path, title: str = "") -> Optio
     what = order.capitalize() if order in CURVE_KINDS else f"ROAD {order.upper()}"
     fig.suptitle(title or f"{what}: mean over images (band: +-1 standard error)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return save_png(fig, path, dpi=120)
+
+
+def pyplot():
+    """``matplotlib.pyplot``, on the Agg backend unless one was chosen already."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path, dpi: int) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically (:func:`hsets_widgets.files.atomic_path`),
+    then close it. Returns ``path``.
+    """
+    from ..files import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        pyplot().close(fig)
     return path
 
 

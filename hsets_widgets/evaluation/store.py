@@ -84,9 +84,10 @@ def append_record(path: Path, record: dict) -> None:
 
 def save_maps(path: Path, arrays: dict) -> None:
     """Write an image's maps (keys from :func:`map_key`) atomically to ``path``."""
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    from hsets_widgets.files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:     # a file object: no ".npz" added
+        np.savez_compressed(fh, **arrays)
 
 
 def map_key(name: str) -> str:
@@ -95,7 +96,9 @@ def map_key(name: str) -> str:
 
 
 def write_image_csv(path: Path, record: dict) -> None:
-    """One row per method with every scalar metric and every curve point."""
+    """One row per method with every scalar metric and every curve point, written atomically."""
+    from hsets_widgets.files import atomic_path
+
     rows = []
     for name, m in record["methods"].items():
         row = {"image": record["path"], "label": record.get("label"), "target": record["target"],
@@ -113,12 +116,10 @@ def write_image_csv(path: Path, record: dict) -> None:
                     row[f"{kind}_probability@{f:g}"] = pr
         rows.append(row)
     fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def load_maps(path: Path, names) -> dict:

@@ -19,6 +19,7 @@ import torch
 
 from ..progress import CancelToken, ProgressFn, check_progress, report
 from .baselines import attribute
+from .report import pyplot, save_png
 from .road import ROAD_ORDERS, classify_batches, resolve_percentages, road
 from .runner import method_record
 
@@ -94,12 +95,7 @@ def sweep(explainer, progress: Optional[ProgressFn] = None, cancel: Optional[Can
     for k, (combo, ex) in enumerate(zip(grid, explainers)):
         report(progress, "sweep", k, n_total, cancel)
         t0 = time.perf_counter()
-        if seeds is None:
-            expl = ex.run(None, cancel)
-            heat, n_sets = expl.heatmap, len(expl.sets)
-        else:
-            sets = ex.grow_and_value(seeds, cancel=cancel)
-            heat, n_sets = ex.heatmap(sets), len(sets)
+        heat, n_sets = grown_heatmap(ex, seeds, cancel)
         scores = map_scores(x, clf, heat, percentages, orders, seed, noise, batch_size, probs0)
         rows.append({"method": "hsets", **combo, **scores, "n_sets": n_sets,
                      "seconds": time.perf_counter() - t0})
@@ -113,6 +109,17 @@ def sweep(explainer, progress: Optional[ProgressFn] = None, cancel: Optional[Can
                          "seconds": time.perf_counter() - t0})
     report(progress, "sweep", n_total, n_total)
     return as_table(rows) if as_frame else rows
+
+
+def grown_heatmap(explainer, seeds=None, cancel: Optional[CancelToken] = None) -> tuple:
+    """``(heatmap, number of sets)`` of ``explainer``: its whole automatic explanation, or the
+    given ``seeds`` grown and valued.
+    """
+    if seeds is None:
+        expl = explainer.run(None, cancel)
+        return expl.heatmap, len(expl.sets)
+    sets = explainer.grow_and_value(seeds, cancel=cancel)
+    return explainer.heatmap(sets), len(sets)
 
 
 def as_table(records: list):
@@ -129,13 +136,7 @@ def plot_sweep(records: list, key: str, path, title: str = "", others: Sequence[
     the ``others`` swept settings), IG and random as reference lines; written to ``path`` (PNG)
     atomically. Returns the path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from ..files import atomic_path
-
+    plt = pyplot()
     hs = [r for r in records if r["method"] == "hsets"]
     refs = {r["method"]: r for r in records if r["method"] != "hsets"}
     values = list(dict.fromkeys(r[key] for r in hs))
@@ -164,7 +165,4 @@ def plot_sweep(records: list, key: str, path, title: str = "", others: Sequence[
     axes[0].legend(fontsize=8)
     fig.suptitle(title or f"Faithfulness against {key}")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=110)
