@@ -274,7 +274,7 @@ class Explainer:
         return ThresholdRule(c.threshold if threshold is None else threshold, c.mu if mu is None else mu,
                              c.sign if sign is None else sign, c.row_blur,
                              c.fresh and THRESHOLD_RULES[threshold or c.threshold].is_topk,
-                             c.row_scale)
+                             c.row_scale, c.row_floor)
 
     def displacement(self) -> Optional[np.ndarray]:
         """``|x - b|`` per feature (pixel: the norm over channels), for scaled rules."""

@@ -190,3 +190,72 @@ def get_estimator(name: str):
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}; use one of {', '.join(ESTIMATORS)}")
     return ESTIMATORS[name]
+
+
+# ---- exact analysis of small games: all 2^n coalitions, indexed by bit mask -----------------
+def coalition_matrix(n: int) -> np.ndarray:
+    """Every coalition of ``n`` players, the empty one first, as a bool matrix ``(2^n, n)``;
+    row ``t`` is the coalition whose bit mask is ``t`` (player ``i`` in it when bit ``i`` is set).
+    """
+    if n > 20:
+        raise ValueError(f"refusing to enumerate 2^{n} coalitions; use fewer players")
+    codes = np.arange(2 ** n, dtype=np.int64)
+    return ((codes[:, None] >> np.arange(n)) & 1).astype(bool)
+
+
+def moebius(values: np.ndarray) -> np.ndarray:
+    """Harsanyi (Moebius) dividends ``m(S) = sum_{T in S} (-1)^(|S|-|T|) v(T)`` of a game
+    given by its values on every coalition in bit-mask order (:func:`coalition_matrix`).
+
+    They add up to ``v(N) - v(empty)`` over the non-empty coalitions, and ``m(empty) = v(empty)``.
+    """
+    m = np.array(values, dtype=np.float64, copy=True)
+    n = int(round(np.log2(len(m))))
+    if 2 ** n != len(m):
+        raise ValueError(f"need one value per coalition (a power of two), got {len(m)}")
+    masks = np.arange(len(m))
+    for i in range(n):
+        has = (masks >> i) & 1 == 1
+        m[has] -= m[masks[has] ^ (1 << i)]
+    return m
+
+
+INDICES = ("sii", "bii")
+
+
+def pair_interactions(dividends: np.ndarray, index: str = "sii") -> np.ndarray:
+    """The pairwise interaction ``I(i, j)`` of every two players, ``(n, n)`` symmetric with a
+    zero diagonal, from the game's dividends.
+
+    ``sii``: the Shapley interaction index, ``sum_{S >= {i, j}} m(S) / (|S| - 1)``;
+    ``bii``: the Banzhaf interaction index, ``sum_{S >= {i, j}} m(S) / 2^(|S| - 2)``.
+    A game with no interaction (every dividend of two or more players 0) gives zeros.
+    """
+    if index not in INDICES:
+        raise ValueError(f"unknown interaction index {index!r}; use one of {', '.join(INDICES)}")
+    m = np.asarray(dividends, dtype=np.float64)
+    n = int(round(np.log2(len(m))))
+    sets = coalition_matrix(n)
+    size = sets.sum(1)
+    big = size >= 2
+    weight = np.zeros(len(m))
+    weight[big] = 1.0 / (size[big] - 1) if index == "sii" else 2.0 ** -(size[big] - 2.0)
+    w = (m * weight)[:, None, None] * (sets[:, :, None] & sets[:, None, :])
+    out = w.sum(0)
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def nonadditive_share(values: np.ndarray) -> float:
+    """The share of a game's variance over all its coalitions that the best additive model
+    ``v(T) ~ b + sum_{i in T} a_i`` (least squares) leaves unexplained: 0 for an additive game,
+    up to 1 for a game whose value depends on the players only together. A constant game: 0.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    n = int(round(np.log2(len(v))))
+    x = np.hstack([np.ones((len(v), 1)), coalition_matrix(n).astype(np.float64)])
+    coef, *_ = np.linalg.lstsq(x, v, rcond=None)
+    total = float(((v - v.mean()) ** 2).sum())
+    if total <= 1e-300:
+        return 0.0
+    return float(((v - x @ coef) ** 2).sum() / total)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .common import to_numpy
 from .progress import CancelToken, ProgressFn, report
-from .thresholds import ThresholdRule, candidates, topk_count
+from .thresholds import ThresholdRule, candidates, floor_value, topk_count
 
 GROWTH_ORDERS = ("bfs", "dfs")
 
@@ -122,6 +122,7 @@ class _Grower:
         self.shape, self.displacement = shape, displacement
         self.members = [self.seed]
         self.blocked = None  # features in the set or not allowed, made on the first row
+        self.floor = 0.0     # rule.floor in row units, from the seed's row
         self.frontier = deque([self.seed])
         self.steps = []
         self.stopped = None
@@ -162,9 +163,11 @@ class _Grower:
         if self.blocked is None:
             self.blocked = np.zeros(np.size(row), bool) if self.allowed is None else ~np.asarray(self.allowed, bool)
             self.blocked[self.members] = True
+            self.floor = floor_value(row, self.rule, self.seed)
         added = []
         for i in candidates(row, self.rule, self.seed_score, exclude=node, shape=self.shape,
-                            blocked=self.blocked, displacement=self.displacement):
+                            blocked=self.blocked, displacement=self.displacement,
+                            floor_value=self.floor):
             if self.blocked[i]:
                 continue
             if len(self.members) >= self.limit:

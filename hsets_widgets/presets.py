@@ -105,6 +105,7 @@ class HSetsConfig:
     row_blur: float = _setting(2.0)
     fresh: bool = _setting(True)
     row_scale: str = _setting("none")
+    row_floor: float = _setting(0.0)
     nu: int = _setting(2000)
     nu_split: str = _setting("each")
     cap: str = _setting("members")
@@ -157,7 +158,8 @@ class HSetsConfig:
     @property
     def threshold_rule(self) -> ThresholdRule:
         """The threshold settings as a :class:`ThresholdRule`."""
-        return ThresholdRule(self.threshold, self.mu, self.sign, self.row_blur, self.fresh, self.row_scale)
+        return ThresholdRule(self.threshold, self.mu, self.sign, self.row_blur, self.fresh, self.row_scale,
+                             self.row_floor)
 
     def replace(self, **changes) -> HSetsConfig:
         """A copy with ``changes`` (validated; unknown field names are an error)."""
@@ -246,6 +248,7 @@ _CHECKS = {
     "seed_order": _one_of(SEED_ORDERS), "seeding": _one_of(SEEDINGS), "seed_blur": _number(0),
     "seed_spacing": _whole(1), "threshold": _one_of(THRESHOLD_RULES), "mu": _number(),
     "sign": _one_of(SIGNS), "row_blur": _number(0), "fresh": _flag, "row_scale": _one_of(SCALES),
+    "row_floor": lambda v: _number(0)(v) or (None if v < 1 else "need a fraction < 1"),
     "nu": _whole(1), "nu_split": _one_of(NU_SPLITS), "cap": _one_of(CAPS), "order": _one_of(GROWTH_ORDERS),
     "within_mask": _flag,
     "max_rows": _whole(1, allow_none=True, none_means="no limit"), "set_score": _one_of(SET_SCORES),

@@ -127,6 +127,12 @@ class ThresholdRule:
         ``displacement`` multiplies entry ``j`` by ``|x - b|_j`` (the Integrated-Hessians
         form ``(x - b)_i (x - b)_j H_ij``; the seed's own factor is common to the row), so
         a feature that barely differs from the baseline cannot interact strongly.
+    floor : float
+        A floor under every admission, as a fraction of the largest ``|entry|`` of the
+        seed's row (other than the seed's own): a feature whose raw ``|H_ij|`` is at most
+        ``floor x max_j |H_seed,j|`` never passes, whatever its rank, so a set stops growing
+        when nothing left interacts with it as strongly as that (0: no floor; a top-k rule
+        then fills its ``k`` per row with whatever ranks highest).
     """
 
     kind: str = "topk"
@@ -135,6 +141,7 @@ class ThresholdRule:
     blur: float = 0.0
     fresh: bool = False
     scale: str = "none"
+    floor: float = 0.0
 
     def __post_init__(self):
         if self.kind not in THRESHOLD_RULES:
@@ -155,6 +162,10 @@ class ThresholdRule:
             raise ValueError("fresh=True only applies to a top-k rule (it counts new members per row)")
         if self.scale not in SCALES:
             raise ValueError(f"unknown scale {self.scale!r}; use one of {', '.join(SCALES)}")
+        if isinstance(self.floor, bool) or not isinstance(self.floor, (int, float, np.integer, np.floating)) \
+                or not 0 <= self.floor < 1:
+            raise ValueError(f"floor must be a fraction of the seed row's largest entry, 0 <= floor < 1, "
+                             f"got {self.floor!r}")
 
     def describe(self) -> str:
         """A short human-readable description of the rule (for labels and summaries)."""
@@ -163,6 +174,8 @@ class ThresholdRule:
             extra.append(f"smoothed over {self.blur:g} px")
         if self.scale == "displacement":
             extra.append("scaled by |x - b|")
+        if self.floor:
+            extra.append(f"|H| above {self.floor:g} x the seed row's largest")
         tail = f" ({', '.join(extra)})" if extra else ""
         text = THRESHOLD_RULES[self.kind].text(self.mu, self.sign)
         return text.replace("{what}", "new members" if self.fresh else "entries") + tail
@@ -211,14 +224,18 @@ def rule_scores(row: np.ndarray, rule: ThresholdRule, shape: Optional[tuple] = N
 def candidates(row: np.ndarray, rule: ThresholdRule, seed_score: float = 1.0,
                exclude: Optional[int] = None, shape: Optional[tuple] = None,
                blocked: Optional[np.ndarray] = None,
-               displacement: Optional[np.ndarray] = None) -> np.ndarray:
+               displacement: Optional[np.ndarray] = None, floor_value: float = 0.0) -> np.ndarray:
     """Indices passing ``rule`` in ``row``, strongest first (ties by index).
 
     ``exclude`` (the row's own feature) never passes; ``blocked`` (a boolean mask of
     features already in the set or not allowed) is skipped before the top ``k`` are taken
     when ``rule.fresh``. ``shape`` and ``displacement`` are those of :func:`rule_scores`.
+    With ``rule.floor``, features whose raw ``|row|`` is at most ``floor_value`` (the floor
+    in the row's units, :func:`floor_value`) never pass.
     """
     score = rule_scores(row, rule, shape, displacement)
+    if rule.floor:
+        score = np.where(np.abs(np.asarray(row, dtype=np.float64)) > floor_value, score, -np.inf)
     if exclude is not None or (rule.fresh and blocked is not None):
         score = score.copy()
         if exclude is not None:
@@ -234,3 +251,14 @@ def candidates(row: np.ndarray, rule: ThresholdRule, seed_score: float = 1.0,
         idx = np.flatnonzero(score > kind.cut(rule.mu, seed_score))
     order = np.lexsort((idx, -score[idx]))
     return idx[order]
+
+
+def floor_value(seed_row: np.ndarray, rule: ThresholdRule, seed: int) -> float:
+    """``rule.floor`` in the units of the rows: that fraction of the largest ``|entry|`` of the
+    seed's row other than the seed's own (a diagonal entry is no interaction).
+    """
+    if not rule.floor:
+        return 0.0
+    a = np.abs(np.asarray(seed_row, dtype=np.float64)).copy()
+    a[int(seed)] = 0.0
+    return float(rule.floor * a.max()) if a.size else 0.0

@@ -1,0 +1,125 @@
+"""Toy classifiers with planted interactions: models whose right answer is known.
+
+:class:`PlantedModel` is a real ``nn.Module`` whose class-0 logit is a sum of *terms*, each a
+coefficient times a product of smooth functions of the mean intensity of a few rectangular
+*patches*; class 1's logit is 0. Pixels of two patches in one term interact (their Hessian
+entry is non-zero) and nothing else does: a patch in a term of its own with a linear function
+has a main effect and no interaction at all, one with a quadratic function interacts only
+within itself. :func:`planted_classifier` wraps it for the toolkit (``wrap_module``), so every
+method can be checked against the planted structure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+SHAPES = ("linear", "square", "tanh")
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A rectangle ``[y0, y1) x [x0, x1)`` of the image and the function of its mean intensity
+    (``linear``: ``u``; ``square``: ``u^2``; ``tanh``: ``tanh(3 (u - 0.5))``).
+    """
+
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+    shape: str = "linear"
+
+    def __post_init__(self):
+        if self.shape not in SHAPES:
+            raise ValueError(f"unknown patch function {self.shape!r}; use one of {', '.join(SHAPES)}")
+        if not (self.y1 > self.y0 >= 0 and self.x1 > self.x0 >= 0):
+            raise ValueError(f"empty or negative patch ({self.y0}, {self.x0}, {self.y1}, {self.x1})")
+
+    def pixels(self, width: int) -> np.ndarray:
+        """The patch's flat pixel indices in an image ``width`` pixels wide."""
+        yy, xx = np.mgrid[self.y0:self.y1, self.x0:self.x1]
+        return (yy * width + xx).ravel()
+
+
+@dataclass(frozen=True)
+class Term:
+    """``coefficient * prod_p f_p(mean intensity of p)`` over its ``patches``."""
+
+    patches: tuple
+    coefficient: float = 1.0
+
+
+class PlantedModel(nn.Module):
+    """Logits ``[sum of terms, 0]`` of an image ``(B, 3, H, W)`` (see the module docstring)."""
+
+    def __init__(self, terms: Sequence[Term], size: int):
+        super().__init__()
+        self.terms = tuple(terms)
+        self.size = int(size)
+        for t in self.terms:
+            for p in t.patches:
+                if p.y1 > size or p.x1 > size:
+                    raise ValueError(f"patch {p} does not fit a {size}x{size} image")
+
+    @staticmethod
+    def _f(u: torch.Tensor, shape: str) -> torch.Tensor:
+        if shape == "square":
+            return u * u
+        if shape == "tanh":
+            return torch.tanh(3.0 * (u - 0.5))
+        return u
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The two logits of each image of the batch."""
+        grey = x.mean(1)
+        score = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        for t in self.terms:
+            prod = torch.full_like(score, float(t.coefficient))
+            for p in t.patches:
+                prod = prod * self._f(grey[:, p.y0:p.y1, p.x0:p.x1].mean((1, 2)), p.shape)
+            score = score + prod
+        return torch.stack([score, torch.zeros_like(score)], 1)
+
+    def interacting(self, patch: Patch) -> set:
+        """The patches whose pixels interact with ``patch``'s (itself included when its own
+        function is curved), by the planted terms.
+        """
+        out = set()
+        for t in self.terms:
+            if patch in t.patches:
+                others = [p for p in t.patches if p != patch]
+                out.update(others)
+                if patch.shape != "linear":
+                    out.add(patch)
+        return out
+
+
+def planted_classifier(terms: Sequence[Term], size: int = 64, dtype=torch.float64):
+    """A :class:`PlantedModel` wrapped as a toolkit classifier (inputs in [0, 1] as they are,
+    classes ``"planted"`` and ``"rest"``).
+    """
+    from .models import wrap_module
+
+    return wrap_module(PlantedModel(terms, size).to(dtype), normalize=lambda x: x, input_size=size,
+                       class_names=["planted", "rest"], name="planted")
+
+
+def scene(size: int = 64) -> dict:
+    """The standard planted scene on a ``size x size`` image (``size >= 64``), by role.
+
+    ``pair``: two distant patches whose term is a product (they interact with each other);
+    ``triple``: three patches in one product term; ``inner``: a patch with a squared main
+    effect (its pixels interact among themselves); ``main``: a patch with a linear main effect
+    (no interaction at all). Returns ``{"terms": [...], role: [Patch, ...]}``.
+    """
+    s = size // 64
+    P = lambda y, x, shape="tanh": Patch(y * s, x * s, (y + 8) * s, (x + 8) * s, shape)  # noqa: E731
+    pair = [P(4, 4, "linear"), P(4, 48, "linear")]
+    triple = [P(28, 4, "linear"), P(28, 28, "linear"), P(48, 52, "linear")]
+    inner = [P(48, 8, "square")]
+    main = [P(48, 30, "linear")]
+    terms = [Term(tuple(pair), 4.0), Term(tuple(triple), 8.0), Term(tuple(inner), 2.0), Term(tuple(main), 1.0)]
+    return {"terms": terms, "pair": pair, "triple": triple, "inner": inner, "main": main}

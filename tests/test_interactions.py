@@ -1,0 +1,161 @@
+"""Interactions, measured: exact game analysis, shapiq's indices, planted ground truth."""
+import numpy as np
+import pytest
+
+from hsets_widgets import Explainer
+from hsets_widgets.evaluation.interactions import (
+    PartsGame,
+    analyse_game,
+    interaction_test,
+    moved_controls,
+    nearest_control,
+    split_parts,
+)
+from hsets_widgets.games import coalition_matrix, moebius, nonadditive_share, pair_interactions
+from hsets_widgets.planted import planted_classifier, scene
+from hsets_widgets.seeds import feature_pixels
+
+# planted models are not networks: their non-interacting rows are exactly zero by design
+pytestmark = pytest.mark.filterwarnings("ignore::hsets_widgets.hessian.ZeroHessianWarning")
+
+
+def _game(n=5, seed=1):
+    w = np.random.default_rng(seed).normal(size=n)
+    return lambda c: c @ w + 2 * c[:, 0] * c[:, 1] - 1.5 * c[:, 1] * c[:, 2] * c[:, 3] + 0.7 * c[:, 4] * c[:, 0]
+
+
+def test_dividends_add_up_to_the_whole_effect_and_rebuild_the_game():
+    f = _game()
+    c = coalition_matrix(5).astype(float)
+    v = f(c)
+    m = moebius(v)
+    assert m[1:].sum() == pytest.approx(v[-1] - v[0])
+    # v(T) = sum of the dividends of T's subsets, for every T
+    subset = (np.arange(32)[:, None] & np.arange(32)[None, :]) == np.arange(32)[None, :]
+    np.testing.assert_allclose(subset @ m, v, atol=1e-12)
+
+
+def test_a_game_without_interaction_has_none():
+    w = np.array([0.3, -1.0, 2.0, 0.5])
+    v = coalition_matrix(4) @ w + 7.0
+    m = moebius(v)
+    sizes = coalition_matrix(4).sum(1)
+    assert np.abs(m[sizes >= 2]).max() < 1e-12
+    assert np.abs(pair_interactions(m, "sii")).max() < 1e-12
+    assert np.abs(pair_interactions(m, "bii")).max() < 1e-12
+    assert nonadditive_share(v) < 1e-20
+
+
+def test_indices_equal_shapiqs_exact_ones():
+    shapiq = pytest.importorskip("shapiq")
+    f = _game()
+    c = coalition_matrix(5).astype(float)
+    m = moebius(f(c))
+    exact = shapiq.ExactComputer(game=lambda coal: f(np.asarray(coal, float)), n_players=5)
+    theirs = exact("Moebius", order=5).dict_values
+    for players, value in theirs.items():
+        if players:
+            assert m[sum(1 << i for i in players)] == pytest.approx(value, abs=1e-9)
+    for ours, name in (("sii", "SII"), ("bii", "BII")):
+        pairs = pair_interactions(m, ours)
+        d = exact(name, order=2).dict_values
+        for i in range(5):
+            for j in range(i + 1, 5):
+                assert pairs[i, j] == pytest.approx(d[(i, j)], abs=1e-9)
+
+
+def test_parts_are_compact_cover_the_set_and_start_at_the_seed():
+    yy, xx = np.mgrid[10:30, 5:45]
+    pixels = (yy * 64 + xx).ravel()
+    pixels = np.concatenate([[20 * 64 + 40], pixels[pixels != 20 * 64 + 40]])
+    parts = split_parts(pixels, (64, 64), 6, seed=0)
+    assert len(parts) == 6 and sorted(np.concatenate(parts).tolist()) == sorted(pixels.tolist())
+    assert 20 * 64 + 40 in parts[0]
+    assert split_parts(pixels[:3], (64, 64), 6) and len(split_parts(pixels[:3], (64, 64), 6)) == 3
+    with pytest.raises(ValueError, match="n_parts must be a whole number from 1 to 16"):
+        split_parts(pixels, (64, 64), 40)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    sc = scene(64)
+    clf = planted_classifier(sc["terms"], 64)
+    img = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32) * 0.5
+    for role in ("pair", "triple", "inner", "main"):
+        for q in sc[role]:
+            img[q.y0:q.y1, q.x0:q.x1] += 0.45
+    labels = np.ones((64, 64), np.int64)
+    return sc, clf, img, labels
+
+
+def _grow(planted, role, floor):
+    sc, clf, img, labels = planted
+    ex = Explainer(img, model=clf, segmenter=labels, target=0, device="cpu", row_floor=floor,
+                   within_mask=False, dtype="float64")
+    patch = sc[role][0]
+    seed = ex.seed_at(patch.y0 + 3, patch.x0 + 3)
+    return ex, seed, patch, ex.grow(seed)
+
+
+@pytest.mark.parametrize("role", ["pair", "triple", "inner"])
+def test_growth_with_a_floor_recovers_the_planted_partners_and_nothing_else(planted, role):
+    _, clf, _, _ = planted
+    _, seed, patch, grown = _grow(planted, role, floor=0.01)
+    want = set().union(*(q.pixels(64).tolist() for q in clf.module.interacting(patch) | {patch}))
+    got = set(grown.members.tolist())
+    assert len(got & want) / len(want) >= 0.9          # recall
+    assert len(got & want) / len(got) >= 0.9           # precision
+    assert grown.stopped == "exhausted"
+
+
+def test_without_a_floor_the_top_k_rule_pads_the_set(planted):
+    _, clf, _, _ = planted
+    _, _, patch, grown = _grow(planted, "pair", floor=0.0)
+    want = set().union(*(q.pixels(64).tolist() for q in clf.module.interacting(patch) | {patch}))
+    assert len(want & set(grown.members.tolist())) / len(grown) < 0.5
+
+
+def test_a_seed_on_a_main_effect_only_patch_grows_no_partner(planted):
+    _, _, _, grown = _grow(planted, "main", floor=0.01)
+    assert len(grown) == 1
+
+
+def test_the_game_of_a_set_adds_up_and_its_values_are_the_scores_of_its_images(planted):
+    sc, clf, img, labels = planted
+    x = np.transpose(img, (2, 0, 1)).astype(np.float64)
+    parts = split_parts(np.concatenate([p.pixels(64) for p in sc["pair"]]), (64, 64), 4)
+    game = PartsGame(x, clf, 0, parts, removal="baseline")
+    s = analyse_game(game)
+    assert s.dividends[1:].sum() == pytest.approx(s.effect)
+    assert game.n_forward == 16
+    import torch
+    full = clf(torch.from_numpy(x[None]).float().double())[0, 0].item()
+    assert s.values[-1] == pytest.approx(full, rel=1e-6)
+
+
+def test_the_interaction_test_flags_planted_sets_and_not_their_controls(planted):
+    sc, clf, img, labels = planted
+    for role in ("pair", "triple"):
+        ex, seed, _, grown = _grow(planted, role, floor=0.01)
+        pixels = feature_pixels(grown.members, ex.shape, "pixel")
+        t = interaction_test(ex.x, clf, 0, pixels, seed.yx, labels, ex.attribution().attribution.numpy(),
+                             removal="baseline", n_parts=6, n_moved=2)
+        assert t.set.nonadditive > 0.1
+        assert all(c.nonadditive < 0.05 for c in t.controls if c.name != "top-ig")
+        assert t.p_value == pytest.approx(1 / (1 + len(t.controls)))
+        assert t.verdict().startswith("these pixels act together")
+        assert len(t.controls) == 4 and all(len(c.pixels) == len(t.set.pixels) for c in t.controls)
+
+
+def test_controls_have_the_sets_size_and_start_from_its_seed():
+    labels = np.zeros((32, 32), np.int64)
+    labels[:, 16:] = 1
+    near = nearest_control((10, 20), 30, labels)
+    assert len(near) == 30 and 10 * 32 + 20 in near and (labels.ravel()[near] == 1).all()
+    shape = np.array([10 * 32 + 20, 10 * 32 + 21, 11 * 32 + 20])
+    moved = moved_controls(shape, labels, (10, 20), n_moved=3, seed=0)
+    assert len(moved) == 3
+    for m in moved:
+        assert len(m) == 3 and len(set(m.tolist()) & set(shape.tolist())) == 0
+        d = np.stack([m // 32 - shape // 32, m % 32 - shape % 32])
+        assert (d == d[:, :1]).all()                   # the same shape, translated
