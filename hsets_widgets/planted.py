@@ -123,3 +123,49 @@ def scene(size: int = 64) -> dict:
     main = [P(48, 30, "linear")]
     terms = [Term(tuple(pair), 4.0), Term(tuple(triple), 8.0), Term(tuple(inner), 2.0), Term(tuple(main), 1.0)]
     return {"terms": terms, "pair": pair, "triple": triple, "inner": inner, "main": main}
+
+
+# ---- the synthetic functions F1-F4 of Archipelago (Tsang et al. 2020), smoothly extended ----
+def _and(x: torch.Tensor, on: Sequence[tuple]) -> torch.Tensor:
+    """``+1`` where every ``x_i`` equals its value in ``on`` (pairs ``(i, +-1)``), else ``-1``;
+    on ``{-1, +1}^p`` exactly, and multilinear in between (so it has a Hessian).
+    """
+    prod = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
+    for i, v in on:
+        prod = prod * (1.0 + v * x[:, i]) / 2.0
+    return 2.0 * prod - 1.0
+
+
+def synthetic_function(k: int, p: int = 40):
+    """``(f, pairs)``: Archipelago's synthetic function ``F_k`` (k = 1..4) of ``p`` inputs in
+    ``{-1, +1}`` (input ``+1``, baseline ``-1``), as a torch function of a ``(B, p)`` batch, and
+    its planted interacting pairs ``{(i, j): i < j}``.
+
+    Every function is ``sum(x)`` plus: F1, products ``x_i x_j`` among the first quarter and
+    between the second and third quarters; F2, an AND of the first half at ``+1`` plus an AND
+    of the middle half at ``+1``; F3, the first AND at the baseline ``-1``; F4, an AND of
+    ``x_0 = x_1 = +1, x_2 = -1`` and the middle-half AND. ANDs and products are taken in their
+    multilinear form, equal to the original on ``{-1, +1}^p``.
+    """
+    q = p // 4
+    if k == 1:
+        blocks = [(range(q), range(q)), (range(q, 2 * q), range(2 * q, 3 * q))]
+
+        def f(x):
+            y = x.sum(1)
+            for a, b in blocks:
+                y = y + x[:, list(a)].sum(1) * x[:, list(b)].sum(1)
+            return y
+        pairs = {tuple(sorted((i, j))) for a, b in blocks for i in a for j in b if i != j}
+        return f, pairs
+    ands = {2: [[(i, 1.0) for i in range(2 * q)], [(i, 1.0) for i in range(q, 3 * q)]],
+            3: [[(i, -1.0) for i in range(2 * q)], [(i, 1.0) for i in range(q, 3 * q)]],
+            4: [[(0, 1.0), (1, 1.0), (2, -1.0)], [(i, 1.0) for i in range(q, 3 * q)]]}
+    if k not in ands:
+        raise ValueError(f"Archipelago's synthetic functions are F1-F4, got F{k}")
+    terms = ands[k]
+
+    def f(x):
+        return x.sum(1) + sum(_and(x, on) for on in terms)
+    pairs = {tuple(sorted((a[0], b[0]))) for on in terms for a in on for b in on if a[0] != b[0]}
+    return f, pairs
