@@ -57,3 +57,23 @@ def quiet_auto_segmenter():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=AUTO_SEGMENTER_WARNING)
         yield
+
+
+class Registry(dict):
+    """A name -> kind table that the settings, the engine, the CLI and the menus all read.
+
+    ``registry.register(kind)`` adds ``kind`` under ``kind.name`` (replacing one of the same
+    name) after checking that it is a ``kind_type``; the rest is a plain dict.
+    """
+
+    def __init__(self, kind_type: type, what: str):
+        super().__init__()
+        self.kind_type, self.what = kind_type, what
+
+    def register(self, kind):
+        """Add ``kind`` (or replace the one of the same name); returns it."""
+        if not isinstance(kind, self.kind_type):
+            raise TypeError(f"a {self.what} is registered as a {self.kind_type.__name__}, "
+                            f"got {type(kind).__name__}")
+        self[kind.name] = kind
+        return kind

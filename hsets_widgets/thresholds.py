@@ -13,6 +13,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .common import Registry
+
 
 @dataclass(frozen=True)
 class RuleKind:
@@ -50,15 +52,8 @@ class RuleKind:
 
 #: every threshold rule by name; :func:`register_rule` adds one (settings, menus and
 #: slider ranges all read this table)
-THRESHOLD_RULES: dict = {}
-
-
-def register_rule(kind: RuleKind) -> RuleKind:
-    """Add a threshold rule (or replace one of the same name); returns it."""
-    if not isinstance(kind, RuleKind):
-        raise TypeError(f"register_rule takes a RuleKind, got {type(kind).__name__}")
-    THRESHOLD_RULES[kind.name] = kind
-    return kind
+THRESHOLD_RULES = Registry(RuleKind, "threshold rule")
+register_rule = THRESHOLD_RULES.register
 
 
 def _minmax(row: np.ndarray) -> np.ndarray:

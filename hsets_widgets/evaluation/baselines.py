@@ -37,7 +37,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
-from ..common import quiet_auto_segmenter, squeeze_batch, to_numpy
+from ..common import Registry, quiet_auto_segmenter, squeeze_batch, to_numpy
 from ..integrated_gradients import score_gradients
 from ..models import model_device, model_dtype
 from ..options import parse_assignments
@@ -189,15 +189,8 @@ class MethodKind:
 
 
 #: every attribution method by name (:func:`register_method` adds one)
-METHODS: dict = {}
-
-
-def register_method(kind: MethodKind) -> MethodKind:
-    """Add a named attribution method (or replace one of the same name); returns it."""
-    if not isinstance(kind, MethodKind):
-        raise TypeError(f"register_method takes a MethodKind, got {type(kind).__name__}")
-    METHODS[kind.name] = kind
-    return kind
+METHODS = Registry(MethodKind, "attribution method")
+register_method = METHODS.register
 
 
 for _kind in (MethodKind("hsets", hsets_map, True, "the H-Sets heatmap (hsets:<preset>)"),

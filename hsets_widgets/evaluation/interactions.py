@@ -285,6 +285,30 @@ def moved_controls(pixels, labels: np.ndarray, seed_yx, n_moved: int = 2, seed: 
     return out
 
 
+def control_sets(pixels, seed_yx, labels: np.ndarray, attribution=None, controls: Sequence[str] = CONTROLS,
+                 n_moved: int = 2, seed: int = 0) -> list:
+    """``[(name, pixels)]``: the set itself (its seed pixel first) and each of its ``controls``."""
+    for c in controls:
+        if c not in CONTROLS:
+            raise ValueError(f"unknown control {c!r}; use any of {', '.join(CONTROLS)}")
+    if "top-ig" in controls and attribution is None:
+        raise ValueError("the top-ig control needs the image's attribution (attribution=)")
+    pixels = np.unique(np.asarray(pixels, np.int64)) if pixels is not None else None
+    if pixels is None or pixels.size == 0:
+        raise ValueError("the interaction test needs a non-empty set of pixels")
+    seed_yx = (int(seed_yx[0]), int(seed_yx[1]))
+    first = seed_yx[0] * labels.shape[1] + seed_yx[1]
+    ordered = np.concatenate([[first], pixels[pixels != first]]) if first in pixels else pixels
+    sets = [("set", ordered)]
+    if "nearest" in controls:
+        sets.append(("nearest", nearest_control(seed_yx, len(pixels), labels)))
+    if "top-ig" in controls:
+        sets.append(("top-ig", top_ig_control(seed_yx, len(pixels), labels, attribution)))
+    if "moved" in controls:
+        sets += [(f"moved {i + 1}", m) for i, m in enumerate(moved_controls(ordered, labels, seed_yx, n_moved, seed))]
+    return sets
+
+
 @dataclass(frozen=True)
 class InteractionTest:
     """The interaction test of one set against its controls.
@@ -369,29 +393,11 @@ def interaction_test(x, classifier, target: int, pixels, seed_yx, labels: np.nda
     n_moved : int
         How many moved copies of the set's shape.
     """
-    for c in controls:
-        if c not in CONTROLS:
-            raise ValueError(f"unknown control {c!r}; use any of {', '.join(CONTROLS)}")
-    if "top-ig" in controls and attribution is None:
-        raise ValueError("the top-ig control needs the image's attribution (attribution=)")
     image = to_numpy(x)
     if image.ndim != 3:
         raise ValueError(f"expected one image (3, H, W), got shape {image.shape}")
     shape_hw = image.shape[1:]
-    pixels = np.unique(np.asarray(pixels, np.int64)) if pixels is not None else None
-    if pixels is None or pixels.size == 0:
-        raise ValueError("the interaction test needs a non-empty set of pixels")
-    seed_yx = (int(seed_yx[0]), int(seed_yx[1]))
-    first = seed_yx[0] * shape_hw[1] + seed_yx[1]
-    ordered = np.concatenate([[first], pixels[pixels != first]]) if first in pixels else pixels
-    sets = [("set", ordered)]
-    n = len(pixels)
-    if "nearest" in controls:
-        sets.append(("nearest", nearest_control(seed_yx, n, labels)))
-    if "top-ig" in controls:
-        sets.append(("top-ig", top_ig_control(seed_yx, n, labels, attribution)))
-    if "moved" in controls:
-        sets += [(f"moved {i + 1}", m) for i, m in enumerate(moved_controls(ordered, labels, seed_yx, n_moved, seed))]
+    sets = control_sets(pixels, seed_yx, labels, attribution, controls, n_moved, seed)
     summaries, n_forward = [], 0
     for k, (name, pix) in enumerate(sets):
         parts = split_parts(pix, shape_hw, n_parts, seed)

@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..common import Registry
 from .assets import OFFLINE_ENV, offline
 from .base import PrecomputedSegmenter, SegmentationError, as_segmenter
 from .superpixel import SuperpixelSegmenter
@@ -219,15 +220,8 @@ class SegmenterKind:
 
 
 #: every segmenter name (:func:`register_segmenter` adds one)
-SEGMENTERS: dict = {}
-
-
-def register_segmenter(kind: SegmenterKind) -> SegmenterKind:
-    """Add a named segmenter (or replace one of the same name); returns it."""
-    if not isinstance(kind, SegmenterKind):
-        raise TypeError(f"register_segmenter takes a SegmenterKind, got {type(kind).__name__}")
-    SEGMENTERS[kind.name] = kind
-    return kind
+SEGMENTERS = Registry(SegmenterKind, "segmenter")
+register_segmenter = SEGMENTERS.register
 
 
 for _kind in (
