@@ -290,6 +290,17 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
     plot = shot(page.locator(".hsets-idg-plot").first, "09-idg-plot.png")
     assert (np.abs(np.diff(plot, axis=1)).max(axis=2) > 60).mean() > 0.002, "empty running-estimate plot"
     assert img.shape[0] > 300
+    # Interactions: test the current set, read the verdict, see its parts drawn
+    page.locator(".lm-TabBar-tab", has_text="Interactions").first.click()
+    page.locator(".hsets-interactions-run").first.click()
+    wait_text(page, ".hsets-interactions-verdict",
+              r"(these pixels act together|no more interaction than a compact region).*interaction share "
+              r"\d\.\d\d .* vs \d\.\d\d for \d Hessian-free regions", timeout=240)
+    wait_text(page, ".hsets-interactions-controls", r"p = \d\.\d\d", timeout=30)
+    page.wait_for_timeout(800)
+    parts = shot(page.locator(".hsets-interactions-view canvas").first, "09b-interactions-parts.png")
+    assert (parts.max(axis=2) > 30).mean() > 0.5, "the parts image is blank"
+    shot(page.locator(".hsets-interactions-view").first, "09b-interactions.png")
     # ROAD: keep the current set, compute the curves, show an imputed image
     page.locator(".hsets-sets-keep").first.click()
     wait_text(page, ".hsets-sets-list", r"1\. seed", timeout=30)

@@ -85,7 +85,8 @@ def test_cli_explain_writes_files_and_prints_the_prediction(tmp_path):
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "hsets_widgets.cli.main", "explain", "coffee",
                         "--segmenter", "slic", "--n-sets", "1", "--nu", "8", "--n-steps", "8",
-                        "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
+                        "--out", str(out), "--quiet", "--interactions"], capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stderr
     assert "predicted: " in r.stdout
     predicted = r.stdout.split("predicted: ")[1].split("\n")[0].lower()
@@ -96,6 +97,11 @@ def test_cli_explain_writes_files_and_prints_the_prediction(tmp_path):
         assert min(heat.size) >= 512 and compare.size[0] > 2 * compare.size[1]   # three panels side by side
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["sets"]) == 1 and summary["sets"][0]["size"] <= 8
+    # --interactions: each set's test against its controls, in the summary and on the console
+    test = summary["sets"][0]["interactions"]
+    assert test["set"]["n_pixels"] == summary["sets"][0]["size"] and len(test["controls"]) == 4
+    assert 0 <= test["set"]["nonadditive"] <= 1 and 0 < test["p_value"] <= 1
+    assert test["verdict"] in r.stdout
     assert Explanation.load(out / "explanation.npz").target == summary["target"]
 
 

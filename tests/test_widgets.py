@@ -7,6 +7,7 @@ A tiny seeded CNN on a 48x48 crop keeps every test fast.
 """
 from __future__ import annotations
 
+import html
 import io
 import subprocess
 import sys
@@ -833,3 +834,33 @@ def test_sweep_panel_plots_the_sweep_numbers_and_a_click_applies_mu(explorer):
     panel._clicked({"data": {"index": 2}})
     assert explorer.wait(60) and st.mu == 12.0 and list(panel.current.x) == [12.0, 12.0]
     assert "Click a point" in panel.info.value
+
+
+def test_interactions_tab_tests_the_current_set_against_controls_and_caches_it(explorer, canvas_log):
+    from hsets_widgets.evaluation.interactions import interaction_test
+    from hsets_widgets.seeds import feature_pixels
+
+    st, view = explorer.state, explorer.interactions
+    assert "Press" in view.verdict.value and not view.stale     # nothing runs until asked
+    view.refresh(force=True)
+    assert view.wait(300)
+    test = view.shown[1]
+    ex = st.explainer
+    pixels = feature_pixels(st.grown.members, st.shape, ex.config.features)
+    # the view shows the engine's test of exactly this set
+    again = interaction_test(ex.x, ex.classifier, ex.target, pixels, st.seed.yx, ex.segment().labels,
+                             ex.attribution().attribution.numpy(), n_parts=view.n_parts, removal=view.removal)
+    assert test.set.nonadditive == pytest.approx(again.set.nonadditive)
+    assert [c.nonadditive for c in test.controls] == pytest.approx([c.nonadditive for c in again.controls])
+    assert test.verdict() in html.unescape(view.verdict.value)
+    assert f"p = {test.p_value:.2f}" in view.controls.value
+    assert view.matrix.value.count("<tr>") == len(test.set.parts) + 1
+    assert any(n == "putImageData" for n, _, _ in canvas_log.on(view.canvas))
+    # another set: not tested until asked; back to the first: shown from the cache, no new job
+    seed_yx = tuple(st.seed.yx)
+    explorer.select((seed_yx[0] + 10) % SIZE, (seed_yx[1] + 10) % SIZE)
+    assert explorer.wait(120)
+    assert "Press" in view.verdict.value
+    explorer.select(*seed_yx)
+    assert explorer.wait(120)
+    assert len(view.cache) == 1 and view.shown[1] is test

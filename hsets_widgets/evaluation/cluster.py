@@ -181,8 +181,9 @@ def connect(ray, options: ClusterOptions) -> tuple:
     if address is None:
         n = options.workers or max(1, (os.cpu_count() or 1) // threads)
         gpus = None if gpus_per_worker == 0 else gpus_per_worker * n
-        # "local": a new cluster for this run, even if `ray start` left one on this machine
-        ray.init(address="local", num_cpus=n * threads, num_gpus=gpus, **common)
+        # "local": a new cluster for this run, even if `ray start` left one on this machine; its
+        # processes talk over the loopback interface only (nothing else needs to reach them)
+        ray.init(address="local", num_cpus=n * threads, num_gpus=gpus, _node_ip_address="127.0.0.1", **common)
         return n, True
     try:
         ray.init(address=address, **common)

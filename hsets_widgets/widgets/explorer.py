@@ -15,6 +15,7 @@ from .animation import MergeAnimation
 from .common import as_state, esc, fmt, title
 from .export import ExportPanel
 from .image_view import ImageView
+from .interactions_view import InteractionsView
 from .readout import FaithfulnessReadout
 from .road_view import RoadView
 from .row_inspector import RowInspector
@@ -130,8 +131,8 @@ class Explorer(W.VBox):
     Attributes
     ----------
     state : ExplorerState
-    image_view, row_inspector, threshold, readout, animation, sets_panel, sampling, road, sweep, export,
-    status_bar : the component widgets (each usable alone with the same ``state``).
+    image_view, row_inspector, threshold, readout, animation, sets_panel, sampling, interactions, road,
+    sweep, export, status_bar : the component widgets (each usable alone with the same ``state``).
     """
 
     def __init__(self, image="chelsea", model=None, *, autostart: bool = True,
@@ -157,10 +158,13 @@ class Explorer(W.VBox):
         self.sampling = SubsetSampling(st)
         self.road = RoadView(st)
         self.sweep = SweepPanel(st)
+        self.interactions = InteractionsView(st)
         self.export = ExportPanel(st, image_view=self.image_view, road_view=self.road,
                                   folder=export_folder)
-        self.tabs = W.Tab(children=[self.row_inspector, self.sampling, self.road, self.sweep, self.export],
-                          titles=["Hessian row", "IDG subset sampling", "ROAD curves", "Sweep mu", "Export"])
+        self.tabs = W.Tab(children=[self.row_inspector, self.sampling, self.interactions, self.road, self.sweep,
+                                    self.export],
+                          titles=["Hessian row", "IDG subset sampling", "Interactions", "ROAD curves", "Sweep mu",
+                                  "Export"])
         self.tabs.add_class("hsets-tabs")
         header = W.HTML(
             "<div style='font-size:20px;font-weight:700'>H-Sets Explorer</div>"
@@ -172,7 +176,8 @@ class Explorer(W.VBox):
             "<i>interaction sets</i>: pixels grown from a seed by following the Hessian of the "
             "class score, valued by Integrated Directional Gradients (IDG). "
             "<b>1</b> click a pixel · <b>2</b> move mu / nu · <b>3</b> play the merge · "
-            "<b>4</b> keep sets or run the automatic ones · <b>5</b> tabs below: row, IDG, ROAD, export.</div>")
+            "<b>4</b> keep sets or run the automatic ones · <b>5</b> tabs below: row, IDG, interactions, "
+            "ROAD, export.</div>")
         header.add_class("hsets-header")
         right = W.VBox([self.threshold, self.readout, self.animation, self.sets_panel],
                        layout=W.Layout(margin="0 0 0 16px", max_width="560px"))
