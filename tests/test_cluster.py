@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# the clusters these tests start stay on the loopback interface (what hsets evaluate sets up
+# before it imports Ray; here Ray is imported first, so the switch is set here)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
 
 from hsets_widgets.evaluation.cluster import ClusterOptions, run_on_ray  # noqa: E402
@@ -57,6 +60,18 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         if time.time() - t0 > timeout:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def test_a_local_cluster_listens_on_loopback_only(tmp_path):
+    """The cluster `hsets evaluate --workers` starts binds to 127.0.0.1, not the machine's address."""
+    code = (f"import os, sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r}); "
+            "from hsets_widgets.evaluation.cluster import ClusterOptions, connect, require_ray; "
+            "ray = require_ray(None); connect(ray, ClusterOptions(workers=1, quiet=True)); "
+            "print(ray.util.get_node_ip_address()); ray.shutdown()")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "127.0.0.1"
 
 
 def test_two_workers_give_the_records_of_one_process(tmp_path, one_torch_thread):

@@ -42,10 +42,13 @@ def require_ray(address: Optional[str] = None):
     """Import Ray, or fail with the one line that says how to get it.
 
     With an ``address`` to join, this machine's Ray token is used (:func:`use_token_if_any`,
-    which must run before Ray is first imported).
+    which must run before Ray is first imported); without one, the local cluster this run
+    starts talks over the loopback interface only (:func:`loopback_if_local`).
     """
     if address is not None:
         use_token_if_any()
+    else:
+        loopback_if_local()
     try:
         import ray
     except ImportError as err:
@@ -181,9 +184,8 @@ def connect(ray, options: ClusterOptions) -> tuple:
     if address is None:
         n = options.workers or max(1, (os.cpu_count() or 1) // threads)
         gpus = None if gpus_per_worker == 0 else gpus_per_worker * n
-        # "local": a new cluster for this run, even if `ray start` left one on this machine; its
-        # processes talk over the loopback interface only (nothing else needs to reach them)
-        ray.init(address="local", num_cpus=n * threads, num_gpus=gpus, _node_ip_address="127.0.0.1", **common)
+        # "local": a new cluster for this run, even if `ray start` left one on this machine
+        ray.init(address="local", num_cpus=n * threads, num_gpus=gpus, **common)
         return n, True
     try:
         ray.init(address=address, **common)
@@ -191,6 +193,18 @@ def connect(ray, options: ClusterOptions) -> tuple:
         raise RuntimeError(f"no Ray cluster at --address {address}: {err} (start one with "
                            "`ray start --head`, or drop --address for a local one)") from err
     return options.workers or fitting_workers(ray, threads, gpus_per_worker, f"the cluster at {address}"), False
+
+
+def loopback_if_local() -> None:
+    """Keep a local cluster on 127.0.0.1, unless told otherwise.
+
+    Ray binds a cluster it starts to this machine's network address so that other machines
+    can join; a cluster started for one run on this machine needs no other machine, so its
+    processes use the loopback interface (Ray's own switch, read when Ray is first imported:
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``). A process that imported Ray before keeps Ray's
+    choice.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def use_token_if_any() -> None:
