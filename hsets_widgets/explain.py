@@ -219,9 +219,10 @@ class Explainer:
         return select_seeds(self.seed_map(), labels, k, c.features, c.seed_order)
 
     def seed_at(self, y: int, x: int) -> Seed:
-        """A user-chosen seed at pixel ``(y, x)``."""
-        labels = self._segmentation.labels if self._segmentation is not None else None
-        return seed_at(y, x, self.seed_map(), labels, self.config.features)
+        """A user-chosen seed at pixel ``(y, x)``, in its segment (segmenting the image first if
+        that was not done yet: a seed without its segment would not be confined to it).
+        """
+        return seed_at(y, x, self.seed_map(), self.segment().labels, self.config.features)
 
     def segment_mass(self) -> dict:
         """``{segment label: positive seed attribution summed over its pixels}``."""

@@ -107,13 +107,15 @@ def planted_classifier(terms: Sequence[Term], size: int = 64, dtype=torch.float6
                        class_names=["planted", "rest"], name="planted")
 
 
-def scene(size: int = 64) -> dict:
+def scene(size: int = 64, seed: int = 0) -> dict:
     """The standard planted scene on a ``size x size`` image (``size >= 64``), by role.
 
     ``pair``: two distant patches whose term is a product (they interact with each other);
     ``triple``: three patches in one product term; ``inner``: a patch with a squared main
     effect (its pixels interact among themselves); ``main``: a patch with a linear main effect
-    (no interaction at all). Returns ``{"terms": [...], role: [Patch, ...]}``.
+    (no interaction at all). Returns ``{"terms": [...], "image": ..., role: [Patch, ...]}``, the
+    image ``(size, size, 3)`` dim noise from generator ``seed`` with every patch brightened, so
+    removing a patch changes the score.
     """
     s = size // 64
     P = lambda y, x, shape="tanh": Patch(y * s, x * s, (y + 8) * s, (x + 8) * s, shape)  # noqa: E731
@@ -122,7 +124,10 @@ def scene(size: int = 64) -> dict:
     inner = [P(48, 8, "square")]
     main = [P(48, 30, "linear")]
     terms = [Term(tuple(pair), 4.0), Term(tuple(triple), 8.0), Term(tuple(inner), 2.0), Term(tuple(main), 1.0)]
-    return {"terms": terms, "pair": pair, "triple": triple, "inner": inner, "main": main}
+    image = np.random.default_rng(seed).random((size, size, 3)).astype(np.float32) * 0.5
+    for q in pair + triple + inner + main:
+        image[q.y0:q.y1, q.x0:q.x1] += 0.45
+    return {"terms": terms, "image": image, "pair": pair, "triple": triple, "inner": inner, "main": main}
 
 
 # ---- the synthetic functions F1-F4 of Archipelago (Tsang et al. 2020), smoothly extended ----

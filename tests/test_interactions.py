@@ -80,10 +80,7 @@ def test_parts_are_compact_cover_the_set_and_start_at_the_seed():
 def planted():
     sc = scene(64)
     clf = planted_classifier(sc["terms"], 64)
-    img = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32) * 0.5
-    for role in ("pair", "triple", "inner", "main"):
-        for q in sc[role]:
-            img[q.y0:q.y1, q.x0:q.x1] += 0.45
+    img = sc["image"]
     labels = np.ones((64, 64), np.int64)
     return sc, clf, img, labels
 
@@ -183,3 +180,20 @@ def test_hessian_rows_detect_archipelagos_planted_pairs(k):
     planted = np.array([(i, j) in pairs for i, j in zip(*iu)])
     assert planted.sum() == {1: 145, 2: 335, 3: 335, 4: 193}[k]
     assert _auc(h.numpy()[iu], planted) == 1.0
+
+
+def test_partners_in_another_segment_are_found_only_when_growth_may_cross_segments(planted):
+    sc, clf, img, _ = planted
+    labels = np.ones((64, 64), np.int64)
+    labels[:, 32:] = 2                                 # the planted pair straddles the two segments
+    a, b = sc["pair"]
+    sizes = {}
+    for within in (True, False):
+        ex = Explainer(img, model=clf, segmenter=labels, target=0, device="cpu", row_floor=0.01,
+                       within_mask=within, dtype="float64")
+        seed = ex.seed_at(a.y0 + 3, a.x0 + 3)
+        assert seed.segment == 1
+        got = set(ex.grow(seed).members.tolist())
+        sizes[within] = (len(got & set(a.pixels(64).tolist())), len(got & set(b.pixels(64).tolist())))
+    assert sizes[False] == (64, 64)                    # across segments: the whole planted pair
+    assert sizes[True][1] == 0                         # confined: the partner is out of reach
