@@ -206,6 +206,12 @@ def report(args) -> None:
               "| variant | removal | set share | nearest | top-IG | moved | set - controls [95% CI] | sets above "
               "all controls | MoRF AOPC | LeRF AOPC | sparsity | mean size | grow s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = ["", "Set share and control columns: the mean interaction share over every set; set - controls: "
+             "per photo, the mean over its sets of the set's share minus the mean of its controls', then "
+             "the mean over photos with a percentile-bootstrap 95% interval (photos resampled; with few "
+             "photos the interval is narrow by chance, read it with the photo count). Grow s: seconds to "
+             "grow the five sets, with the Hessian rows earlier variants of the same photo computed "
+             "already (variants run in the order listed)."]
     for vname, v in summary["variants"].items():
         for removal in REMOVALS:
             if removal not in v:
@@ -216,7 +222,7 @@ def report(args) -> None:
                          f"{e['sets_above_all_controls']}/{e['n_sets']} | {v['morf_aopc']:.3f} | "
                          f"{v['lerf_aopc']:.3f} | {v['sparsity']:.3f} | {v['mean_set_size']:.0f} | "
                          f"{v['grow_seconds']:.0f} |")
-    write_text(REPORT_MD, "\n".join(lines) + "\n")
+    write_text(REPORT_MD, "\n".join(lines + notes) + "\n")
     print(f"wrote {REPORT_MD}")
 
 
