@@ -197,3 +197,18 @@ def test_partners_in_another_segment_are_found_only_when_growth_may_cross_segmen
         sizes[within] = (len(got & set(a.pixels(64).tolist())), len(got & set(b.pixels(64).tolist())))
     assert sizes[False] == (64, 64)                    # across segments: the whole planted pair
     assert sizes[True][1] == 0                         # confined: the partner is out of reach
+
+
+def test_removal_replaces_only_the_removed_pixels():
+    from hsets_widgets.evaluation.interactions import remove_pixels
+
+    img = np.random.default_rng(0).random((3, 16, 16))
+    removed = np.zeros((16, 16), bool)
+    removed[4:8, 4:8] = True
+    for how in ("blur", "road", "baseline"):
+        out = remove_pixels(img, removed, how, rng=0)
+        assert np.array_equal(out[:, ~removed], img[:, ~removed])
+        assert not np.allclose(out[:, removed], img[:, removed])
+    assert np.all(remove_pixels(img, removed, "baseline")[:, removed] == 0.0)
+    with pytest.raises(ValueError, match="unknown removal 'erase'"):
+        remove_pixels(img, removed, "erase")
