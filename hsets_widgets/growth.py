@@ -15,7 +15,6 @@ from typing import Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-from .common import to_numpy
 from .progress import CancelToken, ProgressFn, report
 from .thresholds import ThresholdRule, candidates, floor_value, topk_count
 
@@ -290,12 +289,13 @@ def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bf
         raise ValueError(f"prefetch must be at least 1 row, got {prefetch}")
     stage = "growing set" if len(growers) == 1 else "growing sets"
     total = sum(g.limit for g in growers)
+    computing = isinstance(rows, ComputingRowSource)   # a Protocol check is not free: once
     while active := [g for g in growers if not g.done()]:
         report(progress, stage, sum(len(g.members) for g in growers), total, cancel)
-        if isinstance(rows, ComputingRowSource):
+        if computing:
             _fetch_next_rows(rows, active, prefetch, cancel)
         for g in active:
-            g.expand(to_numpy(rows.row(g.next_node)))
+            g.expand(np.asarray(rows.row(g.next_node)))   # a CPU tensor as it is: no copy
     grown = sum(len(g.members) for g in growers)
     report(progress, stage, grown, grown, cancel)
     return [g.result() for g in growers]
