@@ -17,7 +17,7 @@ import torch
 
 from .common import resolve_device, to_numpy
 from .explanation import Explanation, InteractionSet
-from .growth import GrownSet, grow_sets, split_nu
+from .growth import GrownSet, check_nu, grow_sets, split_nu
 from .heatmap import paint_sets
 from .hessian import HessianRows
 from .idg import SetValue, estimate_value, member_terms
@@ -239,7 +239,7 @@ class Explainer:
         c = self.config
         nu = c.nu if nu is None else nu
         if c.nu_split == "each" or all(s.segment == 0 for s in seeds):
-            return [self._check_nu(nu)] * len(seeds)
+            return [check_nu(nu)] * len(seeds)
         mass = self.segment_mass()
         auto = self.seeds()
         total = sum(mass.get(s.segment, 0.0) for s in auto)
@@ -254,12 +254,6 @@ class Explainer:
     def set_size(self, seed: Seed, nu: Optional[int] = None) -> int:
         """The largest size of ``seed``'s set (:meth:`set_sizes` of one seed)."""
         return self.set_sizes([seed], nu)[0]
-
-    @staticmethod
-    def _check_nu(nu) -> int:
-        if isinstance(nu, bool) or not isinstance(nu, (int, np.integer)) or nu < 1:
-            raise ValueError(f"nu must be a whole number >= 1, got {nu!r}")
-        return int(nu)
 
     def allowed_features(self, seed: Seed) -> Optional[np.ndarray]:
         """Features a set from ``seed`` may use (its segment when ``within_mask``)."""

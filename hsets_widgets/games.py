@@ -79,11 +79,10 @@ class Estimate:
 
 
 def all_coalitions(n: int) -> np.ndarray:
-    """Every non-empty coalition of ``n`` players as a bool matrix ``(2^n - 1, n)``."""
-    if n > 20:
-        raise ValueError(f"refusing to enumerate 2^{n} coalitions; sample instead")
-    codes = np.arange(1, 2 ** n, dtype=np.int64)
-    return ((codes[:, None] >> np.arange(n)) & 1).astype(bool)
+    """Every non-empty coalition of ``n`` players as a bool matrix ``(2^n - 1, n)``, in bit-mask
+    order (:func:`coalition_matrix` without the empty coalition).
+    """
+    return coalition_matrix(n)[1:]
 
 
 def bernoulli_coalitions(n: int, budget: int, rng: np.random.Generator) -> np.ndarray:
@@ -198,7 +197,7 @@ def coalition_matrix(n: int) -> np.ndarray:
     row ``t`` is the coalition whose bit mask is ``t`` (player ``i`` in it when bit ``i`` is set).
     """
     if n > 20:
-        raise ValueError(f"refusing to enumerate 2^{n} coalitions; use fewer players")
+        raise ValueError(f"refusing to enumerate 2^{n} coalitions; sample instead, or use fewer players")
     codes = np.arange(2 ** n, dtype=np.int64)
     return ((codes[:, None] >> np.arange(n)) & 1).astype(bool)
 

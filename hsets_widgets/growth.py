@@ -83,6 +83,13 @@ CAPS = ("members", "authors")
 NU_SPLITS = ("each", "mass")
 
 
+def check_nu(nu) -> int:
+    """``nu`` as a whole number, or a clear error when it is not one >= 1."""
+    if isinstance(nu, bool) or not isinstance(nu, (int, np.integer)) or nu < 1:
+        raise ValueError(f"nu must be a whole number >= 1, got {nu!r}")
+    return int(nu)
+
+
 def split_nu(nu: int, masses, total_mass: float, n_shares: int, areas=None) -> list:
     """The largest size of each set when ``nu`` members are shared by attribution mass.
 
@@ -90,8 +97,7 @@ def split_nu(nu: int, masses, total_mass: float, n_shares: int, areas=None) -> l
     total is not positive), at least 1 and at most ``areas[k]`` when given (the features of
     its segment, for sets confined to it).
     """
-    if isinstance(nu, bool) or not isinstance(nu, (int, np.integer)) or nu < 1:
-        raise ValueError(f"nu must be a whole number >= 1, got {nu!r}")
+    nu = check_nu(nu)
     sizes = []
     for k, mass in enumerate(masses):
         share = mass / total_mass if total_mass > 0 else 1.0 / n_shares
@@ -109,8 +115,7 @@ class _Grower:
                  displacement=None, cap="members"):
         if order not in GROWTH_ORDERS:
             raise ValueError(f"unknown order {order!r}; use 'bfs' or 'dfs'")
-        if isinstance(nu, bool) or not isinstance(nu, (int, np.integer)) or nu < 1:
-            raise ValueError(f"nu must be a whole number >= 1, got {nu!r}")
+        check_nu(nu)
         if cap not in CAPS:
             raise ValueError(f"unknown cap {cap!r}; use 'members' or 'authors'")
         self.seed = int(seed)
