@@ -142,6 +142,10 @@ def test_the_interaction_test_flags_planted_sets_and_not_their_controls(planted)
         assert t.p_value == pytest.approx(1 / (1 + len(t.controls)))
         assert t.verdict().startswith("these pixels act together")
         assert len(t.controls) == 4 and all(len(c.pixels) == len(t.set.pixels) for c in t.controls)
+        assert t.above_controls
+    # an (H, W, 3) array is refused with the fix, not tested on the wrong pixels
+    with pytest.raises(ValueError, match="channels-first.*transpose"):
+        interaction_test(sc["image"], clf, 0, pixels, seed.yx, labels)
 
 
 def test_controls_have_the_sets_size_and_start_from_its_seed():

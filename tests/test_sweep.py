@@ -73,14 +73,16 @@ def test_hsets_sweep_writes_the_table_and_the_plot(photo, tmp_path, monkeypatch,
     out = tmp_path / "sweep"
     code = main(["sweep", str(photo / "n01440764_disc.png"), "--mu", "2", "4", "8", "--segmenter", "slic",
                  "--set", "n_steps=8", "--set", "n_samples=50", "--set", "n_sets=2",
-                 "--percentages", "road", "--out", str(out), "--quiet"])
+                 "--percentages", "road", "--out", str(out), "--quiet", "--interactions"])
     assert code == 0
     lines = (out / "sweep.csv").read_text().splitlines()
     assert lines[0].startswith("method,mu,") and len(lines) == 1 + 3 + 2
     data = json.loads((out / "sweep.json").read_text())
     assert [p["mu"] for p in data["points"][:3]] == [2.0, 4.0, 8.0] and data["swept"] == {"mu": [2.0, 4.0, 8.0]}
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
-    assert "MoRF AOPC" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "MoRF AOPC" in printed and printed.count("interaction share") == 3   # the H-Sets rows only
+    assert "interaction_share" in lines[0]
     # a bad rule is one line, before the model is even loaded
     code = main(["sweep", str(photo / "n01440764_disc.png"), "--threshold", "sideways", "--out", str(out)])
     assert code == 1 and "threshold='sideways' is not valid" in capsys.readouterr().err
@@ -136,3 +138,34 @@ def test_sweep_gives_the_numbers_of_the_faithfulness_benchmark(tmp_path):
     for name in ("default", "ig", "random"):
         for col in ("morf_aopc", "lerf_aopc", "morf_aopc_accuracy", "sparsity", "support_fraction"):
             assert got[name][col] == pytest.approx(rec["methods"][name][col], abs=1e-12), (name, col)
+
+
+def test_interaction_metrics_agree_between_evaluate_sweep_and_the_test_itself(photo, tmp_path, monkeypatch,
+                                                                                capsys):
+    import hsets_widgets.models as models
+    from hsets_widgets.evaluation.interactions import interaction_metrics, pixel_sets, set_tests
+
+    clf = tiny_classifier()
+    items = collect_images([photo])
+    spec = "hsets:mu=4,nu=24,segmenter=slic,n_steps=8,n_samples=50,n_sets=2"
+    monkeypatch.setattr(models, "load_classifier", lambda model=None, checkpoint=None, device=None: clf)
+    assert main(["evaluate", str(photo), "--methods", spec.replace(",", "+") + ",ig", "--out",
+                 str(tmp_path / "eval"), "--percentages", "0.2", "--curves", "none", "--interactions",
+                 "--quiet"]) == 0
+    assert "interaction_share" in capsys.readouterr().out
+    rec = read_results(tmp_path / "eval" / "results.jsonl")[items[0].key]["methods"]
+    assert "interaction_share" not in rec["ig"]           # a map without sets has nothing to test
+    assert rec[spec]["interaction_sets"] == 2
+    summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())["methods"]
+    assert summary[spec]["interaction_share"]["mean"] == pytest.approx(rec[spec]["interaction_share"])
+
+    x = load_item(items[0], clf.input_size)
+    ex = Explainer(x, clf, "default", "slic", **SMALL)
+    row = sweep(ex, mu=[4], nu=[24], percentages=[0.2], references=False, interactions=True, as_frame=False)[0]
+    expl = ex.with_settings(mu=4, nu=24).run()
+    own = interaction_metrics(set_tests(x, clf, ex.target, pixel_sets(expl.sets, tuple(x.shape), "pixel"),
+                                        expl.labels, expl.ig))
+    for key, value in own.items():
+        assert row[key] == pytest.approx(value, abs=1e-12), key
+        assert rec[spec][key] == pytest.approx(value, abs=1e-12), key
+    assert 0 <= own["interaction_above_controls"] <= 1

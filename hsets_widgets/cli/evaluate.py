@@ -76,6 +76,9 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--correct-only", action="store_true",
                         help="skip images the model misclassifies or that have no label (the paper's "
                              "protocol); they are listed as skipped")
+    parser.add_argument("--interactions", action="store_true",
+                        help="also test whether each H-Sets set's pixels act together, against regions "
+                             "of the same size chosen without the Hessian (about 5 s per set)")
     parser.add_argument("--model", default=None,
                         help="classifier: the offline default efficientnet_lite0, or a torchvision name")
     parser.add_argument("--checkpoint", default=None, help="local state_dict for --model")
@@ -149,6 +152,9 @@ def run(args) -> int:
         finally:
             bars.close()
     print(format_table(metrics))
+    if args.interactions:
+        print(format_table(metrics, ("interaction_share", "interaction_controls", "interaction_difference",
+                                     "interaction_above_controls")))
     print_counts(metrics, args.out)
     return 0
 
@@ -161,7 +167,7 @@ def scoring_settings(args) -> dict:
                 orders=[o.strip().lower() for o in args.orders.split(",") if o.strip()],
                 seed=args.seed, noise=args.noise, batch_size=args.batch_size,
                 match_support=args.match_support if args.match_support == "min" else float(args.match_support),
-                curves=curves, correct_only=args.correct_only)
+                curves=curves, correct_only=args.correct_only, interactions=args.interactions)
 
 
 def cluster_options(args):

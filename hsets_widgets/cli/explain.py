@@ -127,14 +127,12 @@ def explain_to_folder(image, model, args) -> int:
 
 def interaction_tests(ex, clf, progress=None) -> list:
     """The interaction test of every set of the explanation ``ex`` against its controls."""
-    from ..evaluation.interactions import interaction_test
+    from ..evaluation.interactions import pixel_sets, set_tests
     from ..images import to_tensor
-    from ..seeds import feature_pixels
 
     x = to_tensor(ex.image, "cpu")
-    shape = tuple(x.shape)
-    return [interaction_test(x, clf, ex.target, feature_pixels(s.members, shape, ex.features), s.seed_yx,
-                             ex.labels, ex.ig, progress=progress) for s in ex.sets]
+    return set_tests(x, clf, ex.target, pixel_sets(ex.sets, tuple(x.shape), ex.features), ex.labels, ex.ig,
+                     progress=progress)
 
 
 def run(args) -> int:

@@ -41,9 +41,10 @@ from ..common import Registry, quiet_auto_segmenter, squeeze_batch, to_numpy
 from ..integrated_gradients import score_gradients
 from ..models import model_device, model_dtype
 from ..options import parse_assignments
+from .interactions import pixel_sets
 from .sparsity import AttributionShapeError
 
-MethodFn = Callable[..., Union[np.ndarray, torch.Tensor]]
+MethodFn = Callable[..., Union[np.ndarray, torch.Tensor, "MapWithSets"]]
 
 
 
@@ -106,15 +107,40 @@ def integrated_gradients_map(x: torch.Tensor, classifier, target: Optional[int] 
     return res.attribution
 
 
+@dataclass(frozen=True)
+class MapWithSets:
+    """A method's map together with the pixel sets it was painted from.
+
+    What a set-producing method (H-Sets, and any registered one) returns, so that
+    :func:`~hsets_widgets.evaluation.interactions.set_tests` can test its sets; :func:`attribute`
+    keeps only the map.
+
+    Attributes
+    ----------
+    map : ndarray (H, W)
+    sets : tuple of PixelSet
+    labels : ndarray (H, W)
+        The segments the sets' controls stay in.
+    attribution : ndarray, optional
+        IG of the image (for the ``top-ig`` control).
+    """
+
+    map: np.ndarray
+    sets: tuple
+    labels: np.ndarray
+    attribution: Optional[np.ndarray] = None
+
+
 def hsets_map(x: torch.Tensor, classifier, target: Optional[int] = None, preset: str = "default",
-              segmenter="auto", seed: int = 0, **overrides) -> np.ndarray:
-    """The H-Sets heatmap ``(H, W)`` for the ``target`` class."""
+              segmenter="auto", seed: int = 0, **overrides) -> MapWithSets:
+    """The H-Sets heatmap ``(H, W)`` for the ``target`` class, with its sets."""
     from hsets_widgets.explain import explain
 
     with quiet_auto_segmenter():
         ex = explain(x.detach().cpu(), classifier, preset=preset, segmenter=segmenter,
                      target=target, device=model_device(classifier), seed=seed, **overrides)
-    return np.asarray(ex.heatmap, dtype=np.float64)
+    return MapWithSets(np.asarray(ex.heatmap, dtype=np.float64), pixel_sets(ex.sets, tuple(x.shape), ex.features),
+                       np.asarray(ex.labels), np.asarray(ex.ig))
 
 
 @dataclass
@@ -269,6 +295,15 @@ def attribute(x: torch.Tensor, classifier, method: Union[str, MethodFn, Method],
 
     Returns a float64 array ``(H, W)`` or ``(C, H, W)``.
     """
+    return attribute_sets(x, classifier, method, target, seed).map
+
+
+def attribute_sets(x: torch.Tensor, classifier, method: Union[str, MethodFn, Method],
+                   target: Optional[int] = None, seed: int = 0) -> MapWithSets:
+    """As :func:`attribute`, with the method's sets when it makes any (else ``sets=()``)."""
     m = get_method(method, seed=seed)
     out = m(x, classifier, target)
-    return check_map(out, tuple(x.shape[-2:]), f"method {m.name!r}")
+    if isinstance(out, MapWithSets):
+        return MapWithSets(check_map(out.map, tuple(x.shape[-2:]), f"method {m.name!r}"), tuple(out.sets),
+                           out.labels, out.attribution)
+    return MapWithSets(check_map(out, tuple(x.shape[-2:]), f"method {m.name!r}"), (), None)

@@ -348,13 +348,18 @@ class InteractionTest:
         """The set's non-additive share minus its controls' mean."""
         return self.set.nonadditive - self.control_mean
 
+    @property
+    def above_controls(self) -> bool:
+        """Whether the set is more non-additive than every one of its controls."""
+        return bool(self.controls) and all(self.set.nonadditive > c.nonadditive for c in self.controls)
+
     def verdict(self) -> str:
         """One plain line: do these pixels act together, beyond a compact region of their size?"""
         s = self.set
         base = (f"interaction share {s.nonadditive:.2f} (the part of the set's effect no additive "
                 f"model of its {len(s.parts)} parts explains) vs {self.control_mean:.2f} for "
                 f"{len(self.controls)} Hessian-free regions of the same size")
-        if self.controls and all(s.nonadditive > c.nonadditive for c in self.controls):
+        if self.above_controls:
             return f"these pixels act together: {base} (p = {self.p_value:.2f})"
         return f"no more interaction than a compact region of the same size: {base} (p = {self.p_value:.2f})"
 
@@ -403,8 +408,9 @@ def interaction_test(x, classifier, target: int, pixels, seed_yx, labels: np.nda
         How many moved copies of the set's shape.
     """
     image = to_numpy(x)
-    if image.ndim != 3:
-        raise ValueError(f"expected one image (3, H, W), got shape {image.shape}")
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"expected one channels-first image (3, H, W), got shape {image.shape}; "
+                         "for an (H, W, 3) array pass image.transpose(2, 0, 1)")
     shape_hw = image.shape[1:]
     sets = control_sets(pixels, seed_yx, labels, attribution, controls, n_moved, seed)
     summaries, n_forward = [], 0
@@ -419,3 +425,68 @@ def interaction_test(x, classifier, target: int, pixels, seed_yx, labels: np.nda
     own, others = summaries[0], tuple(summaries[1:])
     p = (1 + sum(c.nonadditive >= own.nonadditive for c in others)) / (1 + len(others))
     return InteractionTest(own, others, float(p), n_forward)
+
+
+@dataclass(frozen=True)
+class PixelSet:
+    """A set of pixels as the interaction test takes it: from H-Sets or any other method.
+
+    Attributes
+    ----------
+    pixels : ndarray of int
+        Flat pixel indices ``y * W + x``.
+    seed_yx : tuple
+        The pixel the set grew from (its controls start there).
+    value : float
+        The method's score of the set (not used by the test; kept to report it).
+    """
+
+    pixels: np.ndarray
+    seed_yx: tuple
+    value: float = float("nan")
+
+
+def pixel_sets(sets, shape: tuple, features: str = "pixel") -> tuple:
+    """H-Sets ``sets`` (members in feature space) as :class:`PixelSet` of ``shape`` ``(C, H, W)``."""
+    from ..seeds import feature_pixels
+
+    return tuple(PixelSet(np.asarray(feature_pixels(s.members, shape, features), np.int64),
+                          tuple(int(v) for v in s.seed_yx), float(s.value)) for s in sets)
+
+
+def set_tests(x, classifier, target: int, sets: Sequence[PixelSet], labels: np.ndarray,
+              attribution: Optional[np.ndarray] = None, *, progress: Optional[ProgressFn] = None,
+              cancel: Optional[CancelToken] = None, seed: int = 0, **options) -> list:
+    """:func:`interaction_test` of every set in ``sets`` (one :class:`InteractionTest` each).
+
+    ``options`` go to :func:`interaction_test` (``n_parts``, ``removal``, ...).
+    """
+    out = []
+    for k, s in enumerate(sets):
+        def sub(stage, done, total, k=k):
+            report(progress, "interaction test", k * total + done, len(sets) * total, cancel)
+        out.append(interaction_test(x, classifier, target, s.pixels, s.seed_yx, labels, attribution,
+                                    seed=seed, progress=sub, cancel=cancel, **options))
+    return out
+
+
+#: the per-map metrics of :func:`interaction_metrics` (``hsets evaluate`` and ``sweep`` columns)
+INTERACTION_METRICS = ("interaction_share", "interaction_controls", "interaction_difference",
+                       "interaction_above_controls", "interaction_sets")
+
+
+def interaction_metrics(tests: Sequence[InteractionTest]) -> dict:
+    """One map's interaction numbers from the tests of its sets.
+
+    ``interaction_share``: the sets' mean non-additive share; ``interaction_controls``: their
+    controls' mean; ``interaction_difference``: the mean of set minus controls;
+    ``interaction_above_controls``: the fraction of sets more non-additive than every one of
+    their controls; ``interaction_sets``: how many sets were tested (None values when none was).
+    """
+    if not tests:
+        return {k: (0 if k == "interaction_sets" else None) for k in INTERACTION_METRICS}
+    return {"interaction_share": float(np.mean([t.set.nonadditive for t in tests])),
+            "interaction_controls": float(np.mean([t.control_mean for t in tests])),
+            "interaction_difference": float(np.mean([t.difference for t in tests])),
+            "interaction_above_controls": float(np.mean([t.above_controls for t in tests])),
+            "interaction_sets": len(tests)}

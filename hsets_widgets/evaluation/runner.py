@@ -41,10 +41,11 @@ import numpy as np
 import torch
 
 from ..progress import ProgressFn, check_progress, report
-from .baselines import Method, attribute, get_method
+from .baselines import Method, attribute_sets, get_method
 from .datasets import ImageItem, load_item
 from .insertion import KINDS as CURVE_KINDS
 from .insertion import insertion_deletion
+from .interactions import interaction_metrics, set_tests
 from .report import plot_curves, summarize
 from .road import ROAD_ORDERS, check_choices, classify_batches, resolve_percentages, road
 from .sparsity import AttributionShapeError, gini, gini_at_support, gini_within_top, pixel_map, support_size
@@ -128,6 +129,7 @@ class RunSettings:
     match_support: Union[str, float]
     curves: tuple
     correct_only: bool = False
+    interactions: bool = False
 
     @property
     def names(self) -> list:
@@ -139,7 +141,8 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
                  percentages: Union[str, Sequence[float]] = "fine", orders: Sequence[str] = ROAD_ORDERS,
                  seed: int = 0, noise: float = 0.01, batch_size: int = 16,
                  match_support: Union[str, float] = "min",
-                 curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False) -> RunSettings:
+                 curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False,
+                 interactions: bool = False) -> RunSettings:
     """Validate the settings of an evaluation (those of :func:`run_evaluation`).
 
     Parameters
@@ -163,6 +166,11 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
     correct_only : bool
         Skip the images the model misclassifies or that have no label (the paper's protocol:
         correctly classified images only); they are listed under ``skipped`` with the reason.
+    interactions : bool
+        Also test every set of the methods that make sets (H-Sets) against its Hessian-free
+        controls (:func:`~hsets_widgets.evaluation.interactions.set_tests`, blur removal, 6
+        parts) and record :data:`~hsets_widgets.evaluation.interactions.INTERACTION_METRICS`;
+        about 5 s per set on a 2-core CPU.
     """
     methods = tuple(get_method(m, seed=seed) for m in methods)
     names = [m.name for m in methods]
@@ -172,9 +180,11 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
     check_choices(curves, CURVE_KINDS, "curve")
     if not isinstance(correct_only, bool):
         raise TypeError(f"correct_only must be True or False, got {correct_only!r}")
+    if not isinstance(interactions, bool):
+        raise TypeError(f"interactions must be True or False, got {interactions!r}")
     return RunSettings(methods, tuple(float(v) for v in resolve_percentages(percentages)),
                        tuple(orders), int(seed), float(noise), int(batch_size), match_support, curves,
-                       correct_only)
+                       correct_only, interactions)
 
 
 def _config_fingerprint(classifier, settings: RunSettings) -> dict:
@@ -184,6 +194,8 @@ def _config_fingerprint(classifier, settings: RunSettings) -> dict:
           "curves": list(settings.curves)}
     if settings.correct_only:      # only when set: folders written before the option stay valid
         fp["correct_only"] = True
+    if settings.interactions:
+        fp["interactions"] = True
     return fp
 
 
@@ -268,12 +280,13 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
     for m in (m for m in settings.methods if m.name in todo):
         t0 = time.perf_counter()
         try:
-            amap = attribute(x, classifier, m, target=target, seed=seed)
+            made = attribute_sets(x, classifier, m, target=target, seed=seed)
         except AttributionShapeError as err:
             raise AttributionShapeError(f"{item.path}: {err}") from err
         except Exception as err:
             err.add_note(f"while explaining {item.path} with method {m.name!r}")
             raise
+        amap = made.map
         t1 = time.perf_counter()
         rr = road(x, classifier, amap, p, settings.orders, label=item.label, seed=seed,
                   noise=settings.noise, batch_size=settings.batch_size, original_probabilities=probs0)
@@ -282,6 +295,12 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
                                  batch_size=settings.batch_size, original_probabilities=probs0)
               if settings.curves else None)
         record["methods"][m.name] = method_record(amap, rr, t1 - t0, t2 - t1, cr)
+        if settings.interactions and made.sets:
+            t3 = time.perf_counter()
+            tests = set_tests(x.detach().cpu(), classifier, target, made.sets, made.labels, made.attribution,
+                              seed=seed)
+            record["methods"][m.name].update(interaction_metrics(tests),
+                                             interaction_seconds=time.perf_counter() - t3)
         maps[m.name] = amap.astype(np.float32)
     record.update(status="ok", probability=float(probs0[target]),
                   target_name=(classifier.class_name(target)
@@ -408,7 +427,8 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
                    noise: float = 0.01, batch_size: int = 16,
                    match_support: Union[str, float] = "min", progress: Optional[ProgressFn] = None,
                    skipped: Optional[list] = None,
-                   curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False) -> dict:
+                   curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False,
+                   interactions: bool = False) -> dict:
     """Evaluate ``methods`` on ``items`` with ``classifier``; write results under ``out_dir``.
 
     Parameters
@@ -419,7 +439,7 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
         Maps ``(B, 3, H, W)`` in [0, 1] to logits; its ``input_size`` sets the crop.
     out_dir : path
         Output folder (created). Reusing it resumes an interrupted run.
-    methods, percentages, orders, seed, noise, batch_size, match_support, curves, correct_only
+    methods, percentages, orders, seed, noise, batch_size, match_support, curves, correct_only, interactions
         The settings the numbers depend on: see :func:`run_settings`.
     limit : int, optional
         Only the first ``limit`` items (in the given order) are considered.
@@ -440,7 +460,7 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     """
     progress = check_progress(progress)
     settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves,
-                            correct_only)
+                            correct_only, interactions)
     run = RunState.open(items, classifier, out_dir, settings, limit, skipped)
     report(progress, "evaluate", 0, len(run.items))
     for k, item in enumerate(run.items):

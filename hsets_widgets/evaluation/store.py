@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .insertion import KINDS as CURVE_KINDS
+from .interactions import INTERACTION_METRICS
 from .road import ROAD_ORDERS
 
 #: Per-method scalar metrics summarised in ``metrics.json``.
@@ -22,7 +23,7 @@ SCALAR_METRICS = ("sparsity", "sparsity_matched", "sparsity_within", "matched_su
                   "morf_aopc", "lerf_aopc", "morf_aopc_accuracy", "lerf_aopc_accuracy",
                   "morf_auc", "morf_probability_auc", "lerf_auc", "lerf_probability_auc",
                   "insertion_auc", "deletion_auc",
-                  "attribution_seconds", "road_seconds")
+                  "attribution_seconds", "road_seconds") + INTERACTION_METRICS + ("interaction_seconds",)
 
 
 def repair_results(path: Path) -> int:
