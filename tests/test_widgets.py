@@ -842,9 +842,14 @@ def test_interactions_tab_tests_the_current_set_against_controls_and_caches_it(e
 
     st, view = explorer.state, explorer.interactions
     assert "Press" in view.verdict.value and not view.stale     # nothing runs until asked
+    said = []
+    view.verdict.observe(lambda ch: said.append(ch["new"]), names="value")
     view.refresh(force=True)
     assert view.wait(300)
     test = view.shown[1]
+    # a coarse first look (4 parts) came first, then the full test replaced it
+    firsts = [k for k, v in enumerate(said) if "First look with 4 parts" in v]
+    assert firsts and "First look" not in said[-1] and firsts[0] < len(said) - 1
     ex = st.explainer
     pixels = feature_pixels(st.grown.members, st.shape, ex.config.features)
     # the view shows the engine's test of exactly this set

@@ -470,6 +470,22 @@ def set_tests(x, classifier, target: int, sets: Sequence[PixelSet], labels: np.n
     return out
 
 
+def explainer_test(explainer, members, seed_yx, *, progress: Optional[ProgressFn] = None,
+                   cancel: Optional[CancelToken] = None, seed: int = 0, **options) -> InteractionTest:
+    """:func:`interaction_test` of a set grown by ``explainer`` (``members`` in its feature space),
+    with the explainer's image, model, target, segments and IG (computed once and cached there).
+
+    ``options`` go to :func:`interaction_test` (``n_parts``, ``removal``, ...).
+    """
+    from ..seeds import feature_pixels
+
+    pixels = np.unique(feature_pixels(members, explainer.shape, explainer.config.features))
+    return interaction_test(explainer.x.detach().cpu(), explainer.classifier, explainer.target, pixels,
+                            tuple(seed_yx), explainer.segment().labels,
+                            explainer.attribution().attribution.detach().cpu().numpy(),
+                            seed=seed, progress=progress, cancel=cancel, **options)
+
+
 #: the per-map metrics of :func:`interaction_metrics` (``hsets evaluate`` and ``sweep`` columns)
 INTERACTION_METRICS = ("interaction_share", "interaction_controls", "interaction_difference",
                        "interaction_above_controls", "interaction_sets")

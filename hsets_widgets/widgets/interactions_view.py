@@ -16,7 +16,7 @@ import numpy as np
 from ipycanvas import Canvas
 from traitlets import Bool
 
-from ..evaluation.interactions import interaction_test
+from ..evaluation.interactions import explainer_test
 from ..seeds import feature_pixels
 from . import render
 from .common import as_state, draw_batch, esc, fmt, title
@@ -37,10 +37,12 @@ class InteractionsView(W.VBox):
     stale = Bool(False, help="the interaction test of the set shown is running")
 
     def __init__(self, state, n_parts: int = 6, removal: str = "blur", seed: int = 0, display_size: int = 336,
-                 **settings):
+                 first_parts: int = 4, **settings):
         self.state = as_state(state, **settings)
         st = self.state
         self.n_parts, self.removal, self.seed = int(n_parts), removal, int(seed)
+        # a coarser test first (2^4 instead of 2^6 images per region), replaced when the full one ends
+        self.first_parts = int(first_parts) if 1 < first_parts < n_parts else None
         self.runner = BackgroundRunner(st.lock, on_progress=self._progress, on_finish=self._finished,
                                        synchronous=st.runner.synchronous)
         self.cache: dict = {}
@@ -114,14 +116,18 @@ class InteractionsView(W.VBox):
             return
         self.stale = True
         self._say("<i>computing the interaction test...</i>", keep_stale=True)
-        ex = self.state.explainer
-        labels = ex.segment().labels
-        ig = ex.attribution().attribution.detach().cpu().numpy()
+        ex, members = self.state.explainer, self.state.grown.members
 
-        def work(progress, cancel):
-            return interaction_test(ex.x.detach().cpu(), ex.classifier, ex.target, pixels, seed_yx, labels, ig,
-                                    n_parts=self.n_parts, removal=self.removal, seed=self.seed,
-                                    progress=progress, cancel=cancel)
+        def job(n_parts):
+            def work(progress, cancel):
+                return explainer_test(ex, members, seed_yx, n_parts=n_parts, removal=self.removal, seed=self.seed,
+                                      progress=progress, cancel=cancel)
+            return work
+
+        def first(test):
+            cur = self.current()
+            if key not in self.cache and cur is not None and cur[0] == key:
+                self._show(key, test, first=True)
 
         def apply(test):
             self.cache[key] = test
@@ -129,7 +135,10 @@ class InteractionsView(W.VBox):
             if cur is not None and cur[0] == key:
                 self._show(key, test)
 
-        self.runner.submit(Job("interactions", "Interaction test", work, apply, key=key))
+        if self.first_parts is not None:
+            self.runner.submit(Job("interactions-first", "Interaction test, first look", job(self.first_parts),
+                                   first, key=key))
+        self.runner.submit(Job("interactions", "Interaction test", job(self.n_parts), apply, key=key))
 
     def wait(self, timeout: float = 300.0) -> bool:
         """Wait until no test is running (scripts and tests)."""
@@ -155,11 +164,13 @@ class InteractionsView(W.VBox):
             self.stale = False
         self.verdict.value = f"<div style='font-size:14px'>{text}</div>"
 
-    def _show(self, key, test) -> None:
-        self.shown = (key, test)
-        ok = test.verdict().startswith("these pixels act together")
-        colour = "#1b5e20" if ok else "#6d4c41"
-        self._say(f"<b style='color:{colour}'>{esc(test.verdict())}</b>")
+    def _show(self, key, test, first: bool = False) -> None:
+        """Show ``test``; ``first``: the coarse first look, while the full test still runs."""
+        self.shown = None if first else (key, test)
+        colour = "#1b5e20" if test.above_controls else "#6d4c41"
+        note = (f"<br><i>First look with {len(test.set.parts)} parts; the test with {self.n_parts} parts is "
+                f"running and will replace it.</i>" if first else "")
+        self._say(f"<b style='color:{colour}'>{esc(test.verdict())}</b>{note}", keep_stale=first)
         self.matrix.value = self._matrix_html(test)
         self.controls.value = self._controls_html(test)
         self._draw(test)
