@@ -134,7 +134,7 @@ class Explainer:
             t0 = time.perf_counter()
             self._ig = integrated_gradients(self.x, self.classifier, self.target, c.baseline,
                                             c.n_steps, c.rule, c.score, progress=progress,
-                                            cancel=cancel)
+                                            cancel=cancel, memory_budget=c.memory_budget)
             self.timings["integrated_gradients"] = time.perf_counter() - t0
         return self._ig
 
@@ -174,7 +174,8 @@ class Explainer:
         if self._rows is None:
             c = self.config
             self._rows = HessianRows(self.x, self.score_fn, c.features, c.curvature_spec,
-                                     c.batch_size, c.hessian_method, _DTYPES[c.dtype])
+                                     c.batch_size, c.hessian_method, _DTYPES[c.dtype],
+                                     memory_budget=c.memory_budget)
         return self._rows
 
     def with_settings(self, preset=None, **overrides) -> Explainer:

@@ -34,6 +34,7 @@ from torch.func import grad, jvp, vmap
 from torch.overrides import TorchFunctionMode
 
 from .curvature import CurvatureSpec, curvature
+from .memory import fit_batch, fits, memory_room
 from .progress import CancelToken, ProgressFn, report
 
 FEATURES = ("pixel", "channel")
@@ -186,16 +187,11 @@ CPU_MAX_BATCH = 8
 PER_ROW_FACTOR, FIXED_FACTOR = 2.5, 4.0
 
 
-def available_memory() -> Optional[int]:
-    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+def available_memory(budget=None) -> Optional[int]:
+    """Bytes this process may still allocate, or None: the smallest of the container's room
+    (cgroup limit), ``MemAvailable`` and ``budget`` (see :mod:`hsets_widgets.memory`).
+    """
+    return memory_room(budget).bytes
 
 
 def saved_activation_bytes(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = None) -> int:
@@ -221,15 +217,31 @@ def cpu_batch_size(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = None,
                    available: Optional[int] = None) -> int:
     """Rows per CPU pass that fit in half the available memory, at most :data:`CPU_MAX_BATCH`.
 
-    Memory per row is estimated from the score's saved activations (one forward pass) with
-    factors measured on two architectures; without a memory reading the maximum is used.
+    ``available`` defaults to :func:`available_memory` (inside a container, its limit: the
+    host's ``MemAvailable`` would overshoot it). Memory per row is estimated from the score's
+    saved activations (one forward pass) with factors measured on two architectures; without a
+    memory reading the maximum is used.
     """
     available = available_memory() if available is None else available
     if available is None:
         return CPU_MAX_BATCH
     act = saved_activation_bytes(x, f, spec)
-    room = 0.5 * available - FIXED_FACTOR * act
-    return int(max(1, min(CPU_MAX_BATCH, room // max(PER_ROW_FACTOR * act, 1))))
+    return fit_batch(PER_ROW_FACTOR * act, FIXED_FACTOR * act, CPU_MAX_BATCH, available)
+
+
+def lean_method_needed(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = None,
+                       available: Optional[int] = None) -> bool:
+    """Whether even one forward-over-reverse row would not fit in half the available memory.
+
+    A double-backward row (a retained gradient graph of one image copy, no ``vmap`` workspace)
+    then takes its place: on EfficientNet-Lite0 it adds 2.1x the saved activations to the
+    peak against 6.5x, and at one row per pass it is as fast (bench/RESULTS.md: 709 vs 730 ms).
+    """
+    available = available_memory() if available is None else available
+    if available is None:
+        return False
+    act = saved_activation_bytes(x, f, spec)
+    return not fits(PER_ROW_FACTOR * act, FIXED_FACTOR * act, available)
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -249,7 +261,9 @@ class HessianRows:
     curvature : CurvatureSpec
     batch_size : int or "auto"
         Rows per pass. ``"auto"`` picks, on CPU, up to 8 as fit in half the available memory
-        (:func:`cpu_batch_size`) and, on CUDA, as many as fit in about half
+        (:func:`cpu_batch_size`; the container's limit or ``memory_budget`` when tighter; where
+        not even one forward-over-reverse row fits, one double-backward row per pass, which
+        needs a third of the memory) and, on CUDA, as many as fit in about half
         of the free memory (measured with one probe pass), at most 64. A CUDA
         out-of-memory error halves the chunk and retries.
     method : {"forward-over-reverse", "stacked", "double-backward"}
@@ -260,6 +274,9 @@ class HessianRows:
         copied for a dtype other than its own; the user's model is never changed.
     zero_warning : bool
         Warn (once) when a computed row is exactly zero.
+    memory_budget : int or str, optional
+        Most resident memory this process should reach (``1.5G``); None reads
+        ``$HSETS_MEMORY_BUDGET``. Bounds the automatic CPU batch size.
 
     Notes
     -----
@@ -270,7 +287,7 @@ class HessianRows:
     def __init__(self, x: torch.Tensor, f, features: str = "pixel",
                  curvature: Optional[CurvatureSpec] = None, batch_size="auto",
                  method: str = "forward-over-reverse", dtype: Optional[torch.dtype] = None,
-                 zero_warning: bool = True):
+                 zero_warning: bool = True, memory_budget=None):
         if features not in FEATURES:
             raise ValueError(f"unknown features {features!r}; use 'pixel' or 'channel'")
         if method not in METHODS:
@@ -289,6 +306,7 @@ class HessianRows:
         self.store_dtype = torch.float64 if self.x.dtype == torch.float64 else torch.float32
         self._cache: dict = {}
         self._batch_size = batch_size
+        self.memory_budget = memory_budget
         self.n_computed = 0
         self.n_passes = 0
         self.seconds = 0.0
@@ -326,7 +344,13 @@ class HessianRows:
 
     def _auto_batch_size(self) -> int:
         if self.x.device.type != "cuda":
-            return cpu_batch_size(self.x, self.f, self.spec)
+            available = available_memory(self.memory_budget)
+            if self.method == "forward-over-reverse" and lean_method_needed(self.x, self.f, self.spec, available):
+                # one row at a time either way, and the same rows to float rounding: take the
+                # pass that needs a third of the memory (a 2 GB Binder session)
+                self.method = "double-backward"
+                return 1
+            return cpu_batch_size(self.x, self.f, self.spec, available)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(self.x.device)
         base = torch.cuda.memory_allocated(self.x.device)

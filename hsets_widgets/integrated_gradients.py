@@ -12,12 +12,33 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
+from .curvature import CurvatureSpec
+from .hessian import saved_activation_bytes
 from .images import check_image_tensor
+from .memory import fit_batch, memory_room
 from .models import Classifier, model_device, model_dtype
 from .progress import CancelToken, ProgressFn, report
 from .scores import ScoreFn, resolve_target
 
 RULES = ("left", "right", "midpoint", "trapezoid", "gauss-legendre", "inclusive", "adaptive")
+#: most path points per forward/backward pass, and per forward-only probe pass of the adaptive rule
+MAX_POINTS, MAX_PROBES = 16, 32
+#: peak memory of one more path point (forward and backward) and of one more probe point (forward
+#: only), in units of the score's saved activations: fitted to peak RSS on EfficientNet-Lite0
+#: (4 vs 16 points: +0.98x per point; 8 vs 32 probes: +0.22x per probe; bench/bench_memory.py)
+POINT_FACTOR, PROBE_FACTOR = 1.0, 0.25
+
+
+def path_batch_sizes(x: torch.Tensor, f, budget=None) -> tuple:
+    """(path points per forward/backward pass, probe points per forward pass) that fit in half
+    the memory room (:func:`~hsets_widgets.memory.memory_room`: the container's limit, the
+    machine's available memory or ``budget``); the most on CUDA, whose memory is not this room.
+    """
+    room = None if x.device.type == "cuda" else memory_room(budget).bytes
+    if room is None:
+        return MAX_POINTS, MAX_PROBES
+    act = saved_activation_bytes(x, f, CurvatureSpec("none"))
+    return fit_batch(POINT_FACTOR * act, 0, MAX_POINTS, room), fit_batch(PROBE_FACTOR * act, 0, MAX_PROBES, room)
 
 
 def path_points(n_steps: int, rule: str = "midpoint") -> tuple:
@@ -249,9 +270,9 @@ def path_gradients(x: torch.Tensor, f, b: torch.Tensor, alphas, weights, interna
 
 def integrated_gradients(x: torch.Tensor, classifier: Classifier, target: Optional[int] = None,
                          baseline="zeros", n_steps: int = 32, rule: str = "midpoint",
-                         score: str = "logit", internal_batch_size: int = 16,
+                         score: str = "logit", internal_batch_size: Union[int, str] = "auto",
                          progress: Optional[ProgressFn] = None,
-                         cancel: Optional[CancelToken] = None) -> IGResult:
+                         cancel: Optional[CancelToken] = None, memory_budget=None) -> IGResult:
     """Integrated Gradients of ``score`` of class ``target`` (default: predicted) for ``x``.
 
     Parameters
@@ -268,8 +289,12 @@ def integrated_gradients(x: torch.Tensor, classifier: Classifier, target: Option
         One of :data:`RULES`. ``adaptive`` spends ``4 * n_steps`` extra forward passes to
         place the nodes where the score changes (see :func:`adaptive_path_points`).
     score : {"logit", "probability", "log_probability"}
-    internal_batch_size : int
-        Path points per forward/backward pass.
+    internal_batch_size : int or "auto"
+        Path points per forward/backward pass. ``"auto"``: up to 16 (and up to 32 forward-only
+        probes of the adaptive rule) as fit in half the memory room (:func:`path_batch_sizes`).
+    memory_budget : int or str, optional
+        Most resident memory this process should reach (``1.5G``); None reads
+        ``$HSETS_MEMORY_BUDGET``. Only read with ``internal_batch_size="auto"``.
 
     Returns
     -------
@@ -281,8 +306,14 @@ def integrated_gradients(x: torch.Tensor, classifier: Classifier, target: Option
     target, _ = resolve_target(x, classifier, target)
     f = ScoreFn(classifier, target, score)
     b = make_baseline(x, baseline, classifier)
+    probes = MAX_PROBES
+    if internal_batch_size == "auto":
+        internal_batch_size, probes = path_batch_sizes(x, f, memory_budget)
+    elif isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, (int, np.integer)) \
+            or internal_batch_size < 1:
+        raise ValueError(f"internal_batch_size must be 'auto' or a whole number >= 1, got {internal_batch_size!r}")
     if rule == "adaptive":
-        alphas, weights = adaptive_path_points(x, f, b, n_steps)
+        alphas, weights = adaptive_path_points(x, f, b, n_steps, batch_size=probes)
     else:
         alphas, weights = path_points(n_steps, rule)
     g, g_abs, points = path_gradients(x, f, b, alphas, weights, internal_batch_size, progress, cancel,

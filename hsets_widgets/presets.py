@@ -44,6 +44,7 @@ from .hessian import FEATURES, METHODS
 from .idg import SAMPLERS, SET_SCORES, VALUE_KINDS
 from .integrated_gradients import BASELINE_FNS
 from .integrated_gradients import RULES as IG_RULES
+from .memory import parse_bytes
 from .scores import SCORE_KINDS
 from .seeds import SEED_ORDERS, SEEDINGS
 from .thresholds import SCALES, SIGNS, THRESHOLD_RULES, ThresholdRule
@@ -127,6 +128,9 @@ class HSetsConfig:
     # computation
     hessian_method: str = _setting("forward-over-reverse", "rows")
     batch_size: object = _setting("auto", "rows")
+    # most resident memory the process should reach ("1.5G", bytes; None: $HSETS_MEMORY_BUDGET
+    # or no budget); it only sizes Hessian and IG passes, so no cached stage goes stale
+    memory_budget: object = _setting(None)
     dtype: str = _setting("float32", "rows")
     seed: int = _setting(0)
     preset: str = _setting("custom")
@@ -233,6 +237,16 @@ def _baseline(v):
     return _number()(v) and f"use one of {', '.join(BASELINE_FNS)}, a number or a tensor"
 
 
+def _memory_budget(v):
+    if v is None:
+        return None
+    try:
+        parse_bytes(v)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 def _batch_size(v):
     if v == "auto":
         return None
@@ -255,7 +269,8 @@ _CHECKS = {
     "value_kind": _one_of(VALUE_KINDS), "sampler": _one_of(SAMPLERS), "n_samples": _whole(2),
     "exact_limit": _whole(0, 20), "paint": _one_of(PAINTS), "mask_limit": _number(0, 1, lo_open=True),
     "member_weights": _one_of(MEMBER_WEIGHTS), "signed": _flag, "combine": _one_of(COMBINES),
-    "hessian_method": _one_of(METHODS), "batch_size": _batch_size, "dtype": _one_of(DTYPES),
+    "hessian_method": _one_of(METHODS), "batch_size": _batch_size, "memory_budget": _memory_budget,
+    "dtype": _one_of(DTYPES),
     "seed": _whole(0), "preset": lambda v: None if isinstance(v, str) else "need a name",
 }
 

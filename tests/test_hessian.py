@@ -217,7 +217,7 @@ def test_cpu_batch_size_follows_available_memory(tiny64, image8, monkeypatch):
     assert 1 < mid < CPU_MAX_BATCH
     # "auto" reads the machine's available memory: room for exactly three rows gives three
     three = int(2 * (FIXED_FACTOR * act + 3.5 * PER_ROW_FACTOR * act))
-    monkeypatch.setattr(hessian, "available_memory", lambda: three)
+    monkeypatch.setattr(hessian, "available_memory", lambda budget=None: three)
     rows = HessianRows(image8, f, "pixel", CurvatureSpec("softplus"))  # batch_size="auto"
     assert rows.batch_size == 3
 

@@ -1,0 +1,162 @@
+"""The memory room that sizes Hessian passes: container limits (cgroup v2 and v1), MemAvailable
+and the memory budget. Cgroup layouts are written as real files under a temporary root and read
+through the same functions that read ``/proc/self`` and ``/sys/fs/cgroup`` on a real machine.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hsets_widgets import memory
+from hsets_widgets.curvature import CurvatureSpec
+from hsets_widgets.hessian import CPU_MAX_BATCH, HessianRows
+from hsets_widgets.presets import get_config
+from hsets_widgets.scores import ScoreFn
+
+GiB = 1 << 30
+
+
+def fake_proc(tmp: Path, mount_lines: list, cgroup_lines: list, meminfo_gib: float = 64.0) -> Path:
+    """A /proc/self with mountinfo, cgroup and statm, and a /proc/meminfo beside it."""
+    proc = tmp / "proc" / "self"
+    proc.mkdir(parents=True)
+    (proc / "mountinfo").write_text("\n".join(mount_lines) + "\n")
+    (proc / "cgroup").write_text("\n".join(cgroup_lines) + "\n")
+    (proc / "statm").write_text("100000 25600 0 0 0 0 0\n")   # 25600 pages resident
+    (tmp / "proc" / "meminfo").write_text(f"MemTotal: 99999999 kB\nMemAvailable: {int(meminfo_gib * 2**20)} kB\n")
+    return proc
+
+
+def write(folder: Path, **files) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name.replace("__", ".")).write_text(text + "\n")
+
+
+def test_cgroup_v2_limit_bounds_the_room_below_meminfo(tmp_path):
+    """A 2 GiB container (cgroup v2, own namespace: the process sits at '/') on a 64 GiB host."""
+    mount = tmp_path / "sys" / "fs" / "cgroup"
+    proc = fake_proc(tmp_path, [f"30 25 0:26 / {mount} rw,nosuid - cgroup2 cgroup2 rw"], ["0::/"])
+    write(mount, memory__max=str(2 * GiB), memory__current=str(GiB // 2),
+          memory__stat=f"anon 1000\ninactive_file {GiB // 4}\n")
+    room = memory.memory_room(proc_self=proc, meminfo=proc.parent / "meminfo", environ={})
+    # used = current - reclaimable cache = 0.25 GiB
+    assert room.bytes == 2 * GiB - GiB // 4
+    assert "cgroup v2" in room.source
+    assert memory.container_limit(proc) == 2 * GiB
+
+
+def test_cgroup_v2_max_means_no_limit_and_meminfo_counts(tmp_path):
+    mount = tmp_path / "cg"
+    proc = fake_proc(tmp_path, [f"30 25 0:26 / {mount} rw - cgroup2 cgroup2 rw"], ["0::/user.slice/me"],
+                     meminfo_gib=3.0)
+    write(mount / "user.slice" / "me", memory__max="max", memory__current="123")
+    write(mount / "user.slice", memory__max="max")
+    assert memory.container_limit(proc) is None
+    room = memory.memory_room(proc_self=proc, meminfo=proc.parent / "meminfo", environ={})
+    assert room == memory.Room(3 * GiB, "MemAvailable")
+
+
+def test_cgroup_v1_parent_limit_counts_and_unlimited_is_ignored(tmp_path):
+    """cgroup v1: the process's own group is unlimited (2^63 rounded), its parent holds 1.5 GiB."""
+    mount = tmp_path / "memory"
+    proc = fake_proc(tmp_path, [f"35 31 0:32 / {mount} rw,relatime - cgroup cgroup rw,memory",
+                                f"32 31 0:29 / {tmp_path / 'cpu'} rw - cgroup cgroup rw,cpu"],
+                     ["9:name=systemd:/", "4:memory:/pod/abc", "1:cpu:/"])
+    write(mount / "pod" / "abc", memory__limit_in_bytes="9223372036854771712",
+          memory__usage_in_bytes=str(GiB))
+    write(mount / "pod", memory__limit_in_bytes=str(3 * GiB // 2), memory__usage_in_bytes=str(GiB),
+          memory__stat=f"total_inactive_file {GiB // 2}\ncache 5\n")
+    write(mount, memory__limit_in_bytes="9223372036854771712")
+    room = memory.memory_room(proc_self=proc, meminfo=proc.parent / "meminfo", environ={})
+    assert room.bytes == GiB   # 1.5 GiB - (1 GiB used - 0.5 GiB inactive cache)
+    assert "cgroup v1" in room.source and "pod" in room.source
+    assert memory.container_limit(proc) == 3 * GiB // 2
+
+
+def test_budget_takes_the_resident_memory_off(tmp_path):
+    proc = fake_proc(tmp_path, [], [])
+    import os
+
+    rss = 25600 * os.sysconf("SC_PAGE_SIZE")
+    room = memory.memory_room("1G", proc_self=proc, meminfo=proc.parent / "meminfo", environ={})
+    assert room.bytes == GiB - rss and "budget" in room.source
+    env_room = memory.memory_room(proc_self=proc, meminfo=proc.parent / "meminfo",
+                                  environ={memory.BUDGET_ENV: "1G"})
+    assert env_room == room
+    # nothing readable at all: no reading, and the caller keeps its own default
+    assert memory.memory_room(proc_self=tmp_path / "none", meminfo=tmp_path / "none", environ={}).bytes is None
+
+
+@pytest.mark.parametrize("text, n", [("1610612736", 1610612736), ("1.5G", 3 * GiB // 2), ("1500M", 1500 << 20),
+                                     ("2GiB", 2 * GiB), ("2 GB", 2 * GiB), ("512k", 512 << 10), (4096, 4096)])
+def test_parse_bytes(text, n):
+    assert memory.parse_bytes(text) == n
+
+
+@pytest.mark.parametrize("bad", ["lots", "", "-1G", "0", 0, True])
+def test_parse_bytes_refuses_what_is_not_a_size(bad):
+    with pytest.raises(ValueError):
+        memory.parse_bytes(bad)
+
+
+def test_budget_is_a_setting_checked_when_made():
+    assert get_config("default", memory_budget="1.5G").memory_budget == "1.5G"
+    with pytest.raises(ValueError, match="memory_budget"):
+        get_config("default", memory_budget="lots")
+
+
+def test_this_machine_room_is_at_most_memavailable():
+    """The real /proc and /sys of the machine the tests run on."""
+    room = memory.memory_room(environ={})
+    available = memory.mem_available()
+    assert room.bytes is not None and available is not None
+    assert 0 < room.bytes <= available + 64 * 2**20   # MemAvailable moves between the two reads
+    limit = memory.container_limit()
+    assert limit is None or limit >= room.bytes
+
+
+def test_a_tight_budget_gives_one_lean_row_per_pass_and_the_same_rows(tiny64, image8):
+    """A budget just above what the process already holds: one double-backward row per pass (the
+    leanest pass); a roomy one: the full forward-over-reverse batch. The rows agree."""
+    f = ScoreFn(tiny64, 0)
+    rss = memory.resident_bytes()
+    tight = HessianRows(image8, f, "pixel", CurvatureSpec("softplus"), memory_budget=rss + 4096)
+    roomy = HessianRows(image8, f, "pixel", CurvatureSpec("softplus"), memory_budget="1000G")
+    assert tight.batch_size == 1 and tight.method == "double-backward"
+    assert roomy.batch_size == CPU_MAX_BATCH and roomy.method == "forward-over-reverse"
+    idx = list(range(6))
+    torch.testing.assert_close(tight.rows(idx), roomy.rows(idx))
+    assert tight.n_passes == 6 and roomy.n_passes == 1
+    # an explicit method or batch size is kept whatever the budget
+    fixed = HessianRows(image8, f, "pixel", CurvatureSpec("softplus"), batch_size=4, memory_budget=rss + 4096)
+    assert fixed.batch_size == 4 and fixed.method == "forward-over-reverse"
+
+
+def test_integrated_gradients_batches_follow_the_budget(tiny64, image8):
+    from hsets_widgets.integrated_gradients import MAX_POINTS, MAX_PROBES, integrated_gradients, path_batch_sizes
+
+    f = ScoreFn(tiny64, 0)
+    rss = memory.resident_bytes()
+    assert path_batch_sizes(image8, f, rss + 4096) == (1, 1)
+    assert path_batch_sizes(image8, f, "1000G") == (MAX_POINTS, MAX_PROBES)
+    tight = integrated_gradients(image8, tiny64, 0, n_steps=8, rule="adaptive", memory_budget=rss + 4096)
+    roomy = integrated_gradients(image8, tiny64, 0, n_steps=8, rule="adaptive", internal_batch_size=16)
+    torch.testing.assert_close(tight.attribution, roomy.attribution)
+    with pytest.raises(ValueError, match="internal_batch_size"):
+        integrated_gradients(image8, tiny64, 0, n_steps=8, internal_batch_size=0)
+
+
+def test_explainer_passes_the_budget_to_its_rows():
+    from conftest import tiny_classifier
+
+    from hsets_widgets.explain import Explainer
+
+    clf = tiny_classifier(torch.float32, size=16)
+    ex = Explainer(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)), clf,
+                   segmenter="slic", memory_budget="1000G")
+    assert ex.rows.memory_budget == "1000G"
+    assert ex.rows.batch_size == CPU_MAX_BATCH
+    assert ex.with_settings(memory_budget="1G").config.memory_budget == "1G"
