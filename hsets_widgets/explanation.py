@@ -183,9 +183,11 @@ class Explanation:
         """Read an explanation written by :meth:`save`."""
         import zipfile
 
+        from .files import why_missing
+
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"explanation file not found: {path}")
+            raise FileNotFoundError(why_missing(path, "explanation file"))
         not_ours = (f"{path} is not an H-Sets explanation file (write one with "
                     "Explanation.save or hsets explain)")
         try:
@@ -205,7 +207,7 @@ class Explanation:
                 raise ValueError(f"{path} has format {meta.get('format')}, this version reads "
                                  f"{FORMAT_VERSION}")
             try:
-                return cls._from_archive(z, meta)
+                return check_contents(cls._from_archive(z, meta))
             except (KeyError, TypeError, ValueError) as err:
                 raise ValueError(f"{path} is a damaged H-Sets explanation file ({type(err).__name__}: {err})") from err
 
@@ -242,6 +244,35 @@ class Explanation:
         from .figures import compare_figure
 
         return compare_figure(self, path)
+
+
+def check_contents(e: Explanation) -> Explanation:
+    """``e`` if its arrays fit together, else ValueError naming the first that does not: a
+    file edited or written by other code could otherwise paint members at wrapped-around
+    indices (NumPy reads -1 as the last pixel) or a heatmap of another size.
+    """
+    image = np.asarray(e.image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image has shape {image.shape}, not (H, W, 3)")
+    h, w = image.shape[:2]
+    for name, shape in (("heatmap", (h, w)), ("labels", (h, w)), ("ig", (3, h, w))):
+        if np.shape(getattr(e, name)) != shape:
+            raise ValueError(f"{name} has shape {np.shape(getattr(e, name))}, the image needs {shape}")
+    n = h * w * (3 if e.features == "channel" else 1)
+    for k, s in enumerate(e.sets):
+        check_indices(s.members, n, f"set {k} members")
+        check_indices([st.row for st in s.steps], n, f"set {k} step rows")
+        check_indices([i for st in s.steps for i in st.added], n, f"set {k} step additions")
+    return e
+
+
+def check_indices(values, n: int, what: str) -> None:
+    """ValueError unless ``values`` are whole numbers in ``[0, n)``."""
+    arr = np.asarray(values)
+    if arr.size and (arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{what} are not a list of whole numbers (dtype {arr.dtype}, shape {arr.shape})")
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise ValueError(f"{what} lie in [{arr.min()}, {arr.max()}], outside the image's {n} features")
 
 
 def equal(a: Explanation, b: Explanation) -> Optional[str]:

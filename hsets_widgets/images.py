@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .common import squeeze_batch
+from .files import why_missing
 
 ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]  # noqa: F821
 
@@ -55,7 +56,7 @@ def _from_path(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if not path.exists():
-        raise ImageError(f"image file not found: {path}")
+        raise ImageError(why_missing(path, "image file"))
     if path.is_dir():
         raise ImageError(f"{path} is a directory; pass one image file")
     try:
@@ -96,11 +97,25 @@ _HEADER_LOCK = threading.Lock()
 _DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
+def _upright(im):
+    """``im`` as it is meant to be seen: phones store photos on their side with an EXIF
+    orientation tag that every viewer applies, so the classifier must see it applied too.
+    """
+    from PIL import ImageOps
+
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block is no reason to refuse the pixels
+        return im
+    return im if orientation in (None, 1) else ImageOps.exif_transpose(im)
+
+
 def _from_pil(im) -> np.ndarray:
     if getattr(im, "n_frames", 1) > 1:
         warnings.warn(f"image has {im.n_frames} frames (animated); the first frame is explained",
                       stacklevel=4)
         im.seek(0)
+    im = _upright(im)
     if im.mode in _DEEP_MODES:
         # converting these to RGB clips every value above 255 (a 16-bit photo turns white);
         # keep the array at its own depth and let the array path scale it
@@ -149,8 +164,10 @@ def _to_hwc_float(arr: np.ndarray) -> np.ndarray:
     elif c == 4:
         warnings.warn("RGBA image: the alpha channel was composited on white and dropped",
                       stacklevel=4)
+        # the scale from the type it came in (a 16-bit RGBA is 0..65535), not its float copy
+        scale = _integer_full_scale(arr) if np.issubdtype(arr.dtype, np.integer) else \
+            (255.0 if arr.max() > 1.0 else 1.0)
         arr = arr.astype(np.float64)
-        scale = 255.0 if np.issubdtype(arr.dtype, np.integer) or arr.max() > 1.0 else 1.0
         rgb, alpha = arr[..., :3] / scale, arr[..., 3:] / scale
         arr = rgb * alpha + (1.0 - alpha)
     elif c != 3:
@@ -239,11 +256,25 @@ def resize_center_crop(image: np.ndarray, size: int, resize: int | None = None) 
     h, w = image.shape[:2]
     scale = resize / min(h, w)
     nh, nw = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
+    warn_small_crop(h, w, size * size / (nh * nw))
     # resize each channel in float so no precision is lost to uint8
     arr = np.stack([np.asarray(Image.fromarray(image[..., c].astype(np.float32), mode="F")
                                .resize((nw, nh), Image.BICUBIC)) for c in range(3)], axis=2)
     top, left = (nh - size) // 2, (nw - size) // 2
     return np.clip(arr[top:top + size, left:left + size], 0.0, 1.0).astype(np.float32)
+
+
+#: a centre crop that keeps less than this share of the image is said in a warning (a 4:3
+#: photo keeps 57%, 16:9 43%, a 3:1 panorama 25%)
+MIN_CROP_SHARE = 1 / 3
+
+
+def warn_small_crop(h: int, w: int, share: float) -> None:
+    """Warn that the classifier sees only ``share`` of an ``h x w`` image, when it is small."""
+    if share < MIN_CROP_SHARE:
+        warnings.warn(f"the classifier sees only the centre {share:.0%} of this {w}x{h} image (a "
+                      "square crop of its short side); crop it to the part you want explained",
+                      stacklevel=3)
 
 
 def to_tensor(image: np.ndarray, device=None, dtype=torch.float32) -> torch.Tensor:

