@@ -591,7 +591,8 @@ def test_export_png_figure_and_explanation(explorer, tmp_path):
     path = explorer.save_explanation(tmp_path / "expl.npz")
     back = Explanation.load(path)
     assert len(back.sets) == 1 and np.array_equal(back.sets[0].members, st.grown.members)
-    # the Export tab's buttons write the same files into its folder
+    # the Export tab's buttons write the same files into its folder (inside its root folder)
+    explorer.export.root = tmp_path.resolve()
     explorer.export.folder.set_state({"value": str(tmp_path / "tab")})
     for b in (explorer.export.png_button, explorer.export.fig_button, explorer.export.npz_button):
         press(b)

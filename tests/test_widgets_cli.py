@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from PIL import Image
 
 from hsets_widgets.cli import explore
 from hsets_widgets.widgets import app
@@ -51,7 +52,10 @@ def test_bad_settings_and_images_are_explained(tmp_path):
     assert explore.resolve_image(None) == "chelsea"
     assert explore.resolve_image("coffee") == "coffee"
     f = tmp_path / "x.png"
-    f.write_bytes(b"")
+    f.write_bytes(b"")                           # refused before a server starts for it
+    with pytest.raises(ValueError, match="cannot read"):
+        explore.resolve_image(str(f))
+    Image.new("RGB", (16, 16)).save(f)
     assert explore.resolve_image(str(f)) == str(f.resolve())
 
 

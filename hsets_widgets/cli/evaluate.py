@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..common import quiet_auto_segmenter, resolve_device
+from ..common import quiet_auto_segmenter
+from ..options import number
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -72,7 +73,7 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--orders", default="morf,lerf", help="morf, lerf or both (default: %(default)s)")
     parser.add_argument("--curves", default="insertion,deletion",
                         help="insertion, deletion, both or none (default: %(default)s)")
-    parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N images")
+    parser.add_argument("--limit", type=number("limit"), metavar="N", help="evaluate only the first N images")
     parser.add_argument("--correct-only", action="store_true",
                         help="skip images the model misclassifies or that have no label (the paper's "
                              "protocol); they are listed as skipped")
@@ -83,10 +84,10 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         help="classifier: the offline default efficientnet_lite0, or a torchvision name")
     parser.add_argument("--checkpoint", default=None, help="local state_dict for --model")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
-    parser.add_argument("--noise", type=float, default=0.01,
+    parser.add_argument("--seed", type=number("seed"), default=0, help="seed of every random choice (default: 0)")
+    parser.add_argument("--noise", type=number("noise"), default=0.01,
                         help="ROAD imputation noise, image in [0, 1] units (default: 0.01)")
-    parser.add_argument("--batch-size", type=int, default=16, help="imputed images per forward pass")
+    parser.add_argument("--batch-size", type=number("batch_size"), default=16, help="imputed images per forward pass")
     parser.add_argument("--match-support", default="min",
                         help="support s for sparsity at matched support: 'min' (smallest support among "
                              "the methods on each image) or a fraction of the pixels (default: min)")
@@ -95,32 +96,42 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
     """The options of a run on Ray workers (:class:`~hsets_widgets.evaluation.cluster.ClusterOptions`)."""
     ray = parser.add_argument_group("on a Ray cluster (pip install 'hsets-widgets[ray]')")
-    ray.add_argument("--workers", type=int, metavar="N",
+    ray.add_argument("--workers", type=number("workers"), metavar="N",
                      help="evaluate with N Ray workers; without --address a local cluster is "
                           "started for the run")
     ray.add_argument("--address", metavar="auto|HOST:PORT",
                      help="join a running Ray cluster (ray start --head, KubeRay) instead of "
                           "starting one; workers default to what it can hold")
-    ray.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+    ray.add_argument("--gpus-per-worker", type=number("gpus_per_worker"), default=0.0, metavar="G",
                      help="GPUs each worker reserves; they then run on cuda (default: 0)")
-    ray.add_argument("--threads-per-worker", type=int, default=1, metavar="T",
+    ray.add_argument("--threads-per-worker", type=number("threads_per_worker"), default=1, metavar="T",
                      help="torch threads (and Ray CPUs) per worker (default: 1)")
-    ray.add_argument("--max-attempts", type=int, default=3, metavar="K",
+    ray.add_argument("--max-attempts", type=number("max_attempts"), default=3, metavar="K",
                      help="workers that may die on one image before it is recorded as failed "
                           "(default: 3)")
 
 
 def parse_percentages(values) -> object:
-    """CLI ``--percentages`` values -> a set name or a list of fractions."""
+    """CLI ``--percentages`` values -> a set name or a list of fractions (checked)."""
     if len(values) == 1 and values[0] in ("fine", "road", "quantus"):
         return values[0]
     try:
-        nums = [float(v) for v in values]
-    except ValueError as err:
-        raise ValueError(f"--percentages takes 'fine', 'road', 'quantus' or numbers, got {values}") from err
+        nums = [number("percentage")(v) for v in values]
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(f"--percentages takes 'fine', 'road', 'quantus' or numbers: {err}") from err
     if any(v > 1 for v in nums):
         nums = [v / 100.0 for v in nums]
     return nums
+
+
+def parse_match_support(text: str):
+    """CLI ``--match-support``: ``min`` or a fraction of the pixels in (0, 1]."""
+    if text.strip().lower() == "min":
+        return "min"
+    try:
+        return number("match_support")(text)
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(f"--match-support takes 'min' or a fraction of the pixels: {err}") from err
 
 
 def parse_methods(text: str) -> list:
@@ -131,15 +142,18 @@ def parse_methods(text: str) -> list:
 def run(args) -> int:
     """Evaluate the methods on the images and write the results folder."""
     from hsets_widgets.evaluation.report import format_table
-    from hsets_widgets.evaluation.runner import run_evaluation
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.evaluation.runner import run_evaluation, run_settings
+    from hsets_widgets.files import check_output_dir
+    from hsets_widgets.models import load_classifier, usable_device
     from hsets_widgets.progress import TqdmProgress
 
     if not args.paths and not args.imagenette:
         raise ValueError("give image files or folders, or --imagenette ROOT")
-    device = str(resolve_device(args.device))
+    device = str(usable_device(args.device))
     settings = scoring_settings(args)
-    options = cluster_options(args)        # before the model is loaded: bad options fail first
+    run_settings(**settings)               # every setting, before the model is loaded
+    options = cluster_options(args)        # so are the cluster's
+    check_output_dir(args.out, create=False)
     clf = load_classifier(args.model, checkpoint=args.checkpoint, device=device)
     items = find_items(args, clf)
     with quiet_auto_segmenter():
@@ -166,7 +180,7 @@ def scoring_settings(args) -> dict:
     return dict(methods=parse_methods(args.methods), percentages=parse_percentages(args.percentages),
                 orders=[o.strip().lower() for o in args.orders.split(",") if o.strip()],
                 seed=args.seed, noise=args.noise, batch_size=args.batch_size,
-                match_support=args.match_support if args.match_support == "min" else float(args.match_support),
+                match_support=parse_match_support(args.match_support),
                 curves=curves, correct_only=args.correct_only, interactions=args.interactions)
 
 

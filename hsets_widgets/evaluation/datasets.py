@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 import torch
+
+from hsets_widgets.files import why_missing
 
 #: File extensions taken as images when a folder is scanned (explicit files are always tried).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -56,12 +59,24 @@ def label_from_path(path: Union[str, Path], class_names: Optional[Sequence[str]]
     parent = path.parent.name
     if parent in wnids:
         return wnids[parent]
-    if parent.isdigit():
-        return int(parent)
+    if re.fullmatch(r"[0-9]+", parent):        # ASCII digits only: str.isdigit takes "²" too
+        return class_index(int(parent), path, class_names)
     if class_names:
         lookup = {_norm_name(n): i for i, n in enumerate(class_names)}
         if _norm_name(parent) in lookup:
             return lookup[_norm_name(parent)]
+    return None
+
+
+def class_index(index: int, path: Path, class_names: Optional[Sequence[str]]) -> Optional[int]:
+    """``index`` if the model has that class, else None with a warning naming the folder (a
+    label the model cannot predict would make every accuracy 0 or crash the scoring).
+    """
+    n = len(class_names) if class_names else None
+    if n is None or index < n:
+        return index
+    warnings.warn(f"folder {path.parent} is named like class {index}, but the model has {n} classes; "
+                  "its images are evaluated without a label", stacklevel=3)
     return None
 
 
@@ -101,7 +116,7 @@ def collect_images(paths: Iterable[Union[str, Path]], class_names: Optional[Sequ
         elif p.is_file():
             found.append(p)
         else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
+            raise FileNotFoundError(why_missing(p, "input") if p.is_symlink() else f"no such file or folder: {p}")
     seen, items = set(), []
     for f in found:
         k = str(f.resolve())
@@ -120,6 +135,16 @@ def imagenette_items(root: Union[str, Path], split: str = "val", size: str = "32
     """
     from torchvision.datasets import Imagenette
 
+    from hsets_widgets.downloads import OFFLINE_ENV, DownloadsOff, offline
+
+    if download and offline():
+        try:                                  # already extracted in root: no download needed
+            return imagenette_items(root, split, size, download=False)
+        except RuntimeError as err:
+            url = Imagenette._ARCHIVES.get(size, ("?",))[0]
+            raise DownloadsOff(f"not downloading Imagenette ({url}) into {root}: downloads are off "
+                               f"({OFFLINE_ENV} is set). Download and extract it into that folder "
+                               "elsewhere, or pass a folder of images instead") from err
     try:
         ds = Imagenette(str(root), split=split, size=size, download=download)
     except Exception as err:  # noqa: BLE001 - urllib, tarfile and torchvision raise many types

@@ -49,7 +49,16 @@ from .interactions import interaction_metrics, set_tests
 from .report import plot_curves, summarize
 from .road import ROAD_ORDERS, check_choices, classify_batches, resolve_percentages, road
 from .sparsity import AttributionShapeError, gini, gini_at_support, gini_within_top, pixel_map, support_size
-from .store import append_record, load_maps, map_key, read_results, repair_results, save_maps, write_image_csv
+from .store import (
+    append_record,
+    load_maps,
+    lock_folder,
+    map_key,
+    read_results,
+    repair_results,
+    save_maps,
+    write_image_csv,
+)
 
 #: Default methods of ``hsets evaluate``.
 DEFAULT_METHODS = ("hsets", "ig", "gradient", "smoothgrad", "random")
@@ -172,6 +181,12 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
         parts) and record :data:`~hsets_widgets.evaluation.interactions.INTERACTION_METRICS`;
         about 5 s per set on a 2-core CPU.
     """
+    from hsets_widgets.options import number
+
+    seed, noise, batch_size = (number(k).check(v) for k, v in
+                               (("seed", seed), ("noise", noise), ("batch_size", batch_size)))
+    if match_support != "min":
+        number("match_support").check(match_support)
     methods = tuple(get_method(m, seed=seed) for m in methods)
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
@@ -200,14 +215,16 @@ def _config_fingerprint(classifier, settings: RunSettings) -> dict:
 
 
 def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings) -> tuple:
-    """Check (or create) the output folder for ``settings``; ``(folder, {key: done record})``.
+    """Check (or create) and lock the output folder for ``settings``; ``(folder, {key: done
+    record}, lock)`` (the lock is held until ``lock`` is closed: :func:`~.store.lock_folder`).
 
-    A folder holding results made with other settings is refused; a torn last record of
-    ``results.jsonl`` is cut off first.
+    A folder holding results made with other settings, or being written by another run, is
+    refused; a torn last record of ``results.jsonl`` is cut off first.
     """
     from hsets_widgets.files import check_output_dir, write_json
 
     out = check_output_dir(out_dir)
+    lock = lock_folder(out)                  # before anything in the folder is read or written
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "maps").mkdir(exist_ok=True)
     fingerprint = _config_fingerprint(classifier, settings)
@@ -223,7 +240,7 @@ def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings) -
         write_json(cfg_path, fingerprint)
     results_path = out / "results.jsonl"
     repair_results(results_path)
-    return out, read_results(results_path)
+    return out, read_results(results_path), lock
 
 
 def missing_methods(settings: RunSettings, prev: Optional[dict]) -> list:
@@ -358,6 +375,11 @@ def write_summary(out: Path, classifier, items: Sequence[ImageItem], done: dict,
     return metrics
 
 
+def inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies in ``folder`` (links resolved)."""
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
 @dataclass
 class RunState:
     """An evaluation under way: its folder, its items, what is done, and what was counted.
@@ -376,13 +398,27 @@ class RunState:
     failed: list = field(default_factory=list)
     counts: dict = field(default_factory=lambda: {"resumed": 0, "computed": 0})
 
+    lock: object = None
+
     @classmethod
     def open(cls, items: Sequence[ImageItem], classifier, out_dir: Union[str, Path], settings: RunSettings,
              limit: Optional[int] = None, skipped: Optional[list] = None) -> RunState:
-        """Open (or resume) the folder ``out_dir`` for the first ``limit`` of ``items``."""
-        out, done = open_results(out_dir, classifier, settings)
-        items = list(items)[:limit] if limit is not None else list(items)
-        return cls(out, classifier, settings, items, done, list(skipped or []))
+        """Open (or resume) the folder ``out_dir`` for the first ``limit`` of ``items``; files
+        inside ``out_dir`` (its own plots, when it lies in an input folder) are left out.
+        """
+        from hsets_widgets.options import number
+
+        if limit is not None:
+            number("limit").check(limit)
+        out, done, lock = open_results(out_dir, classifier, settings)
+        items = [i for i in items if not inside(i.path, out)]
+        items = items[:limit] if limit is not None else items
+        return cls(out, classifier, settings, items, done, list(skipped or []), lock=lock)
+
+    def close(self) -> None:
+        """Release the folder's lock (the end of the process does too)."""
+        if self.lock is not None:
+            self.lock.close()
 
     def missing(self, item: ImageItem) -> list:
         """The methods ``item`` still needs (none once it is done)."""
@@ -462,11 +498,14 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves,
                             correct_only, interactions)
     run = RunState.open(items, classifier, out_dir, settings, limit, skipped)
-    report(progress, "evaluate", 0, len(run.items))
-    for k, item in enumerate(run.items):
-        evaluate_here(run, item)
-        report(progress, "evaluate", k + 1, len(run.items))
-    return run.summary()
+    try:
+        report(progress, "evaluate", 0, len(run.items))
+        for k, item in enumerate(run.items):
+            evaluate_here(run, item)
+            report(progress, "evaluate", k + 1, len(run.items))
+        return run.summary()
+    finally:
+        run.close()
 
 
 def evaluate_here(run: RunState, item: ImageItem) -> None:

@@ -26,6 +26,33 @@ SCALAR_METRICS = ("sparsity", "sparsity_matched", "sparsity_within", "matched_su
                   "attribution_seconds", "road_seconds") + INTERACTION_METRICS + ("interaction_seconds",)
 
 
+#: the lock file of an evaluation folder (see :func:`lock_folder`)
+LOCK_NAME = ".hsets-evaluate.lock"
+
+
+def lock_folder(out: Path):
+    """Hold ``out``'s lock for one evaluation; returns the open lock file (closing it, or
+    the process ending, releases it). Raises RuntimeError when another run holds it, since
+    two runs appending to one ``results.jsonl`` lose or duplicate records.
+    """
+    import fcntl
+
+    fh = open(out / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise RuntimeError(f"another evaluation is writing to {out} (process {holder}); wait for it to "
+                           "finish, or choose another --out") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
 def repair_results(path: Path) -> int:
     """Cut a torn last record (a crash mid-write, a copy cut short) off ``results.jsonl``.
 

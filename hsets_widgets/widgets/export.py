@@ -12,7 +12,7 @@ from typing import Optional
 import ipywidgets as W
 import numpy as np
 
-from ..files import atomic_path
+from ..files import OutputError, atomic_path
 from ..idg import running_estimate
 from . import render
 from .common import as_state, esc, fmt, title
@@ -152,12 +152,26 @@ def _summary_panel(ax, st) -> None:
     ax.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=9)
 
 
+def confined(root: Path, folder: str) -> Path:
+    """``folder`` (relative to ``root``, links resolved) if it lies inside ``root``; else
+    :class:`~hsets_widgets.files.OutputError`.
+    """
+    path = (root / Path(folder).expanduser()).resolve()
+    if not path.is_relative_to(root):
+        raise OutputError(f"{folder} is outside the working folder {root}; the Export panel writes only "
+                          "inside it (ExportPanel(..., root=...) chooses another)")
+    return path
+
+
 class ExportPanel(W.VBox):
     """Buttons that write the image view PNG, a figure of every view and the explanation."""
 
     def __init__(self, state, image_view=None, road_view=None, folder: str = "hsets-export",
-                 **settings):
+                 root=None, **settings):
         self.state = as_state(state, **settings)
+        # the panel's folder box is text anyone with the page can type into (a served app
+        # without a token): writes stay inside ``root``, the working folder by default
+        self.root = Path(root if root is not None else Path.cwd()).resolve()
         self.image_view = image_view
         self.road_view = road_view
         self.folder = W.Text(value=folder, description="folder", layout=W.Layout(width="380px"))
@@ -175,7 +189,7 @@ class ExportPanel(W.VBox):
         self.result.add_class("hsets-export-result")
         super().__init__([
             title("Export", "Files are written by the kernel (no browser involved) into the folder "
-                            "below, relative to the kernel's working directory."),
+                            "below, inside the kernel's working directory."),
             self.folder, W.HBox([self.png_button, self.fig_button, self.npz_button]), self.result])
         self.add_class("hsets-export")
 
@@ -188,7 +202,7 @@ class ExportPanel(W.VBox):
         return DIM if self.image_view is not None and self.image_view.dim.value else 1.0
 
     def _path(self, name: str) -> Path:
-        return Path(self.folder.value or ".") / name
+        return confined(self.root, self.folder.value or ".") / name
 
     def _run(self, fn):
         try:
