@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def run_cli(capsys, *argv):
     """``hsets ARGV`` in this process: (exit code, stdout, stderr)."""
-    code = hsets(list(argv))
+    code = hsets([str(a) for a in argv])
     out = capsys.readouterr()
     return code, out.out, out.err
 
