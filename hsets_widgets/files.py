@@ -106,8 +106,9 @@ def current_umask() -> int:
 
 @contextlib.contextmanager
 def staged_outputs(out: PathLike) -> Iterator[Path]:
-    """Yield an empty staging folder beside ``out``; on success its files replace ``out``'s
-    as one unit, on failure it is removed and ``out`` is left as it was.
+    """Yield an empty staging folder (inside ``out`` when it exists, else beside it); on
+    success its files replace ``out``'s as one unit, on failure it is removed and ``out`` is
+    left as it was.
 
     A new ``out`` is the staging folder renamed. Into an existing one the files are moved
     with SIGINT and SIGTERM held back (:func:`~hsets_widgets.signals.signals_deferred`),
@@ -116,7 +117,9 @@ def staged_outputs(out: PathLike) -> Iterator[Path]:
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    # inside an existing out (its parent may not be writable), else beside it (to become it)
+    home = out if out.is_dir() else out.parent
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=home))
     try:
         yield stage
         commit_folder(stage, out)
