@@ -45,6 +45,8 @@ def example_image(name: str = "chelsea") -> np.ndarray:
 
     if name not in EXAMPLES:
         raise ImageError(f"unknown example image {name!r}; choose one of {', '.join(EXAMPLES)}")
+    if name == "motorcycle_left":           # the left view of scikit-image's stereo pair
+        return np.asarray(skimage.data.stereo_motorcycle()[0])
     return np.asarray(getattr(skimage.data, name)())
 
 

@@ -453,3 +453,11 @@ def test_outputs_follow_the_umask(tmp_path, photo48, small32):
         os.umask(old)
     assert os.stat(tmp_path / "o").st_mode & 0o777 == 0o755
     assert {os.stat(p).st_mode & 0o777 for p in (tmp_path / "o").iterdir()} == {0o644}
+
+
+def test_every_listed_example_photo_loads():
+    from hsets_widgets.images import EXAMPLES
+
+    for name in EXAMPLES:
+        a = load_image(name)
+        assert a.ndim == 3 and a.shape[2] == 3 and min(a.shape[:2]) >= 224, name
