@@ -205,3 +205,51 @@ def test_an_edited_member_loads_only_if_it_is_in_the_image(tmp_path, e, bad, whe
     else:
         with pytest.raises(ValueError, match="damaged H-Sets explanation file"):
             Explanation.load(tmp_path / "edited.npz")
+
+
+# ---- what is written -------------------------------------------------------------------------
+JSON_LIKE = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+              st.builds(np.float32, st.floats(width=32)), st.builds(np.int64, st.integers(-2 ** 63, 2 ** 63 - 1))),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=20)
+
+
+@FAST
+@given(JSON_LIKE)
+def test_written_json_is_always_strict(obj):
+    import json
+
+    from hsets_widgets.files import dumps
+
+    json.loads(dumps(obj), parse_constant=lambda c: pytest.fail(f"non-strict constant {c}"))
+
+
+NAMES = st.sampled_from(["a.png", "b.json", "c.npz", "d.csv"])
+
+
+@FILES
+@given(st.dictionaries(NAMES, st.binary(max_size=8), max_size=4),
+       st.dictionaries(NAMES, st.binary(max_size=8), max_size=4), st.booleans())
+def test_a_staged_folder_is_all_new_or_all_old(tmp_path, old, new, fail):
+    import shutil
+
+    from hsets_widgets.files import staged_outputs
+
+    out = tmp_path / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    if old:
+        out.mkdir()
+        for name, data in old.items():
+            (out / name).write_bytes(data)
+    try:
+        with staged_outputs(out) as stage:
+            for name, data in new.items():
+                (stage / name).write_bytes(data)
+            if fail:
+                raise RuntimeError("the run failed before its last file")
+    except RuntimeError:
+        pass
+    expected = old if fail else {**old, **new}
+    found = {p.name: p.read_bytes() for p in out.iterdir()} if out.exists() else {}
+    assert found == expected
