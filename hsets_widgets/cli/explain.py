@@ -82,18 +82,9 @@ def explain_to_folder(image, model, args) -> int:
     from ..explain import explain
     from ..files import check_output_dir, staged_outputs
     from ..models import load_classifier, usable_device
-    from ..options import parse_assignments
-    from ..presets import get_config
     from ..progress import TqdmProgress
 
-    overrides = {**parse_assignments(args.set, "--set"),
-                 **{k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}}
-    if overrides.get("n_sets") == "all":
-        overrides["n_sets"] = None
-    try:
-        get_config(args.preset, **overrides)        # bad settings fail now, not after IG
-    except TypeError as err:                        # an unknown setting name
-        raise ValueError(str(err)) from err
+    overrides = checked_overrides(args)             # bad settings fail now, not after IG
     out = check_output_dir(args.out, create=False)  # and so does an output folder we cannot use
     usable_device(args.device)                      # and a device this machine does not have
     clf = load_classifier(model, checkpoint=getattr(args, "checkpoint", None))
@@ -107,11 +98,33 @@ def explain_to_folder(image, model, args) -> int:
     progress.close()
     with staged_outputs(out) as stage:             # all four files of this run, or none
         write_outputs(ex, stage, tests)
+    print_report(ex, clf, tests, time.perf_counter() - t0)
+    print(f"wrote {', '.join(str(out / name) for name in OUTPUTS)}")
+    return 0
+
+
+def checked_overrides(args) -> dict:
+    """The settings given in ``args`` (``--set`` and the named options), checked."""
+    from ..options import parse_assignments
+    from ..presets import get_config
+
+    overrides = {**parse_assignments(args.set, "--set"),
+                 **{k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}}
+    if overrides.get("n_sets") == "all":
+        overrides["n_sets"] = None
+    try:
+        get_config(args.preset, **overrides)
+    except TypeError as err:                        # an unknown setting name
+        raise ValueError(str(err)) from err
+    return overrides
+
+
+def print_report(ex, clf, tests, seconds: float) -> None:
+    """What was explained, the sets (with their interaction verdicts) and IG's accuracy."""
     print(f"predicted: {ex.class_name} (class {ex.target}, p = {ex.probability:.3f}) by {clf.name}")
     print(f"segmenter: {ex.settings['segmenter']}, {ex.info['n_segments']} segments; "
           f"curvature: {ex.info['curvature']}; threshold: {ex.info['threshold']}")
-    print(f"{len(ex.sets)} interaction sets ({ex.info['hessian_rows_computed']} Hessian rows, "
-          f"{time.perf_counter() - t0:.1f} s):")
+    print(f"{len(ex.sets)} interaction sets ({ex.info['hessian_rows_computed']} Hessian rows, {seconds:.1f} s):")
     for k, s in enumerate(ex.sets):
         print(f"  set {k}: seed (y={s.seed_yx[0]}, x={s.seed_yx[1]}) in segment {s.segment}, "
               f"{len(s)} {ex.features}s, value {s.value:.4g} +- {s.stderr:.2g} ({s.value_kind}), "
@@ -121,8 +134,6 @@ def explain_to_folder(image, model, args) -> int:
     err = ex.info["ig_relative_completeness_error"]
     hint = "; raise --n-steps for more accurate seeds and values" if err > 0.2 else ""
     print(f"IG completeness error: {err:.1%} of f(x) - f(b){hint}")
-    print(f"wrote {', '.join(str(out / name) for name in OUTPUTS)}")
-    return 0
 
 
 #: the files of ``hsets explain``, in the order they are written
