@@ -12,7 +12,7 @@ import torch
 
 from .models import Classifier, ModelError, check_outputs
 
-SCORE_KINDS = ("logit", "probability", "log_probability")
+SCORE_KINDS = ("logit", "probability", "log_probability", "log_odds")
 
 
 @dataclass
@@ -24,11 +24,11 @@ class ScoreFn:
     classifier : Classifier
     target : int
         Output index explained.
-    kind : {"logit", "probability", "log_probability"}
-        ``logit`` is the raw output (what the authors' code explains); the other two go
-        through a softmax, whose curvature is nonzero even for ReLU networks but is the
-        softmax's own curvature pulled back through the network, not an interaction between
-        pixels inside it.
+    kind : {"logit", "probability", "log_probability", "log_odds"}
+        ``logit`` is the raw output (what the authors' code explains); the others go
+        through a softmax (``log_odds`` is ``log(p / (1 - p))``, MoXI's score), whose
+        curvature is nonzero even for ReLU networks but is the softmax's own curvature pulled
+        back through the network, not an interaction between pixels inside it.
     """
 
     classifier: Classifier
@@ -46,7 +46,12 @@ class ScoreFn:
             return out[:, self.target]
         if self.kind == "probability":
             return out.softmax(-1)[:, self.target]
-        return out.log_softmax(-1)[:, self.target]
+        logp = out.log_softmax(-1)[:, self.target]
+        if self.kind == "log_probability":
+            return logp
+        # log(p / (1 - p)), with 1 - p from the other classes' mass so it stays finite near p = 1
+        rest = torch.cat([out[:, :self.target], out[:, self.target + 1:]], dim=1)
+        return logp - (rest.logsumexp(-1) - out.logsumexp(-1))
 
 
 def resolve_target(x: torch.Tensor, classifier: Classifier, target: Optional[int] = None) -> tuple:

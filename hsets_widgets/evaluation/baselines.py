@@ -41,7 +41,7 @@ from ..common import Registry, quiet_auto_segmenter, squeeze_batch, to_numpy
 from ..integrated_gradients import score_gradients
 from ..models import model_device, model_dtype
 from ..options import parse_assignments
-from .interactions import pixel_sets
+from .interactions import PixelSet, pixel_sets
 from .sparsity import AttributionShapeError
 
 MethodFn = Callable[..., Union[np.ndarray, torch.Tensor, "MapWithSets"]]
@@ -143,6 +143,90 @@ def hsets_map(x: torch.Tensor, classifier, target: Optional[int] = None, preset:
                        np.asarray(ex.labels), np.asarray(ex.ig))
 
 
+def centre_pixel(pixels: np.ndarray, width: int) -> tuple:
+    """``(y, x)`` of the pixel of ``pixels`` (flat indices) nearest their centroid: where the
+    interaction test starts a set's controls when the method names no seed.
+    """
+    yx = np.stack([pixels // width, pixels % width], 1).astype(np.float64)
+    k = int(np.argmin(((yx - yx.mean(0)) ** 2).sum(1)))
+    return int(yx[k, 0]), int(yx[k, 1])
+
+
+def _pixel_set(pixels, width: int, value: float, seed_yx=None) -> PixelSet:
+    pixels = np.asarray(pixels, np.int64)
+    return PixelSet(pixels, centre_pixel(pixels, width) if seed_yx is None else seed_yx, float(value))
+
+
+def archipelago_map(x: torch.Tensor, classifier, target: Optional[int] = None, segmenter="quickshift",
+                    top_k: int = 15, paint: str = "sets", top: int = 5, baseline="model-zero",
+                    batch_size: int = 32) -> MapWithSets:
+    """Archipelago (:mod:`hsets_widgets.archipelago`): its map and the sets it paints."""
+    from hsets_widgets.archipelago import archipelago
+
+    r = archipelago(x, classifier, target, segmenter=segmenter, baseline=baseline, top_k=top_k,
+                    batch_size=batch_size)
+    width = x.shape[-1]
+    items = [(s, v) for s, v in r.explanation() if len(s) > 1 and v > 0][:top]
+    return MapWithSets(r.heatmap(paint, top), tuple(_pixel_set(r.set_pixels(s), width, v) for s, v in items),
+                       r.labels)
+
+
+def moxi_map(x: torch.Tensor, classifier, target: Optional[int] = None, grid: int = 10,
+             max_steps: Optional[int] = 25, score: str = "log_odds", baseline="model-zero",
+             batch_size: int = 32) -> MapWithSets:
+    """MoXI (:mod:`hsets_widgets.moxi`): the rank map and its one set (the patches inserted
+    until the photo's score is reached), seeded at the first patch.
+    """
+    from hsets_widgets.moxi import moxi
+
+    r = moxi(x, classifier, target, grid=grid, max_steps=max_steps, score=score, baseline=baseline,
+             batch_size=batch_size)
+    first = np.flatnonzero(r.labels.ravel() == r.order[0])
+    pixels = r.set_pixels()
+    return MapWithSets(r.heatmap(), (_pixel_set(pixels, x.shape[-1], r.curve[r.set_size] - r.curve[0],
+                                                centre_pixel(first, x.shape[-1])),), r.labels)
+
+
+def ih_map(x: torch.Tensor, classifier, target: Optional[int] = None, segmenter="slic", n_steps: int = 8,
+           top_k: int = 5, baseline="zeros") -> MapWithSets:
+    """Integrated Hessians between segments (:mod:`hsets_widgets.integrated_hessians`): each
+    segment painted with its summed |interaction| with the others; sets from the ``top_k``
+    strongest pairs merged where they overlap, valued by their summed interactions.
+    """
+    from hsets_widgets.archipelago import merge_pairs, superpixels
+    from hsets_widgets.integrated_hessians import integrated_hessians
+    from hsets_widgets.masking import segment_index
+
+    labels = superpixels(x, segmenter)
+    r = integrated_hessians(x, classifier, target, labels=labels, n_steps=n_steps, baseline=baseline)
+    off = r.matrix - np.diag(np.diag(r.matrix))
+    _, index = segment_index(labels)
+    i, j = np.triu_indices(len(off), 1)
+    order = np.argsort(-np.abs(off[i, j]), kind="stable")[:top_k]
+    sets = merge_pairs([(int(i[k]), int(j[k])) for k in order])
+    width = x.shape[-1]
+    pix = [np.flatnonzero(np.isin(index.ravel(), s)) for s in sets]
+    values = [float(off[np.ix_(s, s)].sum() / 2) for s in sets]
+    return MapWithSets(np.abs(off).sum(1)[index], tuple(_pixel_set(p, width, v) for p, v in zip(pix, values)),
+                       labels)
+
+
+def caso_map(x: torch.Tensor, classifier, target: Optional[int] = None, l1: float = 0.0, l2: float = 20.0,
+             n_iter: int = 10, step: float = 3e-2, seed: int = 0) -> np.ndarray:
+    """CASO (:mod:`hsets_widgets.caso`): ``|delta*|`` of the second-order model of the loss."""
+    from hsets_widgets.caso import caso
+
+    return caso(x, classifier, target, l1=l1, l2=l2, n_iter=n_iter, step=step, seed=seed).heatmap()
+
+
+def cafo_map(x: torch.Tensor, classifier, target: Optional[int] = None, l1: float = 0.0, l2: float = 20.0,
+             n_iter: int = 10, step: float = 3e-2) -> np.ndarray:
+    """CAFO: CASO without the Hessian term."""
+    from hsets_widgets.caso import caso
+
+    return caso(x, classifier, target, second_order=False, l1=l1, l2=l2, n_iter=n_iter, step=step).heatmap()
+
+
 @dataclass
 class Method:
     """A named attribution method: ``method(x, classifier, target) -> map``.
@@ -223,7 +307,12 @@ for _kind in (MethodKind("hsets", hsets_map, True, "the H-Sets heatmap (hsets:<p
               MethodKind("ig", integrated_gradients_map, False, "Integrated Gradients"),
               MethodKind("gradient", gradient, False, "plain input gradient"),
               MethodKind("smoothgrad", smoothgrad, True, "SmoothGrad"),
-              MethodKind("random", random_map, True, "uniform random map")):
+              MethodKind("random", random_map, True, "uniform random map"),
+              MethodKind("archipelago", archipelago_map, False, "Archipelago (Tsang et al. 2020), sets"),
+              MethodKind("moxi", moxi_map, False, "MoXI greedy patch insertion (Sumiyasu et al. 2024), one set"),
+              MethodKind("ih", ih_map, False, "Integrated Hessians between segments (Janizek et al. 2021), sets"),
+              MethodKind("caso", caso_map, True, "CASO, second-order loss model (Singla et al. 2019)"),
+              MethodKind("cafo", cafo_map, False, "CAFO, CASO without the Hessian")):
     register_method(_kind)
 
 #: the built-in names (``METHODS`` also holds any registered later)

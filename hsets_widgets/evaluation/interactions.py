@@ -459,8 +459,14 @@ def set_tests(x, classifier, target: int, sets: Sequence[PixelSet], labels: np.n
               cancel: Optional[CancelToken] = None, seed: int = 0, **options) -> list:
     """:func:`interaction_test` of every set in ``sets`` (one :class:`InteractionTest` each).
 
-    ``options`` go to :func:`interaction_test` (``n_parts``, ``removal``, ...).
+    ``options`` go to :func:`interaction_test` (``n_parts``, ``removal``, ...). Without an
+    ``attribution``, the ``top-ig`` control's IG is computed here (the engine's defaults).
     """
+    if attribution is None and sets and "top-ig" in options.get("controls", CONTROLS):
+        from ..integrated_gradients import integrated_gradients
+
+        attribution = integrated_gradients(torch.as_tensor(to_numpy(x)), classifier, target=int(target)) \
+            .attribution.detach().cpu().numpy()
     out = []
     for k, s in enumerate(sets):
         def sub(stage, done, total, k=k):

@@ -233,7 +233,8 @@ for _kind in (
         SegmenterKind("sam-vit_h", _sam, True, "Segment Anything ViT-H"),
         SegmenterKind("mobilesam", _sam, True, "MobileSAM checkpoint (needs mobilesam-mirror)"),
         SegmenterKind("slic", _superpixels, False, "SLIC superpixels (scikit-image)"),
-        SegmenterKind("felzenszwalb", _superpixels, False, "Felzenszwalb superpixels (scikit-image)")):
+        SegmenterKind("felzenszwalb", _superpixels, False, "Felzenszwalb superpixels (scikit-image)"),
+        SegmenterKind("quickshift", _superpixels, False, "Quickshift superpixels (scikit-image; Archipelago's)")):
     register_segmenter(_kind)
 
 #: the built-in names (``SEGMENTERS`` also holds any registered later)

@@ -1,0 +1,181 @@
+"""The interaction methods H-Sets is compared with: Archipelago, MoXI, Integrated Hessians, CASO/CAFO,
+each checked against what is known about it (published results, exact identities, dense references)."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hsets_widgets.archipelago import arch_detect, archipelago, merge_pairs
+from hsets_widgets.caso import caso
+from hsets_widgets.evaluation.baselines import attribute_sets
+from hsets_widgets.integrated_gradients import integrated_gradients, make_baseline
+from hsets_widgets.integrated_hessians import integrated_hessians
+from hsets_widgets.masking import compose, segment_index
+from hsets_widgets.models import wrap_module
+from hsets_widgets.moxi import grid_labels, moxi
+from hsets_widgets.planted import synthetic_function
+from hsets_widgets.scores import ScoreFn
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _net(size=12, dtype=torch.float64, act=nn.Softplus):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), act(), nn.Conv2d(4, 4, 3, padding=1, stride=2), act(),
+                        nn.Flatten(), nn.Linear(4 * (size // 2) ** 2, 5)).to(dtype)
+    return wrap_module(net, input_size=size, name="tiny")
+
+
+def _auc(scores, labels):
+    pos, neg = scores[labels], scores[~labels]
+    return float(((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg)))
+
+
+# ---- Archipelago ------------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_archdetect_finds_the_planted_pairs_of_f1_to_f4_as_published(k):
+    """Tsang et al. (2020) report a pairwise AUC of 1.0 for ArchDetect on each of F1-F4 (40 inputs)."""
+    f, pairs = synthetic_function(k, 40)
+    det = arch_detect(lambda c: f(torch.where(torch.as_tensor(c), 1.0, -1.0).double()).numpy(), 40)
+    iu = np.triu_indices(40, 1)
+    planted = np.array([(i, j) in pairs for i, j in zip(*iu)])
+    assert _auc(det.strengths[iu], planted) == 1.0
+    assert det.n_forward == 2 * (1 + 40 + 40 * 39 // 2)
+    assert np.allclose(det.strengths, det.strengths.T) and not det.strengths.diagonal().any()
+
+
+def test_merging_joins_overlapping_pairs_in_order_of_their_first_pair():
+    assert merge_pairs([(4, 5), (0, 1), (2, 3), (1, 2), (7, 8)]) == [(4, 5), (0, 1, 2, 3), (7, 8)]
+    assert merge_pairs([]) == []
+
+
+def test_archattribute_is_the_set_inserted_into_the_baseline_exactly():
+    clf = _net()
+    x = torch.rand(3, 12, 12, dtype=torch.float64)
+    labels = grid_labels((12, 12), 3)
+    r = archipelago(x, clf, 2, segmenter=labels, top_k=4)
+    b = make_baseline(x, "model-zero", clf)
+    f = ScoreFn(clf, 2)
+    _, index = segment_index(labels)
+    for s, value in zip(r.sets, r.set_values):
+        keep = torch.zeros(1, 9, dtype=torch.bool)
+        keep[0, list(s)] = True
+        inserted = compose(x, b, torch.as_tensor(index), keep)
+        with torch.no_grad():
+            want = float(f(inserted)[0] - f(b.unsqueeze(0))[0])
+        assert value == pytest.approx(want, abs=1e-12)
+    assert r.n_forward == 2 * (1 + 9 + 36) + len(r.sets)
+    # the authors' map: only positive sets of more than one superpixel, each with its value
+    heat = r.heatmap("sets")
+    painted = {v for s, v in r.explanation() if len(s) > 1 and v > 0}
+    assert set(np.unique(heat)) <= painted | {0.0}
+    assert np.count_nonzero(r.heatmap("all")) >= np.count_nonzero(heat)
+
+
+# ---- MoXI -------------------------------------------------------------------------------------
+def test_moxi_first_patch_is_the_best_single_patch_and_its_order_reproduces_its_curve():
+    clf = _net()
+    x = torch.rand(3, 12, 12, dtype=torch.float64)
+    r = moxi(x, clf, 1, grid=3, max_steps=None, score="logit")
+    f, b = ScoreFn(clf, 1), make_baseline(x, "model-zero", clf)
+    idx = torch.as_tensor(r.labels)
+    with torch.no_grad():
+        singles = f(compose(x, b, idx, torch.eye(9, dtype=torch.bool))).numpy()
+        assert r.order[0] == int(np.argmax(singles))
+        prefixes = torch.zeros(10, 9, dtype=torch.bool)
+        for t, p in enumerate(r.order):
+            prefixes[t + 1:, p] = True
+        np.testing.assert_allclose(r.curve, f(compose(x, b, idx, prefixes)).numpy(), atol=1e-12)
+    assert sorted(r.order.tolist()) == list(range(9))
+    assert r.n_forward == 2 + 9 * 10 // 2                 # N (N + 1) / 2 greedy passes and the two ends
+    assert r.curve[-1] == pytest.approx(r.full_score)
+    # fewer greedy steps: the same first steps, then the rest by their last gains, cheaper
+    short = moxi(x, clf, 1, grid=3, max_steps=2, score="logit")
+    assert short.order[:2].tolist() == r.order[:2].tolist() and short.n_forward < r.n_forward
+    heat = r.heatmap()
+    assert heat[r.labels == r.order[0]].min() == 9 and heat[r.labels == r.order[-1]].max() == 1
+
+
+def test_log_odds_is_log_p_over_one_minus_p():
+    clf = _net()
+    x = torch.rand(2, 3, 12, 12, dtype=torch.float64)
+    with torch.no_grad():
+        p = clf(x).softmax(-1)[:, 3]
+        np.testing.assert_allclose(ScoreFn(clf, 3, "log_odds")(x), torch.log(p / (1 - p)), rtol=1e-10)
+
+
+# ---- Integrated Hessians ----------------------------------------------------------------------
+def test_integrated_hessians_rows_sum_to_ig_and_the_matrix_is_symmetric():
+    clf = _net()
+    x = torch.rand(3, 12, 12, dtype=torch.float64)
+    labels = grid_labels((12, 12), 2)
+    r = integrated_hessians(x, clf, 0, labels=labels, n_steps=64)
+    np.testing.assert_allclose(r.matrix, r.matrix.T, atol=1e-12)
+    ig = integrated_gradients(x, clf, 0, n_steps=256, rule="midpoint").attribution.numpy().sum(0)
+    _, index = segment_index(labels)
+    ig_segments = np.array([ig[index == k].sum() for k in range(4)])
+    np.testing.assert_allclose(r.matrix.sum(1), ig_segments, rtol=2e-3, atol=2e-4 * np.abs(ig_segments).max())
+    assert r.completeness_error < 1e-3
+    row = integrated_hessians(x, clf, 0, pixel=30, n_steps=64)
+    assert row.matrix.shape == (1, 144) and row.matrix.sum() == pytest.approx(ig.reshape(-1)[30], rel=2e-3, abs=1e-6)
+
+
+def test_integrated_hessians_of_a_function_without_interaction_is_diagonal():
+    class Additive(nn.Module):        # every pixel on its own: a sum of per-pixel smooth terms
+        def forward(self, z):
+            return torch.nn.functional.softplus(3 * z - 1).sum((1, 2, 3)).unsqueeze(1).repeat(1, 2)
+
+    clf = wrap_module(Additive(), input_size=8, name="additive")
+    x = torch.rand(3, 8, 8, dtype=torch.float64)
+    r = integrated_hessians(x, clf, 0, labels=grid_labels((8, 8), 2), n_steps=16)
+    off = r.matrix - np.diag(np.diag(r.matrix))
+    assert np.abs(off).max() < 1e-12 < np.abs(np.diag(r.matrix)).max()
+
+
+# ---- CASO / CAFO ------------------------------------------------------------------------------
+def test_caso_never_lowers_its_objective_and_reaches_the_dense_maximiser():
+    clf = _net(size=6)
+    x = torch.rand(3, 6, 6, dtype=torch.float64)
+    r = caso(x, clf, 0, n_iter=40, step=0.04)
+    assert (np.diff(r.objective) >= 0).all() and r.objective[-1] > r.objective[0] == 0
+
+    def loss(z):
+        return -torch.log_softmax(clf(z.reshape(1, 3, 6, 6)), -1)[0, 0]
+    h = torch.autograd.functional.hessian(loss, x.reshape(-1))
+    g = torch.autograd.functional.jacobian(loss, x.reshape(-1))
+    top = float(torch.linalg.eigvalsh(h).max())
+    assert r.top_eigenvalue == pytest.approx(top, rel=0.2)       # power iteration, 10 steps
+    want = torch.linalg.solve((20 + r.top_eigenvalue) * torch.eye(108, dtype=torch.float64) - h, g)
+    np.testing.assert_allclose(r.delta.reshape(-1), want.numpy(), atol=1e-4 * float(want.abs().max()))
+
+
+def test_cafo_is_caso_without_the_hessian_term():
+    clf = _net(size=6)
+    x = torch.rand(3, 6, 6, dtype=torch.float64)
+    c = caso(x, clf, 0, second_order=False, n_iter=60)
+    g = torch.autograd.functional.jacobian(
+        lambda z: -torch.log_softmax(clf(z.reshape(1, 3, 6, 6)), -1)[0, 0], x.reshape(-1))
+    np.testing.assert_allclose(c.delta.reshape(-1), (g / 20).numpy(), atol=1e-6 * float(g.abs().max()))
+    assert c.n_hvp == 0 and c.top_eigenvalue == 0
+    with pytest.raises(ValueError, match="l2 must be a finite number"):
+        caso(x, clf, 0, l2=-1)
+    with pytest.raises(ValueError, match="at least 2 superpixels"):
+        archipelago(x, clf, 0, segmenter=np.zeros((6, 6), int))
+
+
+# ---- as methods -------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", ["archipelago:segmenter=slic,top_k=3", "moxi:grid=3,max_steps=2",
+                                  "ih:n_steps=4", "caso:n_iter=2", "cafo:n_iter=2"])
+def test_each_method_gives_a_map_and_the_set_methods_their_sets(spec):
+    clf = _net(size=24, dtype=torch.float32, act=nn.ReLU)
+    yy, xx = np.mgrid[0:24, 0:24] / 24
+    x = torch.as_tensor(np.stack([yy, xx, ((yy - 0.5) ** 2 + (xx - 0.5) ** 2 < 0.1) * 0.8]), dtype=torch.float32)
+    made = attribute_sets(x, clf, spec, target=1)
+    assert made.map.shape == (24, 24) and np.isfinite(made.map).all()
+    if spec.startswith(("caso", "cafo")):
+        assert made.sets == ()
+        return
+    assert made.sets and made.labels.shape == (24, 24)
+    for s in made.sets:
+        assert len(s.pixels) > 0 and s.pixels.max() < 24 * 24
+        assert s.seed_yx[0] * 24 + s.seed_yx[1] in set(s.pixels.tolist())
