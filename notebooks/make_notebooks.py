@@ -290,6 +290,79 @@ print(f"exact {exact.value:.5f} over {exact.n_samples} subsets; sampled {sampled
 # NBVAL_CHECK_OUTPUT
 print(exact.exact, abs(sampled.value - exact.value) < 4 * sampled.stderr)
 """),
+        md("""
+## Do the set's pixels act together? The interaction test
+
+A set's value says how much it matters, not whether its pixels act *together*. The interaction
+test asks the model directly. It cuts the set into 6 compact parts, removes every coalition of
+parts (replacing them with a blurred copy of the photo) and scores the class logit: 2^6 = 64
+images. If the parts acted alone, the score would be the sum of their separate effects; the
+**interaction share** is the part of the game's variance that no such additive model explains
+(0: the parts add up, 1: they matter only together).
+
+A share means little on its own: any compact region has some, because neighbouring pixels make
+edges and textures together. So the same number is computed for **control regions** of the same
+size from the same seed, chosen without the Hessian: the segment's pixels nearest the seed (a
+disk), the segment's pixels of largest smoothed |IG|, and the set's own shape moved twice.
+Read the share next to the **effect** (the logit with the whole set present minus with it removed):
+when removing the whole set barely moves the logit, the share is a share of almost nothing.
+`p` is the set's rank among its 4 controls: 0.2 when it beats all of them, which one set can
+reach by chance one time in five, so read many sets (``hsets evaluate --interactions``).
+"""),
+        code("""
+from hsets_widgets.evaluation.interactions import explainer_test
+big = ex.grow(seed)                      # the default nu this time
+t = explainer_test(ex, big.members, seed.yx)
+print(f"{len(big)} pixels, {t.n_forward} forward passes")
+print(t.verdict())
+for region in (t.set,) + t.controls:
+    print(f"  {region.name:10s} share {region.nonadditive:.3f}   effect on the logit {region.effect:+.2f}")
+"""),
+        md("""
+The pairwise interaction between parts (Shapley interaction index, as shapiq computes it) says
+which parts need each other: positive when together they add more than apart.
+"""),
+        code("""
+plt.figure(figsize=(4, 3.2))
+plt.imshow(t.set.pairs, cmap="bwr", vmin=-abs(t.set.pairs).max(), vmax=abs(t.set.pairs).max())
+plt.colorbar(label="interaction (logit)"); plt.xlabel("part"); plt.ylabel("part");
+"""),
+        md("""
+### A model with a known answer
+
+On a photo nobody knows which pixels really interact. The planted classifiers of
+`hsets_widgets.planted` do: the class score multiplies two distant patches (a *pair*), so they
+matter only together, while another patch has a main effect only. With a threshold floor
+(`row_floor`: a pixel joins only if its Hessian entry is at least that share of the row's largest)
+and growth allowed across segments (`within_mask=False`), the set grown from the first patch is
+exactly the pair, and the test sets it apart from its controls:
+"""),
+        code("""
+import warnings
+from hsets_widgets.planted import planted_classifier, scene
+sc = scene(64)
+toy = planted_classifier(sc["terms"], 64)
+halves = np.ones((64, 64), np.int64); halves[:, 32:] = 2          # the pair straddles two segments
+toy_ex = hs.Explainer(sc["image"], model=toy, segmenter=halves, target=0, device="cpu", dtype="float64",
+                      row_floor=0.3, within_mask=False)
+patch = sc["pair"][0]
+toy_seed = toy_ex.seed_at(patch.y0 + 3, patch.x0 + 3)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")      # a toy: its non-interacting Hessian entries are exactly zero
+    grown = toy_ex.grow(toy_seed)
+toy_test = explainer_test(toy_ex, grown.members, toy_seed.yx, removal="baseline")
+print(f"{len(grown)} pixels grown;", toy_test.verdict())
+"""),
+        code("""
+# NBVAL_CHECK_OUTPUT
+want = set().union(*(q.pixels(64).tolist() for q in toy.module.interacting(patch) | {patch}))
+print(set(grown.members.tolist()) == want, toy_test.above_controls)
+"""),
+        md("""
+How the shipped `default` settings fare on photos, set against these controls, is measured in
+`bench/INTERACTIONS.md` and summarised in the README ("Do a set's pixels act together?"): read it
+before taking a set's outline as a unit the model uses.
+"""),
     ],
     "05_sparsity_and_road.ipynb": [
         md("""
