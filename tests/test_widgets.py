@@ -529,6 +529,14 @@ def test_road_view_compares_hsets_and_ig(explorer):
     assert road.stale
     explorer.threshold.mu.set_state({"value": mu0})
     assert explorer.wait(60) and "has changed" not in road.info.value and not road.stale
+    # a third map from any registered method joins the curves, the table and the imputed-image choice
+    road.follow.value = True
+    road.other.value = "cafo"
+    assert explorer.wait(120) and road.follow_runner.wait(120)
+    assert list(road.results) == ["hsets", "ig", "cafo"] and np.asarray(road.morf.y).shape[0] == 3
+    assert ">cafo<" in road.info.value and ("cafo", "cafo") in road.method.options
+    road.other.value = ""
+    assert road.follow_runner.wait(120) and list(road.results) == ["hsets", "ig"]
     # following (the default): the curves catch up with the new explanation by themselves
     road.follow.value = True
     old = road.maps["hsets"]

@@ -1,10 +1,11 @@
-"""ROAD curves inline: H-Sets against Integrated Gradients for the current image.
+"""ROAD curves inline: H-Sets against Integrated Gradients (and any other method) for the current image.
 
 Pixels are ranked by each map and removed most-relevant first (MoRF: a faithful map makes
 the class probability fall fast) or least-relevant first (LeRF: it should stay high); the
 holes are filled by noisy linear imputation (:mod:`hsets_widgets.evaluation.road`). The
 plot shows the probability of the explained class against the fraction removed, and the
-canvas the imputed image at the chosen fraction.
+canvas the imputed image at the chosen fraction. A third map can join from any registered
+method (Archipelago, MoXI, CASO...), computed once per image in the background.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ipycanvas import Canvas
 from traitlets import Bool, observe
 
 from ..common import to_numpy
+from ..evaluation.baselines import METHODS, attribute
 from ..evaluation.insertion import insertion_deletion
 from ..evaluation.road import (
     ROAD_ORDERS,
@@ -32,6 +34,13 @@ from .runner import BackgroundRunner, Job
 
 METHOD_COLORS = {"hsets": "#d32f2f", "ig": "#1976d2"}
 METHOD_NAMES = {"hsets": "H-Sets", "ig": "IG"}
+#: the colour of the third map, whichever method it comes from
+OTHER_COLOR = "#2e7d32"
+
+
+def method_name(method: str) -> str:
+    """How the view names a method's map."""
+    return METHOD_NAMES.get(method, method)
 
 
 STALE_NOTE = ("<div class='hsets-road-stale' style='color:#e65100'>The explanation shown has changed "
@@ -39,9 +48,9 @@ STALE_NOTE = ("<div class='hsets-road-stale' style='color:#e65100'>The explanati
 
 
 def _lines(scales, labels=None, **style) -> bq.Lines:
-    """Two curves, H-Sets then IG, in their method colours (data set when computed)."""
+    """H-Sets, IG and an optional third method's curves, in their colours (data set when computed)."""
     return bq.Lines(x=[0.0], y=[[0.0], [0.0]], scales=scales, labels=labels or [],
-                    colors=[METHOD_COLORS["hsets"], METHOD_COLORS["ig"]], **style)
+                    colors=[METHOD_COLORS["hsets"], METHOD_COLORS["ig"], OTHER_COLOR], **style)
 
 
 def _figure(marks, x_scale, x_label: str, y_scale, title_text: str, height: str) -> bq.Figure:
@@ -75,6 +84,7 @@ class RoadView(W.VBox):
         self.results = {}          # method -> ROADResult
         self.curves = {}           # method -> InsertionDeletionResult (same ranking as ROAD)
         self.maps = {}             # method -> (H, W) map used
+        self.other_maps = {}       # (explainer id, method) -> the third map, computed once per image
         self.imputed = None        # last imputed image (H, W, 3) in [0, 1]
         self._report = ("<i>Press “Compute ROAD curves” (uses the kept sets, or the current set "
                         "if none are kept).</i>")
@@ -92,12 +102,13 @@ class RoadView(W.VBox):
             title("ROAD (remove and debias)",
                   "Remove the most (MoRF) or least (LeRF) relevant pixels by each map, fill them "
                   "by noisy linear imputation, and ask the classifier again."),
-            self.button, self.follow,
+            W.HBox([self.button, self.other]), self.follow,
             W.HBox([W.VBox([self.figure, legend([
                         (METHOD_COLORS["hsets"], "line", "H-Sets MoRF"),
                         (METHOD_COLORS["hsets"], "dashed", "H-Sets LeRF"),
                         (METHOD_COLORS["ig"], "line", "IG MoRF"),
                         (METHOD_COLORS["ig"], "dashed", "IG LeRF"),
+                        (OTHER_COLOR, "line", "the method under 'and'"),
                         ("#757575", "dashed", "fraction shown on the right")])]),
                     W.VBox([self.method, self.order, self.fraction, self.canvas, self.image_label])]),
             self.curve_figure, self.info])
@@ -113,6 +124,11 @@ class RoadView(W.VBox):
         self.button.on_click(lambda b: self.compute())
         self.follow = W.Checkbox(value=True, description="follow the explanation shown", indent=False)
         self.follow.add_class("hsets-road-follow")
+        self.other = W.Dropdown(options=[("nothing else", "")] + [(m, m) for m in METHODS if m not in METHOD_NAMES],
+                                value="", description="and", layout=W.Layout(width="260px"),
+                                tooltip="a third map to score beside H-Sets and IG (computed once per image)")
+        self.other.add_class("hsets-road-other")
+        self.other.observe(lambda ch: self._other_changed(), names="value")
         self.method = W.ToggleButtons(options=[("H-Sets", "hsets"), ("IG", "ig")], value="hsets",
                                       description="map", style={"button_width": "70px"})
         self.order = W.ToggleButtons(options=[("MoRF", "morf"), ("LeRF", "lerf")], value="morf",
@@ -159,6 +175,15 @@ class RoadView(W.VBox):
         if not same and self.follow.value:
             self.compute(follow=True)          # the curves catch up in the background
 
+    def _other_changed(self) -> None:
+        """A third map was chosen or dropped: the curves on screen no longer match the choice."""
+        if not self.results:
+            return
+        if self.follow.value:
+            self.compute(follow=True)
+        else:
+            self.stale = True
+
     @observe("stale")
     def _show_info(self, change=None) -> None:
         """Write the report, and the stale note under it while :attr:`stale`."""
@@ -172,7 +197,8 @@ class RoadView(W.VBox):
     # ---- maps --------------------------------------------------------------------------
     def current_maps(self) -> dict:
         """``{"hsets": (H, W) heatmap, "ig": (3, H, W) IG}``: the explanation shown (kept sets
-        and the current set) and IG, for the current image.
+        and the current set) and IG, for the current image (the third map is added in
+        :meth:`compute`, which may have to compute it).
         """
         st = self.state
         sets = st.shown_sets()
@@ -197,16 +223,25 @@ class RoadView(W.VBox):
             self._say(f"<span style='color:#c62828'>{esc(err)}</span>")
             return None
 
+        other = self.other.value
+
         def work(progress, cancel):
             m = maps
             if m is None:
                 st.ensure_ready(progress, cancel)
                 with st.lock:
                     m = self.current_maps()
+            if other:
+                key = (id(ex), other)
+                if key not in self.other_maps:
+                    progress(f"the {other} map", 0, 1)
+                    self.other_maps[key] = attribute(ex.x.detach(), ex.classifier, other, target=ex.target,
+                                                     seed=self.seed)
+                m = {**m, other: self.other_maps[key]}
             out = {}
             curves = {}
             for k, (name, amap) in enumerate(m.items()):
-                progress(f"ROAD of {METHOD_NAMES[name]}", k, len(m))
+                progress(f"ROAD of {method_name(name)}", k, len(m))
                 cancel.check()
                 out[name] = road(ex.x.detach(), ex.classifier, amap, self.percentages, seed=self.seed)
                 cancel.check()
@@ -218,39 +253,41 @@ class RoadView(W.VBox):
         def apply(result):
             self.maps, self.results, self.curves = result
             self.stale = False
+            self.method.options = [(method_name(m), m) for m in self.maps]
             self._update_plot()
 
         if follow:
             return self.follow_runner.submit(Job("road", "ROAD curves (following)", work, apply))
 
-        return st.submit("road", "ROAD curves (H-Sets and IG)", work, apply)
+        return st.submit("road", f"ROAD curves ({', '.join(method_name(m) for m in ['hsets', 'ig', other] if m)})",
+                         work, apply)
 
     def _update_plot(self):
         p = self.percentages
         with self.figure.hold_sync():
             for mark, order in ((self.morf, "morf"), (self.lerf, "lerf")):
-                ys = [self.results[m].curves[order].probability for m in ("hsets", "ig")]
+                ys = [self.results[m].curves[order].probability for m in self.results]
                 mark.x, mark.y = p, np.vstack(ys)
-                mark.labels = [f"{METHOD_NAMES[m]} {order.upper()} (AUC "
+                mark.labels = [f"{method_name(m)} {order.upper()} (AUC "
                                f"{self.results[m].curves[order].auc('probability', normalized=True):.2f})"
-                               for m in ("hsets", "ig")]
+                               for m in self.results]
             top = max(float(np.max(self.morf.y)), float(np.max(self.lerf.y)), 1e-3)
             self.y_scale.max = min(1.0, top * 1.1) if top < 0.9 else 1.0
             self.x_scale.min, self.x_scale.max = 0.0, 1.0
         if self.curves:
             with self.curve_figure.hold_sync():
                 for mark, kind in ((self.insertion, "insertion"), (self.deletion, "deletion")):
-                    c = [self.curves[m].curves[kind] for m in ("hsets", "ig")]
+                    c = [self.curves[m].curves[kind] for m in self.curves]
                     mark.x, mark.y = c[0].fractions, np.vstack([v.probability for v in c])
         r = self.results["hsets"]
         td = "style='padding:2px 12px;border-bottom:1px solid #ddd;text-align:right'"
         rows = "".join(
-            f"<tr><td {td.replace('right', 'left')}>{METHOD_NAMES[m]}</td>"
+            f"<tr><td {td.replace('right', 'left')}>{esc(method_name(m))}</td>"
             + "".join(f"<td {td}>{self.results[m].curves[o].auc('probability', normalized=True):.3f}</td>"
                       for o in ROAD_ORDERS)
             + "".join(f"<td {td}>{self.curves[m].curves[k].auc('probability'):.3f}</td>"
                       for k in ("insertion", "deletion") if self.curves)
-            + "</tr>" for m in ("hsets", "ig"))
+            + "</tr>" for m in self.results)
         self._say(
             f"Class '{esc(self.state.explainer.class_name)}', probability on the original image "
             f"{r.original_probability:.3f}. Mean probability over the removal fractions (normalised "
@@ -289,7 +326,7 @@ class RoadView(W.VBox):
             p = float(probs[ex.target])
             top = int(probs.argmax())
             self.image_label.value = (
-                f"<div style='font-size:12px'>{METHOD_NAMES[method]} {order.upper()}, "
+                f"<div style='font-size:12px'>{esc(method_name(method))} {order.upper()}, "
                 f"{frac:.0%} removed ({int(mask.sum())} pixels): p('{esc(ex.class_name)}') = "
                 f"<b>{p:.3f}</b>; top class '{esc(ex.classifier.class_name(top))}'</div>")
             self._draw_imputed()
