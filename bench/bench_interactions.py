@@ -216,6 +216,8 @@ def photos_part(args) -> Path:
     out = RUNS / ("photos.jsonl" if args.half == "tuning" else "photos-check.jsonl")
     done = {json.loads(line)["name"] for line in out.read_text().splitlines()} if out.exists() else set()
     todo = [(n, p) for n, p, half in photos() if half == args.half][: args.limit]
+    if args.reverse:      # a second process on the same half, from the other end (no photo twice)
+        todo = todo[::-1]
     clf = load_classifier(None)
     for name, path in todo:
         if name in done:
@@ -278,8 +280,15 @@ def summarize(records: list) -> dict:
 
 
 def read_runs(name: str) -> list:
+    """The records of one runs file, one per photo (two processes may have met in the middle:
+    the record with more variants wins)."""
     path = RUNS / name
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    recs = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    best: dict = {}
+    for r in recs:
+        if len(r.get("variants", {})) >= len(best.get(r["name"], {}).get("variants", {})):
+            best[r["name"]] = r
+    return list(best.values())
 
 
 def photo_table(summary: dict) -> list:
@@ -351,6 +360,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="only the first N tuning photos")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--half", choices=("tuning", "check"), default="tuning")
+    ap.add_argument("--reverse", action="store_true", help="run the half's photos from the last one")
     ap.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=tuple(VARIANTS),
                     help="growth variants to run (default: all)")
     ap.add_argument("--removals", nargs="+", choices=REMOVALS, default=["blur"],
