@@ -23,6 +23,7 @@ from .hessian import HessianRows
 from .idg import SetValue, estimate_value, member_terms
 from .images import ImageLike, check_image_tensor, load_image, resize_center_crop, to_tensor
 from .integrated_gradients import IGResult, input_gradient, integrated_gradients
+from .memory import release_freed_memory
 from .models import Classifier, load_classifier
 from .presets import HSetsConfig, get_config, stale_stages
 from .progress import CancelToken, ProgressFn, check_progress
@@ -135,6 +136,7 @@ class Explainer:
             self._ig = integrated_gradients(self.x, self.classifier, self.target, c.baseline,
                                             c.n_steps, c.rule, c.score, progress=progress,
                                             cancel=cancel, memory_budget=c.memory_budget)
+            release_freed_memory()   # the path batches' temporaries, before segmentation stacks on them
             self.timings["integrated_gradients"] = time.perf_counter() - t0
         return self._ig
 
@@ -165,6 +167,7 @@ class Explainer:
             else:
                 seg = get_segmenter(spec)
             self._segmentation = seg(self.image, progress=progress)
+            release_freed_memory()   # the encoder's activations, before the Hessian passes
             self.timings["segmentation"] = time.perf_counter() - t0
         return self._segmentation
 

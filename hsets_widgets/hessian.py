@@ -34,7 +34,7 @@ from torch.func import grad, jvp, vmap
 from torch.overrides import TorchFunctionMode
 
 from .curvature import CurvatureSpec, curvature
-from .memory import fit_batch, fits, memory_room
+from .memory import fit_batch, fits, memory_room, release_freed_memory
 from .progress import CancelToken, ProgressFn, report
 
 FEATURES = ("pixel", "channel")
@@ -365,6 +365,8 @@ class HessianRows:
         with curvature(self.spec), affine_batch_norm():
             hv = hvp_batch(self.x, self.f, v, self.method)
         rows = _reduce(hv, self.features).to("cpu", self.store_dtype)
+        del hv
+        release_freed_memory()   # the pass's temporaries: the process would stay at the pass's peak
         if not torch.isfinite(rows).all():
             raise FloatingPointError(f"Hessian rows {chunk[:4]}... contain NaN/inf; the score may "
                                      "overflow (use score='logit' or float64)")

