@@ -1,0 +1,180 @@
+"""Peak resident memory of each tutorial notebook's kernel and of ``hsets demo``, under a budget.
+
+Binder gives a session about 2 GB. Each notebook is executed from a fresh kernel with
+``jupyter nbconvert --execute`` (into a scratch folder: the committed outputs are left alone)
+and ``hsets demo`` is run, each with ``HSETS_MEMORY_BUDGET`` set to the budget (what the
+container's cgroup limit gives on Binder; hsets_widgets.memory reads either), and the peak
+resident set of the largest process is read from ``getrusage(RUSAGE_CHILDREN)`` (the kernel;
+nbconvert itself is far smaller). With ``--compare`` the demo and notebook 01 also run without
+a budget, as before this setting existed. Cold start: from launching nbconvert on notebook 01
+to the end of its first explanation cell (kernel start, imports, model and segmenter load,
+IG, segmentation, growth), from the cell timings nbclient records.
+
+Writes the ``memory`` section of bench/RESULTS.md and bench/RESULTS_memory.json.
+
+Run from the repository root::
+
+    python bench/bench_memory.py                  # all notebooks and the demo, 2G budget
+    python bench/bench_memory.py --only 01 --compare
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _results import git_rev, machine, write_section  # noqa: E402
+
+JSON = Path(__file__).with_name("RESULTS_memory.json")
+GiB = 1 << 30
+#: what a notebook kernel may reach inside Binder's 2 GB
+TARGET = 1.5 * GiB
+PROBE = ("import resource, subprocess, sys, time; t = time.time(); p = subprocess.run(sys.argv[1:]); "
+         "print('PEAK', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, time.time() - t, "
+         "file=sys.stderr); sys.exit(p.returncode)")
+
+
+def peak_of(cmd, env, cwd) -> dict:
+    """Run ``cmd``; its exit code, wall seconds and the peak RSS of its largest process."""
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-c", PROBE, *map(str, cmd)], env=env, cwd=cwd,
+                          capture_output=True, text=True)
+    m = re.search(r"PEAK (\d+) ([\d.]+)", proc.stderr)
+    return {"returncode": proc.returncode, "started": started, "seconds": float(m.group(2)),
+            "peak_bytes": int(m.group(1)), "tail": (proc.stdout + proc.stderr)[-1500:]}
+
+
+def environment(budget) -> dict:
+    # the inline backend, as a notebook user has it (an Agg backend would draw no figures)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("MPLBACKEND", None)
+    env.pop("HSETS_MEMORY_BUDGET", None)
+    if budget:
+        env["HSETS_MEMORY_BUDGET"] = budget
+    return env
+
+
+def first_explanation_end(nb_path: Path, started: float):
+    """Seconds from ``started`` to the end of the first cell that calls ``.run()`` or ``explain(``."""
+    nb = json.loads(nb_path.read_text())
+    for cell in nb["cells"]:
+        src = "".join(cell.get("source", ""))
+        reply = cell.get("metadata", {}).get("execution", {}).get("shell.execute_reply")
+        if cell["cell_type"] == "code" and reply and re.search(r"\.run\(|explain\(", src):
+            end = dt.datetime.fromisoformat(reply.replace("Z", "+00:00")).timestamp()
+            return end - started
+    return None
+
+
+def run_notebook(nb: Path, budget, scratch: Path) -> dict:
+    # executed where it lies (its relative paths), written to the scratch folder
+    cmd = [Path(sys.executable).with_name("jupyter"), "nbconvert", "--to", "notebook", "--execute",
+           "--ExecutePreprocessor.timeout=1800", "--output-dir", scratch, "--output", nb.name, nb.name]
+    r = peak_of(cmd, environment(budget), nb.parent)
+    out = scratch / nb.name
+    r["first_explanation_s"] = first_explanation_end(out, r["started"]) if out.exists() else None
+    return r
+
+
+def run_demo(budget, scratch: Path) -> dict:
+    cmd = [Path(sys.executable).with_name("hsets"), "demo", "--quiet", "--out", scratch / f"demo-{budget or 'none'}"]
+    return peak_of(cmd, environment(budget), scratch)
+
+
+def import_torch(python) -> dict:
+    """Peak RSS of ``import torch`` alone in ``python`` (another venv: e.g. torch's CPU build)."""
+    code = ("import resource, torch; print(torch.__version__, "
+            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return {"name": f"import torch ({out[0]})", "budget": None, "peak_bytes": int(out[1]), "seconds": 0.0,
+            "returncode": 0, "started": 0.0, "first_explanation_s": None}
+
+
+def gib(n) -> str:
+    return f"{n / GiB:.2f}"
+
+
+def markdown(rows: list, meta: dict) -> str:
+    lines = [
+        "## Peak memory of the notebooks and `hsets demo` (bench/bench_memory.py)",
+        "",
+        f"Machine: {meta['machine']}; load average {meta['load']} when the run started. Commit {meta['commit']}. "
+        f"Command: `{meta['command']}` ({meta['jobs']} runs at once: wall times include the others). Peak = largest resident set of one process (the kernel), from "
+        "getrusage(RUSAGE_CHILDREN); the budget is `HSETS_MEMORY_BUDGET` (Binder's 2 GB container limit "
+        "gives the same room through its cgroup). This torch is the CUDA build (its libraries add to the "
+        "resident memory even on a CPU); Binder installs the CPU build.",
+        "",
+        "| run | budget | peak RSS (GiB) | under 1.5 GiB | wall (s) | first explanation after (s) | exit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        first = f"{r['first_explanation_s']:.1f}" if r.get("first_explanation_s") else ""
+        lines.append(f"| {r['name']} | {r['budget'] or 'none'} | {gib(r['peak_bytes'])} | "
+                     f"{'yes' if r['peak_bytes'] < TARGET else '**no**'} | {r['seconds']:.1f} | {first} | "
+                     f"{r['returncode']} |")
+    return "\n".join(lines)
+
+
+def save(rows: list, meta: dict) -> None:
+    """Write what has been measured so far (a long run keeps its finished rows)."""
+    done = [{k: v for k, v in r.items() if k != "started" and not (k == "tail" and r["returncode"] == 0)}
+            for r in rows]
+    JSON.write_text(json.dumps({"meta": meta, "runs": done}, indent=1) + "\n")
+    write_section("memory", markdown(done, meta))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget", default="2G", help="HSETS_MEMORY_BUDGET for every run (default 2G)")
+    ap.add_argument("--only", nargs="*", default=None, help="notebook prefixes (01 02 ...) and/or 'demo'")
+    ap.add_argument("--compare", action="store_true", help="also run notebook 01 and the demo without a budget")
+    ap.add_argument("--other-python", default=None,
+                    help="also measure `import torch` in this interpreter (e.g. a venv with torch's CPU build)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs at once (peaks are per process; wall times then include the other runs)")
+    args = ap.parse_args(argv)
+    wanted = lambda name: not args.only or any(name.startswith(p) for p in args.only)  # noqa: E731
+    meta = {"machine": machine(), "commit": git_rev(), "load": f"{os.getloadavg()[0]:.1f}",
+            "command": "python bench/bench_memory.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "jobs": args.jobs}
+    rows = []
+    if args.other_python:
+        rows += [import_torch(sys.executable), import_torch(args.other_python)]
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        tasks = []
+        for budget in [args.budget] + ([None] if args.compare else []):
+            if wanted("demo"):
+                tasks.append(("hsets demo", budget, lambda b=budget: run_demo(b, scratch)))
+            for nb in sorted((ROOT / "notebooks").glob("0*.ipynb")):
+                if wanted(nb.name) and (budget is not None or nb.name.startswith("01")):
+                    tasks.append((nb.stem, budget, lambda b=budget, nb=nb: run_notebook(nb, b, scratch)))
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = {pool.submit(fn): (name, budget) for name, budget, fn in tasks}
+            for fut in as_completed(futures):
+                name, budget = futures[fut]
+                rows.append({"name": name, "budget": budget, **fut.result()})
+                print(name, budget, gib(rows[-1]["peak_bytes"]), "GiB", flush=True)
+                save(rows, meta)
+    save(rows, meta)
+    failed = [r["name"] for r in rows if r["returncode"] != 0]
+    if failed:
+        print("failed:", failed, file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
