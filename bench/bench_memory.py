@@ -94,8 +94,10 @@ def run_demo(budget, scratch: Path) -> dict:
 
 def import_torch(python) -> dict:
     """Peak RSS of ``import torch`` alone in ``python`` (another venv: e.g. torch's CPU build)."""
-    code = ("import resource, torch; print(torch.__version__, "
-            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+    # VmHWM, not getrusage: Linux keeps ru_maxrss across exec, so a child of this (torch-sized)
+    # process would report this process's size
+    code = ("import re, torch; print(torch.__version__, 1024 * int(re.search(r'VmHWM:\\s+(\\d+)', "
+            "open('/proc/self/status').read()).group(1)))")
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return {"name": f"import torch ({out[0]})", "budget": None, "peak_bytes": int(out[1]), "seconds": 0.0,
             "returncode": 0, "started": 0.0, "first_explanation_s": None}
@@ -120,16 +122,23 @@ def markdown(rows: list, meta: dict) -> str:
     ]
     for r in rows:
         first = f"{r['first_explanation_s']:.1f}" if r.get("first_explanation_s") else ""
-        lines.append(f"| {r['name']} | {r['budget'] or 'none'} | {gib(r['peak_bytes'])} | "
+        earlier = f" (commit {r['commit']})" if r.get("commit") else ""
+        lines.append(f"| {r['name']}{earlier} | {r['budget'] or 'none'} | {gib(r['peak_bytes'])} | "
                      f"{'yes' if r['peak_bytes'] < TARGET else '**no**'} | {r['seconds']:.1f} | {first} | "
                      f"{r['returncode']} |")
     return "\n".join(lines)
 
 
 def save(rows: list, meta: dict) -> None:
-    """Write what has been measured so far (a long run keeps its finished rows)."""
+    """Write what has been measured so far (a long run keeps its finished rows); rows of an earlier
+    run that this one did not measure are kept, with that run's commit."""
     done = [{k: v for k, v in r.items() if k != "started" and not (k == "tail" and r["returncode"] == 0)}
             for r in rows]
+    measured = {(r["name"], r["budget"]) for r in done}
+    if JSON.exists():
+        old = json.loads(JSON.read_text())
+        done += [dict(r, commit=r.get("commit", old["meta"]["commit"])) for r in old["runs"]
+                 if (r["name"], r["budget"]) not in measured]
     JSON.write_text(json.dumps({"meta": meta, "runs": done}, indent=1) + "\n")
     write_section("memory", markdown(done, meta))
 
