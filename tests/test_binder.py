@@ -23,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -185,7 +184,7 @@ def test_binder_notebook_passes_nbval_within_the_memory(binder_env):
     env = dict(env, HSETS_MEMORY_BUDGET=str(BINDER_MEMORY))
     proc, peak = peak_rss_of(["bash", repo / "binder" / "start", "python", "-m", "pytest", "-q",
                               "-p", "no:cacheprovider", "--nbval-lax", "notebooks/01_quickstart.ipynb"],
-                             cwd=repo, env=env, timeout=900)
+                             cwd=repo, env=env, timeout=1800)   # minutes with the budget on 2 busy cores
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert re.search(r"\d+ passed", proc.stdout)
     assert peak < BINDER_MEMORY, f"notebook 01's kernel peaked at {peak / GiB:.2f} GiB"
@@ -201,25 +200,22 @@ def test_hsets_demo_from_the_wheel(binder_env, tmp_path):
 
 
 def test_hsets_explore_from_the_wheel_serves_the_app(binder_env, tmp_path):
+    from test_browser_explorer import wait_http
+
     repo, env = binder_env
-    proc = subprocess.Popen(["bash", str(repo / "binder" / "start"), "hsets", "explore", "--no-browser"],
+    proc = subprocess.Popen(["bash", str(repo / "binder" / "start"), "hsets", "explore", "--no-browser",
+                             "--segmenter", "slic"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        url = None
-        deadline = time.monotonic() + 120
-        while url is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            m = re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", line)
-            url = m and m.group(1)
-        assert url, "hsets explore printed no address"
-        page = None
-        while page is None and time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url, timeout=10) as r:
-                    page = r.read().decode()
-            except OSError:
-                time.sleep(1)
-        assert page and "voila" in page.lower()
+        first = proc.stdout.readline()
+        m = re.search(r"(http://127\.0\.0\.1:(\d+)/\?token=\S+)", first)
+        assert m, f"hsets explore printed no address: {first!r}"
+        url, port = m.group(1), m.group(2)
+        # a static file says the server is up; the app page then runs the app notebook (slow)
+        wait_http(f"http://127.0.0.1:{port}/voila/static/favicon.ico", timeout=300)
+        with urllib.request.urlopen(url, timeout=900) as r:
+            page = r.read().decode()
+        assert r.status == 200 and "voila" in page.lower()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -241,13 +237,14 @@ def test_readme_voila_route_renders_the_explorer(binder_env, tmp_path):
     repo, env = binder_env
     port, token = free_port(), "binder-test-token"
     log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen(["bash", str(repo / "binder" / "start"), "jupyter", "server", "--no-browser",
+    as_root = ["--allow-root"] if os.geteuid() == 0 else []   # CI runs as root; Binder does not
+    proc = subprocess.Popen(["bash", str(repo / "binder" / "start"), "jupyter", "server", "--no-browser", *as_root,
                              f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
                              f"--IdentityProvider.token={token}"],
                             cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{base}/voila/static/favicon.ico", timeout=120)
+        wait_http(f"{base}/api", timeout=300)   # the server's version: answers once it listens
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
