@@ -348,8 +348,10 @@ def report(args) -> None:
              "earlier variants of the same photo computed already (variants run in the order listed); "
              "floor-0.3-cross-mask is floor-0.3-cross's sets painted on their seeds' segments (no growth "
              "of its own). The road and baseline rows cover only the first photos (those runs tested "
-             "every removal; later ones blur only). Photos run in name order, so a half's first photos "
-             "are its count, not a selection."]
+             "every removal; later ones blur only). Which photos: the tuning half's first ones by name "
+             "ran every variant, its last ones by name the default only (a second process from the other "
+             "end); the check half's first ones by name, the default only. No photo was chosen by its "
+             "result."]
     write_text(REPORT_MD, "\n".join(lines + notes) + "\n")
     print(f"wrote {REPORT_MD}")
 

@@ -4,6 +4,8 @@
 #                                   # real-browser tests, notebooks under nbval)
 #   bash scripts/test.sh -k growth  # extra arguments go to pytest
 # Set HSETS_SKIP_BROWSER=1 to skip installing Chromium and the browser tests.
+# Set HSETS_BINDER_ENV=1 to also build the Binder-like environment from binder/ and run notebook 01,
+# the demo and the Voila route in it (tests/test_binder.py; 15-30 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
