@@ -246,9 +246,9 @@ def test_without_ray_the_error_says_what_to_install(tmp_path, monkeypatch, capsy
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--workers", "0"], "--workers must be a whole number >= 1"),
-    (["--workers", "2", "--threads-per-worker", "0"], "--threads-per-worker must be a whole number >= 1"),
-    (["--workers", "2", "--max-attempts", "0"], "--max-attempts must be a whole number >= 1"),
+    (["--workers", "0"], "argument --workers: need a whole number >= 1, got 0"),
+    (["--workers", "2", "--threads-per-worker", "0"], "argument --threads-per-worker: need a whole number >= 1"),
+    (["--workers", "2", "--max-attempts", "0"], "argument --max-attempts: need a whole number >= 1"),
     (["--gpus-per-worker", "1"], "--gpus-per-worker needs --workers or --address"),
     (["--address", "127.0.0.1:PORT"], "no Ray cluster at --address 127.0.0.1:"),
 ])
