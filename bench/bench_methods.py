@@ -21,6 +21,7 @@ Run ``python bench/bench_methods.py planted``, ``... photos --limit 4`` and ``..
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -103,6 +104,7 @@ def planted_part(args) -> dict:
 def photo_record(clf, name, path, args) -> dict:
     from hsets_widgets.evaluation.baselines import attribute_sets
     from hsets_widgets.evaluation.datasets import label_from_path
+    from hsets_widgets.evaluation.insertion import insertion_deletion
     from hsets_widgets.evaluation.interactions import interaction_metrics, set_tests
     from hsets_widgets.evaluation.road import classify_batches
     from hsets_widgets.evaluation.sweep import map_scores
@@ -128,6 +130,8 @@ def photo_record(clf, name, path, args) -> dict:
         seconds, n_forward = time.perf_counter() - t0, counted[0]
         one = {"seconds": seconds, "forward_images": n_forward,
                **map_scores(x, clf, made.map, "fine", seed=0, original_probabilities=probs)}
+        curves = insertion_deletion(x, clf, made.map, "fine", seed=0, original_probabilities=probs)
+        one.update({f"{kind}_auc": c.auc("probability") for kind, c in curves.curves.items()})
         if made.sets:
             t0 = time.perf_counter()
             tests = set_tests(x, clf, target, made.sets, made.labels, made.attribution, seed=0)
@@ -148,17 +152,20 @@ def photos_part(args) -> Path:
 
     torch.set_num_threads(args.threads)
     RUNS.mkdir(exist_ok=True)
-    out = RUNS / f"photos-{args.half}.jsonl"
-    done = {json.loads(line)["name"] for line in out.read_text().splitlines()} if out.exists() else set()
-    todo = [(n, p) for n, p, half in photos() if half == args.half][: args.limit]
+    halves = ("tuning", "check") if args.half == "both" else (args.half,)
+    # "both" alternates the halves photo by photo, so a run stopped early has paired data on each
+    queues = [[(n, p, h) for n, p, h in photos() if h == half][: args.limit] for half in halves]
+    todo = [item for group in itertools.zip_longest(*queues) for item in group if item is not None]
     clf = load_classifier(None)
-    for name, path in todo:
+    for name, path, half in todo:
+        out = RUNS / f"photos-{half}.jsonl"
+        done = {json.loads(line)["name"] for line in out.read_text().splitlines()} if out.exists() else set()
         if name in done:
             continue
         rec = photo_record(clf, name, path, args)
         with open(out, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
-    return out
+    return RUNS
 
 
 def summarize(records: list) -> dict:
@@ -234,7 +241,7 @@ def report(args) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("part", choices=("planted", "photos", "report"))
-    ap.add_argument("--half", choices=("tuning", "check"), default="tuning")
+    ap.add_argument("--half", choices=("tuning", "check", "both"), default="tuning")
     ap.add_argument("--limit", type=int, default=None, help="only the first N photos of the half")
     ap.add_argument("--methods", nargs="+", default=list(PHOTO_METHODS))
     ap.add_argument("--threads", type=int, default=2)

@@ -179,3 +179,22 @@ def test_each_method_gives_a_map_and_the_set_methods_their_sets(spec):
     for s in made.sets:
         assert len(s.pixels) > 0 and s.pixels.max() < 24 * 24
         assert s.seed_yx[0] * 24 + s.seed_yx[1] in set(s.pixels.tolist())
+
+
+@pytest.mark.parametrize("spec", ["archipelago:segmenter=slic,top_k=3", "moxi:grid=3,max_steps=2",
+                                  "ih:n_steps=4", "caso:n_iter=2", "cafo:n_iter=2", "ig:n_steps=4"])
+def test_each_method_reports_progress_and_stops_when_cancelled(spec):
+    """What the Explorer and the CLI rely on: a long method says how far it is, and a cancel stops it."""
+    from hsets_widgets.progress import CancelToken, Cancelled
+
+    clf = _net(size=24, dtype=torch.float32, act=nn.ReLU)
+    yy, xx = np.mgrid[0:24, 0:24] / 24
+    x = torch.as_tensor(np.stack([yy, xx, ((yy - 0.5) ** 2 + (xx - 0.5) ** 2 < 0.1) * 0.8]), dtype=torch.float32)
+    seen = []
+    attribute_sets(x, clf, spec, target=1, progress=lambda stage, done, total: seen.append((stage, done, total)))
+    assert seen and all(0 <= done <= total for _, done, total in seen)
+    assert any(done == total for _, done, total in seen)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        attribute_sets(x, clf, spec, target=1, cancel=token)

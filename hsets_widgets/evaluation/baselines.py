@@ -41,6 +41,7 @@ from ..common import Registry, quiet_auto_segmenter, squeeze_batch, to_numpy
 from ..integrated_gradients import score_gradients
 from ..models import model_device, model_dtype
 from ..options import parse_assignments
+from ..progress import CancelToken, ProgressFn
 from .interactions import PixelSet, pixel_sets
 from .sparsity import AttributionShapeError
 
@@ -97,13 +98,14 @@ def random_map(x: torch.Tensor, classifier=None, target: Optional[int] = None, s
 
 def integrated_gradients_map(x: torch.Tensor, classifier, target: Optional[int] = None,
                              baseline="zeros", n_steps: int = 64, rule: str = "adaptive",
-                             internal_batch_size: int = 16) -> torch.Tensor:
+                             internal_batch_size: int = 16, progress: Optional[ProgressFn] = None,
+                             cancel: Optional[CancelToken] = None) -> torch.Tensor:
     """Integrated Gradients of the target logit, ``(3, H, W)``."""
     from hsets_widgets.integrated_gradients import integrated_gradients
 
     res = integrated_gradients(x.to(model_device(classifier)), classifier, target=target,
                                baseline=baseline, n_steps=n_steps, rule=rule, score="logit",
-                               internal_batch_size=internal_batch_size)
+                               internal_batch_size=internal_batch_size, progress=progress, cancel=cancel)
     return res.attribution
 
 
@@ -132,13 +134,15 @@ class MapWithSets:
 
 
 def hsets_map(x: torch.Tensor, classifier, target: Optional[int] = None, preset: str = "default",
-              segmenter="auto", seed: int = 0, **overrides) -> MapWithSets:
+              segmenter="auto", seed: int = 0, progress: Optional[ProgressFn] = None,
+              cancel: Optional[CancelToken] = None, **overrides) -> MapWithSets:
     """The H-Sets heatmap ``(H, W)`` for the ``target`` class, with its sets."""
     from hsets_widgets.explain import explain
 
     with quiet_auto_segmenter():
         ex = explain(x.detach().cpu(), classifier, preset=preset, segmenter=segmenter,
-                     target=target, device=model_device(classifier), seed=seed, **overrides)
+                     target=target, device=model_device(classifier), progress=progress, cancel=cancel,
+                     seed=seed, **overrides)
     return MapWithSets(np.asarray(ex.heatmap, dtype=np.float64), pixel_sets(ex.sets, tuple(x.shape), ex.features),
                        np.asarray(ex.labels), np.asarray(ex.ig))
 
@@ -159,12 +163,13 @@ def _pixel_set(pixels, width: int, value: float, seed_yx=None) -> PixelSet:
 
 def archipelago_map(x: torch.Tensor, classifier, target: Optional[int] = None, segmenter="quickshift",
                     top_k: int = 15, paint: str = "sets", top: int = 5, baseline="model-zero",
-                    batch_size: int = 32) -> MapWithSets:
+                    batch_size: int = 32, progress: Optional[ProgressFn] = None,
+                    cancel: Optional[CancelToken] = None) -> MapWithSets:
     """Archipelago (:mod:`hsets_widgets.archipelago`): its map and the sets it paints."""
     from hsets_widgets.archipelago import archipelago
 
     r = archipelago(x, classifier, target, segmenter=segmenter, baseline=baseline, top_k=top_k,
-                    batch_size=batch_size)
+                    batch_size=batch_size, progress=progress, cancel=cancel)
     width = x.shape[-1]
     items = [(s, v) for s, v in r.explanation() if len(s) > 1 and v > 0][:top]
     return MapWithSets(r.heatmap(paint, top), tuple(_pixel_set(r.set_pixels(s), width, v) for s, v in items),
@@ -173,14 +178,15 @@ def archipelago_map(x: torch.Tensor, classifier, target: Optional[int] = None, s
 
 def moxi_map(x: torch.Tensor, classifier, target: Optional[int] = None, grid: int = 10,
              max_steps: Optional[int] = 25, score: str = "log_odds", baseline="model-zero",
-             batch_size: int = 32) -> MapWithSets:
+             batch_size: int = 32, progress: Optional[ProgressFn] = None,
+             cancel: Optional[CancelToken] = None) -> MapWithSets:
     """MoXI (:mod:`hsets_widgets.moxi`): the rank map and its one set (the patches inserted
     until the photo's score is reached), seeded at the first patch.
     """
     from hsets_widgets.moxi import moxi
 
     r = moxi(x, classifier, target, grid=grid, max_steps=max_steps, score=score, baseline=baseline,
-             batch_size=batch_size)
+             batch_size=batch_size, progress=progress, cancel=cancel)
     first = np.flatnonzero(r.labels.ravel() == r.order[0])
     pixels = r.set_pixels()
     return MapWithSets(r.heatmap(), (_pixel_set(pixels, x.shape[-1], r.curve[r.set_size] - r.curve[0],
@@ -188,7 +194,8 @@ def moxi_map(x: torch.Tensor, classifier, target: Optional[int] = None, grid: in
 
 
 def ih_map(x: torch.Tensor, classifier, target: Optional[int] = None, segmenter="slic", n_steps: int = 8,
-           top_k: int = 5, baseline="zeros") -> MapWithSets:
+           top_k: int = 5, baseline="zeros", progress: Optional[ProgressFn] = None,
+           cancel: Optional[CancelToken] = None) -> MapWithSets:
     """Integrated Hessians between segments (:mod:`hsets_widgets.integrated_hessians`): each
     segment painted with its summed |interaction| with the others; sets from the ``top_k``
     strongest pairs merged where they overlap, valued by their summed interactions.
@@ -198,7 +205,8 @@ def ih_map(x: torch.Tensor, classifier, target: Optional[int] = None, segmenter=
     from hsets_widgets.masking import segment_index
 
     labels = superpixels(x, segmenter)
-    r = integrated_hessians(x, classifier, target, labels=labels, n_steps=n_steps, baseline=baseline)
+    r = integrated_hessians(x, classifier, target, labels=labels, n_steps=n_steps, baseline=baseline,
+                             progress=progress, cancel=cancel)
     off = r.matrix - np.diag(np.diag(r.matrix))
     _, index = segment_index(labels)
     i, j = np.triu_indices(len(off), 1)
@@ -212,19 +220,23 @@ def ih_map(x: torch.Tensor, classifier, target: Optional[int] = None, segmenter=
 
 
 def caso_map(x: torch.Tensor, classifier, target: Optional[int] = None, l1: float = 0.0, l2: float = 20.0,
-             n_iter: int = 10, step: float = 3e-2, seed: int = 0) -> np.ndarray:
+             n_iter: int = 10, step: float = 3e-2, seed: int = 0, progress: Optional[ProgressFn] = None,
+             cancel: Optional[CancelToken] = None) -> np.ndarray:
     """CASO (:mod:`hsets_widgets.caso`): ``|delta*|`` of the second-order model of the loss."""
     from hsets_widgets.caso import caso
 
-    return caso(x, classifier, target, l1=l1, l2=l2, n_iter=n_iter, step=step, seed=seed).heatmap()
+    return caso(x, classifier, target, l1=l1, l2=l2, n_iter=n_iter, step=step, seed=seed, progress=progress,
+                cancel=cancel).heatmap()
 
 
 def cafo_map(x: torch.Tensor, classifier, target: Optional[int] = None, l1: float = 0.0, l2: float = 20.0,
-             n_iter: int = 10, step: float = 3e-2) -> np.ndarray:
+             n_iter: int = 10, step: float = 3e-2, progress: Optional[ProgressFn] = None,
+             cancel: Optional[CancelToken] = None) -> np.ndarray:
     """CAFO: CASO without the Hessian term."""
     from hsets_widgets.caso import caso
 
-    return caso(x, classifier, target, second_order=False, l1=l1, l2=l2, n_iter=n_iter, step=step).heatmap()
+    return caso(x, classifier, target, second_order=False, l1=l1, l2=l2, n_iter=n_iter, step=step,
+                progress=progress, cancel=cancel).heatmap()
 
 
 @dataclass
@@ -245,11 +257,21 @@ class Method:
     fn: MethodFn
     options: dict = field(default_factory=dict)
 
-    def __call__(self, x: torch.Tensor, classifier, target: Optional[int] = None):
-        """The ``(3, H, W)`` attribution map of ``x`` for ``target`` (default: the prediction)."""
+    def __call__(self, x: torch.Tensor, classifier, target: Optional[int] = None,
+                 progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None):
+        """The ``(3, H, W)`` attribution map of ``x`` for ``target`` (default: the prediction).
+
+        ``progress`` and ``cancel`` reach the method when it takes them (every built-in long
+        method does); a method that does not is checked for ``cancel`` before it starts.
+        """
         kwargs = dict(self.options)
         if _accepts(self.fn, "target"):
             kwargs["target"] = target
+        for name, value in (("progress", progress), ("cancel", cancel)):
+            if value is not None and _accepts(self.fn, name):
+                kwargs[name] = value
+        if cancel is not None and not _accepts(self.fn, "cancel"):
+            cancel.check()
         return self.fn(x, classifier, **kwargs)
 
 
@@ -379,19 +401,22 @@ def check_map(a, shape: tuple, name: str = "method") -> np.ndarray:
 
 
 def attribute(x: torch.Tensor, classifier, method: Union[str, MethodFn, Method],
-              target: Optional[int] = None, seed: int = 0) -> np.ndarray:
+              target: Optional[int] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
+              cancel: Optional[CancelToken] = None) -> np.ndarray:
     """Compute and validate the map of ``method`` for image ``x`` (``(3, H, W)``).
 
-    Returns a float64 array ``(H, W)`` or ``(C, H, W)``.
+    Returns a float64 array ``(H, W)`` or ``(C, H, W)``. ``progress(stage, done, total)`` and
+    ``cancel`` follow the method's long stages.
     """
-    return attribute_sets(x, classifier, method, target, seed).map
+    return attribute_sets(x, classifier, method, target, seed, progress, cancel).map
 
 
 def attribute_sets(x: torch.Tensor, classifier, method: Union[str, MethodFn, Method],
-                   target: Optional[int] = None, seed: int = 0) -> MapWithSets:
+                   target: Optional[int] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
+                   cancel: Optional[CancelToken] = None) -> MapWithSets:
     """As :func:`attribute`, with the method's sets when it makes any (else ``sets=()``)."""
     m = get_method(method, seed=seed)
-    out = m(x, classifier, target)
+    out = m(x, classifier, target, progress, cancel)
     if isinstance(out, MapWithSets):
         return MapWithSets(check_map(out.map, tuple(x.shape[-2:]), f"method {m.name!r}"), tuple(out.sets),
                            out.labels, out.attribution)
