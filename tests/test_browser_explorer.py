@@ -204,6 +204,9 @@ def test_click_slider_play_reach_kernel_and_change_picture(voila_url, browser):
     page.screenshot(path=str(ARTIFACTS / "01-initial-page.png"), full_page=True)
     assert (before.max(axis=2) > 30).mean() > 0.5, "the image canvas is blank after page load"
     info0 = text_of(page, ".hsets-set-info")
+    # why these seeds: the ranking, with the class probability, is on the page
+    ranking = wait_text(page, ".hsets-seed-ranking", r"A1", timeout=30)
+    assert re.search(r"p = \d\.\d\d", ranking) and "of positive IG" in ranking
     seed0 = re.search(r"seed \((\d+), (\d+)\)", info0).groups()
 
     # 1. click a pixel far from the automatic seed: it becomes the seed, its set grows

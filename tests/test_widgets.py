@@ -21,6 +21,7 @@ from torch import nn
 from hsets_widgets.explanation import Explanation
 from hsets_widgets.models import wrap_module
 from hsets_widgets.thresholds import candidates
+from hsets_widgets.widgets.common import fmt
 
 SIZE = 48
 
@@ -878,3 +879,36 @@ def test_interactions_tab_tests_the_current_set_against_controls_and_caches_it(e
     explorer.select(*seed_yx)
     assert explorer.wait(120)
     assert len(view.cache) == 1 and view.shown[1] is test
+
+
+def test_seed_ranking_shows_why_these_seeds_and_warns_when_they_hold_little(explorer):
+    from hsets_widgets.widgets.seeds_view import LOW_COVERAGE, seed_ranking
+
+    st, ex = explorer.state, explorer.explainer
+    r = seed_ranking(st)
+    assert [row["yx"] for row in r["rows"]] == [tuple(s.yx) for s in st.auto_seeds]
+    mass = ex.segment_mass()
+    total = sum(mass.values())
+    shares = [row["mass_share"] for row in r["rows"]]
+    assert shares == pytest.approx([mass[s.segment] / total for s in st.auto_seeds])
+    if r["order"] == "mass":                  # ranked by mass: the shares fall down the list
+        assert shares == sorted(shares, reverse=True)
+    text = html.unescape(explorer.seed_ranking.text.value)
+    assert f"p = {ex.probability:.2f}" in text and "A1" in text
+    assert ("may miss the object" in text) == (r["coverage"] < LOW_COVERAGE)
+
+
+def test_readout_says_worse_than_random_in_words(explorer):
+    ro = explorer.readout
+    ro.enabled.value = True
+    assert explorer.wait(60) and ro.wait(120)
+    shown, rnd = ro.shown[1], ro.references["random"]
+    text = html.unescape(ro.text.value)
+    assert ("Worse than random" in text) == (shown["morf_aopc"] < rnd["morf_aopc"]
+                                             or shown["lerf_aopc"] > rnd["lerf_aopc"])
+    # the random map's own numbers, a hair worse on MoRF: the line names both numbers
+    worse = dict(rnd, morf_aopc=rnd["morf_aopc"] - 0.01)
+    text = html.unescape(ro._html(worse))
+    assert "Worse than random" in text and "click a pixel on the object" in text
+    assert f"below the random map's {fmt(rnd['morf_aopc'])}" in text
+    ro.enabled.value = False

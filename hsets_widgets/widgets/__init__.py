@@ -9,6 +9,7 @@ the same :class:`ExplorerState` (or builds its own from an image):
 ``ThresholdExplorer``  mu / nu / rule / sign / order controls that regrow from cached rows
 ``FaithfulnessReadout`` live MoRF / LeRF AOPC and sparsity of what is shown, with IG and random
 ``MergeAnimation``     Play / step through the growth trace
+``SeedRanking``        why the automatic seeds: their segments' attribution mass, a warning
 ``SubsetSampling``     random subsets of the set and the running estimate of its value
 ``RoadView``           ROAD MoRF/LeRF curves of H-Sets against IG, and imputed images
 ``SweepPanel``         faithfulness against mu (bqplot); a click applies that mu
@@ -26,10 +27,11 @@ from .readout import FaithfulnessReadout
 from .road_view import RoadView
 from .row_inspector import RowInspector
 from .sampling import SubsetSampling
+from .seeds_view import SeedRanking
 from .state import ExplorerState
 from .sweep_view import SweepPanel
 from .threshold import ThresholdExplorer
 
 __all__ = ["FaithfulnessReadout", "Explorer", "ExplorerState", "ExportPanel", "ImageView", "MergeAnimation",
-           "RoadView", "RowInspector", "SetsPanel", "StatusBar", "SubsetSampling", "SweepPanel",
+           "RoadView", "RowInspector", "SeedRanking", "SetsPanel", "StatusBar", "SubsetSampling", "SweepPanel",
            "ThresholdExplorer", "compose_view", "save_figure", "save_png"]

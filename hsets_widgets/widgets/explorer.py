@@ -20,6 +20,7 @@ from .readout import FaithfulnessReadout
 from .road_view import RoadView
 from .row_inspector import RowInspector
 from .sampling import SubsetSampling
+from .seeds_view import SeedRanking
 from .state import ExplorerState
 from .sweep_view import SweepPanel
 from .threshold import ThresholdExplorer
@@ -131,7 +132,8 @@ class Explorer(W.VBox):
     Attributes
     ----------
     state : ExplorerState
-    image_view, row_inspector, threshold, readout, animation, sets_panel, sampling, interactions, road,
+    image_view, row_inspector, threshold, readout, animation, sets_panel, seed_ranking, sampling,
+    interactions, road,
     sweep, export, status_bar : the component widgets (each usable alone with the same ``state``).
     """
 
@@ -154,6 +156,7 @@ class Explorer(W.VBox):
         self.readout = FaithfulnessReadout(st, enabled=readout)
         self.animation = MergeAnimation(st)
         self.sets_panel = SetsPanel(st)
+        self.seed_ranking = SeedRanking(st)
         self.row_inspector = RowInspector(st)
         self.sampling = SubsetSampling(st)
         self.road = RoadView(st)
@@ -179,7 +182,7 @@ class Explorer(W.VBox):
             "<b>4</b> keep sets or run the automatic ones · <b>5</b> tabs below: row, IDG, interactions, "
             "ROAD, export.</div>")
         header.add_class("hsets-header")
-        right = W.VBox([self.threshold, self.readout, self.animation, self.sets_panel],
+        right = W.VBox([self.threshold, self.readout, self.animation, self.sets_panel, self.seed_ranking],
                        layout=W.Layout(margin="0 0 0 16px", max_width="560px"))
         super().__init__([header, self.status_bar,
                           W.HBox([self.image_view, right], layout=W.Layout(flex_flow="row wrap")),

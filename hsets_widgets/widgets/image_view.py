@@ -219,7 +219,7 @@ class ImageView(W.VBox):
             cy, cx = (seed.yx[0] + 0.5) * s, (seed.yx[1] + 0.5) * s
             _ring(layer, cx, cy, ra, render.css(render.AUTO_RGBA), 1.5, "rgba(0, 0, 0, 0.5)", 3)
             layer.fill_style = render.css(render.AUTO_RGBA)
-            layer.fill_text(str(k + 1), cx + ra + 1, cy - ra * 0.5)
+            layer.fill_text(f"A{k + 1}", cx + ra + 1, cy - ra * 0.5)   # as "Why these seeds" names them
         if st.pending_seed_yx is not None:
             cy, cx = (st.pending_seed_yx[0] + 0.5) * s, (st.pending_seed_yx[1] + 0.5) * s
             layer.stroke_style = render.css(render.PENDING_RGBA)
@@ -240,7 +240,7 @@ class ImageView(W.VBox):
                  f"<span style='{sw};border:2px solid {render.css(render.SEED_RGBA)};border-radius:50%'>"
                  "</span>seed",
                  f"<span style='{sw};border:2px solid {render.css(render.AUTO_RGBA)};border-radius:50%'>"
-                 "</span>automatic seeds"]
+                 "</span>automatic seeds A1, A2... (best first)"]
         heat = ""
         if st.sets:
             h = st.heatmap()

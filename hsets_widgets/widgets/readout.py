@@ -179,4 +179,26 @@ class FaithfulnessReadout(W.VBox):
                   f"{support}Computed in {self.last_seconds:.1f} s." if scores is not None else "")
         return ("<table class='hsets-readout-table' style='border-spacing:8px 0'>"
                 "<tr><th></th><th>shown</th><th>IG</th><th>random</th></tr>" + body + "</table>"
-                f"<div class='hsets-readout-status' style='font-size:12px'>{status}</div>")
+                + (self._verdict(scores) if scores is not None else "")
+                + f"<div class='hsets-readout-status' style='font-size:12px'>{status}</div>")
+
+    def _verdict(self, scores) -> str:
+        """One plain line when what is shown scores worse than the random map, and what to try."""
+        rnd = (self.references or {}).get("random")
+        if rnd is None:
+            return ""
+        worse = []
+        if scores["morf_aopc"] < rnd["morf_aopc"]:
+            worse.append(f"its MoRF AOPC {fmt(scores['morf_aopc'])} is below the random map's "
+                         f"{fmt(rnd['morf_aopc'])} (removing its pixels first hurts the prediction "
+                         "less than removing random ones)")
+        if scores["lerf_aopc"] > rnd["lerf_aopc"]:
+            worse.append(f"its LeRF AOPC {fmt(scores['lerf_aopc'])} is above the random map's "
+                         f"{fmt(rnd['lerf_aopc'])}")
+        if not worse:
+            return ""
+        return ("<div class='hsets-readout-verdict' style='font-size:12px;color:#b71c1c;"
+                "background:#ffebee;padding:3px 6px;margin:3px 0;border-radius:3px'>"
+                f"<b>Worse than random</b>: {'; '.join(worse)}. Try: click a pixel on the object to "
+                "seed a set there (see <i>Why these seeds</i>), remove kept sets that sit on the "
+                "background, or compare with another method's layer.</div>")
