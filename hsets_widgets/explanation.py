@@ -239,11 +239,14 @@ class Explanation:
 
         return heatmap_figure(self, path)
 
-    def save_compare_png(self, path) -> Path:
-        """Write the photo, the H-Sets heatmap and IG side by side as a PNG."""
+    def save_compare_png(self, path, others: Optional[dict] = None) -> Path:
+        """Write the photo, the H-Sets heatmap and IG side by side as a PNG, then the maps of
+        ``others`` (method name -> map, or a map with sets; see
+        :func:`hsets_widgets.figures.compare_figure`).
+        """
         from .figures import compare_figure
 
-        return compare_figure(self, path)
+        return compare_figure(self, path, others=others)
 
 
 def check_contents(e: Explanation) -> Explanation:

@@ -1,4 +1,5 @@
-"""Figures of an explanation as PNG files: the heatmap over the photo, and H-Sets beside IG.
+"""Figures of an explanation as PNG files: the heatmap over the photo, and H-Sets beside IG
+(and beside any other method's map).
 
 Both are drawn with matplotlib (no display needed) at a size a person can read: the photo
 is upscaled to at least 512 pixels, shown in grey at full brightness so the colours of the
@@ -69,7 +70,7 @@ def _save(fig, path: Path, dpi: int) -> Path:
     return path
 
 
-def _figure(n_panels: int, h: int, w: int):
+def _figure(n_panels: int, h: int, w: int, per_row: int = 4):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -78,10 +79,15 @@ def _figure(n_panels: int, h: int, w: int):
     dpi = 100
     scale = max(1.0, MIN_PANEL_PX / min(h, w))
     panel_in = (w * scale / dpi, h * scale / dpi)
-    fig, axes = plt.subplots(1, n_panels, figsize=(panel_in[0] * n_panels * 1.22, panel_in[1] * 1.12),
+    cols = min(n_panels, per_row)
+    rows = -(-n_panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(panel_in[0] * cols * 1.22, panel_in[1] * 1.12 * rows),
                              squeeze=False)
-    fig.subplots_adjust(left=0.01, right=0.97, top=0.92, bottom=0.02, wspace=0.12)
-    return fig, axes[0], dpi
+    fig.subplots_adjust(left=0.01, right=0.97, top=0.92 if rows == 1 else 0.95, bottom=0.02, wspace=0.12,
+                        hspace=0.15)
+    for ax in axes.ravel()[n_panels:]:
+        ax.set_axis_off()
+    return fig, axes.ravel()[:n_panels], dpi
 
 
 def value_label(explanation) -> str:
@@ -95,7 +101,8 @@ def value_label(explanation) -> str:
 def heatmap_figure(explanation, path, title: Optional[str] = None) -> Path:
     """Write the H-Sets heatmap over the photo, with a colour bar and numbered seeds."""
     h, w = explanation.heatmap.shape
-    fig, (ax,), dpi = _figure(1, h, w)
+    fig, axes, dpi = _figure(1, h, w)
+    ax = axes[0]
     _panel(ax, explanation.image, explanation.heatmap, "inferno", value_label(explanation),
            seeds=[s.seed_yx for s in explanation.sets])
     ax.set_title(title or f"H-Sets: {explanation.class_name} (p = {explanation.probability:.2f}), "
@@ -103,12 +110,17 @@ def heatmap_figure(explanation, path, title: Optional[str] = None) -> Path:
     return _save(fig, path, dpi)
 
 
-def compare_figure(explanation, path, ig: Optional[np.ndarray] = None) -> Path:
-    """Write the photo, the H-Sets heatmap and Integrated Gradients side by side.
+def compare_figure(explanation, path, ig: Optional[np.ndarray] = None, others: Optional[dict] = None) -> Path:
+    """Write the photo, the H-Sets heatmap and Integrated Gradients side by side, then any
+    ``others``.
 
     ``ig`` is the ``(3, H, W)`` or ``(H, W)`` IG map (default: the explanation's seed
     attribution, which is IG unless the settings chose the plain gradient). IG is shown
     signed (red raises the class score, blue lowers it), clipped at its 99th percentile.
+    ``others`` maps a method's name to its map (an array) or to what
+    :func:`~hsets_widgets.evaluation.baselines.attribute_sets` returned (a map with sets): a
+    signed map is drawn like IG, an unsigned one like the H-Sets heatmap, and a method's sets
+    are counted in its title. Panels wrap four to a row.
     """
     import matplotlib.pyplot as plt  # noqa: F401 - backend chosen in _figure
 
@@ -116,7 +128,8 @@ def compare_figure(explanation, path, ig: Optional[np.ndarray] = None) -> Path:
     a = np.asarray(explanation.ig if ig is None else ig, np.float64)
     a = a.sum(0) if a.ndim == 3 else a
     which = explanation.settings.get("seed_attribution", "ig")
-    fig, axes, dpi = _figure(3, h, w)
+    others = dict(others or {})
+    fig, axes, dpi = _figure(3 + len(others), h, w)
     axes[0].imshow(np.clip(explanation.image, 0, 1), interpolation="bilinear")
     axes[0].set_axis_off()
     axes[0].set_title(f"{explanation.class_name} (p = {explanation.probability:.2f})", fontsize=11)
@@ -127,4 +140,21 @@ def compare_figure(explanation, path, ig: Optional[np.ndarray] = None) -> Path:
     _panel(axes[2], explanation.image, a, "RdBu_r", "IG per pixel (channels summed)", symmetric=True,
            clip_percentile=99)
     axes[2].set_title("Integrated Gradients" if which == "ig" else "input gradient", fontsize=11)
+    for ax, (name, made) in zip(axes[3:], others.items()):
+        other_panel(ax, explanation.image, name, made)
     return _save(fig, path, dpi)
+
+
+def other_panel(ax, image: np.ndarray, name: str, made) -> None:
+    """One method's map over the photo: signed maps diverging around zero, clipped at their
+    99th percentile like IG; unsigned maps like the H-Sets heatmap; sets marked at their seeds.
+    """
+    m = np.asarray(getattr(made, "map", made), np.float64)
+    m = m.sum(0) if m.ndim == 3 else m
+    sets = tuple(getattr(made, "sets", ()) or ())
+    signed = bool((m < 0).any() and (m > 0).any())
+    _panel(ax, image, m, "RdBu_r" if signed else "inferno", f"{name} map" + (" (signed)" if signed else ""),
+           symmetric=signed, clip_percentile=99 if signed else None,
+           seeds=[s.seed_yx for s in sets if getattr(s, "seed_yx", None) is not None])
+    what = f"{len(sets)} sets, " if sets else ""
+    ax.set_title(f"{name} ({what}{100 * float((m != 0).mean()):.1f}% of the pixels)", fontsize=11)

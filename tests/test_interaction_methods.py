@@ -198,3 +198,31 @@ def test_each_method_reports_progress_and_stops_when_cancelled(spec):
     token.cancel()
     with pytest.raises(Cancelled):
         attribute_sets(x, clf, spec, target=1, cancel=token)
+
+
+def test_hsets_explain_compare_draws_the_other_methods_and_tests_their_sets(tmp_path, photo48, small32):
+    """``hsets explain --compare``: the other methods beside H-Sets and IG in compare.png, their sets
+    tested against the same controls as H-Sets' in summary.json; an unknown method fails first."""
+    import json
+
+    from PIL import Image
+
+    from hsets_widgets.cli.explain import explain_to_folder
+    from hsets_widgets.cli.main import build_parser
+
+    def args(*more):
+        return build_parser().parse_args(["explain", "x", "--out", str(tmp_path / "o"), "--segmenter", "slic",
+                                          "--n-steps", "4", "--nu", "6", "--n-sets", "1", "--quiet", *more])
+
+    with pytest.raises(ValueError, match="unknown attribution method 'archipelag'"):
+        explain_to_folder(photo48, small32, args("--compare", "archipelag"))
+    assert not (tmp_path / "o").exists()
+    explain_to_folder(photo48, small32, args("--interactions", "--compare",
+                                             "ih:n_steps=4,cafo:n_iter=2"))
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    arch, cafo = summary["compared"]["ih:n_steps=4"], summary["compared"]["cafo:n_iter=2"]
+    assert arch["n_sets"] >= 1 and arch["interactions"]["interaction_share"] is not None
+    assert len(arch["sets"][0]["interactions"]["controls"]) == 4
+    assert cafo["n_sets"] == 0 and "interactions" not in cafo and 0 < cafo["support_fraction"] <= 1
+    with Image.open(tmp_path / "o" / "compare.png") as im:     # five panels: four on a row, one below
+        assert im.size[0] > 2.5 * im.size[1] / 2

@@ -1,5 +1,5 @@
 """``hsets explain IMAGE``: one explanation, written as heatmap.png, compare.png (H-Sets beside
-IG), explanation.npz and summary.json.
+IG, and beside the methods of ``--compare``), explanation.npz and summary.json.
 """
 from __future__ import annotations
 
@@ -73,6 +73,10 @@ def add_parser(sub):
     p.add_argument("--interactions", action="store_true",
                    help="also test whether each set's pixels act together (its interaction share "
                         "against Hessian-free regions of the same size; about 320 forward passes a set)")
+    p.add_argument("--compare", default="", metavar="METHODS",
+                   help="comma-separated methods to draw beside H-Sets and IG in compare.png, e.g. "
+                        "archipelago,moxi,ih,caso,cafo (options of one method joined with '+'); with "
+                        "--interactions their sets are tested too")
     add_common(p)
     return p
 
@@ -85,6 +89,7 @@ def explain_to_folder(image, model, args) -> int:
     from ..progress import TqdmProgress
 
     overrides = checked_overrides(args)             # bad settings fail now, not after IG
+    compared = checked_methods(getattr(args, "compare", ""))  # and so does an unknown method
     out = check_output_dir(args.out, create=False)  # and so does an output folder we cannot use
     usable_device(args.device)                      # and a device this machine does not have
     clf = load_classifier(model, checkpoint=getattr(args, "checkpoint", None))
@@ -95,10 +100,13 @@ def explain_to_folder(image, model, args) -> int:
         ex = explain(image, clf, args.preset, args.segmenter, args.target, args.device,
                      progress=progress, **overrides)
     tests = interaction_tests(ex, clf, progress) if getattr(args, "interactions", False) else None
+    others = compare_methods(ex, clf, compared, progress, getattr(args, "interactions", False))
     progress.close()
     with staged_outputs(out) as stage:             # all four files of this run, or none
-        write_outputs(ex, stage, tests)
+        write_outputs(ex, stage, tests, others)
     print_report(ex, clf, tests, time.perf_counter() - t0)
+    for name, one in others.items():
+        print(f"{name}: {one.report()}")
     print(f"wrote {', '.join(str(out / name) for name in OUTPUTS)}")
     return 0
 
@@ -117,6 +125,70 @@ def checked_overrides(args) -> dict:
     except TypeError as err:                        # an unknown setting name
         raise ValueError(str(err)) from err
     return overrides
+
+
+def checked_methods(text: str) -> list:
+    """The ``--compare`` methods as :class:`~hsets_widgets.evaluation.baselines.Method` s, checked
+    before any work (an unknown name or preset fails here).
+    """
+    from ..evaluation.baselines import get_method
+    from .evaluate import parse_methods
+
+    return [get_method(spec) for spec in parse_methods(text or "")]
+
+
+class Compared:
+    """One ``--compare`` method's result on the explained image: its map with sets, the
+    interaction tests of its sets (when asked for) and its seconds.
+    """
+
+    def __init__(self, made, tests, seconds: float):
+        self.made, self.tests, self.seconds = made, tests, seconds
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (for summary.json)."""
+        from ..evaluation.interactions import interaction_metrics
+
+        out = {"seconds": self.seconds, "n_sets": len(self.made.sets),
+               "support_fraction": float((self.made.map != 0).any(0).mean() if self.made.map.ndim == 3
+                                         else (self.made.map != 0).mean()),
+               "sets": [{"pixels": int(len(s.pixels)), "value": float(s.value),
+                         "seed_yx": None if s.seed_yx is None else [int(v) for v in s.seed_yx]}
+                        for s in self.made.sets]}
+        if self.tests is not None:
+            out["interactions"] = interaction_metrics(self.tests)
+            for one, t in zip(out["sets"], self.tests):
+                one["interactions"] = t.to_dict()
+        return out
+
+    def report(self) -> str:
+        """One line for the terminal."""
+        d = self.to_dict()
+        line = f"{d['n_sets']} sets, {100 * d['support_fraction']:.1f}% of the pixels, {self.seconds:.1f} s"
+        inter = d.get("interactions")
+        if inter and inter.get("interaction_share") is not None:
+            line += (f"; interaction share {inter['interaction_share']:.3f} vs controls "
+                     f"{inter['interaction_controls']:.3f}")
+        return line
+
+
+def compare_methods(ex, clf, methods, progress=None, interactions: bool = False) -> dict:
+    """Each of ``methods`` on the explanation's image and class (name -> :class:`Compared`)."""
+    from ..evaluation.baselines import attribute_sets
+    from ..evaluation.interactions import set_tests
+    from ..images import to_tensor
+
+    x = to_tensor(ex.image, "cpu")
+    out = {}
+    for m in methods:
+        t0 = time.perf_counter()
+        made = attribute_sets(x, clf, m, target=ex.target, seed=int(ex.settings.get("seed", 0)), progress=progress)
+        tests = None
+        if interactions and made.sets:
+            tests = set_tests(x, clf, ex.target, made.sets, made.labels,
+                              ex.ig if made.attribution is None else made.attribution, progress=progress)
+        out[m.name] = Compared(made, tests, time.perf_counter() - t0)
+    return out
 
 
 def print_report(ex, clf, tests, seconds: float) -> None:
@@ -140,19 +212,22 @@ def print_report(ex, clf, tests, seconds: float) -> None:
 OUTPUTS = ("heatmap.png", "compare.png", "explanation.npz", "summary.json")
 
 
-def write_outputs(ex, folder, tests=None) -> None:
-    """Write the :data:`OUTPUTS` of the explanation ``ex`` (and its interaction ``tests``) into
-    ``folder``.
+def write_outputs(ex, folder, tests=None, others=None) -> None:
+    """Write the :data:`OUTPUTS` of the explanation ``ex`` (and its interaction ``tests``, and the
+    ``--compare`` methods' results ``others``) into ``folder``.
     """
     from ..files import write_json
 
+    others = others or {}
     ex.save(folder / "explanation.npz")
     ex.save_heatmap_png(folder / "heatmap.png")
-    ex.save_compare_png(folder / "compare.png")
+    ex.save_compare_png(folder / "compare.png", {name: one.made for name, one in others.items()})
     summary = ex.summary()
     if tests is not None:
         for one, t in zip(summary["sets"], tests):
             one["interactions"] = t.to_dict()
+    if others:
+        summary["compared"] = {name: one.to_dict() for name, one in others.items()}
     write_json(folder / "summary.json", summary)
 
 
