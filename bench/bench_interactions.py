@@ -206,27 +206,14 @@ def photo_record(clf, name, path, args) -> dict:
 
 
 def photos_part(args) -> Path:
-    import torch
-    from faithfulness import photos
+    from faithfulness import run_photos
 
-    from hsets_widgets.models import load_classifier
+    def out_path(half):
+        return RUNS / ("photos.jsonl" if half == "tuning" else "photos-check.jsonl")
 
-    torch.set_num_threads(args.threads)
-    RUNS.mkdir(exist_ok=True)
-    out = RUNS / ("photos.jsonl" if args.half == "tuning" else "photos-check.jsonl")
-    done = {json.loads(line)["name"] for line in out.read_text().splitlines()} if out.exists() else set()
-    todo = [(n, p) for n, p, half in photos() if half == args.half][: args.limit]
-    if args.reverse:      # a second process on the same half, from the other end (no photo twice)
-        todo = todo[::-1]
-    clf = load_classifier(None)
-    for name, path in todo:
-        if name in done:
-            continue
-        rec = photo_record(clf, name, path, args)
-        with open(out, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
-    return out
+    run_photos(lambda clf, name, path: photo_record(clf, name, path, args), out_path, (args.half,), args.limit,
+               args.reverse, args.threads)
+    return out_path(args.half)
 
 
 def summarize(records: list) -> dict:

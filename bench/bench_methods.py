@@ -21,7 +21,6 @@ Run ``python bench/bench_methods.py planted``, ``... photos --limit 4`` and ``..
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 import time
@@ -145,26 +144,11 @@ def photo_record(clf, name, path, args) -> dict:
 
 
 def photos_part(args) -> Path:
-    import torch
-    from faithfulness import photos
+    from faithfulness import run_photos
 
-    from hsets_widgets.models import load_classifier
-
-    torch.set_num_threads(args.threads)
-    RUNS.mkdir(exist_ok=True)
     halves = ("tuning", "check") if args.half == "both" else (args.half,)
-    # "both" alternates the halves photo by photo, so a run stopped early has paired data on each
-    queues = [[(n, p, h) for n, p, h in photos() if h == half][: args.limit] for half in halves]
-    todo = [item for group in itertools.zip_longest(*queues) for item in group if item is not None]
-    clf = load_classifier(None)
-    for name, path, half in todo:
-        out = RUNS / f"photos-{half}.jsonl"
-        done = {json.loads(line)["name"] for line in out.read_text().splitlines()} if out.exists() else set()
-        if name in done:
-            continue
-        rec = photo_record(clf, name, path, args)
-        with open(out, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
+    run_photos(lambda clf, name, path: photo_record(clf, name, path, args), lambda h: RUNS / f"photos-{h}.jsonl",
+               halves, args.limit, args.reverse, args.threads)
     return RUNS
 
 
@@ -242,7 +226,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("part", choices=("planted", "photos", "report"))
     ap.add_argument("--half", choices=("tuning", "check", "both"), default="tuning")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N photos of the half")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N photos of each half")
+    ap.add_argument("--reverse", action="store_true", help="run the photos from the last one")
     ap.add_argument("--methods", nargs="+", default=list(PHOTO_METHODS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quiet", action="store_true")

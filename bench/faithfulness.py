@@ -159,6 +159,33 @@ def photos(root: Path = SHARED) -> list:
     return [(n, files[n], "tuning" if i % 2 == 0 else "check") for i, n in enumerate(names)]
 
 
+
+def run_photos(make_record, out_path, halves=("tuning",), limit=None, reverse=False, threads=2) -> None:
+    """Resumable photo loop of the benchmarks: ``make_record(clf, name, path)`` for every
+    correctly named photo of ``halves`` (the first ``limit`` of each) not yet in its results file
+    ``out_path(half)``, one JSON line appended and flushed per photo. Several halves alternate
+    photo by photo, so a run stopped early has photos on each; ``reverse`` runs from the last
+    photo (a second process on the same half meets the first in the middle, no photo twice).
+    """
+    import itertools
+
+    import torch
+
+    from hsets_widgets.models import load_classifier
+
+    torch.set_num_threads(threads)
+    queues = [[(n, p, h) for n, p, h in photos() if h == half][:limit] for half in halves]
+    if reverse:
+        queues = [q[::-1] for q in queues]
+    todo = [item for group in itertools.zip_longest(*queues) for item in group if item is not None]
+    clf = load_classifier(None)
+    for name, path, half in todo:
+        out = Path(out_path(half))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if _has(out, name):        # read again each time: the other end's process may have done it
+            continue
+        _append(out, make_record(clf, name, path))
+
 # ---- one photo ---------------------------------------------------------------------------------
 def score_map(clf, x, amap, percentages, seed) -> dict:
     """Every metric of one map (as numbers and curves)."""
@@ -332,6 +359,7 @@ def rescore_random(stage: str, args) -> Path:
 def _append(path: Path, rec: dict) -> None:
     with open(path, "a") as fh:
         fh.write(json.dumps(rec) + "\n")
+        fh.flush()
 
 
 def _has(path: Path, name: str) -> bool:
