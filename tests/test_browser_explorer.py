@@ -309,9 +309,15 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
     wait_text(page, ".hsets-sets-list", r"1\. seed", timeout=30)
     page.locator(".lm-TabBar-tab", has_text="ROAD curves").first.click()
     page.locator(".hsets-road-run").first.click()
-    wait_text(page, ".hsets-road-info", r"normalised area", timeout=120)
+    wait_text(page, ".hsets-road-info", r"mean drop", timeout=120)
     wait_text(page, ".hsets-status", r"ready", timeout=60)
     page.wait_for_timeout(800)
+    # one convention and one grid: the readout and the ROAD table show the same numbers
+    wait_text(page, ".hsets-readout", r"Computed in", timeout=90)
+    readout_morf = page.locator(".hsets-readout-table tr").nth(1).locator("td b").first.inner_text()
+    road_morf = text_of(page, ".hsets-road-table .hsets-road-morf")
+    assert readout_morf == road_morf, (readout_morf, road_morf)
+    assert "higher = more faithful" in text_of(page, ".hsets-road-info")
     road_canvas = shot(page.locator(".hsets-road-canvas").first, "10-road-imputed.png")
     assert (road_canvas.max(axis=2) > 30).mean() > 0.5, "the imputed image is blank"
     shot(page.locator(".hsets-road-view").first, "10-road-view.png")

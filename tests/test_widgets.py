@@ -912,3 +912,38 @@ def test_readout_says_worse_than_random_in_words(explorer):
     assert "Worse than random" in text and "click a pixel on the object" in text
     assert f"below the random map's {fmt(rnd['morf_aopc'])}" in text
     ro.enabled.value = False
+
+
+def test_readout_road_tab_and_sweep_agree_on_one_grid_and_convention(explorer):
+    """One convention and one grid: the readout, the ROAD tab and a sweep point give the same
+    numbers for the same explanation, and a sweep point's click shows that explanation.
+    """
+    st, ro, road, panel = explorer.state, explorer.readout, explorer.road, explorer.sweep
+    assert tuple(road.percentages) == tuple(ro.percentages) == tuple(panel.percentages)
+    press(explorer.sets_panel.keep)
+    ro.enabled.value = True
+    road.compute()
+    assert explorer.wait(120) and ro.wait(120) and st.error == ""
+    shown, refs = ro.shown[1], ro.references
+    for name, scores in (("hsets", shown), ("ig", refs["ig"])):
+        curves = road.results[name].curves
+        assert curves["morf"].aopc("probability") == pytest.approx(scores["morf_aopc"], abs=1e-12)
+        assert curves["lerf"].aopc("probability") == pytest.approx(scores["lerf_aopc"], abs=1e-12)
+    table = html.unescape(road.info.value)
+    assert "MoRF AOPC (higher = more faithful)" in table and "LeRF AOPC (lower = more faithful)" in table
+    assert fmt(shown["morf_aopc"]) in table and fmt(refs["ig"]["lerf_aopc"]) in table
+    # a sweep over the kept set; clicking a point regrows the kept sets at that mu: the readout
+    # then scores exactly what the point scored
+    mu0 = st.mu
+    panel.values.value = f"{mu0:g}, {mu0 + 8:g}"
+    press(panel.button)
+    assert explorer.wait(120) and st.error == ""
+    hs = [r for r in panel.records if r["method"] == "hsets"]
+    ig_row = next(r for r in panel.records if r["method"] == "ig")
+    assert ig_row["morf_aopc"] == pytest.approx(refs["ig"]["morf_aopc"], abs=1e-12)
+    panel._clicked({"data": {"index": 1}})
+    assert explorer.wait(120) and ro.wait(120) and st.mu == mu0 + 8
+    assert all(len(s) for s in st.sets)
+    assert ro.shown[1]["morf_aopc"] == pytest.approx(hs[1]["morf_aopc"], abs=1e-12)
+    assert ro.shown[1]["lerf_aopc"] == pytest.approx(hs[1]["lerf_aopc"], abs=1e-12)
+    ro.enabled.value = False

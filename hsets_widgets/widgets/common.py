@@ -9,6 +9,14 @@ import ipywidgets as W
 
 from .state import ExplorerState
 
+#: the one ROAD grid of the Explorer: the readout, the ROAD tab and the sweep all score on these
+#: removal fractions (coarse, so one readout stays within a few seconds), so their numbers agree
+ROAD_GRID = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+#: the one metric convention, in the words every panel uses
+MORF_WORDS = "MoRF AOPC (higher = more faithful)"
+LERF_WORDS = "LeRF AOPC (lower = more faithful)"
+
 #: ipycanvas sends draw commands through one global manager; two threads drawing at once
 #: would interleave their "switch canvas" commands, so every batch holds this lock.
 _DRAW_LOCK = threading.RLock()

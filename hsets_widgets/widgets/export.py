@@ -132,10 +132,11 @@ def _road_panel(ax, road_results: Optional[dict]) -> None:
         for order, ls in (("morf", "-"), ("lerf", "--")):
             c = res.curves[order]
             ax.plot(c.percentages, c.probability, ls, color=col, marker="o", ms=3,
-                    label=f"{lab} {order.upper()} (AUC {c.auc('probability', normalized=True):.2f})")
+                    label=f"{lab} {order.upper()} (AOPC {fmt(c.aopc('probability'))})")
     ax.set_xlabel("fraction of pixels removed")
     ax.set_ylabel("probability of the class")
-    ax.set_title("ROAD: MoRF should fall fast, LeRF stay high", fontsize=10)
+    ax.set_title("ROAD: MoRF should fall fast, LeRF stay high\n"
+                 "(AOPC: mean drop; MoRF higher, LeRF lower = more faithful)", fontsize=9)
     ax.legend(fontsize=8)
 
 

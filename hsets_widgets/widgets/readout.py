@@ -12,19 +12,55 @@ instant) and says "computing..." while it is stale. The numbers come from
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+import weakref
 
 import ipywidgets as W
 import numpy as np
 from traitlets import Bool, observe
 
+from ..common import to_numpy
 from ..evaluation.baselines import attribute
 from ..evaluation.sweep import map_scores
-from .common import as_state, esc, fmt, title
+from .common import LERF_WORDS, MORF_WORDS, ROAD_GRID, as_state, esc, fmt, title
 from .runner import BackgroundRunner, Job
 
-#: the readout's removal fractions: coarse, so one readout stays within a few seconds
-COARSE_PERCENTAGES = (0.1, 0.3, 0.5, 0.7, 0.9)
+#: the readout's removal fractions: the Explorer's one grid (kept under its old name)
+COARSE_PERCENTAGES = ROAD_GRID
+
+_REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_REFERENCES_LOCK = threading.Lock()
+
+
+def reference_maps(explainer, seed: int = 0) -> dict:
+    """``{"ig": the explainer's own IG (what the image view and the ROAD tab use), "random": a
+    random map}``: the references every panel scores against.
+    """
+    ig = to_numpy(explainer.attribution().attribution)
+    return {"ig": ig, "random": attribute(explainer.x.detach(), explainer.classifier, "random",
+                                          target=explainer.target, seed=seed)}
+
+
+def reference_scores(explainer, percentages=ROAD_GRID, seed: int = 0, cancel=None) -> dict:
+    """``{"ig": scores, "random": scores}`` (:func:`map_scores`) of :func:`reference_maps`,
+    computed once per explainer, grid and seed and shared by the readout and the sweep panel,
+    so both show the same reference numbers.
+    """
+    key = (tuple(float(p) for p in percentages), int(seed))
+    with _REFERENCES_LOCK:
+        done = _REFERENCES.setdefault(explainer, {})
+        if key in done:
+            return done[key]
+    x = explainer.x.detach()
+    out = {}
+    for name, amap in reference_maps(explainer, seed).items():
+        if cancel is not None:
+            cancel.check()
+        out[name] = map_scores(x, explainer.classifier, amap, key[0], seed=seed)
+    with _REFERENCES_LOCK:
+        _REFERENCES.setdefault(explainer, {})[key] = out
+    return out
 
 
 class FaithfulnessReadout(W.VBox):
@@ -59,8 +95,9 @@ class FaithfulnessReadout(W.VBox):
         st.observe(lambda ch: self.refresh(), names=["revision", "sets", "ready"])
         super().__init__([
             title("Faithfulness of what is shown",
-                  "ROAD on a coarse grid (" + ", ".join(f"{p:.0%}" for p in self.percentages)
-                  + "): MoRF AOPC, higher = more faithful; LeRF AOPC, lower = more faithful."),
+                  "ROAD on the Explorer's grid (" + ", ".join(f"{p:.0%}" for p in self.percentages)
+                  + f" removed), as in the ROAD and sweep tabs: {MORF_WORDS}; {LERF_WORDS}. "
+                  "AOPC: the mean drop of the class probability."),
             self.enabled, self.text])
         self.add_class("hsets-readout-view")
         self.refresh()
@@ -108,13 +145,7 @@ class FaithfulnessReadout(W.VBox):
             heat = ex.heatmap(sets)                     # painted here, off the slider's thread
             cancel.check()
             scores = map_scores(x, ex.classifier, heat, self.percentages, seed=self.seed)
-            refs = None
-            if need_refs:
-                refs = {}
-                for name in ("ig", "random"):
-                    cancel.check()
-                    amap = attribute(x, ex.classifier, name, target=ex.target, seed=self.seed)
-                    refs[name] = map_scores(x, ex.classifier, amap, self.percentages, seed=self.seed)
+            refs = reference_scores(ex, self.percentages, self.seed, cancel) if need_refs else None
             return scores, refs, time.perf_counter() - t0
 
         def apply(result):

@@ -29,7 +29,7 @@ from ..evaluation.road import (
     road,
 )
 from . import render
-from .common import as_state, draw_batch, esc, legend, title
+from .common import LERF_WORDS, MORF_WORDS, ROAD_GRID, as_state, draw_batch, esc, fmt, legend, title
 from .runner import BackgroundRunner, Job
 
 METHOD_COLORS = {"hsets": "#d32f2f", "ig": "#1976d2"}
@@ -73,7 +73,7 @@ class RoadView(W.VBox):
 
     stale = Bool(False, help="the curves shown were computed for another explanation")
 
-    def __init__(self, state, percentages="road", display_size: int = 224, seed: int = 0,
+    def __init__(self, state, percentages=ROAD_GRID, display_size: int = 224, seed: int = 0,
                  **settings):
         self.state = as_state(state, **settings)
         st = self.state
@@ -268,8 +268,8 @@ class RoadView(W.VBox):
             for mark, order in ((self.morf, "morf"), (self.lerf, "lerf")):
                 ys = [self.results[m].curves[order].probability for m in self.results]
                 mark.x, mark.y = p, np.vstack(ys)
-                mark.labels = [f"{method_name(m)} {order.upper()} (AUC "
-                               f"{self.results[m].curves[order].auc('probability', normalized=True):.2f})"
+                mark.labels = [f"{method_name(m)} {order.upper()} (AOPC "
+                               f"{fmt(self.results[m].curves[order].aopc('probability'))})"
                                for m in self.results]
             top = max(float(np.max(self.morf.y)), float(np.max(self.lerf.y)), 1e-3)
             self.y_scale.max = min(1.0, top * 1.1) if top < 0.9 else 1.0
@@ -283,17 +283,18 @@ class RoadView(W.VBox):
         td = "style='padding:2px 12px;border-bottom:1px solid #ddd;text-align:right'"
         rows = "".join(
             f"<tr><td {td.replace('right', 'left')}>{esc(method_name(m))}</td>"
-            + "".join(f"<td {td}>{self.results[m].curves[o].auc('probability', normalized=True):.3f}</td>"
+            + "".join(f"<td {td} class='hsets-road-{o}'>{fmt(self.results[m].curves[o].aopc('probability'))}</td>"
                       for o in ROAD_ORDERS)
             + "".join(f"<td {td}>{self.curves[m].curves[k].auc('probability'):.3f}</td>"
                       for k in ("insertion", "deletion") if self.curves)
             + "</tr>" for m in self.results)
         self._say(
             f"Class '{esc(self.state.explainer.class_name)}', probability on the original image "
-            f"{r.original_probability:.3f}. Mean probability over the removal fractions (normalised "
-            f"area under the curve):<table style='font-size:12px;border-collapse:collapse'>"
-            f"<tr><th {td}></th><th {td}>MoRF (lower is better)</th><th {td}>LeRF (higher is "
-            f"better)</th>" + (f"<th {td}>insertion AUC (higher)</th><th {td}>deletion AUC (lower)</th>"
+            f"{r.original_probability:.3f}. AOPC: the mean drop of that probability over the removal "
+            f"fractions {', '.join(f'{p:.0%}' for p in self.percentages)} (the readout's and the "
+            f"sweep's grid and convention):<table class='hsets-road-table' style='font-size:12px;"
+            f"border-collapse:collapse'><tr><th {td}></th><th {td}>{MORF_WORDS}</th><th {td}>{LERF_WORDS}"
+            f"</th>" + (f"<th {td}>insertion AUC (higher)</th><th {td}>deletion AUC (lower)</th>"
                                if self.curves else "") + f"</tr>{rows}</table>")
         self.show_imputed()
 

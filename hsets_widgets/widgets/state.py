@@ -274,6 +274,24 @@ class ExplorerState(HasTraits):
         label = "Explaining with " + _count(ex.config.n_sets if k is None else k)
         return self.submit("explain", label, work, apply)
 
+    def keep_sets_of(self, seeds) -> Job:
+        """Grow ``seeds`` with the current settings in the background (as the sweep grows them,
+        :meth:`~hsets_widgets.explain.Explainer.grow_and_value`) and make them the kept sets.
+        """
+        ex = self.explainer
+        seeds = list(seeds)
+        params = self.params
+
+        def work(progress, cancel):
+            self.ensure_ready(progress, cancel)
+            return ex.grow_and_value(seeds, progress=progress, cancel=cancel, **params)
+
+        def apply(sets):
+            self.sets = list(sets)
+            self.status = f"Kept {len(sets)} set(s) grown at mu = {params['mu']:g}"
+
+        return self.submit("explain", f"Regrowing {len(seeds)} set(s) at mu = {params['mu']:g}", work, apply)
+
     def cancel(self) -> int:
         """Cancel the running background job (and drop waiting ones)."""
         return self.runner.cancel()

@@ -14,8 +14,8 @@ import ipywidgets as W
 import numpy as np
 
 from ..evaluation.sweep import sweep
-from .common import as_state, esc, fmt, legend, title
-from .readout import COARSE_PERCENTAGES
+from .common import LERF_WORDS, MORF_WORDS, ROAD_GRID, as_state, esc, fmt, legend, title
+from .readout import reference_scores
 
 COLORS = {"morf_aopc": "#1565c0", "lerf_aopc": "#6a1b9a", "sparsity": "#2e7d32"}
 
@@ -35,7 +35,7 @@ def parse_values(text: str) -> list:
 class SweepPanel(W.VBox):
     """Sweep mu, plot faithfulness against it, click a point to apply it."""
 
-    def __init__(self, state, values=(64, 128, 256, 512), percentages=COARSE_PERCENTAGES,
+    def __init__(self, state, values=(64, 128, 256, 512), percentages=ROAD_GRID,
                  seed: int = 0, **settings):
         self.state = as_state(state, **settings)
         st = self.state
@@ -49,6 +49,11 @@ class SweepPanel(W.VBox):
         self.button = W.Button(description="Run sweep", button_style="primary", icon="line-chart")
         self.button.add_class("hsets-sweep-run")
         self.button.on_click(lambda b: self.run())
+        self.apply_all = W.Checkbox(value=True, description="a click applies mu to every set swept",
+                                    indent=False, layout=W.Layout(width="300px"),
+                                    tooltip="regrow the kept sets too, so the readout shows the "
+                                            "explanation the point scored")
+        self.apply_all.add_class("hsets-sweep-apply-all")
         self.x_scale = bq.LinearScale()
         self.y_scale = bq.LinearScale()             # AOPC (fitted to the numbers)
         self.s_scale = bq.LinearScale(min=0.0, max=1.0)   # sparsity, on the right axis
@@ -85,9 +90,9 @@ class SweepPanel(W.VBox):
             title("Sweep mu",
                   "The seeds on screen (else the automatic ones) grown at each mu with the current "
                   "rule, sign, order and nu, scored "
-                  "as hsets evaluate scores it: MoRF AOPC (higher: more faithful), LeRF AOPC "
-                  "(lower: more faithful), sparsity. Dashed: IG; dotted: a random map."),
-            W.HBox([self.values, self.button]), self.figure,
+                  f"on the readout's grid: {MORF_WORDS}, {LERF_WORDS}, sparsity. Dashed: IG; "
+                  "dotted: a random map."),
+            W.HBox([self.values, self.button]), self.apply_all, self.figure,
             legend([(COLORS["morf_aopc"], "line", "MoRF AOPC"), (COLORS["lerf_aopc"], "line", "LeRF AOPC"),
                     (COLORS["sparsity"], "line", "sparsity"), ("#e65100", "line", "current mu")]),
             self.info])
@@ -112,8 +117,11 @@ class SweepPanel(W.VBox):
 
         def work(progress, cancel):
             st.ensure_ready(progress, cancel)
-            return sweep(ex, progress, cancel, percentages=self.percentages, seed=self.seed,
-                         as_frame=False, seeds=shown or None, mu=mus)
+            records = sweep(ex, progress, cancel, percentages=self.percentages, seed=self.seed,
+                            as_frame=False, seeds=shown or None, mu=mus, references=False)
+            # the readout's references (the explainer's own IG, the same random map): one set of numbers
+            refs = reference_scores(st.explainer, self.percentages, self.seed, cancel)
+            return records + [{"method": name, "mu": None, **sc} for name, sc in refs.items()]
 
         def apply(records):
             self.records = records
@@ -160,4 +168,15 @@ class SweepPanel(W.VBox):
         index = (event or {}).get("data", {}).get("index")
         if index is None or not 0 <= int(index) < len(hs):
             return
-        self.state.mu = float(hs[int(index)]["mu"])
+        self.apply(float(hs[int(index)]["mu"]))
+
+    def apply(self, mu: float):
+        """Use ``mu``: the current set regrows; with :attr:`apply_all` ticked, the seeds the sweep
+        grew are regrown and kept at ``mu`` too (returns that job), so what is shown, and what
+        the readout scores, is the explanation the sweep point scored.
+        """
+        st = self.state
+        st.mu = float(mu)
+        if self.apply_all.value and self.swept_seeds:
+            return st.keep_sets_of(self.swept_seeds)
+        return None
