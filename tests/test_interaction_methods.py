@@ -226,3 +226,32 @@ def test_hsets_explain_compare_draws_the_other_methods_and_tests_their_sets(tmp_
     assert cafo["n_sets"] == 0 and "interactions" not in cafo and 0 < cafo["support_fraction"] <= 1
     with Image.open(tmp_path / "o" / "compare.png") as im:     # five panels: four on a row, one below
         assert im.size[0] > 2.5 * im.size[1] / 2
+
+
+def test_hsets_evaluate_runs_the_interaction_methods_beside_hsets_and_tests_their_sets(tmp_path):
+    """``hsets evaluate --methods hsets,ig,archipelago,moxi,ih,caso,cafo,random --interactions``, small:
+    every method gets its faithfulness numbers, and the set-making ones their interaction test."""
+    from PIL import Image
+
+    from hsets_widgets.evaluation.datasets import collect_images
+    from hsets_widgets.evaluation.runner import read_results, run_evaluation
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    yy, xx = np.mgrid[0:24, 0:24]
+    img = np.stack([yy / 24, xx / 24, ((yy - 12) ** 2 + (xx - 12) ** 2 < 40) * 0.8], -1)
+    Image.fromarray((img * 255).astype(np.uint8)).save(d / "disc.png")
+    clf = _net(size=24, dtype=torch.float32, act=nn.ReLU)
+    methods = ["hsets:segmenter=slic,n_steps=4,nu=8,n_sets=2,n_samples=20", "ig:n_steps=8",
+               "archipelago:segmenter=slic,top_k=6,paint=all", "moxi:grid=3,max_steps=3", "ih:n_steps=4",
+               "caso:n_iter=2", "cafo:n_iter=2", "random"]
+    run_evaluation(collect_images([d]), clf, tmp_path / "e", methods=methods, percentages=[0.2, 0.5],
+                   interactions=True)
+    got = next(iter(read_results(tmp_path / "e" / "results.jsonl").values()))["methods"]
+    assert set(got) == set(methods)
+    for spec in methods:
+        assert 0 <= got[spec]["sparsity"] <= 1 and np.isfinite(got[spec]["morf_aopc"]), spec
+    for spec in (methods[0], methods[3], methods[4]):       # H-Sets, MoXI, IH always make sets
+        assert got[spec]["interaction_share"] is not None, spec
+    for spec in (methods[1], methods[5], methods[6], methods[7]):
+        assert got[spec].get("interaction_share") is None, spec

@@ -465,8 +465,9 @@ def set_tests(x, classifier, target: int, sets: Sequence[PixelSet], labels: np.n
     if attribution is None and sets and "top-ig" in options.get("controls", CONTROLS):
         from ..integrated_gradients import integrated_gradients
 
-        attribution = integrated_gradients(torch.as_tensor(to_numpy(x)), classifier, target=int(target)) \
-            .attribution.detach().cpu().numpy()
+        # the model's own dtype: a float32 model refuses the float64 image to_numpy would give
+        xt = torch.as_tensor(to_numpy(x)).to(model_dtype(classifier))
+        attribution = integrated_gradients(xt, classifier, target=int(target)).attribution.detach().cpu().numpy()
     out = []
     for k, s in enumerate(sets):
         def sub(stage, done, total, k=k):
