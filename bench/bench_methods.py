@@ -35,6 +35,7 @@ sys.path.insert(0, str(HERE))
 RUNS = HERE / "methods"
 REPORT_MD = HERE / "METHODS.md"
 REPORT_JSON = HERE / "METHODS.json"
+FAITHFULNESS_MD = HERE / "FAITHFULNESS.md"
 
 #: the methods side by side, as ``hsets evaluate`` names them (cost settings: the engine defaults)
 METHODS = ("hsets", "hsets:row_floor=0.3,within_mask=False", "ig", "archipelago", "moxi", "ih", "caso", "cafo",
@@ -152,27 +153,45 @@ def photos_part(args) -> Path:
     return RUNS
 
 
+#: the per-photo numbers summarised per method (means), and those paired against H-Sets
+KEYS = ("morf_aopc", "lerf_aopc", "insertion_auc", "deletion_auc", "sparsity", "support_fraction", "seconds",
+        "forward_images", "interaction_share", "interaction_controls", "interaction_difference",
+        "interaction_above_controls")
+PAIRED = ("morf_aopc", "lerf_aopc", "insertion_auc", "deletion_auc", "sparsity")
+#: the later paper's ROAD AOPC (ImageNet, from a secondary summary; METHOD-FACTS section 9):
+#: model -> {method: value}; CASO, CAFO and Integrated Hessians have no number there
+PAPER = {"MobileNetV3": {"ig": 0.06, "archipelago": 0.24, "moxi": 0.33, "hsets": 0.37},
+         "VGG16": {"ig": 0.13, "archipelago": 0.27, "moxi": 0.32, "hsets": 0.34},
+         "DenseNet121": {"ig": 0.30, "archipelago": 0.32, "moxi": 0.35, "hsets": 0.38}}
+#: the orderings the paper's table claims (higher ROAD AOPC first), and its sparsity claim
+ORDERINGS = (("hsets", "moxi"), ("hsets", "archipelago"), ("hsets", "ig"), ("moxi", "archipelago"),
+             ("archipelago", "ig"))
+NAMES = {"hsets": "H-Sets", "ig": "IG", "archipelago": "Archipelago", "moxi": "MoXI", "ih": "Integrated Hessians",
+         "caso": "CASO", "cafo": "CAFO", "random": "random"}
+
+
 def summarize(records: list) -> dict:
     from hsets_widgets.evaluation.statistics import paired_difference
 
     ok = [r for r in records if r.get("correct")]
-    out = {"n_photos": len(ok), "methods": {}}
+    out = {"n_photos": len(ok), "photos": [r["name"] for r in ok], "methods": {}}
     for spec in METHODS:
         rows = [r for r in ok if spec in r["methods"]]
         if not rows:
             continue
-        get = lambda key, rs=rows, sp=spec: [r["methods"][sp].get(key) for r in rs]  # noqa: E731
         m = {"n_photos": len(rows)}
-        for key in ("morf_aopc", "lerf_aopc", "sparsity", "seconds", "forward_images", "interaction_share",
-                    "interaction_controls", "interaction_difference", "interaction_above_controls"):
-            vals = [v for v in get(key) if v is not None]
+        for key in KEYS:
+            vals = [r["methods"][spec].get(key) for r in rows]
+            vals = [v for v in vals if v is not None]
             m[key] = float(np.mean(vals)) if vals else None
         both = [r for r in rows if "hsets" in r["methods"]]
-        if spec != "hsets" and both:
-            d = paired_difference([r["methods"][spec]["morf_aopc"] for r in both],
-                                  [r["methods"]["hsets"]["morf_aopc"] for r in both])
-            m["morf_minus_hsets"] = {"difference": d.mean, "low": d.low, "high": d.high, "n": d.n}
-        diffs = [v for v in get("interaction_difference") if v is not None]
+        if spec != "hsets" and len(both) > 1:
+            for key in PAIRED:
+                d = paired_difference([r["methods"][spec].get(key, np.nan) for r in both],
+                                      [r["methods"]["hsets"].get(key, np.nan) for r in both])
+                m[f"{key}_minus_hsets"] = {"difference": d.mean, "low": d.low, "high": d.high, "n": d.n}
+        diffs = [r["methods"][spec].get("interaction_difference") for r in rows]
+        diffs = [v for v in diffs if v is not None]
         if len(diffs) > 1:
             d = paired_difference(diffs, [0.0] * len(diffs))
             m["interaction_interval"] = {"low": d.low, "high": d.high, "n": d.n}
@@ -180,17 +199,131 @@ def summarize(records: list) -> dict:
     return out
 
 
+def ordering(summary: dict, a: str, b: str, key: str = "morf_aopc") -> dict:
+    """Does ``a`` beat ``b`` on ``key`` on these photos? The paired difference a - b with its
+    interval, and a verdict: 'holds' (interval above 0), 'reversed' (below) or 'not shown'.
+    """
+
+    ms = summary["methods"]
+    if a not in ms or b not in ms:
+        return {"verdict": "not run"}
+    if b == "hsets" or a == "hsets":
+        other, sign = (b, -1) if a == "hsets" else (a, 1)
+        d = ms[other].get(f"{key}_minus_hsets")
+        if not d:
+            return {"verdict": "not run"}
+        diff, low, high = (d["difference"], d["low"], d["high"]) if sign == 1 else \
+            (-d["difference"], -d["high"], -d["low"])
+        n = d["n"]
+    else:
+        return summary.get("pairs", {}).get(f"{a}-{b}-{key}", {"verdict": "not run"})
+    verdict = "holds" if low > 0 else "reversed" if high < 0 else "not shown"
+    return {"difference": diff, "low": low, "high": high, "n": n, "verdict": verdict}
+
+
+def add_pairs(summary: dict, records: list) -> None:
+    """Paired differences between the non-H-Sets methods of :data:`ORDERINGS` (MoRF AOPC)."""
+    from hsets_widgets.evaluation.statistics import paired_difference
+
+    ok = [r for r in records if r.get("correct")]
+    pairs = {}
+    for a, b in ORDERINGS:
+        if "hsets" in (a, b):
+            continue
+        rows = [r for r in ok if a in r["methods"] and b in r["methods"]]
+        if len(rows) < 2:
+            continue
+        d = paired_difference([r["methods"][a]["morf_aopc"] for r in rows], [r["methods"][b]["morf_aopc"] for r in rows])
+        pairs[f"{a}-{b}-morf_aopc"] = {"difference": d.mean, "low": d.low, "high": d.high, "n": d.n,
+                                       "verdict": "holds" if d.low > 0 else "reversed" if d.high < 0 else "not shown"}
+    summary["pairs"] = pairs
+
+
+def paper_section(halves: dict) -> str:
+    """The paper's table beside ours, and which of its orderings hold here (Markdown)."""
+    def f(v, fmt="{:.2f}"):
+        return "-" if v is None else fmt.format(v)
+
+    hs = [h for h in ("tuning", "check") if h in halves]
+    lines = ["## The later paper's table beside ours", "",
+             "The paper reports ROAD AOPC on ImageNet (1000 correctly classified images, its models); here "
+             "MoRF AOPC (mean drop of the class probability over the removal fractions, noisy linear "
+             "imputation, the 'fine' grid) on the shared photos, EfficientNet-Lite0 (the only classifier "
+             "whose weights ship offline), correctly classified photos only, every method at its engine "
+             "defaults. The paper's exact AOPC formula is not published, so compare orderings, not values.", "",
+             "| method | paper MobileNetV3 | paper VGG16 | paper DenseNet121 | "
+             + " | ".join(f"ours, {h} half (n = {halves[h]['n_photos']}) MoRF AOPC | sparsity" for h in hs) + " |",
+             "|---|---|---|---|" + "---|---|" * len(hs)]
+    for spec in ("hsets", "moxi", "archipelago", "ih", "caso", "cafo", "ig", "random"):
+        cells = [f(PAPER[m].get(spec)) for m in PAPER]
+        for h in hs:
+            m = halves[h]["methods"].get(spec, {})
+            cells += [f(m.get("morf_aopc"), "{:.3f}"), f(m.get("sparsity"), "{:.3f}")]
+        lines.append(f"| {NAMES[spec]} | " + " | ".join(cells) + " |")
+    lines += ["", "The paper's orderings (MoRF AOPC here; paired difference over the same photos, 95% bootstrap "
+              "interval; 'holds' when the interval is above 0, 'reversed' when below, else 'not shown'):", "",
+              "| paper says | " + " | ".join(f"{h} half: difference [95% CI] | verdict" for h in hs) + " |",
+              "|---|" + "---|---|" * len(hs)]
+    for a, b in ORDERINGS:
+        cells = []
+        for h in hs:
+            o = ordering(halves[h], a, b)
+            cells += ["-" if "difference" not in o else
+                      f"{o['difference']:+.3f} [{o['low']:+.3f}, {o['high']:+.3f}] (n = {o['n']})", o["verdict"]]
+        lines.append(f"| {NAMES[a]} > {NAMES[b]} | " + " | ".join(cells) + " |")
+    cells = []
+    for h in hs:
+        ms = halves[h]["methods"]
+        others = [s for s in ("moxi", "archipelago", "ih", "caso", "cafo", "ig") if s in ms]
+        worse = [NAMES[s] for s in others if (ms[s].get("sparsity_minus_hsets") or {}).get("high", 1) < 0]
+        cells += [", ".join(worse) or "none", f"{len(worse)} of {len(others)}"]
+    lines.append("| H-Sets sparser than each other method | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def speed_section(halves: dict, load_note: str) -> str:
+    """Seconds and forward images per photo of every method (both halves pooled) for RESULTS.md."""
+    from _results import machine
+
+    lines = ["## Interaction methods: cost per photo (bench/bench_methods.py)", "",
+             f"Machine: {machine()}. Means over the correctly classified photos of both halves, every method "
+             "at its engine defaults on a 224 px photo; forward images are counted by a hook on the model "
+             "(every image of every batch, including the double-backward passes' forwards), the set "
+             f"methods' interaction tests not included. {load_note}", "",
+             "| method | photos | s / photo | forward images / photo | forward images / s |", "|---|---|---|---|---|"]
+    for spec in METHODS:
+        rows = [halves[h]["methods"][spec] for h in halves if spec in halves[h]["methods"]]
+        n = sum(r["n_photos"] for r in rows)
+        if not n:
+            continue
+        sec = sum(r["seconds"] * r["n_photos"] for r in rows) / n
+        fwd = sum(r["forward_images"] * r["n_photos"] for r in rows) / n
+        lines.append(f"| {spec} | {n} | {sec:.0f} | {fwd:.0f} | {fwd / sec:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def report(args) -> None:
+    from _results import write_section
+
     from hsets_widgets.files import write_json, write_text
 
     planted_path = RUNS / "planted.json"
     planted = json.loads(planted_path.read_text()) if planted_path.exists() else {}
-    halves = {h: summarize([json.loads(line) for line in (RUNS / f"photos-{h}.jsonl").read_text().splitlines()])
-              for h in ("tuning", "check") if (RUNS / f"photos-{h}.jsonl").exists()}
+    halves = {}
+    for h in ("tuning", "check"):
+        path = RUNS / f"photos-{h}.jsonl"
+        if path.exists():
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            halves[h] = summarize(records)
+            add_pairs(halves[h], records)
     write_json(REPORT_JSON, {"planted": planted, "photos": halves})
 
     def f(v, fmt="{:.3f}"):
         return "-" if v is None else fmt.format(v)
+
+    def d(m, key, fmt="{:+.3f}"):
+        v = m.get(f"{key}_minus_hsets")
+        return "-" if not v else f"{fmt.format(v['difference'])} [{fmt.format(v['low'])}, {fmt.format(v['high'])}]"
 
     lines = ["# H-Sets beside the interaction methods (bench/bench_methods.py)", "",
              "Made by `python bench/bench_methods.py report` from bench/methods/. Every method at the "
@@ -207,17 +340,34 @@ def report(args) -> None:
                          f"{r['seconds']:.1f} |")
     for half, s in halves.items():
         lines += ["", f"## Photos, {half} half ({s['n_photos']} correctly classified, EfficientNet-Lite0)", "",
-                  "| method | MoRF AOPC | MoRF - H-Sets [95% CI] | LeRF AOPC | sparsity | interaction share "
-                  "| controls | set - controls | sets above all controls | s / image | forward images |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  f"Photos: {', '.join(s['photos'])}.", "",
+                  "Faithfulness (MoRF AOPC and insertion AUC: higher is more faithful; LeRF AOPC and deletion "
+                  "AUC: lower), each with its paired difference to H-Sets on the same photos [95% bootstrap CI]:", "",
+                  "| method | MoRF AOPC | - H-Sets | LeRF AOPC | - H-Sets | insertion AUC | - H-Sets | "
+                  "deletion AUC | - H-Sets | sparsity | - H-Sets | support |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for spec, m in s["methods"].items():
-            d = m.get("morf_minus_hsets")
-            dcell = f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" if d else "-"
-            lines.append(f"| {spec} | {f(m['morf_aopc'])} | {dcell} | {f(m['lerf_aopc'])} | {f(m['sparsity'])} | "
-                         f"{f(m['interaction_share'])} | {f(m['interaction_controls'])} | "
-                         f"{f(m['interaction_difference'], '{:+.3f}')} | "
+            lines.append(f"| {spec} | {f(m['morf_aopc'])} | {d(m, 'morf_aopc')} | {f(m['lerf_aopc'])} | "
+                         f"{d(m, 'lerf_aopc')} | {f(m['insertion_auc'])} | {d(m, 'insertion_auc')} | "
+                         f"{f(m['deletion_auc'])} | {d(m, 'deletion_auc')} | {f(m['sparsity'])} | "
+                         f"{d(m, 'sparsity')} | {f(m['support_fraction'], '{:.1%}')} |")
+        lines += ["", "Do the sets act together (interaction test of every set against its four controls, blur "
+                  "removal, 6 parts; set - controls: mean over photos of the per-photo mean, 95% bootstrap CI), "
+                  "and what it costs (seconds on this shared 2-core CPU, forward images counted by a hook):", "",
+                  "| method | interaction share | controls | set - controls [95% CI] | sets above all controls | "
+                  "s / image | forward images / image |", "|---|---|---|---|---|---|---|"]
+        for spec, m in s["methods"].items():
+            iv = m.get("interaction_interval")
+            diff = "-" if m["interaction_difference"] is None else (
+                f"{m['interaction_difference']:+.3f}" + (f" [{iv['low']:+.3f}, {iv['high']:+.3f}]" if iv else ""))
+            lines.append(f"| {spec} | {f(m['interaction_share'])} | {f(m['interaction_controls'])} | {diff} | "
                          f"{f(m['interaction_above_controls'], '{:.2f}')} | {f(m['seconds'], '{:.0f}')} | "
                          f"{f(m['forward_images'], '{:.0f}')} |")
+    if halves:
+        write_section("interaction-methods-speed", speed_section(halves, args.load_note))
+        section = paper_section(halves)
+        lines += ["", section]
+        write_section("interaction-methods", section, FAITHFULNESS_MD)  # kept by faithfulness.py report
     write_text(REPORT_MD, "\n".join(lines) + "\n")
     print(f"wrote {REPORT_MD}")
 
@@ -231,6 +381,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=list(PHOTO_METHODS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--load-note", default="", help="report: how loaded the machine was while the photos ran")
     args = ap.parse_args(argv)
     if args.part == "planted":
         from hsets_widgets.files import write_json

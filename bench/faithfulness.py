@@ -34,6 +34,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -494,6 +495,7 @@ def report(args) -> None:
           f"{meta['machine']}.\n"]
     if args.notes and Path(args.notes).exists():
         md.append(Path(args.notes).read_text().rstrip() + "\n")
+    head = len(md)      # the interaction methods' section goes here, after the findings
     for s, title in (("check", "Check half (the chosen default, run once)"),
                      ("confirm", "Tuning half (the best variants of the screen)"),
                      ("screen", "Screen (ablation on the first tuning photos)"),
@@ -512,6 +514,11 @@ def report(args) -> None:
                       "faithful for MoRF, lower for LeRF):\n")
             md.append(curve_table(stages[s], shown, meta.get(s + "_percentages") or []) + "\n")
     md.append(variants_table())
+    # the interaction methods' section is bench_methods.py's (between its markers): keep it
+    kept = re.search(r"<!-- interaction-methods:start -->.*?<!-- interaction-methods:end -->",
+                     REPORT_MD.read_text() if REPORT_MD.exists() else "", flags=re.S)
+    if kept:
+        md.insert(head, kept.group(0) + "\n")
     REPORT_MD.write_text("\n".join(md))
     print(f"wrote {REPORT_MD} and {REPORT_JSON}")
 
