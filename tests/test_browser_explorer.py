@@ -176,6 +176,7 @@ def wait_text(page, css: str, pattern: str, timeout: float = 90.0, negate: bool 
 
 def drag(page, css: str, dx: float) -> None:
     """Drag the element ``css`` (a slider handle) ``dx`` CSS pixels to the right."""
+    page.locator(css).first.scroll_into_view_if_needed()
     box = page.locator(css).first.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(x, y)
@@ -183,6 +184,23 @@ def drag(page, css: str, dx: float) -> None:
     page.mouse.move(x + dx, y, steps=8)
     page.mouse.up()
     page.wait_for_timeout(300)
+
+
+def assert_readable_charts(page, css: str) -> None:
+    """The bqplot charts under ``css`` (visible now): tick labels without raw exponents
+    (``9.00e-2``) and titles inside their figure.
+    """
+    ticks = page.eval_on_selector_all(f"{css} .tick text", "els => els.map(e => e.textContent)")
+    assert ticks, f"no axis ticks rendered under {css}"
+    raw = [t for t in ticks if re.search(r"\d[eE][-+]?\d", t)]
+    assert not raw, f"raw exponents on the axes of {css}: {raw}"
+    clipped = page.eval_on_selector_all(
+        f"{css} text.mainheading",
+        "els => els.filter(e => e.textContent).map(e => { const b = e.getBoundingClientRect();"
+        " const s = e.closest('svg').getBoundingClientRect();"
+        " return (b.left < s.left - 1 || b.right > s.right + 1) ? e.textContent : null; })"
+        ".filter(t => t !== null)")
+    assert not clipped, f"chart titles cut at the figure's edge: {clipped}"
 
 
 def open_app(browser, url: str):
@@ -238,6 +256,7 @@ def test_click_slider_play_reach_kernel_and_change_picture(voila_url, browser):
     wait_text(page, ".hsets-status", r"ready", timeout=60)
     page.wait_for_timeout(500)
     row_after = shot(row_canvas, "04-row-after-mu.png")
+    assert_readable_charts(page, ".hsets-row-histogram")
     assert changed_fraction(row_before, row_after) > 0.001, "the passing features did not change"
     # the readout follows the new set: stale, then recomputed with other numbers
     def numbers(text):   # the table's numbers, not the "computed in ... s" line
@@ -293,6 +312,7 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
     plot = shot(page.locator(".hsets-idg-plot").first, "09-idg-plot.png")
     assert (np.abs(np.diff(plot, axis=1)).max(axis=2) > 60).mean() > 0.002, "empty running-estimate plot"
     assert img.shape[0] > 300
+    assert_readable_charts(page, ".hsets-idg-plot")
     # Interactions: test the current set, read the verdict, see its parts drawn
     page.locator(".lm-TabBar-tab", has_text="Interactions").first.click()
     page.locator(".hsets-interactions-run").first.click()
@@ -321,6 +341,7 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
     road_canvas = shot(page.locator(".hsets-road-canvas").first, "10-road-imputed.png")
     assert (road_canvas.max(axis=2) > 30).mean() > 0.5, "the imputed image is blank"
     shot(page.locator(".hsets-road-view").first, "10-road-view.png")
+    assert_readable_charts(page, ".hsets-road-view")
     # Sweep mu: run it, see the plot, click a point and the mu slider follows
     page.locator(".lm-TabBar-tab", has_text="Sweep mu").first.click()
     box = page.locator(".hsets-sweep-values input").first
@@ -331,6 +352,7 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
     wait_text(page, ".hsets-status", r"ready", timeout=60)
     page.wait_for_timeout(800)
     shot(page.locator(".hsets-sweep-plot").first, "11-sweep-plot.png")
+    assert_readable_charts(page, ".hsets-sweep-plot")
     dots = page.locator(".hsets-sweep-plot .dot")
     assert dots.count() >= 9, "the sweep plot shows no points"
     dots.nth(2).click(force=True)                # MoRF at mu = 40

@@ -433,7 +433,13 @@ def test_row_inspector_shows_what_passes(explorer):
     counts[counts < 1] = 0
     assert counts.sum() == row.size - 1
     kth = np.sort(np.abs(np.delete(row, st.seed.index)))[-len(ri.passing)]
-    assert ri.cut.x[0] == pytest.approx(kth)
+    assert ri.cut.x[0] / ri.x_factor == pytest.approx(kth)
+    # no passing bar left of the threshold line: the cut is a bin edge
+    xs, ys = np.asarray(ri.bars_pass.x), np.asarray(ri.bars_pass.y)
+    assert xs[::2][ys[::2] >= 1].min() >= ri.cut.x[0] - 1e-12
+    # plain ticks: any power of ten is in the label, and a magnitude axis never goes below 0
+    assert "e" not in ri.x_axis.tick_format and ri.x_scale.min >= 0
+    assert all(abs(t) < 1e4 for t in ri.x_axis.tick_values)
     explorer.threshold.mu.set_state({"value": 3})
     assert len(ri.passing) == 3 and "3 of" in ri.info.value.replace("<b>", "").replace("</b>", "")
 
@@ -446,7 +452,8 @@ def test_subset_sampling_uses_the_engines_draws(explorer):
     v = st.value
     assert not v.exact
     assert np.allclose(smp.samples, v.samples), "not the engine's random stream"
-    assert smp.mean_line.y[-1] == pytest.approx(v.value)
+    assert smp.mean_line.y[-1] / smp.y_factor == pytest.approx(v.value)
+    assert "e" not in smp.y_axis.tick_format and all(abs(t) < 1e4 for t in smp.y_axis.tick_values)
     assert len(smp.mean_line.x) == n and np.asarray(smp.band.y).shape == (2, n)
     assert smp._thumb_rgba[0] is not None and "|IDG|" in smp.thumb_labels[0].value
     assert f"After <b>{n}</b>" in smp.info.value and not smp.stale
@@ -831,8 +838,10 @@ def test_sweep_panel_plots_the_sweep_numbers_and_a_click_applies_mu(explorer):
     assert explorer.wait(120) and st.error == ""
     hs = [r for r in panel.records if r["method"] == "hsets"]
     assert [r["mu"] for r in hs] == [4.0, 8.0, 12.0]
-    assert list(panel.lines["morf_aopc"].y) == pytest.approx([r["morf_aopc"] for r in hs])
-    assert panel.refs[("morf_aopc", "ig")].y[0] == pytest.approx(
+    f = panel.y_factor
+    assert "e" not in panel.y_axis.tick_format and all(abs(t) < 1e4 for t in panel.y_axis.tick_values)
+    assert list(np.asarray(panel.lines["morf_aopc"].y) / f) == pytest.approx([r["morf_aopc"] for r in hs])
+    assert panel.refs[("morf_aopc", "ig")].y[0] / f == pytest.approx(
         next(r for r in panel.records if r["method"] == "ig")["morf_aopc"])
     # the same numbers as the sweep function at the same settings
     ex = explorer.explainer.with_settings(nu=int(st.nu), threshold=st.threshold, sign=st.sign, order=st.order)

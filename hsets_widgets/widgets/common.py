@@ -6,6 +6,7 @@ import threading
 from contextlib import contextmanager
 
 import ipywidgets as W
+import numpy as np
 
 from .state import ExplorerState
 
@@ -80,6 +81,39 @@ def fmt(v, digits: int = 3) -> str:
     if 1e-2 <= abs(v) < 1e4:
         return f"{v:.{digits}g}"
     return f"{v:.{max(digits - 1, 1)}e}"
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+#: plot tick format: plain numbers (the unit carries any power of ten, see :func:`axis_unit`)
+TICKS = ".3~g"
+
+
+def axis_unit(values) -> tuple:
+    """``(factor, suffix)`` so that ``values * factor`` read as plain numbers on an axis and
+    ``suffix`` (`` (×10⁻³)``) goes into its label: no raw exponents on ticks.
+    """
+    v = np.abs(np.asarray(values, dtype=np.float64))
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        return 1.0, ""
+    e = int(np.floor(np.log10(v.max())))
+    if -2 <= e < 4:
+        return 1.0, ""
+    k = e
+    return 10.0 ** -k, f" (×10{str(k).translate(_SUPERSCRIPT)})"
+
+
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list:
+    """About ``n`` round tick values (1, 2, 2.5 or 5 times a power of ten apart) within ``[lo, hi]``."""
+    lo, hi = float(lo), float(hi)
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(n - 1, 1)
+    mag = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    start = np.ceil(lo / step) * step
+    return [float(round(t, 12)) for t in np.arange(start, hi + step * 1e-9, step)]
 
 
 def esc(text) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 from ..files import OutputError, atomic_path
 from ..idg import running_estimate
 from . import render
-from .common import as_state, esc, fmt, title
+from .common import as_state, axis_unit, esc, fmt, title
 from .image_view import DIM, LAYERS, compose_view, save_png
 from .road_view import METHOD_COLORS, METHOD_NAMES
 from .row_inspector import row_histogram, row_map_rgba, seed_row
@@ -87,18 +87,19 @@ def _row_panels(ax, axh, st) -> None:
     pas = np.zeros(rgba.shape[:2] + (4,), np.uint8)
     pas[render.members_mask(passing, st.shape, ex.config.features)] = render.PASS_RGBA[:3] + (200,)
     ax.imshow(render.compose([grey, rgba, pas]), interpolation="nearest")
-    ax.set_title(f"Hessian row of seed {tuple(seed.yx)} (blue < 0 < red, ±{fmt(vmax)});\n"
-                 f"green: {len(passing)} features pass '{rule.describe()}'", fontsize=10)
+    ax.set_title(f"Hessian row of seed {tuple(seed.yx)}\n(blue < 0 < red); green: {len(passing)} pass",
+                 fontsize=10)
     ax.axis("off")
-    edges = hist.edges
+    f, unit = axis_unit(hist.edges)       # plain tick numbers, the power of ten in the label
+    edges = hist.edges * f
     axh.hist(edges[:-1], bins=edges, weights=hist.counts, color="#9e9e9e", log=True, label="all features")
     if passing.size:
         axh.hist(edges[:-1], bins=edges, weights=hist.passing_counts,
                  color="#{:02x}{:02x}{:02x}".format(*render.PASS_RGBA[:3]), log=True,
                  label="pass (join the set)")
     if hist.threshold is not None:
-        axh.axvline(hist.threshold, color="#e53935", lw=2, label=f"threshold ({fmt(hist.threshold)})")
-    axh.set_xlabel(hist.label)
+        axh.axvline(hist.threshold * f, color="#e53935", lw=2, label="threshold")
+    axh.set_xlabel(hist.label + unit)
     axh.set_ylabel("features (log)")
     axh.set_title("Histogram of the seed's row", fontsize=10)
     axh.legend(fontsize=8)
@@ -110,13 +111,15 @@ def _value_panel(ax, value) -> None:
         _blank(ax, "no set value yet")
         return
     mean, se = running_estimate(value.samples)
+    f, unit = axis_unit(np.append(mean, value.value))    # plain tick numbers
+    mean, se = mean * f, se * f
     x = np.arange(1, len(mean) + 1)
     ax.fill_between(x, np.nan_to_num(mean - se, nan=mean[0]), np.nan_to_num(mean + se, nan=mean[0]),
                     color="#bbdefb", label="± standard error")
     ax.plot(x, mean, color="#1565c0", label="running mean of |IDG|")
-    ax.axhline(value.value, color="#e53935", ls="--", lw=1, label=f"v(I) = {fmt(value.value)}")
+    ax.axhline(value.value * f, color="#e53935", ls="--", lw=1, label=f"v(I) = {fmt(value.value)}")
     ax.set_xlabel("subsets drawn")
-    ax.set_ylabel("estimate of v(I)")
+    ax.set_ylabel("estimate of v(I)" + unit)
     ax.legend(fontsize=8)
     how = "exact (all subsets)" if value.exact else f"{value.n_samples} random subsets"
     ax.set_title(f"IDG value of the set: {how}", fontsize=10)

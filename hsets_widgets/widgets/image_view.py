@@ -346,7 +346,7 @@ def compose_view(state, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> np.n
             if st.auto_seeds:
                 out.append(render.rings(size, [((sd.yx[0] + .5) * s, (sd.yx[1] + .5) * s)
                                                for sd in st.auto_seeds], render.AUTO_RGBA, ra,
-                                        labels=[str(k + 1) for k in range(len(st.auto_seeds))]))
+                                        labels=[f"A{k + 1}" for k in range(len(st.auto_seeds))]))
             if st.seed is not None:
                 out.append(render.rings(size, [((st.seed.yx[0] + .5) * s, (st.seed.yx[1] + .5) * s)],
                                         render.SEED_RGBA, r, width=3))

@@ -158,7 +158,7 @@ class RoadView(W.VBox):
         self.deletion = _lines(sc2, stroke_width=2, line_style="dashed")
         self.curve_figure = _figure([self.insertion, self.deletion], sc2["x"],
                                     "fraction of pixels inserted / deleted", sc2["y"],
-                                    "Insertion (solid, higher is better) and deletion (dashed, lower)", "280px")
+                                    "Insertion (solid) and deletion (dashed)", "280px")
         self.curve_figure.add_class("hsets-insertion-plot")
 
     def _shown_changed(self) -> None:

@@ -18,7 +18,7 @@ from ipycanvas import MultiCanvas
 
 from ..thresholds import THRESHOLD_RULES, ThresholdRule, candidates, rule_scores
 from . import render
-from .common import as_state, draw_batch, fmt, legend, title
+from .common import TICKS, as_state, axis_unit, draw_batch, fmt, legend, nice_ticks, title
 
 #: lowest count drawn on the log axis (empty bins sit on it)
 FLOOR = 0.8
@@ -110,8 +110,12 @@ def row_histogram(explainer, seed, row: np.ndarray, rule: ThresholdRule, bins: i
     if hi <= lo:
         hi = lo + 1e-12
     edges = np.linspace(lo, hi, bins + 1)
-    return RowHistogram(scores, score_label(rule), passing,
-                        threshold_position(rule, seed.attribution, scores[passing]), edges,
+    cut = threshold_position(rule, seed.attribution, scores[passing])
+    if cut is not None and lo < cut < hi:
+        # the cut is a bin edge: no bin holds features on both sides of it, so a passing bar
+        # never reaches left of the threshold line
+        edges = np.unique(np.append(edges, cut))
+    return RowHistogram(scores, score_label(rule), passing, cut, edges,
                         np.histogram(others, edges)[0].astype(float),
                         np.histogram(scores[passing], edges)[0].astype(float))
 
@@ -131,6 +135,7 @@ class RowInspector(W.VBox):
         self.canvas.on_client_ready(self.redraw)
 
         self.x_scale = bq.LinearScale()
+        self.x_factor = 1.0         # histogram x values are multiplied by it (see axis_unit)
         self.y_scale = bq.LogScale(min=FLOOR)
         # histograms as filled step lines: bqplot Bars need an ordinal x and break on log y
         self.bars_all = bq.Lines(x=[0.0, 1.0], y=[FLOOR, FLOOR], scales={"x": self.x_scale, "y": self.y_scale},
@@ -142,7 +147,7 @@ class RowInspector(W.VBox):
                                   stroke_width=1)
         self.cut = bq.Lines(x=[0.0, 0.0], y=[FLOOR, 1.0], scales={"x": self.x_scale, "y": self.y_scale},
                             colors=["#e53935"], stroke_width=2.5)
-        self.x_axis = bq.Axis(scale=self.x_scale, label="|H[seed, j]|", tick_format=".2e",
+        self.x_axis = bq.Axis(scale=self.x_scale, label="|H[seed, j]|", tick_format=TICKS,
                               num_ticks=4)
         self.y_axis = bq.Axis(scale=self.y_scale, orientation="vertical", label="features (log)",
                               tick_format="d")
@@ -217,15 +222,27 @@ class RowInspector(W.VBox):
             edges = hist.edges
             lo, hi = float(edges[0]), float(edges[-1])
             top = max(float(hist.counts.max()), 1.0)
+            # plain tick numbers: a power of ten goes into the axis label
+            self.x_factor, unit = axis_unit([lo, hi])
+            f = self.x_factor
             with self.figure.hold_sync():
-                self.bars_all.x, self.bars_all.y = step_xy(edges, hist.counts)
-                self.bars_pass.x, self.bars_pass.y = step_xy(edges, hist.passing_counts)
+                self.bars_all.x, self.bars_all.y = step_xy(edges * f, hist.counts)
+                # only the span of bins that hold passing features: an empty bin drawn at the
+                # floor would run a green line left of the threshold
+                nz = np.flatnonzero(hist.passing_counts)
+                a, b = (nz[0], nz[-1] + 1) if nz.size else (0, 1)
+                self.bars_pass.x, self.bars_pass.y = step_xy(edges[a:b + 1] * f, hist.passing_counts[a:b])
                 t = self.threshold if self.threshold is not None else lo
-                self.cut.x, self.cut.y = [t, t], [FLOOR, top * 1.5]
-                self.x_axis.label = hist.label
-                self.x_scale.min, self.x_scale.max = lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo)
+                self.cut.x, self.cut.y = [t * f, t * f], [FLOOR, top * 1.5]
+                self.x_axis.label = hist.label + unit
+                pad = 0.02 * (hi - lo)
+                # a magnitude axis starts at 0 at the lowest, never at a negative number
+                self.x_scale.min = (max(lo - pad, 0.0) if lo >= 0 else lo - pad) * f
+                self.x_scale.max = (hi + pad) * f
+                self.x_axis.tick_values = nice_ticks(self.x_scale.min, self.x_scale.max, 4)
                 self.y_scale.max = top * 1.5
-                self.figure.title = f"Row of seed {tuple(seed.yx)}: {rule.describe()}"
+                self.y_axis.tick_values = [v for v in (1, 10, 100, 1000, 10000, 100000) if v <= top * 1.5]
+                self.figure.title = f"Row of seed {tuple(seed.yx)}"
             n = row.size - 1
             self.info.value = (
                 f"Seed <b>{tuple(seed.yx)}</b> (IG {fmt(seed.attribution)}): <b>{len(self.passing)}</b> "

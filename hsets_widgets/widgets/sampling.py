@@ -18,7 +18,7 @@ from traitlets import Bool, observe
 
 from ..idg import running_estimate
 from . import render
-from .common import as_state, draw_batch, fmt, legend, title
+from .common import TICKS, as_state, axis_unit, draw_batch, fmt, legend, nice_ticks, title
 
 
 def draw_subsets(explainer, members, n_samples: int, rng_offset: int = 0) -> tuple:
@@ -100,13 +100,15 @@ class SubsetSampling(W.VBox):
         self.mean_line = bq.Lines(x=[0.0], y=[0.0], scales=sc, colors=["#1565c0"], stroke_width=2)
         self.reference = bq.Lines(x=[0.0, 1.0], y=[0.0, 0.0], scales=sc, colors=["#e53935"],
                                   line_style="dashed", stroke_width=1.5)
+        self.y_factor = 1.0          # plotted values are v(I) times this (see axis_unit)
+        self.x_axis = bq.Axis(scale=self.x_scale, label="subsets drawn", tick_format="d")
+        self.y_axis = bq.Axis(scale=self.y_scale, orientation="vertical", label="estimate of v(I)",
+                              tick_format=TICKS, label_offset="50px")
         self.figure = bq.Figure(
             marks=[self.band, self.mean_line, self.reference],
-            axes=[bq.Axis(scale=self.x_scale, label="subsets drawn", num_ticks=5, tick_format="d"),
-                  bq.Axis(scale=self.y_scale, orientation="vertical", label="estimate of v(I)",
-                          tick_format=".2e", label_offset="72px")],
-            title="Running estimate of v(I) as subsets accumulate",
-            fig_margin={"top": 40, "bottom": 45, "left": 95, "right": 20},
+            axes=[self.x_axis, self.y_axis],
+            title="Running estimate of v(I)",
+            fig_margin={"top": 40, "bottom": 45, "left": 70, "right": 20},
             layout=W.Layout(width="520px", height="300px"))
         self.figure.add_class("hsets-idg-plot")
 
@@ -168,15 +170,20 @@ class SubsetSampling(W.VBox):
         lo = np.nan_to_num(mean[:m] - se[:m], nan=mean[0])
         hi = np.nan_to_num(mean[:m] + se[:m], nan=mean[0])
         ref = reference.value if reference is not None and reference.kind == "mean" else None
+        vals = np.concatenate([lo, hi] + ([[ref]] if ref is not None else []))
+        f, unit = axis_unit(vals)       # plain tick numbers; a power of ten goes into the label
+        self.y_factor = f
         with self.figure.hold_sync():
-            self.band.x, self.band.y = x, np.vstack([lo, hi])
-            self.mean_line.x, self.mean_line.y = x, mean[:m]
+            self.band.x, self.band.y = x, np.vstack([lo, hi]) * f
+            self.mean_line.x, self.mean_line.y = x, mean[:m] * f
             if ref is not None:
-                self.reference.x, self.reference.y = [1.0, float(len(d))], [ref, ref]
+                self.reference.x, self.reference.y = [1.0, float(len(d))], [ref * f, ref * f]
             self.x_scale.max = float(len(d))
-            vals = np.concatenate([lo, hi] + ([[ref]] if ref is not None else []))
+            self.x_axis.tick_values = [t for t in nice_ticks(0, len(d), 5) if t >= 1] or [1]
             pad = 0.05 * (vals.max() - vals.min() or abs(vals.max()) or 1.0)
-            self.y_scale.min, self.y_scale.max = float(vals.min() - pad), float(vals.max() + pad)
+            self.y_scale.min, self.y_scale.max = float(vals.min() - pad) * f, float(vals.max() + pad) * f
+            self.y_axis.tick_values = nice_ticks(self.y_scale.min, self.y_scale.max, 5)
+            self.y_axis.label = "estimate of v(I)" + unit
         exact = (" (the engine used every subset: exact)" if reference is not None and reference.exact
                  else "")
         self._say(

@@ -14,7 +14,7 @@ import ipywidgets as W
 import numpy as np
 
 from ..evaluation.sweep import sweep
-from .common import LERF_WORDS, MORF_WORDS, ROAD_GRID, as_state, esc, fmt, legend, title
+from .common import LERF_WORDS, MORF_WORDS, ROAD_GRID, TICKS, as_state, axis_unit, esc, fmt, legend, nice_ticks, title
 from .readout import reference_scores
 
 COLORS = {"morf_aopc": "#1565c0", "lerf_aopc": "#6a1b9a", "sparsity": "#2e7d32"}
@@ -56,6 +56,7 @@ class SweepPanel(W.VBox):
         self.apply_all.add_class("hsets-sweep-apply-all")
         self.x_scale = bq.LinearScale()
         self.y_scale = bq.LinearScale()             # AOPC (fitted to the numbers)
+        self.x_axis = bq.Axis(scale=self.x_scale, label="mu", tick_format=TICKS)
         self.s_scale = bq.LinearScale(min=0.0, max=1.0)   # sparsity, on the right axis
         sc = {"x": self.x_scale, "y": self.y_scale}
         scales = {k: ({"x": self.x_scale, "y": self.s_scale} if k == "sparsity" else sc) for k in COLORS}
@@ -71,11 +72,13 @@ class SweepPanel(W.VBox):
                      for k in ("morf_aopc", "lerf_aopc") for m in ("ig", "random")}
         self.current = bq.Lines(x=[0.0, 0.0], y=[0.0, 1.0], scales={"x": self.x_scale, "y": self.s_scale},
                                 colors=["#e65100"], stroke_width=1.5)
+        self.y_factor = 1.0          # AOPC values are plotted times this (see axis_unit)
+        self.y_axis = bq.Axis(scale=self.y_scale, orientation="vertical", tick_format=TICKS, label="AOPC",
+                              label_offset="50px")
         self.figure = bq.Figure(
             marks=[*self.lines.values(), *self.points.values(), *self.refs.values(), self.current],
-            axes=[bq.Axis(scale=self.x_scale, label="mu"),
-                  bq.Axis(scale=self.y_scale, orientation="vertical", tick_format=".3~g", label="AOPC",
-                          label_offset="55px"),
+            axes=[self.x_axis,
+                  self.y_axis,
                   bq.Axis(scale=self.s_scale, orientation="vertical", side="right", tick_format=".1f",
                           label="sparsity")],
             title="Faithfulness against mu (click a point to use that mu)",
@@ -136,20 +139,25 @@ class SweepPanel(W.VBox):
         if not hs:
             return
         xs = np.array([r["mu"] for r in hs], float)
+        aopc = [r[k] for r in hs for k in ("morf_aopc", "lerf_aopc")]
+        aopc += [r[k] for r in refs.values() for k in ("morf_aopc", "lerf_aopc")]
+        f, unit = axis_unit(aopc)         # plain tick numbers; a power of ten goes into the label
+        self.y_factor = f
         with self.figure.hold_sync():
             for k in COLORS:
-                ys = np.array([r[k] for r in hs], float)
+                ys = np.array([r[k] for r in hs], float) * (1.0 if k == "sparsity" else f)
                 self.lines[k].x, self.lines[k].y = xs, ys
                 self.points[k].x, self.points[k].y = xs, ys
             for (k, m), line in self.refs.items():
                 if m in refs:
-                    line.x, line.y = [xs.min(), xs.max()], [refs[m][k]] * 2
+                    line.x, line.y = [xs.min(), xs.max()], [refs[m][k] * f] * 2
             self.x_scale.min, self.x_scale.max = float(xs.min()), float(xs.max())
-            aopc = [r[k] for r in hs for k in ("morf_aopc", "lerf_aopc")]
-            aopc += [r[k] for r in refs.values() for k in ("morf_aopc", "lerf_aopc")]
+            self.x_axis.tick_values = sorted(set(xs.tolist()))
             lo, hi = float(min(aopc)), float(max(aopc))
             pad = 0.08 * (hi - lo or abs(hi) or 1.0)
-            self.y_scale.min, self.y_scale.max = lo - pad, hi + pad
+            self.y_scale.min, self.y_scale.max = (lo - pad) * f, (hi + pad) * f
+            self.y_axis.tick_values = nice_ticks(self.y_scale.min, self.y_scale.max, 5)
+            self.y_axis.label = "AOPC" + unit
         self._mark_current()
         best = max(hs, key=lambda r: r["morf_aopc"])
         whose = (f"the {len(self.swept_seeds)} seed(s) shown" if self.swept_seeds
