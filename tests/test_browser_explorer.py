@@ -50,7 +50,7 @@ image = resize_center_crop(load_image("chelsea"), {SIZE})
 # the shipped default rule (smoothed |row|, top-k new members), with a small mu and a set
 # bigger than the 48-px image's segments so the merge takes several steps
 explorer = Explorer(image, clf, segmenter="slic", n_steps=8, mu=16, nu=200, within_mask=False,
-                    display_size={DISPLAY})
+                    display_size={DISPLAY}, session="session")
 explorer
 """
 
@@ -99,8 +99,35 @@ def stop_server(proc, log, log_path, timeout: float) -> None:
     (ARTIFACTS / log_path.name).write_text(log_path.read_text())
 
 
+class Server(str):
+    """The app's address (with its token), and the server's process id."""
+
+    pid: int = 0
+
+
+def kernels_of(pid: int) -> set:
+    """Process ids of the ipykernel children of process ``pid``."""
+    try:
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        return set()
+    out = set()
+    for c in children:
+        try:
+            if b"ipykernel" in open(f"/proc/{c}/cmdline", "rb").read():
+                out.add(int(c))
+        except OSError:
+            pass
+    return out
+
+
 @pytest.fixture(scope="module")
 def voila_url(tmp_path_factory):
+    """Voila as ``hsets explore`` runs it (its command line: token, kernel culling, a
+    pre-started kernel) on the test notebook.
+    """
+    from hsets_widgets.cli.explore import voila_command
+
     require_chromium()
     pytest.importorskip("voila")
     folder = tmp_path_factory.mktemp("voila")
@@ -108,14 +135,15 @@ def voila_url(tmp_path_factory):
     port = free_port()
     log = open(folder / "voila.log", "w")
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "voila", nb.name, f"--port={port}",
-                             "--Voila.ip=127.0.0.1", "--no-browser", "--show_tracebacks=True",
-                             "--Voila.port_retries=0"],
+    token = "test-token-0123456789abcdef"
+    proc = subprocess.Popen(voila_command(nb.name, port, open_browser=False, debug=True, token=token),
                             cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/voila/static/favicon.ico")
-        yield f"{base}/"
+        url = Server(f"{base}/?token={token}")
+        url.pid = proc.pid
+        yield url
     finally:
         stop_server(proc, log, folder / "voila.log", timeout=15)
 
@@ -288,14 +316,34 @@ def test_click_slider_play_reach_kernel_and_change_picture(voila_url, browser):
     page.close()
 
 
-def test_reload_is_not_blank(voila_url, browser):
+def test_reload_keeps_kept_sets_and_the_old_kernel_goes(voila_url, browser):
     page, _ = open_app(browser, voila_url)
+    # keep the current set; click another pixel: the session file follows
+    page.locator(".hsets-sets-keep").first.click()
+    kept = wait_text(page, ".hsets-sets-list", r"1\. seed \(\d+, \d+\)", timeout=30)
+    kept_seed = re.search(r"1\. seed \((\d+), (\d+)\)", kept).groups()
+    canvas = page.locator(".hsets-image-canvas").first
+    box = canvas.bounding_box()
+    y, x = (8, 8) if int(kept_seed[0]) > SIZE // 2 else (40, 40)
+    canvas.click(position={"x": (x + 0.5) * box["width"] / SIZE, "y": (y + 0.5) * box["height"] / SIZE})
+    wait_text(page, ".hsets-set-info", rf"seed \({y}, {x}\)", timeout=60)
+    wait_text(page, ".hsets-status", r"ready", timeout=60)
+    page.wait_for_timeout(500)
+    before = kernels_of(voila_url.pid)
+    assert before, "no kernel found under the Voila server"
     page.reload(timeout=120_000)
     page.locator(".hsets-image-canvas").first.wait_for(state="visible", timeout=120_000)
-    wait_text(page, ".hsets-set-info", r"Set size: \d+", timeout=120)
+    # the reloaded page shows the kept set and the seed clicked last
+    wait_text(page, ".hsets-sets-list", rf"1\. seed \({kept_seed[0]}, {kept_seed[1]}\)", timeout=60)
+    wait_text(page, ".hsets-set-info", rf"seed \({y}, {x}\)", timeout=60)
     page.wait_for_timeout(1000)
     img = shot(page.locator(".hsets-image-canvas").first, "08-after-reload-canvas.png")
     assert (img.max(axis=2) > 30).mean() > 0.5, "the image canvas is blank after a reload"
+    # the old page's kernel is shut down (the page asks when it unloads; culling is the backstop)
+    deadline = time.monotonic() + 60
+    while len(kernels_of(voila_url.pid) & before) >= len(before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(kernels_of(voila_url.pid) & before) < len(before), "the old page's kernel still runs"
     page.close()
 
 

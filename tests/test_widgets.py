@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import subprocess
 import sys
 import time
@@ -956,3 +957,32 @@ def test_readout_road_tab_and_sweep_agree_on_one_grid_and_convention(explorer):
     assert ro.shown[1]["morf_aopc"] == pytest.approx(hs[1]["morf_aopc"], abs=1e-12)
     assert ro.shown[1]["lerf_aopc"] == pytest.approx(hs[1]["lerf_aopc"], abs=1e-12)
     ro.enabled.value = False
+
+
+def test_session_keeps_settings_seed_and_kept_sets_for_a_new_explorer(explorer, explainer, tmp_path):
+    from hsets_widgets.widgets import Explorer
+    from hsets_widgets.widgets.session import Session
+
+    st = explorer.state
+    session = Session(tmp_path, st)
+    press(explorer.sets_panel.keep)
+    assert not session.state_path.exists()          # nothing is saved before a page shows it
+    session.activate()
+    explorer.select(*far_pixel(st))
+    explorer.threshold.mu.set_state({"value": st.mu + 2})
+    assert explorer.wait(60)
+    saved = json.loads(session.state_path.read_text())
+    assert saved["mu"] == st.mu and saved["seed_yx"] == list(st.seed.yx) and saved["n_sets"] == 1
+    # a new kernel's Explorer on the same image: the kept set, the settings and the seed come back
+    again = Explorer(explainer, display_size=384, readout=False, session=tmp_path)
+    assert again.wait(120)
+    a = again.state
+    assert a.mu == st.mu and tuple(a.seed.yx) == tuple(st.seed.yx)
+    assert len(a.sets) == 1 and np.array_equal(a.sets[0].members, st.sets[0].members)
+    assert a.sets[0].value == pytest.approx(st.sets[0].value)
+    # another image's session file is ignored
+    saved["identity"] = "another image"
+    session.state_path.write_text(json.dumps(saved))
+    other = Session(tmp_path, a)
+    assert other.load() is None and not other.restore()
+    again.state.cancel()

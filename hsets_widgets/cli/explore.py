@@ -20,9 +20,11 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -58,6 +60,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-token", action="store_true",
                    help="serve without the random access token (anyone on this machine can then "
                         "open the app)")
+    p.add_argument("--no-preheat", action="store_true",
+                   help="do not prepare a kernel in advance for the next page (uses about half "
+                        "the memory; a reload then takes as long as the first start)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks in the app")
     return p
 
@@ -116,11 +121,32 @@ def free_port(preferred: int = DEFAULT_PORT, host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+#: seconds a kernel whose page has gone may stay idle before the server stops it (a backstop:
+#: the page asks for its kernel's shutdown when it unloads)
+CULL_IDLE_SECONDS = 60
+CULL_INTERVAL_SECONDS = 15
+
+
 def voila_command(notebook: Path, port: int, open_browser: bool, debug: bool = False,
-                  token: str = "") -> list:
-    """The Voila command line; ``token`` (empty: none) is required of every request."""
+                  token: str = "", preheat: bool = True) -> list:
+    """The Voila command line; ``token`` (empty: none) is required of every request.
+
+    Kernels without a page are stopped after :data:`CULL_IDLE_SECONDS` idle; ``preheat`` keeps
+    one kernel with the Explorer already prepared for the next page (a reload then takes it
+    and restores the session, instead of starting from nothing).
+    """
     cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--Voila.ip=127.0.0.1",
-           "--Voila.port_retries=0", f"--Voila.token={token}"]
+           "--Voila.port_retries=0", f"--Voila.token={token}",
+           f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_SECONDS}",
+           f"--MappingKernelManager.cull_interval={CULL_INTERVAL_SECONDS}",
+           "--MappingKernelManager.cull_connected=False",
+           # the page asks for its kernel's shutdown as it unloads, with a beacon that carries no
+           # token and, Voila setting no _xsrf cookie, an empty _xsrf: the server refused it with
+           # 403 and the old kernel lived on. The only state-changing requests of a Voila server
+           # (kernel shutdown) name the kernel's random id, which another site cannot know.
+           "--Voila.tornado_settings=disable_check_xsrf=True"]
+    if preheat:
+        cmd += ["--preheat_kernel=True", "--pool_size=1"]
     if not open_browser:
         cmd.append("--no-browser")
     if debug:
@@ -128,11 +154,17 @@ def voila_command(notebook: Path, port: int, open_browser: bool, debug: bool = F
     return cmd
 
 
-def app_environment(args, base=None) -> dict:
-    """The environment variables that pass the app's settings to the Voila kernel."""
-    from ..widgets.app import ENV_EXPORT, ENV_IMAGE, ENV_MODEL, ENV_PRESET, ENV_SEGMENTER, ENV_SETTINGS
+def app_environment(args, base=None, session=None) -> dict:
+    """The environment variables that pass the app's settings to the Voila kernel
+    (``session``: the folder that keeps the page's state across reloads).
+    """
+    from ..widgets.app import ENV_EXPORT, ENV_IMAGE, ENV_MODEL, ENV_PRESET, ENV_SEGMENTER, ENV_SESSION, ENV_SETTINGS
 
     env = dict(os.environ if base is None else base)
+    if session is not None:
+        env[ENV_SESSION] = str(session)
+    else:
+        env.pop(ENV_SESSION, None)
     env[ENV_IMAGE] = resolve_image(args.image)
     env[ENV_PRESET] = args.preset
     env[ENV_SEGMENTER] = args.segmenter
@@ -156,18 +188,22 @@ def run(args) -> int:
                            "(or pip install voila)")
     from ..widgets.app import app_notebook
 
-    env = app_environment(args)
     if args.port is not None and not port_is_free(args.port):
         raise RuntimeError(f"port {args.port} is in use; pick another with --port or leave it out")
     port = args.port if args.port is not None else free_port(DEFAULT_PORT)
     token = "" if args.no_token else secrets.token_urlsafe(24)
     url = f"http://127.0.0.1:{port}/" + (f"?token={token}" if token else "")
-    print(f"H-Sets Explorer for {env['HSETS_IMAGE']}: {url}", flush=True)
-    print("(the first set appears after IG, segmentation and a few Hessian rows; Ctrl+C stops "
-          "the server)", flush=True)
-    proc = subprocess.Popen(voila_command(app_notebook(), port, not args.no_browser, args.debug, token),
-                            env=env)
-    return supervise(proc)
+    session = tempfile.mkdtemp(prefix="hsets-explore-session-")   # this server's page state
+    try:
+        env = app_environment(args, session=session)
+        print(f"H-Sets Explorer for {env['HSETS_IMAGE']}: {url}", flush=True)
+        print("(the first set appears after IG, segmentation and a few Hessian rows; Ctrl+C stops "
+              "the server)", flush=True)
+        proc = subprocess.Popen(voila_command(app_notebook(), port, not args.no_browser, args.debug, token,
+                                              preheat=not args.no_preheat), env=env)
+        return supervise(proc)
+    finally:
+        shutil.rmtree(session, ignore_errors=True)
 
 
 def supervise(proc: subprocess.Popen) -> int:

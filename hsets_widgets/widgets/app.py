@@ -10,6 +10,8 @@ package) with these variables set; the kernel inherits them:
 ``HSETS_SETTINGS``   JSON object of further settings (``{"mu": 4, "nu": 64}``)
 ``HSETS_EXPORT_DIR`` folder the Export tab writes into (the kernel runs in the package
                      folder, so ``hsets explore`` sets it to the folder it was started in)
+``HSETS_SESSION``    folder that keeps settings and kept sets across page reloads
+                     (``hsets explore`` makes a fresh one per server)
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ ENV_PRESET = "HSETS_PRESET"
 ENV_SEGMENTER = "HSETS_SEGMENTER"
 ENV_SETTINGS = "HSETS_SETTINGS"
 ENV_EXPORT = "HSETS_EXPORT_DIR"
+ENV_SESSION = "HSETS_SESSION"
 
 #: the app notebook shipped inside the package
 APP_NOTEBOOK = Path(__file__).with_name("app.ipynb")
@@ -41,6 +44,8 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> dict:
            "preset": env.get(ENV_PRESET) or "default", "segmenter": env.get(ENV_SEGMENTER) or "auto"}
     if env.get(ENV_EXPORT):
         out["export_folder"] = str(Path(env[ENV_EXPORT]) / "hsets-export")
+    if env.get(ENV_SESSION):
+        out["session"] = env[ENV_SESSION]
     extra = env.get(ENV_SETTINGS)
     if extra:
         try:

@@ -125,6 +125,9 @@ class Explorer(W.VBox):
         Where the Export tab writes files (relative to the kernel's working directory).
     readout : bool
         Start with the live faithfulness readout on (its checkbox turns it off and on).
+    session : path, optional
+        A folder that keeps the settings, the seed and the kept sets across page reloads
+        (:mod:`~hsets_widgets.widgets.session`; ``hsets explore`` gives one).
     **settings
         ``preset``, ``segmenter``, ``target``, ``device`` and any
         :class:`~hsets_widgets.presets.HSetsConfig` field (``mu=4``, ``nu=64``...).
@@ -139,7 +142,7 @@ class Explorer(W.VBox):
 
     def __init__(self, image="chelsea", model=None, *, autostart: bool = True,
                  display_size: int = 448, background: bool = True,
-                 export_folder: str = "hsets-export", readout: bool = True, **settings):
+                 export_folder: str = "hsets-export", readout: bool = True, session=None, **settings):
         from ..explain import Explainer
 
         if isinstance(image, ExplorerState):
@@ -188,6 +191,13 @@ class Explorer(W.VBox):
                           W.HBox([self.image_view, right], layout=W.Layout(flex_flow="row wrap")),
                           self.tabs])
         self.add_class("hsets-explorer")
+        self.session = None
+        if session is not None:
+            from .session import Session
+
+            self.session = Session(session, st)
+            self.session.restore()           # settings and seed now, kept sets once ready
+            self.image_view.canvas.on_client_ready(lambda *_: self.session.activate())
         if autostart:
             st.prepare()
 
