@@ -320,8 +320,8 @@ def test_reload_keeps_kept_sets_and_the_old_kernel_goes(voila_url, browser):
     page, _ = open_app(browser, voila_url)
     # keep the current set; click another pixel: the session file follows
     page.locator(".hsets-sets-keep").first.click()
-    kept = wait_text(page, ".hsets-sets-list", r"1\. seed \(\d+, \d+\)", timeout=30)
-    kept_seed = re.search(r"1\. seed \((\d+), (\d+)\)", kept).groups()
+    kept = wait_text(page, ".hsets-sets-list", r"#1[^·]* · seed \(\d+, \d+\)", timeout=30)
+    kept_seed = re.search(r"#1[^·]* · seed \((\d+), (\d+)\)", kept).groups()
     canvas = page.locator(".hsets-image-canvas").first
     box = canvas.bounding_box()
     y, x = (8, 8) if int(kept_seed[0]) > SIZE // 2 else (40, 40)
@@ -334,7 +334,7 @@ def test_reload_keeps_kept_sets_and_the_old_kernel_goes(voila_url, browser):
     page.reload(timeout=120_000)
     page.locator(".hsets-image-canvas").first.wait_for(state="visible", timeout=120_000)
     # the reloaded page shows the kept set and the seed clicked last
-    wait_text(page, ".hsets-sets-list", rf"1\. seed \({kept_seed[0]}, {kept_seed[1]}\)", timeout=60)
+    wait_text(page, ".hsets-sets-list", rf"#1[^·]* · seed \({kept_seed[0]}, {kept_seed[1]}\)", timeout=60)
     wait_text(page, ".hsets-set-info", rf"seed \({y}, {x}\)", timeout=60)
     page.wait_for_timeout(1000)
     img = shot(page.locator(".hsets-image-canvas").first, "08-after-reload-canvas.png")
@@ -374,7 +374,7 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
     shot(page.locator(".hsets-interactions-view").first, "09b-interactions.png")
     # ROAD: keep the current set, compute the curves, show an imputed image
     page.locator(".hsets-sets-keep").first.click()
-    wait_text(page, ".hsets-sets-list", r"1\. seed", timeout=30)
+    wait_text(page, ".hsets-sets-list", r"#1[^·]* · seed", timeout=30)
     page.locator(".lm-TabBar-tab", has_text="ROAD curves").first.click()
     page.locator(".hsets-road-run").first.click()
     wait_text(page, ".hsets-road-info", r"mean drop", timeout=120)
@@ -514,13 +514,13 @@ def test_hsets_explore_default_app_screenshot(browser, tmp_path):
         page.locator(".hsets-sets-auto").first.click()
         wait_text(page, ".hsets-status", r"working", timeout=60)
         wait_text(page, ".hsets-status", r"ready", timeout=1200)
-        assert "5. seed" in text_of(page, ".hsets-sets-list")
+        assert "#5" in text_of(page, ".hsets-sets-list")
         canvas = page.locator(".hsets-image-canvas").first
         box = canvas.bounding_box()
         zoom = box["width"] / 224
         # show the second automatic set (its rows are cached: the click answers at once)
         kept = text_of(page, ".hsets-sets-list")
-        y, x = map(int, re.search(r"2\. seed \((\d+), (\d+)\)", kept).groups())
+        y, x = map(int, re.search(r"#2[^·]* · seed \((\d+), (\d+)\)", kept).groups())
         canvas.click(position={"x": (x + 0.5) * zoom, "y": (y + 0.5) * zoom})
         wait_text(page, ".hsets-set-info", rf"seed \({y}, {x}\)", timeout=300)
         wait_text(page, ".hsets-status", r"ready", timeout=300)

@@ -423,6 +423,30 @@ def test_hover_reads_ig_and_hessian_row(explorer):
     assert "Hover over the image" in view.readout.value
 
 
+def test_one_numbering_for_kept_sets_in_list_image_and_hover(explorer, canvas_log):
+    from hsets_widgets.seeds import feature_pixels
+
+    st, view, panel = explorer.state, explorer.image_view, explorer.sets_panel
+    auto = tuple(st.auto_seeds[0].yx)
+    explorer.select(*auto)                    # the best automatic seed, A1
+    assert explorer.wait(60)
+    press(panel.keep)
+    explorer.select(*far_pixel(st))           # a seed of the user's
+    assert explorer.wait(60)
+    press(panel.keep)
+    assert panel.list.options[0].startswith(f"#1 = A1 · seed {auto}")
+    assert panel.list.options[1].startswith(f"#2 · seed {tuple(st.seed.yx)}")
+    # the image writes the same names under the kept seeds
+    texts = [a[0] for n, a, _ in canvas_log.on(view.canvas[4]) if n == "fillText"]
+    assert "#1" in texts and "#2" in texts and "A1" in texts
+    # hovering a pixel of kept set #2 names it and its value
+    pix = feature_pixels(st.sets[1].members, st.shape, explorer.explainer.config.features)[0]
+    y, x = divmod(int(pix), SIZE)
+    view.canvas._handle_custom_msg({"event": "mouse_move", "x": (x + .5) * view.scale,
+                                    "y": (y + .5) * view.scale}, [])
+    assert f"in kept set #2</b> (v = {fmt(st.sets[1].value)})" in view.readout.value
+
+
 def test_row_inspector_shows_what_passes(explorer):
     st, ri, ex = explorer.state, explorer.row_inspector, explorer.explainer
     row = ex.rows.row(st.seed.index).numpy()
@@ -560,7 +584,7 @@ def test_sets_panel_keep_explain_clear(explorer, canvas_log):
     st, panel = explorer.state, explorer.sets_panel
     press(panel.keep)
     assert len(st.sets) == 1 and st.sets[0].seed == st.seed.index
-    assert panel.list.options[0].startswith("1. seed")
+    assert panel.list.options[0].startswith("#1")
     assert [n for n, a, b in canvas_log.on(explorer.image_view.canvas[2])][-1] == "putImageData"
     assert "H-Sets heatmap" in explorer.image_view.legend.value
     press(panel.keep)                               # same seed: replaced, not duplicated

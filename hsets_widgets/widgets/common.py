@@ -61,6 +61,15 @@ def as_state(obj, **settings) -> ExplorerState:
     return ExplorerState.from_image(obj, **settings)
 
 
+def set_name(state, k: int) -> str:
+    """The one name of kept set ``k`` everywhere (list, image, hover): ``#k`` (1-based), with
+    the automatic seed's name when it grew from one (``#2 = A1``).
+    """
+    s = state.sets[k]
+    auto = next((j for j, a in enumerate(state.auto_seeds) if tuple(a.yx) == tuple(s.seed_yx)), None)
+    return f"#{k + 1}" + (f" = A{auto + 1}" if auto is not None else "")
+
+
 def title(text: str, help_text: str = "") -> W.HTML:
     """A panel heading with a one-line explanation under it."""
     sub = (f"<div style='color:#555;font-size:12px;line-height:1.3'>{help_text}</div>"

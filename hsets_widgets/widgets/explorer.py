@@ -12,7 +12,7 @@ import html
 import ipywidgets as W
 
 from .animation import MergeAnimation
-from .common import as_state, esc, fmt, title
+from .common import as_state, esc, fmt, set_name, title
 from .export import ExportPanel
 from .image_view import ImageView
 from .interactions_view import InteractionsView
@@ -84,7 +84,7 @@ class SetsPanel(W.VBox):
         self.auto.on_click(lambda b: st.explain())
         self.clear.on_click(lambda b: st.clear_sets())
         self.remove.on_click(lambda b: self._remove())
-        st.observe(lambda ch: self.update(), names=["sets"])
+        st.observe(lambda ch: self.update(), names=["sets", "auto_seeds"])
         super().__init__([
             title("Interaction sets of the explanation",
                   "Kept sets are painted on the H-Sets heatmap layer and used by ROAD and export."),
@@ -98,7 +98,7 @@ class SetsPanel(W.VBox):
 
     def update(self):
         """Redraw from the shared state."""
-        opts = [f"{k + 1}. seed {tuple(s.seed_yx)}: {len(s)} px, v = {fmt(s.value)}"
+        opts = [f"{set_name(self.state, k)} · seed {tuple(s.seed_yx)}: {len(s)} px, v = {fmt(s.value)}"
                 for k, s in enumerate(self.state.sets)]
         self.list.options = opts or ["(no kept sets yet)"]
         self.list.disabled = not opts

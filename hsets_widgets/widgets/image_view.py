@@ -22,7 +22,7 @@ from ..common import to_numpy
 from ..files import atomic_path
 from ..seeds import feature_pixels
 from . import render
-from .common import as_state, draw_batch, fmt, title
+from .common import as_state, draw_batch, fmt, set_name, title
 
 LAYERS = ("photo", "segments", "heatmap", "set", "seeds")
 #: brightness of the photo when "dim photo" is ticked
@@ -82,7 +82,7 @@ class ImageView(W.VBox):
         st.observe(lambda ch: self._set_changed(), names=["revision", "step"])
         st.observe(lambda ch: self._changed(("seeds",)),
                    names=["seed", "pending_seed_yx", "auto_seeds"])
-        st.observe(lambda ch: self._changed(("heatmap",)), names=["sets"])
+        st.observe(lambda ch: self._changed(("heatmap", "seeds")), names=["sets"])
         st.observe(lambda ch: self._changed(("segments",)), names=["ready"])
         super().__init__([
             title("Image", "Click any pixel to grow its interaction set; hover to read its "
@@ -132,9 +132,11 @@ class ImageView(W.VBox):
             parts.append(f"<b>H[seed, pixel]</b> {fmt(info['h'])}" if info["h"] is not None
                          else "<b>H[seed, pixel]</b> (row not computed)")
         if info["segment"] is not None:
-            parts.append(f"segment {info['segment']}")
+            parts.append(f"segment {info['segment']}" if info["segment"] else "no segment")
         if info["in_set"]:
-            parts.append("<b style='color:#0097a7'>in the set</b>")
+            parts.append("<b style='color:#0097a7'>in the current set</b>")
+        for k in info["kept"]:
+            parts.append(f"<b>in kept set {set_name(st, k)}</b> (v = {fmt(st.sets[k].value)})")
         return " · ".join(parts)
 
     def _set_changed(self):
@@ -230,6 +232,14 @@ class ImageView(W.VBox):
         if st.seed is not None:
             cy, cx = (st.seed.yx[0] + 0.5) * s, (st.seed.yx[1] + 0.5) * s
             _ring(layer, cx, cy, r, render.css(render.SEED_RGBA), 3, "rgba(0, 0, 0, 0.8)", 5)
+        # kept sets by the names the list gives them (#1, #2...), under their seeds
+        layer.font = "bold 12px sans-serif"
+        for k, kept in enumerate(st.sets):
+            cy, cx = (kept.seed_yx[0] + 0.5) * s, (kept.seed_yx[1] + 0.5) * s
+            layer.stroke_style, layer.line_width = "rgba(0, 0, 0, 0.85)", 3
+            layer.stroke_text(f"#{k + 1}", cx - ra, cy + ra + 12)
+            layer.fill_style = "#ffffff"
+            layer.fill_text(f"#{k + 1}", cx - ra, cy + ra + 12)
 
     def _update_legend(self):
         st = self.state
@@ -274,7 +284,7 @@ def pixel_info(state, y: int, x: int, ig: Optional[np.ndarray] = None) -> dict:
     """
     st = state
     _, h, w = st.shape
-    info = {"yx": (int(y), int(x)), "ig": None, "h": None, "in_set": False, "segment": None}
+    info = {"yx": (int(y), int(x)), "ig": None, "h": None, "in_set": False, "segment": None, "kept": []}
     if not (0 <= y < h and 0 <= x < w):
         return info
     if ig is not None:
@@ -289,6 +299,9 @@ def pixel_info(state, y: int, x: int, ig: Optional[np.ndarray] = None) -> dict:
     if members.size:
         pix = feature_pixels(members, st.shape, st.explainer.config.features)
         info["in_set"] = bool(np.any(pix == y * w + x))
+    feats = st.explainer.config.features
+    info["kept"] = [k for k, s in enumerate(st.sets)
+                    if np.any(feature_pixels(s.members, st.shape, feats) == y * w + x)]
     return info
 
 
