@@ -218,16 +218,20 @@ def assert_readable_charts(page, css: str) -> None:
     """The bqplot charts under ``css`` (visible now): tick labels without raw exponents
     (``9.00e-2``) and titles inside their figure.
     """
-    ticks = page.eval_on_selector_all(f"{css} .tick text", "els => els.map(e => e.textContent)")
+    for _ in range(20):          # bqplot lays a figure out in several passes: let it settle
+        ticks = page.eval_on_selector_all(f"{css} .tick text", "els => els.map(e => e.textContent)")
+        raw = [t for t in ticks if re.search(r"\d[eE][-+]?\d", t)]
+        clipped = page.eval_on_selector_all(
+            f"{css} text.mainheading",
+            "els => els.filter(e => e.textContent).map(e => { const b = e.getBoundingClientRect();"
+            " const s = e.closest('svg').getBoundingClientRect();"
+            " return (b.left < s.left - 1 || b.right > s.right + 1) ? e.textContent : null; })"
+            ".filter(t => t !== null)")
+        if ticks and not raw and not clipped:
+            return
+        page.wait_for_timeout(500)
     assert ticks, f"no axis ticks rendered under {css}"
-    raw = [t for t in ticks if re.search(r"\d[eE][-+]?\d", t)]
     assert not raw, f"raw exponents on the axes of {css}: {raw}"
-    clipped = page.eval_on_selector_all(
-        f"{css} text.mainheading",
-        "els => els.filter(e => e.textContent).map(e => { const b = e.getBoundingClientRect();"
-        " const s = e.closest('svg').getBoundingClientRect();"
-        " return (b.left < s.left - 1 || b.right > s.right + 1) ? e.textContent : null; })"
-        ".filter(t => t !== null)")
     assert not clipped, f"chart titles cut at the figure's edge: {clipped}"
 
 
@@ -373,8 +377,14 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
     assert (parts.max(axis=2) > 30).mean() > 0.5, "the parts image is blank"
     shot(page.locator(".hsets-interactions-view").first, "09b-interactions.png")
     # ROAD: keep the current set, compute the curves, show an imputed image
+    canvas = page.locator(".hsets-image-canvas").first
+    before_keep = shot(canvas, "09c-before-keep.png")
     page.locator(".hsets-sets-keep").first.click()
     wait_text(page, ".hsets-sets-list", r"#1[^·]* · seed", timeout=30)
+    page.wait_for_timeout(800)
+    # keeping a set shows: its heatmap under the set's outline, its name on the image
+    assert changed_fraction(before_keep, shot(canvas, "09d-after-keep.png")) > 0.02, \
+        "keeping the set changed nothing on the image"
     page.locator(".lm-TabBar-tab", has_text="ROAD curves").first.click()
     page.locator(".hsets-road-run").first.click()
     wait_text(page, ".hsets-road-info", r"mean drop", timeout=120)

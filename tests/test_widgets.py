@@ -1010,3 +1010,27 @@ def test_session_keeps_settings_seed_and_kept_sets_for_a_new_explorer(explorer, 
     other = Session(tmp_path, a)
     assert other.load() is None and not other.restore()
     again.state.cancel()
+
+
+def test_a_kept_set_is_visible_under_the_current_set(explorer, canvas_log):
+    from hsets_widgets.widgets import render
+
+    st, view, panel = explorer.state, explorer.image_view, explorer.sets_panel
+    n_members = int(render.members_mask(st.grown.members, st.shape).sum())
+    canvas_log.clear()
+    press(panel.keep)
+    # the current set is now kept: drawn as its edge only, so the heatmap under it shows
+    rects = [a for n, a, _ in canvas_log.on(view.canvas[3]) if n == "fillRects"]
+    assert rects and len(rects[0][0]) < n_members
+    rgb = view.to_rgb(layers=["photo", "segments", "heatmap", "set"], scale=1)
+    heat_only = view.to_rgb(layers=["photo", "segments", "heatmap"], scale=1)
+    mask = render.members_mask(st.grown.members, st.shape)
+    info = st.step_info()
+    inner = mask & ~render.edge_mask(mask) & ~render.members_mask(info.added, st.shape)
+    inner[tuple(render.feature_yx([info.row], st.shape))] = False
+    assert inner.any()
+    assert (rgb[inner] == heat_only[inner]).all()    # inside the set: the heatmap, not cyan
+    # the kept set's outline is drawn over the heatmap; the list shows every kept set
+    edge = render.edge_mask(mask)
+    assert (heat_only[edge] > 200).all(axis=1).mean() > 0.9
+    assert panel.list.rows >= len(st.sets)

@@ -100,6 +100,7 @@ class SetsPanel(W.VBox):
         """Redraw from the shared state."""
         opts = [f"{set_name(self.state, k)} · seed {tuple(s.seed_yx)}: {len(s)} px, v = {fmt(s.value)}"
                 for k, s in enumerate(self.state.sets)]
+        self.list.rows = min(max(len(opts), 5), 10)     # every kept set in view (up to 10)
         self.list.options = opts or ["(no kept sets yet)"]
         self.list.disabled = not opts
         self.remove.disabled = self.clear.disabled = not opts

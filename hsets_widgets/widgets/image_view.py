@@ -82,7 +82,7 @@ class ImageView(W.VBox):
         st.observe(lambda ch: self._set_changed(), names=["revision", "step"])
         st.observe(lambda ch: self._changed(("seeds",)),
                    names=["seed", "pending_seed_yx", "auto_seeds"])
-        st.observe(lambda ch: self._changed(("heatmap", "seeds")), names=["sets"])
+        st.observe(lambda ch: self._changed(("heatmap", "seeds", "set")), names=["sets"])
         st.observe(lambda ch: self._changed(("segments",)), names=["ready"])
         super().__init__([
             title("Image", "Click any pixel to grow its interaction set; hover to read its "
@@ -182,9 +182,11 @@ class ImageView(W.VBox):
             layer.put_image_data(render.boundaries_rgba(seg.labels, scale=self.scale), 0, 0)
 
     def _draw_heatmap(self, layer):
-        if self.state.sets:
-            rgba, *_ = render.heat_rgba(self.state.heatmap())
-            self._put(layer, rgba)
+        st = self.state
+        if st.sets:
+            rgba, *_ = render.heat_rgba(st.heatmap())
+            edges = render.kept_edges_rgba(st.shape, st.sets, st.explainer.config.features)
+            self._put(layer, render.compose_rgba([rgba, edges]))
 
     def _draw_set(self, layer):
         st = self.state
@@ -194,7 +196,14 @@ class ImageView(W.VBox):
         members = st.displayed_members()
         info = st.step_info()
         added = info.added if info is not None else []
-        self._fill(layer, members, render.SET_RGBA, shape, feats)
+        if current_is_kept(st) and self.toggles["heatmap"].value:
+            # the kept heatmap under it stays visible: only the set's edge is drawn
+            edge = render.edge_mask(render.members_mask(members, shape, feats))
+            ys, xs = np.nonzero(edge)
+            layer.fill_style = render.css(render.SET_RGBA)
+            layer.fill_rects(xs * s, ys * s, s, s)
+        else:
+            self._fill(layer, members, render.SET_RGBA, shape, feats)
         self._fill(layer, added, render.ADDED_RGBA, shape, feats)
         if info is not None:
             y, x = render.feature_yx([info.row], shape, feats)
@@ -219,7 +228,8 @@ class ImageView(W.VBox):
         layer.font = "bold 12px sans-serif"
         for k, seed in enumerate(st.auto_seeds):
             cy, cx = (seed.yx[0] + 0.5) * s, (seed.yx[1] + 0.5) * s
-            _ring(layer, cx, cy, ra, render.css(render.AUTO_RGBA), 1.5, "rgba(0, 0, 0, 0.5)", 3)
+            if st.seed is None or tuple(st.seed.yx) != tuple(seed.yx):   # one ring per seed
+                _ring(layer, cx, cy, ra, render.css(render.AUTO_RGBA), 1.5, "rgba(0, 0, 0, 0.5)", 3)
             layer.fill_style = render.css(render.AUTO_RGBA)
             layer.fill_text(f"A{k + 1}", cx + ra + 1, cy - ra * 0.5)   # as "Why these seeds" names them
         if st.pending_seed_yx is not None:
@@ -305,6 +315,14 @@ def pixel_info(state, y: int, x: int, ig: Optional[np.ndarray] = None) -> dict:
     return info
 
 
+def current_is_kept(state) -> bool:
+    """Whether the current set (as fully grown) is one of the kept sets."""
+    st = state
+    if st.grown is None or st.seed is None:
+        return False
+    return any(k.seed == st.seed.index and np.array_equal(k.members, st.grown.members) for k in st.sets)
+
+
 def write_image(path, rgb: np.ndarray) -> Path:
     """Write an image array to ``path`` (format from its extension, as PIL reads it) through
     :func:`hsets_widgets.files.atomic_path`, creating its folder; returns the path.
@@ -348,11 +366,13 @@ def compose_view(state, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> np.n
             out.append(render.boundaries_rgba(seg.labels, scale=s))
         if "heatmap" in layers and st.sets:
             out.append(render.upscale(render.heat_rgba(st.heatmap())[0], s))
+            out.append(render.upscale(render.kept_edges_rgba(shape, st.sets, feats), s))
         if "set" in layers and st.grown is not None:
             info = st.step_info()
             out.append(render.upscale(render.set_rgba(
                 shape, st.displayed_members(), info.added if info else [],
-                info.row if info else None, feats), s))
+                info.row if info else None, feats,
+                outline="heatmap" in layers and current_is_kept(st)), s))
         if "seeds" in layers:
             ra, r = render.seed_radius(s, auto=True), render.seed_radius(s)
             size = (h * s, w * s)

@@ -22,6 +22,9 @@ PENDING_RGBA = (255, 255, 255, 200)  # a clicked pixel still growing: white ring
 AUTO_RGBA = (255, 221, 0, 255)       # automatic seeds: yellow
 BOUNDARY_RGBA = (255, 255, 255, 150)  # segment boundaries
 PASS_RGBA = (40, 220, 90, 255)       # features that pass the threshold: green
+KEPT_EDGE_RGBA = (255, 255, 255, 230)  # outline of each kept set over the heatmap: white
+#: fraction of inferno's dark end a non-negative heatmap skips (it vanished on dark photos)
+HEAT_FLOOR = 0.35
 
 
 def css(rgba: Sequence[int]) -> str:
@@ -86,8 +89,8 @@ def heat_rgba(heat: np.ndarray, alpha: float = 0.9, vmax: Optional[float] = None
     if heat.min() >= 0:
         cmap, vmin = "inferno", 0.0
         # colorize(symmetric=False) rescales by the data's own range: pin the ends instead;
-        # the darkest 15% of inferno is skipped so small values stay visible on a photo
-        rgba = _fixed_colormap(np.clip(heat / vmax, 0, 1) * 0.85 + 0.15, cmap)
+        # the dark end of inferno is skipped so small values stay visible on a dark photo
+        rgba = _fixed_colormap(np.clip(heat / vmax, 0, 1) * (1 - HEAT_FLOOR) + HEAT_FLOOR, cmap)
     else:
         cmap, vmin = "bwr", -vmax
         rgba = colorize(heat, cmap, symmetric=True, vmax=vmax)
@@ -122,19 +125,44 @@ def signed_rgba(values: np.ndarray, vmax: Optional[float] = None, alpha: float =
     return rgba, vmax
 
 
+def edge_mask(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a boolean ``(H, W)`` mask that touch a pixel outside it (4-neighbours)."""
+    m = np.asarray(mask, bool)
+    inner = m.copy()
+    inner[1:] &= m[:-1]
+    inner[:-1] &= m[1:]
+    inner[:, 1:] &= m[:, :-1]
+    inner[:, :-1] &= m[:, 1:]
+    return m & ~inner
+
+
+def kept_edges_rgba(shape, sets, features: str = "pixel") -> np.ndarray:
+    """White outlines of the kept ``sets``, ``(H, W, 4)``, drawn over the heatmap so every kept
+    set reads on any photo.
+    """
+    _, h, w = shape
+    out = np.zeros((h, w, 4), np.uint8)
+    for s in sets:
+        out[edge_mask(members_mask(s.members, shape, features))] = KEPT_EDGE_RGBA
+    return out
+
+
 def members_mask(members, shape, features: str = "pixel") -> np.ndarray:
     """``(H, W)`` pixel mask of feature indices (``shape`` is ``(3, H, W)``)."""
     return set_pixel_mask(np.asarray(members, dtype=np.int64), shape, features)
 
 
-def set_rgba(shape, members, added=(), row: Optional[int] = None, features: str = "pixel") -> np.ndarray:
-    """The current set (cyan), the pixels the shown step added (orange) and the expanded
-    row's pixel (white), transparent elsewhere, ``(H, W, 4)``.
+def set_rgba(shape, members, added=(), row: Optional[int] = None, features: str = "pixel",
+             outline: bool = False) -> np.ndarray:
+    """The current set (cyan; ``outline``: only its edge, so a kept set's heatmap under it
+    shows), the pixels the shown step added (orange) and the expanded row's pixel (white),
+    transparent elsewhere, ``(H, W, 4)``.
     """
     _, h, w = shape
     out = np.zeros((h, w, 4), np.uint8)
     if len(members):
-        out[members_mask(members, shape, features)] = SET_RGBA
+        m = members_mask(members, shape, features)
+        out[edge_mask(m) if outline else m] = SET_RGBA
     if len(added):
         out[members_mask(added, shape, features)] = ADDED_RGBA
     if row is not None:
@@ -179,11 +207,26 @@ def compose(layers: Sequence[np.ndarray]) -> np.ndarray:
     return np.asarray(base.convert("RGB"))
 
 
+def compose_rgba(layers: Sequence[np.ndarray]) -> np.ndarray:
+    """Alpha-composite RGBA layers (first at the bottom) into one RGBA layer (transparent
+    where none of them paints).
+    """
+    from PIL import Image
+
+    base = Image.new("RGBA", (layers[0].shape[1], layers[0].shape[0]), (0, 0, 0, 0))
+    for layer in layers:
+        base = Image.alpha_composite(base, Image.fromarray(np.ascontiguousarray(layer), "RGBA"))
+    return np.asarray(base)
+
+
 def colorbar_css(cmap: str, n: int = 8) -> str:
-    """A CSS ``linear-gradient`` of a matplotlib colormap (for HTML legends)."""
+    """A CSS ``linear-gradient`` of a matplotlib colormap as the views use it (for HTML
+    legends; ``inferno`` starts at :data:`HEAT_FLOOR`, as :func:`heat_rgba` paints it).
+    """
     import matplotlib
 
     cm = matplotlib.colormaps[cmap]
-    stops = ", ".join(css(tuple(int(c * 255 + 0.5) for c in cm(i / (n - 1))[:3]) + (255,))
+    lo = HEAT_FLOOR if cmap == "inferno" else 0.0
+    stops = ", ".join(css(tuple(int(c * 255 + 0.5) for c in cm(lo + (1 - lo) * i / (n - 1))[:3]) + (255,))
                       for i in range(n))
     return f"linear-gradient(to right, {stops})"
