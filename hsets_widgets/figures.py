@@ -156,5 +156,5 @@ def other_panel(ax, image: np.ndarray, name: str, made) -> None:
     _panel(ax, image, m, "RdBu_r" if signed else "inferno", f"{name} map" + (" (signed)" if signed else ""),
            symmetric=signed, clip_percentile=99 if signed else None,
            seeds=[s.seed_yx for s in sets if getattr(s, "seed_yx", None) is not None])
-    what = f"{len(sets)} sets, " if sets else ""
+    what = f"{len(sets)} set{'s' if len(sets) != 1 else ''}, " if sets else ""
     ax.set_title(f"{name} ({what}{100 * float((m != 0).mean()):.1f}% of the pixels)", fontsize=11)
