@@ -1034,3 +1034,30 @@ def test_a_kept_set_is_visible_under_the_current_set(explorer, canvas_log):
     edge = render.edge_mask(mask)
     assert (heat_only[edge] > 200).all(axis=1).mean() > 0.9
     assert panel.list.rows >= len(st.sets)
+
+
+def test_every_wait_says_what_it_waits_for(explainer, monkeypatch):
+    from hsets_widgets.widgets import Explorer
+
+    e = Explorer(explainer, display_size=384, readout=True, autostart=False)
+    st, ro = e.state, e.readout
+    assert "Waiting for IG" in ro.text.value
+    st.prepare(grow_first=False)
+    assert e.wait(120) and st.ready and st.grown is None
+    slow_rows(explainer, monkeypatch, 0.3)
+    st.select_seed(*uncached_pixel(explainer))       # an early click: the readout says it is growing
+    assert st.pending_seed_yx is not None
+    assert "Growing the set of pixel" in ro.text.value
+    assert e.wait(120) and ro.wait(120)
+    assert "Computed in" in ro.text.value
+    # while it scores, the readout says what it scores (the runner's progress reaches the text)
+    ro.stale = True
+    ro._progress(None, "the explanation shown", 0, 1)
+    assert "computing... scoring the explanation shown (1 of 1)" in html.unescape(ro.text.value)
+    # an empty sweep chart shows nothing (no dot at 0, 0) until it has numbers
+    sw = e.sweep
+    assert not any(m.visible for m in (*sw.lines.values(), *sw.points.values(), *sw.refs.values()))
+    assert not e.sampling.reference.visible
+    st.cancel()
+    ro.runner.cancel()
+    ro.wait(30)

@@ -78,7 +78,7 @@ class FaithfulnessReadout(W.VBox):
         st = self.state
         self.percentages = tuple(percentages)
         self.seed = int(seed)
-        self.runner = BackgroundRunner(st.lock, on_finish=self._finished,
+        self.runner = BackgroundRunner(st.lock, on_progress=self._progress, on_finish=self._finished,
                                        synchronous=st.runner.synchronous)
         self.cache: dict = {}
         self.references = None          # {"ig": scores, "random": scores}, once per image
@@ -92,7 +92,7 @@ class FaithfulnessReadout(W.VBox):
         self.enabled.observe(lambda ch: self.refresh(), names="value")
         self.text = W.HTML()
         self.text.add_class("hsets-readout")
-        st.observe(lambda ch: self.refresh(), names=["revision", "sets", "ready"])
+        st.observe(lambda ch: self.refresh(), names=["revision", "sets", "ready", "pending_seed_yx"])
         super().__init__([
             title("Faithfulness of what is shown",
                   "ROAD on the Explorer's grid (" + ", ".join(f"{p:.0%}" for p in self.percentages)
@@ -129,7 +129,11 @@ class FaithfulnessReadout(W.VBox):
             return
         sets = self.shown_sets()
         if not sets:
-            self._say("<i>No set yet: click a pixel or press Explain.</i>")
+            if st.pending_seed_yx is not None:      # a click is being answered: say so
+                self._say(f"<i>Growing the set of pixel {tuple(st.pending_seed_yx)}; its scores "
+                          "follow.</i>")
+            else:
+                self._say("<i>No set yet: click a pixel or press Explain.</i>")
             return
         key = self.key(sets)
         if key in self.cache and self.references is not None:
@@ -142,10 +146,15 @@ class FaithfulnessReadout(W.VBox):
         def work(progress, cancel):
             t0 = time.perf_counter()
             x = ex.x.detach()
+            n = 3 if need_refs else 1
+            refs = None
+            if need_refs:   # once per image: IG's and the random map's scores
+                progress("the IG and random references (once per image)", 0, n)
+                refs = reference_scores(ex, self.percentages, self.seed, cancel)
+            progress("the explanation shown", n - 1, n)
             heat = ex.heatmap(sets)                     # painted here, off the slider's thread
             cancel.check()
             scores = map_scores(x, ex.classifier, heat, self.percentages, seed=self.seed)
-            refs = reference_scores(ex, self.percentages, self.seed, cancel) if need_refs else None
             return scores, refs, time.perf_counter() - t0
 
         def apply(result):
@@ -163,6 +172,11 @@ class FaithfulnessReadout(W.VBox):
     def wait(self, timeout: float = 120.0) -> bool:
         """Wait until no readout is computing (scripts and tests)."""
         return self.runner.wait(timeout)
+
+    def _progress(self, job, stage, done, total) -> None:
+        """Say what the readout is scoring while it runs (it never blocks the status bar)."""
+        if self.stale:
+            self.text.value = self._html(None, stale=True, doing=f"scoring {stage} ({done + 1} of {total})")
 
     def _finished(self, job) -> None:
         if job.outcome == "failed":
@@ -186,7 +200,7 @@ class FaithfulnessReadout(W.VBox):
         self.shown = (key, scores)
         self._say(self._html(scores))
 
-    def _html(self, scores, stale: bool = False) -> str:
+    def _html(self, scores, stale: bool = False, doing: str = "") -> str:
         def cell(name, higher_better):
             if scores is None:
                 return "<td>-</td>"
@@ -206,12 +220,12 @@ class FaithfulnessReadout(W.VBox):
             + "".join(f"<td>{fmt(refs[m][col]) if m in refs else '-'}</td>" for m in ("ig", "random"))
             + "</tr>" for label, col, hb in rows)
         support = "" if scores is None else f"{100 * scores['support_fraction']:.1f}% of the pixels painted. "
-        status = ("<i>computing...</i>" if stale else
+        status = (f"<i>computing... {esc(doing)}</i>" if stale else
                   f"{support}Computed in {self.last_seconds:.1f} s." if scores is not None else "")
         return ("<table class='hsets-readout-table' style='border-spacing:8px 0'>"
                 "<tr><th></th><th>shown</th><th>IG</th><th>random</th></tr>" + body + "</table>"
                 + (self._verdict(scores) if scores is not None else "")
-                + f"<div class='hsets-readout-status' style='font-size:12px'>{status}</div>")
+                + f"<div class='hsets-readout-status' style='font-size:12px;min-height:32px'>{status}</div>")
 
     def _verdict(self, scores) -> str:
         """One plain line when what is shown scores worse than the random map, and what to try."""

@@ -98,7 +98,8 @@ class SubsetSampling(W.VBox):
                              colors=["#90caf9", "#90caf9"], fill_colors=["#bbdefb"], fill_opacities=[0.6],
                              stroke_width=0.5)
         self.mean_line = bq.Lines(x=[0.0], y=[0.0], scales=sc, colors=["#1565c0"], stroke_width=2)
-        self.reference = bq.Lines(x=[0.0, 1.0], y=[0.0, 0.0], scales=sc, colors=["#e53935"],
+        # hidden until there is a value to mark (no line at 0 on an empty chart)
+        self.reference = bq.Lines(x=[0.0, 1.0], y=[0.0, 0.0], scales=sc, colors=["#e53935"], visible=False,
                                   line_style="dashed", stroke_width=1.5)
         self.y_factor = 1.0          # plotted values are v(I) times this (see axis_unit)
         self.x_axis = bq.Axis(scale=self.x_scale, label="subsets drawn", tick_format="d")
@@ -176,6 +177,7 @@ class SubsetSampling(W.VBox):
         with self.figure.hold_sync():
             self.band.x, self.band.y = x, np.vstack([lo, hi]) * f
             self.mean_line.x, self.mean_line.y = x, mean[:m] * f
+            self.reference.visible = ref is not None
             if ref is not None:
                 self.reference.x, self.reference.y = [1.0, float(len(d))], [ref * f, ref * f]
             self.x_scale.max = float(len(d))

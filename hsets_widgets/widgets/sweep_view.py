@@ -60,14 +60,15 @@ class SweepPanel(W.VBox):
         self.s_scale = bq.LinearScale(min=0.0, max=1.0)   # sparsity, on the right axis
         sc = {"x": self.x_scale, "y": self.y_scale}
         scales = {k: ({"x": self.x_scale, "y": self.s_scale} if k == "sparsity" else sc) for k in COLORS}
-        self.lines = {k: bq.Lines(x=[0.0], y=[0.0], scales=scales[k], colors=[c], stroke_width=2)
+        # hidden until a sweep has numbers: an empty chart shows no stray dot at (0, 0)
+        self.lines = {k: bq.Lines(x=[0.0], y=[0.0], scales=scales[k], colors=[c], stroke_width=2, visible=False)
                       for k, c in COLORS.items()}
-        self.points = {k: bq.Scatter(x=[0.0], y=[0.0], scales=scales[k], colors=[c], default_size=48,
+        self.points = {k: bq.Scatter(x=[0.0], y=[0.0], scales=scales[k], colors=[c], default_size=48, visible=False,
                                      interactions={"click": "select"})
                        for k, c in COLORS.items()}
         for mark in self.points.values():
             mark.on_element_click(lambda m, ev: self._clicked(ev))
-        self.refs = {(k, m): bq.Lines(x=[0.0, 1.0], y=[0.0, 0.0], scales=sc, colors=[COLORS[k]],
+        self.refs = {(k, m): bq.Lines(x=[0.0, 1.0], y=[0.0, 0.0], scales=sc, colors=[COLORS[k]], visible=False,
                                       line_style="dashed" if m == "ig" else "dotted", stroke_width=1)
                      for k in ("morf_aopc", "lerf_aopc") for m in ("ig", "random")}
         self.current = bq.Lines(x=[0.0, 0.0], y=[0.0, 1.0], scales={"x": self.x_scale, "y": self.s_scale},
@@ -130,6 +131,9 @@ class SweepPanel(W.VBox):
             self.records = records
             self._plot()
 
+        self.info.value = (f"<i>Sweeping {len(mus)} values of mu: growing the sets at each (rows not "
+                           "cached yet are computed first, which is the slow part), then scoring them; "
+                           "the status bar above counts the points.</i>")
         return st.submit("sweep", f"Sweeping mu over {len(mus)} values", work, apply)
 
     # ---- display -------------------------------------------------------------------------
@@ -158,6 +162,10 @@ class SweepPanel(W.VBox):
             self.y_scale.min, self.y_scale.max = (lo - pad) * f, (hi + pad) * f
             self.y_axis.tick_values = nice_ticks(self.y_scale.min, self.y_scale.max, 5)
             self.y_axis.label = "AOPC" + unit
+            for mark in (*self.lines.values(), *self.points.values()):
+                mark.visible = True
+            for (_, m), line in self.refs.items():
+                line.visible = m in refs
         self._mark_current()
         best = max(hs, key=lambda r: r["morf_aopc"])
         whose = (f"the {len(self.swept_seeds)} seed(s) shown" if self.swept_seeds
