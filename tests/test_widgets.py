@@ -523,6 +523,15 @@ def test_weighted_running_estimate_equals_its_definition():
         running_estimate(d, -w)
 
 
+def test_readable_sizes_row_map_and_thumbnails(explorer):
+    ri, smp = explorer.row_inspector, explorer.sampling
+    assert ri.scale * SIZE >= 400                 # the row map is shown large, not 1:1
+    smp.sample(n_samples=50, animate=False)
+    assert explorer.wait(60)
+    thumbs = [t for t in smp._thumb_rgba if t is not None]
+    assert thumbs and all(max(t.shape[:2]) == smp.thumb_size for t in thumbs)   # fills its box
+
+
 def test_subset_sampling_animates_as_samples_accumulate(explorer):
     smp = explorer.sampling
     lengths = []
@@ -533,6 +542,8 @@ def test_subset_sampling_animates_as_samples_accumulate(explorer):
 
 
 def test_road_view_compares_hsets_and_ig(explorer):
+    from hsets_widgets.widgets import render
+
     st, road = explorer.state, explorer.road
     press(explorer.sets_panel.keep)
     assert len(st.sets) == 1
@@ -549,6 +560,15 @@ def test_road_view_compares_hsets_and_ig(explorer):
     assert "insertion AUC" in road.info.value
     assert "H-Sets" in road.info.value and "MoRF" in road.info.value
     assert road.imputed is not None and road.imputed.shape == (SIZE, SIZE, 3)
+    # the removed pixels are marked (tinted) on the imputed image, the rest is the imputed image
+    plain = render.photo_rgba(road.imputed)
+    marked = road.imputed_rgba()
+    removed = road.removed
+    assert removed.sum() == int(round(road.fraction.value * SIZE * SIZE))
+    assert (marked[~removed] == plain[~removed]).all() and (marked[removed] != plain[removed]).any(axis=1).all()
+    road.mark.value = False
+    assert (road.imputed_rgba() == plain).all()
+    road.mark.value = True
     choose(road.order, "lerf")
     assert explorer.wait(30)
     assert "LERF" in road.image_label.value

@@ -45,6 +45,19 @@ def upscale(rgba: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(rgba, scale, axis=0), scale, axis=1)
 
 
+def fit(rgba: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour zoom of ``rgba`` so its longer side is ``size`` pixels (any factor,
+    up or down): small crops fill their thumbnail instead of a corner of it.
+    """
+    from PIL import Image
+
+    h, w = rgba.shape[:2]
+    f = size / max(h, w)
+    out = Image.fromarray(np.ascontiguousarray(rgba)).resize((max(1, round(w * f)), max(1, round(h * f))),
+                                                            Image.Resampling.NEAREST)
+    return np.asarray(out)
+
+
 def photo_rgba(image: np.ndarray, dim: float = 1.0, grey: bool = False) -> np.ndarray:
     """The ``(H, W, 3)`` [0, 1] photo as opaque RGBA (optionally dimmed or greyscale)."""
     img = np.asarray(image, dtype=np.float64)

@@ -36,6 +36,8 @@ METHOD_COLORS = {"hsets": "#d32f2f", "ig": "#1976d2"}
 METHOD_NAMES = {"hsets": "H-Sets", "ig": "IG"}
 #: the colour of the third map, whichever method it comes from
 OTHER_COLOR = "#2e7d32"
+#: the tint of the removed pixels on the imputed image
+REMOVED_RGBA = (255, 0, 200, 110)
 
 
 def method_name(method: str) -> str:
@@ -86,6 +88,7 @@ class RoadView(W.VBox):
         self.maps = {}             # method -> (H, W) map used
         self.other_maps = {}       # (explainer id, method) -> the third map, computed once per image
         self.imputed = None        # last imputed image (H, W, 3) in [0, 1]
+        self.removed = None        # its removed pixels, (H, W) bool
         self._report = ("<i>Press “Compute ROAD curves” (uses the kept sets, or the current set "
                         "if none are kept).</i>")
         self._build_controls()
@@ -110,7 +113,8 @@ class RoadView(W.VBox):
                         (METHOD_COLORS["ig"], "dashed", "IG LeRF"),
                         (OTHER_COLOR, "line", "the method under 'and'"),
                         ("#757575", "dashed", "fraction shown on the right")])]),
-                    W.VBox([self.method, self.order, self.fraction, self.canvas, self.image_label])]),
+                    W.VBox([self.method, self.order, self.fraction, self.mark, self.canvas,
+                            self.image_label])]),
             self.curve_figure, self.info])
         self.add_class("hsets-road-view")
         self.follow_runner = BackgroundRunner(st.lock, synchronous=st.runner.synchronous)
@@ -137,6 +141,9 @@ class RoadView(W.VBox):
                                           value=float(self.percentages[len(self.percentages) // 2]),
                                           description="removed", continuous_update=False)
         self.fraction.add_class("hsets-road-fraction")
+        self.mark = W.Checkbox(value=True, description="mark removed pixels", indent=False)
+        self.mark.add_class("hsets-road-mark")
+        self.mark.observe(lambda ch: self._draw_imputed(), names="value")
         for wdg in (self.method, self.order, self.fraction):
             wdg.style.description_width = "60px"
             wdg.observe(lambda ch: self.show_imputed(), names="value")
@@ -324,6 +331,7 @@ class RoadView(W.VBox):
         def apply(result):
             img, mask, probs = result
             self.imputed = np.clip(np.transpose(img, (1, 2, 0)), 0, 1)
+            self.removed = np.asarray(mask, bool)
             p = float(probs[ex.target])
             top = int(probs.argmax())
             self.image_label.value = (
@@ -338,4 +346,15 @@ class RoadView(W.VBox):
         with self.state.lock, draw_batch():
             self.canvas.clear()
             if self.imputed is not None:
-                self.canvas.put_image_data(render.upscale(render.photo_rgba(self.imputed), self.scale), 0, 0)
+                self.canvas.put_image_data(render.upscale(self.imputed_rgba(), self.scale), 0, 0)
+
+    def imputed_rgba(self) -> np.ndarray:
+        """The imputed image as drawn: with "mark removed pixels" ticked, the removed pixels are
+        tinted magenta (imputation makes them look like the photo at a glance).
+        """
+        rgba = render.photo_rgba(self.imputed)
+        if self.mark.value and self.removed is not None:
+            tint = np.zeros_like(rgba)
+            tint[self.removed] = REMOVED_RGBA
+            rgba = render.compose_rgba([rgba, tint])
+        return rgba

@@ -123,7 +123,7 @@ def row_histogram(explainer, seed, row: np.ndarray, rule: ThresholdRule, bins: i
 class RowInspector(W.VBox):
     """Map and histogram of the current seed's Hessian row, with the threshold."""
 
-    def __init__(self, state, display_size: int = 300, bins: int = 48, **settings):
+    def __init__(self, state, display_size: int = 448, bins: int = 48, **settings):
         self.state = as_state(state, **settings)
         _, h, w = self.state.shape
         self.bins = bins

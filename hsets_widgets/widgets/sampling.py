@@ -45,7 +45,7 @@ class SubsetSampling(W.VBox):
 
     stale = Bool(False, help="the subsets shown were drawn from an earlier set")
 
-    def __init__(self, state, n_show: int = 4, thumb_size: int = 120, animate: bool = True,
+    def __init__(self, state, n_show: int = 4, thumb_size: int = 160, animate: bool = True,
                  **settings):
         self.state = as_state(state, **settings)
         st = self.state
@@ -201,8 +201,6 @@ class SubsetSampling(W.VBox):
         ys, xs = render.feature_yx(members, shape, feats)
         y0, y1 = max(int(ys.min()) - 2, 0), min(int(ys.max()) + 3, h)
         x0, x1 = max(int(xs.min()) - 2, 0), min(int(xs.max()) + 3, w)
-        side = max(y1 - y0, x1 - x0)
-        s = max(1, self.thumb_size // side)
         photo = render.photo_rgba(st.explainer.image, dim=0.7)[y0:y1, x0:x1]
         for k in range(len(self.thumbs)):
             if k >= len(subsets):
@@ -216,7 +214,7 @@ class SubsetSampling(W.VBox):
             lay2[lay2[..., 3] > 0] = render.SET_RGBA[:3] + (255,)
             img = render.compose([photo, lay[y0:y1, x0:x1], lay2[y0:y1, x0:x1]])
             rgba = np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], axis=2)
-            self._thumb_rgba[k] = render.upscale(rgba, s)
+            self._thumb_rgba[k] = render.fit(rgba, self.thumb_size)     # fills the thumbnail
             self.thumb_labels[k].value = (f"<div style='font-size:11px'>subset {k + 1}: "
                                           f"{int(keep.sum())} of {len(members)}<br>|IDG| = "
                                           f"{fmt(d[k])}</div>")
