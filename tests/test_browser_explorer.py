@@ -419,6 +419,10 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
     page.locator(".lm-TabBar-tab", has_text="Export").first.click()
     page.locator(".hsets-export-png").first.click()
     wait_text(page, ".hsets-export-result", r"Saved .*hsets-view\.png", timeout=30)
+    # the file can be downloaded from the page (the server folder may be out of reach)
+    with page.expect_download(timeout=30_000) as dl:
+        page.locator(".hsets-export-result a.hsets-download").first.click()
+    assert dl.value.suggested_filename == "hsets-view.png"
     assert not errors, errors
     page.close()
 

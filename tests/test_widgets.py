@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -635,7 +636,8 @@ def test_export_png_figure_and_explanation(explorer, tmp_path):
 
     st = explorer.state
     st.add_current_set()
-    png = explorer.save_png(tmp_path / "view.png")
+    # without the heatmap layer (with it, a kept current set is drawn as its outline)
+    png = explorer.save_png(tmp_path / "view.png", layers=["photo", "segments", "set", "seeds"])
     img = np.asarray(Image.open(png))
     s = explorer.image_view.scale
     assert img.shape == (SIZE * s, SIZE * s, 3)
@@ -660,6 +662,26 @@ def test_export_png_figure_and_explanation(explorer, tmp_path):
         assert "Saved" in explorer.export.result.value, explorer.export.result.value
     assert sorted(p.name for p in (tmp_path / "tab").iterdir()) == [
         "hsets-explanation.npz", "hsets-figure.png", "hsets-view.png"]
+    # a second export never overwrites the first, and the page offers the file for download
+    first = (tmp_path / "tab" / "hsets-view.png").read_bytes()
+    press(explorer.export.png_button)
+    assert (tmp_path / "tab" / "hsets-view.png").read_bytes() == first
+    assert (tmp_path / "tab" / "hsets-view-2.png").exists()
+    assert "hsets-view-2.png" in explorer.export.result.value
+    assert "download='hsets-view-2.png' href='data:image/png;base64," in explorer.export.result.value
+
+
+def test_words_are_explained_where_they_appear(explorer):
+    from hsets_widgets.widgets.common import GLOSSARY
+
+    header = explorer.children[0].value
+    assert "What the words mean" in header and all(html.escape(k) in header for k in GLOSSARY)
+    explorer.readout.enabled.value = True
+    assert explorer.readout.wait(120)
+    text = explorer.readout.text.value
+    assert f"title='{html.escape(GLOSSARY['AOPC'])}'" in text and f"title='{html.escape(GLOSSARY['MoRF'])}'" in text
+    assert explorer.animation.play.tooltip and explorer.threshold.mu.tooltip
+    explorer.readout.enabled.value = False
 
 
 def test_exports_are_written_atomically(explorer, tmp_path, monkeypatch):
@@ -823,7 +845,7 @@ def test_live_readout_follows_mu_is_cached_and_equals_the_sweep_numbers(explorer
     assert "off" in ro.text.value
     ro.enabled.value = True                        # the checkbox, as the browser sends it
     assert ro.stale and "computing" in ro.text.value   # stale until the background readout is back
-    assert ro.wait(120) and "MoRF AOPC" in ro.text.value and "computing" not in ro.text.value
+    assert ro.wait(120) and "MoRF AOPC" in re.sub("<[^>]+>", "", ro.text.value) and "computing" not in ro.text.value
     assert not ro.stale
     key0, first = ro.shown
     heat = ex.heatmap(ro.shown_sets())

@@ -24,7 +24,8 @@ class MergeAnimation(W.VBox):
         n = st.n_steps
         self._syncing = False
         self.play = W.Play(value=st.step, min=0, max=max(n, 1), step=1, interval=interval_ms,
-                           description="Play", show_repeat=False)
+                           description="Play", show_repeat=False,
+                           tooltip="▶ replays the merge one step at a time; ■ stops and goes back to step 0")
         self.play.add_class("hsets-play")
         self.slider = W.IntSlider(value=st.step, min=0, max=max(n, 1), description="step",
                                   continuous_update=True, layout=W.Layout(width="300px"))

@@ -61,6 +61,48 @@ def as_state(obj, **settings) -> ExplorerState:
     return ExplorerState.from_image(obj, **settings)
 
 
+#: the words the panels use, explained where they appear (tooltips) and in the glossary
+GLOSSARY = {
+    "interaction set": "pixels that act together on the class score: grown from a seed pixel by "
+                       "following the Hessian of the score",
+    "seed": "the pixel a set grows from; automatic seeds (A1, A2...) are the best pixel of the "
+            "best segments",
+    "|H|": "the magnitude of a Hessian entry H[i, j]: how much pixel j changes pixel i's effect on "
+           "the class score",
+    "mu": "how strict the growth rule is (for the top-k rule: how many new members each row adds)",
+    "nu": "the largest size a set may reach",
+    "IG": "Integrated Gradients: each pixel's share of the class score, along a path from a "
+          "black image",
+    "IDG": "Integrated Directional Gradients: the value v(I) of a set, from IG along the set's "
+           "direction, averaged over subsets",
+    "ROAD": "remove and debias: pixels are removed in the order a map ranks them and filled by "
+            "noisy linear imputation before the classifier looks again",
+    "MoRF": "most relevant first: remove the map's top pixels first; a faithful map makes the class "
+            "probability fall fast",
+    "LeRF": "least relevant first: remove the map's bottom pixels first; a faithful map keeps the "
+            "probability up",
+    "AOPC": "area over the perturbation curve: the mean drop of the class probability over the "
+            "removal fractions (MoRF: higher = more faithful; LeRF: lower = more faithful)",
+    "sparsity": "how concentrated a map is (Gini index of its values; 1: a few pixels hold everything)",
+    "random": "a uniformly random map: any explanation should beat it",
+}
+
+
+def glossary_html() -> str:
+    """The glossary as a collapsed HTML block."""
+    rows = "".join(f"<dt style='font-weight:600'>{html.escape(k)}</dt><dd style='margin:0 0 4px 16px'>"
+                   f"{html.escape(v)}</dd>" for k, v in GLOSSARY.items())
+    return ("<details class='hsets-glossary' style='font-size:12px'><summary style='cursor:pointer'>"
+            f"What the words mean</summary><dl style='margin:4px 0'>{rows}</dl></details>")
+
+
+def term(word: str, shown=None) -> str:
+    """``word`` (or ``shown``) with its glossary entry as a tooltip."""
+    tip = GLOSSARY.get(word, "")
+    text = html.escape(shown or word)
+    return f"<abbr title='{html.escape(tip)}' style='text-decoration:underline dotted'>{text}</abbr>" if tip else text
+
+
 def set_name(state, k: int) -> str:
     """The one name of kept set ``k`` everywhere (list, image, hover): ``#k`` (1-based), with
     the automatic seed's name when it grew from one (``#2 = A1``).

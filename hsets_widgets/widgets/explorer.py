@@ -12,7 +12,7 @@ import html
 import ipywidgets as W
 
 from .animation import MergeAnimation
-from .common import as_state, esc, fmt, set_name, title
+from .common import as_state, esc, fmt, glossary_html, set_name, title
 from .export import ExportPanel
 from .image_view import ImageView
 from .interactions_view import InteractionsView
@@ -184,7 +184,7 @@ class Explorer(W.VBox):
             "class score, valued by Integrated Directional Gradients (IDG). "
             "<b>1</b> click a pixel · <b>2</b> move mu / nu · <b>3</b> play the merge · "
             "<b>4</b> keep sets or run the automatic ones · <b>5</b> tabs below: row, IDG, interactions, "
-            "ROAD, export.</div>")
+            "ROAD, export.</div>" + glossary_html())
         header.add_class("hsets-header")
         right = W.VBox([self.threshold, self.readout, self.animation, self.sets_panel, self.seed_ranking],
                        layout=W.Layout(margin="0 0 0 16px", max_width="560px"))

@@ -156,6 +156,27 @@ def _summary_panel(ax, st) -> None:
     ax.text(0.0, 1.0, "\n".join(lines), va="top", family="monospace", fontsize=9)
 
 
+#: files up to this size get a download link in the page (a data: URI, so it works offline
+#: and from a server folder the browser cannot reach)
+DOWNLOAD_LIMIT = 25 * 2 ** 20
+
+
+def download_link(path) -> str:
+    """An HTML link that downloads the file at ``path`` from the page itself (empty when it is
+    larger than :data:`DOWNLOAD_LIMIT`).
+    """
+    import base64
+    import mimetypes
+
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size > DOWNLOAD_LIMIT:
+        return ""
+    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f"<a class='hsets-download' download='{esc(path.name)}' href='data:{mime};base64,{data}' "
+            f"style='margin-left:8px'>⬇ download {esc(path.name)}</a>")
+
+
 def confined(root: Path, folder: str) -> Path:
     """``folder`` (relative to ``root``, links resolved) if it lies inside ``root``; else
     :class:`~hsets_widgets.files.OutputError`.
@@ -192,8 +213,9 @@ class ExportPanel(W.VBox):
         self.result = W.HTML()
         self.result.add_class("hsets-export-result")
         super().__init__([
-            title("Export", "Files are written by the kernel (no browser involved) into the folder "
-                            "below, inside the kernel's working directory."),
+            title("Export", "Files are written by the kernel into the folder below (inside the "
+                            "kernel's working directory), never over an earlier export, and offered "
+                            "for download here."),
             self.folder, W.HBox([self.png_button, self.fig_button, self.npz_button]), self.result])
         self.add_class("hsets-export")
 
@@ -206,12 +228,21 @@ class ExportPanel(W.VBox):
         return DIM if self.image_view is not None and self.image_view.dim.value else 1.0
 
     def _path(self, name: str) -> Path:
-        return confined(self.root, self.folder.value or ".") / name
+        """A new file in the folder: ``name``, or ``name-2``, ``name-3``... when it exists (an
+        export never overwrites an earlier one silently).
+        """
+        folder = confined(self.root, self.folder.value or ".")
+        path = folder / name
+        k = 2
+        while path.exists():
+            path = folder / f"{Path(name).stem}-{k}{Path(name).suffix}"
+            k += 1
+        return path
 
     def _run(self, fn):
         try:
-            path = fn()
-            self.result.value = f"Saved <code>{esc(path)}</code>"
+            path = Path(fn())
+            self.result.value = f"Saved <code>{esc(path)}</code> {download_link(path)}"
         except Exception as err:  # noqa: BLE001 - shown in the panel
             self.result.value = f"<span style='color:#c62828'>{esc(type(err).__name__)}: {esc(err)}</span>"
 

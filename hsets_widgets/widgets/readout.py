@@ -23,7 +23,7 @@ from traitlets import Bool, observe
 from ..common import to_numpy
 from ..evaluation.baselines import attribute
 from ..evaluation.sweep import map_scores
-from .common import LERF_WORDS, MORF_WORDS, ROAD_GRID, as_state, esc, fmt, title
+from .common import LERF_WORDS, MORF_WORDS, ROAD_GRID, as_state, esc, fmt, term, title
 from .runner import BackgroundRunner, Job
 
 #: the readout's removal fractions: the Explorer's one grid (kept under its old name)
@@ -213,8 +213,8 @@ class FaithfulnessReadout(W.VBox):
             return f"<td><b>{fmt(v)}</b>{arrow}</td>"
 
         refs = self.references or {}
-        rows = [("MoRF AOPC", "morf_aopc", True), ("LeRF AOPC", "lerf_aopc", False),
-                ("sparsity", "sparsity", True)]
+        rows = [(f"{term('MoRF')} {term('AOPC')}", "morf_aopc", True),
+                (f"{term('LeRF')} {term('AOPC')}", "lerf_aopc", False), (term("sparsity"), "sparsity", True)]
         body = "".join(
             f"<tr><td>{label}</td>{cell(col, hb)}"
             + "".join(f"<td>{fmt(refs[m][col]) if m in refs else '-'}</td>" for m in ("ig", "random"))
@@ -223,7 +223,7 @@ class FaithfulnessReadout(W.VBox):
         status = (f"<i>computing... {esc(doing)}</i>" if stale else
                   f"{support}Computed in {self.last_seconds:.1f} s." if scores is not None else "")
         return ("<table class='hsets-readout-table' style='border-spacing:8px 0'>"
-                "<tr><th></th><th>shown</th><th>IG</th><th>random</th></tr>" + body + "</table>"
+                f"<tr><th></th><th>shown</th><th>{term('IG')}</th><th>{term('random')}</th></tr>" + body + "</table>"
                 + (self._verdict(scores) if scores is not None else "")
                 + f"<div class='hsets-readout-status' style='font-size:12px;min-height:32px'>{status}</div>")
 

@@ -48,11 +48,13 @@ class ThresholdExplorer(W.VBox):
         self.mu = W.FloatSlider(value=min(max(st.mu, lo), hi), min=lo, max=hi, step=step,
                                 description="mu (μ)", continuous_update=True,
                                 readout_format=self._format(st.threshold),
-                                layout=W.Layout(width="380px"))
+                                layout=W.Layout(width="460px"),
+                                tooltip="mu: how strict the rule is (for top-k: new members per row)")
         self.mu.add_class("hsets-mu-slider")
         self.nu = W.IntSlider(value=st.nu, min=1, max=max(nu_max, st.nu), step=1,
                               description="nu (ν)", continuous_update=False,
-                              layout=W.Layout(width="380px"))
+                              layout=W.Layout(width="460px"),
+                              tooltip="nu: the largest set size; growth stops there")
         self.nu.add_class("hsets-nu-slider")
         self.sign = W.Dropdown(options=SIGN_OPTIONS, value=st.sign, description="compare",
                                layout=W.Layout(width="380px"))
@@ -170,6 +172,6 @@ class ThresholdExplorer(W.VBox):
                 parts.append(f"Value v(I) = <b>{fmt(v.value)}</b> ± {fmt(v.stderr)} "
                              f"({'mean |IDG| over subsets' if v.kind == 'mean' else 'sum over drawn subsets'}"
                              f", {how})")
-        if st.busy:
-            parts.append("<span style='color:#ef6c00'>computing in the background…</span>")
+        # the line is always there (empty when idle): the layout never jumps when work starts
+        parts.append("<span style='color:#ef6c00'>computing in the background…</span>" if st.busy else "&nbsp;")
         self.info.value = "<div style='font-size:12px;line-height:1.5'>" + "<br>".join(parts) + "</div>"
