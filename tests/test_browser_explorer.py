@@ -376,6 +376,22 @@ def test_tabs_idg_sampling_and_road_render(voila_url, browser):
     parts = shot(page.locator(".hsets-interactions-view canvas").first, "09b-interactions-parts.png")
     assert (parts.max(axis=2) > 30).mean() > 0.5, "the parts image is blank"
     shot(page.locator(".hsets-interactions-view").first, "09b-interactions.png")
+    # Other methods: Integrated Hessians beside H-Sets, its sets listed; one goes through the
+    # Interactions tab, which opens by itself and names the set it tests
+    page.locator(".lm-TabBar-tab", has_text="Other methods").first.click()
+    from hsets_widgets.widgets.methods_view import method_options
+
+    ih_label = next(label for label, name in method_options() if name == "ih")
+    page.locator(".hsets-method-choice select").first.select_option(label=ih_label)
+    wait_text(page, ".hsets-method-label", r"ih: \d+ set\(s\)", timeout=180)
+    wait_text(page, ".hsets-status", r"ready", timeout=60)
+    page.wait_for_timeout(800)
+    side = shot(page.locator(".hsets-side-method").first, "09e-method-side.png")
+    assert (side.max(axis=2) > 30).mean() > 0.5, "the method's picture is blank"
+    page.locator(".hsets-method-test").first.click()
+    wait_text(page, ".hsets-interactions-verdict", r"Tested: the ih M1 set", timeout=30)
+    wait_text(page, ".hsets-interactions-controls", r"p = \d\.\d\d", timeout=240)
+    shot(page.locator(".hsets-interactions-view").first, "09f-interactions-of-ih-set.png")
     # ROAD: keep the current set, compute the curves, show an imputed image
     canvas = page.locator(".hsets-image-canvas").first
     before_keep = shot(canvas, "09c-before-keep.png")

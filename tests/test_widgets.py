@@ -184,7 +184,7 @@ def test_click_makes_that_pixel_the_seed_and_grows_its_set(explorer, canvas_log)
     assert [(s.row, s.added) for s in st.grown.steps] == [(s.row, s.added) for s in expected.steps]
     assert st.pending_seed_yx is None
     # the set layer drew one rectangle per member pixel, at the zoomed position
-    set_layer = explorer.image_view.canvas[3]
+    set_layer = explorer.image_view.canvas[4]
     rects = [a for n, a, b in canvas_log.on(set_layer) if n == "fillRects"]
     assert rects, "the set layer was not redrawn"
     assert f"seed ({y}, {x})" in explorer.threshold.info.value
@@ -271,7 +271,7 @@ def test_play_and_step_buttons_show_members_after_step(explorer, canvas_log):
         assert st.step == k and anim.slider.value == k
         assert np.array_equal(st.displayed_members(), st.grown.members_after(k))
         assert f"Step {k} of {n}" in anim.label.value.replace("<b>", "").replace("</b>", "")
-        rects = [a for name, a, b in canvas_log.on(view.canvas[3]) if name == "fillRects"]
+        rects = [a for name, a, b in canvas_log.on(view.canvas[4]) if name == "fillRects"]
         assert rects, "the set layer was not redrawn for the step"
         # the composed picture shows exactly the members after k steps (cyan or orange)
         rgb = view.to_rgb(layers=["set"], scale=1)
@@ -394,19 +394,19 @@ def test_client_ready_redraws_every_layer_losslessly(explorer, canvas_log):
     photo = [b for n, a, b in canvas_log.on(view.canvas[0]) if n == "putImageData"]
     img = np.asarray(Image.open(io.BytesIO(photo[-1][0])))
     assert np.array_equal(img[::s, ::s, :3], (explorer.explainer.image * 255 + 0.5).astype(np.uint8))
-    for k in (1, 3, 4):
+    for k in (1, 4, 5):
         assert canvas_log.on(view.canvas[k]), f"layer {k} not redrawn"
 
 
 def test_layer_toggle_clears_and_redraws(explorer, canvas_log):
     view = explorer.image_view
     view.toggles["set"].set_state({"value": False})
-    cmds = [n for n, a, b in canvas_log.on(view.canvas[3])]
+    cmds = [n for n, a, b in canvas_log.on(view.canvas[4])]
     assert cmds == ["clear"]
     assert (view.to_rgb(layers=None, scale=1) == view.to_rgb(layers=["photo", "segments", "seeds"], scale=1)).all()
     canvas_log.clear()
     view.toggles["set"].set_state({"value": True})
-    assert "fillRects" in [n for n, a, b in canvas_log.on(view.canvas[3])]
+    assert "fillRects" in [n for n, a, b in canvas_log.on(view.canvas[4])]
 
 
 def test_hover_reads_ig_and_hessian_row(explorer):
@@ -438,7 +438,7 @@ def test_one_numbering_for_kept_sets_in_list_image_and_hover(explorer, canvas_lo
     assert panel.list.options[0].startswith(f"#1 = A1 · seed {auto}")
     assert panel.list.options[1].startswith(f"#2 · seed {tuple(st.seed.yx)}")
     # the image writes the same names under the kept seeds
-    texts = [a[0] for n, a, _ in canvas_log.on(view.canvas[4]) if n == "fillText"]
+    texts = [a[0] for n, a, _ in canvas_log.on(view.canvas[5]) if n == "fillText"]
     assert "#1" in texts and "#2" in texts and "A1" in texts
     # hovering a pixel of kept set #2 names it and its value
     pix = feature_pixels(st.sets[1].members, st.shape, explorer.explainer.config.features)[0]
@@ -606,7 +606,7 @@ def test_sets_panel_keep_explain_clear(explorer, canvas_log):
     press(panel.keep)
     assert len(st.sets) == 1 and st.sets[0].seed == st.seed.index
     assert panel.list.options[0].startswith("#1")
-    assert [n for n, a, b in canvas_log.on(explorer.image_view.canvas[2])][-1] == "putImageData"
+    assert [n for n, a, b in canvas_log.on(explorer.image_view.canvas[3])][-1] == "putImageData"
     assert "H-Sets heatmap" in explorer.image_view.legend.value
     press(panel.keep)                               # same seed: replaced, not duplicated
     assert len(st.sets) == 1
@@ -1062,7 +1062,7 @@ def test_a_kept_set_is_visible_under_the_current_set(explorer, canvas_log):
     canvas_log.clear()
     press(panel.keep)
     # the current set is now kept: drawn as its edge only, so the heatmap under it shows
-    rects = [a for n, a, _ in canvas_log.on(view.canvas[3]) if n == "fillRects"]
+    rects = [a for n, a, _ in canvas_log.on(view.canvas[4]) if n == "fillRects"]
     assert rects and len(rects[0][0]) < n_members
     rgb = view.to_rgb(layers=["photo", "segments", "heatmap", "set"], scale=1)
     heat_only = view.to_rgb(layers=["photo", "segments", "heatmap"], scale=1)
@@ -1103,3 +1103,66 @@ def test_every_wait_says_what_it_waits_for(explainer, monkeypatch):
     st.cancel()
     ro.runner.cancel()
     ro.wait(30)
+
+
+def test_another_method_side_by_side_as_a_layer_and_its_sets_through_the_interactions_tab(explorer, canvas_log):
+    from hsets_widgets.evaluation.baselines import attribute_sets
+    from hsets_widgets.evaluation.interactions import interaction_test
+
+    st, mv, view, iv = explorer.state, explorer.methods, explorer.image_view, explorer.interactions
+    ex = explorer.explainer
+    assert mv.choice.options[0] == ("none", "")
+    assert {"archipelago", "moxi", "ih", "caso", "cafo", "ig"} <= {v for _, v in mv.choice.options}
+    choose(mv.choice, "ih")                       # a set-making method, as the browser picks it
+    assert explorer.wait(300) and st.error == ""
+    res = st.method_result
+    direct = attribute_sets(ex.x.detach(), ex.classifier, "ih", target=ex.target)
+    assert np.allclose(res.map, direct.map) and len(res.sets) == len(direct.sets) > 0
+    # side by side, and the image's method layer shows the same map
+    assert any(n == "putImageData" for n, _, _ in canvas_log.on(mv.right))
+    assert any(n == "putImageData" for n, _, _ in canvas_log.on(view.canvas[2]))
+    assert len(mv.sets.options) == len(res.sets) and mv.sets.options[0].startswith("M1:")
+    assert "M1" in [a[0] for n, a, _ in canvas_log.on(mv.right) if n == "fillText"]
+    # the last set through the Interactions tab: the tab opens and tests exactly that set
+    mv.sets.index = len(res.sets) - 1
+    press(mv.test_button)
+    assert explorer.tabs.selected_index == list(explorer.tabs.children).index(iv)
+    assert iv.wait(300)
+    chosen = res.sets[-1]
+    test = iv.shown[1]
+    again = interaction_test(ex.x, ex.classifier, ex.target, np.unique(chosen.pixels), chosen.seed_yx,
+                             ex.segment().labels, ex.attribution().attribution.numpy(),
+                             n_parts=iv.n_parts, removal=iv.removal)
+    assert test.set.nonadditive == pytest.approx(again.set.nonadditive)
+    assert f"ih M{len(res.sets)}" in iv.verdict.value
+    # a new set of the user's: the tab goes back to the current H-Sets set
+    explorer.select(*far_pixel(st))
+    assert explorer.wait(60) and st.tested_set is None
+    # the map is computed once per image: choosing it again is instant, "none" hides it
+    choose(mv.choice, "")
+    assert st.method_result is None
+    choose(mv.choice, "ih")
+    assert st.method_result is res
+
+
+def test_zoom_pan_and_opacity_of_the_image_view(explorer, canvas_log):
+    st, view = explorer.state, explorer.image_view
+    base = view.base_scale
+    choose(view.zoom, 2)
+    assert view.scale == 2 * base and view.canvas.width == SIZE * 2 * base
+    assert view.window.layout.overflow == "auto"          # the zoomed image scrolls: pan
+    click_pixel(view, 5, 7)                                # clicks map to pixels at any zoom
+    assert explorer.wait(60) and tuple(st.seed.yx) == (5, 7)
+    assert view.to_rgb(scale=None).shape[0] == SIZE * 2 * base
+    choose(view.zoom, 1)
+    assert view.canvas.width == SIZE * base
+    # opacity: the heatmap is drawn more transparent
+    press(explorer.sets_panel.keep)
+    from hsets_widgets.widgets import render
+
+    a1 = render.heat_rgba(st.heatmap(), alpha=0.9)[0][..., 3]
+    a2 = render.heat_rgba(st.heatmap(), alpha=0.3)[0][..., 3]
+    assert (a2 <= a1).all() and (a2 < a1).any()
+    canvas_log.clear()
+    view.opacity.set_state({"value": 0.3})
+    assert any(n == "putImageData" for n, _, _ in canvas_log.on(view.canvas[3]))

@@ -11,6 +11,7 @@ the same :class:`ExplorerState` (or builds its own from an image):
 ``MergeAnimation``     Play / step through the growth trace
 ``SeedRanking``        why the automatic seeds: their segments' attribution mass, a warning
 ``SubsetSampling``     random subsets of the set and the running estimate of its value
+``MethodsView``        another registered method side by side, as a layer, its sets tested
 ``RoadView``           ROAD MoRF/LeRF curves of H-Sets against IG, and imputed images
 ``SweepPanel``         faithfulness against mu (bqplot); a click applies that mu
 ``ExportPanel``        image PNG, figure PNG and explanation file, written from Python
@@ -23,6 +24,7 @@ from .animation import MergeAnimation
 from .explorer import Explorer, SetsPanel, StatusBar
 from .export import ExportPanel, save_figure, save_png
 from .image_view import ImageView, compose_view
+from .methods_view import MethodsView
 from .readout import FaithfulnessReadout
 from .road_view import RoadView
 from .row_inspector import RowInspector
@@ -33,5 +35,5 @@ from .sweep_view import SweepPanel
 from .threshold import ThresholdExplorer
 
 __all__ = ["FaithfulnessReadout", "Explorer", "ExplorerState", "ExportPanel", "ImageView", "MergeAnimation",
-           "RoadView", "RowInspector", "SeedRanking", "SetsPanel", "StatusBar", "SubsetSampling", "SweepPanel",
-           "ThresholdExplorer", "compose_view", "save_figure", "save_png"]
+           "MethodsView", "RoadView", "RowInspector", "SeedRanking", "SetsPanel", "StatusBar", "SubsetSampling",
+           "SweepPanel", "ThresholdExplorer", "compose_view", "save_figure", "save_png"]

@@ -16,6 +16,7 @@ from .common import as_state, esc, fmt, glossary_html, set_name, title
 from .export import ExportPanel
 from .image_view import ImageView
 from .interactions_view import InteractionsView
+from .methods_view import MethodsView
 from .readout import FaithfulnessReadout
 from .road_view import RoadView
 from .row_inspector import RowInspector
@@ -137,7 +138,7 @@ class Explorer(W.VBox):
     ----------
     state : ExplorerState
     image_view, row_inspector, threshold, readout, animation, sets_panel, seed_ranking, sampling,
-    interactions, road,
+    interactions, methods, road,
     sweep, export, status_bar : the component widgets (each usable alone with the same ``state``).
     """
 
@@ -166,12 +167,16 @@ class Explorer(W.VBox):
         self.road = RoadView(st)
         self.sweep = SweepPanel(st)
         self.interactions = InteractionsView(st)
+        self.methods = MethodsView(st)
         self.export = ExportPanel(st, image_view=self.image_view, road_view=self.road,
                                   folder=export_folder)
-        self.tabs = W.Tab(children=[self.row_inspector, self.sampling, self.interactions, self.road, self.sweep,
-                                    self.export],
-                          titles=["Hessian row", "IDG subset sampling", "Interactions", "ROAD curves", "Sweep mu",
-                                  "Export"])
+        self.tabs = W.Tab(children=[self.row_inspector, self.sampling, self.interactions, self.methods, self.road,
+                                    self.sweep, self.export],
+                          titles=["Hessian row", "IDG subset sampling", "Interactions", "Other methods",
+                                  "ROAD curves", "Sweep mu", "Export"])
+        # another method's set sent to the Interactions tab: show that tab
+        st.observe(lambda ch: self._show_tab(self.interactions) if ch["new"] is not None else None,
+                   names=["tested_set"])
         self.tabs.add_class("hsets-tabs")
         header = W.HTML(
             "<div style='font-size:20px;font-weight:700'>H-Sets Explorer</div>"
@@ -201,6 +206,9 @@ class Explorer(W.VBox):
             self.image_view.canvas.on_client_ready(lambda *_: self.session.activate())
         if autostart:
             st.prepare()
+
+    def _show_tab(self, view) -> None:
+        self.tabs.selected_index = list(self.tabs.children).index(view)
 
     # ---- conveniences ------------------------------------------------------------------
     @property

@@ -24,10 +24,12 @@ from ..seeds import feature_pixels
 from . import render
 from .common import as_state, draw_batch, fmt, set_name, title
 
-LAYERS = ("photo", "segments", "heatmap", "set", "seeds")
+LAYERS = ("photo", "segments", "method", "heatmap", "set", "seeds")
 #: brightness of the photo when "dim photo" is ticked
 DIM = 0.7
-LAYER_LABELS = {"photo": "photo", "segments": "segments", "heatmap": "H-Sets heatmap",
+#: zoom factors offered (the image scrolls inside its box when zoomed: that is the pan)
+ZOOMS = (1, 2, 4)
+LAYER_LABELS = {"photo": "photo", "segments": "segments", "method": "method layer", "heatmap": "H-Sets heatmap",
                 "set": "current set", "seeds": "seeds"}
 
 
@@ -47,11 +49,26 @@ class ImageView(W.VBox):
     def __init__(self, state, display_size: int = 448, layers=None, **settings):
         self.state = as_state(state, **settings)
         _, h, w = self.state.shape
-        self.scale = render.display_scale(h, w, display_size)
+        self.base_scale = self.scale = render.display_scale(h, w, display_size)
         self.canvas = MultiCanvas(len(LAYERS), width=w * self.scale, height=h * self.scale)
         self.canvas.add_class("hsets-image-canvas")
         self.canvas.layout.width = f"{w * self.scale}px"
         self.canvas.layout.height = f"{h * self.scale}px"
+        # a window of the base size: a zoomed image scrolls inside it (pan)
+        self.window = W.Box([self.canvas], layout=W.Layout(
+            overflow="auto", max_width=f"{w * self.scale + 18}px", max_height=f"{h * self.scale + 18}px"))
+        self.window.add_class("hsets-image-window")
+        self.zoom = W.ToggleButtons(options=[(f"{z}×", z) for z in ZOOMS], value=1, description="zoom",
+                                    style={"button_width": "42px", "description_width": "40px"},
+                                    tooltip="zoom in; scroll the image to pan")
+        self.zoom.add_class("hsets-zoom")
+        self.zoom.observe(lambda ch: self.set_zoom(ch["new"]), names="value")
+        self.opacity = W.FloatSlider(value=0.9, min=0.1, max=1.0, step=0.05, description="overlay opacity",
+                                     continuous_update=False, layout=W.Layout(width="300px"),
+                                     style={"description_width": "100px"},
+                                     tooltip="opacity of the H-Sets heatmap and the method layer")
+        self.opacity.add_class("hsets-opacity")
+        self.opacity.observe(lambda ch: self._changed(("heatmap", "method")), names="value")
         shown = set(LAYERS if layers is None else layers)
         self.toggles = {}
         for name in LAYERS:
@@ -84,11 +101,13 @@ class ImageView(W.VBox):
                    names=["seed", "pending_seed_yx", "auto_seeds"])
         st.observe(lambda ch: self._changed(("heatmap", "seeds", "set")), names=["sets"])
         st.observe(lambda ch: self._changed(("segments",)), names=["ready"])
+        st.observe(lambda ch: self._changed(("method",)), names=["method_result"])
         super().__init__([
             title("Image", "Click any pixel to grow its interaction set; hover to read its "
                            "Integrated Gradients and Hessian-row value."),
-            self.canvas,
+            self.window,
             W.HBox(list(self.toggles.values()) + [self.dim], layout=W.Layout(flex_flow="row wrap")),
+            W.HBox([self.zoom, self.opacity], layout=W.Layout(flex_flow="row wrap")),
             self.readout, self.legend])
         self.add_class("hsets-image-view")
         self._update_legend()
@@ -181,10 +200,26 @@ class ImageView(W.VBox):
         if seg is not None:
             layer.put_image_data(render.boundaries_rgba(seg.labels, scale=self.scale), 0, 0)
 
+    def set_zoom(self, zoom: int) -> None:
+        """Show the image ``zoom`` times larger (crisp pixels); it scrolls in its window."""
+        _, h, w = self.state.shape
+        self.scale = self.base_scale * int(zoom)
+        with self.state.lock:
+            self.canvas.width, self.canvas.height = w * self.scale, h * self.scale
+            self.canvas.layout.width = f"{w * self.scale}px"
+            self.canvas.layout.height = f"{h * self.scale}px"
+        self.redraw()
+
+    def _draw_method(self, layer):
+        res = self.state.method_result
+        if res is not None:
+            rgba, *_ = render.heat_rgba(method_map_2d(res.map), alpha=self.opacity.value)
+            self._put(layer, rgba)
+
     def _draw_heatmap(self, layer):
         st = self.state
         if st.sets:
-            rgba, *_ = render.heat_rgba(st.heatmap())
+            rgba, *_ = render.heat_rgba(st.heatmap(), alpha=self.opacity.value)
             edges = render.kept_edges_rgba(st.shape, st.sets, st.explainer.config.features)
             self._put(layer, render.compose_rgba([rgba, edges]))
 
@@ -315,6 +350,12 @@ def pixel_info(state, y: int, x: int, ig: Optional[np.ndarray] = None) -> dict:
     return info
 
 
+def method_map_2d(amap) -> np.ndarray:
+    """A method's map as ``(H, W)``: channels summed."""
+    a = np.asarray(amap, dtype=np.float64)
+    return a.sum(0) if a.ndim == 3 else a
+
+
 def current_is_kept(state) -> bool:
     """Whether the current set (as fully grown) is one of the kept sets."""
     st = state
@@ -364,6 +405,8 @@ def compose_view(state, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> np.n
             out.append(render.upscale(render.photo_rgba(st.explainer.image, dim=dim), s))
         if "segments" in layers and seg is not None:
             out.append(render.boundaries_rgba(seg.labels, scale=s))
+        if "method" in layers and st.method_result is not None:
+            out.append(render.upscale(render.heat_rgba(method_map_2d(st.method_result.map))[0], s))
         if "heatmap" in layers and st.sets:
             out.append(render.upscale(render.heat_rgba(st.heatmap())[0], s))
             out.append(render.upscale(render.kept_edges_rgba(shape, st.sets, feats), s))

@@ -16,7 +16,7 @@ import numpy as np
 from ipycanvas import Canvas
 from traitlets import Bool
 
-from ..evaluation.interactions import explainer_test
+from ..evaluation.interactions import explainer_test, interaction_test
 from ..seeds import feature_pixels
 from . import render
 from .common import as_state, draw_batch, esc, fmt, title
@@ -50,6 +50,7 @@ class InteractionsView(W.VBox):
         self.scale = render.display_scale(*st.shape[1:], target=display_size)
         self._build()
         st.observe(lambda ch: self._set_changed(), names=["revision"])
+        st.observe(lambda ch: self._tested_changed(), names=["tested_set"])
         self.refresh()
 
     def _build(self) -> None:
@@ -87,8 +88,16 @@ class InteractionsView(W.VBox):
 
     # ---- what is tested ------------------------------------------------------------------
     def current(self):
-        """``(key, seed_yx, pixels)`` of the current set, or None."""
+        """``(key, seed_yx, pixels)`` of the set tested: another method's set put through this
+        tab (``state.tested_set``), else the current set; None when there is none.
+        """
         st = self.state
+        if st.tested_set is not None:
+            name, ps = st.tested_set
+            pixels = np.unique(np.asarray(ps.pixels, np.int64))
+            h = hashlib.sha1(pixels.tobytes())
+            h.update(repr((name, tuple(ps.seed_yx), self.n_parts, self.removal, self.seed)).encode())
+            return h.hexdigest(), tuple(int(v) for v in ps.seed_yx), pixels
         if st.grown is None or st.seed is None:
             return None
         pixels = np.unique(feature_pixels(st.grown.members, st.shape, st.explainer.config.features))
@@ -98,7 +107,19 @@ class InteractionsView(W.VBox):
 
     def _set_changed(self) -> None:
         self.runner.cancel(superseded=True)
+        if self.state.tested_set is not None:      # a new set of the user's: test that again
+            self.state.tested_set = None
+            return
         self.refresh(force=self.auto.value)
+
+    def _tested_changed(self) -> None:
+        self.runner.cancel(superseded=True)
+        self.refresh(force=self.state.tested_set is not None or self.auto.value)
+
+    def subject(self) -> str:
+        """What is tested, in words."""
+        t = self.state.tested_set
+        return f"the {t[0]} set" if t is not None else "the current H-Sets set"
 
     def refresh(self, force: bool = False) -> None:
         """Show the cached test of the current set, or start it (``force`` or ``auto``)."""
@@ -115,13 +136,21 @@ class InteractionsView(W.VBox):
                       f"({2 ** min(self.n_parts, len(pixels))} forward passes per region).</i>")
             return
         self.stale = True
-        self._say("<i>computing the interaction test...</i>", keep_stale=True)
-        ex, members = self.state.explainer, self.state.grown.members
+        self._say(f"<i>computing the interaction test of {esc(self.subject())}...</i>", keep_stale=True)
+        st = self.state
+        ex = st.explainer
+        members = st.grown.members if st.tested_set is None else None
 
         def job(n_parts):
             def work(progress, cancel):
-                return explainer_test(ex, members, seed_yx, n_parts=n_parts, removal=self.removal, seed=self.seed,
-                                      progress=progress, cancel=cancel)
+                if members is not None:
+                    return explainer_test(ex, members, seed_yx, n_parts=n_parts, removal=self.removal,
+                                          seed=self.seed, progress=progress, cancel=cancel)
+                # another method's set: the same test, with the explainer's image, segments and IG
+                return interaction_test(ex.x.detach().cpu(), ex.classifier, ex.target, pixels, seed_yx,
+                                        ex.segment().labels, ex.attribution().attribution.detach().cpu().numpy(),
+                                        n_parts=n_parts, removal=self.removal, seed=self.seed,
+                                        progress=progress, cancel=cancel)
             return work
 
         def first(test):
@@ -170,7 +199,8 @@ class InteractionsView(W.VBox):
         colour = "#1b5e20" if test.above_controls else "#6d4c41"
         note = (f"<br><i>First look with {len(test.set.parts)} parts; the test with {self.n_parts} parts is "
                 f"running and will replace it.</i>" if first else "")
-        self._say(f"<b style='color:{colour}'>{esc(test.verdict())}</b>{note}", keep_stale=first)
+        who = "" if self.state.tested_set is None else f"<div>Tested: <b>{esc(self.subject())}</b></div>"
+        self._say(f"{who}<b style='color:{colour}'>{esc(test.verdict())}</b>{note}", keep_stale=first)
         self.matrix.value = self._matrix_html(test)
         self.controls.value = self._controls_html(test)
         self._draw(test)

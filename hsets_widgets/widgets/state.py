@@ -20,7 +20,21 @@ import time
 from typing import Optional
 
 import numpy as np
-from traitlets import Bool, Enum, Float, HasTraits, Instance, Int, List, TraitError, Tuple, Unicode, observe, validate
+from traitlets import (
+    Any,
+    Bool,
+    Enum,
+    Float,
+    HasTraits,
+    Instance,
+    Int,
+    List,
+    TraitError,
+    Tuple,
+    Unicode,
+    observe,
+    validate,
+)
 
 from ..explain import Explainer
 from ..explanation import InteractionSet
@@ -81,6 +95,11 @@ class ExplorerState(HasTraits):
         Hessian rows computed so far (the cache size).
     revision : int
         Incremented whenever ``grown`` is replaced.
+    method, method_result : str, MapWithSets or None
+        A registered method (:data:`~hsets_widgets.evaluation.baselines.METHODS`) shown beside
+        H-Sets, and its map and sets once computed (:meth:`show_method`).
+    tested_set : tuple or None
+        ``(name, PixelSet)``: a set of another method put through the Interactions tab.
     """
 
     explainer = Instance(Explainer)
@@ -105,6 +124,9 @@ class ExplorerState(HasTraits):
     error = Unicode("")
     n_rows = Int(0)
     revision = Int(0)
+    method = Unicode("")                # a registered method shown as a layer and beside the image
+    method_result = Any(None)           # its MapWithSets (map, sets, labels), once computed
+    tested_set = Any(None)              # (name, PixelSet) the Interactions tab tests instead of the current set
 
     def __init__(self, explainer: Explainer, background: bool = True, **kwargs):
         self.lock = threading.RLock()
@@ -112,6 +134,7 @@ class ExplorerState(HasTraits):
         self._applied = None        # growth key of `grown`
         self._error_kind = None     # the kind of background job the shown error came from
         self.last_sync_seconds = float("nan")
+        self.method_cache = {}      # method name -> MapWithSets, for this image
         c = explainer.config
         self.runner = BackgroundRunner(self.lock, self._job_started, self._job_progress,
                                        self._job_finished, synchronous=not background)
@@ -291,6 +314,49 @@ class ExplorerState(HasTraits):
             self.status = f"Kept {len(sets)} set(s) grown at mu = {params['mu']:g}"
 
         return self.submit("explain", f"Regrowing {len(seeds)} set(s) at mu = {params['mu']:g}", work, apply)
+
+    def show_method(self, name: str):
+        """Show the map (and sets) of the registered method ``name`` ("" hides it): computed once
+        per image in the background (progress, cancel), then ``method_result`` is set. IG is the
+        explainer's own IG, the one every other panel uses.
+        """
+        from ..evaluation.baselines import METHODS, MapWithSets, attribute_sets
+
+        name = str(name or "")
+        if name and name not in METHODS:
+            self.error = f"unknown method {name!r}; use one of {', '.join(METHODS)}"
+            return None
+        self.method = name
+        if not name:
+            self.method_result = None
+            return None
+        if name in self.method_cache:
+            self.method_result = self.method_cache[name]
+            return None
+        self.method_result = None
+        ex = self.explainer
+
+        def work(progress, cancel):
+            self.ensure_ready(progress, cancel)
+            if name == "ig":
+                from ..common import to_numpy
+
+                return MapWithSets(to_numpy(ex.attribution().attribution).sum(0), (), None)
+            return attribute_sets(ex.x.detach(), ex.classifier, name, target=ex.target, seed=0,
+                                  progress=progress, cancel=cancel)
+
+        def apply(result):
+            self.method_cache[name] = result
+            if self.method == name:          # the user may have picked another one meanwhile
+                self.method_result = result
+
+        return self.submit("method", f"Computing the {name} map (once per image)", work, apply, key=name)
+
+    def test_pixel_set(self, name: str, pixel_set) -> None:
+        """Put ``pixel_set`` (a :class:`~hsets_widgets.evaluation.interactions.PixelSet` of another
+        method) through the Interactions tab, named ``name``.
+        """
+        self.tested_set = (str(name), pixel_set)
 
     def cancel(self) -> int:
         """Cancel the running background job (and drop waiting ones)."""
