@@ -13,6 +13,9 @@ photos
     method's map scored as ``hsets evaluate`` scores it (MoRF/LeRF AOPC, sparsity), the sets of the
     set-making methods put through the interaction test against their controls, seconds and
     forward passes per image. Resumable. -> bench/methods/photos-<half>.jsonl
+speed
+    Every method once on the bundled photo (``--threads``, default 2), run alone on a quiet
+    machine: seconds and forward images per photo. -> bench/RESULTS.md
 report
     bench/METHODS.md and bench/METHODS.json: both parts, with paired differences to H-Sets.
 
@@ -117,17 +120,7 @@ def photo_record(clf, name, path, args) -> dict:
     if not rec["correct"]:
         return rec
     for spec in args.methods:
-        counted = [0]
-        hook = clf.module.register_forward_pre_hook(
-            lambda mod, inp, c=counted: c.__setitem__(0, c[0] + len(inp[0])))
-        t0 = time.perf_counter()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                made = attribute_sets(x, clf, spec, target=target, seed=0)
-        finally:
-            hook.remove()
-        seconds, n_forward = time.perf_counter() - t0, counted[0]
+        made, seconds, n_forward = counted(clf, lambda sp=spec: attribute_sets(x, clf, sp, target=target, seed=0))
         one = {"seconds": seconds, "forward_images": n_forward,
                **map_scores(x, clf, made.map, "fine", seed=0, original_probabilities=probs)}
         curves = insertion_deletion(x, clf, made.map, "fine", seed=0, original_probabilities=probs)
@@ -168,6 +161,52 @@ ORDERINGS = (("hsets", "moxi"), ("hsets", "archipelago"), ("hsets", "ig"), ("mox
              ("archipelago", "ig"))
 NAMES = {"hsets": "H-Sets", "ig": "IG", "archipelago": "Archipelago", "moxi": "MoXI", "ih": "Integrated Hessians",
          "caso": "CASO", "cafo": "CAFO", "random": "random"}
+
+
+def counted(clf, fn):
+    """``fn()`` with the images the model saw counted: (result, seconds, forward images)."""
+    seen = [0]
+    hook = clf.module.register_forward_pre_hook(lambda mod, inp: seen.__setitem__(0, seen[0] + len(inp[0])))
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = fn()
+    finally:
+        hook.remove()
+    return out, time.perf_counter() - t0, seen[0]
+
+
+def speed_part(args) -> str:
+    """Each of ``args.methods`` once on the bundled photo, alone: RESULTS.md's cost table."""
+    import os
+
+    import torch
+    from _results import git_rev, machine, write_section
+
+    from hsets_widgets.evaluation.baselines import attribute_sets
+    from hsets_widgets.explain import Explainer
+    from hsets_widgets.models import load_classifier
+
+    torch.set_num_threads(args.threads)
+    clf = load_classifier(None)
+    x = Explainer("chelsea", clf, "default", "slic", None, "cpu").x.detach()
+    attribute_sets(x, clf, "ig:n_steps=4")                      # warm-up: first-call costs out of the table
+    load = os.getloadavg()[0]
+    lines = ["## Interaction methods: cost on one photo, alone (bench/bench_methods.py speed)", "",
+             f"Machine: {machine()}; commit {git_rev()}; load average {load:.1f} when it started. The bundled "
+             "photo (scikit-image's chelsea, 224 px), every method at its engine defaults, one after the other "
+             "in one process; forward images counted by a hook on the model.", "",
+             "| method | seconds | forward images | forward images / s | sets |", "|---|---|---|---|---|"]
+    for spec in args.methods:
+        made, sec, fwd = counted(clf, lambda sp=spec: attribute_sets(x, clf, sp, seed=0))
+        lines.append(f"| {spec} | {sec:.1f} | {fwd} | {fwd / sec:.1f} | {len(made.sets)} |")
+        if not args.quiet:
+            print(lines[-1], flush=True)
+    lines.append(f"\nLoad average when it ended: {os.getloadavg()[0]:.1f}.")
+    md = "\n".join(lines) + "\n"
+    write_section("interaction-methods-alone", md)
+    return md
 
 
 def summarize(records: list) -> dict:
@@ -374,7 +413,7 @@ def report(args) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=("planted", "photos", "report"))
+    ap.add_argument("part", choices=("planted", "photos", "speed", "report"))
     ap.add_argument("--half", choices=("tuning", "check", "both"), default="tuning")
     ap.add_argument("--limit", type=int, default=None, help="only the first N photos of each half")
     ap.add_argument("--reverse", action="store_true", help="run the photos from the last one")
@@ -390,6 +429,8 @@ def main(argv=None) -> int:
         write_json(RUNS / "planted.json", planted_part(args))
     elif args.part == "photos":
         print(f"wrote {photos_part(args)}")
+    elif args.part == "speed":
+        speed_part(args)
     else:
         report(args)
     return 0
