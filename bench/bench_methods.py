@@ -200,7 +200,7 @@ def speed_part(args) -> str:
              "| method | seconds | forward images | forward images / s | sets |", "|---|---|---|---|---|"]
     for spec in args.methods:
         made, sec, fwd = counted(clf, lambda sp=spec: attribute_sets(x, clf, sp, seed=0))
-        lines.append(f"| {spec} | {sec:.1f} | {fwd} | {fwd / sec:.1f} | {len(made.sets)} |")
+        lines.append(f"| {spec} | {sec:.1f} | {fwd} | {fwd / max(sec, 1e-9):.1f} | {len(made.sets)} |")
         if not args.quiet:
             print(lines[-1], flush=True)
     lines.append(f"\nLoad average when it ended: {os.getloadavg()[0]:.1f}.")
