@@ -348,6 +348,12 @@ def test_reload_keeps_kept_sets_and_the_old_kernel_goes(voila_url, browser):
     while len(kernels_of(voila_url.pid) & before) >= len(before) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert len(kernels_of(voila_url.pid) & before) < len(before), "the old page's kernel still runs"
+    # another of the top-5 classes, without a restart: the header and a new set follow
+    select = page.locator(".hsets-target select").first
+    second = select.locator("option").nth(1).inner_text().replace("\xa0", " ")
+    select.select_option(index=1)
+    wait_text(page, ".hsets-header", re.escape(second.split(" (p =")[0]), timeout=60)
+    wait_text(page, ".hsets-set-info", r"Set size: \d+", timeout=120)
     page.close()
 
 

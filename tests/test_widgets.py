@@ -1166,3 +1166,40 @@ def test_zoom_pan_and_opacity_of_the_image_view(explorer, canvas_log):
     canvas_log.clear()
     view.opacity.set_state({"value": 0.3})
     assert any(n == "putImageData" for n, _, _ in canvas_log.on(view.canvas[3]))
+
+
+def test_another_class_or_photo_without_a_restart(explainer):
+    import datetime
+
+    import torch
+    from PIL import Image
+
+    from hsets_widgets.widgets import Explorer
+
+    e = Explorer(explainer, display_size=384, readout=False)
+    assert e.wait(120)
+    ex = e.explainer
+    with torch.no_grad():
+        probs = ex.classifier(ex.x[None]).softmax(-1)[0]
+    top5 = torch.topk(probs, 5).indices.tolist()
+    assert [v for _, v in e.chooser.target.options][:5] == top5 and e.chooser.target.value == ex.target
+    other = next(k for k in top5 if k != ex.target)
+    choose(e.chooser.target, other)              # as the browser picks it
+    assert e.wait(120) and e.state.error == ""
+    assert e.explainer.target == other and e.explainer.classifier is ex.classifier
+    assert e.state.grown is not None and e.explainer.class_name in e.children[0].value
+    # another photo, uploaded as the browser sends it: a new explanation of its predicted class
+    buf = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((60, 60, 3)) * 255).astype(np.uint8)).save(buf, "PNG")
+    e.chooser.upload.value = ({"name": "noise.png", "type": "image/png", "size": buf.tell(),
+                               "content": memoryview(buf.getvalue()),
+                               "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+    assert e.wait(120) and e.state.error == ""
+    assert not np.array_equal(e.explainer.image, ex.image) and e.state.grown is not None
+    # not an image: one line that says so, and the app keeps its explanation
+    before = e.explainer
+    e.chooser.upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5,
+                               "content": memoryview(b"hello"),
+                               "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+    assert "not an image" in e.chooser.message.value and e.explainer is before
+    e.state.cancel()

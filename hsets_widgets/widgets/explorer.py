@@ -107,6 +107,63 @@ class SetsPanel(W.VBox):
         self.remove.disabled = self.clear.disabled = not opts
 
 
+class PhotoAndClass(W.VBox):
+    """Choose the class to explain (the model's top 5) or load another photo, without a restart."""
+
+    def __init__(self, explorer, k: int = 5):
+        self.explorer = explorer
+        ex = explorer.state.explainer
+        import torch
+
+        with torch.no_grad():       # one forward pass (the engine's Explainer keeps only the target's p)
+            probs = ex.classifier(ex.x[None]).softmax(-1).detach().cpu()[0]
+        top = torch.topk(probs, min(k, probs.numel()))
+        options = [(f"{ex.classifier.class_name(int(i))} (p = {float(p):.2f})", int(i))
+                   for p, i in zip(top.values, top.indices)]
+        if ex.target not in [v for _, v in options]:
+            options.append((f"{ex.class_name} (p = {ex.probability:.2f})", int(ex.target)))
+        self.target = W.Dropdown(options=options, value=int(ex.target), description="explain class",
+                                 layout=W.Layout(width="420px"), style={"description_width": "100px"},
+                                 tooltip="the model's top classes for this photo")
+        self.target.add_class("hsets-target")
+        self.target.observe(lambda ch: self._target(ch["new"]), names="value")
+        self.upload = W.FileUpload(accept="image/*", multiple=False, description="Load a photo",
+                                   layout=W.Layout(width="160px"))
+        self.upload.add_class("hsets-upload")
+        self.upload.observe(lambda ch: self._uploaded(ch["new"]), names="value")
+        self.message = W.HTML()
+        self.message.add_class("hsets-switch-message")
+        super().__init__([W.HBox([self.target, self.upload]), self.message])
+        self.add_class("hsets-photo-and-class")
+
+    def _target(self, k) -> None:
+        if k == self.explorer.state.explainer.target:
+            return
+        self._switch(target=int(k))
+
+    def _uploaded(self, value) -> None:
+        if not value:
+            return
+        import io
+
+        from PIL import Image
+
+        item = value[0]
+        try:
+            image = Image.open(io.BytesIO(bytes(item["content"]))).convert("RGB")
+        except Exception as err:  # noqa: BLE001 - a file that is not an image: say so, keep the app
+            self.message.value = (f"<span style='color:#c62828'>{esc(item.get('name', 'the file'))} is not an "
+                                  f"image PIL can read ({esc(type(err).__name__)}): pick a JPEG or PNG.</span>")
+            return
+        self._switch(image=image)
+
+    def _switch(self, **kwargs) -> None:
+        try:
+            self.explorer.switch(**kwargs)
+        except Exception as err:  # noqa: BLE001 - shown; the old explanation stays
+            self.message.value = f"<span style='color:#c62828'>{esc(type(err).__name__)}: {esc(err)}</span>"
+
+
 class Explorer(W.VBox):
     """All H-Sets views of one image, composed over one :class:`ExplorerState`.
 
@@ -148,17 +205,30 @@ class Explorer(W.VBox):
         from ..explain import Explainer
 
         if isinstance(image, ExplorerState):
-            self.state = as_state(image, **settings)
+            state = as_state(image, **settings)
         elif isinstance(image, Explainer):
-            self.state = as_state(image, background=background, **settings)
+            state = as_state(image, background=background, **settings)
         else:
-            self.state = ExplorerState.from_image(image, model, background=background, **settings)
-        st = self.state
+            state = ExplorerState.from_image(image, model, background=background, **settings)
+        # what building another class's or photo's explainer needs (the same model and settings)
+        self._segmenter = settings.get("segmenter", "auto")
+        self._display_size, self._readout_on = display_size, readout
+        self._export_folder, self._session_folder = export_folder, session
+        self.session = None
+        super().__init__([])
+        self.add_class("hsets-explorer")
+        self._build(state)
+        if autostart:
+            self.state.prepare()
+
+    def _build(self, st: ExplorerState) -> None:
+        """Make every view over ``st`` and show them (again, after a class or photo change)."""
+        self.state = st
         ex = st.explainer
         self.status_bar = StatusBar(st)
-        self.image_view = ImageView(st, display_size=display_size)
+        self.image_view = ImageView(st, display_size=self._display_size)
         self.threshold = ThresholdExplorer(st)
-        self.readout = FaithfulnessReadout(st, enabled=readout)
+        self.readout = FaithfulnessReadout(st, enabled=self._readout_on)
         self.animation = MergeAnimation(st)
         self.sets_panel = SetsPanel(st)
         self.seed_ranking = SeedRanking(st)
@@ -169,7 +239,7 @@ class Explorer(W.VBox):
         self.interactions = InteractionsView(st)
         self.methods = MethodsView(st)
         self.export = ExportPanel(st, image_view=self.image_view, road_view=self.road,
-                                  folder=export_folder)
+                                  folder=self._export_folder)
         self.tabs = W.Tab(children=[self.row_inspector, self.sampling, self.interactions, self.methods, self.road,
                                     self.sweep, self.export],
                           titles=["Hessian row", "IDG subset sampling", "Interactions", "Other methods",
@@ -178,9 +248,10 @@ class Explorer(W.VBox):
         st.observe(lambda ch: self._show_tab(self.interactions) if ch["new"] is not None else None,
                    names=["tested_set"])
         self.tabs.add_class("hsets-tabs")
+        self.chooser = PhotoAndClass(self)
         header = W.HTML(
             "<div style='font-size:20px;font-weight:700'>H-Sets Explorer</div>"
-            f"<div style='font-size:14px'>{esc(ex.classifier.name)} predicts "
+            f"<div style='font-size:14px'>{esc(ex.classifier.name)}, explaining class "
             f"<b>{esc(ex.class_name)}</b> (class {ex.target}, p = {ex.probability:.2f}); "
             f"preset <code>{esc(ex.config.preset)}</code>, {esc(ex.config.features)} features, "
             f"{ex.shape[1]}×{ex.shape[2]} px</div>"
@@ -193,19 +264,42 @@ class Explorer(W.VBox):
         header.add_class("hsets-header")
         right = W.VBox([self.threshold, self.readout, self.animation, self.sets_panel, self.seed_ranking],
                        layout=W.Layout(margin="0 0 0 16px", max_width="560px"))
-        super().__init__([header, self.status_bar,
-                          W.HBox([self.image_view, right], layout=W.Layout(flex_flow="row wrap")),
-                          self.tabs])
-        self.add_class("hsets-explorer")
-        self.session = None
-        if session is not None:
+        self.children = [header, self.chooser, self.status_bar,
+                         W.HBox([self.image_view, right], layout=W.Layout(flex_flow="row wrap")),
+                         self.tabs]
+        if self._session_folder is not None:
             from .session import Session
 
-            self.session = Session(session, st)
+            self.session = Session(self._session_folder, st)
             self.session.restore()           # settings and seed now, kept sets once ready
             self.image_view.canvas.on_client_ready(lambda *_: self.session.activate())
-        if autostart:
-            st.prepare()
+
+    def switch(self, image=None, target=None) -> None:
+        """Explain another class of this photo (``target``) or another photo (``image``, with the
+        predicted class unless ``target`` is given), with the same model and settings, without a
+        restart: the views are rebuilt over a new state and its preparation starts.
+        """
+        from ..explain import Explainer
+        from ..segmentation import SEGMENTERS
+
+        old = self.state
+        ex = old.explainer
+        seg = self._segmenter
+        done = ex.cached("segmentation")
+        if done is not None and isinstance(done.source, str) and done.source in SEGMENTERS:
+            seg = self._segmenter = done.source  # the segmenter this photo was cut with
+        if image is None:
+            image = ex.image
+            if done is not None:                 # the same photo: its segments still hold
+                seg = done.labels
+        new = Explainer(image, ex.classifier, ex.config, seg, target, ex.device)
+        old.cancel()
+        st = ExplorerState(new, background=not old.runner.synchronous)
+        was_active = self.session is not None and self.session.active
+        self._build(st)
+        if was_active:
+            self.session.activate()          # the page is already showing: save from now on
+        st.prepare()
 
     def _show_tab(self, view) -> None:
         self.tabs.selected_index = list(self.tabs.children).index(view)
