@@ -8,6 +8,7 @@ Examples
     hsets evaluate photos/ --out eval --limit 20
     hsets evaluate val/ --methods hsets:paper,ig,random --percentages quantus
     hsets evaluate --imagenette ~/data --methods ig,gradient,random
+    hsets evaluate photos/ --methods hsets,ig,archipelago,moxi,ih,caso,cafo,random --interactions
 
     hsets evaluate val/ --workers 2                       # a local Ray cluster, 2 workers
     hsets evaluate val/ --address auto --gpus-per-worker 1  # an existing cluster's GPUs
@@ -59,9 +60,12 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
                              "missing (needs the internet once)")
     parser.add_argument("--imagenette-size", default="320px", choices=("full", "320px", "160px"),
                         help="Imagenette archive to use (default: 320px, ~330 MB)")
+    from ..evaluation.baselines import METHODS
+
     parser.add_argument("--methods", default="hsets,ig,gradient,smoothgrad,random",
-                        help="comma-separated methods (default: %(default)s); separate options of one "
-                             "method with '+' when the list itself uses commas, e.g. hsets:paper+nu=500")
+                        help=f"comma-separated methods, of {', '.join(METHODS)} (default: %(default)s); "
+                             "separate options of one method with '+' when the list itself uses commas, e.g. "
+                             "hsets:paper+nu=500,archipelago:segmenter=slic")
     parser.add_argument("--out", default="hsets-evaluation", metavar="DIR",
                         help="output folder; reuse it to resume (default: %(default)s)")
 
