@@ -12,6 +12,7 @@ Run from the repository root::
 
     python bench/bench_widgets.py                  # ~3-5 min on 2 CPU cores
     python bench/bench_widgets.py --rounds 3 --segmenter slic
+    python bench/bench_widgets.py --page           # the page in Chromium: first readout, reload
 """
 from __future__ import annotations
 
@@ -60,6 +61,175 @@ def stats(ms) -> dict:
             "max": float(a.max()), "mean": float(a.mean())}
 
 
+def page_markers(mode: str) -> tuple:
+    """The begin and end markers of one page section (``mode``: "preheat" or "no-preheat")."""
+    return f"<!-- bench_widgets --page {mode}: begin -->", f"<!-- bench_widgets --page {mode}: end -->"
+
+
+PAGE_MODES = ("preheat", "no-preheat")
+
+
+def write_section(path, page: str | None = None, body: str | None = None, mode: str = "preheat") -> None:
+    """Write the slider results (``body``) or one page section (``page``), keeping the rest."""
+    from hsets_widgets.files import write_text
+
+    path = Path(path)
+    old = path.read_text() if path.exists() else ""
+    sections = {}
+    head = old
+    for m in PAGE_MODES:
+        begin, end = page_markers(m)
+        if begin in head:
+            before, rest = head.split(begin, 1)
+            inner, after = rest.split(end, 1)
+            sections[m] = inner.strip()
+            head = before.rstrip() + "\n" + after.lstrip()
+    if page is not None:
+        sections[mode] = page.strip()
+    text = (body if body is not None else head).rstrip() + "\n"
+    for m in PAGE_MODES:
+        if m in sections:
+            begin, end = page_markers(m)
+            text += f"\n{begin}\n{sections[m]}\n{end}\n"
+    write_text(path, text)
+
+
+def machine_load() -> str:
+    """``uptime``'s load averages (the machine is shared: timings depend on it)."""
+    try:
+        one, five, fifteen = open("/proc/loadavg").read().split()[:3]
+        return f"{one} / {five} / {fifteen} (1 / 5 / 15 min)"
+    except OSError:
+        return "unknown"
+
+
+def page_bench(args) -> int:
+    """Time-to-first-readout and reload time of ``hsets explore`` in a real browser.
+
+    Starts ``hsets explore`` (the default model; the segmenter given) as a user would, opens it
+    in headless Chromium, and measures: page open -> "ready" with the first set; "ready" -> the
+    live readout's first numbers (the goal: within 5 s); after keeping a set, page reload ->
+    the kept set and the last seed back on screen (the goal: under 5 s), then whether the old
+    page's kernel is gone. Repeats the reload ``--reloads`` times.
+    """
+    import os
+    import re
+    import socket
+    import subprocess
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = os.environ.get("HSETS_TEST_CHROMIUM", "/usr/bin/chromium")
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    cmd = [sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser", "--no-token",
+           "--port", str(port), "--segmenter", args.segmenter, args.image]
+    if args.no_preheat:
+        cmd.append("--no-preheat")
+    import tempfile
+
+    log = open(Path(tempfile.gettempdir()) / "bench_widgets_page.log", "w")   # the server's log
+    t_server = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    url = f"http://127.0.0.1:{port}/"
+    rows = {}
+    load_before = machine_load()
+
+    def text(page, css):
+        try:
+            return page.locator(css).first.inner_text().replace("\xa0", " ")
+        except Exception:  # noqa: BLE001 - not rendered yet
+            return ""
+
+    def until(page, css, pattern, timeout=1800.0):
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < timeout:
+            if re.search(pattern, text(page, css)):
+                return time.perf_counter()
+            page.wait_for_timeout(100)
+        raise TimeoutError(f"{css} never matched {pattern!r}")
+
+    def kernels():
+        try:
+            kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+            voila = [int(k) for k in kids]
+            out = set()
+            for v in voila:
+                for c in open(f"/proc/{v}/task/{v}/children").read().split():
+                    if b"ipykernel" in open(f"/proc/{c}/cmdline", "rb").read():
+                        out.add(int(c))
+            return out
+        except OSError:
+            return set()
+
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url + "voila/static/favicon.ico", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.3)
+        rows["server up (s)"] = time.perf_counter() - t_server
+        if not args.no_preheat:     # a user arrives after the server prepared its kernel
+            time.sleep(args.settle)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            t0 = time.perf_counter()
+            page.goto(url, timeout=1_800_000)
+            t_set = until(page, ".hsets-set-info", r"Set size: \d+")
+            t_ready = until(page, ".hsets-status", r"ready")
+            t_readout = until(page, ".hsets-readout", r"Computed in")
+            rows["page open -> first set and 'ready' (s)"] = max(t_set, t_ready) - t0
+            rows["'ready' -> first readout (s)"] = t_readout - max(t_set, t_ready)
+            rows["page open -> first readout (s)"] = t_readout - t0
+            page.locator(".hsets-sets-keep").first.click()
+            until(page, ".hsets-sets-list", r"#1")
+            seed = re.search(r"seed \((\d+), (\d+)\)", text(page, ".hsets-sets-list")).groups()
+            page.wait_for_timeout(1500)         # the session file is written
+            reloads, gone = [], []
+            for _ in range(args.reloads):
+                before = kernels()
+                t0 = time.perf_counter()
+                page.reload(timeout=1_800_000)
+                t_back = until(page, ".hsets-sets-list", rf"#1[^·]* · seed \({seed[0]}, {seed[1]}\)")
+                reloads.append(t_back - t0)
+                t1 = time.perf_counter()
+                while len(kernels() & before) >= len(before) and time.perf_counter() - t1 < 120:
+                    time.sleep(0.25)
+                gone.append(time.perf_counter() - t1 if len(kernels() & before) < len(before) else float("nan"))
+                until(page, ".hsets-status", r"ready")
+                page.wait_for_timeout(1500)
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    import subprocess as sp
+
+    commit = sp.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = [f"## The page: time to first readout and reload ({'preheated kernel' if not args.no_preheat else 'no preheat'})",
+             "",
+             f"Written by `bench/bench_widgets.py --page` (commit {commit}), {time.strftime('%Y-%m-%d %H:%M')}: "
+             f"`hsets explore {args.image} --segmenter {args.segmenter}` (EfficientNet-Lite0) in headless Chromium "
+             "1400x1000, as a user meets it.",
+             f"Machine load (shared, 2 cores; /proc/loadavg): {load_before} at the start, {machine_load()} at the end.",
+             "", "| measured | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in rows.items()]
+    lines += [f"| reload -> kept set and seed back on screen (each of {len(reloads)}) | "
+              + ", ".join(f"{r:.1f}" for r in reloads) + " |",
+              "| reload -> old page's kernel gone | " + ", ".join(f"{g:.1f}" for g in gone) + " |",
+              "", "Goals (issue 22): first readout within 5 s of 'ready'; a reload back in under 5 s."]
+    write_section(args.out, "\n".join(lines), mode="no-preheat" if args.no_preheat else "preheat")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", default="chelsea")
@@ -70,7 +240,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--profile", action="store_true", help="print where warm moves spend time")
     ap.add_argument("--no-readout", action="store_true", help="time the sliders with the live readout off")
+    ap.add_argument("--page", action="store_true",
+                    help="time `hsets explore` in headless Chromium instead: page open to the first readout, "
+                         "and a reload back to the kept sets (needs playwright and /usr/bin/chromium)")
+    ap.add_argument("--reloads", type=int, default=3, help="--page: reloads timed")
+    ap.add_argument("--settle", type=float, default=60.0,
+                    help="--page: seconds a user arrives after the server starts (the preheated kernel prepares)")
+    ap.add_argument("--no-preheat", action="store_true", help="--page: serve without a preheated kernel")
     args = ap.parse_args(argv)
+    if args.page:
+        return page_bench(args)
 
     meter = Meter()
     meter.install()
@@ -229,9 +408,7 @@ def main(argv=None) -> int:
         "were cached after the cold sweep."
         if per_row else "",
     ]
-    from hsets_widgets.files import write_text
-
-    write_text(args.out, "\n".join(lines).rstrip() + "\n")
+    write_section(args.out, body="\n".join(lines).rstrip() + "\n")
     print(f"wrote {args.out}")
     return 0
 

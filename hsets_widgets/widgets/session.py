@@ -131,8 +131,8 @@ class Session:
                 for k in SETTINGS:
                     if k in data and getattr(st, k) != data[k]:
                         setattr(st, k, data[k])
-                if st.ready:
-                    self._set_sets(data["sets"])
+                if st.ready or st.explainer.config.paint != "mask":
+                    self._set_sets(data["sets"])       # painting needs no segments: show them now
                 else:      # painted once the segments are there (never in the page's thread before)
                     self._pending_sets = data["sets"]
                 yx = data.get("seed_yx")
