@@ -196,7 +196,8 @@ def speed_part(args) -> str:
     lines = ["## Interaction methods: cost on one photo, alone (bench/bench_methods.py speed)", "",
              f"Machine: {machine()}; commit {git_rev()}; load average {load:.1f} when it started. The bundled "
              "photo (scikit-image's chelsea, 224 px), every method at its engine defaults, one after the other "
-             "in one process; forward images counted by a hook on the model.", "",
+             "in one process; forward images counted by a hook on the model (the Hessian-vector products of "
+             "H-Sets, Integrated Hessians and CASO, run through torch.func, are not counted).", "",
              "| method | seconds | forward images | forward images / s | sets |", "|---|---|---|---|---|"]
     for spec in args.methods:
         made, sec, fwd = counted(clf, lambda sp=spec: attribute_sets(x, clf, sp, seed=0))
@@ -250,12 +251,12 @@ def ordering(summary: dict, a: str, b: str, key: str = "morf_aopc") -> dict:
         other, sign = (b, -1) if a == "hsets" else (a, 1)
         d = ms[other].get(f"{key}_minus_hsets")
         if not d:
-            return {"verdict": "not run"}
+            return {"verdict": "fewer than 2 photos"}
         diff, low, high = (d["difference"], d["low"], d["high"]) if sign == 1 else \
             (-d["difference"], -d["high"], -d["low"])
         n = d["n"]
     else:
-        return summary.get("pairs", {}).get(f"{a}-{b}-{key}", {"verdict": "not run"})
+        return summary.get("pairs", {}).get(f"{a}-{b}-{key}", {"verdict": "fewer than 2 photos"})
     verdict = "holds" if low > 0 else "reversed" if high < 0 else "not shown"
     return {"difference": diff, "low": low, "high": high, "n": n, "verdict": verdict}
 
@@ -327,8 +328,9 @@ def speed_section(halves: dict, load_note: str) -> str:
     lines = ["## Interaction methods: cost per photo (bench/bench_methods.py)", "",
              f"Machine: {machine()}. Means over the correctly classified photos of both halves, every method "
              "at its engine defaults on a 224 px photo; forward images are counted by a hook on the model "
-             "(every image of every batch, including the double-backward passes' forwards), the set "
-             f"methods' interaction tests not included. {load_note}", "",
+             "(every image of every batch; the Hessian-vector products of H-Sets, Integrated Hessians and "
+             "CASO run through torch.func and are not counted), the set methods' interaction tests not "
+             f"included. {load_note}", "",
              "| method | photos | s / photo | forward images / photo | forward images / s |", "|---|---|---|---|---|"]
     for spec in METHODS:
         rows = [halves[h]["methods"][spec] for h in halves if spec in halves[h]["methods"]]
@@ -392,9 +394,12 @@ def report(args) -> None:
                          f"{d(m, 'sparsity')} | {f(m['support_fraction'], '{:.1%}')} |")
         lines += ["", "Do the sets act together (interaction test of every set against its four controls, blur "
                   "removal, 6 parts; set - controls: mean over photos of the per-photo mean, 95% bootstrap CI), "
-                  "and what it costs (seconds on this shared 2-core CPU, forward images counted by a hook):", "",
+                  "and what it costs (seconds on this shared 2-core CPU; model calls: images through the "
+                  "model's forward, counted by a hook, which the Hessian-vector products of H-Sets, "
+                  "Integrated Hessians and CASO, run through torch.func, do not pass; for those the seconds "
+                  "are the cost):", "",
                   "| method | interaction share | controls | set - controls [95% CI] | sets above all controls | "
-                  "s / image | forward images / image |", "|---|---|---|---|---|---|---|"]
+                  "s / image | model calls (images) / image |", "|---|---|---|---|---|---|---|"]
         for spec, m in s["methods"].items():
             iv = m.get("interaction_interval")
             diff = "-" if m["interaction_difference"] is None else (
