@@ -82,6 +82,7 @@ class FaithfulnessReadout(W.VBox):
                                        synchronous=st.runner.synchronous)
         self.cache: dict = {}
         self.references = None          # {"ig": scores, "random": scores}, once per image
+        self._refs_pending = False      # their job is queued or running
         self.shown = None               # (key, scores) on screen
         self.previous = None            # scores shown before the current ones
         self.n_computed = 0
@@ -122,6 +123,7 @@ class FaithfulnessReadout(W.VBox):
         st = self.state
         if not self.enabled.value:
             self.runner.cancel(superseded=True)
+            self._refs_pending = False          # a dropped references job is asked for again
             self._say("<i>Live faithfulness is off.</i>")
             return
         if not st.ready:
@@ -136,38 +138,50 @@ class FaithfulnessReadout(W.VBox):
                 self._say("<i>No set yet: click a pixel or press Explain.</i>")
             return
         key = self.key(sets)
-        if key in self.cache and self.references is not None:
+        if key in self.cache:
             self._show(key, self.cache[key])
+            self._need_references()
             return
         self.stale = True
         ex = st.explainer
-        need_refs = self.references is None
 
         def work(progress, cancel):
             t0 = time.perf_counter()
-            x = ex.x.detach()
-            n = 3 if need_refs else 1
-            refs = None
-            if need_refs:   # once per image: IG's and the random map's scores
-                progress("the IG and random references (once per image)", 0, n)
-                refs = reference_scores(ex, self.percentages, self.seed, cancel)
-            progress("the explanation shown", n - 1, n)
+            progress("the explanation shown", 0, 1)
             heat = ex.heatmap(sets)                     # painted here, off the slider's thread
             cancel.check()
-            scores = map_scores(x, ex.classifier, heat, self.percentages, seed=self.seed)
-            return scores, refs, time.perf_counter() - t0
+            scores = map_scores(ex.x.detach(), ex.classifier, heat, self.percentages, seed=self.seed)
+            return scores, time.perf_counter() - t0
 
         def apply(result):
-            scores, refs, seconds = result
+            scores, seconds = result
             self.cache[key] = scores
-            if refs is not None:
-                self.references = refs
             self.n_computed += 1
             self.last_seconds = seconds
             if self.key(self.shown_sets()) == key:       # still what is on screen
                 self._show(key, scores)
 
+        # the explanation's own numbers first; IG's and the random map's (once per image) after
         self.runner.submit(Job("readout", "Faithfulness readout", work, apply, key=key))
+        self._need_references()
+
+    def _need_references(self) -> None:
+        """Score IG and the random map once per image, after the explanation's own numbers."""
+        if self.references is not None or self._refs_pending:
+            return
+        ex = self.state.explainer
+        self._refs_pending = True
+
+        def work(progress, cancel):
+            progress("the IG and random references (once per image)", 0, 1)
+            return reference_scores(ex, self.percentages, self.seed, cancel)
+
+        def apply(refs):
+            self.references = refs
+            if self.shown is not None and not self.stale:
+                self._show(*self.shown)                # the reference columns fill in
+
+        self.runner.submit(Job("readout-references", "Faithfulness references", work, apply))
 
     def wait(self, timeout: float = 120.0) -> bool:
         """Wait until no readout is computing (scripts and tests)."""
@@ -179,6 +193,8 @@ class FaithfulnessReadout(W.VBox):
             self.text.value = self._html(None, stale=True, doing=f"scoring {stage} ({done + 1} of {total})")
 
     def _finished(self, job) -> None:
+        if job.kind == "readout-references":
+            self._refs_pending = False
         if job.outcome == "failed":
             self._say(f"<span style='color:#c62828'>Faithfulness readout failed: "
                       f"{esc(type(job.error).__name__)}: {esc(job.error)}</span>")

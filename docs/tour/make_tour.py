@@ -1,0 +1,130 @@
+"""Take the screenshots of the newcomer's tour (docs/tour/README.md) from the real app.
+
+Starts ``hsets explore`` on the embedded cat with the default model (EfficientNet-Lite0, SLIC
+segments to keep it short), drives it in headless Chromium as a newcomer would and saves one
+PNG per step into this folder. Several minutes on 2 CPU cores. Needs ``playwright`` and
+``/usr/bin/chromium`` (``$HSETS_TEST_CHROMIUM``)::
+
+    python docs/tour/make_tour.py
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    """Serve the app, walk through it, save the screenshots."""
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(HERE / "make_tour.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser", "--no-token",
+                             "--port", str(port), "--segmenter", "slic", "--no-preheat"],
+                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    url = f"http://127.0.0.1:{port}/"
+
+    def text(page, css):
+        try:
+            return page.locator(css).first.inner_text().replace("\xa0", " ")
+        except Exception:  # noqa: BLE001 - not rendered yet
+            return ""
+
+    def until(page, css, pattern, timeout=1800.0):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if re.search(pattern, text(page, css)):
+                return
+            page.wait_for_timeout(200)
+        raise TimeoutError(f"{css} never matched {pattern!r}")
+
+    def save(locator, name):
+        path = HERE / name
+        locator.screenshot(path=str(path))
+        img = Image.open(path).convert("RGB")
+        img.quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                     dither=Image.Dither.FLOYDSTEINBERG).save(path, optimize=True)
+        print("saved", path.name, flush=True)
+
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url + "voila/static/favicon.ico", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            b = pw.chromium.launch(executable_path=os.environ.get("HSETS_TEST_CHROMIUM", "/usr/bin/chromium"),
+                                   args=["--no-sandbox", "--disable-gpu"])
+            page = b.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, timeout=1_800_000)
+            until(page, ".hsets-set-info", r"Set size: \d+")
+            until(page, ".hsets-status", r"ready")
+            until(page, ".hsets-readout", r"Computed in")
+            page.wait_for_timeout(1500)
+            ex = page.locator(".hsets-explorer").first
+            save(page.locator(".hsets-header").first, "01-header.png")
+            top = page.locator(".hsets-explorer > .widget-hbox").first
+            save(top, "02-image-and-panels.png")
+            save(page.locator(".hsets-seeds-view").first, "03-why-these-seeds.png")
+            # click a pixel on the cat's face, keep its set
+            canvas = page.locator(".hsets-image-canvas").first
+            box = canvas.bounding_box()
+            z = box["width"] / 224
+            canvas.click(position={"x": 120.5 * z, "y": 100.5 * z})
+            until(page, ".hsets-set-info", r"seed \(100, 120\)")
+            until(page, ".hsets-status", r"ready")
+            page.locator(".hsets-sets-keep").first.click()
+            until(page, ".hsets-sets-list", r"#1")
+            until(page, ".hsets-readout", r"Computed in")
+            page.wait_for_timeout(1500)
+            save(top, "04-clicked-and-kept.png")
+            # the Hessian row
+            page.locator(".lm-TabBar-tab", has_text="Hessian row").first.click()
+            page.wait_for_timeout(1500)
+            save(page.locator(".hsets-row-inspector").first, "05-hessian-row.png")
+            # another method beside H-Sets
+            page.locator(".lm-TabBar-tab", has_text="Other methods").first.click()
+            sel = page.locator(".hsets-method-choice select").first
+            label = [o for o in sel.locator("option").all_inner_texts() if o.startswith("ig:")][0]
+            sel.select_option(label=label)
+            until(page, ".hsets-method-label", r"ig:")
+            page.wait_for_timeout(1500)
+            save(page.locator(".hsets-methods-view").first, "06-other-methods.png")
+            # ROAD
+            page.locator(".lm-TabBar-tab", has_text="ROAD curves").first.click()
+            page.locator(".hsets-road-run").first.click()
+            until(page, ".hsets-road-info", r"mean drop", timeout=1800)
+            until(page, ".hsets-status", r"ready")
+            page.wait_for_timeout(2000)
+            save(page.locator(".hsets-road-view").first, "07-road.png")
+            # Export
+            page.locator(".lm-TabBar-tab", has_text="Export").first.click()
+            page.locator(".hsets-export-png").first.click()
+            until(page, ".hsets-export-result", r"Saved")
+            save(page.locator(".hsets-export").first, "08-export.png")
+            del ex
+            b.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
