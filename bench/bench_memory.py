@@ -240,8 +240,8 @@ def main(argv=None) -> int:
             for nb in sorted((ROOT / "notebooks").glob("0*.ipynb")):
                 if wanted(nb.name) and (budget is not None or nb.name.startswith("01")):
                     tasks.append((nb.stem, budget, lambda b=budget, nb=nb: run_notebook(nb, b, scratch)))
-        if args.cold_start:
-            tasks.append(("cold start (Voila route, notebook 01)", args.budget, lambda: cold_start(args.budget)))
+        if args.cold_start:   # first: with --jobs > 1 it then shares the machine with the fewest runs
+            tasks.insert(0, ("cold start (Voila route, notebook 01)", args.budget, lambda: cold_start(args.budget)))
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

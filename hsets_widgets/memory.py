@@ -4,13 +4,18 @@ Inside a container ``/proc/meminfo`` describes the host, not the container: on B
 2 GB) ``MemAvailable`` still says tens of GB, so batch sizes chosen from it alone overshoot and
 the kernel is killed. The room is therefore the smallest of
 
-* the container's limit less what the container already uses (cgroup v2 ``memory.max`` and
+* three quarters of the container's limit less what the container already uses (cgroup v2 ``memory.max`` and
   ``memory.current``, or v1 ``memory.limit_in_bytes`` and ``memory.usage_in_bytes``; the
   tightest level from the process's own cgroup up to the mount's root counts, and reclaimable
   inactive page cache is not counted as used),
 * ``MemAvailable`` from ``/proc/meminfo``,
-* a memory budget (the ``memory_budget`` setting, or ``$HSETS_MEMORY_BUDGET``, e.g. ``1.5G``)
-  less this process's resident memory.
+* three quarters of a memory budget (the ``memory_budget`` setting, or ``$HSETS_MEMORY_BUDGET``,
+  e.g. ``1.5G``) less this process's resident memory.
+
+The last quarter of a limit or budget (:data:`HEADROOM`) is not planned for: the batch sizes come
+from fits to measured peaks, and what they do not see (the notebook's figures and arrays, the
+Jupyter server in the same container) must still fit. On Binder (2 GB) the passes are sized so
+that a kernel stays near 1.5 GB (bench/RESULTS_memory.md).
 
 Every reader takes its file paths as arguments, so other layouts can be read in tests.
 """
@@ -27,6 +32,8 @@ BUDGET_ENV = "HSETS_MEMORY_BUDGET"
 #: cgroup v1 writes "no limit" as a huge number (2^63 rounded to pages); treat these as none
 _UNLIMITED = 1 << 60
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+#: share of a container limit or memory budget left out of the room (module docs)
+HEADROOM = 0.25
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,7 @@ def _up_to_mount(mount: Path, root: str, place: Optional[str]) -> list:
 
 
 def container_room(proc_self: Path = Path("/proc/self")) -> Optional[Room]:
-    """Room under the tightest cgroup memory limit on the way up, or None with no limit."""
+    """Room under the tightest cgroup memory limit on the way up (less :data:`HEADROOM`), or None."""
     best = None
     for layout, folder in cgroup_dirs(proc_self):
         limit = _read_int(folder / layout.limit)
@@ -158,7 +165,8 @@ def container_room(proc_self: Path = Path("/proc/self")) -> Optional[Room]:
             continue
         used = _read_int(folder / layout.usage) or 0
         used -= min(used, _stat_field(folder / "memory.stat", layout.inactive))
-        room = Room(max(0, limit - used), f"cgroup {layout.version} limit {limit / 2**30:.2f} GiB at {folder}")
+        room = Room(max(0, int((1 - HEADROOM) * limit) - used),
+                    f"cgroup {layout.version} limit {limit / 2**30:.2f} GiB at {folder}")
         if best is None or room.bytes < best.bytes:
             best = room
     return best
@@ -212,7 +220,7 @@ def memory_room(budget=None, proc_self: Path = Path("/proc/self"),
     cap = budget_bytes(budget, environ)
     if cap is not None:
         rss = resident_bytes(proc_self) or 0
-        rooms.append(Room(max(0, cap - rss), f"memory budget {cap / 2**30:.2f} GiB"))
+        rooms.append(Room(max(0, int((1 - HEADROOM) * cap) - rss), f"memory budget {cap / 2**30:.2f} GiB"))
     return min(rooms, key=lambda r: r.bytes) if rooms else Room(None, "none")
 
 

@@ -43,8 +43,8 @@ def test_cgroup_v2_limit_bounds_the_room_below_meminfo(tmp_path):
     write(mount, memory__max=str(2 * GiB), memory__current=str(GiB // 2),
           memory__stat=f"anon 1000\ninactive_file {GiB // 4}\n")
     room = memory.memory_room(proc_self=proc, meminfo=proc.parent / "meminfo", environ={})
-    # used = current - reclaimable cache = 0.25 GiB
-    assert room.bytes == 2 * GiB - GiB // 4
+    # used = current - reclaimable cache = 0.25 GiB; a quarter of the limit is headroom
+    assert room.bytes == 3 * GiB // 2 - GiB // 4
     assert "cgroup v2" in room.source
     assert memory.container_limit(proc) == 2 * GiB
 
@@ -72,7 +72,7 @@ def test_cgroup_v1_parent_limit_counts_and_unlimited_is_ignored(tmp_path):
           memory__stat=f"total_inactive_file {GiB // 2}\ncache 5\n")
     write(mount, memory__limit_in_bytes="9223372036854771712")
     room = memory.memory_room(proc_self=proc, meminfo=proc.parent / "meminfo", environ={})
-    assert room.bytes == GiB   # 1.5 GiB - (1 GiB used - 0.5 GiB inactive cache)
+    assert room.bytes == 9 * GiB // 8 - GiB // 2   # 3/4 of 1.5 GiB - (1 GiB used - 0.5 GiB inactive cache)
     assert "cgroup v1" in room.source and "pod" in room.source
     assert memory.container_limit(proc) == 3 * GiB // 2
 
@@ -83,7 +83,7 @@ def test_budget_takes_the_resident_memory_off(tmp_path):
 
     rss = 25600 * os.sysconf("SC_PAGE_SIZE")
     room = memory.memory_room("1G", proc_self=proc, meminfo=proc.parent / "meminfo", environ={})
-    assert room.bytes == GiB - rss and "budget" in room.source
+    assert room.bytes == 3 * GiB // 4 - rss and "budget" in room.source
     env_room = memory.memory_room(proc_self=proc, meminfo=proc.parent / "meminfo",
                                   environ={memory.BUDGET_ENV: "1G"})
     assert env_room == room
