@@ -67,11 +67,12 @@ def main() -> int:
         with sync_playwright() as pw:
             b = pw.chromium.launch(executable_path=os.environ.get("HSETS_TEST_CHROMIUM", "/usr/bin/chromium"),
                                    args=["--no-sandbox", "--disable-gpu"])
-            page = b.new_page(viewport={"width": 1400, "height": 1000})
+            page = b.new_page(viewport={"width": 1400, "height": 1900})
             page.goto(url, timeout=1_800_000)
             until(page, ".hsets-set-info", r"Set size: \d+")
             until(page, ".hsets-status", r"ready")
             until(page, ".hsets-readout", r"Computed in")
+            until(page, ".hsets-readout", r"MoRF AOPC\s+-?\d[\d.e-]*\s+-?\d")    # IG's and random's too
             page.wait_for_timeout(1500)
             ex = page.locator(".hsets-explorer").first
             save(page.locator(".hsets-header").first, "01-header.png")

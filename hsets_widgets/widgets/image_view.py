@@ -63,9 +63,8 @@ class ImageView(W.VBox):
                                     tooltip="zoom in; scroll the image to pan")
         self.zoom.add_class("hsets-zoom")
         self.zoom.observe(lambda ch: self.set_zoom(ch["new"]), names="value")
-        self.opacity = W.FloatSlider(value=0.9, min=0.1, max=1.0, step=0.05, description="overlay opacity",
-                                     continuous_update=False, layout=W.Layout(width="300px"),
-                                     style={"description_width": "100px"},
+        self.opacity = W.FloatSlider(value=0.9, min=0.1, max=1.0, step=0.05, description="opacity",
+                                     continuous_update=False, layout=W.Layout(width="280px"),
                                      tooltip="opacity of the H-Sets heatmap and the method layer")
         self.opacity.add_class("hsets-opacity")
         self.opacity.observe(lambda ch: self._changed(("heatmap", "method")), names="value")
