@@ -29,7 +29,9 @@ def main() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = open(HERE / "make_tour.log", "w")
+    import tempfile
+
+    log = open(Path(tempfile.gettempdir()) / "hsets_make_tour.log", "w")     # the server's log
     proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser", "--no-token",
                              "--port", str(port), "--segmenter", "slic", "--no-preheat"],
                             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
