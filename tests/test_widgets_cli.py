@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -66,10 +67,37 @@ def test_environment_round_trip(tmp_path, monkeypatch):
     assert env[app.ENV_IMAGE] == "coffee" and app.ENV_MODEL not in env
     s = app.settings_from_env(env)
     assert s == {"image": "coffee", "model": None, "preset": "paper", "segmenter": "slic", "nu": 48,
-                 "export_folder": str(tmp_path / "hsets-export")}
+                 "export_folder": "hsets-export", "export_root": str(tmp_path)}
     with pytest.raises(ValueError, match="JSON"):
         app.settings_from_env({app.ENV_SETTINGS: "nu=4"})
     assert app.settings_from_env({})["image"] == "chelsea"
+
+
+def test_the_app_exports_into_the_folder_it_was_started_in(tmp_path, monkeypatch):
+    """The kernel runs elsewhere (Voila: the package folder); the Export tab still writes into
+    the folder `hsets explore` was started in (it used to refuse: outside its working folder).
+    """
+    kernel_dir = tmp_path / "kernel"
+    kernel_dir.mkdir()
+    monkeypatch.chdir(kernel_dir)
+    started = tmp_path / "started-here"
+    started.mkdir()
+    s = app.settings_from_env({app.ENV_EXPORT: str(started)})
+    import torch
+    from torch import nn
+
+    from hsets_widgets.explain import Explainer
+    from hsets_widgets.models import wrap_module
+    from hsets_widgets.widgets import ExportPanel
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    clf = wrap_module(net, normalize=lambda x: x, input_size=16, class_names=["a", "b", "c"], name="t")
+    panel = ExportPanel(Explainer(np.zeros((16, 16, 3), np.float32), clf, segmenter="slic"),
+                        folder=s["export_folder"], root=s["export_root"])
+    panel._run(panel.save_png)
+    assert "Saved" in panel.result.value, panel.result.value
+    assert (started / "hsets-export" / "hsets-view.png").exists()
 
 
 def test_packaged_app_notebook_matches_its_source(tmp_path):

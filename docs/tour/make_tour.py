@@ -34,7 +34,8 @@ def main() -> int:
     log = open(Path(tempfile.gettempdir()) / "hsets_make_tour.log", "w")     # the server's log
     proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser", "--no-token",
                              "--port", str(port), "--segmenter", "slic", "--no-preheat"],
-                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            cwd=tempfile.mkdtemp(prefix="hsets-tour-"))      # where its exports go
     url = f"http://127.0.0.1:{port}/"
 
     def text(page, css):

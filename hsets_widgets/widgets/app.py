@@ -43,7 +43,10 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> dict:
     out = {"image": env.get(ENV_IMAGE) or "chelsea", "model": env.get(ENV_MODEL) or None,
            "preset": env.get(ENV_PRESET) or "default", "segmenter": env.get(ENV_SEGMENTER) or "auto"}
     if env.get(ENV_EXPORT):
-        out["export_folder"] = str(Path(env[ENV_EXPORT]) / "hsets-export")
+        # the kernel runs in the package folder: the Export tab's root is where the user started
+        # the server (its writes are confined to the root, so the folder alone would be refused)
+        out["export_root"] = str(Path(env[ENV_EXPORT]))
+        out["export_folder"] = "hsets-export"
     if env.get(ENV_SESSION):
         out["session"] = env[ENV_SESSION]
     extra = env.get(ENV_SETTINGS)

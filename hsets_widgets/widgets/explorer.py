@@ -181,7 +181,10 @@ class Explorer(W.VBox):
     background : bool
         Run expensive work in a background thread (default).
     export_folder : str
-        Where the Export tab writes files (relative to the kernel's working directory).
+        Where the Export tab writes files (relative to ``export_root``).
+    export_root : path, optional
+        The folder the Export tab's writes are confined to (default: the kernel's working
+        directory; ``hsets explore`` gives the folder it was started in).
     readout : bool
         Start with the live faithfulness readout on (its checkbox turns it off and on).
     session : path, optional
@@ -201,7 +204,8 @@ class Explorer(W.VBox):
 
     def __init__(self, image="chelsea", model=None, *, autostart: bool = True,
                  display_size: int = 448, background: bool = True,
-                 export_folder: str = "hsets-export", readout: bool = True, session=None, **settings):
+                 export_folder: str = "hsets-export", readout: bool = True, session=None, export_root=None,
+                 **settings):
         from ..explain import Explainer
 
         if isinstance(image, ExplorerState):
@@ -213,7 +217,7 @@ class Explorer(W.VBox):
         # what building another class's or photo's explainer needs (the same model and settings)
         self._segmenter = settings.get("segmenter", "auto")
         self._display_size, self._readout_on = display_size, readout
-        self._export_folder, self._session_folder = export_folder, session
+        self._export_folder, self._session_folder, self._export_root = export_folder, session, export_root
         self.session = None
         super().__init__([])
         self.add_class("hsets-explorer")
@@ -239,7 +243,7 @@ class Explorer(W.VBox):
         self.interactions = InteractionsView(st)
         self.methods = MethodsView(st)
         self.export = ExportPanel(st, image_view=self.image_view, road_view=self.road,
-                                  folder=self._export_folder)
+                                  folder=self._export_folder, root=self._export_root)
         self.tabs = W.Tab(children=[self.row_inspector, self.sampling, self.interactions, self.methods, self.road,
                                     self.sweep, self.export],
                           titles=["Hessian row", "IDG subset sampling", "Interactions", "Other methods",
