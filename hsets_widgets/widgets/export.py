@@ -213,8 +213,8 @@ class ExportPanel(W.VBox):
         self.result = W.HTML()
         self.result.add_class("hsets-export-result")
         super().__init__([
-            title("Export", "Files are written by the kernel into the folder below (inside the "
-                            "kernel's working directory), never over an earlier export, and offered "
+            title("Export", "Files are written by the kernel into the folder below (inside the folder "
+                            "the app was started from), never over an earlier export, and offered "
                             "for download here."),
             self.folder, W.HBox([self.png_button, self.fig_button, self.npz_button]), self.result])
         self.add_class("hsets-export")

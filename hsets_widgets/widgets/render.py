@@ -109,7 +109,10 @@ def heat_rgba(heat: np.ndarray, alpha: float = 0.9, vmax: Optional[float] = None
         rgba = colorize(heat, cmap, symmetric=True, vmax=vmax)
     out[..., :3] = rgba[..., :3]
     t = np.clip(mag / vmax, 0, 1)
-    out[..., 3] = np.where(mag > 0, (255 * alpha * (0.6 + 0.4 * np.sqrt(t))).astype(np.uint8), 0)
+    # a signed map is white near zero: opaque there it would wash the photo out, so its
+    # opacity follows the magnitude alone
+    floor = 0.0 if cmap == "bwr" else 0.6
+    out[..., 3] = np.where(mag > 0, (255 * alpha * (floor + (1 - floor) * np.sqrt(t))).astype(np.uint8), 0)
     return out, cmap, vmin, vmax
 
 
