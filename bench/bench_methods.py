@@ -159,6 +159,9 @@ PAPER = {"MobileNetV3": {"ig": 0.06, "archipelago": 0.24, "moxi": 0.33, "hsets":
 #: the orderings the paper's table claims (higher ROAD AOPC first), and its sparsity claim
 ORDERINGS = (("hsets", "moxi"), ("hsets", "archipelago"), ("hsets", "ig"), ("moxi", "archipelago"),
              ("archipelago", "ig"))
+#: below this many photos a bootstrap interval is no interval (two photos give their min and max):
+#: differences are shown with how many photos went each way, and no ordering gets a verdict
+MIN_PHOTOS = 5
 NAMES = {"hsets": "H-Sets", "ig": "IG", "archipelago": "Archipelago", "moxi": "MoXI", "ih": "Integrated Hessians",
          "caso": "CASO", "cafo": "CAFO", "random": "random"}
 
@@ -229,10 +232,11 @@ def summarize(records: list) -> dict:
             for key in PAIRED:
                 d = paired_difference([r["methods"][spec].get(key, np.nan) for r in both],
                                       [r["methods"]["hsets"].get(key, np.nan) for r in both])
-                m[f"{key}_minus_hsets"] = {"difference": d.mean, "low": d.low, "high": d.high, "n": d.n}
+                m[f"{key}_minus_hsets"] = {"difference": d.mean, "low": d.low, "high": d.high, "n": d.n,
+                                           "wins": d.wins}
         diffs = [r["methods"][spec].get("interaction_difference") for r in rows]
         diffs = [v for v in diffs if v is not None]
-        if len(diffs) > 1:
+        if len(diffs) >= MIN_PHOTOS:
             d = paired_difference(diffs, [0.0] * len(diffs))
             m["interaction_interval"] = {"low": d.low, "high": d.high, "n": d.n}
         out["methods"][spec] = m
@@ -255,10 +259,25 @@ def ordering(summary: dict, a: str, b: str, key: str = "morf_aopc") -> dict:
         diff, low, high = (d["difference"], d["low"], d["high"]) if sign == 1 else \
             (-d["difference"], -d["high"], -d["low"])
         n = d["n"]
+        wins = d["wins"] if sign == 1 else n - d["wins"]
     else:
         return summary.get("pairs", {}).get(f"{a}-{b}-{key}", {"verdict": "fewer than 2 photos"})
-    verdict = "holds" if low > 0 else "reversed" if high < 0 else "not shown"
-    return {"difference": diff, "low": low, "high": high, "n": n, "verdict": verdict}
+    return {"difference": diff, "low": low, "high": high, "n": n, "wins": wins, "verdict": verdict(low, high, n)}
+
+
+def verdict(low: float, high: float, n: int) -> str:
+    """'holds' (interval above 0), 'reversed' (below), 'not shown', or no verdict on too few photos."""
+    if n < MIN_PHOTOS:
+        return f"no verdict (n < {MIN_PHOTOS})"
+    return "holds" if low > 0 else "reversed" if high < 0 else "not shown"
+
+
+def difference_cell(d: dict, fmt: str = "{:+.3f}") -> str:
+    """``+0.012 [-0.010, +0.034]``, or on fewer than :data:`MIN_PHOTOS` photos the difference
+    and how many photos went each way (``+0.012, 2 of 3 photos above``)."""
+    if d["n"] < MIN_PHOTOS:
+        return f"{fmt.format(d['difference'])}, {d['wins']} of {d['n']} photos above"
+    return f"{fmt.format(d['difference'])} [{fmt.format(d['low'])}, {fmt.format(d['high'])}]"
 
 
 def add_pairs(summary: dict, records: list) -> None:
@@ -275,7 +294,7 @@ def add_pairs(summary: dict, records: list) -> None:
             continue
         d = paired_difference([r["methods"][a]["morf_aopc"] for r in rows], [r["methods"][b]["morf_aopc"] for r in rows])
         pairs[f"{a}-{b}-morf_aopc"] = {"difference": d.mean, "low": d.low, "high": d.high, "n": d.n,
-                                       "verdict": "holds" if d.low > 0 else "reversed" if d.high < 0 else "not shown"}
+                                       "wins": d.wins, "verdict": verdict(d.low, d.high, d.n)}
     summary["pairs"] = pairs
 
 
@@ -301,22 +320,28 @@ def paper_section(halves: dict) -> str:
             cells += [f(m.get("morf_aopc"), "{:.3f}"), f(m.get("sparsity"), "{:.3f}")]
         lines.append(f"| {NAMES[spec]} | " + " | ".join(cells) + " |")
     lines += ["", "The paper's orderings (MoRF AOPC here; paired difference over the same photos, 95% bootstrap "
-              "interval; 'holds' when the interval is above 0, 'reversed' when below, else 'not shown'):", "",
+              f"interval; 'holds' when the interval is above 0, 'reversed' when below, else 'not shown'; on fewer "
+              f"than {MIN_PHOTOS} photos no verdict, only how many photos went each way):", "",
               "| paper says | " + " | ".join(f"{h} half: difference [95% CI] | verdict" for h in hs) + " |",
               "|---|" + "---|---|" * len(hs)]
     for a, b in ORDERINGS:
         cells = []
         for h in hs:
             o = ordering(halves[h], a, b)
-            cells += ["-" if "difference" not in o else
-                      f"{o['difference']:+.3f} [{o['low']:+.3f}, {o['high']:+.3f}] (n = {o['n']})", o["verdict"]]
+            cells += ["-" if "difference" not in o else f"{difference_cell(o)} (n = {o['n']})", o["verdict"]]
         lines.append(f"| {NAMES[a]} > {NAMES[b]} | " + " | ".join(cells) + " |")
     cells = []
     for h in hs:
         ms = halves[h]["methods"]
         others = [s for s in ("moxi", "archipelago", "ih", "caso", "cafo", "ig") if s in ms]
-        worse = [NAMES[s] for s in others if (ms[s].get("sparsity_minus_hsets") or {}).get("high", 1) < 0]
-        cells += [", ".join(worse) or "none", f"{len(worse)} of {len(others)}"]
+        ds = {o: ms[o].get("sparsity_minus_hsets") for o in others if ms[o].get("sparsity_minus_hsets")}
+        if ds and min(d["n"] for d in ds.values()) < MIN_PHOTOS:   # no interval: on every photo?
+            below = [NAMES[o] for o, d in ds.items() if d["wins"] == 0]
+            cells += [f"sparser on every one of {min(d['n'] for d in ds.values())} photos than: "
+                      f"{', '.join(below) or 'none'}", f"no verdict (n < {MIN_PHOTOS})"]
+        else:
+            worse = [NAMES[o] for o, d in ds.items() if d["high"] < 0]
+            cells += [", ".join(worse) or "none", f"{len(worse)} of {len(others)}"]
     lines.append("| H-Sets sparser than each other method | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -362,9 +387,9 @@ def report(args) -> None:
     def f(v, fmt="{:.3f}"):
         return "-" if v is None else fmt.format(v)
 
-    def d(m, key, fmt="{:+.3f}"):
+    def d(m, key):
         v = m.get(f"{key}_minus_hsets")
-        return "-" if not v else f"{fmt.format(v['difference'])} [{fmt.format(v['low'])}, {fmt.format(v['high'])}]"
+        return "-" if not v else difference_cell(v)
 
     lines = ["# H-Sets beside the interaction methods (bench/bench_methods.py)", "",
              "Made by `python bench/bench_methods.py report` from bench/methods/. Every method at the "
