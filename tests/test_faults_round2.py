@@ -313,7 +313,9 @@ def test_export_panel_stays_in_the_working_folder(tmp_path, monkeypatch, small32
     (work / "exports" / "hsets-figure.png").symlink_to(victim)
     panel.fig_button._handle_custom_msg({"event": "click"}, [])
     assert victim.read_text() == "precious"
-    assert Image.open(work / "exports" / "hsets-view.png").size[0] > 0
+    # exports never overwrite: the links stay links, the files land beside them
+    assert (work / "exports" / "hsets-view.png").is_symlink()
+    assert Image.open(work / "exports" / "hsets-view-2.png").size[0] > 0
 
 
 # ---- 11. a model put back into training mode is refused, and left unchanged ----------------------

@@ -234,7 +234,7 @@ class ExportPanel(W.VBox):
         folder = confined(self.root, self.folder.value or ".")
         path = folder / name
         k = 2
-        while path.exists():
+        while path.exists() or path.is_symlink():      # a dangling link is taken too
             path = folder / f"{Path(name).stem}-{k}{Path(name).suffix}"
             k += 1
         return path
