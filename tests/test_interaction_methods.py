@@ -185,7 +185,7 @@ def test_each_method_gives_a_map_and_the_set_methods_their_sets(spec):
                                   "ih:n_steps=4", "caso:n_iter=2", "cafo:n_iter=2", "ig:n_steps=4"])
 def test_each_method_reports_progress_and_stops_when_cancelled(spec):
     """What the Explorer and the CLI rely on: a long method says how far it is, and a cancel stops it."""
-    from hsets_widgets.progress import CancelToken, Cancelled
+    from hsets_widgets.progress import Cancelled, CancelToken
 
     clf = _net(size=24, dtype=torch.float32, act=nn.ReLU)
     yy, xx = np.mgrid[0:24, 0:24] / 24
