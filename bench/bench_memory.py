@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hsets_widgets.signals import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -144,11 +146,7 @@ def cold_start(budget) -> dict:
     except Exception as err:  # noqa: BLE001 - recorded as a failed row
         code, marks["error"] = 1, str(err)[:300]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 30)
         log.close()
     return {"returncode": code, "started": started, "seconds": time.time() - started,
             "peak_bytes": 0, "first_explanation_s": marks.get("explorer_s"), **marks}

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hsets_widgets.signals import stop_process
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).with_name("RESULTS_widgets.md")
@@ -204,11 +206,7 @@ def page_bench(args) -> int:
                 page.wait_for_timeout(1500)
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 30)
         log.close()
     import subprocess as sp
 

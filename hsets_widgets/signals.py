@@ -63,3 +63,16 @@ def signals_deferred() -> Iterator[None]:
             signal.signal(s, handler)
         for s in caught:
             signal.raise_signal(s)           # now, to the handler it would have met
+
+
+def stop_process(proc, timeout: float = 30.0) -> None:
+    """Stop a child process politely: SIGTERM, then SIGKILL if it has not ended in ``timeout`` s."""
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()

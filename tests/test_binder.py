@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from hsets_widgets.signals import stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 BINDER = REPO / "binder"
 GiB = 1 << 30
@@ -273,9 +275,5 @@ def test_readme_voila_route_renders_the_explorer(binder_env, tmp_path):
             browser.close()
         assert not errors, errors
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 30)
         log.close()

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hsets_widgets.signals import stop_process
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("HSETS_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -89,11 +91,7 @@ def wait_http(url: str, timeout: float = 90.0) -> None:
 
 def stop_server(proc, log, log_path, timeout: float) -> None:
     """Stop a server started by a fixture and keep its log under test-artifacts/."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc, timeout)
     log.close()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / log_path.name).write_text(log_path.read_text())

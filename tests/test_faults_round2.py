@@ -463,3 +463,23 @@ def test_every_listed_example_photo_loads():
     for name in EXAMPLES:
         a = load_image(name)
         assert a.ndim == 3 and a.shape[2] == 3 and min(a.shape[:2]) >= 224, name
+
+
+def test_stop_process_ends_a_child_that_ignores_sigterm():
+    """The servers of `hsets explore`, the browser tests and the benchmarks are stopped this way: a
+    child that ignores SIGTERM is killed after the timeout, and an ended one is left alone."""
+    import subprocess
+    import sys
+
+    from hsets_widgets.signals import stop_process
+
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "
+                                 "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline().strip() == "up"
+    stop_process(stubborn, timeout=1)
+    assert stubborn.wait(timeout=10) == -9
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stop_process(polite, timeout=10)
+    assert polite.wait(timeout=10) == -15
+    stop_process(polite, timeout=10)          # already ended: nothing to do, no error

@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from hsets_widgets.signals import stop_process
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -121,11 +123,7 @@ def main() -> int:
             del ex
             b.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 30)
         log.close()
     return 0
 

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 from ..options import number
+from ..signals import stop_process
 
 DEFAULT_PORT = 8866
 
@@ -231,9 +232,4 @@ def supervise(proc: subprocess.Popen) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc, 15)
