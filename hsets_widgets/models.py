@@ -136,6 +136,38 @@ def model_dtype(classifier) -> torch.dtype:
         return torch.float32
 
 
+#: peak memory of a forward pass without gradients, per image, in units of the largest output of
+#: one layer: 2.1-4.6 measured on EfficientNet-Lite0, ResNet-50, MobileNetV3, VGG-16, DenseNet-121
+#: (bench/RESULTS_memory.md), so 5 bounds them all
+FORWARD_FACTOR = 5.0
+
+
+def forward_image_bytes(classifier, image: torch.Tensor) -> Optional[int]:
+    """Peak memory one more image adds to a forward pass of ``classifier`` without gradients,
+    estimated from one image's forward (:data:`FORWARD_FACTOR` times its largest layer output);
+    None when the classifier is not a torch module (nothing to measure).
+    """
+    module = getattr(classifier, "module", classifier)
+    if not isinstance(module, nn.Module):
+        return None
+    largest = 0
+
+    def hook(_module, _inputs, output):
+        nonlocal largest
+        if isinstance(output, torch.Tensor):
+            largest = max(largest, output.nbytes)
+
+    leaves = [m for m in module.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad():
+            classifier(image.unsqueeze(0))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(FORWARD_FACTOR * max(largest, image.nbytes))
+
+
 def imagenet_class_names() -> list:
     """The 1000 ImageNet-1k class names in output order (shipped with torchvision)."""
     from torchvision.models import ResNet18_Weights

