@@ -246,6 +246,31 @@ def test_topk_slider_round_off_is_the_whole_number(explorer):
     assert st.mu == 10.0 and st.threshold_rule.mu == 10 and st.grown.rule.mu == 10
 
 
+def test_wide_ranges_get_log_sliders_that_take_typed_numbers(explorer):
+    """top-k's mu (1-512) and nu run on log tracks (equal drags multiply, so small values get
+    room); a number typed into the readout lands in the state; a 0-1 rule gets a linear track."""
+    st, thr = explorer.state, explorer.threshold
+    assert st.threshold == "topk" and thr.mu is thr.mu_log and thr.mu_holder.children == (thr.mu_log,)
+    assert 2.0 ** thr.mu.min == 1.0 and 2.0 ** thr.mu.max == 512.0
+    assert isinstance(thr.nu, type(thr.mu_log)) and 2.0 ** thr.nu.min == 1.0
+    # one slider step is the same small ratio anywhere on the track, so a whole number set from
+    # elsewhere (a sweep point) reads back as itself after the track snaps it
+    assert 1.0 < 2.0 ** thr.mu.step < 1.001
+    assert all(round(2.0 ** (round(np.log2(v) / thr.mu.step) * thr.mu.step)) == v for v in range(1, 513))
+    thr.mu.set_state({"value": 3.0})                # what typing 3 into the readout sends
+    assert explorer.wait(60) and st.mu == 3.0 and st.grown.rule.mu == 3
+    thr.nu.set_state({"value": 47.3})
+    assert explorer.wait(60) and st.nu == 47 and len(st.grown) <= 47
+    st.mu = 12.0                                    # the state drives the slider back
+    assert thr.mu.value == 12.0
+    choose(thr.rule, "minmax")
+    assert explorer.wait(60)
+    assert thr.mu is thr.mu_linear and thr.mu_holder.children == (thr.mu_linear,)
+    assert (thr.mu.min, thr.mu.max) == (0.0, 1.0)
+    choose(thr.rule, "topk")
+    assert explorer.wait(60) and thr.mu is thr.mu_log and st.mu == 256.0
+
+
 def test_new_rows_are_computed_in_the_background_with_progress(explorer, monkeypatch):
     st, ex = explorer.state, explorer.explainer
     seen = []

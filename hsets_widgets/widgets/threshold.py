@@ -6,6 +6,8 @@ background with progress (see :class:`~hsets_widgets.widgets.state.ExplorerState
 """
 from __future__ import annotations
 
+import math
+
 import ipywidgets as W
 
 from ..thresholds import THRESHOLD_RULES, rule_mu
@@ -21,6 +23,31 @@ STOPPED = {"nu": "size cap nu reached", "exhausted": "no new feature passes",
 def rule_options() -> list:
     """``(label, name)`` of every registered threshold rule, for the rule menu."""
     return [(k.label, k.name) for k in THRESHOLD_RULES.values()]
+
+
+#: a range this wide (max / min, both above 0) gets a log-scale slider: on a linear track from 1
+#: to 512 a few pixels of drag jump by dozens and the small values that matter get no room
+LOG_SPAN = 16.0
+#: slider steps per doubling on a log-scale track: fine enough that a value set from elsewhere
+#: (a sweep point, a typed number, a reload) survives the track's snapping to its steps
+LOG_STEPS = 1000
+
+
+def is_log_range(lo, hi) -> bool:
+    """Whether ``lo``..``hi`` gets a log-scale slider (:data:`LOG_SPAN`)."""
+    return lo is not None and hi is not None and lo > 0 and hi / lo >= LOG_SPAN
+
+
+def log_slider(lo: float, hi: float, value: float, **kwargs) -> W.FloatLogSlider:
+    """A base-2 log-scale slider from ``lo`` to ``hi``; its readout takes typed numbers."""
+    return W.FloatLogSlider(value=min(max(value, lo), hi), base=2, min=math.log2(lo), max=math.log2(hi),
+                            step=1.0 / LOG_STEPS, **kwargs)
+
+
+def set_log_range(slider, lo, hi, value) -> None:
+    """:func:`set_range` for a log-scale slider (its min and max are exponents)."""
+    set_range(slider, math.log2(lo), math.log2(hi), None, math.log2(min(max(value, lo), hi)))
+    slider.value = min(max(value, lo), hi)
 
 
 def set_range(slider, lo, hi, step, value) -> None:
@@ -45,29 +72,37 @@ class ThresholdExplorer(W.VBox):
                                layout=W.Layout(width="380px"))
         self.rule.add_class("hsets-rule")
         lo, hi, step, _ = self._range(st.threshold)
-        self.mu = W.FloatSlider(value=min(max(st.mu, lo), hi), min=lo, max=hi, step=step,
-                                description="mu (μ)", continuous_update=True,
-                                readout_format=self._format(st.threshold),
-                                layout=W.Layout(width="460px"),
-                                tooltip="mu: how strict the rule is (for top-k: new members per row)")
-        self.mu.add_class("hsets-mu-slider")
-        self.nu = W.IntSlider(value=st.nu, min=1, max=max(nu_max, st.nu), step=1,
-                              description="nu (ν)", continuous_update=False,
-                              layout=W.Layout(width="460px"),
-                              tooltip="nu: the largest set size; growth stops there")
+        mu_style = dict(description="mu (μ)", continuous_update=True, layout=W.Layout(width="460px"),
+                        tooltip="mu: how strict the rule is (for top-k: new members per row); "
+                                "drag, or type a number into the box at the right")
+        # one slider per scale: wide ranges (top-k 1-512) on a log track, the rest linear; a rule
+        # change shows the one its range needs
+        self.mu_linear = W.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, readout_format=".3g", **mu_style)
+        self.mu_log = log_slider(1.0, 512.0, 1.0, readout_format=".0f", **mu_style)
+        self.mu_holder = W.Box()
+        for slider in (self.mu_linear, self.mu_log):
+            slider.add_class("hsets-mu-slider")
+            slider.style.description_width = "90px"
+        self.mu = self.mu_linear
+        self._show_mu(st.threshold, lo, hi, step, st.mu)
+        self.nu = log_slider(1.0, float(max(nu_max, st.nu)), float(st.nu), description="nu (ν)",
+                             continuous_update=False, readout_format=".0f", layout=W.Layout(width="460px"),
+                             tooltip="nu: the largest set size; growth stops there (log scale: "
+                                     "drag, or type a number into the box at the right)")
         self.nu.add_class("hsets-nu-slider")
         self.sign = W.Dropdown(options=SIGN_OPTIONS, value=st.sign, description="compare",
                                layout=W.Layout(width="380px"))
         self.order = W.Dropdown(options=ORDER_OPTIONS, value=st.order, description="merge order",
                                 layout=W.Layout(width="380px"))
-        for wdg in (self.rule, self.mu, self.nu, self.sign, self.order):
+        for wdg in (self.rule, self.nu, self.sign, self.order):
             wdg.style.description_width = "90px"
         self.info = W.HTML()
         self.info.add_class("hsets-set-info")
 
         self.rule.observe(self._rule_changed, names="value")
-        self.mu.observe(lambda ch: self._to_state(mu=self._clean_mu(ch["new"])), names="value")
-        self.nu.observe(lambda ch: self._to_state(nu=int(ch["new"])), names="value")
+        for slider in (self.mu_linear, self.mu_log):
+            slider.observe(lambda ch: self._to_state(mu=self._clean_mu(ch["new"])), names="value")
+        self.nu.observe(lambda ch: self._to_state(nu=max(1, int(round(ch["new"])))), names="value")
         self.sign.observe(lambda ch: self._to_state(sign=ch["new"]), names="value")
         self.order.observe(lambda ch: self._to_state(order=ch["new"]), names="value")
         st.observe(self._from_state, names=["mu", "nu", "threshold", "sign", "order"])
@@ -76,7 +111,7 @@ class ThresholdExplorer(W.VBox):
             title("Threshold explorer",
                   "A feature joins when its entry in a member's Hessian row passes the rule "
                   "(mu); growth stops at nu members. Cached rows answer at once."),
-            self.rule, self.mu, self.nu, self.sign, self.order, self.info])
+            self.rule, self.mu_holder, self.nu, self.sign, self.order, self.info])
         self.add_class("hsets-threshold-explorer")
         self.update_info()
 
@@ -99,11 +134,28 @@ class ThresholdExplorer(W.VBox):
     def _format(rule: str) -> str:
         return ".0f" if THRESHOLD_RULES[rule].is_topk else ".3g"
 
+    def _show_mu(self, rule: str, lo, hi, step, value) -> None:
+        """Put the slider of ``rule``'s scale in place (log for a wide range) with its range and value."""
+        if is_log_range(lo, hi):
+            self.mu = self.mu_log
+            self.mu.readout_format = self._format(rule)
+            set_log_range(self.mu, lo, hi, value)
+        else:
+            self.mu = self.mu_linear
+            self.mu.readout_format = self._format(rule)
+            set_range(self.mu, lo, hi, step, value)
+        if self.mu_holder.children != (self.mu,):
+            self.mu_holder.children = (self.mu,)
+
     def _clean_mu(self, value) -> float:
-        """Slider floats carry round-off (20.999999999999996); top-k needs whole numbers."""
+        """Slider floats carry round-off (20.999999999999996); top-k needs whole numbers, and a
+        log-scale track gives three significant digits.
+        """
         value = float(value)
         if THRESHOLD_RULES[self.rule.value].is_topk:
             return rule_mu(self.rule.value, value)
+        if self.mu is self.mu_log:
+            return float(f"{value:.3g}")
         step = self.mu.step or 0
         return float(round(round(value / step) * step, 12)) if step else value
 
@@ -123,8 +175,7 @@ class ThresholdExplorer(W.VBox):
         lo, hi, step, default = self._range(rule)
         self._syncing = True
         try:
-            self.mu.readout_format = self._format(rule)
-            set_range(self.mu, lo, hi, step, default)
+            self._show_mu(rule, lo, hi, step, default)
         finally:
             self._syncing = False
         st = self.state
@@ -141,14 +192,18 @@ class ThresholdExplorer(W.VBox):
                 if st.threshold not in [v for _, v in self.rule.options]:
                     self.rule.options = rule_options()     # a rule registered after this view
                 self.rule.value = st.threshold
-                self.mu.readout_format = self._format(st.threshold)
-                set_range(self.mu, lo, hi, step, st.mu)
+                self._show_mu(st.threshold, lo, hi, step, st.mu)
             if abs(self.mu.value - st.mu) > 1e-12:
-                if not self.mu.min <= st.mu <= self.mu.max:
+                if self.mu is self.mu_log:
+                    lo, hi = 2.0 ** self.mu.min, 2.0 ** self.mu.max
+                    if st.mu > 0 and not lo <= st.mu <= hi:
+                        set_log_range(self.mu, min(lo, st.mu), max(hi, st.mu), st.mu)
+                elif not self.mu.min <= st.mu <= self.mu.max:
                     set_range(self.mu, min(self.mu.min, st.mu), max(self.mu.max, st.mu), None, st.mu)
                 self.mu.value = st.mu
-            if self.nu.value != st.nu:
-                self.nu.max = max(self.nu.max, st.nu)
+            if abs(self.nu.value - st.nu) > 1e-9:
+                if st.nu > 2.0 ** self.nu.max:
+                    set_log_range(self.nu, 1.0, float(st.nu), float(st.nu))
                 self.nu.value = st.nu
             self.sign.value = st.sign
             self.order.value = st.order
