@@ -293,9 +293,11 @@ def grow_sets(rows, seeds, rule: ThresholdRule, nu: int = 2000, order: str = "bf
     if prefetch < 1:
         raise ValueError(f"prefetch must be at least 1 row, got {prefetch}")
     stage = "growing set" if len(growers) == 1 else "growing sets"
-    total = sum(g.limit for g in growers)
     computing = isinstance(rows, ComputingRowSource)   # a Protocol check is not free: once
     while active := [g for g in growers if not g.done()]:
+        # a set counts its cap nu while it grows and its final size once it stops, so the total
+        # only shrinks when a set stops early and the bar's fraction never goes back
+        total = sum(len(g.members) if g.done() else g.limit for g in growers)
         report(progress, stage, sum(len(g.members) for g in growers), total, cancel)
         if computing:
             _fetch_next_rows(rows, active, prefetch, cancel)

@@ -217,3 +217,20 @@ def test_growth_over_a_precomputed_matrix_equals_growth_over_the_cache(rows):
     c = grow_set(matrix, 12, rule, nu=30, shape=rows.shape)          # a bare array is wrapped
     assert a.members.tolist() == b.members.tolist() == c.members.tolist()
     assert [s.row for s in a.steps] == [s.row for s in b.steps]
+
+
+def test_growth_progress_never_goes_back_and_ends_full(rows):
+    """Sets that stop before nu (here: an absolute threshold only a few features pass) shrink the
+    total when they stop; the bar's fraction never goes back and ends at done == total (the
+    Explorer once showed a total jumping from 3300 to 2415 at the end)."""
+    mags = rows.rows(range(64)).abs().numpy()
+    rule = ThresholdRule("absolute", float(np.quantile(mags, 0.97)), "magnitude")
+    calls = []
+    sets = grow_sets(rows, [3, 20, 40], rule, nu=[60, 60, 5], progress=lambda s, d, t: calls.append((d, t)))
+    assert any(len(g) < 60 and g.stopped != "nu" for g in sets[:2]), "no set stopped early: nothing tested"
+    fractions = [d / t for d, t in calls]
+    assert all(b >= a - 1e-12 for a, b in zip(fractions, fractions[1:])), calls
+    assert all(t2 <= t1 for (_, t1), (_, t2) in zip(calls, calls[1:])), calls
+    assert calls[-1] == (sum(len(g) for g in sets),) * 2
+    # the total shrinks when a set stops, while the others still grow (not all at the end)
+    assert any(t < 125 for _, t in calls[:-1]), calls
