@@ -20,6 +20,13 @@ Run from the repository root::
     python bench/bench_memory.py                  # all notebooks and the demo, 2G budget
     python bench/bench_memory.py --only 01 --compare
     python bench/bench_memory.py --only none --cold-start
+    python bench/bench_memory.py --only none --forward   # FORWARD_FACTOR's calibration
+
+``--forward`` measures, for five architectures (random weights; memory does not depend on them),
+the resident memory one more image adds to a forward pass without gradients (batches of 2 and
+16, each the largest of three runs, in one fresh process, peak sampled every millisecond) against the largest output of one layer:
+the ratio that ``hsets_widgets.models.FORWARD_FACTOR`` bounds, with which ROAD, insertion and
+deletion size their forward batches to the memory room.
 """
 from __future__ import annotations
 
@@ -152,6 +159,68 @@ def cold_start(budget) -> dict:
             "peak_bytes": 0, "first_explanation_s": marks.get("explorer_s"), **marks}
 
 
+FORWARD_PROBE = r"""
+import ctypes, gc, json, threading, time
+import torch, torchvision
+from hsets_widgets.models import FORWARD_FACTOR, forward_image_bytes, load_classifier
+torch.set_num_threads(1)
+libc, peak = ctypes.CDLL("libc.so.6"), [0]
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS"))
+def sample():
+    while True:
+        peak[0] = max(peak[0], rss()); time.sleep(0.001)
+threading.Thread(target=sample, daemon=True).start()
+models = {"EfficientNet-Lite0 (default)": load_classifier(None)}
+for name in ("resnet50", "mobilenet_v3_large", "vgg16", "densenet121"):
+    models[name] = load_classifier(getattr(torchvision.models, name)().eval())
+out = []
+for name, clf in models.items():
+    x = torch.rand(3, 224, 224)
+    estimate = forward_image_bytes(clf, x)
+    grown = {2: 0, 16: 0}
+    for _ in range(3):           # the largest of three: a sampler can miss a short peak
+        for n in grown:
+            gc.collect(); libc.malloc_trim(0); time.sleep(0.05)
+            base, peak[0] = rss(), 0
+            with torch.no_grad():
+                clf(torch.rand(n, 3, 224, 224))
+            time.sleep(0.01)
+            grown[n] = max(grown[n], peak[0] - base)
+    per_image = (grown[16] - grown[2]) / 14
+    out.append({"model": name, "per_image_bytes": per_image, "largest_output_bytes": estimate / FORWARD_FACTOR,
+                "estimate_bytes": estimate, "factor": FORWARD_FACTOR})
+print("FORWARD", json.dumps(out))
+"""
+
+
+def forward_memory() -> list:
+    """Rows of ``--forward``: measured memory per image of a forward pass against the estimate."""
+    p = subprocess.run([sys.executable, "-c", FORWARD_PROBE], capture_output=True, text=True, cwd=ROOT)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("FORWARD ")), None)
+    if line is None:
+        raise SystemExit(f"the forward-memory probe failed: {p.stderr.strip().splitlines()[-1:]}")
+    return json.loads(line[len("FORWARD "):])
+
+
+def forward_markdown(rows: list, meta: dict) -> str:
+    mb = lambda n: f"{n / 2**20:.1f}"  # noqa: E731
+    lines = ["## Memory per image of a forward pass (`--forward`)", "",
+             f"Machine: {meta['machine']}; load average {meta['load']}. Commit {meta['commit']}. Resident memory one "
+             "more image adds to a forward pass without gradients (224 px; peak of a batch of 16 minus a batch of "
+             "2, over 14, each the largest of three runs), against the largest output of one layer. `hsets_widgets.models.FORWARD_FACTOR` times "
+             "that output is the estimate ROAD, insertion and deletion size their forward batches with; "
+             "it should be at least the measured memory.", "",
+             "| model | measured per image (MiB) | largest layer output (MiB) | ratio | estimate (MiB) | estimate covers it |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {mb(r['per_image_bytes'])} | {mb(r['largest_output_bytes'])} | "
+                     f"{r['per_image_bytes'] / r['largest_output_bytes']:.2f} | {mb(r['estimate_bytes'])} | "
+                     f"{'yes' if r['estimate_bytes'] >= r['per_image_bytes'] else '**no**'} |")
+    return "\n".join(lines)
+
+
 def gib(n) -> str:
     return f"{n / GiB:.2f}"
 
@@ -219,6 +288,8 @@ def main(argv=None) -> int:
                     help="also measure `import torch` in this interpreter (e.g. a venv with torch's CPU build)")
     ap.add_argument("--cold-start", action="store_true",
                     help="also time the Voila route's first page from a fresh server (needs Chromium)")
+    ap.add_argument("--forward", action="store_true",
+                    help="also measure a forward pass's memory per image on five architectures (FORWARD_FACTOR)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="runs at once (peaks are per process; wall times then include the other runs)")
     args = ap.parse_args(argv)
@@ -226,6 +297,8 @@ def main(argv=None) -> int:
     meta = {"machine": machine(), "commit": git_rev(), "load": f"{os.getloadavg()[0]:.1f}",
             "command": "python bench/bench_memory.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "jobs": args.jobs}
+    if args.forward:
+        write_section("forward", forward_markdown(forward_memory(), meta), path=MARKDOWN)
     rows = []
     if args.other_python:
         rows += [import_torch(sys.executable), import_torch(args.other_python)]
@@ -250,7 +323,8 @@ def main(argv=None) -> int:
                              "load": f"{os.getloadavg()[0]:.1f}"})
                 print(name, budget, gib(rows[-1]["peak_bytes"]), "GiB", flush=True)
                 save(rows, meta)
-    save(rows, meta)
+    if rows:
+        save(rows, meta)
     failed = [r["name"] for r in rows if r["returncode"] != 0]
     if failed:
         print("failed:", failed, file=sys.stderr)

@@ -137,9 +137,9 @@ def model_dtype(classifier) -> torch.dtype:
 
 
 #: peak memory of a forward pass without gradients, per image, in units of the largest output of
-#: one layer: 2.1-4.6 measured on EfficientNet-Lite0, ResNet-50, MobileNetV3, VGG-16, DenseNet-121
-#: (bench/RESULTS_memory.md), so 5 bounds them all
-FORWARD_FACTOR = 5.0
+#: one layer; measured on five architectures by ``bench/bench_memory.py --forward`` (DenseNet's
+#: concatenations keep the most alive), and this bounds them all: a batch sized with it errs small
+FORWARD_FACTOR = 12.0
 
 
 def forward_image_bytes(classifier, image: torch.Tensor) -> Optional[int]:
