@@ -314,6 +314,20 @@ def test_click_slider_play_reach_kernel_and_change_picture(voila_url, browser):
     assert changed_fraction(at_zero, playing) > 0.0005, "Play did not change the picture"
     wait_text(page, ".hsets-step-label", rf"Step {n_steps} of {n_steps}", timeout=60)
     page.screenshot(path=str(ARTIFACTS / "07-after-play-page.png"), full_page=True)
+
+    # 4. "read a region": a drag over the photo reports what the rectangle contributes
+    info_before = text_of(page, ".hsets-set-info")
+    page.locator(".hsets-brush").first.click()
+    box = canvas.bounding_box()
+    at = lambda yy, xx: (box["x"] + (xx + 0.5) * box["width"] / SIZE,   # noqa: E731
+                         box["y"] + (yy + 0.5) * box["height"] / SIZE)
+    page.mouse.move(*at(10, 10))
+    page.mouse.down()
+    page.mouse.move(*at(20, 25), steps=5)
+    page.mouse.up()
+    region = wait_text(page, ".hsets-region", r"removing it", timeout=60)
+    assert "11×16 px" in region and "of IG's" in region, region
+    assert text_of(page, ".hsets-set-info") == info_before, "a drag in region mode chose a seed"
     assert not errors, errors
     page.close()
 

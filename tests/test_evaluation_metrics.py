@@ -344,3 +344,30 @@ def test_paired_difference_interval():
     assert lo < mean < hi and hi - lo < 0.1
     with pytest.raises(ValueError, match="same images"):
         paired_difference(a, b[:5])
+
+
+def test_a_region_s_contribution_on_a_planted_block():
+    """The block model looks only at its 4x4 block: removing the block (imputed from the dark
+    pixels around it) costs 'bright' its probability, removing a same-size region elsewhere costs
+    nothing; a map on the block gives the block all its positive mass and the area its share."""
+    from hsets_widgets.evaluation.regions import positive_share, rectangle, region_effect
+
+    clf, x = block_model(), block_image()
+    oracle = np.zeros((16, 16))
+    oracle[2:6, 2:6] = 1.0
+    block = rectangle((16, 16), 5, 5, 2, 2)                   # corners in either order
+    assert block.sum() == 16 and block[2:6, 2:6].all()
+    on = region_effect(x, clf, block, {"oracle": oracle, "flat": np.ones((3, 16, 16))})
+    off = region_effect(x, clf, rectangle((16, 16), 10, 10, 13, 13), {"oracle": oracle})
+    assert on.target == off.target == 0
+    assert on.before == pytest.approx(off.before) and on.before > 0.99
+    assert on.after < 0.01 and on.drop > 0.98
+    assert off.drop == pytest.approx(0.0, abs=1e-3)
+    assert on.shares["oracle"] == 1.0 and off.shares["oracle"] == 0.0
+    assert on.shares["flat"] == pytest.approx(on.area) and on.area == pytest.approx(16 / 256)
+    assert np.isnan(positive_share(-oracle, block))           # no positive mass: no share
+    assert rectangle((16, 16), -3, -3, 40, 1).sum() == 16 * 2  # clipped to the image
+    for bad, words in ((np.zeros((16, 16), bool), "empty"), (np.ones((16, 16), bool), "whole image"),
+                       (np.ones((8, 8), bool), "one boolean per pixel")):
+        with pytest.raises(ValueError, match=words):
+            region_effect(x, clf, bad)

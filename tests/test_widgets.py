@@ -271,6 +271,32 @@ def test_wide_ranges_get_log_sliders_that_take_typed_numbers(explorer):
     assert explorer.wait(60) and thr.mu is thr.mu_log and st.mu == 256.0
 
 
+def test_a_dragged_region_reads_its_contribution_and_seeds_nothing(explorer):
+    """With "read a region" on, a drag draws a rectangle and the line under the image gives its
+    share of IG's positive mass and the class probability with it removed; no seed is chosen.
+    Off again, a click seeds a set as before."""
+    st, view = explorer.state, explorer.image_view
+    seed0 = st.seed
+    view.brush.value = True
+    s = view.scale
+    send = lambda event, y, x: view.canvas._handle_custom_msg(   # noqa: E731
+        {"event": event, "x": (x + 0.5) * s, "y": (y + 0.5) * s}, [])
+    send("mouse_down", 10, 12)
+    send("mouse_move", 30, 40)
+    assert view.region == (10, 12, 30, 40)
+    send("mouse_up", 40, 44)
+    assert explorer.wait(60) and st.seed is seed0
+    r = view.region_result
+    assert view.region == (10, 12, 40, 44) and r.area == pytest.approx(31 * 33 / (st.shape[1] * st.shape[2]))
+    text = view.region_text.value
+    assert "31×33 px" in text and "of IG's" in text and "removing it" in text
+    assert 0.0 <= r.shares["IG"] <= 1.0 and 0.0 <= r.after <= 1.0
+    assert r.before == pytest.approx(st.explainer.probability, abs=1e-4)
+    view.brush.value = False
+    click_pixel(view, 20, 20)
+    assert explorer.wait(60) and st.seed.yx == (20, 20)
+
+
 def test_new_rows_are_computed_in_the_background_with_progress(explorer, monkeypatch):
     st, ex = explorer.state, explorer.explainer
     seen = []

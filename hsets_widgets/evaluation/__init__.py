@@ -25,6 +25,8 @@ One concept per module:
     imported only when used).
 ``sweep``
     One image's faithfulness across growth settings (``hsets sweep``, the Explorer's panel).
+``regions``
+    What one region contributes: its share of each map, and the class probability without it.
 """
 from .baselines import BUILTIN_METHODS, METHODS, Method, MethodKind, attribute, check_map, get_method, register_method
 from .datasets import ImageItem, collect_images, imagenette_items, label_from_path

@@ -4,8 +4,10 @@ Layers of the :class:`ipycanvas.MultiCanvas`, bottom to top: ``photo``, ``segmen
 (segment boundaries), ``heatmap`` (the kept sets painted with their values), ``set`` (the
 current set after the animation step: cyan members, orange pixels the step added, a white
 square on the pixel whose row was expanded) and ``seeds`` (red ring: the seed; yellow
-numbered rings: automatic seeds; white ring: a clicked pixel still growing). Each layer has
-a check box. The image is zoomed by an integer factor (crisp pixels) and every layer is
+numbered rings: automatic seeds; white ring: a clicked pixel still growing) and ``region``
+(the rectangle last dragged with "read a region" on, whose contribution the line under the
+image reports: :func:`~hsets_widgets.evaluation.regions.region_effect`). Each layer has a check
+box. The image is zoomed by an integer factor (crisp pixels) and every layer is
 redrawn whenever a front end connects (``on_client_ready``), so a reloaded page or a Voila
 app is never blank.
 """
@@ -19,18 +21,20 @@ import numpy as np
 from ipycanvas import MultiCanvas
 
 from ..common import to_numpy
+from ..evaluation.regions import rectangle, region_effect
 from ..files import atomic_path
 from ..seeds import feature_pixels
 from . import render
-from .common import as_state, draw_batch, fmt, set_name, title
+from .common import as_state, draw_batch, esc, fmt, set_name, title
 
-LAYERS = ("photo", "segments", "method", "heatmap", "set", "seeds")
+LAYERS = ("photo", "segments", "method", "heatmap", "set", "seeds", "region")
 #: brightness of the photo when "dim photo" is ticked
 DIM = 0.7
 #: zoom factors offered (the image scrolls inside its box when zoomed: that is the pan)
 ZOOMS = (1, 2, 4)
 LAYER_LABELS = {"photo": "photo", "segments": "segments", "method": "method layer", "heatmap": "H-Sets heatmap",
-                "set": "current set", "seeds": "seeds"}
+                "set": "current set", "seeds": "seeds", "region": "read region"}
+REGION_RGBA = (255, 255, 255, 255)
 
 
 class ImageView(W.VBox):
@@ -83,6 +87,15 @@ class ImageView(W.VBox):
         self.dim.observe(lambda ch: self.draw_layer("photo"), names="value")
         self.readout = W.HTML(self._readout_text(None))
         self.readout.add_class("hsets-hover")
+        self.brush = W.ToggleButton(value=False, description="read a region",
+                                    tooltip="on: drag a rectangle over the image to read its share of each "
+                                            "map and what removing it does to the class (off: a click seeds a set)")
+        self.brush.add_class("hsets-brush")
+        self.region_text = W.HTML()
+        self.region_text.add_class("hsets-region")
+        self.region = None      # (y0, x0, y1, x1) of the rectangle shown, once dragged
+        self.region_result = None
+        self._drag = None       # the corner a drag started from
         self.legend = W.HTML()
         self.legend.add_class("hsets-image-legend")
         self.hover_yx = None
@@ -93,6 +106,7 @@ class ImageView(W.VBox):
         self.canvas.on_client_ready(self.redraw)
         self.canvas.on_mouse_down(self._on_mouse_down)
         self.canvas.on_mouse_move(self._on_mouse_move)
+        self.canvas.on_mouse_up(self._on_mouse_up)
         self.canvas.on_mouse_out(lambda x, y: self._set_hover(None))
         st = self.state
         st.observe(lambda ch: self._set_changed(), names=["revision", "step"])
@@ -106,8 +120,8 @@ class ImageView(W.VBox):
                            "Integrated Gradients and Hessian-row value."),
             self.window,
             W.HBox(list(self.toggles.values()) + [self.dim], layout=W.Layout(flex_flow="row wrap")),
-            W.HBox([self.zoom, self.opacity], layout=W.Layout(flex_flow="row wrap")),
-            self.readout, self.legend])
+            W.HBox([self.zoom, self.opacity, self.brush], layout=W.Layout(flex_flow="row wrap")),
+            self.readout, self.region_text, self.legend])
         self.add_class("hsets-image-view")
         self._update_legend()
 
@@ -119,10 +133,53 @@ class ImageView(W.VBox):
 
     def _on_mouse_down(self, x, y):
         row, col = self.to_pixel(x, y)
+        if self.brush.value:
+            self._drag = (row, col)
+            self.region = (row, col, row, col)
+            self.draw_layer("region")
+            return
         self.state.select_seed(row, col)
 
     def _on_mouse_move(self, x, y):
-        self._set_hover(self.to_pixel(x, y))
+        yx = self.to_pixel(x, y)
+        self._set_hover(yx)
+        if self._drag is not None:
+            self.region = self._drag + yx
+            self.draw_layer("region")
+
+    def _on_mouse_up(self, x, y):
+        if self._drag is None:
+            return
+        self.region = self._drag + self.to_pixel(x, y)
+        self._drag = None
+        self.draw_layer("region")
+        self.read_region(*self.region)
+
+    def read_region(self, y0: int, x0: int, y1: int, x1: int):
+        """Report what the rectangle ``(y0, x0)``-``(y1, x1)`` contributes (under the image);
+        returns the :class:`~hsets_widgets.evaluation.regions.RegionEffect`, or None when it
+        cannot be read yet.
+        """
+        st = self.state
+        self.region = (y0, x0, y1, x1)
+        if not st.ready:
+            self.region_text.value = "<i>The region can be read once IG is computed (see the status bar).</i>"
+            return None
+        ex = st.explainer
+        maps = {"IG": self.ig_map()}
+        if st.sets:
+            maps["the H-Sets heatmap"] = st.heatmap()
+        if st.method_result is not None:
+            maps[st.method] = method_map_2d(st.method_result.map)
+        try:
+            r = region_effect(ex.x.detach(), ex.classifier, rectangle(st.shape[1:], y0, x0, y1, x1), maps,
+                              target=ex.target)
+        except ValueError as err:
+            self.region_text.value = f"<span style='color:#c62828'>{err}</span>"
+            return None
+        self.region_result = r
+        self.region_text.value = region_words(r, (y0, x0, y1, x1), ex.class_name)
+        return r
 
     def _set_hover(self, yx):
         self.hover_yx = yx
@@ -193,6 +250,21 @@ class ImageView(W.VBox):
 
     def _draw_photo(self, layer):
         self._put(layer, render.photo_rgba(self.state.explainer.image, dim=DIM if self.dim.value else 1.0))
+
+    def _draw_region(self, layer):
+        if self.region is None:
+            return
+        y0, x0, y1, x1 = self.region
+        s = self.scale
+        (ya, yb), (xa, xb) = sorted((y0, y1)), sorted((x0, x1))
+        layer.line_width = 3
+        layer.stroke_style = "rgba(0, 0, 0, 0.8)"
+        layer.stroke_rect(xa * s, ya * s, (xb - xa + 1) * s, (yb - ya + 1) * s)
+        layer.line_width = 1.5
+        layer.set_line_dash([5, 3])
+        layer.stroke_style = render.css(REGION_RGBA)
+        layer.stroke_rect(xa * s, ya * s, (xb - xa + 1) * s, (yb - ya + 1) * s)
+        layer.set_line_dash([])
 
     def _draw_segments(self, layer):
         seg = self.state.explainer.cached("segmentation")  # drawn once computed
@@ -347,6 +419,20 @@ def pixel_info(state, y: int, x: int, ig: Optional[np.ndarray] = None) -> dict:
     info["kept"] = [k for k, s in enumerate(st.sets)
                     if np.any(feature_pixels(s.members, st.shape, feats) == y * w + x)]
     return info
+
+
+def region_words(r, box: tuple, class_name: str) -> str:
+    """The line under the image for a read region (:meth:`ImageView.read_region`)."""
+    y0, x0, y1, x1 = box
+    size = f"{abs(y1 - y0) + 1}×{abs(x1 - x0) + 1} px"
+    area = f"{100 * r.area:.1f}%"
+    shares = ", ".join(f"<b>{100 * v:.1f}%</b> of {esc(name)}'s" for name, v in r.shares.items() if np.isfinite(v))
+    parts = [f"<b>Region</b> {size} ({area} of the image)"]
+    if shares:
+        parts.append(f"holds {shares} positive mass (an even spread would give {area})")
+    parts.append(f"removing it (imputed from its surroundings, as ROAD does) takes p({esc(class_name)}) "
+                 f"from {fmt(r.before)} to <b>{fmt(r.after)}</b> ({'-' if r.drop >= 0 else '+'}{fmt(abs(r.drop))})")
+    return "<div style='font-size:12px'>" + "; ".join(parts) + ".</div>"
 
 
 def method_map_2d(amap) -> np.ndarray:
