@@ -26,6 +26,7 @@ import numpy as np
 from hsets_widgets.signals import stop_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 RESULTS = Path(__file__).with_name("RESULTS_widgets.md")
 TARGET_MS = 200.0
@@ -114,44 +115,16 @@ def page_bench(args) -> int:
     the kept set and the last seed back on screen (the goal: under 5 s), then whether the old
     page's kernel is gone. Repeats the reload ``--reloads`` times.
     """
-    import os
     import re
-    import socket
-    import subprocess
-    import urllib.request
 
+    from _browser import CHROMIUM, start_explore, text, until, wait_served
     from playwright.sync_api import sync_playwright
 
-    chromium = os.environ.get("HSETS_TEST_CHROMIUM", "/usr/bin/chromium")
-    with socket.socket() as sk:
-        sk.bind(("127.0.0.1", 0))
-        port = sk.getsockname()[1]
-    cmd = [sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser", "--no-token",
-           "--port", str(port), "--segmenter", args.segmenter, args.image]
-    if args.no_preheat:
-        cmd.append("--no-preheat")
-    import tempfile
-
-    log = open(Path(tempfile.gettempdir()) / "bench_widgets_page.log", "w")   # the server's log
+    options = ["--segmenter", args.segmenter, args.image] + (["--no-preheat"] if args.no_preheat else [])
     t_server = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    url = f"http://127.0.0.1:{port}/"
+    proc, url = start_explore(options, "bench_widgets_page.log")
     rows = {}
     load_before = machine_load()
-
-    def text(page, css):
-        try:
-            return page.locator(css).first.inner_text().replace("\xa0", " ")
-        except Exception:  # noqa: BLE001 - not rendered yet
-            return ""
-
-    def until(page, css, pattern, timeout=1800.0):
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < timeout:
-            if re.search(pattern, text(page, css)):
-                return time.perf_counter()
-            page.wait_for_timeout(100)
-        raise TimeoutError(f"{css} never matched {pattern!r}")
 
     def kernels():
         try:
@@ -167,17 +140,12 @@ def page_bench(args) -> int:
             return set()
 
     try:
-        while True:
-            try:
-                urllib.request.urlopen(url + "voila/static/favicon.ico", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.3)
+        wait_served(url, proc)
         rows["server up (s)"] = time.perf_counter() - t_server
         if not args.no_preheat:     # a user arrives after the server prepared its kernel
             time.sleep(args.settle)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             t0 = time.perf_counter()
             page.goto(url, timeout=1_800_000)
@@ -207,7 +175,6 @@ def page_bench(args) -> int:
             browser.close()
     finally:
         stop_process(proc, 30)
-        log.close()
     import subprocess as sp
 
     commit = sp.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

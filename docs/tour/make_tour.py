@@ -9,50 +9,28 @@ PNG per step into this folder. Several minutes on 2 CPU cores. Needs ``playwrigh
 """
 from __future__ import annotations
 
-import os
-import re
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
+import tempfile
 from pathlib import Path
 
 from hsets_widgets.signals import stop_process
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "bench"))
+
+from _browser import CHROMIUM, start_explore, until, wait_served  # noqa: E402
 
 
-def main() -> int:
+def main(argv=None) -> int:
     """Serve the app, walk through it, save the screenshots."""
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    import tempfile
-
-    log = open(Path(tempfile.gettempdir()) / "hsets_make_tour.log", "w")     # the server's log
-    proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser", "--no-token",
-                             "--port", str(port), "--segmenter", "slic", "--no-preheat"],
-                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                            cwd=tempfile.mkdtemp(prefix="hsets-tour-"))      # where its exports go
-    url = f"http://127.0.0.1:{port}/"
-
-    def text(page, css):
-        try:
-            return page.locator(css).first.inner_text().replace("\xa0", " ")
-        except Exception:  # noqa: BLE001 - not rendered yet
-            return ""
-
-    def until(page, css, pattern, timeout=1800.0):
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            if re.search(pattern, text(page, css)):
-                return
-            page.wait_for_timeout(200)
-        raise TimeoutError(f"{css} never matched {pattern!r}")
+    proc, url = start_explore(["--segmenter", "slic", "--no-preheat"], "hsets_make_tour.log",
+                              cwd=tempfile.mkdtemp(prefix="hsets-tour-"))      # where its exports go
 
     def save(locator, name):
         path = HERE / name
@@ -63,15 +41,9 @@ def main() -> int:
         print("saved", path.name, flush=True)
 
     try:
-        while True:
-            try:
-                urllib.request.urlopen(url + "voila/static/favicon.ico", timeout=2).close()
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_served(url, proc, poll=0.5)
         with sync_playwright() as pw:
-            b = pw.chromium.launch(executable_path=os.environ.get("HSETS_TEST_CHROMIUM", "/usr/bin/chromium"),
-                                   args=["--no-sandbox", "--disable-gpu"])
+            b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             page = b.new_page(viewport={"width": 1400, "height": 1900})
             page.goto(url, timeout=1_800_000)
             until(page, ".hsets-set-info", r"Set size: \d+")
@@ -124,7 +96,6 @@ def main() -> int:
             b.close()
     finally:
         stop_process(proc, 30)
-        log.close()
     return 0
 
 
