@@ -343,7 +343,33 @@ def paper_section(halves: dict) -> str:
             worse = [NAMES[o] for o, d in ds.items() if d["high"] < 0]
             cells += [", ".join(worse) or "none", f"{len(worse)} of {len(others)}"]
     lines.append("| H-Sets sparser than each other method | " + " | ".join(cells) + " |")
+    lines += ["", plain_words(halves, hs)]
     return "\n".join(lines) + "\n"
+
+
+def plain_words(halves: dict, hs: list) -> str:
+    """The orderings' verdicts said in one paragraph (what the table above says, in words)."""
+    said, counts = [], {"both": 0, "reversed": 0, "open": 0}
+    for a, b in ORDERINGS:
+        v = {h: ordering(halves[h], a, b).get("verdict", "not run") for h in hs}
+        if any(x.startswith("no verdict") or x in ("not run", "fewer than 2 photos") for x in v.values()):
+            return (f"In plain words: fewer than {MIN_PHOTOS} photos on a half, so no ordering is decided yet; "
+                    "the table gives how many photos went each way.")
+        if all(x == "holds" for x in v.values()):
+            counts["both"] += 1
+            how = "holds on " + ("both halves" if len(hs) > 1 else f"the {hs[0]} half")
+        elif any(x == "reversed" for x in v.values()):
+            counts["reversed"] += 1
+            how = "is reversed (" + " and ".join(f"{h} half" for h, x in v.items() if x == "reversed") + \
+                  f": {NAMES[b]} scores higher)"
+        else:
+            counts["open"] += 1
+            how = "is not shown (" + ", ".join(f"{h} half: {x}" for h, x in v.items()) + ")"
+        said.append(f"{NAMES[a]} above {NAMES[b]} {how}")
+    n = {h: halves[h]["n_photos"] for h in hs}
+    return (f"In plain words ({', '.join(f'{k} photos on the {h} half' for h, k in n.items())}): of the paper's "
+            f"{len(ORDERINGS)} MoRF orderings, {counts['both']} hold on every half, {counts['reversed']} are "
+            f"reversed on at least one half and {counts['open']} are not shown either way. " + "; ".join(said) + ".")
 
 
 def speed_section(halves: dict, load_note: str) -> str:
