@@ -396,6 +396,7 @@ def speed_section(halves: dict, load_note: str) -> str:
 
 def report(args) -> None:
     from _results import write_section
+    from faithfulness import read_records
 
     from hsets_widgets.files import write_json, write_text
 
@@ -405,7 +406,8 @@ def report(args) -> None:
     for h in ("tuning", "check"):
         path = RUNS / f"photos-{h}.jsonl"
         if path.exists():
-            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            # one record per photo: two processes that start the same photo at once both append it
+            records = list(read_records([path]).values())
             halves[h] = summarize(records)
             add_pairs(halves[h], records)
     write_json(REPORT_JSON, {"planted": planted, "photos": halves})

@@ -166,7 +166,8 @@ def run_photos(make_record, out_path, halves=("tuning",), limit=None, reverse=Fa
     correctly named photo of ``halves`` (the first ``limit`` of each) not yet in its results file
     ``out_path(half)``, one JSON line appended and flushed per photo. Several halves alternate
     photo by photo, so a run stopped early has photos on each; ``reverse`` runs from the last
-    photo (a second process on the same half meets the first in the middle, no photo twice).
+    photo (a second process on the same half meets the first in the middle; a photo both start
+    at once is computed twice but recorded once, and readers merge records by photo).
     """
     import itertools
 
@@ -185,7 +186,9 @@ def run_photos(make_record, out_path, halves=("tuning",), limit=None, reverse=Fa
         out.parent.mkdir(parents=True, exist_ok=True)
         if _has(out, name):        # read again each time: the other end's process may have done it
             continue
-        _append(out, make_record(clf, name, path))
+        record = make_record(clf, name, path)
+        if not _has(out, name):    # it may have finished the same photo meanwhile
+            _append(out, record)
 
 # ---- one photo ---------------------------------------------------------------------------------
 def score_map(clf, x, amap, percentages, seed) -> dict:
