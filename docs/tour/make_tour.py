@@ -68,6 +68,17 @@ def main(argv=None) -> int:
             until(page, ".hsets-readout", r"Computed in")
             page.wait_for_timeout(1500)
             save(top, "04-clicked-and-kept.png")
+            # read a region: drag a rectangle over the cat's face
+            page.locator(".hsets-brush").first.click()
+            at = lambda y, x: (box["x"] + (x + 0.5) * z, box["y"] + (y + 0.5) * z)   # noqa: E731
+            page.mouse.move(*at(70, 95))
+            page.mouse.down()
+            page.mouse.move(*at(130, 160), steps=8)
+            page.mouse.up()
+            until(page, ".hsets-region", r"removing it")
+            page.wait_for_timeout(1000)
+            save(page.locator(".hsets-image-view").first, "04b-read-a-region.png")
+            page.locator(".hsets-brush").first.click()              # clicks seed sets again
             # the Hessian row
             page.locator(".lm-TabBar-tab", has_text="Hessian row").first.click()
             page.wait_for_timeout(1500)
