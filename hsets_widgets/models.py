@@ -8,6 +8,7 @@ own preprocessing.
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -140,6 +141,8 @@ def model_dtype(classifier) -> torch.dtype:
 #: one layer; measured on five architectures by ``bench/bench_memory.py --forward`` (DenseNet's
 #: concatenations keep the most alive), and this bounds them all: a batch sized with it errs small
 FORWARD_FACTOR = 12.0
+#: forward_image_bytes' estimates per model (weakly held: a freed model takes its entry along)
+_FORWARD_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def forward_image_bytes(classifier, image: torch.Tensor) -> Optional[int]:
@@ -150,6 +153,14 @@ def forward_image_bytes(classifier, image: torch.Tensor) -> Optional[int]:
     module = getattr(classifier, "module", classifier)
     if not isinstance(module, nn.Module):
         return None
+    key = (tuple(image.shape), image.dtype, image.device.type)
+    known = _FORWARD_BYTES.setdefault(module, {})
+    if key not in known:             # one forward per model and image shape, not one per batch
+        known[key] = _forward_image_bytes(classifier, module, image)
+    return known[key]
+
+
+def _forward_image_bytes(classifier, module: nn.Module, image: torch.Tensor) -> int:
     largest = 0
 
     def hook(_module, _inputs, output):

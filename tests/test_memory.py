@@ -216,6 +216,8 @@ def test_road_forward_batches_follow_the_budget_and_scores_do_not(monkeypatch):
     monkeypatch.setenv(memory.BUDGET_ENV, str(memory.resident_bytes() + 4096))
     tight = road(x, clf, amap, [0.2, 0.5, 0.8], batch_size=4)
     assert seen and max(seen) == 1
+    # the photo and its 6 imputed images, and no estimating pass: that ran once, in the first call
+    assert sum(seen) == 7
     for order in roomy.curves:
         np.testing.assert_allclose(tight.curves[order].probability, roomy.curves[order].probability, rtol=1e-5)
     # the estimate grows with the image (4x the pixels, about 4x the memory) and needs a module
