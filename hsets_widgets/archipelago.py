@@ -207,8 +207,9 @@ def archipelago(x, classifier, target: Optional[int] = None, *, segmenter="quick
     """
     x = single_image(x)
     target, _ = resolve_target(x, classifier, target)
-    if not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a whole number >= 1, got {top_k!r}")
+    for name, v in (("top_k", top_k), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
     labels = superpixels(x, segmenter)
     n = len(np.unique(labels))
     if n < 2:

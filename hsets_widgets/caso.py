@@ -126,6 +126,9 @@ def caso(x, classifier, target: Optional[int] = None, *, second_order: bool = Tr
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     if step == 0:
         raise ValueError("step must be > 0")
+    for name, v in (("n_iter", n_iter), ("power_iterations", power_iterations)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
     x = single_image(x)
     target, _ = resolve_target(x, classifier, target)
     loss = _Loss(classifier, int(target))

@@ -21,6 +21,7 @@ Every reader takes its file paths as arguments, so other layouts can be read in 
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -55,8 +56,8 @@ def parse_bytes(value: Union[str, int, float]) -> int:
     if isinstance(value, bool):
         raise ValueError(f"not a memory size: {value!r}")
     if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ValueError(f"a memory size must be positive, got {value!r}")
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"a memory size must be a positive, finite number of bytes, got {value!r}")
         return int(value)
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(?:i?b)?\s*", str(value), flags=re.I)
     if not m:
@@ -204,6 +205,12 @@ def budget_bytes(budget=None, environ=None) -> Optional[int]:
     """The memory budget: ``budget`` when given, else ``$HSETS_MEMORY_BUDGET``, else None."""
     if budget is None:
         budget = (os.environ if environ is None else environ).get(BUDGET_ENV) or None
+        if budget is not None:
+            try:
+                return parse_bytes(budget)
+            except ValueError as err:
+                raise ValueError(f"${BUDGET_ENV}={budget!r} is not a memory budget ({err}); set it to "
+                                 "bytes or a size with a unit (1.5G, 1500M), or unset it") from None
     return None if budget is None else parse_bytes(budget)
 
 

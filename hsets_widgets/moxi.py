@@ -113,6 +113,8 @@ def moxi(x, classifier, target: Optional[int] = None, *, grid: int = 10, max_ste
     n = grid * grid
     if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
         raise ValueError(f"max_steps must be a whole number >= 1 or None, got {max_steps!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     steps = n if max_steps is None else min(int(max_steps), n)
     b = make_baseline(x, baseline, classifier)
     f = ScoreFn(classifier, int(target), score)

@@ -145,6 +145,18 @@ def whole_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"need a whole number, got {text!r}") from None
 
 
+def segmenter_name(text: str) -> str:
+    """The argparse ``type`` of ``--segmenter``: a registered segmenter's name, checked when the
+    command line is read (not after IG has run).
+    """
+    from .segmentation import SEGMENTERS
+
+    name = str(text).strip()
+    if name not in SEGMENTERS:
+        raise argparse.ArgumentTypeError(f"unknown segmenter {name!r}; use one of {', '.join(SEGMENTERS)}")
+    return name
+
+
 def number(name: str) -> Number:
     """The :class:`Number` rule of option ``name`` (``"limit"``, ``"noise"`` ...)."""
     return NUMBERS[name]

@@ -124,7 +124,7 @@ def voila_url(tmp_path_factory):
     """Voila as ``hsets explore`` runs it (its command line: token, kernel culling, a
     pre-started kernel) on the test notebook.
     """
-    from hsets_widgets.cli.explore import voila_command
+    from hsets_widgets.cli.explore import server_environment, voila_command, write_token_file
 
     require_chromium()
     pytest.importorskip("voila")
@@ -132,9 +132,10 @@ def voila_url(tmp_path_factory):
     nb = write_notebook(folder)
     port = free_port()
     log = open(folder / "voila.log", "w")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     token = "test-token-0123456789abcdef"
-    proc = subprocess.Popen(voila_command(nb.name, port, open_browser=False, debug=True, token=token),
+    env = server_environment(dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"),
+                             write_token_file(folder, token))
+    proc = subprocess.Popen(voila_command(nb.name, port, open_browser=False, debug=True, token=True),
                             cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -121,9 +121,12 @@ def test_ports():
 
 
 def test_voila_command():
-    cmd = explore.voila_command(app.APP_NOTEBOOK, 8999, open_browser=False, token="abc")
+    cmd = explore.voila_command(app.APP_NOTEBOOK, 8999, open_browser=False, token=True)
     assert cmd[:3] == [sys.executable, "-m", "voila"] and "--port=8999" in cmd
-    assert "--Voila.ip=127.0.0.1" in cmd and "--no-browser" in cmd and "--Voila.token=abc" in cmd
+    # the token itself is read from a file named in the environment, never on the command line
+    assert "--Voila.ip=127.0.0.1" in cmd and "--no-browser" in cmd and "--Voila.auto_token=True" in cmd
+    assert not any(c.startswith("--Voila.token") for c in cmd)
+    assert "--Voila.token=" in explore.voila_command(app.APP_NOTEBOOK, 8999, False, token=False)
     # kernels of gone pages stop (culling as a backstop), one kernel is prepared for the next page
     assert "--MappingKernelManager.cull_connected=False" in cmd and "--preheat_kernel=True" in cmd
     assert "--preheat_kernel=True" not in explore.voila_command(app.APP_NOTEBOOK, 8999, False, preheat=False)

@@ -155,7 +155,7 @@ def run(args) -> int:
         raise ValueError("give image files or folders, or --imagenette ROOT")
     device = str(usable_device(args.device))
     settings = scoring_settings(args)
-    run_settings(**settings)               # every setting, before the model is loaded
+    run_settings(**settings, methods_option="--methods")   # every setting, before the model loads
     options = cluster_options(args)        # so are the cluster's
     check_output_dir(args.out, create=False)
     clf = load_classifier(args.model, checkpoint=args.checkpoint, device=device)

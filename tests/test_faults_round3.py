@@ -1,0 +1,174 @@
+"""Bad inputs and faults, third round (issue 33): wrong answers that used to be silent, errors
+that came after minutes of work or as tracebacks, and a token any local user could read. Each
+test failed on the code before its fix."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hsets_widgets.evaluation.baselines import METHODS, attribute, get_method, get_methods
+from hsets_widgets.evaluation.datasets import ImageItem
+from hsets_widgets.evaluation.runner import run_evaluation, run_settings
+from tests.test_faults import one_line_error, run_cli
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def save_photos(folder, photo, n=2):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray((np.roll(photo, 7 * i, 1) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if any command loads a model: the error must come before it."""
+    import hsets_widgets.models as models
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded before the bad setting was refused")
+
+    monkeypatch.setattr(models, "load_classifier", refuse)
+
+
+# ---- BAD 4: method options, one schema, checked before the model loads ------------------------
+BAD_OPTIONS = ["ig:bogus=1", "caso:n_iter=-1", "caso:l2=-1", "caso:power_iterations=0", "moxi:grid=0",
+               "archipelago:top_k=0", "ih:n_steps=0", "archipelago:paint=bogus", "smoothgrad:sigma=nan",
+               "moxi:score=bogus", "ig:baseline=purple", "archipelago:segmenter=bogus", "hsets:nu=0",
+               "hsets:paper,bogus=1", "random:seed=-1", "gradient:n_steps=3", "moxi:max_steps=0",
+               "ig:rule=bogus", "cafo:step=0", "archipelago:batch_size=0"]
+
+
+@pytest.mark.parametrize("spec", BAD_OPTIONS)
+def test_bad_method_options_are_refused_by_get_method(spec):
+    key = spec.split(":")[1].split(",")[-1].split("=")[0]
+    with pytest.raises(ValueError, match=key) as err:
+        get_method(spec)
+    assert "\n" not in str(err.value) and spec in str(err.value)
+
+
+@pytest.mark.parametrize("spec", ["ig:bogus=1", "caso:n_iter=-1", "moxi:grid=0", "archipelago:paint=bogus"])
+def test_bad_method_options_fail_before_the_model_loads(capsys, tmp_path, photo48, no_model_load, spec):
+    folder = save_photos(tmp_path / "imgs", photo48, 1)
+    code, _, err = run_cli(capsys, "evaluate", folder, "--methods", f"random,{spec}", "--out", tmp_path / "o")
+    assert code == 1 and spec.split(":")[1].split("=")[0] in one_line_error(err, "evaluate")
+    assert not (tmp_path / "o").exists()
+    code, _, err = run_cli(capsys, "explain", "coffee", "--compare", spec, "--out", tmp_path / "e")
+    assert code == 1 and spec.split(":")[1].split("=")[0] in one_line_error(err, "explain")
+
+
+def test_every_builtin_method_declares_exactly_the_options_its_function_takes():
+    import inspect
+
+    for name, kind in METHODS.items():
+        if name == "hsets":
+            continue
+        params = [p for p in list(inspect.signature(kind.fn).parameters)[2:]
+                  if p not in ("target", "progress", "cancel")]
+        assert kind.options is not None and sorted(kind.options) == sorted(params), name
+
+
+def test_the_engine_refuses_caso_iterations_below_one(image8, tiny64):
+    from hsets_widgets.caso import caso
+
+    for key in ("n_iter", "power_iterations"):
+        with pytest.raises(ValueError, match=key):
+            caso(image8, tiny64, 0, **{key: -1})
+
+
+def test_valid_method_options_still_run(image8, tiny64):
+    amap = attribute(image8, tiny64, "caso:n_iter=2,power_iterations=2", target=0)
+    assert amap.shape[-2:] == (8, 8) and np.abs(amap).sum() > 0
+
+
+# ---- BAD 5: a method listed twice, or none -----------------------------------------------------
+@pytest.mark.parametrize("methods", [["random", "RANDOM"], ["ig", "ig"], ["hsets", "hsets:default"],
+                                     ["random", " random"]])
+def test_a_method_listed_twice_is_refused(methods):
+    with pytest.raises(ValueError, match="twice"):
+        get_methods(methods)
+
+
+def test_no_methods_is_refused_and_metrics_left_alone(capsys, tmp_path, photo48, small32):
+    folder = save_photos(tmp_path / "imgs", photo48, 1)
+    run_evaluation([ImageItem(folder / "p0.png")], small32, tmp_path / "o", methods=["random"],
+                   percentages=[0.5], curves=[])
+    before = (tmp_path / "o" / "metrics.json").read_text()
+    code, _, err = run_cli(capsys, "evaluate", folder, "--methods", ",", "--out", tmp_path / "o")
+    assert code == 1 and "--methods names no method" in one_line_error(err, "evaluate")
+    assert (tmp_path / "o" / "metrics.json").read_text() == before
+    for spec in ("random,RANDOM", "ig,ig"):
+        code, _, err = run_cli(capsys, "evaluate", folder, "--methods", spec, "--out", tmp_path / "o")
+        assert code == 1 and "twice" in one_line_error(err, "evaluate")
+    code, _, err = run_cli(capsys, "explain", "coffee", "--compare", "ig,IG", "--out", tmp_path / "e")
+    assert code == 1 and "--compare" in one_line_error(err, "explain")
+    with pytest.raises(ValueError, match="no method"):
+        run_settings(methods=[])
+
+
+# ---- BAD 1: the access token of `hsets explore` is never on a command line --------------------
+def descendants(pid: int) -> list:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            todo += [int(c) for c in open(f"/proc/{p}/task/{p}/children").read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def test_explore_token_is_not_on_any_command_line(tmp_path):
+    pytest.importorskip("voila")
+    import socket
+    import stat
+
+    from tests.test_widgets_cli import fetch_without_redirect
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", JUPYTER_TOKEN="inherited-from-the-user")
+    proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser",
+                             "--no-preheat", "--port", str(port), "--segmenter", "slic"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        first = proc.stdout.readline()
+        token = first.split("?token=")[1].split()[0]
+        seen = [first]
+        while not any("running at" in line for line in seen[-3:]):   # Voila says when it listens
+            line = proc.stdout.readline()
+            assert line, "".join(seen)
+            seen.append(line)
+        pids = descendants(proc.pid)
+        assert len(pids) >= 2, "no Voila process found"
+        for pid in pids:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            assert token not in cmdline, cmdline
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert token not in ps
+        # the server got it from a file only this user can read, in a private folder
+        environ = dict(kv.split("=", 1) for kv in
+                       open(f"/proc/{pids[1]}/environ", "rb").read().decode().split("\0") if "=" in kv)
+        path = environ["JUPYTER_TOKEN_FILE"]
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        assert "JUPYTER_TOKEN" not in environ
+        # and the server still needs it (the user's JUPYTER_TOKEN does not open it)
+        for query in ("", "?token=inherited-from-the-user"):
+            status, location = fetch_without_redirect(f"http://127.0.0.1:{port}/{query}")
+            assert status == 302 and "login" in location, (status, location)
+        status, _ = fetch_without_redirect(f"http://127.0.0.1:{port}/?token={token}")
+        assert status == 200
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+        assert not os.path.exists(path)          # the token file goes with the server
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
