@@ -55,29 +55,38 @@ def _too_large(h: int, w: int) -> ImageError:
 
 
 def _from_path(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
     if not path.exists():
         raise ImageError(why_missing(path, "image file"))
     if path.is_dir():
         raise ImageError(f"{path} is a directory; pass one image file")
+    return _decode(path, str(path))
+
+
+def _decode(source, name: str) -> np.ndarray:
+    """The pixels of an image file (a path, or a file object over its bytes): the one reader of
+    files, so an upload in the Explorer is read exactly as the command line reads the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             # opening only reads the header; the size is checked here before any decoding
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
                     raise _too_large(h, w)
                 im.load()
                 return _from_pil(im)
     except Image.DecompressionBombError as err:
-        raise _too_large(*_header_size(path)) from err
+        if hasattr(source, "seek"):
+            source.seek(0)
+        raise _too_large(*_header_size(source)) from err
     except (UnidentifiedImageError, OSError) as err:
-        raise ImageError(f"cannot read {path} as an image ({err}); is it a JPEG/PNG file?") from err
+        raise ImageError(f"cannot read {name} as an image ({err}); is it a JPEG/PNG file?") from err
 
 
-def _header_size(path: Path) -> tuple:
+def _header_size(path) -> tuple:
     """``(H, W)`` from the file header, past PIL's decompression-bomb refusal (nothing is
     decoded; the limit is lifted only for this one header read).
     """
@@ -222,11 +231,14 @@ def _integer_full_scale(arr: np.ndarray) -> float:
 def load_image(image: ImageLike) -> np.ndarray:
     """Read ``image`` into a ``(H, W, 3)`` float32 RGB array in ``[0, 1]``.
 
-    Accepts a file path, a PIL image, a NumPy array or a tensor (``HWC``, ``CHW``, a batch
-    of one, grayscale or RGBA; the last two are converted with a warning). 8-bit data is taken
-    as 0-255 and 16-bit data (16-bit PNG / TIFF, ``uint16`` arrays) as 0-65535; float arrays
-    as ``[0, 1]``. Raises :class:`ImageError` naming the problem and its fix otherwise.
+    Accepts a file path, the bytes of an image file (an upload: read exactly as the file
+    would be), a PIL image, a NumPy array or a tensor (``HWC``, ``CHW``, a batch of one,
+    grayscale or RGBA; the last two are converted with a warning). 8-bit data is taken as 0-255
+    and 16-bit data (16-bit PNG / TIFF, ``uint16`` arrays) as 0-65535; float arrays as
+    ``[0, 1]``. Raises :class:`ImageError` naming the problem and its fix otherwise.
     """
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return load_image_bytes(image)
     if isinstance(image, (str, os.PathLike)):
         name = str(image)
         if name in EXAMPLES and not Path(name).exists():
@@ -244,6 +256,19 @@ def load_image(image: ImageLike) -> np.ndarray:
         return _to_hwc_float(_from_pil(image))
     raise ImageError(f"cannot use an object of type {type(image).__name__} as an image; pass a "
                      "file path, a PIL image, a NumPy array or a torch tensor")
+
+
+def load_image_bytes(data, name: str = "the uploaded file") -> np.ndarray:
+    """:func:`load_image` of an image file's bytes (``name`` is how errors call it): the same
+    reader as for a path, so a 16-bit PNG keeps its depth and an RGBA one is composited on white
+    whether it is uploaded or named on the command line.
+    """
+    import io
+
+    data = bytes(data)
+    if not data:
+        raise ImageError(f"{name} is empty; pick a JPEG or PNG file")
+    return _to_hwc_float(_decode(io.BytesIO(data), name))
 
 
 def resize_center_crop(image: np.ndarray, size: int, resize: int | None = None) -> np.ndarray:

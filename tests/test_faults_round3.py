@@ -4,14 +4,17 @@ test failed on the code before its fix."""
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hsets_widgets.evaluation.baselines import METHODS, attribute, get_method, get_methods
 from hsets_widgets.evaluation.datasets import ImageItem
 from hsets_widgets.evaluation.runner import run_evaluation, run_settings
+from tests.conftest import tiny_classifier
 from tests.test_faults import one_line_error, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -172,3 +175,52 @@ def test_explore_token_is_not_on_any_command_line(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---- BAD 3: the Explorer's "Load a photo" reads a file as the command line does ----------------
+def upload(explorer, path):
+    import datetime
+
+    data = path.read_bytes()
+    explorer.chooser.upload.value = ({"name": path.name, "type": "image/png", "size": len(data),
+                                      "content": memoryview(data),
+                                      "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+
+
+def test_an_uploaded_photo_is_the_picture_the_cli_explains(tmp_path):
+    from hsets_widgets.explain import Explainer
+    from hsets_widgets.widgets import Explorer
+
+    gray = np.tile(np.linspace(0, 1, 40), (40, 1))
+    Image.fromarray((gray * 65535).astype(np.uint16)).save(tmp_path / "g16.png")     # 16-bit grayscale
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 0] = 255                                     # red pixels, hidden behind alpha 0 on the left
+    rgba[:, 20:, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    clf = tiny_classifier(torch.float32, size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        e = Explorer(Explainer(tmp_path / "g16.png", clf, segmenter="slic"), autostart=False, readout=False,
+                     background=False)
+        for name in ("g16.png", "rgba.png"):
+            cli = Explainer(tmp_path / name, clf, segmenter="slic").image     # what `hsets explain` sees
+            upload(e, tmp_path / name)
+            assert e.state.error == "" and "color:#c62828" not in e.chooser.message.value
+            np.testing.assert_allclose(e.explainer.image, cli, atol=1e-6)
+    left = e.explainer.image[:, :14]
+    assert np.allclose(left, 1.0, atol=1e-3)              # composited on white, as load_image does
+    e.state.cancel()
+
+
+def test_load_image_reads_bytes_as_it_reads_the_file(tmp_path):
+    from hsets_widgets.images import ImageError, load_image, load_image_bytes
+
+    gray = (np.tile(np.linspace(0, 1, 32), (32, 1)) * 65535).astype(np.uint16)
+    Image.fromarray(gray).save(tmp_path / "g16.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = load_image_bytes((tmp_path / "g16.png").read_bytes())
+        np.testing.assert_array_equal(a, load_image(tmp_path / "g16.png"))
+    assert 0.45 < a.mean() < 0.55                          # not all white
+    with pytest.raises(ImageError, match="cannot read notes.txt as an image"):
+        load_image_bytes(b"hello", "notes.txt")

@@ -1252,5 +1252,5 @@ def test_another_class_or_photo_without_a_restart(explainer):
     e.chooser.upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5,
                                "content": memoryview(b"hello"),
                                "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
-    assert "not an image" in e.chooser.message.value and e.explainer is before
+    assert "cannot read notes.txt as an image" in e.chooser.message.value and e.explainer is before
     e.state.cancel()

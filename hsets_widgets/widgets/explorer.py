@@ -144,16 +144,13 @@ class PhotoAndClass(W.VBox):
     def _uploaded(self, value) -> None:
         if not value:
             return
-        import io
-
-        from PIL import Image
+        from ..images import ImageError, load_image_bytes
 
         item = value[0]
-        try:
-            image = Image.open(io.BytesIO(bytes(item["content"]))).convert("RGB")
-        except Exception as err:  # noqa: BLE001 - a file that is not an image: say so, keep the app
-            self.message.value = (f"<span style='color:#c62828'>{esc(item.get('name', 'the file'))} is not an "
-                                  f"image PIL can read ({esc(type(err).__name__)}): pick a JPEG or PNG.</span>")
+        try:                         # the loader of the command line: the same picture as `hsets explain`
+            image = load_image_bytes(item["content"], item.get("name", "the file"))
+        except ImageError as err:    # a file that is not an image: say so, keep the app
+            self.message.value = f"<span style='color:#c62828'>{esc(err)}</span>"
             return
         self._switch(image=image)
 
