@@ -1,6 +1,7 @@
 """Bad inputs and faults, third round (issue 33): wrong answers that used to be silent, errors
 that came after minutes of work or as tracebacks, and a token any local user could read. Each
 test failed on the code before its fix."""
+import json
 import os
 import subprocess
 import sys
@@ -224,3 +225,65 @@ def test_load_image_reads_bytes_as_it_reads_the_file(tmp_path):
     assert 0.45 < a.mean() < 0.55                          # not all white
     with pytest.raises(ImageError, match="cannot read notes.txt as an image"):
         load_image_bytes(b"hello", "notes.txt")
+
+
+# ---- BAD 2: the weights and the photos of an evaluation folder are fingerprinted --------------
+FAST = dict(methods=["random"], percentages=[0.5], curves=[])
+
+
+def test_resuming_with_other_weights_is_refused_naming_the_checkpoint(capsys, tmp_path, photo48):
+    from hsets_widgets.models import load_classifier
+
+    folder = save_photos(tmp_path / "imgs", photo48, 2)
+    state = load_classifier(None).module.state_dict()
+    bias = next(k for k in state if k.endswith("bias") and state[k].numel() == 1000)
+    torch.save(state, tmp_path / "ck.pth")
+    argv = ["evaluate", folder, "--checkpoint", tmp_path / "ck.pth", "--methods", "random", "--percentages",
+            "0.5", "--curves", "none", "--out", tmp_path / "r", "--quiet"]
+    code, _, err = run_cli(capsys, *argv, "--limit", "1")
+    assert code == 0, err
+    state[bias] = state[bias] + 0.5                 # the next epoch of fine-tuning overwrites it
+    torch.save(state, tmp_path / "ck.pth")
+    code, _, err = run_cli(capsys, *argv)
+    line = one_line_error(err, "evaluate")
+    assert code == 1 and "other model weights" in line and str(tmp_path / "ck.pth") in line
+    records = [json.loads(x) for x in (tmp_path / "r" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 1                        # nothing of the other model was added
+
+
+def test_resuming_with_other_weights_in_python(tmp_path, photo48, small32):
+    folder = save_photos(tmp_path / "imgs", photo48, 1)
+    items = [ImageItem(folder / "p0.png")]
+    run_evaluation(items, small32, tmp_path / "r", **FAST)
+    with torch.no_grad():
+        small32.module.head.bias += 1.0
+    with pytest.raises(ValueError, match="other model weights.*model tiny"):
+        run_evaluation(items, small32, tmp_path / "r", **FAST)
+    # a folder written before weights were fingerprinted is accepted once, and fingerprinted
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    del cfg["weights"]
+    (tmp_path / "r" / "config.json").write_text(json.dumps(cfg))
+    assert run_evaluation(items, small32, tmp_path / "r", **FAST)["n_resumed"] == 1
+    assert "weights" in json.loads((tmp_path / "r" / "config.json").read_text())
+
+
+def test_a_photo_edited_in_place_is_evaluated_again(tmp_path, photo48, small32):
+    from hsets_widgets.evaluation.store import read_results
+
+    folder = save_photos(tmp_path / "imgs", photo48, 2)
+    items = [ImageItem(folder / f"p{i}.png") for i in range(2)]
+    run_evaluation(items, small32, tmp_path / "r", **FAST)
+    edited = np.ascontiguousarray(photo48[::-1])     # the same file name, other pixels
+    Image.fromarray((edited * 255).astype(np.uint8)).save(folder / "p0.png")
+    with pytest.warns(UserWarning, match=r"p0\.png changed since it was evaluated"):
+        m = run_evaluation(items, small32, tmp_path / "r", **FAST)
+    assert (m["n_computed"], m["n_resumed"]) == (1, 1)
+    done = read_results(tmp_path / "r" / "results.jsonl")
+    import hashlib
+
+    assert done[items[0].key]["file"]["sha256"] == hashlib.sha256((folder / "p0.png").read_bytes()).hexdigest()
+    os.utime(folder / "p1.png")                      # touched, not changed: still resumed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = run_evaluation(items, small32, tmp_path / "r", **FAST)
+    assert (m["n_computed"], m["n_resumed"]) == (0, 2)

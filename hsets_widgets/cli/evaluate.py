@@ -166,7 +166,8 @@ def run(args) -> int:
             if options is not None:
                 metrics = run_cluster(args, items, clf, settings, options, bars)
             else:
-                metrics = run_evaluation(items, clf, args.out, **settings, limit=args.limit, progress=bars)
+                metrics = run_evaluation(items, clf, args.out, **settings, limit=args.limit, progress=bars,
+                                         checkpoint=args.checkpoint)
         finally:
             bars.close()
     print(format_table(metrics))
@@ -250,4 +251,4 @@ def run_cluster(args, items, clf, settings: dict, options, bars) -> dict:
 
     load = functools.partial(load_classifier, args.model, checkpoint=args.checkpoint)
     return run_on_ray(items, load, args.out, run_settings(**settings), options, progress=bars,
-                      limit=args.limit, on_event=on_event, classifier=clf)
+                      limit=args.limit, on_event=on_event, classifier=clf, checkpoint=args.checkpoint)

@@ -253,12 +253,12 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
                settings: RunSettings, cluster_options: ClusterOptions = ClusterOptions(), *,
                progress: Optional[ProgressFn] = None, limit: Optional[int] = None,
                skipped: Optional[list] = None, on_event: Optional[Callable[[WorkerEvent], None]] = None,
-               classifier=None) -> dict:
+               classifier=None, checkpoint=None) -> dict:
     """Evaluate on ``items`` with Ray workers; write results under ``out_dir``.
 
     Parameters
     ----------
-    items, out_dir, progress, limit, skipped
+    items, out_dir, progress, limit, skipped, checkpoint
         As for :func:`~hsets_widgets.evaluation.runner.run_evaluation` (the records are the same).
     load_model : callable
         Picklable, ``load_model(device=...)`` -> classifier (e.g.
@@ -286,7 +286,7 @@ def run_on_ray(items: Sequence[ImageItem], load_model: Callable, out_dir: Union[
     if cluster_options.address is not None and not ray.is_initialized():
         reachable(cluster_options.address)          # before the model loads and the folder is made
     driver_model = classifier if classifier is not None else load_model(device="cpu")
-    run = RunState.open(items, driver_model, out_dir, settings, limit, skipped)
+    run = RunState.open(items, driver_model, out_dir, settings, limit, skipped, checkpoint)
     todo = deque((item, 0) for item in run.items if run.missing(item))
     run.counts["resumed"] = len(run.items) - len(todo)
     report(progress, "evaluate", run.counts["resumed"], len(run.items))

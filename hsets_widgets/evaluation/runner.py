@@ -201,6 +201,60 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
                        correct_only, interactions)
 
 
+def weights_fingerprint(classifier) -> Optional[str]:
+    """SHA-256 of the model's weights (every tensor of its ``state_dict``: names, types, shapes
+    and bytes), or None for a model that is not a torch module. A checkpoint overwritten by the
+    next epoch of fine-tuning gives another fingerprint, however its file is named.
+    """
+    import hashlib
+
+    module = getattr(classifier, "module", classifier)
+    if not isinstance(module, torch.nn.Module):
+        return None
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        try:
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        except (RuntimeError, TypeError):       # a type that cannot be viewed as bytes
+            h.update(t.double().numpy().tobytes())
+    return h.hexdigest()
+
+
+def file_fingerprint(path: Union[str, Path]) -> Optional[dict]:
+    """``{"size", "mtime_ns", "sha256"}`` of a file (None when it cannot be read): what tells a
+    photo edited in place from the one a record was made from.
+    """
+    import hashlib
+
+    try:
+        st = Path(path).stat()
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest()}
+
+
+def file_changed(path: Union[str, Path], old: Optional[dict]) -> bool:
+    """Whether the file at ``path`` differs from the one ``old`` (:func:`file_fingerprint`)
+    describes; the content is hashed only when its size or time changed.
+    """
+    if not old:
+        return False                     # a record written before photos were fingerprinted
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return True
+    if st.st_size == old.get("size") and st.st_mtime_ns == old.get("mtime_ns"):
+        return False
+    now = file_fingerprint(path)
+    return now is None or now["sha256"] != old.get("sha256")
+
+
 def _config_fingerprint(classifier, settings: RunSettings) -> dict:
     fp = {"model": getattr(classifier, "name", type(classifier).__name__),
           "percentages": list(settings.percentages), "orders": list(settings.orders),
@@ -213,12 +267,14 @@ def _config_fingerprint(classifier, settings: RunSettings) -> dict:
     return fp
 
 
-def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings) -> tuple:
+def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings,
+                 checkpoint: Optional[Union[str, Path]] = None) -> tuple:
     """Check (or create) and lock the output folder for ``settings``; ``(folder, {key: done
     record}, lock)`` (the lock is held until ``lock`` is closed: :func:`~.store.lock_folder`).
 
-    A folder holding results made with other settings, or being written by another run, is
-    refused; a torn last record of ``results.jsonl`` is cut off first.
+    A folder holding results made with other settings or other model weights (a checkpoint
+    overwritten since: ``checkpoint`` names its file in the error), or being written by another
+    run, is refused; a torn last record of ``results.jsonl`` is cut off first.
     """
     from hsets_widgets.files import check_output_dir, write_json
 
@@ -227,9 +283,21 @@ def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings) -
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "maps").mkdir(exist_ok=True)
     fingerprint = _config_fingerprint(classifier, settings)
+    weights = weights_fingerprint(classifier)
+    if weights is not None:
+        fingerprint["weights"] = weights
     cfg_path = out / "config.json"
     if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
+        old = read_config(cfg_path)
+        if "weights" in fingerprint and "weights" not in old:   # written before weights were fingerprinted
+            old = {**old, "weights": fingerprint["weights"]}
+            write_json(cfg_path, old)
+        if old.get("weights") != fingerprint.get("weights"):
+            source = f"checkpoint {checkpoint}" if checkpoint else f"model {fingerprint['model']}"
+            raise ValueError(f"{out} holds results of other model weights than those of {source} (sha256 "
+                             f"{str(old.get('weights'))[:12]} then, {str(fingerprint.get('weights'))[:12]} "
+                             "now: was it retrained or overwritten?); use another --out folder (or delete "
+                             "it) to start afresh")
         if old != fingerprint:
             diff = {k: (old.get(k), fingerprint.get(k)) for k in {**old, **fingerprint}
                     if old.get(k) != fingerprint.get(k)}
@@ -240,6 +308,19 @@ def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings) -
     results_path = out / "results.jsonl"
     repair_results(results_path)
     return out, read_results(results_path), lock
+
+
+def read_config(path: Path) -> dict:
+    """An evaluation folder's ``config.json``; ValueError naming the file when it is damaged."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}); restore it, or use "
+                         "another --out folder") from None
+    if not isinstance(old, dict):
+        raise ValueError(f"{path} is not an evaluation config (a JSON object); restore it, or use "
+                         "another --out folder")
+    return old
 
 
 def missing_methods(settings: RunSettings, prev: Optional[dict]) -> list:
@@ -398,18 +479,21 @@ class RunState:
     counts: dict = field(default_factory=lambda: {"resumed": 0, "computed": 0})
 
     lock: object = None
+    files: dict = field(default_factory=dict)
 
     @classmethod
     def open(cls, items: Sequence[ImageItem], classifier, out_dir: Union[str, Path], settings: RunSettings,
-             limit: Optional[int] = None, skipped: Optional[list] = None) -> RunState:
+             limit: Optional[int] = None, skipped: Optional[list] = None,
+             checkpoint: Optional[Union[str, Path]] = None) -> RunState:
         """Open (or resume) the folder ``out_dir`` for the first ``limit`` of ``items``; files
         inside ``out_dir`` (its own plots, when it lies in an input folder) are left out.
+        ``checkpoint`` (the model's file, if any) is named when the weights changed.
         """
         from hsets_widgets.options import number
 
         if limit is not None:
             number("limit").check(limit)
-        out, done, lock = open_results(out_dir, classifier, settings)
+        out, done, lock = open_results(out_dir, classifier, settings, checkpoint)
         items = [i for i in items if not inside(i.path, out)]
         items = items[:limit] if limit is not None else items
         return cls(out, classifier, settings, items, done, list(skipped or []), lock=lock)
@@ -420,8 +504,18 @@ class RunState:
             self.lock.close()
 
     def missing(self, item: ImageItem) -> list:
-        """The methods ``item`` still needs (none once it is done)."""
-        return missing_methods(self.settings, self.done.get(item.key))
+        """The methods ``item`` still needs (none once it is done). A photo edited since its
+        record was written is evaluated again from the start, with a warning naming it.
+        """
+        prev = self.done.get(item.key)
+        if prev is not None and file_changed(item.path, prev.get("file")):
+            warnings.warn(f"{item.path} changed since it was evaluated (its content differs from the "
+                          "record's); evaluating it again", stacklevel=2)
+            del self.done[item.key]
+            prev = None
+        if item.key not in self.files:
+            self.files[item.key] = prev.get("file") if prev and prev.get("file") else file_fingerprint(item.path)
+        return missing_methods(self.settings, prev)
 
     def read(self, item: ImageItem) -> torch.Tensor:
         """The image of ``item``, as :func:`read_item` gives it."""
@@ -433,7 +527,9 @@ class RunState:
         return prev, stored_maps(self.out, item, prev)
 
     def store(self, record: dict, maps: dict) -> None:
-        """Write one finished image (:func:`store_item`) and count it done."""
+        """Write one finished image (:func:`store_item`) with its file's fingerprint, and count it done."""
+        if self.files.get(record["key"]) is not None:
+            record["file"] = self.files[record["key"]]
         store_item(self.out, record, maps)
         self.done[record["key"]] = record
         self.counts["computed"] += 1
@@ -463,7 +559,7 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
                    match_support: Union[str, float] = "min", progress: Optional[ProgressFn] = None,
                    skipped: Optional[list] = None,
                    curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False,
-                   interactions: bool = False) -> dict:
+                   interactions: bool = False, checkpoint: Optional[Union[str, Path]] = None) -> dict:
     """Evaluate ``methods`` on ``items`` with ``classifier``; write results under ``out_dir``.
 
     Parameters
@@ -483,6 +579,9 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
         :class:`~hsets_widgets.progress.TqdmProgress`).
     skipped : list, optional
         Items already known to be unusable (counted in ``metrics.json``).
+    checkpoint : path, optional
+        The file the model's weights came from, named when a rerun finds other weights (the
+        weights themselves are fingerprinted in ``config.json``; each photo in its record).
 
     Returns
     -------
@@ -496,7 +595,7 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     progress = check_progress(progress)
     settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves,
                             correct_only, interactions)
-    run = RunState.open(items, classifier, out_dir, settings, limit, skipped)
+    run = RunState.open(items, classifier, out_dir, settings, limit, skipped, checkpoint)
     try:
         report(progress, "evaluate", 0, len(run.items))
         for k, item in enumerate(run.items):
