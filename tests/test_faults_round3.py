@@ -287,3 +287,22 @@ def test_a_photo_edited_in_place_is_evaluated_again(tmp_path, photo48, small32):
         warnings.simplefilter("error")
         m = run_evaluation(items, small32, tmp_path / "r", **FAST)
     assert (m["n_computed"], m["n_resumed"]) == (0, 2)
+
+
+# ---- BAD 6: a damaged middle line of results.jsonl is skipped, naming the file and line -------
+DAMAGED = [b"null", b"[1, 2]", b'{"status": "ok"}', b'{"status": "ok", "key": "k", "slug": "s", "path": "p", '
+           b'"target": 1}', b"\xff\xfe not utf-8", b'{"status": "ok", "ke', b"\x00\x00\x00\x00", b"7",
+           b"[" * 100000]
+
+
+@pytest.mark.parametrize("bad", DAMAGED, ids=range(len(DAMAGED)))
+def test_a_damaged_middle_line_is_skipped_and_the_folder_resumes(tmp_path, photo48, small32, bad):
+    folder = save_photos(tmp_path / "imgs", photo48, 2)
+    items = [ImageItem(folder / f"p{i}.png") for i in range(2)]
+    run_evaluation(items, small32, tmp_path / "r", **FAST)
+    path = tmp_path / "r" / "results.jsonl"
+    first, second = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(first + bad + b"\n" + second)
+    with pytest.warns(UserWarning, match=r"results\.jsonl, line 2: skipped a damaged record"):
+        m = run_evaluation(items, small32, tmp_path / "r", **FAST)
+    assert (m["n_resumed"], m["n_computed"]) == (2, 0)

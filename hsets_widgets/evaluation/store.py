@@ -80,22 +80,53 @@ def repair_results(path: Path) -> int:
     return end - start
 
 
+def record_problem(rec) -> str:
+    """What makes ``rec`` (one parsed line of ``results.jsonl``) unusable as a done image's
+    record, or ``""`` when it is one (or a ``"failed"`` line, which is never counted done).
+    """
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not a record"
+    if rec.get("status") != "ok":
+        return "" if rec.get("status") == "failed" else f"status {rec.get('status')!r} is not 'ok' or 'failed'"
+    for key, kind in (("key", str), ("slug", str), ("path", str), ("methods", dict)):
+        if not isinstance(rec.get(key), kind):
+            return f"its {key!r} is missing or not a {kind.__name__}"
+    if isinstance(rec.get("target"), bool) or not isinstance(rec.get("target"), int):
+        return "its 'target' is missing or not a whole number"
+    bad = [name for name, m in rec["methods"].items() if not isinstance(m, dict)]
+    if bad:
+        return f"method {bad[0]!r} holds no metrics"
+    return ""
+
+
 def read_results(path: Path) -> dict:
-    """``{key: record}`` from a ``results.jsonl`` (later lines win; a torn line is skipped)."""
+    """``{key: record}`` from a ``results.jsonl`` (later lines win).
+
+    A line that is not a whole record (torn, NUL bytes, not UTF-8, not a JSON object, a record
+    without its ``key`` or ``methods``...) is skipped with a warning naming the file and the line:
+    that image is evaluated again, never mixed with the damage.
+    """
     done = {}
     if not path.exists():
         return done
-    with open(path) as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn line; repair_results removes it before anything is appended
-            if rec.get("status") == "ok":
-                done[rec["key"]] = rec
+                rec = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                why = "it is not UTF-8 text"
+            except (ValueError, RecursionError) as err:
+                why = f"it is not JSON ({err.__class__.__name__}: {str(err).split(':')[0]})"
+            else:
+                why = record_problem(rec)
+                if not why:
+                    if rec.get("status") == "ok":
+                        done[rec["key"]] = rec
+                    continue
+            warnings.warn(f"{path}, line {n}: skipped a damaged record ({why}); that image will be "
+                          "evaluated again", stacklevel=2)
     return done
 
 
