@@ -306,3 +306,57 @@ def test_a_damaged_middle_line_is_skipped_and_the_folder_resumes(tmp_path, photo
     with pytest.warns(UserWarning, match=r"results\.jsonl, line 2: skipped a damaged record"):
         m = run_evaluation(items, small32, tmp_path / "r", **FAST)
     assert (m["n_resumed"], m["n_computed"]) == (2, 0)
+
+
+# ---- BAD 7: a bad memory budget is one line, before the model loads or a server starts --------
+@pytest.fixture
+def no_server(monkeypatch):
+    from hsets_widgets.cli import explore
+
+    def refuse(*a, **k):
+        raise AssertionError("a server was started before the bad setting was refused")
+
+    monkeypatch.setattr(explore.subprocess, "Popen", refuse)
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate", "explore"])
+def test_a_bad_memory_budget_is_refused_first(capsys, tmp_path, photo48, monkeypatch, no_model_load, no_server,
+                                              command):
+    target = [save_photos(tmp_path / "imgs", photo48, 1)] if command == "evaluate" else ["coffee"]
+    extra = ["--no-browser"] if command == "explore" else ["--out", tmp_path / "o"]
+    if command != "evaluate":             # (evaluate has no --set: its methods take H-Sets settings)
+        code, _, err = run_cli(capsys, command, *target, *extra, "--set", "memory_budget=inf")
+        assert code == 1 and "memory_budget" in one_line_error(err, command)
+    else:
+        code, _, err = run_cli(capsys, command, *target, *extra, "--methods", "hsets:memory_budget=inf")
+        assert code == 1 and "memory_budget" in one_line_error(err, command)
+    monkeypatch.setenv("HSETS_MEMORY_BUDGET", "abc")
+    code, _, err = run_cli(capsys, command, *target, *extra)
+    line = one_line_error(err, command)
+    assert code == 1 and "HSETS_MEMORY_BUDGET='abc'" in line and "1.5G" in line
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1, "inf", "1e400", "abc"])
+def test_parse_bytes_refuses_what_is_not_finite(bad):
+    from hsets_widgets.memory import parse_bytes
+
+    with pytest.raises(ValueError):
+        parse_bytes(bad)
+
+
+# ---- POOR: settings refused before the work, never silently dropped ----------------------------
+@pytest.mark.parametrize("command", ["explain", "sweep", "explore"])
+def test_an_unknown_segmenter_is_refused_when_the_command_line_is_read(capsys, no_model_load, no_server, command):
+    extra = ["--mu", "8"] if command == "sweep" else []
+    code, _, err = run_cli(capsys, command, "coffee", "--segmenter", "bogus", *extra)
+    assert code == 1 and "unknown segmenter 'bogus'" in one_line_error(err, command)
+
+
+def test_a_setting_given_twice_is_refused_not_dropped(capsys, tmp_path, no_model_load):
+    code, _, err = run_cli(capsys, "explain", "coffee", "--nu", "16", "--set", "nu=0", "--out", tmp_path / "o")
+    assert code == 1 and "--nu 16 and --set nu=0" in one_line_error(err, "explain")
+
+
+def test_explore_checks_its_settings_against_its_preset(capsys, no_server):
+    code, _, err = run_cli(capsys, "explore", "--no-browser", "--preset", "paper", "--set", "fresh=true")
+    assert code == 1 and "fresh" in one_line_error(err, "explore")
