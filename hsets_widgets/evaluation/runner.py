@@ -348,8 +348,43 @@ def read_item(item: ImageItem, classifier) -> torch.Tensor:
         raise UnreadableImage(f"{type(err).__name__}: {err}") from err
 
 
+class MethodProgress:
+    """The progress of one method inside a photo: the engine's stages (``IG``, ``Hessian rows``,
+    ``Archipelago``...) reported as ``"<method>: <stage>"`` so the bar names the method (tqdm adds
+    the time left), and every stage left open closed when the method ends.
+    """
+
+    def __init__(self, progress: Optional[ProgressFn], method: str):
+        self.progress, self.method, self.open = progress, method, {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        """Pass ``stage`` on as ``"<method>: <stage>"``."""
+        name = f"{self.method}: {stage}"
+        if done >= total:
+            self.open.pop(name, None)
+        else:
+            self.open[name] = total
+        self.progress(name, done, total)
+
+    def finish(self) -> None:
+        """Close the stages the method left unfinished (adaptive steps, an early stop)."""
+        for name, total in list(self.open.items()):
+            self.progress(name, total, total)
+        self.open.clear()
+
+
+def _say(progress, what: str) -> None:
+    """Show what the photo's methods bar is doing now (the method's name and step), where the
+    progress reporter can show it (:class:`~hsets_widgets.progress.TqdmProgress`).
+    """
+    postfix = getattr(progress, "postfix", None)
+    if postfix is not None:
+        postfix("methods", now=what)
+
+
 def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Optional[dict] = None,
-                  prev_maps: Optional[dict] = None, x: Optional[torch.Tensor] = None) -> tuple:
+                  prev_maps: Optional[dict] = None, x: Optional[torch.Tensor] = None,
+                  progress: Optional[ProgressFn] = None) -> tuple:
     """Explain one image with the methods ``prev`` lacks and score them; no file is written.
 
     ``x`` is the image as :func:`read_item` gives it (read here when omitted; a Ray worker gets
@@ -357,6 +392,8 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
     maps)``: the image's whole record (``prev``'s methods kept) and its maps by method name
     (float32). Raises :class:`UnreadableImage` for a file that cannot be read,
     :class:`MisclassifiedImage` for one the model gets wrong under ``correct_only``.
+    ``progress`` follows the photo's methods (stage ``"methods"``, the current one named) and
+    each method's own stages (``"<method>: <stage>"``, see :class:`MethodProgress`).
     """
     x = read_item(item, classifier) if x is None else x
     x = x.to(getattr(classifier, "device", torch.device("cpu")))
@@ -374,17 +411,24 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
     maps = dict(prev_maps or {})
     todo = missing_methods(settings, prev)
     p, seed = settings.percentages, settings.seed
-    for m in (m for m in settings.methods if m.name in todo):
+    report(progress, "methods", 0, len(todo))
+    for k, m in enumerate(m for m in settings.methods if m.name in todo):
         t0 = time.perf_counter()
+        _say(progress, m.name)
+        inner = MethodProgress(progress, m.name) if progress is not None else None
         try:
-            made = attribute_sets(x, classifier, m, target=target, seed=seed)
+            made = attribute_sets(x, classifier, m, target=target, seed=seed, progress=inner)
         except AttributionShapeError as err:
             raise AttributionShapeError(f"{item.path}: {err}") from err
         except Exception as err:
             err.add_note(f"while explaining {item.path} with method {m.name!r}")
             raise
+        finally:
+            if inner is not None:
+                inner.finish()
         amap = made.map
         t1 = time.perf_counter()
+        _say(progress, f"{m.name} (ROAD)")
         rr = road(x, classifier, amap, p, settings.orders, label=item.label, seed=seed,
                   noise=settings.noise, batch_size=settings.batch_size, original_probabilities=probs0)
         t2 = time.perf_counter()
@@ -394,11 +438,18 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
         record["methods"][m.name] = method_record(amap, rr, t1 - t0, t2 - t1, cr)
         if settings.interactions and made.sets:
             t3 = time.perf_counter()
-            tests = set_tests(x.detach().cpu(), classifier, target, made.sets, made.labels, made.attribution,
-                              seed=seed)
+            _say(progress, f"{m.name} (interaction test)")
+            inner = MethodProgress(progress, m.name) if progress is not None else None
+            try:
+                tests = set_tests(x.detach().cpu(), classifier, target, made.sets, made.labels, made.attribution,
+                                  seed=seed, progress=inner)
+            finally:
+                if inner is not None:
+                    inner.finish()
             record["methods"][m.name].update(interaction_metrics(tests),
                                              interaction_seconds=time.perf_counter() - t3)
         maps[m.name] = amap.astype(np.float32)
+        report(progress, "methods", k + 1, len(todo))
     record.update(status="ok", probability=float(probs0[target]),
                   target_name=(classifier.class_name(target)
                                if hasattr(classifier, "class_name") else str(target)))
@@ -575,8 +626,10 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     limit : int, optional
         Only the first ``limit`` items (in the given order) are considered.
     progress : callable, optional
-        ``progress("evaluate", images done, images)`` after every image (the CLI passes a
-        :class:`~hsets_widgets.progress.TqdmProgress`).
+        ``progress("evaluate", images done, images)`` after every image, ``progress("methods",
+        done, methods)`` within each photo and ``progress("<method>: <stage>", done, total)``
+        within each method (the CLI passes a :class:`~hsets_widgets.progress.TqdmProgress`: a
+        bar per stage, with the method's name and the time left).
     skipped : list, optional
         Items already known to be unusable (counted in ``metrics.json``).
     checkpoint : path, optional
@@ -599,20 +652,22 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     try:
         report(progress, "evaluate", 0, len(run.items))
         for k, item in enumerate(run.items):
-            evaluate_here(run, item)
+            evaluate_here(run, item, progress)
             report(progress, "evaluate", k + 1, len(run.items))
         return run.summary()
     finally:
         run.close()
 
 
-def evaluate_here(run: RunState, item: ImageItem) -> None:
-    """Evaluate one item of ``run`` in this process and store it (or count it resumed or skipped)."""
+def evaluate_here(run: RunState, item: ImageItem, progress: Optional[ProgressFn] = None) -> None:
+    """Evaluate one item of ``run`` in this process and store it (or count it resumed or skipped);
+    ``progress`` follows its methods (:func:`evaluate_item`).
+    """
     if not run.missing(item):
         run.counts["resumed"] += 1
         return
     try:
-        record, maps = evaluate_item(item, run.classifier, run.settings, *run.previous(item))
+        record, maps = evaluate_item(item, run.classifier, run.settings, *run.previous(item), progress=progress)
     except SkippedImage as err:
         run.skip(item, err)
     else:
