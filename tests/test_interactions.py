@@ -216,3 +216,21 @@ def test_removal_replaces_only_the_removed_pixels():
     assert np.all(remove_pixels(img, removed, "baseline")[:, removed] == 0.0)
     with pytest.raises(ValueError, match="unknown removal 'erase'"):
         remove_pixels(img, removed, "erase")
+
+
+@pytest.mark.parametrize("role", ["pair", "triple"])
+def test_the_interactions_preset_recovers_planted_partners_across_segments(planted, role):
+    # the planted partners lie in another segment than the seed; the interactions preset (a
+    # row floor, growth across segments) finds them and nothing else, the default pads its set
+    sc, clf, img, _ = planted
+    labels = np.zeros((64, 64), np.int64)
+    labels[:, 32:] = 1
+    patch = sc[role][0]
+    want = set().union(*(q.pixels(64).tolist() for q in clf.module.interacting(patch) | {patch}))
+    grown = {}
+    for preset in ("default", "interactions"):
+        ex = Explainer(img, model=clf, preset=preset, segmenter=labels, target=0, device="cpu", dtype="float64")
+        grown[preset] = set(ex.grow(ex.seed_at(patch.y0 + 3, patch.x0 + 3)).members.tolist())
+    assert len(grown["interactions"] & want) / len(want) >= 0.9
+    assert len(grown["interactions"] & want) / len(grown["interactions"]) >= 0.9
+    assert len(grown["default"] & want) / len(grown["default"]) < 0.5

