@@ -197,8 +197,13 @@ class Explanation:
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise ValueError(f"{not_ours}: it holds a single array")
         with z:
+            too_big = _oversized_entry(z)
+            if too_big:
+                raise ValueError(f"{path} is a damaged H-Sets explanation file ({too_big})")
             try:
                 meta = json.loads(bytes(z["meta"]).decode())
+            except RecursionError:
+                raise ValueError(f"{not_ours}: its settings record is nested too deeply to be ours") from None
             except (KeyError, ValueError, zipfile.BadZipFile, OSError) as err:
                 raise ValueError(f"{not_ours}: no readable settings record ({err})") from err
             if not isinstance(meta, dict) or "format" not in meta:
@@ -208,7 +213,7 @@ class Explanation:
                                  f"{FORMAT_VERSION}")
             try:
                 return check_contents(cls._from_archive(z, meta))
-            except (KeyError, TypeError, ValueError) as err:
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, zipfile.BadZipFile) as err:
                 raise ValueError(f"{path} is a damaged H-Sets explanation file ({type(err).__name__}: {err})") from err
 
     @classmethod
@@ -249,21 +254,72 @@ class Explanation:
         return compare_figure(self, path, others=others)
 
 
-def check_contents(e: Explanation) -> Explanation:
-    """``e`` if its arrays fit together, else ValueError naming the first that does not: a
-    file edited or written by other code could otherwise paint members at wrapped-around
-    indices (NumPy reads -1 as the last pixel) or a heatmap of another size.
+def _oversized_entry(z) -> str:
+    """Why an array of the archive ``z`` cannot be what its header declares (a header claiming
+    terabytes in a small file would be a MemoryError when read), or ``""``.
     """
-    image = np.asarray(e.image)
+    for info in z.zip.infolist():
+        try:
+            with z.zip.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0(fh))
+        except Exception:  # noqa: BLE001 - unreadable headers are reported when the array is read
+            continue
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if declared > info.file_size:
+            return (f"array {info.filename.removesuffix('.npy')} declares {declared:,} bytes, its file holds "
+                    f"{info.file_size:,}")
+    return ""
+
+
+def _is_whole(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _finite_numbers(arr, what: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{what} holds {arr.dtype} values, not numbers")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{what} holds {int((~np.isfinite(arr)).sum())} NaN or infinite values")
+    return arr
+
+
+def check_contents(e: Explanation) -> Explanation:
+    """``e`` if its arrays and fields fit together, else ValueError naming the first that does
+    not: a file edited or written by other code could otherwise paint members at wrapped-around
+    indices (NumPy reads -1 as the last pixel), a heatmap of another size, NaN pixels, a seed
+    outside the image or a set that counts its members twice.
+    """
+    image = _finite_numbers(e.image, "image")
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image has shape {image.shape}, not (H, W, 3)")
+    if image.size and (image.min() < 0 or image.max() > 1):
+        raise ValueError(f"image values lie in [{image.min():.3g}, {image.max():.3g}], not [0, 1]")
     h, w = image.shape[:2]
     for name, shape in (("heatmap", (h, w)), ("labels", (h, w)), ("ig", (3, h, w))):
         if np.shape(getattr(e, name)) != shape:
             raise ValueError(f"{name} has shape {np.shape(getattr(e, name))}, the image needs {shape}")
+        _finite_numbers(getattr(e, name), name)
+    if np.asarray(e.labels).dtype.kind not in "iu":
+        raise ValueError(f"labels hold {np.asarray(e.labels).dtype} values, not whole numbers")
+    if not _is_whole(e.target) or e.target < 0:
+        raise ValueError(f"target {e.target!r} is not a class index (a whole number >= 0)")
+    p = e.probability
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0 <= p <= 1):
+        raise ValueError(f"probability {p!r} is not a number in [0, 1]")
+    if e.features not in ("pixel", "channel"):
+        raise ValueError(f"features {e.features!r} is not 'pixel' or 'channel'")
     n = h * w * (3 if e.features == "channel" else 1)
     for k, s in enumerate(e.sets):
         check_indices(s.members, n, f"set {k} members")
+        if len(np.unique(np.asarray(s.members))) != len(s.members):
+            raise ValueError(f"set {k} members list {len(s.members) - len(np.unique(s.members))} feature(s) twice")
+        yx = tuple(s.seed_yx)
+        if len(yx) != 2 or not all(_is_whole(v) for v in yx) or not (0 <= yx[0] < h and 0 <= yx[1] < w):
+            raise ValueError(f"set {k} seed pixel {list(yx)} lies outside the {h} x {w} image")
+        check_indices([s.seed], n, f"set {k} seed")
         check_indices([st.row for st in s.steps], n, f"set {k} step rows")
         check_indices([i for st in s.steps for i in st.added], n, f"set {k} step additions")
     return e

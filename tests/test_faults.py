@@ -134,7 +134,7 @@ def test_torn_results_line_is_cut_before_appending(tmp_path):
     from hsets_widgets.evaluation.store import read_results, repair_results
 
     path = tmp_path / "results.jsonl"
-    whole = json.dumps({"key": "a", "status": "ok", "methods": {}})
+    whole = json.dumps({"key": "a", "path": "a.png", "slug": "a", "target": 0, "status": "ok", "methods": {}})
     path.write_text(whole + "\n" + '{"key": "b", "status": "o')
     with pytest.warns(UserWarning, match="cut short"):
         removed = repair_results(path)

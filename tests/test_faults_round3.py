@@ -360,3 +360,107 @@ def test_a_setting_given_twice_is_refused_not_dropped(capsys, tmp_path, no_model
 def test_explore_checks_its_settings_against_its_preset(capsys, no_server):
     code, _, err = run_cli(capsys, "explore", "--no-browser", "--preset", "paper", "--set", "fresh=true")
     assert code == 1 and "fresh" in one_line_error(err, "explore")
+
+
+# ---- BAD 9: the interaction test and Explanation.load refuse what does not fit the image ------
+@pytest.fixture
+def test_inputs(small32, photo48):
+    x = torch.from_numpy(photo48.transpose(2, 0, 1).copy())
+    labels = np.zeros((48, 48), np.int64)
+    labels[:, 24:] = 1
+    return x, small32, np.arange(100, 140), (2, 10), labels
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(pixels=np.array([-1, 5, 6])), "pixels lie in"),
+    (dict(pixels=np.array([5, 48 * 48])), "pixels lie in"),
+    (dict(seed_yx=(-1, 3)), "seed_yx"),
+    (dict(seed_yx=(3, 48)), "seed_yx"),
+    (dict(target=-1), "target"),
+    (dict(target=5), "target"),
+    (dict(x="x255"), r"\[0, 1\]"),
+    (dict(labels=np.zeros((10, 10), np.int64)), "labels have shape"),
+    (dict(seed=-3), "seed must be"),
+])
+def test_interaction_test_refuses_inputs_outside_the_image(test_inputs, change, match):
+    from hsets_widgets.evaluation.interactions import interaction_test
+
+    x, clf, pixels, seed_yx, labels = test_inputs
+    args = dict(x=x, classifier=clf, target=0, pixels=pixels, seed_yx=seed_yx, labels=labels, seed=0)
+    if change.get("x") == "x255":
+        change = dict(x=x * 255)
+    args.update(change)
+    seed = args.pop("seed")
+    with pytest.raises(ValueError, match=match):
+        interaction_test(args.pop("x"), args.pop("classifier"), args.pop("target"), args.pop("pixels"),
+                         args.pop("seed_yx"), args.pop("labels"), seed=seed, n_parts=2)
+
+
+def saved_explanation(tmp_path):
+    from hsets_widgets.explanation import Explanation, InteractionSet
+    from hsets_widgets.growth import GrowthStep
+
+    rng = np.random.default_rng(0)
+    h = w = 8
+    members = np.array([9, 10, 17, 18], np.int64)
+    s = InteractionSet(seed=9, seed_yx=(1, 1), segment=0, members=members, value=1.0, stderr=0.0,
+                       value_kind="mean", signed_score=0.0, log2_total=2.0, exact=True, n_samples=0,
+                       steps=[GrowthStep(9, [10, 17, 18])], samples=np.zeros(0), banzhaf=np.zeros(4),
+                       shares=np.zeros(4))
+    e = Explanation(image=rng.random((h, w, 3)).astype(np.float32), target=3, class_name="c3", probability=0.5,
+                    sets=[s], heatmap=rng.random((h, w)).astype(np.float32),
+                    ig=rng.random((3, h, w)).astype(np.float32), labels=np.zeros((h, w), np.int32),
+                    features="pixel", settings={"preset": "default"}, timings={}, info={})
+    path = e.save(tmp_path / "e.npz")
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    return arrays, meta
+
+
+def write_edited(tmp_path, arrays, meta):
+    arrays = dict(arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    np.savez(tmp_path / "edited.npz", **arrays)
+    return tmp_path / "edited.npz"
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda a, m: m["sets"][0].update(seed_yx=[8, 1]), "seed pixel"),
+    (lambda a, m: m["sets"][0].update(seed_yx=[-1, 1]), "seed pixel"),
+    (lambda a, m: a.update(image=np.full((8, 8, 3), np.nan, np.float32)), "image holds"),
+    (lambda a, m: a.update(labels=np.full((8, 8), np.nan)), "labels"),
+    (lambda a, m: m.update(target=-3), "target"),
+    (lambda a, m: m.update(probability=7.5), "probability"),
+    (lambda a, m: a.update(set0_members=np.array([9, 9, 9, 9], np.int64)), "twice"),
+    (lambda a, m: a.update(heatmap=np.full((8, 8), "x")), "heatmap holds"),
+])
+def test_explanation_load_refuses_damage_naming_the_field(tmp_path, edit, match):
+    from hsets_widgets.explanation import Explanation
+
+    arrays, meta = saved_explanation(tmp_path)
+    Explanation.load(write_edited(tmp_path, arrays, meta))        # the unedited file loads
+    edit(arrays, meta)
+    with pytest.raises(ValueError, match=match):
+        Explanation.load(write_edited(tmp_path, arrays, meta))
+
+
+def test_explanation_load_refuses_a_huge_declared_array_and_deep_json(tmp_path):
+    import zipfile
+
+    from hsets_widgets.explanation import Explanation
+
+    arrays, meta = saved_explanation(tmp_path)
+    path = write_edited(tmp_path, {k: v for k, v in arrays.items() if k != "set0_members"}, meta)
+    header = {"descr": "<i8", "fortran_order": False, "shape": (2 ** 40,)}     # a member of 8 TiB
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("set0_members.npy", buf.getvalue() + b"\0" * 64)
+    with pytest.raises(ValueError, match="declares"):
+        Explanation.load(path)
+    deep = dict(arrays, meta=np.frombuffer(b"[" * 100000 + b"]" * 100000, np.uint8))
+    np.savez(tmp_path / "deep.npz", **deep)
+    with pytest.raises(ValueError, match="not an H-Sets explanation file"):
+        Explanation.load(tmp_path / "deep.npz")

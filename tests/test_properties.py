@@ -199,7 +199,8 @@ def test_an_edited_member_loads_only_if_it_is_in_the_image(tmp_path, e, bad, whe
     arrays[key][-1] = bad
     np.savez(tmp_path / "edited.npz", **arrays)
     n = e.image.shape[0] * e.image.shape[1] * (3 if e.features == "channel" else 1)
-    if 0 <= bad < n:
+    twice = where == "members" and bad in arrays[key][:-1]      # a member listed twice is damage too
+    if 0 <= bad < n and not twice:
         back = Explanation.load(tmp_path / "edited.npz")
         assert back.sets[0].members.max() < n
     else:

@@ -374,6 +374,38 @@ class InteractionTest:
                 "index": self.set.index, "n_forward": self.n_forward, "verdict": self.verdict()}
 
 
+def check_test_inputs(image: np.ndarray, classifier, target, pixels, seed_yx, labels, seed) -> np.ndarray:
+    """The set's ``pixels`` as flat indices, or ValueError naming the input that does not fit
+    the image: NumPy would read a negative index (pixel or seed) from the far end of the image,
+    and a 0..255 image would be scored saturated.
+    """
+    h, w = image.shape[1:]
+    if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
+        raise ValueError(f"the image's values lie in [{np.nanmin(image):.3g}, {np.nanmax(image):.3g}] (or are "
+                         "not finite); pass it in [0, 1] (a 0..255 image: divide by 255)")
+    n_classes = len(getattr(classifier, "class_names", None) or ()) or None
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or target < 0 or \
+            (n_classes is not None and target >= n_classes):
+        limit = f" and < {n_classes}" if n_classes else ""
+        raise ValueError(f"target must be a class index, a whole number >= 0{limit}; got {target!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    arr = np.asarray(pixels)
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu":
+        raise ValueError(f"pixels must be a non-empty list of flat pixel indices (whole numbers), got "
+                         f"dtype {arr.dtype} and shape {arr.shape}")
+    if arr.min() < 0 or arr.max() >= h * w:
+        raise ValueError(f"pixels lie in [{arr.min()}, {arr.max()}], outside the {h} x {w} image's "
+                         f"indices 0..{h * w - 1}")
+    yx = tuple(seed_yx)
+    if len(yx) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in yx) \
+            or not (0 <= yx[0] < h and 0 <= yx[1] < w):
+        raise ValueError(f"seed_yx {seed_yx!r} lies outside the {h} x {w} image")
+    if np.shape(labels) != (h, w):
+        raise ValueError(f"labels have shape {np.shape(labels)}, the image needs ({h}, {w})")
+    return arr.astype(np.int64)
+
+
 def interaction_test(x, classifier, target: int, pixels, seed_yx, labels: np.ndarray,
                      attribution: Optional[np.ndarray] = None, *, n_parts: int = 6,
                      removal: str = "blur", context: str = "remove", controls: Sequence[str] = CONTROLS,
@@ -412,6 +444,7 @@ def interaction_test(x, classifier, target: int, pixels, seed_yx, labels: np.nda
         raise ValueError(f"expected one channels-first image (3, H, W), got shape {image.shape}; "
                          "for an (H, W, 3) array pass image.transpose(2, 0, 1)")
     shape_hw = image.shape[1:]
+    pixels = check_test_inputs(image, classifier, target, pixels, seed_yx, labels, seed)
     sets = control_sets(pixels, seed_yx, labels, attribution, controls, n_moved, seed)
     summaries, n_forward = [], 0
     for k, (name, pix) in enumerate(sets):
