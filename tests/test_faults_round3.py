@@ -464,3 +464,31 @@ def test_explanation_load_refuses_a_huge_declared_array_and_deep_json(tmp_path):
     np.savez(tmp_path / "deep.npz", **deep)
     with pytest.raises(ValueError, match="not an H-Sets explanation file"):
         Explanation.load(tmp_path / "deep.npz")
+
+
+# ---- BAD 8: matched-support sparsity over one basis after a stopped run and other methods ----
+def sparse(x, classifier, target=None):
+    """A map with 10 pixels of support (matched support 10 wherever it takes part)."""
+    m = np.zeros(tuple(x.shape[-2:]))
+    m.flat[:10] = np.arange(1, 11)
+    return m
+
+
+def test_matched_support_is_over_this_runs_methods_on_every_image(tmp_path, photo48, small32):
+    from hsets_widgets.evaluation.sparsity import pixel_map, support_size
+    from hsets_widgets.evaluation.store import read_results
+
+    folder = save_photos(tmp_path / "imgs", photo48, 3)
+    items = [ImageItem(folder / f"p{i}.png") for i in range(3)]
+    one = dict(percentages=[0.5], curves=[])
+    run_evaluation(items[:1], small32, tmp_path / "r", methods=["random", sparse], **one)   # then stopped
+    m = run_evaluation(items, small32, tmp_path / "r", methods=["random", "gradient"], **one)
+    done = read_results(tmp_path / "r" / "results.jsonl")
+    full = [support_size(pixel_map(np.asarray(photo48)[..., 0] + 1))] * 3        # all 48 x 48 pixels
+    assert [done[i.key]["methods"]["gradient"]["matched_support"] for i in items] == full
+    assert m["methods"]["random"]["matched_support"]["mean"] == full[0]
+    # a resumed record matched over other methods is matched again for the summary
+    m = run_evaluation(items[:1], small32, tmp_path / "r", methods=["random", sparse], **one)
+    assert m["methods"]["random"]["matched_support"]["mean"] == 10
+    m = run_evaluation(items, small32, tmp_path / "r", methods=["random", "gradient"], **one)
+    assert m["n_resumed"] == 3 and m["methods"]["random"]["matched_support"]["mean"] == full[0]

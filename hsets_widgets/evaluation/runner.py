@@ -453,9 +453,22 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
     record.update(status="ok", probability=float(probs0[target]),
                   target_name=(classifier.class_name(target)
                                if hasattr(classifier, "class_name") else str(target)))
-    if len(maps) == len(record["methods"]):
-        record["matched_support"] = add_matched_sparsity(record["methods"], maps, settings.match_support)
+    match_matched_support(record, maps, settings)
     return record, maps
+
+
+def match_matched_support(record: dict, maps: dict, settings: RunSettings) -> bool:
+    """Add matched-support sparsity to ``record`` over the maps of this run's methods only
+    (``matched_over`` names them), so every image of a summary is matched over the same methods,
+    whatever an earlier run with other methods stored. False when a map is missing.
+    """
+    names = settings.names
+    if not all(n in maps and n in record["methods"] for n in names):
+        return False
+    record["matched_support"] = add_matched_sparsity(record["methods"], {n: maps[n] for n in names},
+                                                     settings.match_support)
+    record["matched_over"] = list(names)
+    return True
 
 
 def stored_maps(out: Path, item: ImageItem, prev: Optional[dict]) -> dict:
@@ -597,8 +610,20 @@ class RunState:
         self.failed.append({"path": str(item.path), "reason": reason, "attempts": attempts})
 
     def summary(self, extra: Optional[dict] = None) -> dict:
-        """Write ``metrics.json`` and the plots (:func:`write_summary`); return the metrics."""
-        return write_summary(self.out, self.classifier, self.items, self.done, self.settings, self.counts,
+        """Write ``metrics.json`` and the plots (:func:`write_summary`); return the metrics.
+
+        A resumed record whose matched support was taken over other methods (those of an
+        earlier run) is matched again over this run's, from its stored maps, for the summary.
+        """
+        done = dict(self.done)
+        for item in self.items:
+            rec = done.get(item.key)
+            if rec is None or rec.get("matched_over") == self.settings.names:
+                continue
+            rec = json.loads(json.dumps(rec))
+            if match_matched_support(rec, stored_maps(self.out, item, rec), self.settings):
+                done[item.key] = rec
+        return write_summary(self.out, self.classifier, self.items, done, self.settings, self.counts,
                              self.skipped, self.failed, extra)
 
 
