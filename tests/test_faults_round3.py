@@ -5,7 +5,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -492,3 +494,106 @@ def test_matched_support_is_over_this_runs_methods_on_every_image(tmp_path, phot
     assert m["methods"]["random"]["matched_support"]["mean"] == 10
     m = run_evaluation(items, small32, tmp_path / "r", methods=["random", "gradient"], **one)
     assert m["n_resumed"] == 3 and m["methods"]["random"]["matched_support"]["mean"] == full[0]
+
+
+# ---- POOR: evaluation settings and folders -----------------------------------------------------
+@pytest.mark.parametrize("option, value, match", [("--orders", ",", "no ROAD order"),
+                                                  ("--orders", "morf,bogus", "unknown order 'bogus'"),
+                                                  ("--percentages", "0", "remove nothing")])
+def test_empty_orders_and_zero_percentages_are_refused_first(capsys, tmp_path, photo48, no_model_load,
+                                                             option, value, match):
+    folder = save_photos(tmp_path / "imgs", photo48, 1)
+    code, _, err = run_cli(capsys, "evaluate", folder, option, value, "--out", tmp_path / "o")
+    assert code == 1 and match in one_line_error(err, "evaluate")
+
+
+def test_a_folder_of_only_unreadable_files_is_an_error(capsys, tmp_path):
+    (tmp_path / "imgs").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / "imgs" / name).write_bytes(b"not an image")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code, _, err = run_cli(capsys, "evaluate", tmp_path / "imgs", "--methods", "random", "--out",
+                               tmp_path / "o", "--quiet")
+    line = [x for x in err.splitlines() if x.startswith("hsets evaluate: error:")]
+    assert code == 1 and line and "no image could be evaluated: 2 skipped" in line[0]
+
+
+def test_a_read_only_metrics_file_is_not_replaced(capsys, tmp_path, photo48, small32):
+    folder = save_photos(tmp_path / "imgs", photo48, 1)
+    items = [ImageItem(folder / "p0.png")]
+    run_evaluation(items, small32, tmp_path / "r", **FAST)
+    metrics = tmp_path / "r" / "metrics.json"
+    before = metrics.read_text()
+    metrics.chmod(0o444)
+    with pytest.raises(PermissionError, match="metrics.json is read-only"):
+        run_evaluation(items, small32, tmp_path / "r", **FAST)
+    assert metrics.read_text() == before
+
+
+def test_a_file_named_like_an_option_gets_a_hint(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-dash.jpg").write_bytes(b"x")
+    code, _, err = run_cli(capsys, "explain", "-dash.jpg")
+    assert code == 1 and "write ./-dash.jpg (or put -- before it)" in err
+
+
+def test_a_black_image_says_it_equals_igs_baseline(capsys, tmp_path, no_model_load):
+    import types
+
+    from hsets_widgets.cli.explain import print_report
+
+    ex = types.SimpleNamespace(class_name="c", target=0, probability=0.5, settings={"segmenter": "slic"},
+                               info={"n_segments": 3, "curvature": "none", "threshold": "t",
+                                     "hessian_rows_computed": 0, "ig_relative_completeness_error": float("inf"),
+                                     "f_x": 1.5, "f_baseline": 1.5}, sets=[])
+    print_report(ex, types.SimpleNamespace(name="m"), None, 1.0)
+    out = capsys.readouterr().out
+    assert "inf%" not in out and "f(x) = f(b)" in out
+
+
+# ---- POOR: `kill -9` of `hsets explore` leaves no server and no folder behind ----------------
+def test_kill_9_of_explore_stops_voila_and_the_next_run_removes_its_folder(tmp_path):
+    pytest.importorskip("voila")
+    import signal
+    import socket
+    import tempfile
+
+    from hsets_widgets.cli import explore
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser",
+                             "--no-preheat", "--port", str(port), "--segmenter", "slic"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    voila = []
+    try:
+        seen = [proc.stdout.readline()]
+        while "running at" not in seen[-1]:
+            seen.append(proc.stdout.readline())
+            assert seen[-1], "".join(seen)
+        voila = descendants(proc.pid)[1:]
+        sessions = [f for f in Path(tempfile.gettempdir()).glob(explore.SESSION_PREFIX + "*")
+                    if (f / explore.OWNER_FILE).exists() and (f / explore.OWNER_FILE).read_text() == str(proc.pid)]
+        assert len(sessions) == 1
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30           # Voila is not our child: poll its end
+        while any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"
+                  for p in voila) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        assert sessions[0].exists()                    # left behind by kill -9 ...
+        assert sessions[0] in explore.remove_stale_sessions()   # ... and removed by the next start
+        assert not sessions[0].exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in voila:
+            try:
+                os.kill(p, signal.SIGTERM)
+            except OSError:
+                pass

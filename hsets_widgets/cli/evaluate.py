@@ -170,6 +170,11 @@ def run(args) -> int:
                                          checkpoint=args.checkpoint)
         finally:
             bars.close()
+    if metrics["n_images"] == 0 and metrics["n_skipped"] and not metrics.get("n_failed") and \
+            not any(s["reason"].startswith("misclassified") for s in metrics["skipped"]):
+        first = metrics["skipped"][0]
+        raise ValueError(f"no image could be evaluated: {metrics['n_skipped']} skipped (first: {first['path']}: "
+                         f"{first['reason']})")
     print(format_table(metrics))
     if args.interactions:
         print(format_table(metrics, ("interaction_share", "interaction_controls", "interaction_difference",

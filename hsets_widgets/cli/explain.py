@@ -209,6 +209,10 @@ def print_report(ex, clf, tests, seconds: float) -> None:
         if tests is not None:
             print(f"    {tests[k].verdict()}")
     err = ex.info["ig_relative_completeness_error"]
+    if ex.info.get("f_x") is not None and ex.info.get("f_x") == ex.info.get("f_baseline"):
+        print("IG completeness: the image scores as IG's baseline does (f(x) = f(b)), so IG, the seeds and "
+              "the sets carry no attribution; is the image the baseline (all black)? try --baseline grey or blur")
+        return
     hint = "; raise --n-steps for more accurate seeds and values" if err > 0.2 else ""
     print(f"IG completeness error: {err:.1%} of f(x) - f(b){hint}")
 

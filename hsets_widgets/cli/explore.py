@@ -229,7 +229,9 @@ def run(args) -> int:
     port = args.port if args.port is not None else free_port(DEFAULT_PORT)
     token = "" if args.no_token else secrets.token_urlsafe(24)
     url = f"http://127.0.0.1:{port}/" + (f"?token={token}" if token else "")
-    session = tempfile.mkdtemp(prefix="hsets-explore-session-")   # this server's page state
+    remove_stale_sessions()
+    session = tempfile.mkdtemp(prefix=SESSION_PREFIX)   # this server's page state (and token file)
+    (Path(session) / OWNER_FILE).write_text(str(os.getpid()))
     try:
         env = app_environment(args, session=session)
         env = server_environment(env, write_token_file(session, token) if token else None)
@@ -237,10 +239,53 @@ def run(args) -> int:
         print("(the first set appears after IG, segmentation and a few Hessian rows; Ctrl+C stops "
               "the server)", flush=True)
         proc = subprocess.Popen(voila_command(app_notebook(), port, not args.no_browser, args.debug, bool(token),
-                                              preheat=not args.no_preheat), env=env)
+                                              preheat=not args.no_preheat), env=env,
+                                preexec_fn=die_with_parent)
         return supervise(proc)
     finally:
         shutil.rmtree(session, ignore_errors=True)
+
+
+#: the temporary folders of running servers, and the file in each naming its ``hsets explore``
+SESSION_PREFIX, OWNER_FILE = "hsets-explore-session-", "owner.pid"
+
+
+def die_with_parent() -> None:
+    """In the Voila child before it starts (Linux): receive SIGTERM when ``hsets explore``
+    dies, even by ``kill -9``, so Voila stops its kernels and frees the port instead of
+    living on as an orphan.
+    """
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))    # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):      # not Linux: Ctrl+C and SIGTERM are still passed on
+        pass
+
+
+def remove_stale_sessions(root=None) -> list:
+    """Remove the temporary folders (page state, token file) that an ``hsets explore`` killed
+    with ``kill -9`` left behind: those of this user whose owner process is gone. Returns them.
+    """
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(SESSION_PREFIX + "*"):
+        try:
+            if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+                continue
+            pid = int((folder / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+            continue                        # its server still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def supervise(proc: subprocess.Popen) -> int:

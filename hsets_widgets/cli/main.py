@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageError as err:
-        print(err, file=sys.stderr)
+        print(f"{err}{dash_hint(argv)}", file=sys.stderr)
         return 1
     if not getattr(args, "handler", None):
         parser.print_help()
@@ -81,6 +81,19 @@ def main(argv=None) -> int:
             raise
         print(f"hsets {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 1
+
+
+def dash_hint(argv) -> str:
+    """A hint when a file named on the command line starts with '-' (argparse takes it for an
+    option): ``; to name the file -dash.jpg, write ./-dash.jpg (or put -- before it)``.
+    """
+    import os
+
+    argv = sys.argv[1:] if argv is None else argv
+    for a in map(str, argv):
+        if a.startswith("-") and a != "-" and not a.startswith("--") and os.path.exists(a):
+            return f"; to name the file {a}, write ./{a} (or put -- before it)"
+    return ""
 
 
 def check_environment() -> None:

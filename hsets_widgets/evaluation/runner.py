@@ -192,12 +192,20 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
     methods = get_methods(methods, seed=seed, where=methods_option)
     curves = tuple(curves)
     check_choices(curves, CURVE_KINDS, "curve")
+    orders = tuple(orders) if not isinstance(orders, str) else (orders,)
+    if not orders:
+        raise ValueError("orders names no ROAD order; use 'morf' and/or 'lerf'")
+    check_choices(orders, ROAD_ORDERS, "order")
+    fractions = resolve_percentages(percentages)
+    if not (fractions > 0).any():
+        raise ValueError(f"percentages {fractions.tolist()} remove nothing (every AOPC would be 0); give at least "
+                         "one fraction > 0, e.g. 0.1")
     if not isinstance(correct_only, bool):
         raise TypeError(f"correct_only must be True or False, got {correct_only!r}")
     if not isinstance(interactions, bool):
         raise TypeError(f"interactions must be True or False, got {interactions!r}")
-    return RunSettings(methods, tuple(float(v) for v in resolve_percentages(percentages)),
-                       tuple(orders), int(seed), float(noise), int(batch_size), match_support, curves,
+    return RunSettings(methods, tuple(float(v) for v in fractions),
+                       orders, int(seed), float(noise), int(batch_size), match_support, curves,
                        correct_only, interactions)
 
 
@@ -305,9 +313,26 @@ def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings,
                              "--out folder (or delete it) to start afresh")
     else:
         write_json(cfg_path, fingerprint)
+    check_writable(out)
     results_path = out / "results.jsonl"
     repair_results(results_path)
     return out, read_results(results_path), lock
+
+
+def check_writable(out: Path) -> None:
+    """Refuse, before any work, a folder whose outputs were made read-only (``chmod -w
+    metrics.json`` to keep a result): the atomic rename of a rewrite would replace them anyway.
+    """
+    import os
+    import stat
+
+    for name in ("results.jsonl", "metrics.json", "config.json", "road_morf.png", "road_lerf.png",
+                 "insertion.png", "deletion.png"):
+        path = out / name
+        # the mode bits, not os.access: root may write anything, but a file made read-only is a wish
+        if path.exists() and (not os.access(path, os.W_OK) or not path.stat().st_mode & stat.S_IWUSR):
+            raise PermissionError(f"{path} is read-only, and this run would rewrite it; make it writable "
+                                  "(chmod u+w) or use another --out folder")
 
 
 def read_config(path: Path) -> dict:
