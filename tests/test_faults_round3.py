@@ -596,3 +596,21 @@ def test_kill_9_of_explore_stops_voila_and_the_next_run_removes_its_folder(tmp_p
                 os.kill(p, signal.SIGTERM)
             except OSError:
                 pass
+
+
+def test_the_next_explain_removes_the_staging_folder_of_a_killed_run(tmp_path, photo48, small32):
+    from hsets_widgets.cli.explain import STALE_STAGING_SECONDS, explain_to_folder
+    from tests.test_faults_round2 import explain_args
+
+    out = tmp_path / "o"
+    stale = tmp_path / ".o.staging-killed"                # what `kill -9` mid-write left beside --out
+    stale.mkdir()
+    (stale / "heatmap.png").write_bytes(b"half")
+    old = time.time() - STALE_STAGING_SECONDS - 60
+    os.utime(stale, (old, old))
+    live = tmp_path / ".o.staging-live"                    # another run writing now: kept
+    live.mkdir()
+    args = explain_args("x", "--out", out, "--segmenter", "slic", "--n-steps", 4, "--nu", 4, "--n-sets", 1,
+                        "--n-samples", 8, "--quiet")
+    explain_to_folder(photo48, small32, args)
+    assert not stale.exists() and live.exists() and (out / "heatmap.png").exists()

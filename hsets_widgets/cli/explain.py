@@ -102,6 +102,7 @@ def explain_to_folder(image, model, args) -> int:
     tests = interaction_tests(ex, clf, progress) if getattr(args, "interactions", False) else None
     others = compare_methods(ex, clf, compared, progress, getattr(args, "interactions", False))
     progress.close()
+    remove_stale_staging(out)
     with staged_outputs(out) as stage:             # all four files of this run, or none
         write_outputs(ex, stage, tests, others)
     print_report(ex, clf, tests, time.perf_counter() - t0)
@@ -109,6 +110,37 @@ def explain_to_folder(image, model, args) -> int:
         print(f"{name}: {one.report()}")
     print(f"wrote {', '.join(str(out / name) for name in OUTPUTS)}")
     return 0
+
+
+#: a staging folder older than this is left by a killed run (a live run keeps its own for the
+#: few seconds its files take to write)
+STALE_STAGING_SECONDS = 600
+
+
+def remove_stale_staging(out) -> list:
+    """Remove the staging folders (``.<out>.staging-*``, in ``out`` or beside it) that a run
+    killed with ``kill -9`` left; those of a run still writing are younger than
+    :data:`STALE_STAGING_SECONDS` and kept. Returns the folders removed.
+    """
+    import os
+    import shutil
+    from pathlib import Path
+
+    out, removed = Path(out), []
+    now = time.time()
+    for home in {out, out.parent}:
+        if not home.is_dir():
+            continue
+        for folder in home.glob(f".{out.name}.staging-*"):
+            try:
+                if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid() or \
+                        now - folder.stat().st_mtime < STALE_STAGING_SECONDS:
+                    continue
+            except OSError:
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def checked_overrides(args) -> dict:

@@ -101,6 +101,9 @@ def run(args) -> int:
     finally:
         bars.close()
     keys = list(swept)
+    from .explain import remove_stale_staging
+
+    remove_stale_staging(out)
     with staged_outputs(out) as stage:              # the table, its JSON and the plot of one run
         write_text(stage / "sweep.csv", to_csv(records))
         write_json(stage / "sweep.json", {"image": str(args.image), "model": clf.name, "preset": args.preset,
