@@ -614,3 +614,8 @@ def test_the_next_explain_removes_the_staging_folder_of_a_killed_run(tmp_path, p
                         "--n-samples", 8, "--quiet")
     explain_to_folder(photo48, small32, args)
     assert not stale.exists() and live.exists() and (out / "heatmap.png").exists()
+
+
+def test_explore_refuses_an_unknown_model_before_the_server_starts(capsys, no_server):
+    code, _, err = run_cli(capsys, "explore", "--no-browser", "--model", "bogusnet")
+    assert code == 1 and "unknown model 'bogusnet'" in one_line_error(err, "explore")

@@ -105,6 +105,21 @@ def resolve_image(image) -> str:
     raise ImageError(f"image not found: {image} (and not one of the examples {', '.join(EXAMPLES)})")
 
 
+def check_model_name(name: str) -> None:
+    """Refuse a ``--model`` that names no classifier before the server starts (the kernel would
+    otherwise say so only in the browser). Nothing is downloaded here.
+    """
+    from ..models import DEFAULT_MODEL, TORCHVISION_MODELS, ModelError
+
+    if name in (DEFAULT_MODEL, "default", "tf_efficientnet_lite0"):
+        return
+    import torchvision
+
+    if not callable(getattr(torchvision.models, name, None)):
+        raise ModelError(f"unknown model {name!r}; use {DEFAULT_MODEL} (offline) or a torchvision name such as "
+                         f"{', '.join(TORCHVISION_MODELS)}")
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """Whether ``host:port`` can be bound now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -206,6 +221,7 @@ def app_environment(args, base=None, session=None) -> dict:
     env[ENV_SEGMENTER] = args.segmenter
     env[ENV_EXPORT] = str(Path.cwd())
     if args.model:
+        check_model_name(args.model)
         env[ENV_MODEL] = args.model
     else:
         env.pop(ENV_MODEL, None)
