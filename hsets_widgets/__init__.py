@@ -3,19 +3,23 @@
 The engine (everything imported here) needs only PyTorch and NumPy; the notebook widgets
 live in :mod:`hsets_widgets.widgets` and are imported on first use of ``Explorer``.
 """
-from .curvature import CurvatureSpec, curvature
-from .explain import Explainer, explain, prepare_image
-from .explanation import Explanation, InteractionSet
-from .growth import GrownSet, grow_set
-from .hessian import HessianRows, ZeroHessianWarning, hessian_rows
-from .idg import estimate_value
-from .images import ImageError, example_image, load_image
-from .integrated_gradients import integrated_gradients
-from .models import Classifier, ModelError, load_classifier, wrap_module
-from .presets import PRESETS, HSetsConfig, get_config
-from .progress import Cancelled, CancelToken
-from .seeds import select_seeds
-from .thresholds import ThresholdRule
+from .heap import keep_freed_memory
+
+keep_freed_memory()  # before the first tensor: passes reuse freed heap memory (heap.py)
+
+from .curvature import CurvatureSpec, curvature  # noqa: E402
+from .explain import Explainer, explain, prepare_image  # noqa: E402
+from .explanation import Explanation, InteractionSet  # noqa: E402
+from .growth import GrownSet, grow_set  # noqa: E402
+from .hessian import HessianRows, ZeroHessianWarning, hessian_rows  # noqa: E402
+from .idg import estimate_value  # noqa: E402
+from .images import ImageError, example_image, load_image  # noqa: E402
+from .integrated_gradients import integrated_gradients  # noqa: E402
+from .models import Classifier, ModelError, load_classifier, wrap_module  # noqa: E402
+from .presets import PRESETS, HSetsConfig, get_config  # noqa: E402
+from .progress import Cancelled, CancelToken  # noqa: E402
+from .seeds import select_seeds  # noqa: E402
+from .thresholds import ThresholdRule  # noqa: E402
 
 __version__ = "0.1.0"
 

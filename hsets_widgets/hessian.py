@@ -366,7 +366,6 @@ class HessianRows:
             hv = hvp_batch(self.x, self.f, v, self.method)
         rows = _reduce(hv, self.features).to("cpu", self.store_dtype)
         del hv
-        release_freed_memory()   # the pass's temporaries: the process would stay at the pass's peak
         if not torch.isfinite(rows).all():
             raise FloatingPointError(f"Hessian rows {chunk[:4]}... contain NaN/inf; the score may "
                                      "overflow (use score='logit' or float64)")
@@ -414,6 +413,10 @@ class HessianRows:
                               f"{self._batch_size}", RuntimeWarning, stacklevel=2)
                 continue
             done += len(chunk)
+        if todo:
+            # after the passes, not between them: each pass reuses the freed blocks of the one
+            # before (heap.py); the process would otherwise stay at a pass's peak
+            release_freed_memory()
         report(progress, stage, len(todo), len(todo), cancel)
         return len(todo)
 

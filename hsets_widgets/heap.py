@@ -1,0 +1,60 @@
+"""The C heap's policy for tensor churn: keep freed tensor memory for the next pass.
+
+Every eager forward or backward pass allocates its activations afresh and frees them at the
+end. With glibc's defaults each block of 128 kB and more (up to a threshold that grows to
+32 MB) is its own ``mmap``, unmapped again when freed, so the next pass's identical
+allocation faults every page in anew: the kernel zeroes each 4 kB page and maps it. On the
+2-core machines this project is measured on, Integrated Gradients alone faulted 5.6 million
+pages (about 22 GB) on its first call, and the faults took more system time than the
+arithmetic took user time (bench/RESULTS.md, "heap").
+
+:func:`keep_freed_memory` turns that off for the process: allocations come from the heap,
+freed blocks stay there for the next pass of the same shapes, and the heap is not trimmed on
+every ``free``. Memory still goes back to the system where the engine asks for it: after each
+large stage, :func:`hsets_widgets.memory.release_freed_memory` (``malloc_trim``) returns the
+free pages, wherever they lie in the heap. The peak of a pass is unchanged (a pass reuses
+what the previous one freed instead of mapping more).
+
+Set ``HSETS_HEAP=system`` to keep the C library's defaults (the environment variable is read
+when :mod:`hsets_widgets` is imported).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Optional
+
+#: environment variable: ``system`` keeps the C library's heap settings
+HEAP_ENV = "HSETS_HEAP"
+#: glibc's ``mallopt`` parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+#: free memory at the top of the heap that ``free`` leaves in place (``malloc_trim`` still
+#: returns it): larger than any single pass's activations
+_TRIM_THRESHOLD = 1 << 30
+
+_applied: Optional[bool] = None
+
+
+def keep_freed_memory(environ=None) -> bool:
+    """Serve large allocations from the heap and keep freed blocks for reuse (glibc only).
+
+    Returns whether the setting is in force (False on other C libraries, or with
+    ``HSETS_HEAP=system``). Idempotent: the first call decides.
+    """
+    global _applied
+    if _applied is not None:
+        return _applied
+    env = os.environ if environ is None else environ
+    if env.get(HEAP_ENV, "").strip().lower() == "system":
+        _applied = False
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        _applied = False
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    # 0 mmap-ed blocks: every allocation from the heap, so a freed block is reused as it is
+    _applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    return _applied

@@ -1,0 +1,51 @@
+"""The heap policy: a pass's freed tensors are reused by the next pass instead of faulted anew."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hsets_widgets.heap import keep_freed_memory
+
+# a 64 MB tensor filled again and again: after the first fills its pages are reused under the
+# policy, and faulted anew each time without it
+SCRIPT = """
+import resource, torch, hsets_widgets
+from hsets_widgets.memory import release_freed_memory
+def fill():
+    t = torch.ones(16 << 20)
+    del t
+fill()
+fill()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+fill()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+release_freed_memory()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+fill()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(heap):
+    env = {**os.environ, "HSETS_HEAP": heap}
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True)
+    return [int(n) for n in out.stdout.split()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_a_freed_tensor_is_reused_without_faulting_its_pages_again():
+    pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
+    reused, after_trim = _faults("")
+    assert reused < 0.05 * pages                 # a later fill reuses the freed block
+    assert after_trim > 0.9 * pages              # release_freed_memory still gives it back
+    system, _ = _faults("system")
+    assert system > 0.9 * pages                  # the C library's default maps it anew
+
+
+def test_system_keeps_the_c_library_defaults(monkeypatch):
+    import hsets_widgets.heap as heap
+
+    monkeypatch.setattr(heap, "_applied", None)
+    assert keep_freed_memory({"HSETS_HEAP": "system"}) is False
+    assert keep_freed_memory({}) is False        # the first call decides, as documented
