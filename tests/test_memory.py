@@ -137,12 +137,12 @@ def test_a_tight_budget_gives_one_lean_row_per_pass_and_the_same_rows(tiny64, im
 
 
 def test_integrated_gradients_batches_follow_the_budget(tiny64, image8):
-    from hsets_widgets.integrated_gradients import MAX_POINTS, MAX_PROBES, integrated_gradients, path_batch_sizes
+    from hsets_widgets.integrated_gradients import CPU_MAX_POINTS, CPU_MAX_PROBES, integrated_gradients, path_batch_sizes
 
     f = ScoreFn(tiny64, 0)
     rss = memory.resident_bytes()
     assert path_batch_sizes(image8, f, rss + 4096) == (1, 1)
-    assert path_batch_sizes(image8, f, "1000G") == (MAX_POINTS, MAX_PROBES)
+    assert path_batch_sizes(image8, f, "1000G") == (CPU_MAX_POINTS, CPU_MAX_PROBES)
     tight = integrated_gradients(image8, tiny64, 0, n_steps=8, rule="adaptive", memory_budget=rss + 4096)
     roomy = integrated_gradients(image8, tiny64, 0, n_steps=8, rule="adaptive", internal_batch_size=16)
     torch.testing.assert_close(tight.attribution, roomy.attribution)
