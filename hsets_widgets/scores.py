@@ -10,6 +10,7 @@ from typing import Optional
 
 import torch
 
+from .forward import logits
 from .models import Classifier, ModelError, check_outputs
 
 SCORE_KINDS = ("logit", "probability", "log_probability", "log_odds")
@@ -40,8 +41,10 @@ class ScoreFn:
             raise ValueError(f"unknown score {self.kind!r}; use one of {', '.join(SCORE_KINDS)}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """The explained score of ``x`` for the target class, one per image."""
-        out = self.classifier(x)
+        """The explained score of ``x`` for the target class, one per image (a pass that needs
+        no gradient goes through :func:`hsets_widgets.forward.logits`).
+        """
+        out = logits(self.classifier, x)
         if self.kind == "logit":
             return out[:, self.target]
         if self.kind == "probability":

@@ -15,6 +15,9 @@ THIRD_PARTY = {
     ("hessian.py", "_decomp"),            # torch registers its jvp decompositions on import
     ("curvature.py", "_C"),               # torch's functional relu entry points, to catch them
     ("curvature.py", "_nn"),
+    ("forward.py", "_C"),                 # torch's functorch interpreter stack: inside vmap/grad/jvp
+    ("forward.py", "_functorch"),
+    ("forward.py", "_version"),           # a tensor's in-place version counter: changed weights
     ("evaluation/datasets.py", "_ARCHIVES"),  # torchvision's Imagenette URL, for the offline hint
     ("segmentation/sam.py", "_registry"),  # timm's registry, to refuse a wrong SAM backbone
     ("widgets/common.py", "_caching"),    # ipycanvas' command batching, made thread-safe

@@ -48,6 +48,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 from ..common import single_image, to_numpy
+from ..forward import logits as forward_logits
 from ..memory import fit_batch, memory_room
 from ..models import forward_image_bytes, model_dtype
 from .sparsity import MapLike, pixel_map
@@ -373,8 +374,8 @@ def classify_batches(images: torch.Tensor, classifier, batch_size: int = 16) -> 
     out = []
     for start in range(0, images.shape[0], batch_size):
         chunk = images[start:start + batch_size].to(device=device, dtype=dtype)
-        logits = classifier(chunk)
-        out.append(logits.float().softmax(-1).cpu())
+        with torch.no_grad():
+            out.append(forward_logits(classifier, chunk).float().softmax(-1).cpu())
     return torch.cat(out)
 
 

@@ -1,0 +1,167 @@
+"""Forward-only passes: a classifier's logits for a batch, through ONNX Runtime where it can.
+
+Most of the toolkit's forward passes need no gradient: the adaptive IG rule's probes, ROAD and
+insertion/deletion curves, the interaction test's coalitions, Archipelago's and MoXI's masked
+images, the Explorer's live readout. On a CPU, ONNX Runtime runs EfficientNet-Lite0's forward
+pass in a fraction of eager PyTorch's time (bench/RESULTS.md, "forward passes"), so
+:func:`logits` exports the classifier once (per model and weights, kept weakly) and runs those
+batches there; gradients, Hessian rows and anything under a curvature context stay in PyTorch.
+
+The same logits to float32 rounding: a pass goes to ONNX Runtime only when the answer cannot
+differ beyond that, i.e. the model is on the CPU in float32 and in eval mode, nothing asks for a
+gradient, and no ``TorchFunctionMode`` (such as :func:`~hsets_widgets.curvature.curvature`)
+is active. A model that cannot be exported (dynamic control flow, custom ops) or ONNX Runtime
+missing: eager PyTorch, as before, said once in a :class:`ForwardWarning`.
+
+``HSETS_FORWARD=torch`` (read at each call) turns the export off.
+"""
+from __future__ import annotations
+
+import io
+import os
+import threading
+import warnings
+import weakref
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.overrides import _get_current_function_mode_stack
+
+#: environment variable: ``torch`` runs every forward pass in eager PyTorch
+BACKEND_ENV = "HSETS_FORWARD"
+BACKENDS = ("onnx", "torch")
+
+
+class ForwardWarning(UserWarning):
+    """A classifier's forward passes stay in eager PyTorch (it could not be exported)."""
+
+
+class _Exported:
+    """One classifier's ONNX Runtime session and the weights it was made from."""
+
+    def __init__(self, session, fingerprint):
+        self.session = session
+        self.fingerprint = fingerprint
+        self.input_name = session.get_inputs()[0].name
+
+
+_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FAILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def backend() -> str:
+    """``onnx`` or ``torch``, from ``$HSETS_FORWARD`` (default ``onnx``)."""
+    name = os.environ.get(BACKEND_ENV, "onnx").strip().lower() or "onnx"
+    if name not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={name!r} is not a forward backend; use one of {', '.join(BACKENDS)}")
+    return name
+
+
+def _fingerprint(module: torch.nn.Module) -> tuple:
+    """Changes whenever a parameter or buffer is replaced or changed in place (fine-tuning in
+    the same notebook must not be answered by the old weights' session).
+    """
+    return tuple((id(t), t._version) for t in (*module.parameters(), *module.buffers()))
+
+
+class _Logits(torch.nn.Module):
+    """The classifier as one module (its normalisation included) for the exporter."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.inner = classifier.module
+        self.classifier = [classifier]   # a list: not registered as a submodule
+
+    def forward(self, x):
+        return self.classifier[0](x)
+
+
+def _export(classifier, example: torch.Tensor):
+    import onnxruntime as ort
+
+    module = classifier.module
+    flags = [p.requires_grad for p in module.parameters()]
+    buf = io.BytesIO()
+    try:
+        for p in module.parameters():
+            p.requires_grad_(False)   # the tracer refuses weights that need a gradient
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # eval(): the exporter restores the wrapper's mode on every submodule afterwards
+            torch.onnx.export(_Logits(classifier).eval(), (example,), buf, input_names=["x"], output_names=["logits"],
+                              dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
+                              dynamo=False)
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, torch.get_num_threads())
+    opts.log_severity_level = 3
+    # freed after each batch, not held for the session's life (a 2 GB Binder session)
+    opts.enable_cpu_mem_arena = False
+    opts.enable_mem_pattern = False
+    return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+
+
+def _eligible(classifier, x: torch.Tensor) -> bool:
+    module = getattr(classifier, "module", None)
+    if not isinstance(module, torch.nn.Module) or module.training:
+        return False
+    if x.device.type != "cpu" or x.dtype != torch.float32 or type(x) is not torch.Tensor:
+        return False
+    if torch.is_grad_enabled() or x.requires_grad or _get_current_function_mode_stack():
+        return False
+    if torch._C._functorch.peek_interpreter_stack() is not None:   # inside vmap / grad / jvp
+        return False
+    first = next(module.parameters(), None)
+    return first is None or (first.device.type == "cpu" and first.dtype == torch.float32)
+
+
+def session(classifier, example: torch.Tensor) -> Optional[_Exported]:
+    """The classifier's ONNX Runtime session (exported on first use, again after its weights
+    change), or None where it stays in PyTorch.
+    """
+    module = classifier.module
+    fp = _fingerprint(module)
+    with _LOCK:
+        hit = _SESSIONS.get(module)
+        if hit is not None and hit.fingerprint == fp:
+            return hit
+        if _FAILED.get(module) == fp:
+            return None
+        try:
+            made = _Exported(_export(classifier, example[:1]), fp)
+        except Exception as err:  # the exporter and onnxruntime raise many types
+            _FAILED[module] = fp
+            warnings.warn(f"{getattr(classifier, 'name', 'the model')}: forward passes stay in PyTorch "
+                          f"(cannot export to ONNX: {str(err).splitlines()[0][:160]})", ForwardWarning, stacklevel=3)
+            return None
+        _SESSIONS[module] = made
+        return made
+
+
+def logits(classifier, x: torch.Tensor) -> torch.Tensor:
+    """``classifier(x)`` for a batch ``(B, 3, H, W)``: through ONNX Runtime where the answer is
+    the same (module docs), else the classifier itself.
+    """
+    if backend() == "onnx" and _eligible(classifier, x):
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return classifier(x)
+        exported = session(classifier, x)
+        if exported is not None:
+            out = exported.session.run(None, {exported.input_name: np.ascontiguousarray(x.numpy())})[0]
+            return torch.from_numpy(out)
+    return classifier(x)
+
+
+def exported(classifier) -> bool:
+    """Whether the classifier's current weights have an ONNX Runtime session (made by an
+    earlier :func:`logits` call).
+    """
+    module = getattr(classifier, "module", None)
+    hit = None if module is None else _SESSIONS.get(module)
+    return hit is not None and hit.fingerprint == _fingerprint(module)
