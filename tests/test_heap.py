@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from hsets_widgets.heap import keep_freed_memory
+from hsets_widgets.heap import TIGHT_LIMIT, keep_freed_memory
+from hsets_widgets.memory import container_limit
 
 # a 64 MB tensor filled again and again: after the first fills its pages are reused under the
 # policy, and faulted anew each time without it
@@ -29,11 +30,13 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def _faults(heap):
     env = {**os.environ, "HSETS_HEAP": heap}
+    env.pop("HSETS_MEMORY_BUDGET", None)
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, check=True)
     return [int(n) for n in out.stdout.split()]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.skipif((container_limit() or 1 << 62) <= TIGHT_LIMIT, reason="a tight container keeps the defaults")
 def test_a_freed_tensor_is_reused_without_faulting_its_pages_again():
     pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
     reused, after_trim = _faults("")
@@ -49,3 +52,5 @@ def test_system_keeps_the_c_library_defaults(monkeypatch):
     monkeypatch.setattr(heap, "_applied", None)
     assert keep_freed_memory({"HSETS_HEAP": "system"}) is False
     assert keep_freed_memory({}) is False        # the first call decides, as documented
+    monkeypatch.setattr(heap, "_applied", None)
+    assert keep_freed_memory({"HSETS_MEMORY_BUDGET": "2G"}) is False   # tight memory: the defaults

@@ -137,7 +137,12 @@ def test_a_tight_budget_gives_one_lean_row_per_pass_and_the_same_rows(tiny64, im
 
 
 def test_integrated_gradients_batches_follow_the_budget(tiny64, image8):
-    from hsets_widgets.integrated_gradients import CPU_MAX_POINTS, CPU_MAX_PROBES, integrated_gradients, path_batch_sizes
+    from hsets_widgets.integrated_gradients import (
+        CPU_MAX_POINTS,
+        CPU_MAX_PROBES,
+        integrated_gradients,
+        path_batch_sizes,
+    )
 
     f = ScoreFn(tiny64, 0)
     rss = memory.resident_bytes()
