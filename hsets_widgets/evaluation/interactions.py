@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..common import to_numpy
+from ..forward import logits as forward_logits
 from ..games import coalition_matrix, moebius, nonadditive_share, pair_interactions
 from ..models import model_device, model_dtype
 from ..progress import CancelToken, ProgressFn, report
@@ -184,7 +185,7 @@ class PartsGame:
             chunk = coalitions[start:start + self.batch_size]
             batch = torch.from_numpy(np.stack([self.coalition_image(c) for c in chunk]).astype(np.float32))
             with torch.no_grad():
-                logits = self.classifier(batch.to(device=device, dtype=dtype)).double()
+                logits = forward_logits(self.classifier, batch.to(device=device, dtype=dtype)).double()
             s = logits.softmax(-1) if self.score == "probability" else logits
             out[start:start + len(chunk)] = to_numpy(s[:, self.target])
             self.n_forward += len(chunk)
