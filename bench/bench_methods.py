@@ -168,16 +168,18 @@ NAMES = {"hsets": "H-Sets", "ig": "IG", "archipelago": "Archipelago", "moxi": "M
 
 def counted(clf, fn):
     """``fn()`` with the images the model saw counted: (result, seconds, forward images)."""
+    from hsets_widgets.forward import counting
+
     seen = [0]
     hook = clf.module.register_forward_pre_hook(lambda mod, inp: seen.__setitem__(0, seen[0] + len(inp[0])))
     t0 = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), counting() as onnx:
             warnings.simplefilter("ignore")
             out = fn()
     finally:
         hook.remove()
-    return out, time.perf_counter() - t0, seen[0]
+    return out, time.perf_counter() - t0, seen[0] + onnx[0]
 
 
 def speed_part(args) -> str:

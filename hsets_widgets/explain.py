@@ -313,6 +313,10 @@ class Explainer:
                              c.max_rows, progress=progress, cancel=cancel, shape=self.shape,
                              displacement=disp, cap=c.cap, prefetch=None if compute else 1)
         finally:
+            if compute:
+                # the row passes' temporaries, once growth is over: between passes each one
+                # reuses the blocks of the one before (heap.py)
+                release_freed_memory()
             self.timings["growth"] = self.timings.get("growth", 0.0) + time.perf_counter() - t0
 
     def value(self, members, rng_offset: int = 0, n_samples: Optional[int] = None) -> SetValue:

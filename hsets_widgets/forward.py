@@ -17,6 +17,7 @@ missing: eager PyTorch, as before, said once in a :class:`ForwardWarning`.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
@@ -49,6 +50,7 @@ class _Exported:
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FAILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
+_COUNTERS: list = []
 
 
 def backend() -> str:
@@ -154,6 +156,8 @@ def logits(classifier, x: torch.Tensor) -> torch.Tensor:
         exported = session(classifier, x)
         if exported is not None:
             out = exported.session.run(None, {exported.input_name: np.ascontiguousarray(x.numpy())})[0]
+            for counter in _COUNTERS:
+                counter[0] += len(out)
             return torch.from_numpy(out)
     return classifier(x)
 
@@ -165,3 +169,16 @@ def exported(classifier) -> bool:
     module = getattr(classifier, "module", None)
     hit = None if module is None else _SESSIONS.get(module)
     return hit is not None and hit.fingerprint == _fingerprint(module)
+
+
+@contextlib.contextmanager
+def counting():
+    """``with counting() as n:``: ``n[0]`` counts the images run through ONNX Runtime inside
+    the block (a forward hook on the module sees only the PyTorch passes).
+    """
+    counter = [0]
+    _COUNTERS.append(counter)
+    try:
+        yield counter
+    finally:
+        _COUNTERS.remove(counter)

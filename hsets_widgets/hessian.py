@@ -34,7 +34,7 @@ from torch.func import grad, jvp, vmap
 from torch.overrides import TorchFunctionMode
 
 from .curvature import CurvatureSpec, curvature
-from .memory import fit_batch, fits, memory_room, release_freed_memory
+from .memory import fit_batch, fits, memory_room
 from .progress import CancelToken, ProgressFn, report
 
 FEATURES = ("pixel", "channel")
@@ -282,6 +282,10 @@ class HessianRows:
     -----
     Rows are stored on the CPU in float32 (float64 when ``dtype`` is float64): a pixel row
     of a 224x224 image is 200 kB, so 2,000 rows take 400 MB.
+    Freed pass memory is not handed back between passes (the next pass reuses it; growth asks
+    for rows a few at a time, and giving it back after each call faulted 72 million pages in
+    one interaction-mode explanation): call :func:`hsets_widgets.memory.release_freed_memory`
+    when done, as :meth:`hsets_widgets.explain.Explainer.grow_many` does.
     """
 
     def __init__(self, x: torch.Tensor, f, features: str = "pixel",
@@ -413,10 +417,6 @@ class HessianRows:
                               f"{self._batch_size}", RuntimeWarning, stacklevel=2)
                 continue
             done += len(chunk)
-        if todo:
-            # after the passes, not between them: each pass reuses the freed blocks of the one
-            # before (heap.py); the process would otherwise stay at a pass's peak
-            release_freed_memory()
         report(progress, stage, len(todo), len(todo), cancel)
         return len(todo)
 

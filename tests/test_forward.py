@@ -5,7 +5,7 @@ import torch
 from conftest import tiny_classifier
 
 from hsets_widgets.curvature import curvature
-from hsets_widgets.forward import ForwardWarning, exported, logits
+from hsets_widgets.forward import ForwardWarning, counting, exported, logits
 from hsets_widgets.integrated_gradients import integrated_gradients
 from hsets_widgets.models import wrap_module
 from hsets_widgets.scores import ScoreFn
@@ -24,10 +24,10 @@ def batch():
 
 
 def test_a_forward_only_batch_gives_the_classifiers_logits_through_onnx(clf, batch):
-    with torch.no_grad():
+    with torch.no_grad(), counting() as n:
         want = clf(batch)
         got = logits(clf, batch)
-    assert exported(clf)
+    assert exported(clf) and n[0] == len(batch)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     with torch.no_grad():   # another batch size, the same session
         torch.testing.assert_close(logits(clf, batch[:2]), want[:2], rtol=1e-5, atol=1e-5)

@@ -172,6 +172,7 @@ def test_freed_heap_goes_back_to_the_system():
     """Many small arrays live on the C heap; freed, glibc keeps them until malloc_trim."""
     import numpy as np
 
+    memory.release_freed_memory()   # what earlier tests freed would be reused, not grown
     before = memory.resident_bytes()
     chunks = [np.ones(1000) for _ in range(40_000)]   # ~330 MB in 8 kB blocks
     grown = memory.resident_bytes()
@@ -209,6 +210,7 @@ def test_road_forward_batches_follow_the_budget_and_scores_do_not(monkeypatch):
     from hsets_widgets.evaluation.road import road
     from hsets_widgets.models import forward_image_bytes
 
+    monkeypatch.setenv("HSETS_FORWARD", "torch")   # the spy below sees PyTorch's passes
     clf = tiny_classifier(torch.float32, size=16)
     x = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
     amap = np.random.default_rng(0).random((16, 16))
