@@ -17,6 +17,7 @@ value (``paint="sets"``); ``paint="all"`` paints every set and main effect.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Callable, Optional, Sequence, Union
@@ -229,8 +230,18 @@ def archipelago(x, classifier, target: Optional[int] = None, *, segmenter="quick
     return ArchipelagoResult(labels, det, tuple(sets), values, int(target), used[0])
 
 
+#: more superpixels than a named segmenter gives a photo (quickshift: about 60 at 224 px); a
+#: flat image gets 128 from quickshift, and ArchDetect's passes grow with the square
+MAX_SUPERPIXELS = 100
+
+
 def superpixels(x: torch.Tensor, segmenter="quickshift") -> np.ndarray:
-    """The ``(H, W)`` label map of ``segmenter`` (a name, a segmenter or a label map) on ``x``."""
+    """The ``(H, W)`` label map of ``segmenter`` (a name, a segmenter or a label map) on ``x``.
+
+    A named segmenter that splits the image into more than :data:`MAX_SUPERPIXELS` regions (a
+    flat or nearly flat image under quickshift) is replaced by SLIC, with a warning; a segmenter
+    object or a label map is used as given.
+    """
     if isinstance(segmenter, np.ndarray):
         if segmenter.shape != tuple(x.shape[-2:]):
             raise ValueError(f"labels have shape {segmenter.shape}, the image {tuple(x.shape[-2:])}")
@@ -238,4 +249,12 @@ def superpixels(x: torch.Tensor, segmenter="quickshift") -> np.ndarray:
     from .segmentation import get_segmenter
 
     seg = get_segmenter(segmenter) if isinstance(segmenter, str) else segmenter
-    return np.asarray(seg(x.detach().cpu().permute(1, 2, 0).numpy()).labels)
+    image = x.detach().cpu().permute(1, 2, 0).numpy()
+    labels = np.asarray(seg(image).labels)
+    n = len(np.unique(labels))
+    if isinstance(segmenter, str) and segmenter != "slic" and n > MAX_SUPERPIXELS:
+        warnings.warn(f"{segmenter} split the image into {n} superpixels (a flat image?); Archipelago "
+                      f"uses SLIC's instead (ArchDetect's passes grow with the square)", RuntimeWarning,
+                      stacklevel=3)
+        labels = np.asarray(get_segmenter("slic")(image).labels)
+    return labels

@@ -255,3 +255,16 @@ def test_hsets_evaluate_runs_the_interaction_methods_beside_hsets_and_tests_thei
         assert got[spec]["interaction_share"] is not None, spec
     for spec in (methods[1], methods[5], methods[6], methods[7]):
         assert got[spec].get("interaction_share") is None, spec
+
+
+def test_a_flat_image_gets_slic_superpixels_not_quickshifts_hundred_and_more():
+    # quickshift splits a flat 224 px image into 128 regions (16,514 forward passes in
+    # Archipelago, 4x a photo); a photo keeps its quickshift superpixels
+    from hsets_widgets.archipelago import MAX_SUPERPIXELS, superpixels
+
+    grey = torch.full((3, 224, 224), 0.5)
+    with pytest.warns(RuntimeWarning, match="quickshift split the image into 128 superpixels"):
+        labels = superpixels(grey)
+    assert 2 <= len(np.unique(labels)) <= MAX_SUPERPIXELS
+    mine = np.arange(224 * 224).reshape(224, 224) // 224      # a label map is used as given
+    assert superpixels(grey, mine) is mine
