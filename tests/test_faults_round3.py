@@ -19,15 +19,9 @@ from hsets_widgets.evaluation.datasets import ImageItem
 from hsets_widgets.evaluation.runner import run_evaluation, run_settings
 from tests.conftest import tiny_classifier
 from tests.test_faults import one_line_error, run_cli
+from tests.test_faults_round2 import save_photos
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def save_photos(folder, photo, n=2):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray((np.roll(photo, 7 * i, 1) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
-    return folder
 
 
 @pytest.fixture
