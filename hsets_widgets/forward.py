@@ -3,7 +3,7 @@
 Most of the toolkit's forward passes need no gradient: the adaptive IG rule's probes, ROAD and
 insertion/deletion curves, the interaction test's coalitions, Archipelago's and MoXI's masked
 images, the Explorer's live readout. On a CPU, ONNX Runtime runs EfficientNet-Lite0's forward
-pass in a fraction of eager PyTorch's time (bench/RESULTS.md, "forward passes"), so
+pass faster than eager PyTorch (bench/RESULTS.md, "speed"), so
 :func:`logits` exports the classifier once (per model and weights, kept weakly) and runs those
 batches there; gradients, Hessian rows and anything under a curvature context stay in PyTorch.
 

@@ -6,7 +6,7 @@ end. With glibc's defaults each block of 128 kB and more (up to a threshold that
 allocation faults every page in anew: the kernel zeroes each 4 kB page and maps it. On the
 2-core machines this project is measured on, Integrated Gradients alone faulted 5.6 million
 pages (about 22 GB) on its first call, and the faults took more system time than the
-arithmetic took user time (bench/RESULTS.md, "heap").
+arithmetic took user time (bench/RESULTS.md, "speed").
 
 :func:`keep_freed_memory` turns that off for the process: allocations come from the heap,
 freed blocks stay there for the next pass of the same shapes, and the heap is not trimmed on

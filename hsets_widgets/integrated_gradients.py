@@ -23,8 +23,8 @@ from .scores import ScoreFn, resolve_target
 RULES = ("left", "right", "midpoint", "trapezoid", "gauss-legendre", "inclusive", "adaptive")
 #: most path points per forward/backward pass, and per forward-only probe pass of the adaptive rule
 MAX_POINTS, MAX_PROBES = 16, 32
-#: the same on a CPU, where a larger batch is no faster per image, only heavier: its activations
-#: outgrow the caches (bench/RESULTS.md, "heap")
+#: the same on a CPU, where a larger batch was no faster per image when profiled, only heavier:
+#: its activations outgrow the caches
 CPU_MAX_POINTS, CPU_MAX_PROBES = 8, 8
 #: peak memory of one more path point (forward and backward) and of one more probe point (forward
 #: only), in units of the score's saved activations: fitted to peak RSS on EfficientNet-Lite0
