@@ -99,6 +99,21 @@ def record_problem(rec) -> str:
     return ""
 
 
+def parse_line(raw: bytes):
+    """``(record, "")`` for one line of ``results.jsonl`` that is a whole record (``"ok"`` or
+    ``"failed"``), else ``(None, why)``: the one reading of a line, shared by the resuming run
+    (:func:`read_results`) and the read-only viewer (:mod:`~hsets_widgets.evaluation.records`).
+    """
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "it is not UTF-8 text"
+    except (ValueError, RecursionError) as err:
+        return None, f"it is not JSON ({err.__class__.__name__}: {str(err).split(':')[0]})"
+    why = record_problem(rec)
+    return (None, why) if why else (rec, "")
+
+
 def read_results(path: Path) -> dict:
     """``{key: record}`` from a ``results.jsonl`` (later lines win).
 
@@ -113,18 +128,11 @@ def read_results(path: Path) -> dict:
         for n, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                why = "it is not UTF-8 text"
-            except (ValueError, RecursionError) as err:
-                why = f"it is not JSON ({err.__class__.__name__}: {str(err).split(':')[0]})"
-            else:
-                why = record_problem(rec)
-                if not why:
-                    if rec.get("status") == "ok":
-                        done[rec["key"]] = rec
-                    continue
+            rec, why = parse_line(raw)
+            if rec is not None:
+                if rec.get("status") == "ok":
+                    done[rec["key"]] = rec
+                continue
             warnings.warn(f"{path}, line {n}: skipped a damaged record ({why}); that image will be "
                           "evaluated again", stacklevel=2)
     return done

@@ -246,3 +246,35 @@ def colorbar_css(cmap: str, n: int = 8) -> str:
     stops = ", ".join(css(tuple(int(c * 255 + 0.5) for c in cm(lo + (1 - lo) * i / (n - 1))[:3]) + (255,))
                       for i in range(n))
     return f"linear-gradient(to right, {stops})"
+
+
+#: how a dense signed map (IG, gradients) is read at a glance: its magnitude, smoothed over a
+#: few pixels (single pixels flicker between signs), clipped at this percentile so one extreme
+#: pixel does not wash the rest out
+MAGNITUDE_SIGMA = 2.0
+MAGNITUDE_CLIP = 99.0
+
+
+def magnitude_map(amap: np.ndarray, sigma: float = MAGNITUDE_SIGMA, clip: float = MAGNITUDE_CLIP) -> tuple:
+    """``(t, vmax)``: ``|amap|`` (channels summed first) Gaussian-smoothed by ``sigma`` pixels
+    (at 224 px; scaled with the map's side) and divided by its ``clip`` percentile, in [0, 1];
+    ``vmax`` is that percentile, in the map's units, for the colour bar."""
+    from scipy.ndimage import gaussian_filter
+
+    a = np.asarray(amap, np.float64)
+    a = np.abs(a.sum(0) if a.ndim == 3 else a)
+    s = sigma * max(a.shape) / 224.0
+    if s > 0.3:
+        a = gaussian_filter(a, s)
+    vmax = float(np.percentile(a, clip)) if a.size else 0.0
+    if vmax <= 0:
+        return np.zeros_like(a), 0.0
+    return np.clip(a / vmax, 0, 1), vmax
+
+
+def magnitude_rgba(t: np.ndarray, alpha: float = 0.9, cmap: str = "inferno") -> np.ndarray:
+    """``t`` in [0, 1] as ``cmap`` colours whose opacity grows with ``t`` (weak values let the
+    photo show through, so a dense map does not cover it)."""
+    rgba = _fixed_colormap(np.clip(t, 0, 1) * (1 - HEAT_FLOOR) + HEAT_FLOOR, cmap)
+    rgba[..., 3] = (255 * alpha * np.clip(t, 0, 1)).astype(np.uint8)
+    return rgba
