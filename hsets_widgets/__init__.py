@@ -28,12 +28,12 @@ __all__ = ["explain", "Explainer", "Explanation", "InteractionSet", "prepare_ima
            "CurvatureSpec", "curvature", "ThresholdRule", "GrownSet", "grow_set", "estimate_value",
            "select_seeds", "load_image", "example_image", "ImageError", "load_classifier",
            "wrap_module", "Classifier", "ModelError", "HSetsConfig", "PRESETS", "get_config",
-           "CancelToken", "Cancelled", "Explorer"]
+           "CancelToken", "Cancelled", "Explorer", "Gallery"]
 
 
 def __getattr__(name):
-    if name == "Explorer":
-        from .widgets import Explorer
+    if name in ("Explorer", "Gallery"):       # the widgets load ipywidgets: only when asked for
+        from . import widgets
 
-        return Explorer
+        return getattr(widgets, name)
     raise AttributeError(f"module 'hsets_widgets' has no attribute {name!r}")

@@ -264,3 +264,23 @@ def test_a_folder_that_is_no_run_is_refused_in_one_line(tmp_path):
         open_run(tmp_path)
     with pytest.raises(ValueError, match="is not a folder"):
         Gallery(tmp_path / "missing")
+
+
+def test_hsets_explore_takes_a_run_folder(runs, tmp_path, capsys):
+    import argparse
+
+    from hsets_widgets.cli.explore import app_environment
+    from hsets_widgets.cli.main import main
+    from hsets_widgets.widgets.app import explorer_from_env
+
+    args = argparse.Namespace(image=str(runs[0]), compare=str(runs[1]), preset="default", segmenter="slic",
+                              model=None, settings=[])
+    env = app_environment(args, base={})
+    assert env["HSETS_GALLERY"] == str(runs[0].resolve()) and env["HSETS_COMPARE"] == str(runs[1].resolve())
+    g = explorer_from_env(env)
+    assert isinstance(g, Gallery) and len(g.run.keys) == 4 and g.state.paired
+    g.close()
+    assert main(["explore", str(tmp_path), "--no-browser"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hsets explore: error:") and "give the --out folder of `hsets evaluate`" in err
+    assert len(err.splitlines()) == 1

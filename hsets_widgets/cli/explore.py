@@ -7,6 +7,8 @@ Examples
     hsets explore                       # embedded cat photo, EfficientNet-Lite0
     hsets explore photo.jpg --no-browser --port 8900
     hsets explore coffee --segmenter slic --set nu=64 --set mu=4
+    hsets explore eval/                 # the gallery of an `hsets evaluate` folder
+    hsets explore eval/ --compare eval2/    # two runs paired photo by photo
 
 The server listens on 127.0.0.1 only and prints its address, which carries a random token as
 Jupyter's does: on a shared machine any local user could otherwise open the app, drive its
@@ -46,7 +48,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                "./hsets-export/ in the folder the command was started from.")
     p.add_argument("image", nargs="?", default=None, metavar="IMAGE",
                    help="image file, or an embedded example (chelsea, coffee, astronaut, rocket, "
-                        "horse, motorcycle_left); default: chelsea")
+                        "horse, motorcycle_left), or the --out folder of `hsets evaluate` for the "
+                        "gallery of the whole run; default: chelsea")
+    p.add_argument("--compare", default=None, metavar="FOLDER",
+                   help="with a run folder: a second run over the same photos, paired photo by photo")
     p.add_argument("--model", default=None,
                    help="classifier: the offline default efficientnet_lite0, or a torchvision name")
     p.add_argument("--preset", default="default", choices=("default", "interactions", "paper", "authors-code"),
@@ -118,6 +123,14 @@ def check_model_name(name: str) -> None:
     if not callable(getattr(torchvision.models, name, None)):
         raise ModelError(f"unknown model {name!r}; use {DEFAULT_MODEL} (offline) or a torchvision name such as "
                          f"{', '.join(TORCHVISION_MODELS)}")
+
+
+def check_run_folder(folder) -> str:
+    """The absolute path of an ``hsets evaluate`` folder, checked before a server starts (a
+    folder that is no run gets its one-line error here, not in the browser)."""
+    from ..evaluation.records import RunRecords
+
+    return str(RunRecords(folder).folder.resolve())
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -209,14 +222,25 @@ def app_environment(args, base=None, session=None) -> dict:
     """The environment variables that pass the app's settings to the Voila kernel
     (``session``: the folder that keeps the page's state across reloads).
     """
-    from ..widgets.app import ENV_EXPORT, ENV_IMAGE, ENV_MODEL, ENV_PRESET, ENV_SEGMENTER, ENV_SESSION, ENV_SETTINGS
+    from ..widgets.app import (ENV_COMPARE, ENV_EXPORT, ENV_GALLERY, ENV_IMAGE, ENV_MODEL, ENV_PRESET, ENV_SEGMENTER,
+                               ENV_SESSION, ENV_SETTINGS)
 
     env = dict(os.environ if base is None else base)
     if session is not None:
         env[ENV_SESSION] = str(session)
     else:
         env.pop(ENV_SESSION, None)
-    env[ENV_IMAGE] = resolve_image(args.image)
+    env.pop(ENV_GALLERY, None)
+    env.pop(ENV_COMPARE, None)
+    compare = getattr(args, "compare", None)
+    if args.image is not None and Path(args.image).expanduser().is_dir():
+        env[ENV_GALLERY] = check_run_folder(args.image)
+        if compare is not None:
+            env[ENV_COMPARE] = check_run_folder(compare)
+    elif compare is not None:
+        raise ValueError("--compare pairs two runs: give the first run's folder as IMAGE, e.g. "
+                         "hsets explore eval/ --compare eval2/")
+    env[ENV_IMAGE] = resolve_image(None if ENV_GALLERY in env else args.image)
     env[ENV_PRESET] = args.preset
     env[ENV_SEGMENTER] = args.segmenter
     env[ENV_EXPORT] = str(Path.cwd())
@@ -251,9 +275,13 @@ def run(args) -> int:
     try:
         env = app_environment(args, session=session)
         env = server_environment(env, write_token_file(session, token) if token else None)
-        print(f"H-Sets Explorer for {env['HSETS_IMAGE']}: {url}", flush=True)
-        print("(the first set appears after IG, segmentation and a few Hessian rows; Ctrl+C stops "
-              "the server)", flush=True)
+        if env.get("HSETS_GALLERY"):
+            print(f"H-Sets gallery of {env['HSETS_GALLERY']}: {url}", flush=True)
+            print("(click a photo's name to open it in the Explorer; Ctrl+C stops the server)", flush=True)
+        else:
+            print(f"H-Sets Explorer for {env['HSETS_IMAGE']}: {url}", flush=True)
+            print("(the first set appears after IG, segmentation and a few Hessian rows; Ctrl+C stops "
+                  "the server)", flush=True)
         proc = subprocess.Popen(voila_command(app_notebook(), port, not args.no_browser, args.debug, bool(token),
                                               preheat=not args.no_preheat), env=env,
                                 preexec_fn=die_with_parent)

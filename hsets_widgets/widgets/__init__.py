@@ -16,6 +16,7 @@ the same :class:`ExplorerState` (or builds its own from an image):
 ``SweepPanel``         faithfulness against mu (bqplot); a click applies that mu
 ``ExportPanel``        image PNG, figure PNG and explanation file, written from Python
 ``StatusBar``          progress, cancel and errors of the background work
+``Gallery``            a whole ``hsets evaluate`` run: grid, sort, scatter, summary, two runs
 =====================  ====================================================================
 
 The engine (:mod:`hsets_widgets.explain`) never imports this package.
@@ -23,6 +24,7 @@ The engine (:mod:`hsets_widgets.explain`) never imports this package.
 from .animation import MergeAnimation
 from .explorer import Explorer, SetsPanel, StatusBar
 from .export import ExportPanel, save_figure, save_png
+from .gallery import Gallery
 from .image_view import ImageView, compose_view
 from .methods_view import MethodsView
 from .readout import FaithfulnessReadout
@@ -34,6 +36,6 @@ from .state import ExplorerState
 from .sweep_view import SweepPanel
 from .threshold import ThresholdExplorer
 
-__all__ = ["FaithfulnessReadout", "Explorer", "ExplorerState", "ExportPanel", "ImageView", "MergeAnimation",
+__all__ = ["FaithfulnessReadout", "Explorer", "ExplorerState", "ExportPanel", "Gallery", "ImageView", "MergeAnimation",
            "MethodsView", "RoadView", "RowInspector", "SeedRanking", "SetsPanel", "StatusBar", "SubsetSampling",
            "SweepPanel", "ThresholdExplorer", "compose_view", "save_figure", "save_png"]

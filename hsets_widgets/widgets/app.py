@@ -12,6 +12,8 @@ package) with these variables set; the kernel inherits them:
                      folder, so ``hsets explore`` sets it to the folder it was started in)
 ``HSETS_SESSION``    folder that keeps settings and kept sets across page reloads
                      (``hsets explore`` makes a fresh one per server)
+``HSETS_GALLERY``    an ``hsets evaluate`` folder: the app is the gallery of that run
+                     (``HSETS_COMPARE``: a second run paired with it)
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ ENV_SEGMENTER = "HSETS_SEGMENTER"
 ENV_SETTINGS = "HSETS_SETTINGS"
 ENV_EXPORT = "HSETS_EXPORT_DIR"
 ENV_SESSION = "HSETS_SESSION"
+ENV_GALLERY = "HSETS_GALLERY"
+ENV_COMPARE = "HSETS_COMPARE"
 
 #: the app notebook shipped inside the package
 APP_NOTEBOOK = Path(__file__).with_name("app.ipynb")
@@ -62,12 +66,23 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> dict:
 
 
 def explorer_from_env(environ: Optional[Mapping[str, str]] = None, **overrides):
-    """Build the :class:`~hsets_widgets.widgets.Explorer` the app shows."""
+    """Build the :class:`~hsets_widgets.widgets.Explorer` the app shows (or the
+    :class:`~hsets_widgets.widgets.gallery.Gallery` of ``$HSETS_GALLERY``, whose photos open
+    in an Explorer with the same settings)."""
     from .explorer import Explorer
 
+    env = os.environ if environ is None else environ
     s = {**settings_from_env(environ), **overrides}
     image = s.pop("image")
     model = s.pop("model")
+    if env.get(ENV_GALLERY):
+        from .gallery import Gallery
+
+        s.pop("session", None)               # the session keeps one photo's state, not a gallery's
+        preset = s.pop("preset")
+        if preset != "default":              # else each photo opens with its run's own preset
+            s["preset"] = preset
+        return Gallery(env[ENV_GALLERY], env.get(ENV_COMPARE) or None, model=model, explorer_settings=s)
     return Explorer(image, model, **s)
 
 

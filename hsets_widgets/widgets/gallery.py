@@ -632,7 +632,7 @@ class Gallery(W.VBox):
             if name == "hsets":
                 settings = {"preset": options.pop("preset", "default"), **options}
                 break
-        ex = Explorer(rec.path, self.run_model(), target=rec.target, **settings, **self.explorer_settings)
+        ex = Explorer(rec.path, self.run_model(), target=rec.target, **{**settings, **self.explorer_settings})
         stored = run.maps(key)
         for spec, amap in stored.items():
             name, options = parse_method_spec(spec)
