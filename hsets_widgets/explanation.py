@@ -254,6 +254,44 @@ class Explanation:
         return compare_figure(self, path, others=others)
 
 
+    # ---- static views (notebooks shown without a kernel: GitHub, nbviewer) ------------------
+    def preview(self, scale: Optional[int] = None) -> np.ndarray:
+        """The photo and the heatmap over it, side by side, as ``(H, 2W, 3)`` uint8 (upscaled to
+        at least 224 px so a small crop stays readable). Drawn without matplotlib."""
+        from .heatmap import overlay
+
+        img = np.clip(np.asarray(self.image, np.float64), 0, 1)
+        both = np.concatenate([(img * 255 + 0.5).astype(np.uint8), overlay(img, self.heatmap)], axis=1)
+        k = scale or max(1, -(-224 // max(img.shape[:2])))
+        return np.repeat(np.repeat(both, k, axis=0), k, axis=1)
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(self.preview()).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def _repr_html_(self) -> str:
+        import base64
+        import html
+
+        rows = "".join(
+            f"<tr><td>#{k + 1}</td><td>{tuple(int(v) for v in s.seed_yx)}</td><td>{len(s)}</td>"
+            f"<td>{s.value:.4g} &plusmn; {s.stderr:.2g}</td></tr>" for k, s in enumerate(self.sets))
+        png = base64.b64encode(self._repr_png_()).decode()
+        painted = 100 * float((np.asarray(self.heatmap) != 0).mean())
+        return (f"<div class='hsets-explanation'><b>H-Sets explanation</b> of class "
+                f"<b>{html.escape(str(self.class_name))}</b> ({int(self.target)}, p = {self.probability:.2f}), "
+                f"preset <code>{html.escape(str(self.settings.get('preset', '?')))}</code>, "
+                f"{len(self.sets)} sets, {painted:.1f}% of the pixels painted<br>"
+                f"<img src='data:image/png;base64,{png}' alt='the photo and its H-Sets heatmap'/>"
+                "<table><tr><th>set</th><th>seed (y, x)</th><th>pixels</th><th>value &plusmn; s.e.</th></tr>"
+                f"{rows}</table></div>")
+
+
 def _oversized_entry(z) -> str:
     """Why an array of the archive ``z`` cannot be what its header declares (a header claiming
     terabytes in a small file would be a MemoryError when read), or ``""``.

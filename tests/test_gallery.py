@@ -284,3 +284,18 @@ def test_hsets_explore_takes_a_run_folder(runs, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("hsets explore: error:") and "give the --out folder of `hsets evaluate`" in err
     assert len(err.splitlines()) == 1
+
+
+def test_an_explanation_shows_a_picture_and_a_table_without_widgets(photo48, small32):
+    from PIL import Image
+
+    from hsets_widgets import explain
+
+    e = explain(photo48, small32, segmenter="slic", n_steps=8, nu=20, n_sets=2)
+    png = Image.open(io.BytesIO(e._repr_png_()))
+    assert png.size == (2 * 240, 240)                    # photo and heatmap, 48 px upscaled 5x
+    rgb = np.asarray(png.convert("RGB"), np.int64)
+    assert np.abs(rgb[:, :240] - rgb[:, 240:]).sum(-1).max() > 100   # the heatmap marks pixels
+    page = e._repr_html_()
+    assert "data:image/png;base64," in page and page.count("<tr>") == 1 + len(e.sets)
+    assert f"p = {e.probability:.2f}" in page and e.class_name in page
