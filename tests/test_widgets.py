@@ -1026,13 +1026,23 @@ def test_seed_ranking_shows_why_these_seeds_and_warns_when_they_hold_little(expl
 
 
 def test_readout_says_worse_than_random_in_words(explorer):
+    from hsets_widgets.widgets.readout import SPARSE_SUPPORT
+
     ro = explorer.readout
     ro.enabled.value = True
     assert explorer.wait(60) and ro.wait(120)
     shown, rnd = ro.shown[1], ro.references["random"]
     text = html.unescape(ro.text.value)
+    sparse = shown["support_fraction"] < SPARSE_SUPPORT
     assert ("Worse than random" in text) == (shown["morf_aopc"] < rnd["morf_aopc"]
-                                             or shown["lerf_aopc"] > rnd["lerf_aopc"])
+                                             or (not sparse and shown["lerf_aopc"] > rnd["lerf_aopc"]))
+    # a sparse map's LeRF ties outside its support: above random's, it is no warning, and the
+    # words say why; the same LeRF on a dense map is one
+    lerf_worse = dict(rnd, morf_aopc=rnd["morf_aopc"] + 0.01, lerf_aopc=rnd["lerf_aopc"] + 0.01)
+    text = html.unescape(ro._html(dict(lerf_worse, support_fraction=0.14)))
+    assert "Worse than random" not in text and "Judged by MoRF only" in text and "14%" in text
+    text = html.unescape(ro._html(dict(lerf_worse, support_fraction=1.0)))
+    assert "Worse than random" in text and "LeRF AOPC" in text and "Judged by MoRF only" not in text
     # the random map's own numbers, a hair worse on MoRF: the line names both numbers
     worse = dict(rnd, morf_aopc=rnd["morf_aopc"] - 0.01)
     text = html.unescape(ro._html(worse))
@@ -1254,3 +1264,31 @@ def test_another_class_or_photo_without_a_restart(explainer):
                                "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
     assert "cannot read notes.txt as an image" in e.chooser.message.value and e.explainer is before
     e.state.cancel()
+
+
+def test_ig_beside_hsets_is_shown_as_its_smoothed_magnitude_with_a_colour_bar(explorer):
+    from hsets_widgets.widgets import render
+
+    st, mv = explorer.state, explorer.methods
+    choose(mv.choice, "ig")
+    assert explorer.wait(120) and st.error == ""
+    ig = st.method_result.map
+    words = html.unescape(mv.colorbar.value)
+    assert "ig: magnitude |map|" in words and "smoothed over 2 px" in words and "99th percentile" in words
+    rgba, cmap, vmax, _ = render.method_layer(ig)
+    assert cmap == "inferno" and vmax > 0
+    # what is drawn is that transform: |IG| smoothed, not the raw signed pixels, whose
+    # near-white colours (bwr around zero) barely tint the photo
+    assert np.array_equal(rgba, render.magnitude_rgba(render.magnitude_map(ig)[0]))
+    raw = render.heat_rgba(np.asarray(ig).sum(0) if np.ndim(ig) == 3 else ig)[0]
+
+    def tint(a):        # colour saturation times opacity: how much the layer shows over a photo
+        c = a[..., :3].astype(float)
+        return ((c.max(-1) - c.min(-1)) * a[..., 3] / 255).mean()
+
+    assert tint(rgba) > 1.5 * tint(raw)
+    # a sparse map (H-Sets-like) is painted as it is, and said so
+    sparse = np.zeros_like(np.asarray(ig).sum(0) if np.ndim(ig) == 3 else ig)
+    sparse[:4, :4] = 1.0
+    assert render.method_layer(sparse)[3] == "the map as computed"
+    choose(mv.choice, "")

@@ -144,11 +144,7 @@ def thumbnail_rgba(photo: Optional[np.ndarray], amap: Optional[np.ndarray], size
         base = render.fit(render.photo_rgba(photo, dim=0.7), size)
     if amap is None:
         return base
-    a = np.asarray(amap, np.float64)
-    if (a != 0).mean() < 0.5:
-        heat = render.heat_rgba(np.abs(a))[0]
-    else:
-        heat = render.magnitude_rgba(render.magnitude_map(a)[0])
+    heat = render.method_layer(amap)[0]
     return render.compose_rgba([base, render.fit(heat, size)])
 
 

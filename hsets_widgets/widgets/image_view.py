@@ -284,7 +284,7 @@ class ImageView(W.VBox):
     def _draw_method(self, layer):
         res = self.state.method_result
         if res is not None:
-            rgba, *_ = render.heat_rgba(method_map_2d(res.map), alpha=self.opacity.value)
+            rgba, *_ = render.method_layer(res.map, alpha=self.opacity.value)
             self._put(layer, rgba)
 
     def _draw_heatmap(self, layer):
@@ -491,7 +491,7 @@ def compose_view(state, layers=LAYERS, scale: int = 2, dim: float = 1.0) -> np.n
         if "segments" in layers and seg is not None:
             out.append(render.boundaries_rgba(seg.labels, scale=s))
         if "method" in layers and st.method_result is not None:
-            out.append(render.upscale(render.heat_rgba(method_map_2d(st.method_result.map))[0], s))
+            out.append(render.upscale(render.method_layer(st.method_result.map)[0], s))
         if "heatmap" in layers and st.sets:
             out.append(render.upscale(render.heat_rgba(st.heatmap())[0], s))
             out.append(render.upscale(render.kept_edges_rgba(shape, st.sets, feats), s))

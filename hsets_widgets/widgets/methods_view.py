@@ -18,7 +18,6 @@ from ipycanvas import Canvas
 from ..evaluation.baselines import METHODS
 from . import render
 from .common import as_state, draw_batch, esc, fmt, title
-from .image_view import method_map_2d
 
 #: outline of the method's chosen set (the others are drawn thinner)
 CHOSEN_RGBA = (0, 229, 255, 255)
@@ -49,6 +48,8 @@ class MethodsView(W.VBox):
         self.left_label = W.HTML()
         self.right_label = W.HTML()
         self.right_label.add_class("hsets-method-label")
+        self.colorbar = W.HTML()
+        self.colorbar.add_class("hsets-method-colorbar")
         self.sets = W.Select(options=[], rows=5, layout=W.Layout(width="420px"))
         self.sets.add_class("hsets-method-sets")
         self.sets.observe(lambda ch: self._draw_right(), names="index")
@@ -68,7 +69,7 @@ class MethodsView(W.VBox):
                   "through the Interactions tab."),
             self.choice,
             W.HBox([W.VBox([self.left_label, self.left]),
-                    W.VBox([self.right_label, self.right], layout=W.Layout(margin="0 0 0 12px"))]),
+                    W.VBox([self.right_label, self.right, self.colorbar], layout=W.Layout(margin="0 0 0 12px"))]),
             self.sets, self.test_button])
         self.add_class("hsets-methods-view")
         self.update()
@@ -133,8 +134,12 @@ class MethodsView(W.VBox):
     def _draw_right(self) -> None:
         res = self.state.method_result
         layers = [self._photo()]
+        self.colorbar.value = ""
         if res is not None:
-            layers.append(render.heat_rgba(method_map_2d(res.map))[0])
+            rgba, cmap, vmax, words = render.method_layer(res.map)
+            layers.append(rgba)
+            lo = -vmax if cmap == "bwr" else 0.0
+            self.colorbar.value = render.colorbar_html(cmap, lo, vmax, f"{self.state.method}: {words}")
             _, h, w = self.state.shape
             for k, s in enumerate(res.sets):
                 mask = np.zeros(h * w, bool)

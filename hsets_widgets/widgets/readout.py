@@ -29,6 +29,9 @@ from .runner import BackgroundRunner, Job
 #: the readout's removal fractions: the Explorer's one grid (kept under its old name)
 COARSE_PERCENTAGES = ROAD_GRID
 
+#: below this share of the pixels painted a map is judged by MoRF alone (see ``_verdict``)
+SPARSE_SUPPORT = 0.5
+
 _REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _REFERENCES_LOCK = threading.Lock()
 
@@ -244,22 +247,36 @@ class FaithfulnessReadout(W.VBox):
                 + f"<div class='hsets-readout-status' style='font-size:12px;min-height:32px'>{status}</div>")
 
     def _verdict(self, scores) -> str:
-        """One plain line when what is shown scores worse than the random map, and what to try."""
+        """One plain line when what is shown scores worse than the random map, and what to try.
+
+        A sparse map (under :data:`SPARSE_SUPPORT` of the pixels painted) is judged by MoRF
+        alone: outside its support every pixel ties at zero, so LeRF removes them in random
+        order and its LeRF AOPC sits at the random map's by construction (bench/FAITHFULNESS.md,
+        "LeRF cannot beat random for a sparse map"); a warning on it would fire on almost every
+        H-Sets explanation and say nothing about the sets.
+        """
         rnd = (self.references or {}).get("random")
         if rnd is None:
             return ""
+        sparse = scores["support_fraction"] < SPARSE_SUPPORT
         worse = []
         if scores["morf_aopc"] < rnd["morf_aopc"]:
             worse.append(f"its MoRF AOPC {fmt(scores['morf_aopc'])} is below the random map's "
                          f"{fmt(rnd['morf_aopc'])} (removing its pixels first hurts the prediction "
                          "less than removing random ones)")
-        if scores["lerf_aopc"] > rnd["lerf_aopc"]:
+        if not sparse and scores["lerf_aopc"] > rnd["lerf_aopc"]:
             worse.append(f"its LeRF AOPC {fmt(scores['lerf_aopc'])} is above the random map's "
                          f"{fmt(rnd['lerf_aopc'])}")
+        note = ""
+        if sparse:
+            note = ("<div class='hsets-readout-sparse' style='font-size:11px;color:#555'>Judged by MoRF only: "
+                    f"the map paints {100 * scores['support_fraction']:.0f}% of the pixels, and the rest tie at "
+                    "zero, so LeRF removes them in random order and its LeRF is near the random map's by "
+                    "construction.</div>")
         if not worse:
-            return ""
+            return note
         return ("<div class='hsets-readout-verdict' style='font-size:12px;color:#b71c1c;"
                 "background:#ffebee;padding:3px 6px;margin:3px 0;border-radius:3px'>"
                 f"<b>Worse than random</b>: {'; '.join(worse)}. Try: click a pixel on the object to "
                 "seed a set there (see <i>Why these seeds</i>), remove kept sets that sit on the "
-                "background, or compare with another method's layer.</div>")
+                "background, or compare with another method's layer.</div>" + note)

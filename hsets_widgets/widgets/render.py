@@ -278,3 +278,33 @@ def magnitude_rgba(t: np.ndarray, alpha: float = 0.9, cmap: str = "inferno") -> 
     rgba = _fixed_colormap(np.clip(t, 0, 1) * (1 - HEAT_FLOOR) + HEAT_FLOOR, cmap)
     rgba[..., 3] = (255 * alpha * np.clip(t, 0, 1)).astype(np.uint8)
     return rgba
+
+
+def method_layer(amap: np.ndarray, alpha: float = 0.9) -> tuple:
+    """Another method's map as the views draw it: ``(rgba, cmap, vmax, words)``.
+
+    A sparse map (under half the pixels nonzero: H-Sets, Archipelago's top sets) is painted as
+    it is. A dense map (IG, gradients, CASO) is shown as people read IG: its magnitude,
+    smoothed for display and clipped at its 99th percentile (:func:`magnitude_map`), as
+    compare.png shows IG's strength; its raw signed pixels are too scattered to see over a photo.
+    ``words`` says which, for the label beside the colour bar.
+    """
+    a = np.asarray(amap, np.float64)
+    a = a.sum(0) if a.ndim == 3 else a
+    if (a != 0).mean() < 0.5:
+        rgba, cmap, _, vmax = heat_rgba(a, alpha=alpha)
+        return rgba, cmap, vmax, "the map as computed" + (" (signed: red raises the class, blue lowers it)"
+                                                          if cmap == "bwr" else "")
+    t, vmax = magnitude_map(a)
+    return (magnitude_rgba(t, alpha), "inferno", vmax,
+            f"magnitude |map| (either sign), smoothed over {MAGNITUDE_SIGMA:g} px for display, "
+            f"clipped at its {MAGNITUDE_CLIP:g}th percentile")
+
+
+def colorbar_html(cmap: str, lo: float, hi: float, words: str) -> str:
+    """A small colour bar from ``lo`` to ``hi`` with ``words`` saying what it shows."""
+    from .common import esc, fmt
+
+    return (f"<div class='hsets-colorbar' style='font-size:12px'>{fmt(lo)} <span style='display:inline-block;"
+            f"width:120px;height:10px;background:{colorbar_css(cmap)};vertical-align:middle'></span> "
+            f"{fmt(hi)}<br><span style='color:#555'>{esc(words)}</span></div>")
