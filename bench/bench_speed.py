@@ -20,6 +20,13 @@ Cases:
     python bench/bench_speed.py                      # default, budget-2G, road; 2 repetitions
     python bench/bench_speed.py --repeat 3 --threads 2 --interactions
     python bench/bench_speed.py --worker default     # one measurement, JSON on stdout
+    python bench/bench_speed.py --fused 6 --threads 1  # the fused twin against the module as given
+
+``--fused N`` (its own section, "speed-fused"): in one process, the default explanation of the
+bundled photo and the first N tuning photos, each twice: with ``HSETS_FORWARD=torch`` (every
+pass in the model as given) and with the default (forward-only passes in ONNX Runtime, gradient
+passes and Hessian rows through the fused twin of :mod:`hsets_widgets.fused`); sets compared
+member by member, IG by its largest difference over its largest value, stage CPU seconds.
 """
 from __future__ import annotations
 
@@ -170,6 +177,66 @@ def report(results: dict, args, baseline: str) -> str:
     return "\n".join(lines)
 
 
+def fused_part(n_photos: int, threads: int) -> dict:
+    """The explanation with every pass in the model as given against the default backends,
+    per photo, in this process (the model loaded once; each photo segmented by the first run,
+    so the second reads the cached masks and only IG, growth and values are compared)."""
+    import torch
+    from faithfulness import photos
+
+    from hsets_widgets.explain import Explainer
+    from hsets_widgets.models import load_classifier
+
+    torch.set_num_threads(threads)
+    clf = load_classifier()
+    names = ["chelsea"] + [str(p) for _, p, half in photos() if half == "tuning"][:n_photos]
+    out = []
+    for name in names:
+        runs = {}
+        for backend in ("torch", "onnx"):
+            os.environ["HSETS_FORWARD"] = backend
+            c0 = time.process_time()
+            ex = Explainer(name, clf, "default")
+            e = ex.run()
+            runs[backend] = {"sets": [{"members": sorted(int(m) for m in s.members), "value": float(s.value)}
+                                      for s in e.sets],
+                             "ig": ex.attribution().attribution, "cpu": time.process_time() - c0,
+                             "timings": {k: round(float(v), 2) for k, v in ex.timings.items()}}
+        os.environ.pop("HSETS_FORWARD", None)
+        a, b = runs["torch"], runs["onnx"]
+        rec = {"photo": Path(name).name, **compare_sets(a["sets"], b["sets"]),
+               "ig_max_rel_diff": float(f"{float((a['ig'] - b['ig']).abs().max() / a['ig'].abs().max()):.3g}"),
+               "timings_torch": a["timings"], "timings_fused": b["timings"]}
+        out.append(rec)
+        print(json.dumps(rec), flush=True)
+    return {"threads": threads, "photos": out}
+
+
+def fused_report(res: dict, argv) -> str:
+    from _results import git_rev, machine
+
+    lines = [f"Written by `python bench/bench_speed.py {' '.join(argv)}` on {machine()} ({git_rev()}); one "
+             "process, each photo explained with every pass in the model as given (`HSETS_FORWARD=torch`) "
+             "and then with the default backends (forward-only passes in ONNX Runtime, gradient passes and "
+             "Hessian rows in the fused twin). The second run of a photo reads the masks the first one "
+             "cached, so segmentation is not compared; stage seconds are wall seconds of one run each.", "",
+             "| photo | sets | IG: largest difference / largest value | IG (s) as given -> default | "
+             "growth (s) as given -> default |", "|---|---|---|---|---|"]
+    for r in res["photos"]:
+        words = "identical" if r.get("identical") else f"min Jaccard {r.get('min_jaccard')}"
+        ta, tb = r["timings_torch"], r["timings_fused"]
+        lines.append(f"| {r['photo']} | {words}, values within {r['max_value_rel_diff']:.2g} | {r['ig_max_rel_diff']:.2g} | "
+                     f"{ta['integrated_gradients']:.1f} -> {tb['integrated_gradients']:.1f} | "
+                     f"{ta['growth']:.1f} -> {tb['growth']:.1f} |")
+    import statistics as st
+    g = [r["timings_torch"]["growth"] / r["timings_fused"]["growth"] for r in res["photos"]]
+    i = [r["timings_torch"]["integrated_gradients"] / r["timings_fused"]["integrated_gradients"] for r in res["photos"]]
+    lines += ["", f"Median ratio, as given / default: IG {st.median(i):.2f}x (probes in ONNX Runtime and path "
+                  f"gradients in the twin), growth {st.median(g):.2f}x (Hessian rows in the twin; "
+                  f"range {min(g):.2f}-{max(g):.2f}x)."]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -180,8 +247,21 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     ap.add_argument("--interactions", action="store_true", help="also time the interaction mode (once per tree)")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
+    ap.add_argument("--fused", type=int, metavar="N", default=None,
+                    help="only compare the fused twin with the model as given on the bundled photo and N tuning photos")
     args = ap.parse_args(argv)
     args.argv = argv
+    if args.fused is not None:
+        res = fused_part(args.fused, args.threads)
+        text = fused_report(res, argv)
+        print(text)
+        if not args.no_write:
+            from _results import write_section
+
+            OUT_JSON.with_name("RESULTS_speed_fused.json").write_text(json.dumps(res, indent=1) + "\n")
+            write_section("speed-fused", "## Issue 31: the fused twin against the model as given "
+                          "(bench/bench_speed.py --fused)\n\n" + text + "\n")
+        return 0
     if args.worker:
         print(json.dumps(worker(args.worker, args.threads)))
         return 0

@@ -1,11 +1,13 @@
-"""Forward-only passes: a classifier's logits for a batch, through ONNX Runtime where it can.
+"""A classifier's logits for a batch, through ONNX Runtime or a fused twin where it can.
 
 Most of the toolkit's forward passes need no gradient: the adaptive IG rule's probes, ROAD and
 insertion/deletion curves, the interaction test's coalitions, Archipelago's and MoXI's masked
 images, the Explorer's live readout. On a CPU, ONNX Runtime runs EfficientNet-Lite0's forward
 pass faster than eager PyTorch (bench/RESULTS.md, "speed"), so
 :func:`logits` exports the classifier once (per model and weights, kept weakly) and runs those
-batches there; gradients, Hessian rows and anything under a curvature context stay in PyTorch.
+batches there; gradients, Hessian rows and anything under a curvature context stay in PyTorch,
+where they run through the classifier's fused twin (:mod:`hsets_widgets.fused`: batch norm folded
+into the convolutions, made once per model and weights) when it has one.
 
 The same logits to float32 rounding: a pass goes to ONNX Runtime only when the answer cannot
 differ beyond that, i.e. the model is on the CPU in float32 and in eval mode, nothing asks for a
@@ -13,12 +15,15 @@ gradient, and no ``TorchFunctionMode`` (such as :func:`~hsets_widgets.curvature.
 is active. A model that cannot be exported (dynamic control flow, custom ops) or ONNX Runtime
 missing: eager PyTorch, as before, said once in a :class:`ForwardWarning`.
 
-``HSETS_FORWARD=torch`` (read at each call) turns the export off.
+``HSETS_FORWARD=torch`` (read at each call) turns both off: every pass runs the module as given.
+Forward hooks on the module see only the passes that run in it (those, or all with
+``HSETS_FORWARD=torch``); :func:`counting` counts the images of every pass made here.
 """
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import threading
 import warnings
@@ -49,6 +54,7 @@ class _Exported:
 
 _SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FAILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 _COUNTERS: list = []
 
@@ -144,11 +150,50 @@ def session(classifier, example: torch.Tensor) -> Optional[_Exported]:
         return made
 
 
-def logits(classifier, x: torch.Tensor) -> torch.Tensor:
-    """``classifier(x)`` for a batch ``(B, 3, H, W)``: through ONNX Runtime where the answer is
-    the same (module docs), else the classifier itself.
+def twin(classifier, x: torch.Tensor):
+    """The classifier's fused twin (a module taking normalised images; made on first use and
+    again after its weights change), or None where the module runs as it is: not an eval-mode
+    float32 ``nn.Module`` on ``x``'s device, nothing to fold, or a twin that would not agree.
     """
-    if backend() == "onnx" and _eligible(classifier, x):
+    module = getattr(classifier, "module", None)
+    normalize = getattr(classifier, "normalize", None)
+    if not isinstance(module, torch.nn.Module) or module.training or normalize is None:
+        return None
+    first = next(module.parameters(), None)
+    if x.dtype != torch.float32 or first is None or first.dtype != torch.float32 or first.device != x.device:
+        return None
+    from .fused import fold_batch_norm
+
+    fp = _fingerprint(module)
+    with _LOCK:
+        hit = _TWINS.get(module)
+        if hit is None or hit[1] != fp:
+            if _get_current_function_mode_stack() or torch._C._functorch.peek_interpreter_stack() is not None:
+                # tracing here would bake a curvature context's smooth activations into the twin
+                return None
+            # a fresh, deterministic example, not x: x may be a vmap/grad wrapper here (Hessian
+            # rows), where random numbers are refused
+            shape = (2, *x.shape[1:])
+            example = (torch.sin(torch.arange(math.prod(shape), dtype=torch.float32) * 0.7311) * 0.5 + 0.5)
+            example = example.reshape(shape).to(x.device)
+            with torch.no_grad():
+                example = normalize(example)
+            hit = (fold_batch_norm(module, example), fp)
+            _TWINS[module] = hit
+    return hit[0]
+
+
+def _count(n: int) -> None:
+    for counter in _COUNTERS:
+        counter[0] += n
+
+
+def logits(classifier, x: torch.Tensor) -> torch.Tensor:
+    """``classifier(x)`` for a batch ``(B, 3, H, W)``: through ONNX Runtime or the fused twin
+    where the answer is the same to float32 rounding (module docs), else the classifier itself.
+    """
+    name = backend()
+    if name == "onnx" and _eligible(classifier, x):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -156,9 +201,13 @@ def logits(classifier, x: torch.Tensor) -> torch.Tensor:
         exported = session(classifier, x)
         if exported is not None:
             out = exported.session.run(None, {exported.input_name: np.ascontiguousarray(x.numpy())})[0]
-            for counter in _COUNTERS:
-                counter[0] += len(out)
+            _count(len(out))
             return torch.from_numpy(out)
+    if name == "onnx" and type(x) is torch.Tensor:
+        fused = twin(classifier, x)
+        if fused is not None:
+            _count(len(x))
+            return fused(classifier.normalize(x))
     return classifier(x)
 
 
@@ -173,8 +222,8 @@ def exported(classifier) -> bool:
 
 @contextlib.contextmanager
 def counting():
-    """``with counting() as n:``: ``n[0]`` counts the images run through ONNX Runtime inside
-    the block (a forward hook on the module sees only the PyTorch passes).
+    """``with counting() as n:``: ``n[0]`` counts the images run through ONNX Runtime or the
+    fused twin inside the block (a forward hook on the module sees only the passes run in it).
     """
     counter = [0]
     _COUNTERS.append(counter)

@@ -34,6 +34,7 @@ from torch.func import grad, jvp, vmap
 from torch.overrides import TorchFunctionMode
 
 from .curvature import CurvatureSpec, curvature
+from .forward import twin
 from .memory import fit_batch, fits, memory_room
 from .progress import CancelToken, ProgressFn, report
 
@@ -305,6 +306,10 @@ class HessianRows:
             self.f = _CastScore(f, dtype)
             x = x.to(dtype)
         self.x = x.detach()
+        classifier = getattr(self.f, "classifier", None)
+        if classifier is not None:
+            # made here, outside the passes' curvature context, where it cannot be traced
+            twin(classifier, self.x.unsqueeze(0))
         self.shape = tuple(self.x.shape)
         self.n_features = n_features(self.shape, features)
         self.store_dtype = torch.float64 if self.x.dtype == torch.float64 else torch.float32
