@@ -234,6 +234,9 @@ def test_a_click_opens_the_explorer_with_the_stored_maps_and_back_keeps_the_grid
     stored = RunRecords(runs[0]).maps(key)
     assert np.array_equal(ex.state.method_cache["random"].map, stored["random"])
     assert np.array_equal(ex.state.method_cache["gradient"].map, stored["gradient"])
+    assert np.array_equal(ex.state.method_cache["ig"].map, stored["ig:n_steps=8"])   # keyed by its name
+    assert g.layers == {"gradient": "gradient", "random": "random", "ig": "ig:n_steps=8"}
+    assert "ig (ig:n_steps=8)" in g.children[0].children[1].value
     assert ex.state.method == "gradient" and ex.state.method_result is ex.state.method_cache["gradient"]
     g.back.click()
     assert g.children == (g.main,) and g.state.shown() == shown and g.state.sort_by == "random sparsity"

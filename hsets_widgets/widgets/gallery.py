@@ -309,12 +309,13 @@ class GalleryScatter(W.VBox):
         self.state = state
         cols = state.run.numbers()
         self.xs, self.ys = LinearScale(), LinearScale()
-        self.mark = Scatter(x=[0.0], y=[0.0], scales={"x": self.xs, "y": self.ys}, default_size=24,
+        self.mark = Scatter(x=[0.0], y=[0.0], scales={"x": self.xs, "y": self.ys}, default_size=48,
                             colors=["#1976d2"], stroke="white", selected_style={"fill": "#ff9800", "opacity": 1},
                             unselected_style={"opacity": 0.35}, names=[], display_names=False)
         self.brush = BrushSelector(x_scale=self.xs, y_scale=self.ys, marks=[self.mark], color="#ff9800")
-        self.xaxis = Axis(scale=self.xs, label="x", tick_format=".3g")
-        self.yaxis = Axis(scale=self.ys, orientation="vertical", label="y", tick_format=".3g")
+        # few, short ticks: AOPC differences are often 1e-4, whose long labels would overlap
+        self.xaxis = Axis(scale=self.xs, label="x", tick_format=".2g", num_ticks=4)
+        self.yaxis = Axis(scale=self.ys, orientation="vertical", label="y", tick_format=".2g", num_ticks=5)
         self.figure = Figure(marks=[self.mark], axes=[self.xaxis, self.yaxis], interaction=self.brush,
                              layout=W.Layout(width="460px", height="380px"),
                              fig_margin={"top": 16, "bottom": 48, "left": 64, "right": 12})
@@ -328,6 +329,7 @@ class GalleryScatter(W.VBox):
         self.xpick.observe(lambda ch: setattr(state, "x", ch["new"] or ""), names="value")
         self.ypick.observe(lambda ch: setattr(state, "y", ch["new"] or ""), names="value")
         self.clear = W.Button(description="clear selection", layout=W.Layout(width="140px"))
+        self.clear.add_class("hsets-gallery-clear")
         self.clear.on_click(lambda b: state.select([]))
         self.info = W.HTML()
         self.info.add_class("hsets-gallery-brush")
@@ -476,6 +478,7 @@ class Gallery(W.VBox):
         self.explorer_settings = dict(explorer_settings or {})
         self.state = GalleryState(self.run)
         self.explorer = None
+        self.layers: dict = {}              # the open Explorer's method layers: name -> stored spec
         st = self.state
         self.notes = W.HTML(notes_html(self.run.notes))
         self.notes.add_class("hsets-gallery-notes-box")
@@ -489,8 +492,11 @@ class Gallery(W.VBox):
         self.show = W.Dropdown(options=SHOW, value=st.show, description="photos", layout=W.Layout(width="180px"))
         self.filter_by = W.Dropdown(options=[""] + cols, value=st.filter_by, description="filter",
                                     layout=W.Layout(width="380px"))
+        self.filter_by.add_class("hsets-gallery-filter")
         self.low = W.Text(placeholder="from", layout=W.Layout(width="90px"))
         self.high = W.Text(placeholder="to", layout=W.Layout(width="90px"))
+        self.low.add_class("hsets-gallery-low")
+        self.high.add_class("hsets-gallery-high")
         self.filter_error = W.HTML()
         methods = self.run.methods
         self.method = W.Dropdown(options=[("photo only", "")] + [(m, m) for m in methods], value=st.method,
@@ -586,8 +592,10 @@ class Gallery(W.VBox):
             return
         self.open_error.value = ""
         rec = self.run.records[key]
+        layers = ", ".join(n if n == spec else f"{n} ({spec})" for n, spec in self.layers.items()) or "none"
         where = W.HTML(f"<span style='font-size:13px'>{esc(rec.name)} from {esc(describe(self.run))}; the "
-                       "run's stored maps are the Explorer's method layers (Other methods tab)</span>")
+                       f"run's stored maps are the Explorer's method layers (Other methods tab): "
+                       f"{esc(layers)}</span>")
         self.children = [W.HBox([self.back, where]), self.explorer]
 
     def close_photo(self) -> None:
@@ -629,11 +637,14 @@ class Gallery(W.VBox):
                 settings = {"preset": options.pop("preset", "default"), **options}
                 break
         ex = Explorer(rec.path, self.run_model(), target=rec.target, **{**settings, **self.explorer_settings})
-        stored = run.maps(key)
-        for spec, amap in stored.items():
-            name, options = parse_method_spec(spec)
-            if name in METHODS and not options and name != "hsets":
-                ex.state.method_cache[name] = MapWithSets(amap, (), None)
+        # the Explorer's layers are keyed by registered name: a stored "ig:n_steps=16" becomes its
+        # "ig" layer (a plain "ig" stored beside it wins); H-Sets is the Explorer's own, live
+        self.layers = {}
+        for spec in sorted(run.maps(key).items(), key=lambda kv: ":" in kv[0]):
+            name, _ = parse_method_spec(spec[0])
+            if name in METHODS and name != "hsets" and name not in self.layers:
+                self.layers[name] = spec[0]
+                ex.state.method_cache[name] = MapWithSets(spec[1], (), None)
         first = next((n for n in ex.state.method_cache), "")
         if first:
             ex.state.show_method(first)

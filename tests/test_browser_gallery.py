@@ -1,0 +1,165 @@
+"""The gallery in a real browser (headless Chromium through Playwright), in Voila and in
+JupyterLab: the grid of a real run folder with thumbnails, a sort from the menu, a brush dragged
+over the scatter selecting photos in the grid, a click opening the Explorer and "Back" returning
+to the same sort and selection. Skips like tests/test_browser_explorer.py without Chromium.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_browser_explorer import (  # noqa: F401 - the browser fixture is used by name
+    ARTIFACTS, browser, free_port, require_chromium, shot, stop_server, wait_http, wait_text)
+from test_gallery import make_run
+
+pytestmark = pytest.mark.browser
+
+TESTS = Path(__file__).resolve().parent
+
+SOURCE = """
+import sys
+sys.path.insert(0, {tests!r})
+import torch
+torch.set_num_threads(1)
+from conftest import tiny_classifier
+from hsets_widgets.widgets import Gallery
+
+gallery = Gallery({folder!r}, model=tiny_classifier(torch.float32, size=32, width=4),
+                  explorer_settings={{"segmenter": "slic", "readout": False, "n_steps": 8, "nu": 32}})
+gallery
+"""
+
+
+def write_notebook(folder: Path, run: Path) -> Path:
+    source = SOURCE.format(tests=str(TESTS), folder=str(run))
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": "gallery", "metadata": {},
+                     "outputs": [], "source": source.strip().splitlines(keepends=True)}],
+          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                       "language_info": {"name": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path = folder / "gallery_test.ipynb"
+    path.write_text(json.dumps(nb))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    require_chromium()
+    return make_run(tmp_path_factory.mktemp("gallery-run"))
+
+
+@pytest.fixture(scope="module")
+def voila_gallery(tmp_path_factory, run_folder):
+    from hsets_widgets.cli.explore import server_environment, voila_command, write_token_file
+
+    pytest.importorskip("voila")
+    folder = tmp_path_factory.mktemp("voila-gallery")
+    nb = write_notebook(folder, run_folder)
+    port = free_port()
+    log = open(folder / "voila-gallery.log", "w")
+    token = "gallery-token-0123456789"
+    env = server_environment(dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"),
+                             write_token_file(folder, token))
+    proc = subprocess.Popen(voila_command(nb.name, port, open_browser=False, debug=True, token=True, preheat=False),
+                            cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/voila/static/favicon.ico")
+        yield f"{base}/?token={token}"
+    finally:
+        stop_server(proc, log, folder / "voila-gallery.log", timeout=15)
+
+
+def use_the_gallery(page, name: str) -> None:
+    """What a user does: look, sort, brush, open a photo, come back."""
+    wait_text(page, ".hsets-gallery-where", r"photos 1-4 of 4 shown", timeout=180)
+    # thumbnails: the page's tiles fill in with the photos and their maps
+    tile = page.locator(".hsets-gallery-tile img").first
+    page.wait_for_timeout(1500)
+    pic = shot(tile, f"{name}-gallery-01-thumbnail.png")
+    assert pic.std() > 10, "the first thumbnail is blank"
+    # sort from the menu: the first tile says the new number
+    page.locator(".hsets-gallery-sort select").first.select_option(label="random sparsity")
+    wait_text(page, ".hsets-gallery-number", r"random sparsity = ", timeout=30)
+    # drag a rectangle over the whole scatter: every photo is selected, the grid says so
+    fig = page.locator(".hsets-gallery-scatter").first
+    fig.scroll_into_view_if_needed()
+    box = fig.bounding_box()
+    page.mouse.move(box["x"] + 66, box["y"] + 18)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 14, box["y"] + box["height"] - 50, steps=6)
+    page.mouse.up()
+    said = wait_text(page, ".hsets-gallery-where", r"\d+ selected", timeout=30)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-gallery-02-brushed.png"))
+    n = int(said.split(" selected")[0].split()[-1])
+    assert 1 <= n <= 4
+    wait_text(page, ".hsets-gallery-brush", rf"{n} photo\(s\) selected", timeout=10)
+    # click the first photo's name: the Explorer opens on it; Back returns to the same grid
+    first = page.locator(".hsets-gallery-open").first.inner_text()
+    page.locator(".hsets-gallery-open").first.click()
+    page.locator(".hsets-explorer").first.wait_for(state="visible", timeout=180_000)
+    wait_text(page, ".hsets-status", r"ready", timeout=180)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-gallery-03-explorer.png"))
+    page.locator(".hsets-gallery-back").first.click()
+    wait_text(page, ".hsets-gallery-where", rf"{n} selected", timeout=30)
+    assert page.locator(".hsets-gallery-open").first.inner_text() == first
+    assert "random sparsity = " in page.locator(".hsets-gallery-number").first.inner_text()
+    assert page.locator(".hsets-explorer").count() == 0
+
+
+def test_the_gallery_in_voila(voila_gallery, browser):
+    page = browser.new_page(viewport={"width": 1500, "height": 1200})
+    try:
+        page.goto(voila_gallery, timeout=180_000)
+        use_the_gallery(page, "voila")
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "voila-gallery-failure.png"))
+        raise
+    finally:
+        page.close()
+
+
+@pytest.fixture(scope="module")
+def lab_url(tmp_path_factory, run_folder):
+    pytest.importorskip("jupyterlab")
+    folder = tmp_path_factory.mktemp("lab-gallery")
+    write_notebook(folder, run_folder)
+    port = free_port()
+    log = open(folder / "lab-gallery.log", "w")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
+               JUPYTER_CONFIG_DIR=str(folder / "config"), JUPYTER_RUNTIME_DIR=str(folder / "runtime"))
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
+                             "--ServerApp.ip=127.0.0.1", "--ServerApp.token=", "--ServerApp.password=",
+                             "--ServerApp.disable_check_xsrf=True", "--allow-root",
+                             f"--ServerApp.root_dir={folder}", "--LabApp.news_url=None",
+                             "--ServerApp.port_retries=0"],
+                            cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/api")
+        yield base
+    finally:
+        stop_server(proc, log, folder / "lab-gallery.log", timeout=20)
+
+
+@pytest.mark.slow
+def test_the_gallery_in_jupyterlab(lab_url, browser):
+    page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    try:
+        page.goto(lab_url + "/lab/tree/gallery_test.ipynb", timeout=180_000)
+        cell = page.locator(".jp-Cell .jp-InputArea-editor").first
+        cell.wait_for(state="visible", timeout=180_000)
+        page.wait_for_timeout(3000)                      # let the kernel start
+        cell.click()
+        page.keyboard.press("Shift+Enter")
+        use_the_gallery(page, "lab")
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "lab-gallery-failure.png"))
+        raise
+    finally:
+        page.close()
+
