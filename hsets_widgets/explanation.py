@@ -257,7 +257,8 @@ class Explanation:
     # ---- static views (notebooks shown without a kernel: GitHub, nbviewer) ------------------
     def preview(self, scale: Optional[int] = None) -> np.ndarray:
         """The photo and the heatmap over it, side by side, as ``(H, 2W, 3)`` uint8 (upscaled to
-        at least 224 px so a small crop stays readable). Drawn without matplotlib."""
+        at least 224 px so a small crop stays readable). Drawn without matplotlib.
+        """
         from .heatmap import overlay
 
         img = np.clip(np.asarray(self.image, np.float64), 0, 1)

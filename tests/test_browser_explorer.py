@@ -470,8 +470,13 @@ def jupyter_url(tmp_path_factory):
     pytest.importorskip("notebook")
     folder = tmp_path_factory.mktemp("jupyter")
     write_notebook(folder)
+    yield from serve_jupyterlab(folder, "jupyter.log")
+
+
+def serve_jupyterlab(folder: Path, log_name: str):
+    """JupyterLab (and Notebook 7) on ``folder``, no token, on a free port: yields its address."""
     port = free_port()
-    log = open(folder / "jupyter.log", "w")
+    log = open(folder / log_name, "w")
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
                JUPYTER_CONFIG_DIR=str(folder / "config"), JUPYTER_RUNTIME_DIR=str(folder / "runtime"))
     proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
@@ -485,7 +490,7 @@ def jupyter_url(tmp_path_factory):
         wait_http(f"{base}/api")
         yield base
     finally:
-        stop_server(proc, log, folder / "jupyter.log", timeout=20)
+        stop_server(proc, log, folder / log_name, timeout=20)
 
 
 @pytest.mark.slow

@@ -8,12 +8,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from test_browser_explorer import (  # noqa: F401 - the browser fixture is used by name
-    ARTIFACTS, browser, free_port, require_chromium, shot, stop_server, wait_http, wait_text)
+    ARTIFACTS,
+    browser,
+    free_port,
+    require_chromium,
+    serve_jupyterlab,
+    shot,
+    stop_server,
+    wait_http,
+    wait_text,
+)
 from test_gallery import make_run
 
 pytestmark = pytest.mark.browser
@@ -93,7 +101,9 @@ def use_the_gallery(page, name: str) -> None:
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] - 14, box["y"] + box["height"] - 50, steps=6)
     page.mouse.up()
-    said = wait_text(page, ".hsets-gallery-where", r"\d+ selected", timeout=30)
+    wait_text(page, ".hsets-gallery-where", r"\d+ selected", timeout=30)
+    page.wait_for_timeout(1500)                      # the brush selects while it moves: let it settle
+    said = page.locator(".hsets-gallery-where").first.inner_text()
     page.screenshot(path=str(ARTIFACTS / f"{name}-gallery-02-brushed.png"))
     n = int(said.split(" selected")[0].split()[-1])
     assert 1 <= n <= 4
@@ -111,16 +121,24 @@ def use_the_gallery(page, name: str) -> None:
     assert page.locator(".hsets-explorer").count() == 0
 
 
-def test_the_gallery_in_voila(voila_gallery, browser):
-    page = browser.new_page(viewport={"width": 1500, "height": 1200})
+def on_a_page(browser, name: str, height: int, steps) -> None:  # noqa: F811 - the fixture
+    """Run ``steps(page)`` on a new page, keeping a screenshot when it fails."""
+    page = browser.new_page(viewport={"width": 1500, "height": height})
     try:
-        page.goto(voila_gallery, timeout=180_000)
-        use_the_gallery(page, "voila")
+        steps(page)
     except Exception:
-        page.screenshot(path=str(ARTIFACTS / "voila-gallery-failure.png"))
+        page.screenshot(path=str(ARTIFACTS / f"{name}-gallery-failure.png"))
         raise
     finally:
         page.close()
+
+
+def test_the_gallery_in_voila(voila_gallery, browser):  # noqa: F811 - the imported fixture
+    def steps(page):
+        page.goto(voila_gallery, timeout=180_000)
+        use_the_gallery(page, "voila")
+
+    on_a_page(browser, "voila", 1200, steps)
 
 
 @pytest.fixture(scope="module")
@@ -128,28 +146,12 @@ def lab_url(tmp_path_factory, run_folder):
     pytest.importorskip("jupyterlab")
     folder = tmp_path_factory.mktemp("lab-gallery")
     write_notebook(folder, run_folder)
-    port = free_port()
-    log = open(folder / "lab-gallery.log", "w")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
-               JUPYTER_CONFIG_DIR=str(folder / "config"), JUPYTER_RUNTIME_DIR=str(folder / "runtime"))
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}",
-                             "--ServerApp.ip=127.0.0.1", "--ServerApp.token=", "--ServerApp.password=",
-                             "--ServerApp.disable_check_xsrf=True", "--allow-root",
-                             f"--ServerApp.root_dir={folder}", "--LabApp.news_url=None",
-                             "--ServerApp.port_retries=0"],
-                            cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/api")
-        yield base
-    finally:
-        stop_server(proc, log, folder / "lab-gallery.log", timeout=20)
+    yield from serve_jupyterlab(folder, "lab-gallery.log")
 
 
 @pytest.mark.slow
-def test_the_gallery_in_jupyterlab(lab_url, browser):
-    page = browser.new_page(viewport={"width": 1500, "height": 1400})
-    try:
+def test_the_gallery_in_jupyterlab(lab_url, browser):  # noqa: F811 - the imported fixture
+    def steps(page):
         page.goto(lab_url + "/lab/tree/gallery_test.ipynb", timeout=180_000)
         cell = page.locator(".jp-Cell .jp-InputArea-editor").first
         cell.wait_for(state="visible", timeout=180_000)
@@ -157,9 +159,5 @@ def test_the_gallery_in_jupyterlab(lab_url, browser):
         cell.click()
         page.keyboard.press("Shift+Enter")
         use_the_gallery(page, "lab")
-    except Exception:
-        page.screenshot(path=str(ARTIFACTS / "lab-gallery-failure.png"))
-        raise
-    finally:
-        page.close()
 
+    on_a_page(browser, "lab", 1400, steps)

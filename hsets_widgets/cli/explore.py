@@ -127,7 +127,8 @@ def check_model_name(name: str) -> None:
 
 def check_run_folder(folder) -> str:
     """The absolute path of an ``hsets evaluate`` folder, checked before a server starts (a
-    folder that is no run gets its one-line error here, not in the browser)."""
+    folder that is no run gets its one-line error here, not in the browser).
+    """
     from ..evaluation.records import RunRecords
 
     return str(RunRecords(folder).folder.resolve())
@@ -222,8 +223,17 @@ def app_environment(args, base=None, session=None) -> dict:
     """The environment variables that pass the app's settings to the Voila kernel
     (``session``: the folder that keeps the page's state across reloads).
     """
-    from ..widgets.app import (ENV_COMPARE, ENV_EXPORT, ENV_GALLERY, ENV_IMAGE, ENV_MODEL, ENV_PRESET, ENV_SEGMENTER,
-                               ENV_SESSION, ENV_SETTINGS)
+    from ..widgets.app import (
+        ENV_COMPARE,
+        ENV_EXPORT,
+        ENV_GALLERY,
+        ENV_IMAGE,
+        ENV_MODEL,
+        ENV_PRESET,
+        ENV_SEGMENTER,
+        ENV_SESSION,
+        ENV_SETTINGS,
+    )
 
     env = dict(os.environ if base is None else base)
     if session is not None:

@@ -65,7 +65,8 @@ class PhotoRecord:
 
 def method_numbers(name: str, scores: dict) -> dict:
     """``{"<name> <metric>": value}`` of every number a method's record holds (curves, which
-    are dicts of lists, are left out; a metric this version does not know is kept)."""
+    are dicts of lists, are left out; a metric this version does not know is kept).
+    """
     out = {}
     for metric, v in scores.items():
         if isinstance(v, bool):
@@ -248,7 +249,8 @@ class RunRecords:
 
     def columns(self) -> dict:
         """``{column name: float array over keys}`` (NaN where a photo lacks it): every number
-        the run recorded, per photo and per method, ready to sort, filter and plot."""
+        the run recorded, per photo and per method, ready to sort, filter and plot.
+        """
         if self.columns_cache is None:
             recs = list(self.records.values())
             names = {}
@@ -265,7 +267,8 @@ class RunRecords:
 
     def maps(self, key: str, names=None) -> dict:
         """The stored maps of a photo (``{method: (H, W) array}``; channels summed), ``{}`` when
-        its maps file is missing or unreadable."""
+        its maps file is missing or unreadable.
+        """
         rec = self.records[key]
         if not rec.ok or rec.slug not in self.map_files:
             return {}
@@ -278,7 +281,8 @@ class RunRecords:
 
     def photo(self, key: str, size: Optional[int] = None) -> Optional[np.ndarray]:
         """The photo as the run saw it (resized and centre-cropped to ``size``), or None when
-        its file is gone or unreadable."""
+        its file is gone or unreadable.
+        """
         from hsets_widgets.images import load_image, resize_center_crop
 
         path = Path(self.records[key].path)
@@ -294,7 +298,8 @@ class RunRecords:
         """``{method: {metric: {"mean", "low", "high", "n", "source"}}}``: each method's mean with
         a 95% interval. From ``metrics.json`` (mean +- 1.96 std / sqrt(n), a normal interval:
         the file keeps no per-photo values) where it covers the records, else from the records
-        themselves (a percentile bootstrap over photos, while a run is still writing)."""
+        themselves (a percentile bootstrap over photos, while a run is still writing).
+        """
         cols = self.columns()
         n_done = sum(r.ok for r in self.records.values())
         summ = (self.metrics or {}).get("methods", {}) if isinstance(self.metrics, dict) else {}

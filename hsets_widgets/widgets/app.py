@@ -68,7 +68,8 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> dict:
 def explorer_from_env(environ: Optional[Mapping[str, str]] = None, **overrides):
     """Build the :class:`~hsets_widgets.widgets.Explorer` the app shows (or the
     :class:`~hsets_widgets.widgets.gallery.Gallery` of ``$HSETS_GALLERY``, whose photos open
-    in an Explorer with the same settings)."""
+    in an Explorer with the same settings).
+    """
     from .explorer import Explorer
 
     env = os.environ if environ is None else environ

@@ -15,16 +15,15 @@ into the folder; this module only draws and routes clicks.
 """
 from __future__ import annotations
 
-import html
 import io
 import math
 from typing import Optional
 
 import ipywidgets as W
 import numpy as np
-from traitlets import Bool, Enum, Float, HasTraits, Instance, Int, List, Unicode, observe
+from traitlets import Bool, Enum, Float, HasTraits, Int, List, Unicode
 
-from ..evaluation.records import PairedRuns, RunRecords, open_run, sort_order, within
+from ..evaluation.records import PairedRuns, open_run, sort_order, within
 from . import render
 from .common import esc, fmt, title
 from .runner import BackgroundRunner, Job
@@ -137,7 +136,8 @@ class GalleryState(HasTraits):
 def thumbnail_rgba(photo: Optional[np.ndarray], amap: Optional[np.ndarray], size: int = THUMB) -> np.ndarray:
     """The photo (dimmed) with ``amap`` over it, ``size`` pixels square, as RGBA: a sparse map
     (H-Sets) as the Explorer paints it, a dense one (IG, gradients) as its smoothed magnitude,
-    so every method's thumbnail shows where its mass is."""
+    so every method's thumbnail shows where its mass is.
+    """
     if photo is None:
         base = np.full((size, size, 4), (220, 220, 220, 255), np.uint8)
     else:
@@ -159,7 +159,8 @@ def png_bytes(rgba: np.ndarray) -> bytes:
 
 def photo_thumbnails(run, key: str, method: str, size: int = THUMB) -> bytes:
     """The tile of photo ``key``: its map of ``method`` over it (both runs' side by side when
-    ``run`` pairs two)."""
+    ``run`` pairs two).
+    """
     parts = []
     for r in ((run.a, run.b) if isinstance(run, PairedRuns) else (run,)):
         photo = r.photo(key, 224)       # the run's centre crop (any side: the same square)
@@ -180,9 +181,10 @@ class GalleryGrid(W.VBox):
         self.tile_keys: list = [None] * page_size
         self.blank = png_bytes(np.full((THUMB, THUMB * (2 if state.paired else 1), 4), 240, np.uint8))
         self.tiles, self.images, self.buttons, self.labels = [], [], [], []
+        width = f"{THUMB * (2 if state.paired else 1)}px"
         for k in range(page_size):
-            img = W.Image(value=self.blank, format="png", layout=W.Layout(width=f"{THUMB * (2 if state.paired else 1)}px"))
-            btn = W.Button(description="", layout=W.Layout(width=f"{THUMB * (2 if state.paired else 1)}px"),
+            img = W.Image(value=self.blank, format="png", layout=W.Layout(width=width))
+            btn = W.Button(description="", layout=W.Layout(width=width),
                            tooltip="open this photo in the Explorer")
             btn.add_class("hsets-gallery-open")
             btn.on_click(lambda b, k=k: self.open_tile(k))
@@ -220,7 +222,8 @@ class GalleryGrid(W.VBox):
 
     def update(self) -> None:
         """Show the current page of the filtered, sorted photos (thumbnails not yet drawn are
-        drawn in the background, the page's first)."""
+        drawn in the background, the page's first).
+        """
         st = self.state
         self.shown = st.shown()
         last = max(0, (len(self.shown) - 1) // self.page_size)
@@ -246,7 +249,8 @@ class GalleryGrid(W.VBox):
             self.buttons[k].tooltip = f"open {rec.name} in the Explorer"
             tile.layout.border = "2px solid #ff9800" if key in picked else "2px solid transparent"
             if not rec.ok:
-                self.labels[k].value = f"<span style='color:#c62828;font-size:11px'>failed: {esc(rec.reason[:60])}</span>"
+                self.labels[k].value = (f"<span style='color:#c62828;font-size:11px'>failed: "
+                                        f"{esc(rec.reason[:60])}</span>")
             else:
                 v = col[index[key]] if col is not None else math.nan
                 self.labels[k].value = (f"<span style='font-size:11px'>{esc(short(st.sort_by))} = <b>{fmt(v)}</b>"
@@ -427,17 +431,20 @@ def notes_html(notes: list) -> str:
 
 def static_table_html(run, state: Optional[GalleryState] = None, limit: int = 20) -> str:
     """The gallery as plain HTML (what GitHub, nbviewer and a page without the widget manager
-    show): the notes, the summary and the first ``limit`` photos in the gallery's order."""
+    show): the notes, the summary and the first ``limit`` photos in the gallery's order.
+    """
     keys = state.shown() if state is not None else run.keys
     cols = run.columns()
-    show = [c for c in cols if c.endswith(("morf_aopc", "lerf_aopc", "sparsity")) or c in ("probability", "correct")][:8]
+    show = [c for c in cols
+            if c.endswith(("morf_aopc", "lerf_aopc", "sparsity")) or c in ("probability", "correct")][:8]
     head = "<tr><th>photo</th><th>class</th>" + "".join(f"<th>{esc(c)}</th>" for c in show) + "</tr>"
     index = {k: i for i, k in enumerate(run.keys)}
     rows = ""
     for key in keys[:limit]:
         r = run.records[key]
         cells = "".join(f"<td>{fmt(cols[c][index[key]])}</td>" for c in show)
-        rows += f"<tr><td>{esc(r.name)}</td><td>{esc(r.target_name if r.ok else 'failed: ' + r.reason)}</td>{cells}</tr>"
+        what = r.target_name if r.ok else "failed: " + r.reason
+        rows += f"<tr><td>{esc(r.name)}</td><td>{esc(what)}</td>{cells}</tr>"
     more = f"<div style='font-size:11px'>... {len(keys) - limit} more photos</div>" if len(keys) > limit else ""
     return (f"<div class='hsets-gallery-static'><b>H-Sets gallery</b> of {esc(describe(run))}"
             + notes_html(run.notes) + summary_html(run)
@@ -566,7 +573,8 @@ class Gallery(W.VBox):
 
     def poll(self) -> list:
         """Look for records the run appended since the last look (the page does this every 2 s
-        while ``follow`` is ticked); the new keys."""
+        while ``follow`` is ticked); the new keys.
+        """
         return self.state.poll()
 
     def select(self, keys) -> None:
@@ -622,7 +630,8 @@ class Gallery(W.VBox):
 
     def make_explorer(self, key: str):
         """The Explorer on photo ``key`` with the run's model, its H-Sets settings and target,
-        and the stored maps as method layers (nothing stored is computed again)."""
+        and the stored maps as method layers (nothing stored is computed again).
+        """
         from ..evaluation.baselines import METHODS, MapWithSets, parse_method_spec
         from .explorer import Explorer
 

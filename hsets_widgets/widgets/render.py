@@ -258,7 +258,8 @@ MAGNITUDE_CLIP = 99.0
 def magnitude_map(amap: np.ndarray, sigma: float = MAGNITUDE_SIGMA, clip: float = MAGNITUDE_CLIP) -> tuple:
     """``(t, vmax)``: ``|amap|`` (channels summed first) Gaussian-smoothed by ``sigma`` pixels
     (at 224 px; scaled with the map's side) and divided by its ``clip`` percentile, in [0, 1];
-    ``vmax`` is that percentile, in the map's units, for the colour bar."""
+    ``vmax`` is that percentile, in the map's units, for the colour bar.
+    """
     from scipy.ndimage import gaussian_filter
 
     a = np.asarray(amap, np.float64)
@@ -274,7 +275,8 @@ def magnitude_map(amap: np.ndarray, sigma: float = MAGNITUDE_SIGMA, clip: float 
 
 def magnitude_rgba(t: np.ndarray, alpha: float = 0.9, cmap: str = "inferno") -> np.ndarray:
     """``t`` in [0, 1] as ``cmap`` colours whose opacity grows with ``t`` (weak values let the
-    photo show through, so a dense map does not cover it)."""
+    photo show through, so a dense map does not cover it).
+    """
     rgba = _fixed_colormap(np.clip(t, 0, 1) * (1 - HEAT_FLOOR) + HEAT_FLOOR, cmap)
     rgba[..., 3] = (255 * alpha * np.clip(t, 0, 1)).astype(np.uint8)
     return rgba
