@@ -13,6 +13,7 @@ Run from the repository root::
     python bench/bench_widgets.py                  # ~3-5 min on 2 CPU cores
     python bench/bench_widgets.py --rounds 3 --segmenter slic
     python bench/bench_widgets.py --page           # the page in Chromium: first readout, reload
+    python bench/bench_widgets.py --gallery        # the gallery on 1,000 records, kernel and Chromium
 """
 from __future__ import annotations
 
@@ -65,11 +66,12 @@ def stats(ms) -> dict:
 
 
 def page_markers(mode: str) -> tuple:
-    """The begin and end markers of one page section (``mode``: "preheat" or "no-preheat")."""
-    return f"<!-- bench_widgets --page {mode}: begin -->", f"<!-- bench_widgets --page {mode}: end -->"
+    """The begin and end markers of one section (``mode``: "preheat", "no-preheat" or "gallery")."""
+    flag = "--gallery" if mode == "gallery" else f"--page {mode}"
+    return f"<!-- bench_widgets {flag}: begin -->", f"<!-- bench_widgets {flag}: end -->"
 
 
-PAGE_MODES = ("preheat", "no-preheat")
+PAGE_MODES = ("preheat", "no-preheat", "gallery")
 
 
 def write_section(path, page: str | None = None, body: str | None = None, mode: str = "preheat") -> None:
@@ -220,9 +222,18 @@ def main(argv=None) -> int:
     ap.add_argument("--settle", type=float, default=60.0,
                     help="--page: seconds a user arrives after the server starts (the preheated kernel prepares)")
     ap.add_argument("--no-preheat", action="store_true", help="--page: serve without a preheated kernel")
+    ap.add_argument("--gallery", action="store_true",
+                    help="the gallery on --records synthesized records: open, sort, filter, brush (kernel and Chromium)")
+    ap.add_argument("--records", type=int, default=1000, help="--gallery: records synthesized")
+    ap.add_argument("--photos", default="/work/shared/images/imagenet-sample",
+                    help="--gallery: a folder of photos the records point at (read, never copied)")
     args = ap.parse_args(argv)
     if args.page:
         return page_bench(args)
+    if args.gallery:
+        from bench_gallery import gallery_bench
+
+        return gallery_bench(args, write_section, machine_load)
 
     meter = Meter()
     meter.install()
