@@ -65,128 +65,6 @@ STAGES = {"score": ("attribution", "seed_map", "rows"), "attribution": ("seed_ma
           "seed_map": (), "segmentation": (), "rows": ()}
 
 
-def _setting(default, *stages):
-    """A settings field whose change makes the cached ``stages`` stale (none: only growth,
-    values and painting read it, and those are never cached).
-    """
-    return field(default=default, metadata={"stages": stages})
-
-
-@dataclass(frozen=True)
-class HSetsConfig:
-    """Every setting of an H-Sets run (see the module docstring for the presets).
-
-    The field defaults are the ``default`` preset; the other presets name what they change.
-    Frozen: use :meth:`replace` (or :func:`get_config` with overrides) for a changed copy.
-    Every field is checked when the settings are made, so a typo fails at once, naming the
-    field, the value and what is allowed. Each field declares the cached stages its change
-    makes stale (:func:`stale_stages`).
-    """
-
-    # explained score
-    score: str = _setting("logit", "score")
-    # curvature used for Hessian rows only (IG and IDG use the model as it is)
-    curvature: str = _setting("softplus", "rows")
-    beta: float = _setting(10.0, "rows")
-    tau: float = _setting(1e-3, "rows")
-    keep_clip: bool = _setting(True, "rows")
-    features: str = _setting("pixel", "rows")
-    # which attribution places seeds: "ig" or "gradient"
-    seed_attribution: str = _setting("ig", "seed_map")
-    # Integrated Gradients: baseline, path steps and the quadrature rule along the path
-    baseline: object = _setting("zeros", "attribution")
-    n_steps: int = _setting(64, "attribution")
-    rule: str = _setting("adaptive", "attribution")
-    # segmentation (SAM-class segmenters chosen by name; 8 x 8 prompts keep a CPU run short)
-    sam_points_per_side: int = _setting(8, "segmentation")
-    # seeds (None: one per segment)
-    n_sets: Optional[int] = _setting(5)
-    seed_order: str = _setting("mass")
-    seeding: str = _setting("segments")
-    seed_blur: float = _setting(8.0)
-    seed_spacing: int = _setting(16)
-    # growth
-    threshold: str = _setting("topk")
-    mu: float = _setting(256.0)
-    sign: str = _setting("magnitude")
-    row_blur: float = _setting(2.0)
-    fresh: bool = _setting(True)
-    row_scale: str = _setting("none")
-    row_floor: float = _setting(0.0)
-    nu: int = _setting(2000)
-    nu_split: str = _setting("each")
-    cap: str = _setting("members")
-    order: str = _setting("bfs")
-    within_mask: bool = _setting(True)
-    max_rows: Optional[int] = _setting(256)
-    # set value
-    set_score: str = _setting("idg")
-    value_kind: str = _setting("mean")
-    sampler: str = _setting("bernoulli")
-    n_samples: int = _setting(1000)
-    exact_limit: int = _setting(12)
-    # heatmap
-    paint: str = _setting("pixels")
-    mask_limit: float = _setting(1.0)
-    member_weights: str = _setting("join")
-    signed: bool = _setting(False)
-    combine: str = _setting("sum")
-    # computation
-    hessian_method: str = _setting("forward-over-reverse", "rows")
-    batch_size: object = _setting("auto", "rows")
-    # most resident memory the process should reach ("1.5G", bytes; None: $HSETS_MEMORY_BUDGET
-    # or no budget); it only sizes Hessian and IG passes, so no cached stage goes stale
-    memory_budget: object = _setting(None)
-    dtype: str = _setting("float32", "rows")
-    seed: int = _setting(0)
-    preset: str = _setting("custom")
-
-    def __post_init__(self):
-        for f in fields(self):
-            check = _CHECKS.get(f.name)
-            if check is not None:
-                problem = check(getattr(self, f.name))
-                if problem:
-                    raise ValueError(f"H-Sets setting {f.name}={getattr(self, f.name)!r} is not "
-                                     f"valid: {problem}")
-        topk = THRESHOLD_RULES[self.threshold].is_topk
-        if topk and self.mu < 1:
-            raise ValueError(f"H-Sets setting mu={self.mu!r} is not valid: the {self.threshold} rule keeps "
-                             "round(mu) entries per row, so mu must be at least 1")
-        if self.fresh and not topk:
-            raise ValueError(f"H-Sets setting fresh=True needs a top-k threshold such as 'topk' (got "
-                             f"{self.threshold!r}): it counts new members per row")
-        if self.value_kind == "sample-sum" and self.sampler != "bernoulli":
-            raise ValueError("H-Sets setting value_kind='sample-sum' sums Bernoulli draws; use "
-                             "sampler='bernoulli'")
-
-    @property
-    def curvature_spec(self) -> CurvatureSpec:
-        """The curvature settings as a :class:`CurvatureSpec`."""
-        return CurvatureSpec(self.curvature, self.beta, self.tau, self.keep_clip)
-
-    @property
-    def threshold_rule(self) -> ThresholdRule:
-        """The threshold settings as a :class:`ThresholdRule`."""
-        return ThresholdRule(self.threshold, self.mu, self.sign, self.row_blur, self.fresh, self.row_scale,
-                             self.row_floor)
-
-    def replace(self, **changes) -> HSetsConfig:
-        """A copy with ``changes`` (validated; unknown field names are an error)."""
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise TypeError(f"unknown H-Sets setting(s): {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(f.name for f in fields(self))}")
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        """JSON-ready form (a tensor baseline becomes ``"custom"``)."""
-        d = dataclasses.asdict(self)
-        if not isinstance(d["baseline"], (str, int, float)):
-            d["baseline"] = "custom"
-        return d
-
-
 # ---- field checks: each returns None when the value is fine, else what is wrong ----------
 def _one_of(options):
     """A check that ``v`` is one of ``options`` (a collection, or a function returning one,
@@ -259,26 +137,181 @@ def _batch_size(v):
     return _whole(1)(v) and "use 'auto' or a whole number >= 1"
 
 
-_CHECKS = {
-    "score": _one_of(SCORE_KINDS), "curvature": _one_of(lambda: (*RAMPS, "none")),
-    "beta": _number(0, lo_open=True), "tau": _number(0, lo_open=True), "keep_clip": _flag,
-    "features": _one_of(FEATURES), "seed_attribution": _one_of(SEED_ATTRIBUTIONS),
-    "baseline": _baseline, "n_steps": _whole(1), "rule": _one_of(IG_RULES),
-    "sam_points_per_side": _whole(1), "n_sets": _whole(1, allow_none=True, none_means="one per segment"),
-    "seed_order": _one_of(SEED_ORDERS), "seeding": _one_of(SEEDINGS), "seed_blur": _number(0),
-    "seed_spacing": _whole(1), "threshold": _one_of(THRESHOLD_RULES), "mu": _number(),
-    "sign": _one_of(SIGNS), "row_blur": _number(0), "fresh": _flag, "row_scale": _one_of(SCALES),
-    "row_floor": lambda v: _number(0)(v) or (None if v < 1 else "need a fraction < 1"),
-    "nu": _whole(1), "nu_split": _one_of(NU_SPLITS), "cap": _one_of(CAPS), "order": _one_of(GROWTH_ORDERS),
-    "within_mask": _flag,
-    "max_rows": _whole(1, allow_none=True, none_means="no limit"), "set_score": _one_of(SET_SCORES),
-    "value_kind": _one_of(VALUE_KINDS), "sampler": _one_of(SAMPLERS), "n_samples": _whole(2),
-    "exact_limit": _whole(0, 20), "paint": _one_of(PAINTS), "mask_limit": _number(0, 1, lo_open=True),
-    "member_weights": _one_of(MEMBER_WEIGHTS), "signed": _flag, "combine": _one_of(COMBINES),
-    "hessian_method": _one_of(METHODS), "batch_size": _batch_size, "memory_budget": _memory_budget,
-    "dtype": _one_of(DTYPES),
-    "seed": _whole(0), "preset": lambda v: None if isinstance(v, str) else "need a name",
-}
+def _setting(default, check, help: str, *stages):
+    """A settings field: its default, its check (None when a value is fine, else what is wrong),
+    a line of help (the command line's ``--name`` shows it), and the cached ``stages`` its
+    change makes stale (none: only growth, values and painting read it, and those are never
+    cached). The one place a setting is declared: validation, the command-line flags and
+    :func:`stale_stages` read these.
+    """
+    return field(default=default, metadata={"check": check, "help": help, "stages": stages})
+
+
+@dataclass(frozen=True)
+class HSetsConfig:
+    """Every setting of an H-Sets run (see the module docstring for the presets).
+
+    The field defaults are the ``default`` preset; the other presets name what they change.
+    Frozen: use :meth:`replace` (or :func:`get_config` with overrides) for a changed copy.
+    Every field is checked when the settings are made, so a typo fails at once, naming the
+    field, the value and what is allowed. Each field declares the cached stages its change
+    makes stale (:func:`stale_stages`).
+    """
+
+    # explained score
+    score: str = _setting("logit", _one_of(SCORE_KINDS),
+                         "the explained score of the target: logit, probability, log_probability or log_odds",
+                         "score")
+    # curvature used for Hessian rows only (IG and IDG use the model as it is)
+    curvature: str = _setting("softplus", _one_of(lambda: (*RAMPS, "none")),
+                             "smooth stand-in for ReLU/ReLU6 inside Hessian passes: softplus, surrogate or none",
+                             "rows")
+    beta: float = _setting(10.0, _number(0, lo_open=True),
+                          "softplus sharpness of the curvature stand-in (larger: closer to the network's ReLU)", "rows")
+    tau: float = _setting(1e-3, _number(0, lo_open=True),
+                         "width of the authors' surrogate ReLU derivative", "rows")
+    keep_clip: bool = _setting(True, _flag,
+                              "keep ReLU6's upper clip inside Hessian passes (the authors' code drops it)", "rows")
+    features: str = _setting("pixel", _one_of(FEATURES),
+                            "Hessian features: pixel (channels summed) or channel (one per channel-pixel)", "rows")
+    # which attribution places seeds: "ig" or "gradient"
+    seed_attribution: str = _setting("ig", _one_of(SEED_ATTRIBUTIONS),
+                                    "attribution that places the seeds: ig or gradient", "seed_map")
+    # Integrated Gradients: baseline, path steps and the quadrature rule along the path
+    baseline: object = _setting("zeros", _baseline,
+                               "IG baseline: zeros, grey, mean, blur, model-zero or a number", "attribution")
+    n_steps: int = _setting(64, _whole(1),
+                           "IG path points", "attribution")
+    rule: str = _setting("adaptive", _one_of(IG_RULES),
+                        "IG quadrature rule along the path (adaptive places points where the score changes)",
+                        "attribution")
+    # segmentation (SAM-class segmenters chosen by name; 8 x 8 prompts keep a CPU run short)
+    sam_points_per_side: int = _setting(8, _whole(1),
+                                       "prompt grid of SAM-class segmenters (points per side)", "segmentation")
+    # seeds (None: one per segment)
+    n_sets: Optional[int] = _setting(5, _whole(1, allow_none=True, none_means="one per segment"),
+                                    "number of sets (all: one per segment)")
+    seed_order: str = _setting("mass", _one_of(SEED_ORDERS),
+                              "which segments get seeds first: mass or max of positive attribution")
+    seeding: str = _setting("segments", _one_of(SEEDINGS),
+                           "where seeds come from: segments or peaks of the attribution")
+    seed_blur: float = _setting(8.0, _number(0),
+                               "attribution smoothing (pixels) before seeds are placed")
+    seed_spacing: int = _setting(16, _whole(1),
+                                "least distance (pixels) between seeds placed by peaks")
+    # growth
+    threshold: str = _setting("topk", _one_of(THRESHOLD_RULES),
+                             "rule that admits a row's entries: topk, seed-fraction, minmax...")
+    mu: float = _setting(256.0, _number(),
+                        "threshold of the rule (topk: entries per row; fractions: share of the reference)")
+    sign: str = _setting("magnitude", _one_of(SIGNS),
+                        "which Hessian entries count: magnitude, positive or negative")
+    row_blur: float = _setting(2.0, _number(0),
+                              "smoothing (pixels) of each Hessian row's magnitude before thresholding")
+    fresh: bool = _setting(True, _flag,
+                          "a top-k row counts only pixels not in the set yet")
+    row_scale: str = _setting("none", _one_of(SCALES),
+                             "per-row normalisation before thresholding")
+    row_floor: float = _setting(0.0, lambda v: _number(0)(v) or (None if v < 1 else "need a fraction < 1"),
+                               "only entries above this share of the seed row's largest |H| admit a pixel "
+                               "(0.3: the interaction mode)")
+    nu: int = _setting(2000, _whole(1),
+                      "most members of a set")
+    nu_split: str = _setting("each", _one_of(NU_SPLITS),
+                            "how nu is shared among the sets")
+    cap: str = _setting("members", _one_of(CAPS),
+                       "what nu counts: members, or the authors' count of joined features")
+    order: str = _setting("bfs", _one_of(GROWTH_ORDERS),
+                         "growth order: bfs (breadth-first) or dfs (the paper's recursion)")
+    within_mask: bool = _setting(True, _flag,
+                                "grow only inside the seed's segment (false: across segments, the interaction mode)")
+    max_rows: Optional[int] = _setting(256, _whole(1, allow_none=True, none_means="no limit"),
+                                      "most Hessian rows per set (none: no limit)")
+    # set value
+    set_score: str = _setting("idg", _one_of(SET_SCORES),
+                             "score of a subset: idg, signed-idg, abs-gradient...")
+    value_kind: str = _setting("mean", _one_of(VALUE_KINDS),
+                              "a set's value: mean over sampled subsets, or the authors' sample-sum")
+    sampler: str = _setting("bernoulli", _one_of(SAMPLERS),
+                           "how subsets are drawn: bernoulli or sizes")
+    n_samples: int = _setting(1000, _whole(2),
+                             "subsets drawn per set value")
+    exact_limit: int = _setting(12, _whole(0, 20),
+                               "sets with at most this many members are valued exactly (all subsets)")
+    # heatmap
+    paint: str = _setting("pixels", _one_of(PAINTS),
+                         "what a set paints: pixels, or its segment masks")
+    mask_limit: float = _setting(1.0, _number(0, 1, lo_open=True),
+                                "most share of the image a painted mask may cover")
+    member_weights: str = _setting("join", _one_of(MEMBER_WEIGHTS),
+                                  "member weights in the heatmap: join (by join order) or flat")
+    signed: bool = _setting(False, _flag,
+                           "paint signed values instead of magnitudes")
+    combine: str = _setting("sum", _one_of(COMBINES),
+                           "how overlapping sets combine in the heatmap: sum or max")
+    # computation
+    hessian_method: str = _setting("forward-over-reverse", _one_of(METHODS),
+                                  "how Hessian rows are computed: forward-over-reverse, stacked or double-backward",
+                                  "rows")
+    batch_size: object = _setting("auto", _batch_size,
+                                 "Hessian rows per pass (auto: from the memory room)", "rows")
+    # most resident memory the process should reach ("1.5G", bytes; None: $HSETS_MEMORY_BUDGET
+    # or no budget); it only sizes Hessian and IG passes, so no cached stage goes stale
+    memory_budget: object = _setting(None, _memory_budget,
+                                    "most resident memory the process should reach (1.5G; none: $HSETS_MEMORY_BUDGET)")
+    dtype: str = _setting("float32", _one_of(DTYPES),
+                         "dtype of Hessian rows: float32 or float64", "rows")
+    seed: int = _setting(0, _whole(0),
+                        "seed of every random choice")
+    preset: str = _setting("custom", lambda v: None if isinstance(v, str) else "need a name",
+                          "the preset these settings came from")
+
+    def __post_init__(self):
+        for f in fields(self):
+            check = f.metadata.get("check")
+            if check is not None:
+                problem = check(getattr(self, f.name))
+                if problem:
+                    raise ValueError(f"H-Sets setting {f.name}={getattr(self, f.name)!r} is not "
+                                     f"valid: {problem}")
+        topk = THRESHOLD_RULES[self.threshold].is_topk
+        if topk and self.mu < 1:
+            raise ValueError(f"H-Sets setting mu={self.mu!r} is not valid: the {self.threshold} rule keeps "
+                             "round(mu) entries per row, so mu must be at least 1")
+        if self.fresh and not topk:
+            raise ValueError(f"H-Sets setting fresh=True needs a top-k threshold such as 'topk' (got "
+                             f"{self.threshold!r}): it counts new members per row")
+        if self.value_kind == "sample-sum" and self.sampler != "bernoulli":
+            raise ValueError("H-Sets setting value_kind='sample-sum' sums Bernoulli draws; use "
+                             "sampler='bernoulli'")
+
+    @property
+    def curvature_spec(self) -> CurvatureSpec:
+        """The curvature settings as a :class:`CurvatureSpec`."""
+        return CurvatureSpec(self.curvature, self.beta, self.tau, self.keep_clip)
+
+    @property
+    def threshold_rule(self) -> ThresholdRule:
+        """The threshold settings as a :class:`ThresholdRule`."""
+        return ThresholdRule(self.threshold, self.mu, self.sign, self.row_blur, self.fresh, self.row_scale,
+                             self.row_floor)
+
+    def replace(self, **changes) -> HSetsConfig:
+        """A copy with ``changes`` (validated; unknown field names are an error)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise TypeError(f"unknown H-Sets setting(s): {', '.join(sorted(unknown))}; "
+                            f"known: {', '.join(f.name for f in fields(self))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (a tensor baseline becomes ``"custom"``)."""
+        d = dataclasses.asdict(self)
+        if not isinstance(d["baseline"], (str, int, float)):
+            d["baseline"] = "custom"
+        return d
+
+
 
 
 def stale_stages(changed) -> set:

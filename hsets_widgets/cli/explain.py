@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from dataclasses import fields
 
-from ..options import number, segmenter_name, whole_arg, whole_number
-from ..presets import PRESETS
+from ..options import number, parse_value, segmenter_name, whole_number
+from ..presets import PRESETS, HSetsConfig
 
 
 def flag(text: str) -> bool:
@@ -31,21 +32,37 @@ def count_or_all(text: str):
         raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from err
 
 
-#: number settings are only read here (``1e9`` is a whole number; ``nan`` a float); their
-#: ranges are the settings' own, checked by :mod:`~hsets_widgets.presets` with the setting's name
-WHOLE, REAL = whole_arg, float
+def setting_type(f):
+    """How ``--NAME VALUE`` reads a setting: yes/no words for a flag, a count or ``all`` for
+    ``n_sets``, otherwise as ``--set NAME=VALUE`` does (numbers, ``none``, text); the value is
+    then checked by the setting's own check (its field metadata in :mod:`~hsets_widgets.presets`),
+    so argparse names the option and what it needs.
+    """
+    if isinstance(f.default, bool):
+        return flag
+    if f.name == "n_sets":
+        return count_or_all
+    check = f.metadata["check"]
 
-#: settings that may be given on the command line (name -> type)
-OVERRIDES = {"mu": REAL, "nu": WHOLE, "n_sets": count_or_all, "n_steps": WHOLE, "n_samples": WHOLE,
-             "threshold": str, "sign": str, "order": str, "curvature": str, "beta": REAL,
-             "features": str, "score": str, "baseline": str, "rule": str, "max_rows": WHOLE,
-             "seed": WHOLE, "batch_size": WHOLE, "dtype": str, "row_blur": REAL, "fresh": flag,
-             "nu_split": str, "within_mask": flag, "seeding": str, "set_score": str, "paint": str,
-             "mask_limit": REAL, "member_weights": str, "keep_clip": flag}
+    def read(text: str):
+        value = parse_value(text)
+        problem = check(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+        return value
+
+    read.__name__ = f.name      # argparse names the type in some of its messages
+    return read
+
+
+#: settings that may be given as ``--NAME`` (every field of the settings, from their metadata)
+OVERRIDES = {f.name: setting_type(f) for f in fields(HSetsConfig) if f.name != "preset"}
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``explain`` and ``demo``."""
+    """Options shared by ``explain`` and ``demo``: ``--set`` and one ``--NAME`` per setting, with
+    the setting's own line of help.
+    """
     p.add_argument("--out", default="hsets-out", help="output folder (default: hsets-out)")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS),
                    help="settings preset (default: default)")
@@ -57,10 +74,13 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting of the preset (repeatable), e.g. --set row_blur=0")
-    for name, typ in OVERRIDES.items():
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=None,
-                       help=argparse.SUPPRESS if name in ("batch_size", "dtype", "rule") else
-                       f"override the preset's {name}")
+    group = p.add_argument_group("settings (each overrides the preset's; the same as --set NAME=VALUE)")
+    for f in fields(HSetsConfig):
+        if f.name in OVERRIDES:
+            # absent unless given: ``--max-rows none`` is a value, not "not given"
+            group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=OVERRIDES[f.name],
+                               default=argparse.SUPPRESS,
+                               metavar="VALUE", help=f"{f.metadata['help']} (default: {f.default})")
 
 
 def add_parser(sub):
@@ -149,7 +169,7 @@ def checked_overrides(args) -> dict:
     from ..presets import get_config
 
     given = parse_assignments(args.set, "--set")
-    named = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k, None) is not None}
+    named = {k: getattr(args, k) for k in OVERRIDES if hasattr(args, k)}
     for k in sorted(set(given) & set(named)):       # neither may win silently, unchecked
         raise ValueError(f"--{k.replace('_', '-')} {named[k]} and --set {k}={given[k]} both set {k}; "
                          "give it once")
