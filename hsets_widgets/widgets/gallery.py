@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from typing import Optional
 
 import ipywidgets as W
@@ -36,8 +37,10 @@ SUMMARY_METRICS = {"morf_aopc": "MoRF AOPC (higher better)", "lerf_aopc": "LeRF 
                    "insertion_auc": "insertion AUC (higher better)", "deletion_auc": "deletion AUC (lower better)",
                    "sparsity": "sparsity", "support_fraction": "support", "interaction_share": "interaction share"}
 SHOW = ("all", "done", "failed", "correct", "wrong")
-#: seconds between two looks at results.jsonl while following a run
+#: milliseconds between two looks at results.jsonl while following a run
 POLL_MS = 2000
+#: seconds the thumbnail worker waits before drawing (a burst of clicks supersedes it first)
+DRAW_DELAY = 0.1
 
 
 class GalleryState(HasTraits):
@@ -273,9 +276,13 @@ class GalleryGrid(W.VBox):
         run = self.state.run
 
         def work(progress, cancel):
+            # start a moment later and yield between tiles: drawing holds the GIL in bursts,
+            # and a sort or a brush the user makes meanwhile must not wait behind it
+            time.sleep(DRAW_DELAY)
             out = []
             for k, key in todo:
                 cancel.check()
+                time.sleep(0)
                 png = photo_thumbnails(run, key, method)
                 self.cache[(key, method)] = png
                 out.append((k, key, png))
@@ -334,7 +341,7 @@ class GalleryScatter(W.VBox):
         self.ypick.observe(lambda ch: setattr(state, "y", ch["new"] or ""), names="value")
         self.clear = W.Button(description="clear selection", layout=W.Layout(width="140px"))
         self.clear.add_class("hsets-gallery-clear")
-        self.clear.on_click(lambda b: state.select([]))
+        self.clear.on_click(lambda b: self.clear_selection())
         self.info = W.HTML()
         self.info.add_class("hsets-gallery-brush")
         self.point_keys: list = []
@@ -364,6 +371,13 @@ class GalleryScatter(W.VBox):
             self.mark.x, self.mark.y = x[ok], y[ok]
         self.xaxis.label, self.yaxis.label = st.x, st.y
         self._show_selection()
+
+    def clear_selection(self) -> None:
+        """Select nothing and take the brush's rectangle off the plot (a rectangle left there
+        would be moved, not redrawn, by the next drag)."""
+        self.state.select([])
+        self.brush.clear = False             # the front end clears it on the change to True
+        self.brush.clear = True
 
     def _brushed(self, idx) -> None:
         keys = [self.point_keys[i] for i in (idx if idx is not None else []) if 0 <= i < len(self.point_keys)]
