@@ -47,6 +47,11 @@ def path_batch_sizes(x: torch.Tensor, f, budget=None) -> tuple:
             fit_batch(PROBE_FACTOR * act, 0, CPU_MAX_PROBES, room))
 
 
+#: the default path, here and in the settings (``HSetsConfig.n_steps`` / ``.rule`` read these):
+#: 64 points placed by the adaptive rule (bench/RESULTS.md, "ig-completeness")
+DEFAULT_STEPS, DEFAULT_RULE = 64, "adaptive"
+
+
 def path_points(n_steps: int, rule: str = "midpoint") -> tuple:
     """Nodes ``alpha`` in [0, 1] and weights ``w`` (summing to 1) of a quadrature rule.
 
@@ -275,7 +280,7 @@ def path_gradients(x: torch.Tensor, f, b: torch.Tensor, alphas, weights, interna
 
 
 def integrated_gradients(x: torch.Tensor, classifier: Classifier, target: Optional[int] = None,
-                         baseline="zeros", n_steps: int = 32, rule: str = "midpoint",
+                         baseline="zeros", n_steps: int = DEFAULT_STEPS, rule: str = DEFAULT_RULE,
                          score: str = "logit", internal_batch_size: Union[int, str] = "auto",
                          progress: Optional[ProgressFn] = None,
                          cancel: Optional[CancelToken] = None, memory_budget=None) -> IGResult:

@@ -48,7 +48,7 @@ from .growth import CAPS, GROWTH_ORDERS, NU_SPLITS
 from .heatmap import COMBINES, MEMBER_WEIGHTS, PAINTS
 from .hessian import FEATURES, METHODS
 from .idg import SAMPLERS, SET_SCORES, VALUE_KINDS
-from .integrated_gradients import BASELINE_FNS
+from .integrated_gradients import BASELINE_FNS, DEFAULT_RULE, DEFAULT_STEPS
 from .integrated_gradients import RULES as IG_RULES
 from .memory import parse_bytes
 from .scores import SCORE_KINDS
@@ -180,9 +180,9 @@ class HSetsConfig:
     # Integrated Gradients: baseline, path steps and the quadrature rule along the path
     baseline: object = _setting("zeros", _baseline,
                                "IG baseline: zeros, grey, mean, blur, model-zero or a number", "attribution")
-    n_steps: int = _setting(64, _whole(1),
+    n_steps: int = _setting(DEFAULT_STEPS, _whole(1),
                            "IG path points", "attribution")
-    rule: str = _setting("adaptive", _one_of(IG_RULES),
+    rule: str = _setting(DEFAULT_RULE, _one_of(IG_RULES),
                         "IG quadrature rule along the path (adaptive places points where the score changes)",
                         "attribution")
     # segmentation (SAM-class segmenters chosen by name; 8 x 8 prompts keep a CPU run short)

@@ -52,3 +52,16 @@ def test_a_flag_and_the_same_setting_by_set_agree():
     a = checked_overrides(parser().parse_args(["--mu", "64", "--n-sets", "all", "--max-rows", "none"]))
     b = checked_overrides(parser().parse_args(["--set", "mu=64", "--set", "n_sets=none", "--set", "max_rows=none"]))
     assert get_config("default", **a) == get_config("default", **b)
+
+
+def test_the_engines_ig_defaults_are_the_settings_defaults():
+    """The interaction test's top-IG control (computed with the engine's defaults when no IG is
+    given) must be the IG the explainer seeds from."""
+    import inspect
+
+    from hsets_widgets.integrated_gradients import integrated_gradients
+
+    params = inspect.signature(integrated_gradients).parameters
+    cfg = get_config()
+    assert (params["n_steps"].default, params["rule"].default, params["baseline"].default) == \
+        (cfg.n_steps, cfg.rule, cfg.baseline)

@@ -494,7 +494,8 @@ def set_tests(x, classifier, target: int, sets: Sequence[PixelSet], labels: np.n
     """:func:`interaction_test` of every set in ``sets`` (one :class:`InteractionTest` each).
 
     ``options`` go to :func:`interaction_test` (``n_parts``, ``removal``, ...). Without an
-    ``attribution``, the ``top-ig`` control's IG is computed here (the engine's defaults).
+    ``attribution``, the ``top-ig`` control's IG is computed here, on the explainer's default
+    path (64 adaptive points from a black baseline), so the control is the IG H-Sets seeds from.
     """
     if attribution is None and sets and "top-ig" in options.get("controls", CONTROLS):
         from ..integrated_gradients import integrated_gradients
