@@ -34,6 +34,9 @@ import numpy as np
 import torch
 from torch.overrides import _get_current_function_mode_stack
 
+from .memory import fit_batch, memory_room
+from .models import forward_image_bytes
+
 #: environment variable: ``torch`` runs every forward pass in eager PyTorch
 BACKEND_ENV = "HSETS_FORWARD"
 BACKENDS = ("onnx", "torch")
@@ -231,3 +234,18 @@ def counting():
         yield counter
     finally:
         _COUNTERS.remove(counter)
+
+
+def images_per_pass(classifier, image: torch.Tensor, most: int) -> int:
+    """Images per forward-only pass: ``most``, or fewer when that many would not fit in half the
+    memory room (:func:`~hsets_widgets.memory.memory_room`: the container's limit,
+    ``MemAvailable`` or ``$HSETS_MEMORY_BUDGET``); on CUDA always ``most``. The one sizing of
+    every forward-only loop (ROAD and insertion curves, the masking methods' coalitions, the
+    interaction test's parts game). ``image`` is one ``(C, H, W)`` image on the model's device.
+    """
+    most = max(1, int(most))
+    if most == 1 or image.device.type == "cuda":
+        return most
+    room = memory_room().bytes
+    per_image = None if room is None else forward_image_bytes(classifier, image)
+    return most if per_image is None else fit_batch(per_image, 0, most, room)

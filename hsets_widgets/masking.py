@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .forward import images_per_pass
 from .models import model_device, model_dtype
 from .progress import CancelToken, ProgressFn, report
 
@@ -43,7 +44,9 @@ def coalition_scores(f, x: torch.Tensor, baseline: torch.Tensor, labels: np.ndar
     as float64 ``(m,)``.
 
     ``f`` maps ``(B, C, H, W)`` to ``(B,)`` (e.g. :class:`~hsets_widgets.scores.ScoreFn`); ``x``
-    and ``baseline`` are ``(C, H, W)``; ``labels`` the ``(H, W)`` segments.
+    and ``baseline`` are ``(C, H, W)``; ``labels`` the ``(H, W)`` segments. At most
+    ``batch_size`` images a pass, fewer where the memory room is smaller
+    (:func:`~hsets_widgets.forward.images_per_pass`).
     """
     coalitions = np.asarray(coalitions, dtype=bool)
     ids, index = segment_index(labels)
@@ -55,6 +58,8 @@ def coalition_scores(f, x: torch.Tensor, baseline: torch.Tensor, labels: np.ndar
     xs, bs = x.detach().to(device, dtype), baseline.detach().to(device, dtype)
     idx = torch.as_tensor(index, device=device)
     out = np.empty(len(coalitions), dtype=np.float64)
+    if clf is not None and len(coalitions) > 1:
+        batch_size = images_per_pass(clf, xs, batch_size)
     with torch.no_grad():
         for start in range(0, len(coalitions), batch_size):
             report(progress, stage, start, len(coalitions), cancel)

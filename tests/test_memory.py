@@ -248,3 +248,38 @@ def test_ig_and_smoothgrad_maps_follow_the_budget(monkeypatch, tiny64, image8):
     torch.testing.assert_close(integrated_gradients_map(image8, tiny64, 0), roomy_ig)
     torch.testing.assert_close(smoothgrad(image8, tiny64, 0), roomy_sg)
     assert seen and max(seen) <= 2        # one path point (or image) at a time, plus f(x), f(b)
+
+
+def test_every_forward_only_loop_follows_the_budget_and_its_scores_do_not(monkeypatch):
+    """The masking methods' coalitions and the interaction test's parts game size their passes
+    like ROAD (one sizing, ``forward.images_per_pass``): one image a pass when the budget leaves
+    no room, the same scores either way."""
+    from conftest import tiny_classifier
+
+    from hsets_widgets.evaluation.interactions import PartsGame
+    from hsets_widgets.masking import coalition_scores
+    from hsets_widgets.scores import ScoreFn
+
+    monkeypatch.setenv("HSETS_FORWARD", "torch")   # the spy below sees PyTorch's passes
+    clf = tiny_classifier(torch.float32, size=16)
+    x = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = np.repeat(np.arange(4), 64).reshape(16, 16)
+    coalitions = np.random.default_rng(0).random((9, 4)) < 0.5
+    parts = [np.arange(i * 32, (i + 1) * 32) for i in range(4)]
+    seen = []
+    real = clf.module.forward
+    monkeypatch.setattr(clf.module, "forward", lambda z: seen.append(z.shape[0]) or real(z))
+
+    def run():
+        masked = coalition_scores(ScoreFn(clf, 1), x, torch.zeros_like(x), labels, coalitions, batch_size=4)
+        game = PartsGame(x.numpy(), clf, 1, parts, batch_size=4)(coalitions)
+        return masked, game
+
+    roomy = run()
+    assert max(seen) == 4
+    seen.clear()
+    monkeypatch.setenv(memory.BUDGET_ENV, str(memory.resident_bytes() + 4096))
+    tight = run()
+    assert seen and max(seen) == 1 and sum(seen) == 2 * len(coalitions)
+    for a, b in zip(roomy, tight):
+        np.testing.assert_allclose(a, b, rtol=1e-6)

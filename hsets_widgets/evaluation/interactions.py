@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..common import to_numpy
+from ..forward import images_per_pass
 from ..forward import logits as forward_logits
 from ..games import coalition_matrix, moebius, nonadditive_share, pair_interactions
 from ..models import model_device, model_dtype
@@ -117,7 +118,8 @@ class PartsGame:
     """The removal game over the parts of a set (see the module docstring).
 
     ``game(coalitions)`` scores the images of the coalitions (rows of a bool matrix over the
-    parts) with the classifier, ``batch_size`` at a time; a coalition's imputation noise comes
+    parts) with the classifier, at most ``batch_size`` at a time (fewer where the memory room is
+    smaller: :func:`~hsets_widgets.forward.images_per_pass`); a coalition's imputation noise comes
     from a generator keyed by ``seed`` and the coalition, so its value never depends on which
     other coalitions were asked for with it.
     """
@@ -180,9 +182,12 @@ class PartsGame:
         coalitions = np.asarray(coalitions, bool)
         out = np.empty(len(coalitions))
         device, dtype = model_device(self.classifier), model_dtype(self.classifier)
-        for start in range(0, len(coalitions), self.batch_size):
+        size = self.batch_size
+        if len(coalitions) > 1:
+            size = images_per_pass(self.classifier, torch.as_tensor(self.image, dtype=dtype, device=device), size)
+        for start in range(0, len(coalitions), size):
             report(progress, "coalitions", start, len(coalitions), cancel)
-            chunk = coalitions[start:start + self.batch_size]
+            chunk = coalitions[start:start + size]
             batch = torch.from_numpy(np.stack([self.coalition_image(c) for c in chunk]).astype(np.float32))
             with torch.no_grad():
                 logits = forward_logits(self.classifier, batch.to(device=device, dtype=dtype)).double()

@@ -48,9 +48,9 @@ import scipy.sparse.linalg as spla
 import torch
 
 from ..common import single_image, to_numpy
+from ..forward import images_per_pass
 from ..forward import logits as forward_logits
-from ..memory import fit_batch, memory_room
-from ..models import forward_image_bytes, model_dtype
+from ..models import model_dtype
 from .sparsity import MapLike, pixel_map
 
 #: Percentages of the ROAD reference code.
@@ -365,31 +365,19 @@ def classify_batches(images: torch.Tensor, classifier, batch_size: int = 16) -> 
     """Softmax probabilities ``(K, classes)`` (float32, CPU) of a stack of images.
 
     The images go to the classifier's device (and parameter dtype) at most ``batch_size`` at a
-    time, fewer when that many would not fit in the memory room (:func:`forward_batch_size`).
+    time, fewer when that many would not fit in the memory room
+    (:func:`~hsets_widgets.forward.images_per_pass`).
     """
     device = getattr(classifier, "device", torch.device("cpu"))
     dtype = model_dtype(classifier)
     if images.shape[0] > 1:
-        batch_size = forward_batch_size(images[0].to(device=device, dtype=dtype), classifier, batch_size)
+        batch_size = images_per_pass(classifier, images[0].to(device=device, dtype=dtype), batch_size)
     out = []
     for start in range(0, images.shape[0], batch_size):
         chunk = images[start:start + batch_size].to(device=device, dtype=dtype)
         with torch.no_grad():
             out.append(forward_logits(classifier, chunk).float().softmax(-1).cpu())
     return torch.cat(out)
-
-
-def forward_batch_size(image: torch.Tensor, classifier, most: int) -> int:
-    """Images per forward pass: ``most``, or fewer when that many would not fit in half the
-    memory room (:func:`~hsets_widgets.memory.memory_room`: the container's limit,
-    ``MemAvailable`` or ``$HSETS_MEMORY_BUDGET``); on CUDA always ``most``.
-    """
-    most = max(1, int(most))
-    if most == 1 or image.device.type == "cuda":
-        return most
-    room = memory_room().bytes
-    per_image = None if room is None else forward_image_bytes(classifier, image)
-    return most if per_image is None else fit_batch(per_image, 0, most, room)
 
 
 def road(x: torch.Tensor, classifier, attribution: MapLike,
