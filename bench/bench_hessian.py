@@ -363,8 +363,9 @@ def worker_e2e(args) -> dict:
         sets.append(g.members)
     t_grow = time.perf_counter() - t1
     t1 = time.perf_counter()
-    for k, m in enumerate(sets):
-        subsets = bernoulli_coalitions(len(m), c.n_samples, np.random.default_rng(c.seed + k))
+    for m in sets:
+        # the stream Explainer.value draws from: keyed by the config's seed and the set's seed
+        subsets = bernoulli_coalitions(len(m), c.n_samples, np.random.default_rng((c.seed, int(m[0]))))
         values.append(float(np.abs(naive_subset_idg(nx, m, subsets)).mean()))
     _sync(device)
     t_values = time.perf_counter() - t1

@@ -319,12 +319,14 @@ class Explainer:
                 release_freed_memory()
             self.timings["growth"] = self.timings.get("growth", 0.0) + time.perf_counter() - t0
 
-    def value(self, members, rng_offset: int = 0, n_samples: Optional[int] = None) -> SetValue:
+    def value(self, members, n_samples: Optional[int] = None) -> SetValue:
         """Value of a member list (IDG on the IG path; see :mod:`hsets_widgets.idg`).
 
-        ``rng_offset`` offsets the configured random seed ``config.seed`` (each set of an
-        explanation gets its own); ``n_samples`` overrides the configured number of subsets.
-        The result keeps the subsets it scored (:attr:`SetValue.subsets`).
+        The subsets are drawn from a random stream keyed by the configured seed ``config.seed``
+        and the set's own seed feature (its first member), never by its place in a list: the
+        same set has the same value in :meth:`run`, in the Explorer before and after it is kept,
+        and in a sweep. ``n_samples`` overrides the configured number of subsets. The result
+        keeps the subsets it scored (:attr:`SetValue.subsets`).
         """
         c = self.config
         ig = self.attribution()
@@ -336,26 +338,30 @@ class Explainer:
             raise ValueError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
         return estimate_value(terms, c.set_score, c.value_kind, c.sampler,
                               c.n_samples if n_samples is None else int(n_samples),
-                              c.exact_limit, seed=c.seed + rng_offset)
+                              c.exact_limit, seed=self.value_seed(members))
+
+    def value_seed(self, members) -> tuple:
+        """The random key of a set's value: ``(config.seed, the set's seed feature)``."""
+        members = np.asarray(members).reshape(-1)
+        return (int(self.config.seed), int(members[0]) if members.size else -1)
 
     def grow_and_value(self, seeds, mu: Optional[float] = None, nu: Optional[int] = None,
                        threshold: Optional[str] = None, sign: Optional[str] = None,
                        order: Optional[str] = None, progress: Optional[ProgressFn] = None,
                        cancel: Optional[CancelToken] = None) -> list:
         """The :class:`~hsets_widgets.explanation.InteractionSet` of each of ``seeds``: grown
-        side by side (:meth:`grow_many`), then valued, set ``k`` with random stream
-        ``config.seed + k``. What :meth:`run`, the Explorer and the sweep all call, so the same
-        seeds and settings give the same sets everywhere.
+        side by side (:meth:`grow_many`), then valued (:meth:`value`: each set's random stream
+        keyed by its own seed). What :meth:`run`, the Explorer and the sweep all call, so the same
+        seeds and settings give the same sets and values everywhere.
         """
         seeds = list(seeds)
         grown = self.grow_many(seeds, mu, nu, threshold, sign, order, progress, cancel)
-        return [self.interaction_set(s, g, rng_offset=k) for k, (s, g) in enumerate(zip(seeds, grown))]
+        return [self.interaction_set(s, g) for s, g in zip(seeds, grown)]
 
-    def interaction_set(self, seed: Seed, grown: GrownSet, rng_offset: int = 0,
-                        value: Optional[SetValue] = None) -> InteractionSet:
+    def interaction_set(self, seed: Seed, grown: GrownSet, value: Optional[SetValue] = None) -> InteractionSet:
         """Score ``grown`` (unless its ``value`` is given) and package it with its seed."""
         t0 = time.perf_counter()
-        v = self.value(grown.members, rng_offset) if value is None else value
+        v = self.value(grown.members) if value is None else value
         self.timings["values"] = self.timings.get("values", 0.0) + time.perf_counter() - t0
         return InteractionSet(seed.index, seed.yx, seed.segment, grown.members, v.value, v.stderr,
                               v.kind, v.signed_score, v.log2_total, v.exact, v.n_samples,

@@ -258,13 +258,15 @@ class IDGGame:
 
 def estimate_value(terms: MemberTerms, kind: str = "idg", value_kind: str = "mean",
                    sampler: str = "bernoulli", n_samples: int = 1000, exact_limit: int = 12,
-                   seed: int = 0) -> SetValue:
+                   seed=0) -> SetValue:
     """Value ``v(I)`` of a set from its :class:`MemberTerms`.
 
     The set's :class:`IDGGame` is read by an estimator (:mod:`hsets_widgets.games`): sets of
     at most ``exact_limit`` members exactly, over all their subsets; larger sets from
     ``n_samples`` random subsets of ``sampler`` (``"bernoulli"`` or ``"stratified"``) with
-    generator ``seed``. ``value_kind="sample-sum"`` reports the plain sum of the Bernoulli
+    generator ``seed`` (a whole number or a tuple of them, as NumPy's ``default_rng`` takes;
+    :meth:`~hsets_widgets.explain.Explainer.value` passes the config's seed and the set's seed
+    feature). ``value_kind="sample-sum"`` reports the plain sum of the Bernoulli
     draws (the authors' value) instead of their mean.
     """
     if value_kind not in VALUE_KINDS:

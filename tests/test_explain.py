@@ -314,3 +314,17 @@ def test_signed_painting_and_idg_vis_values(small32, photo48):
     for g in e.grow_many(e.seeds()[:3]):
         v_idg, v_vis = e.value(g.members), vis.value(g.members)
         assert v_vis.value >= v_idg.value - 1e-9 and v_vis.signed_score >= 0   # |.| inside the integral
+
+
+def test_a_sets_value_depends_on_the_set_not_on_its_place_in_a_list(small32, photo48):
+    """Values draw from a stream keyed by the config's seed and the set's seed: the same set has
+    the same value however many sets come before it, and another config seed draws others."""
+    e = Explainer(photo48, small32, segmenter="slic", n_steps=8, n_sets=3, nu=40, exact_limit=4)
+    seeds = e.seeds()
+    forward = e.grow_and_value(seeds)
+    backward = e.grow_and_value(list(reversed(seeds)))
+    assert [s.value for s in forward] == [s.value for s in reversed(backward)]
+    alone = e.interaction_set(seeds[-1], e.grow(seeds[-1]))
+    assert alone.value == forward[-1].value
+    other = e.with_settings(seed=1).grow_and_value(seeds[:1])
+    assert other[0].value != forward[0].value and not forward[0].exact

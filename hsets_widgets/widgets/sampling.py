@@ -21,7 +21,7 @@ from . import render
 from .common import TICKS, as_state, axis_unit, draw_batch, fmt, legend, nice_ticks, title
 
 
-def draw_subsets(explainer, members, n_samples: int, rng_offset: int = 0) -> tuple:
+def draw_subsets(explainer, members, n_samples: int) -> tuple:
     """``(subsets, d, weights)``: the subsets :meth:`Explainer.value` scores for ``members``
     with ``n_samples`` draws (same sampler, score and random stream), their ``|IDG|`` and
     their weights in the value, in the order they are shown.
@@ -29,10 +29,10 @@ def draw_subsets(explainer, members, n_samples: int, rng_offset: int = 0) -> tup
     Stratified draws come size by size; they are shown in a seeded random order (weights
     carried along) so the running estimate does not climb through the sizes.
     """
-    v = explainer.value(members, rng_offset, n_samples)
+    v = explainer.value(members, n_samples)
     order = np.arange(len(v.samples))
     if len(order) and not np.allclose(v.weights, v.weights[0]):
-        order = np.random.default_rng(explainer.config.seed + rng_offset).permutation(len(order))
+        order = np.random.default_rng(explainer.value_seed(members)).permutation(len(order))
     return v.subsets[order], v.samples[order], v.weights[order]
 
 

@@ -247,7 +247,9 @@ class ExplorerState(HasTraits):
                 self.error = "no current set to add: click a pixel first"
                 return None
             try:
-                s = self.explainer.interaction_set(self.seed, self.grown, rng_offset=len(self.sets))
+                # the value the current set already has: the same stream (keyed by its seed)
+                # would draw the same subsets again
+                s = self.explainer.interaction_set(self.seed, self.grown, value=self.value)
             except Exception as err:  # noqa: BLE001
                 self._fail("Adding the set", err)
                 return None
