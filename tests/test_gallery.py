@@ -302,3 +302,31 @@ def test_an_explanation_shows_a_picture_and_a_table_without_widgets(photo48, sma
     page = e._repr_html_()
     assert "data:image/png;base64," in page and page.count("<tr>") == 1 + len(e.sets)
     assert f"p = {e.probability:.2f}" in page and e.class_name in page
+
+
+def test_a_run_in_progress_shows_its_records_as_they_arrive(runs, tmp_path):
+    """A real run_evaluation in a thread, held after its first photo: the gallery opens on the
+    locked folder beside it, then shows the other photos once they are written."""
+    import threading
+
+    first_done, go_on = threading.Event(), threading.Event()
+
+    def progress(stage, done, total):
+        if stage == "evaluate" and done == 1:
+            first_done.set()
+            go_on.wait(60)
+
+    out = tmp_path / "running"
+    items = collect_images([runs[0].parent / "photos"])
+    worker = threading.Thread(target=run_evaluation, args=(items, model(), out),
+                              kwargs=dict(methods=["random"], percentages=[0.5], curves=(), progress=progress))
+    worker.start()
+    try:
+        assert first_done.wait(120)
+        g = gallery(out)
+        assert len(g.state.shown()) == 1 and "not written yet" in g.notes.value
+    finally:
+        go_on.set()
+        worker.join(120)
+    assert g.poll() and len(g.state.shown()) == 4 and "photos 1-4 of 4" in g.grid.where.value
+    g.close()
