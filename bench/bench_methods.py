@@ -113,7 +113,7 @@ def photo_record(clf, name, path, args) -> dict:
     from hsets_widgets.evaluation.sweep import map_scores
     from hsets_widgets.explain import Explainer
 
-    x = Explainer(str(path), clf, "default", "slic", None, "cpu").x.detach()
+    x = Explainer(str(path), clf, preset="default", segmenter="slic", device="cpu").x.detach()
     probs = classify_batches(x.unsqueeze(0), clf, 1)[0]
     target, label = int(probs.argmax()), label_from_path(path)
     rec = {"name": name, "target": target, "correct": label is not None and target == label, "methods": {}}
@@ -195,7 +195,7 @@ def speed_part(args) -> str:
 
     torch.set_num_threads(args.threads)
     clf = load_classifier(None)
-    x = Explainer("chelsea", clf, "default", "slic", None, "cpu").x.detach()
+    x = Explainer("chelsea", clf, preset="default", segmenter="slic", device="cpu").x.detach()
     attribute_sets(x, clf, "ig:n_steps=4")                      # warm-up: first-call costs out of the table
     load = os.getloadavg()[0]
     lines = ["## Interaction methods: cost on one photo, alone (bench/bench_methods.py speed)", "",

@@ -66,7 +66,7 @@ def worker(case: str, threads: int) -> dict:
     clf = load_classifier()
     overrides = {"row_floor": 0.3, "within_mask": False} if case == "interactions" else {}
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-    ex = Explainer(hs.example_image(), clf, "default", **overrides)
+    ex = Explainer(hs.example_image(), clf, preset="default", **overrides)
     if case == "road":
         import torch
 
@@ -195,7 +195,7 @@ def fused_part(n_photos: int, threads: int) -> dict:
         runs = {}
         for backend in ("torch", "onnx"):
             os.environ["HSETS_FORWARD"] = backend
-            ex = Explainer(name, clf, "default")
+            ex = Explainer(name, clf, preset="default")
             # CPU seconds per stage (one thread: the process's CPU time is the stage's work, and
             # less disturbed than wall time by other jobs on the cores)
             c0 = time.process_time()

@@ -230,7 +230,7 @@ def explain_variant(base, name: str, standalone: bool, cache: dict):
     preset = settings.pop("preset", "default")
     if standalone:
         DEFAULT_CACHE.clear()
-        ex = Explainer(base.image, base.classifier, preset, "minisam", None, base.device, **settings)
+        ex = Explainer(base.image, base.classifier, preset=preset, segmenter="minisam", device=base.device, **settings)
     else:
         ex = base.with_settings(preset, **settings)
     rows_before = ex.rows.n_computed
@@ -271,7 +271,7 @@ def run_photo(clf, name, path, half, variants, args) -> dict:
     from hsets_widgets.explain import Explainer
 
     label = label_from_path(path)
-    base = Explainer(str(path), clf, "default", "minisam", None, "cpu")
+    base = Explainer(str(path), clf, preset="default", segmenter="minisam", device="cpu")
     rec = {"name": name, "half": half, "label": label, "target": base.target,
            "class_name": base.class_name, "probability": base.probability,
            "correct": label is not None and base.target == label, "methods": {}}
@@ -348,7 +348,7 @@ def rescore_random(stage: str, args) -> Path:
     for line in tqdm(path.read_text().splitlines(), desc=f"random rows of {stage}", disable=args.quiet):
         rec = json.loads(line)
         if rec["correct"] and "random" in rec["methods"]:
-            base = Explainer(str(files[rec["name"]]), clf, "default", "minisam", None, "cpu")
+            base = Explainer(str(files[rec["name"]]), clf, preset="default", segmenter="minisam", device="cpu")
             seed = rec.get("seed", args.seed)
             amap = random_reference(base, seed)
             rec["methods"]["random"] = {"seconds": 0.0, "seed": seed,

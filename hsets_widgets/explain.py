@@ -86,8 +86,12 @@ class Explainer:
     >>> ex.interaction_set(seeds[0], grown).value
     """
 
-    def __init__(self, image: ImageLike, model=None, preset="default", segmenter="auto",
-                 target: Optional[int] = None, device=None, **overrides):
+    def __init__(self, image: ImageLike, model=None, target: Optional[int] = None, *, preset="default",
+                 segmenter="auto", device=None, **overrides):
+        if isinstance(target, (str, HSetsConfig)):
+            raise TypeError(f"the third argument is the target class, got {target!r}: the input, the model and "
+                            "the target come first, settings by name: Explainer(image, model, preset='default', "
+                            "segmenter='slic')")
         self.config: HSetsConfig = get_config(preset, **overrides)
         self.device = resolve_device(device)
         self.classifier: Classifier = load_classifier(model)
@@ -406,8 +410,8 @@ class Explainer:
         return self.explanation(sets)
 
 
-def explain(image: ImageLike, model=None, preset="default", segmenter="auto",
-            target: Optional[int] = None, device=None, progress: Optional[ProgressFn] = None,
+def explain(image: ImageLike, model=None, target: Optional[int] = None, *, preset="default",
+            segmenter="auto", device=None, progress: Optional[ProgressFn] = None,
             cancel: Optional[CancelToken] = None, **overrides) -> Explanation:
     """Explain ``model``'s prediction on ``image`` with H-Sets.
 
@@ -421,4 +425,5 @@ def explain(image: ImageLike, model=None, preset="default", segmenter="auto",
         prediction, settings and timings; ``.save(path)`` / ``Explanation.load(path)``.
     """
     progress = check_progress(progress)  # before the model is loaded and the image read
-    return Explainer(image, model, preset, segmenter, target, device, **overrides).run(progress, cancel)
+    return Explainer(image, model, target, preset=preset, segmenter=segmenter, device=device,
+                     **overrides).run(progress, cancel)

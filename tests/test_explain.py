@@ -328,3 +328,12 @@ def test_a_sets_value_depends_on_the_set_not_on_its_place_in_a_list(small32, pho
     assert alone.value == forward[-1].value
     other = e.with_settings(seed=1).grow_and_value(seeds[:1])
     assert other[0].value != forward[0].value and not forward[0].exact
+
+
+def test_input_model_target_come_first_and_settings_by_name(small32, photo48):
+    target = Explainer(photo48, small32, segmenter="slic", n_steps=4).target
+    other = (target + 1) % 5
+    e = explain(photo48, small32, other, segmenter="slic", n_steps=4, nu=8, n_sets=1)
+    assert e.target == other
+    with pytest.raises(TypeError, match="the third argument is the target class, got 'paper'"):
+        Explainer(photo48, small32, "paper")

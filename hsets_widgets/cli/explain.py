@@ -117,7 +117,7 @@ def explain_to_folder(image, model, args) -> int:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("default")
-        ex = explain(image, clf, args.preset, args.segmenter, args.target, args.device,
+        ex = explain(image, clf, args.target, preset=args.preset, segmenter=args.segmenter, device=args.device,
                      progress=progress, **overrides)
     tests = interaction_tests(ex, clf, progress) if getattr(args, "interactions", False) else None
     others = compare_methods(ex, clf, compared, progress, getattr(args, "interactions", False))

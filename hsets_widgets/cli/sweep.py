@@ -94,7 +94,8 @@ def run(args) -> int:
     bars = TqdmProgress(disable=args.quiet)
     try:
         with quiet_auto_segmenter():
-            ex = Explainer(args.image, clf, args.preset, args.segmenter, args.target, args.device, **fixed)
+            ex = Explainer(args.image, clf, args.target, preset=args.preset, segmenter=args.segmenter,
+                           device=args.device, **fixed)
             records = sweep(ex, bars, percentages=args.percentages, seed=args.seed,
                             references=not args.no_references, as_frame=False,
                             interactions=args.interactions, **swept)

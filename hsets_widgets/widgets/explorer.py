@@ -293,7 +293,7 @@ class Explorer(W.VBox):
             image = ex.image
             if done is not None:                 # the same photo: its segments still hold
                 seg = done.labels
-        new = Explainer(image, ex.classifier, ex.config, seg, target, ex.device)
+        new = Explainer(image, ex.classifier, target, preset=ex.config, segmenter=seg, device=ex.device)
         old.cancel()
         st = ExplorerState(new, background=not old.runner.synchronous)
         was_active = self.session is not None and self.session.active

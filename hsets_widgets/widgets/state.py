@@ -145,10 +145,10 @@ class ExplorerState(HasTraits):
                        f"(p = {explainer.probability:.2f})")
 
     @classmethod
-    def from_image(cls, image, model=None, preset="default", segmenter="auto", target=None,
+    def from_image(cls, image, model=None, target=None, *, preset="default", segmenter="auto",
                    device=None, background: bool = True, **overrides) -> ExplorerState:
         """Build the :class:`~hsets_widgets.explain.Explainer` and its state."""
-        return cls(Explainer(image, model, preset, segmenter, target, device, **overrides),
+        return cls(Explainer(image, model, target, preset=preset, segmenter=segmenter, device=device, **overrides),
                    background=background)
 
     # ---- read-only helpers -----------------------------------------------------------
