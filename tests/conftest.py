@@ -1,11 +1,20 @@
 """Shared fixtures: tiny real torch classifiers and small images, so the math is checked fast."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 import torch
 from torch import nn
 
 from hsets_widgets.models import wrap_module
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a test's own server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class TinyNet(nn.Module):

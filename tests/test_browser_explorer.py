@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port  # noqa: F401  (test_binder and the gallery's test import it from here)
 
 from hsets_widgets.signals import stop_process
 
@@ -66,12 +66,6 @@ def write_notebook(folder: Path, source: str = NOTEBOOK_SOURCE) -> Path:
     path = folder / "explorer_test.ipynb"
     path.write_text(json.dumps(nb))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 90.0) -> None:

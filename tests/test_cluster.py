@@ -7,7 +7,6 @@ import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 from PIL import Image
 
 # the clusters these tests start stay on the loopback interface (what hsets evaluate sets up
@@ -186,12 +186,6 @@ def test_killed_or_interrupted_driver_resumes_without_duplicates(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 6 and metrics["n_resumed"] >= 2
     assert f"{metrics['n_resumed']} resumed" in done.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 that used to be lost, and writes that went where they should not. Each test failed on the code
 before its fix."""
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -159,11 +160,16 @@ def test_a_failed_write_leaves_the_previous_run_whole(tmp_path, photo48, small32
 def test_sigterm_stops_like_ctrl_c_and_leaves_no_empty_folder(tmp_path):
     out = tmp_path / "o"
     proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explain", "coffee", "--segmenter",
-                             "slic", "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    time.sleep(6)                                     # importing and loading, far from done
+                             "slic", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the signal arrives once the work has begun: the first progress bar (no fixed sleep)
+    seen, deadline = b"", time.monotonic() + 120
+    while b"integrated gradients" not in seen and time.monotonic() < deadline and proc.poll() is None:
+        if select.select([proc.stderr], [], [], 1.0)[0]:
+            seen += os.read(proc.stderr.fileno(), 4096)
+    assert b"integrated gradients" in seen, seen.decode(errors="replace")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
+    err = err.decode(errors="replace").replace("\r", "\n")
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "terminated", err
     assert not out.exists()
