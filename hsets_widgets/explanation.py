@@ -373,8 +373,13 @@ def check_indices(values, n: int, what: str) -> None:
         raise ValueError(f"{what} lie in [{arr.min()}, {arr.max()}], outside the image's {n} features")
 
 
-def equal(a: Explanation, b: Explanation) -> Optional[str]:
-    """None if ``a`` and ``b`` hold the same data, else the first difference (for tests)."""
+def equal(a: Explanation, b: Explanation) -> bool:
+    """Whether ``a`` and ``b`` hold the same data (:func:`first_difference` says where not)."""
+    return first_difference(a, b) is None
+
+
+def first_difference(a: Explanation, b: Explanation) -> Optional[str]:
+    """The name of the first field where ``a`` and ``b`` differ, or None when they hold the same data."""
     for name in ("image", "heatmap", "ig", "labels"):
         if not np.array_equal(getattr(a, name), getattr(b, name)):
             return name

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hsets_widgets.explain import Explainer, explain
-from hsets_widgets.explanation import Explanation, equal
+from hsets_widgets.explanation import Explanation, equal, first_difference
 from hsets_widgets.presets import PRESETS, get_config
 from hsets_widgets.progress import Cancelled, CancelToken
 
@@ -20,7 +20,7 @@ def test_explanation_saves_and_loads_losslessly(small32, photo48, tmp_path):
         assert ex.labels[s.seed_yx] == s.segment  # each seed lies in its segment
     assert ex.heatmap.shape == (48, 48) and np.count_nonzero(ex.heatmap) > 0
     back = Explanation.load(ex.save(tmp_path / "e.npz"))
-    assert equal(ex, back) is None
+    assert equal(ex, back), first_difference(ex, back)
 
 
 def test_heatmap_paints_each_set_with_its_value(small32, photo48):
