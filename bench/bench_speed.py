@@ -256,6 +256,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     ap.add_argument("--interactions", action="store_true", help="also time the interaction mode (once per tree)")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
+    ap.add_argument("--section", default="speed",
+                    help="RESULTS.md section (and RESULTS_<section>.json) to write (default: speed)")
     ap.add_argument("--fused", type=int, metavar="N", default=None,
                     help="only compare the fused twin with the model as given on the bundled photo and N tuning photos")
     args = ap.parse_args(argv)
@@ -300,9 +302,9 @@ def main(argv=None) -> int:
     if not args.no_write:
         from _results import write_section
 
-        OUT_JSON.write_text(json.dumps(results, indent=1) + "\n")
-        write_section("speed", "## Issue 31: explanation speed, this tree against main before it (bench/bench_speed.py)\n\n"
-                      + text + "\n")
+        OUT_JSON.with_name(f"RESULTS_{args.section.replace('-', '_')}.json").write_text(json.dumps(results, indent=1) + "\n")
+        write_section(args.section, "## Issue 31: explanation speed, this tree against main before it "
+                      f"(bench/bench_speed.py{'' if args.section == 'speed' else ', ' + ' '.join(argv)})\n\n" + text + "\n")
     return 0
 
 
