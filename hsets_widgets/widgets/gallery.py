@@ -123,9 +123,13 @@ class GalleryState(HasTraits):
 
     def select(self, keys) -> None:
         """Pick ``keys`` (and show only them in the grid; an empty list shows all again)."""
-        self.selection = [str(k) for k in keys]
-        self.only_selected = bool(self.selection)
-        self.page = 0
+        keys = [str(k) for k in keys]
+        # one redraw with all three set, not one per trait: a brush answers after a single
+        # pass over the tiles (the views' observers run once the block ends, on the final state)
+        with self.hold_trait_notifications():
+            self.selection = keys
+            self.only_selected = bool(keys)
+            self.page = 0
 
     def poll(self) -> list:
         """Read the records appended since the last look; their keys."""
