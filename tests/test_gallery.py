@@ -330,3 +330,12 @@ def test_a_run_in_progress_shows_its_records_as_they_arrive(runs, tmp_path):
         worker.join(120)
     assert g.poll() and len(g.state.shown()) == 4 and "photos 1-4 of 4" in g.grid.where.value
     g.close()
+
+
+def test_closing_the_gallery_ends_its_thread(runs):
+    g = gallery(runs[0])
+    g.method.value = "random"                        # thumbnails to draw: the worker starts
+    worker = g.grid.runner._thread                   # noqa: SLF001 - the thread under test
+    assert worker is not None and worker.is_alive()
+    g.close()
+    assert not worker.is_alive()                     # gone now, not after the worker's idle wait

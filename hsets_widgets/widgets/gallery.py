@@ -304,8 +304,8 @@ class GalleryGrid(W.VBox):
         return self.runner.wait(timeout)
 
     def close(self) -> None:
-        """Stop drawing, then close the widgets."""
-        self.runner.cancel()
+        """Stop drawing and end the drawing thread, then close the widgets."""
+        self.runner.stop()
         super().close()
 
 

@@ -117,6 +117,20 @@ class BackgroundRunner:
                 n += 1
         return n
 
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Cancel everything and end the worker thread now, not after its idle wait (the owner
+        is closed); True once the thread is gone. A later :meth:`submit` starts a new one.
+        """
+        self.cancel()
+        with self._cv:
+            thread = self._thread
+            self._thread = None              # the loop sees it is no longer the worker and ends
+            self._cv.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
     @property
     def busy(self) -> bool:
         """Whether a job is running or queued."""
@@ -152,12 +166,18 @@ class BackgroundRunner:
             self._thread.start()
 
     def _loop(self) -> None:
+        me = threading.current_thread()
         while True:
             with self._cv:
                 while not self._queue:
-                    if not self._cv.wait(timeout=30.0) and not self._queue:
-                        self._thread = None      # idle: let the thread end
+                    if self._thread is not me:   # stopped: another thread (or none) is the worker
                         return
+                    if not self._cv.wait(timeout=30.0) and not self._queue:
+                        if self._thread is me:
+                            self._thread = None  # idle: let the thread end
+                        return
+                if self._thread is not me:
+                    return
                 job = self._queue.pop(0)
                 self._current = job
             try:
