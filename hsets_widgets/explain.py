@@ -25,7 +25,7 @@ from .images import ImageLike, check_image_tensor, load_image, resize_center_cro
 from .integrated_gradients import IGResult, input_gradient, integrated_gradients
 from .memory import release_freed_memory
 from .models import Classifier, load_classifier
-from .presets import HSetsConfig, get_config, stale_stages
+from .presets import PRESETS, HSetsConfig, get_config, stale_stages
 from .progress import CancelToken, ProgressFn, check_progress
 from .scores import ScoreFn, resolve_target
 from .seeds import Seed, seed_at, select_peaks, select_seeds
@@ -206,6 +206,22 @@ class Explainer:
             new.score_fn = ScoreFn(self.classifier, self.target, new.config.score)
         for stage in stale & set(self._STAGES):
             setattr(new, self._STAGES[stage], None)
+        return new
+
+    def with_preset(self, name: str) -> Explainer:
+        """A new :class:`Explainer` moved to the named preset ``name``: the settings in which
+        ``name`` differs from the current preset change, the ones changed by hand stay (from a
+        tuned ``default``, ``interactions`` sets only its row floor and growth across segments),
+        and every cached stage the change leaves valid is shared (:meth:`with_settings`).
+        Settings that match no named preset move to ``name`` whole.
+        """
+        target = get_config(name)
+        base = PRESETS.get(self.config.preset)
+        if base is None:
+            return self.with_settings(name)
+        changes = {k: getattr(target, k) for k in changed_settings(base, target) if k != "preset"}
+        new = self.with_settings(**changes)
+        new.config = new.config.replace(preset=target.preset)
         return new
 
     # ---- steps -----------------------------------------------------------------------

@@ -337,3 +337,16 @@ def test_input_model_target_come_first_and_settings_by_name(small32, photo48):
     assert e.target == other
     with pytest.raises(TypeError, match="the third argument is the target class, got 'paper'"):
         Explainer(photo48, small32, "paper")
+
+
+def test_moving_to_a_preset_keeps_what_was_tuned_by_hand_and_the_cached_stages(small32, photo48):
+    e = Explainer(photo48, small32, segmenter="slic", n_steps=8, nu=40)
+    ig = e.attribution()
+    i = e.with_preset("interactions")
+    assert (i.config.preset, i.config.row_floor, i.config.within_mask) == ("interactions", 0.3, False)
+    assert (i.config.n_steps, i.config.nu) == (8, 40) and i.attribution() is ig
+    back = i.with_preset("default")
+    assert (back.config.preset, back.config.row_floor, back.config.within_mask, back.config.n_steps) == \
+        ("default", 0.0, True, 8)
+    paper = e.with_preset("paper")
+    assert paper.config.threshold == "seed-fraction" and paper.config.n_steps == 8

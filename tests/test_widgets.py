@@ -1266,6 +1266,26 @@ def test_another_class_or_photo_without_a_restart(explainer):
     e.state.cancel()
 
 
+def test_the_interaction_mode_is_a_preset_in_the_explorer_and_reuses_the_rows(explainer):
+    from hsets_widgets.presets import PRESETS
+    from hsets_widgets.widgets import Explorer
+
+    e = Explorer(explainer, display_size=384, readout=False)
+    assert e.wait(120)
+    ex = e.explainer
+    names = [v for _, v in e.chooser.preset.options]
+    assert names[:2] == ["default", "interactions"] and set(PRESETS) <= set(names)
+    rows_before = set(ex.rows.cached())
+    choose(e.chooser.preset, "interactions")        # as the browser picks it
+    assert e.wait(240) and e.state.error == ""
+    now = e.explainer
+    assert (now.config.preset, now.config.row_floor, now.config.within_mask) == ("interactions", 0.3, False)
+    # the same photo and class, and the rows computed before are still there (shared cache)
+    assert now.target == ex.target and now.attribution() is ex.attribution()
+    assert rows_before <= set(now.rows.cached()) and e.chooser.preset.value == "interactions"
+    e.state.cancel()
+
+
 def test_ig_beside_hsets_is_shown_as_its_smoothed_magnitude_with_a_colour_bar(explorer):
     from hsets_widgets.widgets import render
 

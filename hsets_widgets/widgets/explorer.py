@@ -11,6 +11,7 @@ import html
 
 import ipywidgets as W
 
+from ..presets import PRESETS
 from .animation import MergeAnimation
 from .common import as_state, esc, fmt, glossary_html, set_name, title
 from .export import ExportPanel
@@ -131,10 +132,25 @@ class PhotoAndClass(W.VBox):
                                    layout=W.Layout(width="160px"))
         self.upload.add_class("hsets-upload")
         self.upload.observe(lambda ch: self._uploaded(ch["new"]), names="value")
+        # the named presets; the interaction mode first among the others (what a user comes to try)
+        names = ["default", "interactions"] + sorted(set(PRESETS) - {"default", "interactions"})
+        current = ex.config.preset if ex.config.preset in PRESETS else None
+        self.preset = W.Dropdown(options=[(n, n) for n in names] + ([] if current else [("custom", None)]),
+                                 value=current, description="preset", layout=W.Layout(width="260px"),
+                                 style={"description_width": "60px"},
+                                 tooltip="interactions: a row floor and growth across segments (the "
+                                         "interaction mode); rows already computed are reused")
+        self.preset.add_class("hsets-preset")
+        self.preset.observe(lambda ch: self._preset(ch["new"]), names="value")
         self.message = W.HTML()
         self.message.add_class("hsets-switch-message")
-        super().__init__([W.HBox([self.target, self.upload]), self.message])
+        super().__init__([W.HBox([self.target, self.preset, self.upload]), self.message])
         self.add_class("hsets-photo-and-class")
+
+    def _preset(self, name) -> None:
+        if name is None or name == self.explorer.state.explainer.config.preset:
+            return
+        self._switch(preset=name)
 
     def _target(self, k) -> None:
         if k == self.explorer.state.explainer.target:
@@ -275,16 +291,24 @@ class Explorer(W.VBox):
             self.session.restore()           # settings and seed now, kept sets once ready
             self.image_view.canvas.on_client_ready(lambda *_: self.session.activate())
 
-    def switch(self, image=None, target=None) -> None:
+    def switch(self, image=None, target=None, preset=None) -> None:
         """Explain another class of this photo (``target``) or another photo (``image``, with the
-        predicted class unless ``target`` is given), with the same model and settings, without a
-        restart: the views are rebuilt over a new state and its preparation starts.
+        predicted class unless ``target`` is given), with the same model and settings, or this
+        photo and class moved to another named ``preset`` (:meth:`Explainer.with_preset`: IG,
+        segments and Hessian rows it leaves valid are reused; ``interactions`` recomputes none of
+        them), without a restart: the
+        views are rebuilt over a new state and its preparation starts.
         """
         from ..explain import Explainer
         from ..segmentation import SEGMENTERS
 
         old = self.state
         ex = old.explainer
+        if preset is not None:
+            if image is not None or target is not None:
+                raise ValueError("switch to a preset, or to another photo or class, one at a time")
+            self._rebuild(old, ex.with_preset(preset))
+            return
         seg = self._segmenter
         done = ex.cached("segmentation")
         if done is not None and isinstance(done.source, str) and done.source in SEGMENTERS:
@@ -293,7 +317,9 @@ class Explorer(W.VBox):
             image = ex.image
             if done is not None:                 # the same photo: its segments still hold
                 seg = done.labels
-        new = Explainer(image, ex.classifier, target, preset=ex.config, segmenter=seg, device=ex.device)
+        self._rebuild(old, Explainer(image, ex.classifier, target, preset=ex.config, segmenter=seg, device=ex.device))
+
+    def _rebuild(self, old: ExplorerState, new) -> None:
         old.cancel()
         st = ExplorerState(new, background=not old.runner.synchronous)
         was_active = self.session is not None and self.session.active
