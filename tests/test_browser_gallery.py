@@ -82,6 +82,17 @@ def voila_gallery(tmp_path_factory, run_folder):
         stop_server(proc, log, folder / "voila-gallery.log", timeout=15)
 
 
+def drag(page) -> None:
+    """Drag a rectangle over the whole scatter."""
+    fig = page.locator(".hsets-gallery-scatter").first
+    fig.scroll_into_view_if_needed()
+    box = fig.bounding_box()
+    page.mouse.move(box["x"] + 66, box["y"] + 18)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 14, box["y"] + box["height"] - 50, steps=6)
+    page.mouse.up()
+
+
 def use_the_gallery(page, name: str) -> None:
     """What a user does: look, sort, brush, open a photo, come back."""
     wait_text(page, ".hsets-gallery-where", r"photos 1-4 of 4 shown", timeout=180)
@@ -94,13 +105,7 @@ def use_the_gallery(page, name: str) -> None:
     page.locator(".hsets-gallery-sort select").first.select_option(label="random sparsity")
     wait_text(page, ".hsets-gallery-number", r"random sparsity = ", timeout=30)
     # drag a rectangle over the whole scatter: every photo is selected, the grid says so
-    fig = page.locator(".hsets-gallery-scatter").first
-    fig.scroll_into_view_if_needed()
-    box = fig.bounding_box()
-    page.mouse.move(box["x"] + 66, box["y"] + 18)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] - 14, box["y"] + box["height"] - 50, steps=6)
-    page.mouse.up()
+    drag(page)
     wait_text(page, ".hsets-gallery-where", r"\d+ selected", timeout=30)
     page.wait_for_timeout(1500)                      # the brush selects while it moves: let it settle
     said = page.locator(".hsets-gallery-where").first.inner_text()
@@ -119,6 +124,12 @@ def use_the_gallery(page, name: str) -> None:
     assert page.locator(".hsets-gallery-open").first.inner_text() == first
     assert "random sparsity = " in page.locator(".hsets-gallery-number").first.inner_text()
     assert page.locator(".hsets-explorer").count() == 0
+    # clear the selection: every photo again, and the same drag selects again (the old rectangle
+    # is gone, so the drag draws a new one instead of moving it)
+    page.locator(".hsets-gallery-clear").first.click()
+    wait_text(page, ".hsets-gallery-where", r"of 4 shown \(4 in the run\)$", timeout=30)
+    drag(page)
+    wait_text(page, ".hsets-gallery-where", r"\d+ selected", timeout=30)
 
 
 def on_a_page(browser, name: str, height: int, steps) -> None:  # noqa: F811 - the fixture

@@ -378,10 +378,12 @@ class GalleryScatter(W.VBox):
 
     def clear_selection(self) -> None:
         """Select nothing and take the brush's rectangle off the plot (a rectangle left there
-        would be moved, not redrawn, by the next drag)."""
+        would be moved, not redrawn, by the next drag).
+        """
         self.state.select([])
-        self.brush.clear = False             # the front end clears it on the change to True
-        self.brush.clear = True
+        # bqplot's front end moves its brush to the model's rectangle: none takes it away
+        self.brush.selected_x = None
+        self.brush.selected_y = None
 
     def _brushed(self, idx) -> None:
         keys = [self.point_keys[i] for i in (idx if idx is not None else []) if 0 <= i < len(self.point_keys)]
