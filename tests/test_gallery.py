@@ -339,3 +339,23 @@ def test_closing_the_gallery_ends_its_thread(runs):
     assert worker is not None and worker.is_alive()
     g.close()
     assert not worker.is_alive()                     # gone now, not after the worker's idle wait
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_reading_in_pieces_gives_what_reading_it_whole_gives(run_copy, seed):
+    """However the run's appends fall (mid-line, several lines at once), looking after each
+    gives the records of the whole file, and a line is never read before it is whole."""
+    path = run_copy / "results.jsonl"
+    data = path.read_bytes()
+    whole = RunRecords(run_copy)
+    cuts = sorted(np.random.default_rng(seed).choice(np.arange(1, len(data)), 6, replace=False).tolist())
+    path.write_bytes(b"")
+    run = RunRecords(run_copy)
+    for a, b in zip([0] + cuts, cuts + [len(data)]):
+        with open(path, "ab") as fh:
+            fh.write(data[a:b])
+        run.refresh()
+        assert len(run.records) == data[:b].count(b"\n")        # whole lines only
+        assert run.bad_lines == []
+    assert {k: r.numbers for k, r in run.records.items()} == {k: r.numbers for k, r in whole.records.items()}
+    assert run.keys == whole.keys and run.notes == whole.notes
