@@ -200,7 +200,10 @@ def test_records_a_running_evaluation_appends_appear(run_copy):
     assert len(g.poll()) == 1
     assert len(g.state.shown()) == 2 and len(g.scatter.point_keys) == 2 and "unfinished" in g.notes.value
     with open(path, "ab") as fh:
-        fh.write(lines[2][30:] + lines[3])
+        fh.write(lines[2][30:40])                        # still unfinished: no record, the note stays
+    assert g.poll() == [] and len(g.state.shown()) == 2 and "unfinished (40 bytes)" in g.notes.value
+    with open(path, "ab") as fh:
+        fh.write(lines[2][40:] + lines[3])
     g.ticker.value += 1                                  # what the page's timer does
     assert len(g.state.shown()) == 4 and "unfinished" not in g.notes.value
     assert "photos 1-4 of 4" in g.grid.where.value

@@ -189,10 +189,10 @@ class RunRecords:
                 continue                     # a failed retry does not hide a done photo
             self.records[rec["key"]] = photo_record(rec, self.n_lines)
             changed.append(rec["key"])
-        if changed or lines:
-            self.version += 1
-            self.columns_cache = None
-            self.scan_maps()
+        # anything appended changes what is said (an unfinished line is a note), if not the records
+        self.version += 1
+        self.columns_cache = None
+        self.scan_maps()
         return changed
 
     def scan_maps(self) -> None:

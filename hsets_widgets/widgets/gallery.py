@@ -132,9 +132,11 @@ class GalleryState(HasTraits):
             self.page = 0
 
     def poll(self) -> list:
-        """Read the records appended since the last look; their keys."""
+        """Read the records appended since the last look; their keys (the views redraw whenever
+        anything was appended, a line still being written included: the notes say so)."""
+        before = self.run.version
         new = self.run.refresh()
-        if new:
+        if self.run.version != before:
             self.version += 1
         return new
 
