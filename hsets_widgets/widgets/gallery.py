@@ -133,7 +133,8 @@ class GalleryState(HasTraits):
 
     def poll(self) -> list:
         """Read the records appended since the last look; their keys (the views redraw whenever
-        anything was appended, a line still being written included: the notes say so)."""
+        anything was appended, a line still being written included: the notes say so).
+        """
         before = self.run.version
         new = self.run.refresh()
         if self.run.version != before:
