@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from test_browser_explorer import (  # noqa: F401 - the browser fixture is used 
     wait_text,
 )
 from test_gallery import make_run
+
+from hsets_widgets.signals import stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -172,3 +175,34 @@ def test_the_gallery_in_jupyterlab(lab_url, browser):  # noqa: F811 - the import
         use_the_gallery(page, "lab")
 
     on_a_page(browser, "lab", 1400, steps)
+
+
+def test_hsets_explore_serves_the_gallery_of_a_run_folder(run_folder, browser):  # noqa: F811 - the fixture
+    """The command a user types: `hsets explore eval/` (token on), opened from its printed address."""
+    from test_widgets_cli import fetch_without_redirect
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", str(run_folder),
+                             "--no-browser", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1"))
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith(f"H-Sets gallery of {run_folder.resolve()}: http://127.0.0.1:{port}/?token="), first
+        url = first.split(": ", 1)[1].strip()
+        wait_http(f"http://127.0.0.1:{port}/voila/static/favicon.ico")
+        status, location = fetch_without_redirect(f"http://127.0.0.1:{port}/")      # no token: login
+        assert status == 302 and "login" in location
+
+        def steps(page):
+            page.goto(url, timeout=180_000)
+            wait_text(page, ".hsets-gallery-where", r"photos 1-4 of 4 shown", timeout=180)
+            # the run's model is a test network no name loads: said in the page, the grid stays
+            page.locator(".hsets-gallery-open").first.click()
+            wait_text(page, ".hsets-gallery-open-error", r"cannot be loaded by name .* Gallery\(folder, model=\.\.\.\)",
+                      timeout=60)
+            assert page.locator(".hsets-gallery-where").count() == 1
+
+        on_a_page(browser, "explore", 1200, steps)
+    finally:
+        stop_process(proc, 30)
