@@ -371,3 +371,26 @@ def test_a_region_s_contribution_on_a_planted_block():
                        (np.ones((8, 8), bool), "one boolean per pixel")):
         with pytest.raises(ValueError, match=words):
             region_effect(x, clf, bad)
+
+
+def test_the_head_of_morf_compares_a_sparse_map_where_it_still_ranks_pixels():
+    """Over the first 5% and 10% removed, MoRF is decided by the pixels a sparse map still ranks
+    (here the class's block, 16 of 256 pixels); the head AOPC is the mean drop over just those
+    percentages, and a method's record has one key per cut on the run's grid."""
+    from hsets_widgets.evaluation.runner import method_record
+
+    clf, x = block_model(), block_image()
+    sparse = torch.zeros(16, 16)
+    sparse[2:6, 2:6] = 1.0
+    dense = sparse + 0.01 * torch.rand(16, 16, generator=torch.Generator().manual_seed(0))
+    pct = [0.01, 0.02, 0.05, 0.1, 0.3]
+    a, b = road(x, clf, sparse, pct, seed=0), road(x, clf, dense, pct, seed=0)
+    drops = a.original_probability - a.morf.probability
+    assert a.morf.aopc(up_to=0.05) == pytest.approx(float(np.mean(drops[:3])), abs=1e-12)
+    assert a.morf.aopc(up_to=0.1) == pytest.approx(float(np.mean(drops[:4])), abs=1e-12)
+    assert a.morf.aopc(up_to=0.05) == pytest.approx(b.morf.aopc(up_to=0.05), abs=0.05)
+    with pytest.raises(ValueError, match="no percentage at or below 0.005"):
+        a.morf.aopc(up_to=0.005)
+    rec = method_record(sparse.numpy(), a, 0.0, 0.0)
+    assert rec["morf_aopc_first5"] == a.morf.aopc(up_to=0.05) and "morf_aopc_first10" in rec
+    assert "morf_aopc_first15" not in rec            # no 15% on this grid

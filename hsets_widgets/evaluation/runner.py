@@ -47,7 +47,7 @@ from .insertion import KINDS as CURVE_KINDS
 from .insertion import insertion_deletion
 from .interactions import interaction_metrics, set_tests
 from .report import plot_curves, summarize
-from .road import ROAD_ORDERS, check_choices, classify_batches, resolve_percentages, road
+from .road import HEAD_CUTS, ROAD_ORDERS, check_choices, classify_batches, resolve_percentages, road
 from .sparsity import AttributionShapeError, gini, gini_at_support, gini_within_top, pixel_map, support_size
 from .store import (
     append_record,
@@ -82,6 +82,10 @@ def method_record(amap: np.ndarray, road_result, seconds: float, road_seconds: f
            "impute_seconds": road_result.impute_seconds,
            "classify_seconds": road_result.classify_seconds}
     for order, curve in road_result.curves.items():
+        if order == "morf":
+            for cut in HEAD_CUTS:
+                if np.isclose(np.asarray(curve.percentages, dtype=np.float64), cut).any():
+                    rec[f"morf_aopc_first{round(100 * cut)}"] = curve.aopc("probability", up_to=cut)
         rec[f"{order}_aopc"] = curve.aopc("probability")
         rec[f"{order}_aopc_accuracy"] = curve.aopc("accuracy")
         rec[f"{order}_auc"] = curve.auc("accuracy")

@@ -21,6 +21,7 @@ from .road import ROAD_ORDERS
 SCALAR_METRICS = ("sparsity", "sparsity_matched", "sparsity_within", "matched_support", "support",
                   "support_fraction",
                   "morf_aopc", "lerf_aopc", "morf_aopc_accuracy", "lerf_aopc_accuracy",
+                  "morf_aopc_first5", "morf_aopc_first10", "morf_aopc_first15",
                   "morf_auc", "morf_probability_auc", "lerf_auc", "lerf_probability_auc",
                   "insertion_auc", "deletion_auc",
                   "attribution_seconds", "road_seconds") + INTERACTION_METRICS + ("interaction_seconds",)
