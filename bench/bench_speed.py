@@ -237,11 +237,10 @@ def fused_report(res: dict, argv) -> str:
         lines.append(f"| {r['photo']} | {words}, values within {r['max_value_rel_diff']:.2g} | {r['ig_max_rel_diff']:.2g} | "
                      f"{ta['integrated_gradients']:.1f} -> {tb['integrated_gradients']:.1f} | "
                      f"{ta['growth and values']:.1f} -> {tb['growth and values']:.1f} |")
-    import statistics as st
     g = [r["cpu_torch"]["growth and values"] / r["cpu_fused"]["growth and values"] for r in res["photos"]]
     i = [r["cpu_torch"]["integrated_gradients"] / r["cpu_fused"]["integrated_gradients"] for r in res["photos"]]
-    lines += ["", f"Median CPU ratio, as given / default: IG {st.median(i):.2f}x (range {min(i):.2f}-{max(i):.2f}x; "
-                  f"probes in ONNX Runtime, path gradients in the twin), growth and values {st.median(g):.2f}x "
+    lines += ["", f"Median CPU ratio, as given / default: IG {statistics.median(i):.2f}x (range {min(i):.2f}-{max(i):.2f}x; "
+                  f"probes in ONNX Runtime, path gradients in the twin), growth and values {statistics.median(g):.2f}x "
                   f"(range {min(g):.2f}-{max(g):.2f}x; Hessian rows and set values in the twin)."]
     return "\n".join(lines)
 

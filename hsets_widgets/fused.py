@@ -6,7 +6,7 @@ forward-mode through the backward) dozens of times per explanation. In eval mode
 a per-channel affine map, so after a convolution whose output feeds nothing else it can be
 folded into that convolution's weights and bias: one op fewer in each of the three passes, and
 one saved activation fewer. The twin computes the same function to float32 rounding
-(bench/RESULTS.md, "speed", says what it changes and what it gains).
+(bench/RESULTS.md, "speed-fused", says what it changes and what it gains).
 
 The twin is made by tracing the module with ``torch.fx``; a module that cannot be traced, or has
 nothing to fold, is used as it is. The user's module is never modified: the twin holds its own
