@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hsets_widgets.files import write_text  # noqa: E402 - after the path set-up
+from hsets_widgets.plumbing.files import write_text  # noqa: E402 - after the path set-up
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "images"

@@ -60,9 +60,9 @@ def synth_scores(rng) -> dict:
 
 def synthesize(folder: Path, n: int, photos: Path, seed: int = 0) -> Path:
     """Write an evaluation folder of ``n`` records (and two failed photos) into ``folder``."""
-    from hsets_widgets.evaluation.report import summarize
-    from hsets_widgets.evaluation.store import append_record, map_key, save_maps
-    from hsets_widgets.files import write_json
+    from hsets_widgets.plumbing.files import write_json
+    from hsets_widgets.runs.report import summarize
+    from hsets_widgets.runs.store import append_record, map_key, save_maps
 
     files = sorted(p for p in Path(photos).iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
     if not files:
@@ -178,7 +178,7 @@ def page_timings(folder: Path, rounds: int = 8) -> dict:
     from _browser import CHROMIUM, start_explore, until, wait_served
     from playwright.sync_api import sync_playwright
 
-    from hsets_widgets.signals import stop_process
+    from hsets_widgets.plumbing.signals import stop_process
 
     proc, url = start_explore([str(folder)], "bench_gallery_page.log")
     out = {}

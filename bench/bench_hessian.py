@@ -35,17 +35,17 @@ from torch.utils.flop_counter import flop_registry
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import git_rev, machine, write_section  # noqa: E402
 
-from hsets_widgets.curvature import CurvatureSpec, curvature  # noqa: E402
-from hsets_widgets.explain import Explainer, prepare_image  # noqa: E402
-from hsets_widgets.games import bernoulli_coalitions  # noqa: E402
-from hsets_widgets.growth import grow_set  # noqa: E402
-from hsets_widgets.hessian import HessianRows, hvp_batch, tangents  # noqa: E402
-from hsets_widgets.idg import member_terms, subset_scores  # noqa: E402
-from hsets_widgets.images import to_tensor  # noqa: E402
-from hsets_widgets.integrated_gradients import path_points  # noqa: E402
-from hsets_widgets.models import load_classifier  # noqa: E402
-from hsets_widgets.scores import ScoreFn, resolve_target  # noqa: E402
-from hsets_widgets.thresholds import ThresholdRule, candidates  # noqa: E402
+from hsets_widgets.hsets.curvature import CurvatureSpec, curvature  # noqa: E402
+from hsets_widgets.hsets.explain import Explainer, prepare_image  # noqa: E402
+from hsets_widgets.hsets.games import bernoulli_coalitions  # noqa: E402
+from hsets_widgets.hsets.growth import grow_set  # noqa: E402
+from hsets_widgets.hsets.hessian import HessianRows, hvp_batch, tangents  # noqa: E402
+from hsets_widgets.hsets.idg import member_terms, subset_scores  # noqa: E402
+from hsets_widgets.hsets.integrated_gradients import path_points  # noqa: E402
+from hsets_widgets.hsets.thresholds import ThresholdRule, candidates  # noqa: E402
+from hsets_widgets.model.images import to_tensor  # noqa: E402
+from hsets_widgets.model.models import load_classifier  # noqa: E402
+from hsets_widgets.model.scores import ScoreFn, resolve_target  # noqa: E402
 
 IMAGE = "chelsea"
 
@@ -53,7 +53,7 @@ IMAGE = "chelsea"
 def _classifier(name, device):
     if name == "efficientnet_lite0":
         return load_classifier(None, device=device)
-    from hsets_widgets.models import torchvision_classifier  # random weights: timing only
+    from hsets_widgets.model.models import torchvision_classifier  # random weights: timing only
 
     return torchvision_classifier(name, weights=None).to(device)
 
@@ -298,7 +298,7 @@ def worker_idg(args) -> dict:
 
 def worker_road(args) -> dict:
     """ROAD (MoRF and LeRF at the reference's 7 percentages) of one IG map."""
-    from hsets_widgets.evaluation.road import road
+    from hsets_widgets.metrics.road import road
 
     device = torch.device(args.device)
     clf = _classifier(args.model, device)
@@ -441,7 +441,7 @@ def rows_table(model, args, gpu, peak) -> list:
 
 
 def _default_description() -> str:
-    from hsets_widgets.presets import get_config
+    from hsets_widgets.hsets.presets import get_config
 
     c = get_config("default")
     return (f"{c.n_sets} sets, nu = {c.nu}{' inside the seed segment' if c.within_mask else ''}, "

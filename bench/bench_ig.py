@@ -36,10 +36,10 @@ def main(argv=None) -> int:
     from _results import git_rev, machine, write_section
     from faithfulness import photos
 
-    from hsets_widgets.explain import prepare_image
-    from hsets_widgets.images import to_tensor
-    from hsets_widgets.integrated_gradients import integrated_gradients
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.hsets.explain import prepare_image
+    from hsets_widgets.hsets.integrated_gradients import integrated_gradients
+    from hsets_widgets.model.images import to_tensor
+    from hsets_widgets.model.models import load_classifier
 
     torch.set_num_threads(args.threads)
     clf = load_classifier(None)

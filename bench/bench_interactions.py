@@ -3,7 +3,7 @@
 Two parts, one results file each (bench/INTERACTIONS.md and bench/INTERACTIONS.json):
 
 planted
-    The planted scene of ``hsets_widgets.planted`` (a pair, a triple, a region interacting with
+    The planted scene of ``hsets_widgets.model.planted`` (a pair, a triple, a region interacting with
     itself, a main effect only): for every growth variant, the recall and precision (on pixels)
     of the set grown from a seed in each planted patch, and the interaction test of the set
     against its controls for each removal operator. Seconds, no photos.
@@ -58,9 +58,9 @@ REMOVALS = ("blur", "road", "baseline")
 
 def planted_part(args) -> dict:
     from hsets_widgets import Explainer
-    from hsets_widgets.evaluation.interactions import interaction_test
-    from hsets_widgets.planted import planted_classifier, scene
-    from hsets_widgets.seeds import feature_pixels
+    from hsets_widgets.hsets.seeds import feature_pixels
+    from hsets_widgets.metrics.interactions import interaction_test
+    from hsets_widgets.model.planted import planted_classifier, scene
 
     sc = scene(64)
     clf = planted_classifier(sc["terms"], 64)
@@ -99,10 +99,10 @@ def speed_part(args) -> dict:
     import torch
     from _results import git_rev, machine, write_section
 
-    from hsets_widgets.evaluation.interactions import explainer_test
-    from hsets_widgets.evaluation.road import classify_batches
-    from hsets_widgets.explain import Explainer
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.metrics.interactions import explainer_test
+    from hsets_widgets.metrics.road import classify_batches
+    from hsets_widgets.model.models import load_classifier
 
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -152,11 +152,11 @@ def speed_part(args) -> dict:
 
 
 def photo_record(clf, name, path, args) -> dict:
-    from hsets_widgets.evaluation.datasets import label_from_path
-    from hsets_widgets.evaluation.interactions import interaction_test
-    from hsets_widgets.evaluation.sweep import map_scores
-    from hsets_widgets.explain import Explainer
-    from hsets_widgets.seeds import feature_pixels
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.hsets.seeds import feature_pixels
+    from hsets_widgets.metrics.interactions import interaction_test
+    from hsets_widgets.runs.datasets import label_from_path
+    from hsets_widgets.runs.sweep import map_scores
 
     label = label_from_path(path)
     base = Explainer(str(path), clf, preset="default", segmenter="minisam", device="cpu")
@@ -219,7 +219,7 @@ def photos_part(args) -> Path:
 def summarize(records: list) -> dict:
     """Per variant: ROAD numbers, the interaction numbers against controls (paired over photos),
     MoRF against the default on the same photos, and whether criteria (a) and (b) are met."""
-    from hsets_widgets.evaluation.statistics import paired_difference
+    from hsets_widgets.metrics.statistics import paired_difference
 
     ok = [r for r in records if r.get("correct")]
     out = {"n_photos": len(ok), "variants": {}}
@@ -302,7 +302,7 @@ def photo_table(summary: dict) -> list:
 
 
 def report(args) -> None:
-    from hsets_widgets.files import write_json, write_text
+    from hsets_widgets.plumbing.files import write_json, write_text
 
     planted_path = RUNS / "planted.json"
     planted = json.loads(planted_path.read_text()) if planted_path.exists() else {}
@@ -357,12 +357,12 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.part == "planted":
-        from hsets_widgets.files import write_json
+        from hsets_widgets.plumbing.files import write_json
 
         RUNS.mkdir(exist_ok=True)
         write_json(RUNS / "planted.json", planted_part(args))
     elif args.part == "speed":
-        from hsets_widgets.files import write_json
+        from hsets_widgets.plumbing.files import write_json
 
         RUNS.mkdir(exist_ok=True)
         write_json(RUNS / "speed.json", speed_part(args))

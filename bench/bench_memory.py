@@ -3,7 +3,7 @@
 Binder gives a session about 2 GB. Each notebook is executed from a fresh kernel with
 ``jupyter nbconvert --execute`` (into a scratch folder: the committed outputs are left alone)
 and ``hsets demo`` is run, each with ``HSETS_MEMORY_BUDGET`` set to the budget (what the
-container's cgroup limit gives on Binder; hsets_widgets.memory reads either), and the peak
+container's cgroup limit gives on Binder; hsets_widgets.plumbing.memory reads either), and the peak
 resident set of the largest process is read from ``getrusage(RUSAGE_CHILDREN)`` (the kernel;
 nbconvert itself is far smaller). With ``--compare`` the demo and notebook 01 also run without
 a budget, as before this setting existed. Cold start: from launching nbconvert on notebook 01
@@ -25,7 +25,7 @@ Run from the repository root::
 ``--forward`` measures, for five architectures (random weights; memory does not depend on them),
 the resident memory one more image adds to a forward pass without gradients (batches of 2 and
 16, each the largest of three runs, in one fresh process, peak sampled every millisecond) against the largest output of one layer:
-the ratio that ``hsets_widgets.models.FORWARD_FACTOR`` bounds, with which ROAD, insertion and
+the ratio that ``hsets_widgets.model.models.FORWARD_FACTOR`` bounds, with which ROAD, insertion and
 deletion size their forward batches to the memory room.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hsets_widgets.signals import stop_process
+from hsets_widgets.plumbing.signals import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -162,7 +162,7 @@ def cold_start(budget) -> dict:
 FORWARD_PROBE = r"""
 import ctypes, gc, json, threading, time
 import torch, torchvision
-from hsets_widgets.models import FORWARD_FACTOR, forward_image_bytes, load_classifier
+from hsets_widgets.model.models import FORWARD_FACTOR, forward_image_bytes, load_classifier
 torch.set_num_threads(1)
 libc, peak = ctypes.CDLL("libc.so.6"), [0]
 def rss():
@@ -209,7 +209,7 @@ def forward_markdown(rows: list, meta: dict) -> str:
     lines = ["## Memory per image of a forward pass (`--forward`)", "",
              f"Machine: {meta['machine']}; load average {meta['load']}. Commit {meta['commit']}. Resident memory one "
              "more image adds to a forward pass without gradients (224 px; peak of a batch of 16 minus a batch of "
-             "2, over 14, each the largest of three runs), against the largest output of one layer. `hsets_widgets.models.FORWARD_FACTOR` times "
+             "2, over 14, each the largest of three runs), against the largest output of one layer. `hsets_widgets.model.models.FORWARD_FACTOR` times "
              "that output is the estimate ROAD, insertion and deletion size their forward batches with; "
              "it should be at least the measured memory.", "",
              "| model | measured per image (MiB) | largest layer output (MiB) | ratio | estimate (MiB) | estimate covers it |",

@@ -3,7 +3,7 @@ Hessians, CASO, CAFO) and IG: do they find planted interactions, how faithful ar
 photos, do their sets act together, and what do they cost.
 
 planted
-    The planted scene of ``hsets_widgets.planted`` (a pair and a triple of distant patches whose
+    The planted scene of ``hsets_widgets.model.planted`` (a pair and a triple of distant patches whose
     score is a product, a patch interacting with itself, a patch with a main effect only) on its
     quickshift superpixels: per method, the map's AUC for the interacting pixels against the
     background and against the main-effect patch, and for each planted group the best Jaccard
@@ -59,10 +59,11 @@ def _auc(scores, positive, negative) -> float:
 def planted_part(args) -> dict:
     import torch
 
-    from hsets_widgets.evaluation.baselines import METHODS as KINDS
-    from hsets_widgets.evaluation.baselines import Method, attribute_sets, parse_method_spec
-    from hsets_widgets.moxi import grid_labels
-    from hsets_widgets.planted import planted_classifier, scene
+    from hsets_widgets.methods.moxi import grid_labels
+    from hsets_widgets.methods.protocol import Method
+    from hsets_widgets.methods.registry import METHODS as KINDS
+    from hsets_widgets.methods.registry import attribute_sets, parse_method_spec
+    from hsets_widgets.model.planted import planted_classifier, scene
 
     sc = scene(64)
     clf = planted_classifier(sc["terms"], 64)
@@ -105,13 +106,13 @@ def planted_part(args) -> dict:
 
 
 def photo_record(clf, name, path, args) -> dict:
-    from hsets_widgets.evaluation.baselines import attribute_sets
-    from hsets_widgets.evaluation.datasets import label_from_path
-    from hsets_widgets.evaluation.insertion import insertion_deletion
-    from hsets_widgets.evaluation.interactions import interaction_metrics, set_tests
-    from hsets_widgets.evaluation.road import classify_batches
-    from hsets_widgets.evaluation.sweep import map_scores
-    from hsets_widgets.explain import Explainer
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.methods.registry import attribute_sets
+    from hsets_widgets.metrics.insertion import insertion_deletion
+    from hsets_widgets.metrics.interactions import interaction_metrics, set_tests
+    from hsets_widgets.metrics.road import classify_batches
+    from hsets_widgets.runs.datasets import label_from_path
+    from hsets_widgets.runs.sweep import map_scores
 
     x = Explainer(str(path), clf, preset="default", segmenter="slic", device="cpu").x.detach()
     probs = classify_batches(x.unsqueeze(0), clf, 1)[0]
@@ -168,7 +169,7 @@ NAMES = {"hsets": "H-Sets", "ig": "IG", "archipelago": "Archipelago", "moxi": "M
 
 def counted(clf, fn):
     """``fn()`` with the images the model saw counted: (result, seconds, forward images)."""
-    from hsets_widgets.forward import counting
+    from hsets_widgets.model.forward import counting
 
     seen = [0]
     hook = clf.module.register_forward_pre_hook(lambda mod, inp: seen.__setitem__(0, seen[0] + len(inp[0])))
@@ -189,9 +190,9 @@ def speed_part(args) -> str:
     import torch
     from _results import git_rev, machine, write_section
 
-    from hsets_widgets.evaluation.baselines import attribute_sets
-    from hsets_widgets.explain import Explainer
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.methods.registry import attribute_sets
+    from hsets_widgets.model.models import load_classifier
 
     torch.set_num_threads(args.threads)
     clf = load_classifier(None)
@@ -216,7 +217,7 @@ def speed_part(args) -> str:
 
 
 def summarize(records: list) -> dict:
-    from hsets_widgets.evaluation.statistics import paired_difference
+    from hsets_widgets.metrics.statistics import paired_difference
 
     ok = [r for r in records if r.get("correct")]
     out = {"n_photos": len(ok), "photos": [r["name"] for r in ok], "methods": {}}
@@ -284,7 +285,7 @@ def difference_cell(d: dict, fmt: str = "{:+.3f}") -> str:
 
 def add_pairs(summary: dict, records: list) -> None:
     """Paired differences between the non-H-Sets methods of :data:`ORDERINGS` (MoRF AOPC)."""
-    from hsets_widgets.evaluation.statistics import paired_difference
+    from hsets_widgets.metrics.statistics import paired_difference
 
     ok = [r for r in records if r.get("correct")]
     pairs = {}
@@ -400,7 +401,7 @@ def report(args) -> None:
     from _results import write_section
     from faithfulness import read_records
 
-    from hsets_widgets.files import write_json, write_text
+    from hsets_widgets.plumbing.files import write_json, write_text
 
     planted_path = RUNS / "planted.json"
     planted = json.loads(planted_path.read_text()) if planted_path.exists() else {}
@@ -483,7 +484,7 @@ def main(argv=None) -> int:
     ap.add_argument("--load-note", default="", help="report: how loaded the machine was while the photos ran")
     args = ap.parse_args(argv)
     if args.part == "planted":
-        from hsets_widgets.files import write_json
+        from hsets_widgets.plumbing.files import write_json
 
         RUNS.mkdir(exist_ok=True)
         write_json(RUNS / "planted.json", planted_part(args))

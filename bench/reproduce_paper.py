@@ -6,7 +6,7 @@ Here: the offline default classifier (EfficientNet-Lite0, ImageNet-1k weights; n
 ImageNet weights can be had offline), the photos in ``../shared/images/imagenette`` (one per
 Imagenette class) and ``../shared/images/imagenet-sample`` (90 ImageNet classes).
 
-Each dataset is evaluated with :func:`hsets_widgets.evaluation.run_evaluation` into
+Each dataset is evaluated with :func:`hsets_widgets.runs.run_evaluation` into
 ``OUT/<dataset>/`` (resumable: rerun the same command to continue), then ``OUT/table.md``
 (mean +- std per method and dataset) and ``OUT/figure1_morf.png`` (mean MoRF accuracy and
 probability curves, Figure 1's protocol) are written.
@@ -88,8 +88,8 @@ def reduction_table(out: Path, datasets) -> str:
     ``abs_sum``: sum of absolute values; ``channels``: the (3, H, W) map flattened as it is
     (3 H W values), which is what Quantus scores if handed channel maps.
     """
-    from hsets_widgets.evaluation.sparsity import gini
-    from hsets_widgets.evaluation.store import load_maps, read_results
+    from hsets_widgets.metrics.sparsity import gini
+    from hsets_widgets.runs.store import load_maps, read_results
 
     lines = ["## Sparsity under other channel reductions (from the stored maps)", "",
              "sum: signed channel sum (the table above); abs_sum: sum of |a| over channels; "
@@ -124,9 +124,9 @@ def small_fraction_morf(out: Path, ds: str, percentages, clf, seed: int = 0) -> 
     ranked by the random tie-breaker for almost every removed pixel, so its curve is the
     random curve by construction; this looks where the maps differ.
     """
-    from hsets_widgets.evaluation.datasets import ImageItem, load_item
-    from hsets_widgets.evaluation.road import road
-    from hsets_widgets.evaluation.store import load_maps, read_results
+    from hsets_widgets.metrics.road import road
+    from hsets_widgets.runs.datasets import ImageItem, load_item
+    from hsets_widgets.runs.store import load_maps, read_results
 
     curves: dict = {}
     for rec in read_results(out / ds / "results.jsonl").values():
@@ -204,10 +204,10 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from hsets_widgets.evaluation.datasets import collect_images
-    from hsets_widgets.evaluation.runner import run_evaluation
-    from hsets_widgets.models import load_classifier
-    from hsets_widgets.progress import TqdmProgress
+    from hsets_widgets.model.models import load_classifier
+    from hsets_widgets.plumbing.progress import TqdmProgress
+    from hsets_widgets.runs.datasets import collect_images
+    from hsets_widgets.runs.runner import run_evaluation
 
     if args.threads:
         torch.set_num_threads(args.threads)

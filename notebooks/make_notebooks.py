@@ -59,7 +59,7 @@ the 256 pixels that interact most strongly with it (magnitudes smoothed over 2 p
 compact). The cell prints how long that took on this machine.
 """),
         code("""
-from hsets_widgets.progress import TqdmProgress
+from hsets_widgets.plumbing.progress import TqdmProgress
 explanation = ex.run(progress=TqdmProgress())
 for k, s in enumerate(explanation.sets):
     print(f"set {k}: seed at {s.seed_yx}, {len(s)} pixels, value {s.value:.3f} +- {s.stderr:.3f}")
@@ -88,7 +88,7 @@ around 0 (the 1% of pixels with the largest |IG| saturate) and a colour bar; the
 all positive.
 """),
         code("""
-from hsets_widgets.heatmap import overlay
+from hsets_widgets.hsets.heatmap import overlay
 ig_map = explanation.ig.sum(0)
 lim = np.percentile(np.abs(ig_map), 99)   # symmetric; the 1% largest |IG| saturate (arrows on the bar)
 fig, ax = plt.subplots(1, 3, figsize=(13, 4), layout="constrained")
@@ -133,15 +133,15 @@ untouched.
 """),
         SETUP,
         code("""
-from hsets_widgets.progress import TqdmProgress
+from hsets_widgets.plumbing.progress import TqdmProgress
 ex = hs.Explainer("chelsea", segmenter="slic")
 seed = ex.seeds(1)[0]
 print("seed pixel", seed.yx)
 """),
         md("Without a curvature option, the row is zero and H-Sets says so loudly:"),
         code("""
-from hsets_widgets.hessian import HessianRows
-from hsets_widgets.curvature import CurvatureSpec
+from hsets_widgets.hsets.hessian import HessianRows
+from hsets_widgets.hsets.curvature import CurvatureSpec
 flat = HessianRows(ex.x, ex.score_fn, "pixel", CurvatureSpec("none"))
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -233,7 +233,7 @@ seed's segment (`within_mask=True`).
 """),
         SETUP,
         code("""
-from hsets_widgets.progress import TqdmProgress
+from hsets_widgets.plumbing.progress import TqdmProgress
 ex = hs.Explainer("chelsea", segmenter="slic")
 seed = ex.seeds(1)[0]
 sets = {}
@@ -289,7 +289,7 @@ are the same numbers. `hsets sweep chelsea --mu 64 128 256` does the same from t
 writes a CSV and a plot.
 """),
         code("""
-from hsets_widgets.evaluation.sweep import sweep
+from hsets_widgets.runs.sweep import sweep
 rows = sweep(ex, progress=TqdmProgress(), mu=[64, 256], n_sets=[3], percentages="fine", as_frame=False)
 ref = {r["method"]: r for r in rows if r["method"] != "hsets"}
 for r in rows:
@@ -350,7 +350,7 @@ print(f"{len(g)} pixels: value {v.value:.4f} +- {v.stderr:.4f} from {v.n_samples
 """),
         md("The running estimate settles as samples accumulate:"),
         code("""
-from hsets_widgets.idg import running_estimate
+from hsets_widgets.hsets.idg import running_estimate
 mean, se = running_estimate(v.samples)
 n = np.arange(1, len(mean) + 1)
 plt.plot(n, mean); plt.fill_between(n, mean - 2 * se, mean + 2 * se, alpha=0.3)
@@ -360,7 +360,7 @@ plt.xscale("log"); plt.xlabel("subsets drawn"); plt.ylabel("estimate of mean |ID
         code("""
 small = g.members[:10]
 exact = ex.value(small)
-from hsets_widgets.idg import estimate_value, member_terms
+from hsets_widgets.hsets.idg import estimate_value, member_terms
 ig = ex.attribution()
 terms = member_terms(small, ig.path_gradient, ig.abs_path_gradient, ex.x - ig.baseline)
 sampled = estimate_value(terms, n_samples=4000, exact_limit=0, seed=0)
@@ -390,7 +390,7 @@ when removing the whole set barely moves the logit, the share is a share of almo
 reach by chance one time in five, so read many sets (``hsets evaluate --interactions``).
 """),
         code("""
-from hsets_widgets.evaluation.interactions import explainer_test
+from hsets_widgets.metrics.interactions import explainer_test
 big = ex.grow(seed)                      # the default nu this time
 t = explainer_test(ex, big.members, seed.yx)
 print(f"{len(big)} pixels, {t.n_forward} forward passes")
@@ -411,7 +411,7 @@ plt.colorbar(label="interaction (logit)"); plt.xlabel("part"); plt.ylabel("part"
 ### A model with a known answer
 
 On a photo nobody knows which pixels really interact. The planted classifiers of
-`hsets_widgets.planted` do: the class score multiplies two distant patches (a *pair*), so they
+`hsets_widgets.model.planted` do: the class score multiplies two distant patches (a *pair*), so they
 matter only together, while another patch has a main effect only. With a threshold floor
 (`row_floor`: a pixel joins only if its Hessian entry is at least that share of the row's largest)
 and growth allowed across segments (`within_mask=False`), the set grown from the first patch is
@@ -419,7 +419,7 @@ exactly the pair, and the test sets it apart from its controls:
 """),
         code("""
 import warnings
-from hsets_widgets.planted import planted_classifier, scene
+from hsets_widgets.model.planted import planted_classifier, scene
 sc = scene(64)
 toy = planted_classifier(sc["terms"], 64)
 halves = np.ones((64, 64), np.int64); halves[:, 32:] = 2          # the pair straddles two segments
@@ -464,8 +464,8 @@ notebook 03's sweep.
 """),
         SETUP,
         code("""
-from hsets_widgets.evaluation import attribute, gini, gini_at_support, support_size, road
-from hsets_widgets.progress import TqdmProgress
+from hsets_widgets import attribute, gini, gini_at_support, support_size, road
+from hsets_widgets.plumbing.progress import TqdmProgress
 ex = hs.Explainer("chelsea")
 e = ex.run(progress=TqdmProgress())
 maps = {"H-Sets": e.heatmap, "IG": ex.attribution().attribution.sum(0).cpu().numpy(),
@@ -543,8 +543,8 @@ Everything so far used the bundled cat and the embedded EfficientNet-Lite0. This
 import os, tempfile
 from pathlib import Path
 import torch, torchvision
-from hsets_widgets.heatmap import overlay
-from hsets_widgets.progress import TqdmProgress
+from hsets_widgets.hsets.heatmap import overlay
+from hsets_widgets.plumbing.progress import TqdmProgress
 """),
         md("""
 ## Your photo
@@ -630,7 +630,7 @@ Any `nn.Module` that returns class scores works. Give its normalisation (what it
 only shows the plumbing:
 """),
         code("""
-from hsets_widgets.models import Normalize
+from hsets_widgets.model.models import Normalize
 tiny = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                            torch.nn.Flatten(), torch.nn.Linear(8, 3))
 own = hs.wrap_module(tiny, normalize=Normalize([0.5] * 3, [0.5] * 3), input_size=64,
@@ -695,8 +695,8 @@ data, point `collect_images` (or `hsets evaluate`) at a folder of photos instead
 import tempfile
 from pathlib import Path
 from PIL import Image
-from hsets_widgets.evaluation import collect_images, run_evaluation
-from hsets_widgets.progress import TqdmProgress
+from hsets_widgets import collect_images, run_evaluation
+from hsets_widgets.plumbing.progress import TqdmProgress
 
 folder = Path(tempfile.mkdtemp(prefix="hsets-dataset-"))
 photos = folder / "photos"
@@ -734,7 +734,7 @@ each record holds becomes a column, one value per photo. Anything it cannot use 
 failed photo, a missing maps file) becomes a line in `notes` instead of an error.
 """),
         code("""
-from hsets_widgets.evaluation.records import RunRecords
+from hsets_widgets.runs.records import RunRecords
 
 run = RunRecords(out)
 cols = run.columns()

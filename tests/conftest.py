@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from hsets_widgets.models import wrap_module
+from hsets_widgets.model.models import wrap_module
 
 
 def free_port() -> int:
@@ -57,7 +57,7 @@ def image8():
 @pytest.fixture
 def photo48():
     """A real photo (scikit-image's chelsea) at 48x48, float32 (H, W, 3) in [0, 1]."""
-    from hsets_widgets.images import load_image, resize_center_crop
+    from hsets_widgets.model.images import load_image, resize_center_crop
 
     return resize_center_crop(load_image("chelsea"), 48)
 

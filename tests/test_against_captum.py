@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from hsets_widgets.integrated_gradients import integrated_gradients
+from hsets_widgets.hsets.integrated_gradients import integrated_gradients
 
 captum_attr = pytest.importorskip("captum.attr", reason="pip install captum==0.9.0 (a test extra)")
 

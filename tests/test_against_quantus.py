@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from hsets_widgets.evaluation import gini, noisy_linear_impute, road
-from hsets_widgets.models import wrap_module
+from hsets_widgets import gini, noisy_linear_impute, road
+from hsets_widgets.model.models import wrap_module
 
 quantus = pytest.importorskip("quantus", reason="pip install quantus==0.6.0 (a test extra)")
 

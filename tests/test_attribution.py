@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from hsets_widgets.games import all_coalitions
-from hsets_widgets.idg import estimate_value, idg_direct, member_terms, running_estimate, subset_scores
-from hsets_widgets.integrated_gradients import integrated_gradients, make_baseline, path_points
-from hsets_widgets.scores import ScoreFn
+from hsets_widgets.hsets.games import all_coalitions
+from hsets_widgets.hsets.idg import estimate_value, idg_direct, member_terms, running_estimate, subset_scores
+from hsets_widgets.hsets.integrated_gradients import integrated_gradients, make_baseline, path_points
+from hsets_widgets.model.scores import ScoreFn
 
 
 @pytest.mark.parametrize("rule", ["left", "right", "midpoint", "trapezoid", "gauss-legendre", "inclusive"])
@@ -25,7 +25,7 @@ def test_ig_completeness_converges(tiny64, image8):
 
 
 def test_ig_gauss_legendre_is_exact_on_a_smooth_network(tiny64, image8):
-    from hsets_widgets.curvature import curvature
+    from hsets_widgets.hsets.curvature import curvature
 
     with curvature("softplus", beta=3.0):
         gl = integrated_gradients(image8, tiny64, target=3, n_steps=24, rule="gauss-legendre")
@@ -67,7 +67,7 @@ def test_abs_gradient_score_is_the_authors_norm(tiny64, image8):
 
 
 def _terms(n, seed=0):
-    from hsets_widgets.idg import MemberTerms
+    from hsets_widgets.hsets.idg import MemberTerms
 
     rng = np.random.default_rng(seed)
     return MemberTerms(rng.normal(size=n), rng.uniform(0.1, 1.0, n), rng.uniform(0.0, 1.0, n))
@@ -122,7 +122,7 @@ def test_running_estimate_ends_at_the_mean():
 def test_adaptive_rule_puts_its_nodes_where_the_score_changes():
     """On a score that jumps near alpha = 0.03 the adaptive partition is fine there, its
     weights sum to 1, and it integrates the path far better than the midpoint rule."""
-    from hsets_widgets.integrated_gradients import adaptive_path_points
+    from hsets_widgets.hsets.integrated_gradients import adaptive_path_points
 
     x = torch.ones(3, 4, 4, dtype=torch.float64)
     b = torch.zeros_like(x)
@@ -176,8 +176,8 @@ def _exact_banzhaf(terms, kind="idg"):
 
 def test_banzhaf_values_exact_and_sampled(tiny64, image8):
     """The value's Banzhaf values equal enumeration for a small set; sampled ones converge."""
-    from hsets_widgets.games import bernoulli_coalitions
-    from hsets_widgets.idg import banzhaf_values
+    from hsets_widgets.hsets.games import bernoulli_coalitions
+    from hsets_widgets.hsets.idg import banzhaf_values
 
     ig = integrated_gradients(image8, tiny64, target=2, n_steps=16, rule="gauss-legendre")
     members = [0, 5, 9, 17, 30, 31, 44, 58, 62]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from hsets_widgets.signals import stop_process
+from hsets_widgets.plumbing.signals import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 BINDER = REPO / "binder"

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from conftest import free_port  # noqa: F401  (test_binder and the gallery's test import it from here)
 
-from hsets_widgets.signals import stop_process
+from hsets_widgets.plumbing.signals import stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -38,8 +38,8 @@ NOTEBOOK_SOURCE = f"""
 import torch
 from torch import nn
 torch.set_num_threads(1)
-from hsets_widgets.images import load_image, resize_center_crop
-from hsets_widgets.models import wrap_module
+from hsets_widgets.model.images import load_image, resize_center_crop
+from hsets_widgets.model.models import wrap_module
 from hsets_widgets.widgets import Explorer
 
 torch.manual_seed(0)

@@ -25,7 +25,7 @@ from test_browser_explorer import (  # noqa: F401 - the browser fixture is used 
 )
 from test_gallery import make_run
 
-from hsets_widgets.signals import stop_process
+from hsets_widgets.plumbing.signals import stop_process
 
 pytestmark = pytest.mark.browser
 

@@ -23,10 +23,10 @@ from PIL import Image
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
 
-from hsets_widgets.evaluation.cluster import ClusterOptions, run_on_ray  # noqa: E402
-from hsets_widgets.evaluation.datasets import collect_images  # noqa: E402
-from hsets_widgets.evaluation.runner import run_evaluation, run_settings  # noqa: E402
-from hsets_widgets.models import load_classifier  # noqa: E402
+from hsets_widgets.model.models import load_classifier  # noqa: E402
+from hsets_widgets.runs.cluster import ClusterOptions, run_on_ray  # noqa: E402
+from hsets_widgets.runs.datasets import collect_images  # noqa: E402
+from hsets_widgets.runs.runner import run_evaluation, run_settings  # noqa: E402
 
 METHODS = ["random", "gradient", "hsets:n_sets=1,nu=16,n_samples=20,segmenter=slic,n_steps=8"]
 SETTINGS = dict(methods=METHODS, percentages=[0.1, 0.5], curves=())
@@ -65,7 +65,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 def test_a_local_cluster_listens_on_loopback_only(tmp_path):
     """The cluster `hsets evaluate --workers` starts binds to 127.0.0.1, not the machine's address."""
     code = (f"import os, sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r}); "
-            "from hsets_widgets.evaluation.cluster import ClusterOptions, connect, require_ray; "
+            "from hsets_widgets.runs.cluster import ClusterOptions, connect, require_ray; "
             "ray = require_ray(None); connect(ray, ClusterOptions(workers=1, quiet=True)); "
             "print(ray.util.get_node_ip_address()); ray.shutdown()")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
@@ -206,7 +206,7 @@ def test_address_joins_a_cluster_started_with_ray_start(tmp_path, head_node):
     """The paper's protocol (correctly classified images only) on a cluster the user started."""
     import torch
 
-    from hsets_widgets.evaluation.datasets import imagenet_wnids, load_item
+    from hsets_widgets.runs.datasets import imagenet_wnids, load_item
 
     folder = photos(tmp_path / "photos", 3)
     clf, wnids = load_classifier(None), imagenet_wnids()

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hsets_widgets.evaluation.datasets import ImageItem
-from hsets_widgets.evaluation.runner import run_evaluation
+from hsets_widgets.runs.datasets import ImageItem
+from hsets_widgets.runs.runner import run_evaluation
 from tests.test_faults import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

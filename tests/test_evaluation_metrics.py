@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from hsets_widgets.evaluation import (
+from hsets_widgets import (
     AttributionShapeError,
     attribute,
     gini,
@@ -18,8 +18,8 @@ from hsets_widgets.evaluation import (
     road,
     support_size,
 )
-from hsets_widgets.evaluation.road import NEIGHBOUR_WEIGHTS, QUANTUS_PERCENTAGES, resolve_percentages
-from hsets_widgets.models import wrap_module
+from hsets_widgets.metrics.road import NEIGHBOUR_WEIGHTS, QUANTUS_PERCENTAGES, resolve_percentages
+from hsets_widgets.model.models import wrap_module
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -303,12 +303,12 @@ def test_aopc_is_the_mean_drop_from_the_unchanged_image():
         r.morf.aopc("label_accuracy")
     assert road(x, clf, oracle, pct, label=0).morf.aopc("label_accuracy") == pytest.approx(
         float(np.mean(1 - road(x, clf, oracle, pct, label=0).morf.label_accuracy)))
-    assert "fine" in __import__("hsets_widgets.evaluation.road", fromlist=["x"]).PERCENTAGE_SETS
+    assert "fine" in __import__("hsets_widgets.metrics.road", fromlist=["x"]).PERCENTAGE_SETS
     assert resolve_percentages("fine").tolist() == [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9]
 
 
 def test_insertion_and_deletion_follow_the_ranking():
-    from hsets_widgets.evaluation.insertion import insertion_deletion
+    from hsets_widgets.metrics.insertion import insertion_deletion
 
     clf, x = block_model(), block_image()
     oracle = torch.zeros(16, 16)
@@ -328,7 +328,7 @@ def test_insertion_and_deletion_follow_the_ranking():
 
 
 def test_paired_difference_interval():
-    from hsets_widgets.evaluation.statistics import bootstrap_mean, paired_difference
+    from hsets_widgets.metrics.statistics import bootstrap_mean, paired_difference
 
     rng = np.random.default_rng(0)
     b = rng.normal(0.5, 0.2, 200)
@@ -350,7 +350,7 @@ def test_a_region_s_contribution_on_a_planted_block():
     """The block model looks only at its 4x4 block: removing the block (imputed from the dark
     pixels around it) costs 'bright' its probability, removing a same-size region elsewhere costs
     nothing; a map on the block gives the block all its positive mass and the area its share."""
-    from hsets_widgets.evaluation.regions import positive_share, rectangle, region_effect
+    from hsets_widgets.metrics.regions import positive_share, rectangle, region_effect
 
     clf, x = block_model(), block_image()
     oracle = np.zeros((16, 16))
@@ -377,7 +377,7 @@ def test_the_head_of_morf_compares_a_sparse_map_where_it_still_ranks_pixels():
     """Over the first 5% and 10% removed, MoRF is decided by the pixels a sparse map still ranks
     (here the class's block, 16 of 256 pixels); the head AOPC is the mean drop over just those
     percentages, and a method's record has one key per cut on the run's grid."""
-    from hsets_widgets.evaluation.runner import method_record
+    from hsets_widgets.runs.runner import method_record
 
     clf, x = block_model(), block_image()
     sparse = torch.zeros(16, 16)

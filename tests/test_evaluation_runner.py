@@ -8,11 +8,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from hsets_widgets import AttributionShapeError, collect_images, label_from_path, run_evaluation
 from hsets_widgets.cli.main import main
-from hsets_widgets.evaluation import AttributionShapeError, collect_images, label_from_path, run_evaluation
-from hsets_widgets.evaluation.datasets import imagenet_wnids, imagenette_items
-from hsets_widgets.evaluation.store import read_results
-from hsets_widgets.models import wrap_module
+from hsets_widgets.model.models import wrap_module
+from hsets_widgets.runs.datasets import imagenet_wnids, imagenette_items
+from hsets_widgets.runs.store import read_results
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -57,7 +57,7 @@ def test_wnid_file_and_labels(photo_dir):
 def counting_method():
     calls = []
 
-    def center(x, classifier):
+    def center(x, classifier, target):
         calls.append(tuple(x.shape))
         h, w = x.shape[-2:]
         yy, xx = np.mgrid[:h, :w]
@@ -133,7 +133,7 @@ def test_wrong_shape_method_fails_clearly_with_the_image(photo_dir, tmp_path):
     clf = tiny_classifier()
     items = collect_images([photo_dir])[:1]
     with pytest.raises(AttributionShapeError, match=r"tench\.png.*shape \(7, 7\)"):
-        run_evaluation(items, clf, tmp_path / "e", methods=[lambda x, c: np.zeros((7, 7))],
+        run_evaluation(items, clf, tmp_path / "e", methods=[lambda x, c, t: np.zeros((7, 7))],
                        percentages=[0.3])
 
 
@@ -169,8 +169,8 @@ def test_imagenette_offline_gives_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_ig_and_hsets_baselines_come_from_the_engine(photo_dir, tmp_path):
-    from hsets_widgets.evaluation import attribute
-    from hsets_widgets.evaluation.datasets import load_item
+    from hsets_widgets import attribute
+    from hsets_widgets.runs.datasets import load_item
 
     clf = tiny_classifier()
     x = load_item(collect_images([photo_dir])[0], 24)
@@ -190,7 +190,7 @@ def test_ig_and_hsets_baselines_come_from_the_engine(photo_dir, tmp_path):
 
 
 def test_progress_is_a_callable_everywhere(tmp_path):
-    from hsets_widgets.evaluation.runner import run_evaluation
+    from hsets_widgets.runs.runner import run_evaluation
 
     clf = tiny_classifier()
     with pytest.raises(TypeError, match=r"progress\(stage, done, total\)"):
@@ -198,7 +198,7 @@ def test_progress_is_a_callable_everywhere(tmp_path):
 
 
 def test_correct_only_skips_misclassified_and_unlabelled_images(tmp_path, capsys):
-    from hsets_widgets.evaluation.datasets import imagenet_wnids, load_item
+    from hsets_widgets.runs.datasets import imagenet_wnids, load_item
 
     clf = tiny_classifier()
     d = tmp_path / "photos"
@@ -238,7 +238,7 @@ def test_correct_only_skips_misclassified_and_unlabelled_images(tmp_path, capsys
     (dict(gpus_per_worker=float("nan")), "--gpus-per-worker must be >= 0"),
 ])
 def test_cluster_options_refuse_bad_values_when_made(options, message):
-    from hsets_widgets.evaluation.cluster import ClusterOptions
+    from hsets_widgets.runs.cluster import ClusterOptions
 
     with pytest.raises(ValueError) as info:
         ClusterOptions(**options)
@@ -248,7 +248,7 @@ def test_cluster_options_refuse_bad_values_when_made(options, message):
 def test_cluster_options_defaults_and_summary():
     import dataclasses
 
-    from hsets_widgets.evaluation.cluster import ClusterOptions
+    from hsets_widgets.runs.cluster import ClusterOptions
 
     opts = ClusterOptions(workers=2, threads_per_worker=3)
     assert opts.device == "cpu" and ClusterOptions(gpus_per_worker=0.5).device == "cuda"
@@ -259,7 +259,7 @@ def test_cluster_options_defaults_and_summary():
 
 
 def test_run_on_ray_wants_run_settings_and_cluster_options(tmp_path):
-    from hsets_widgets.evaluation.cluster import ClusterOptions, run_on_ray
+    from hsets_widgets.runs.cluster import ClusterOptions, run_on_ray
 
     with pytest.raises(TypeError, match="run_settings"):
         run_on_ray([], tiny_classifier, tmp_path / "e", {"methods": ["random"]}, ClusterOptions())
@@ -331,8 +331,8 @@ class _State:
 def test_scheduler_retries_an_image_whose_worker_died_on_another_worker(max_attempts):
     from collections import deque
 
-    from hsets_widgets.evaluation.cluster import Scheduler
-    from hsets_widgets.evaluation.datasets import ImageItem
+    from hsets_widgets.runs.cluster import Scheduler
+    from hsets_widgets.runs.datasets import ImageItem
 
     items = [ImageItem(Path("a.png")), ImageItem(Path("b.png"))]
     state, events, progress = _State(items), [], []
@@ -356,9 +356,9 @@ def test_plots_and_csv_are_written_atomically(tmp_path, monkeypatch):
     """A write that fails half-way leaves the old file (or none), never a torn one."""
     import matplotlib.figure
 
-    from hsets_widgets.evaluation.report import plot_curves
-    from hsets_widgets.evaluation.store import write_image_csv
-    from hsets_widgets.files import OutputError
+    from hsets_widgets.plumbing.files import OutputError
+    from hsets_widgets.runs.report import plot_curves
+    from hsets_widgets.runs.store import write_image_csv
 
     def torn(self, fname, *args, **kwargs):
         Path(fname).write_bytes(b"half a png")

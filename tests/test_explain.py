@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from hsets_widgets.explain import Explainer, explain
-from hsets_widgets.explanation import Explanation, equal, first_difference
-from hsets_widgets.presets import PRESETS, get_config
-from hsets_widgets.progress import Cancelled, CancelToken
+from hsets_widgets.hsets.explain import Explainer, explain
+from hsets_widgets.hsets.explanation import Explanation, equal, first_difference
+from hsets_widgets.hsets.presets import PRESETS, get_config
+from hsets_widgets.plumbing.progress import Cancelled, CancelToken
 
 
 def test_explanation_saves_and_loads_losslessly(small32, photo48, tmp_path):
@@ -187,7 +187,7 @@ def test_one_set_per_segment_and_sizes_split_by_mass(small32, photo48):
 
 
 def test_member_weights_order_pixels_inside_a_set(small32, photo48):
-    from hsets_widgets.heatmap import member_weights
+    from hsets_widgets.hsets.heatmap import member_weights
 
     w = member_weights(5, "banzhaf", np.array([0.3, -1.0, 2.0, 0.0, 0.5]))
     assert w.mean() == pytest.approx(1.0) and list(np.argsort(w)) == [1, 3, 0, 4, 2]
@@ -231,7 +231,7 @@ def test_authors_code_preset_drops_the_relu6_clip_and_caps_as_their_code():
 
 
 def test_peak_seeds_sit_on_separate_maxima_of_the_smoothed_attribution():
-    from hsets_widgets.seeds import select_peaks
+    from hsets_widgets.hsets.seeds import select_peaks
 
     a = np.zeros((3, 64, 64))
     a[0, 10, 10], a[1, 12, 12] = 5.0, 4.0      # one blob: a single peak, at its strongest pixel
@@ -262,7 +262,7 @@ def test_explainer_seeds_at_peaks(small32, photo48):
 
 
 def test_seed_orders_rank_segments_as_documented():
-    from hsets_widgets.seeds import select_seeds
+    from hsets_widgets.hsets.seeds import select_seeds
 
     labels = np.zeros((6, 6), int)
     labels[:, :2], labels[:, 2:5], labels[:, 5] = 1, 2, 3         # areas 12, 18, 6
@@ -278,7 +278,7 @@ def test_seed_orders_rank_segments_as_documented():
 
 
 def test_mask_painting_and_max_combine():
-    from hsets_widgets.heatmap import paint
+    from hsets_widgets.hsets.heatmap import paint
 
     a, b = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
     a[:2, :3], b[1:3, 1:] = True, True                           # overlap at row 1, columns 1-2

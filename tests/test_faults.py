@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from hsets_widgets.cli.main import main as hsets
-from hsets_widgets.explain import Explainer, explain
-from hsets_widgets.explanation import Explanation
-from hsets_widgets.files import OutputError, atomic_path, check_output_dir, dumps, write_json
-from hsets_widgets.images import ImageError, load_image
-from hsets_widgets.models import ModelError, load_checkpoint, wrap_module
-from hsets_widgets.presets import PRESETS, get_config
+from hsets_widgets.hsets.explain import Explainer, explain
+from hsets_widgets.hsets.explanation import Explanation
+from hsets_widgets.hsets.presets import PRESETS, get_config
+from hsets_widgets.model.images import ImageError, load_image
+from hsets_widgets.model.models import ModelError, load_checkpoint, wrap_module
+from hsets_widgets.plumbing.files import OutputError, atomic_path, check_output_dir, dumps, write_json
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,7 +52,7 @@ def test_16_bit_png_is_not_explained_as_white(tmp_path):
 def test_bad_settings_fail_before_any_work(small32, photo48, monkeypatch, bad, field):
     import importlib
 
-    engine = importlib.import_module("hsets_widgets.explain")   # the module (the package exports the function)
+    engine = importlib.import_module("hsets_widgets.hsets.explain")   # the module (the package exports the function)
 
     def no_work(*a, **k):
         raise AssertionError("IG ran although the settings were invalid")
@@ -132,7 +132,7 @@ def test_atomic_path_keeps_the_old_file_on_error(tmp_path):
 
 # ---- 5. a torn results.jsonl ---------------------------------------------------------------
 def test_torn_results_line_is_cut_before_appending(tmp_path):
-    from hsets_widgets.evaluation.store import read_results, repair_results
+    from hsets_widgets.runs.store import read_results, repair_results
 
     path = tmp_path / "results.jsonl"
     whole = json.dumps({"key": "a", "path": "a.png", "slug": "a", "target": 0, "status": "ok", "methods": {}})
@@ -307,8 +307,8 @@ def test_wrong_architecture_checkpoint(tmp_path):
 
 
 def test_interrupted_evaluation_resumes_without_duplicates(tmp_path, photo48):
-    from hsets_widgets.evaluation.datasets import collect_images
-    from hsets_widgets.evaluation.runner import run_evaluation
+    from hsets_widgets.runs.datasets import collect_images
+    from hsets_widgets.runs.runner import run_evaluation
     from tests.conftest import tiny_classifier
 
     for i in range(2):
@@ -327,8 +327,8 @@ def test_interrupted_evaluation_resumes_without_duplicates(tmp_path, photo48):
 
 
 def test_set_overrides_share_one_grammar_and_fail_in_one_line(tmp_path, capsys):
-    from hsets_widgets.evaluation.baselines import parse_method_spec
-    from hsets_widgets.options import parse_assignments
+    from hsets_widgets.methods.registry import parse_method_spec
+    from hsets_widgets.plumbing.options import parse_assignments
 
     assert parse_assignments(["nu=64", "mu=0.5", "fresh=false", "n_sets=none", "order=dfs"]) == {
         "nu": 64, "mu": 0.5, "fresh": False, "n_sets": None, "order": "dfs"}

@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from hsets_widgets.explain import Explainer, explain
-from hsets_widgets.explanation import Explanation
-from hsets_widgets.images import load_image, resize_center_crop
-from hsets_widgets.models import ModelError, load_classifier, wrap_module
+from hsets_widgets.hsets.explain import Explainer, explain
+from hsets_widgets.hsets.explanation import Explanation
+from hsets_widgets.model.images import load_image, resize_center_crop
+from hsets_widgets.model.models import ModelError, load_classifier, wrap_module
 from tests.conftest import tiny_classifier
 from tests.test_faults import one_line_error, run_cli
 
@@ -176,7 +176,7 @@ def test_sigterm_stops_like_ctrl_c_and_leaves_no_empty_folder(tmp_path):
 
 
 def test_sigterm_during_a_commit_waits_for_it(tmp_path):
-    from hsets_widgets.signals import Terminated, signals_deferred, terminate_as_interrupt
+    from hsets_widgets.plumbing.signals import Terminated, signals_deferred, terminate_as_interrupt
 
     done = []
     with pytest.raises(Terminated), terminate_as_interrupt():
@@ -201,8 +201,8 @@ def test_limit_must_be_at_least_one(capsys, tmp_path, photo48, limit):
 
 
 def test_limit_in_python_is_checked_too(tmp_path, photo48, small32):
-    from hsets_widgets.evaluation.datasets import collect_images
-    from hsets_widgets.evaluation.runner import run_evaluation
+    from hsets_widgets.runs.datasets import collect_images
+    from hsets_widgets.runs.runner import run_evaluation
 
     items = collect_images([save_photos(tmp_path / "in", photo48)])
     for bad in (-1, 0):
@@ -228,8 +228,8 @@ class Gate(nn.Module):
 
 
 def test_a_second_evaluation_of_the_same_folder_is_refused(tmp_path, photo48):
-    from hsets_widgets.evaluation.datasets import collect_images
-    from hsets_widgets.evaluation.runner import run_evaluation
+    from hsets_widgets.runs.datasets import collect_images
+    from hsets_widgets.runs.runner import run_evaluation
 
     items = collect_images([save_photos(tmp_path / "in", photo48)])
     gate = Gate()
@@ -256,8 +256,8 @@ def test_a_second_evaluation_of_the_same_folder_is_refused(tmp_path, photo48):
 
 # ---- 8. an --out inside the input folder is not evaluated as photos ------------------------------
 def test_out_inside_the_input_folder_is_not_read_as_input(tmp_path, photo48, small32):
-    from hsets_widgets.evaluation.datasets import collect_images
-    from hsets_widgets.evaluation.runner import run_evaluation
+    from hsets_widgets.runs.datasets import collect_images
+    from hsets_widgets.runs.runner import run_evaluation
 
     folder = save_photos(tmp_path / "photos", photo48)
     out = folder / "eval"
@@ -284,7 +284,7 @@ def test_bad_evaluate_numbers_fail_in_one_line_naming_the_option(capsys, tmp_pat
 
 
 def test_noise_is_checked_in_python_too():
-    from hsets_widgets.evaluation.runner import run_settings
+    from hsets_widgets.runs.runner import run_settings
 
     for bad in (-5, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="noise"):
@@ -382,9 +382,9 @@ def test_a_device_this_machine_lacks_is_one_line_before_the_model(capsys, tmp_pa
 
 
 def test_a_symlink_loop_is_called_a_loop_not_missing(tmp_path):
-    from hsets_widgets.evaluation.datasets import collect_images
-    from hsets_widgets.images import ImageError
-    from hsets_widgets.models import load_checkpoint
+    from hsets_widgets.model.images import ImageError
+    from hsets_widgets.model.models import load_checkpoint
+    from hsets_widgets.runs.datasets import collect_images
 
     (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
     (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
@@ -402,7 +402,7 @@ def test_a_symlink_loop_is_called_a_loop_not_missing(tmp_path):
 
 
 def test_numbers_in_exponent_form_are_read_and_bad_ones_name_their_option(capsys, tmp_path):
-    from hsets_widgets.options import parse_assignments
+    from hsets_widgets.plumbing.options import parse_assignments
 
     args = explain_args("coffee", "--nu", "1e3", "--n-samples", "2e2")
     assert (args.nu, args.n_samples) == (1000, 200)
@@ -414,7 +414,7 @@ def test_numbers_in_exponent_form_are_read_and_bad_ones_name_their_option(capsys
 
 
 def test_class_folders_the_model_cannot_predict_get_no_label(tmp_path, photo48):
-    from hsets_widgets.evaluation.datasets import collect_images
+    from hsets_widgets.runs.datasets import collect_images
 
     for name in ("3", "7", "²", "-1"):
         save_photos(tmp_path / name, photo48, 1)
@@ -441,7 +441,7 @@ def test_repeated_sweep_points_are_computed_once(capsys):
 
 def test_explore_refuses_an_unreadable_image_before_serving(tmp_path):
     from hsets_widgets.cli.explore import resolve_image
-    from hsets_widgets.images import ImageError
+    from hsets_widgets.model.images import ImageError
 
     (tmp_path / "photo.jpg").write_text("not a photo")
     with pytest.raises(ImageError, match="cannot read"):
@@ -450,7 +450,7 @@ def test_explore_refuses_an_unreadable_image_before_serving(tmp_path):
 
 def test_outputs_follow_the_umask(tmp_path, photo48, small32):
     from hsets_widgets.cli.explain import explain_to_folder
-    from hsets_widgets.files import write_json
+    from hsets_widgets.plumbing.files import write_json
 
     old = os.umask(0o022)
     try:
@@ -464,7 +464,7 @@ def test_outputs_follow_the_umask(tmp_path, photo48, small32):
 
 
 def test_every_listed_example_photo_loads():
-    from hsets_widgets.images import EXAMPLES
+    from hsets_widgets.model.images import EXAMPLES
 
     for name in EXAMPLES:
         a = load_image(name)
@@ -477,7 +477,7 @@ def test_stop_process_ends_a_child_that_ignores_sigterm():
     import subprocess
     import sys
 
-    from hsets_widgets.signals import stop_process
+    from hsets_widgets.plumbing.signals import stop_process
 
     stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; "
                                  "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); "

@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from hsets_widgets.evaluation.baselines import METHODS, attribute, get_method, get_methods
-from hsets_widgets.evaluation.datasets import ImageItem
-from hsets_widgets.evaluation.runner import run_evaluation, run_settings
+from hsets_widgets.methods.registry import METHODS, attribute, get_method, get_methods
+from hsets_widgets.runs.datasets import ImageItem
+from hsets_widgets.runs.runner import run_evaluation, run_settings
 from tests.conftest import tiny_classifier
 from tests.test_faults import one_line_error, run_cli
 from tests.test_faults_round2 import save_photos
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Fail the test if any command loads a model: the error must come before it."""
-    import hsets_widgets.models as models
+    import hsets_widgets.model.models as models
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the bad setting was refused")
@@ -73,7 +73,7 @@ def test_every_builtin_method_declares_exactly_the_options_its_function_takes():
 
 
 def test_the_engine_refuses_caso_iterations_below_one(image8, tiny64):
-    from hsets_widgets.caso import caso
+    from hsets_widgets.methods.caso import caso
 
     for key in ("n_iter", "power_iterations"):
         with pytest.raises(ValueError, match=key):
@@ -185,7 +185,7 @@ def upload(explorer, path):
 
 
 def test_an_uploaded_photo_is_the_picture_the_cli_explains(tmp_path):
-    from hsets_widgets.explain import Explainer
+    from hsets_widgets.hsets.explain import Explainer
     from hsets_widgets.widgets import Explorer
 
     gray = np.tile(np.linspace(0, 1, 40), (40, 1))
@@ -210,7 +210,7 @@ def test_an_uploaded_photo_is_the_picture_the_cli_explains(tmp_path):
 
 
 def test_load_image_reads_bytes_as_it_reads_the_file(tmp_path):
-    from hsets_widgets.images import ImageError, load_image, load_image_bytes
+    from hsets_widgets.model.images import ImageError, load_image, load_image_bytes
 
     gray = (np.tile(np.linspace(0, 1, 32), (32, 1)) * 65535).astype(np.uint16)
     Image.fromarray(gray).save(tmp_path / "g16.png")
@@ -228,7 +228,7 @@ FAST = dict(methods=["random"], percentages=[0.5], curves=[])
 
 
 def test_resuming_with_other_weights_is_refused_naming_the_checkpoint(capsys, tmp_path, photo48):
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.model.models import load_classifier
 
     folder = save_photos(tmp_path / "imgs", photo48, 2)
     state = load_classifier(None).module.state_dict()
@@ -264,7 +264,7 @@ def test_resuming_with_other_weights_in_python(tmp_path, photo48, small32):
 
 
 def test_a_photo_edited_in_place_is_evaluated_again(tmp_path, photo48, small32):
-    from hsets_widgets.evaluation.store import read_results
+    from hsets_widgets.runs.store import read_results
 
     folder = save_photos(tmp_path / "imgs", photo48, 2)
     items = [ImageItem(folder / f"p{i}.png") for i in range(2)]
@@ -333,7 +333,7 @@ def test_a_bad_memory_budget_is_refused_first(capsys, tmp_path, photo48, monkeyp
 
 
 def test_parse_bytes_refuses_infinity():
-    from hsets_widgets.memory import parse_bytes
+    from hsets_widgets.plumbing.memory import parse_bytes
 
     with pytest.raises(ValueError, match="finite"):         # was an OverflowError traceback
         parse_bytes(float("inf"))
@@ -378,7 +378,7 @@ def test_inputs(small32, photo48):
     (dict(seed=-3), "seed must be"),
 ])
 def test_interaction_test_refuses_inputs_outside_the_image(test_inputs, change, match):
-    from hsets_widgets.evaluation.interactions import interaction_test
+    from hsets_widgets.metrics.interactions import interaction_test
 
     x, clf, pixels, seed_yx, labels = test_inputs
     args = dict(x=x, classifier=clf, target=0, pixels=pixels, seed_yx=seed_yx, labels=labels, seed=0)
@@ -392,8 +392,8 @@ def test_interaction_test_refuses_inputs_outside_the_image(test_inputs, change, 
 
 
 def saved_explanation(tmp_path):
-    from hsets_widgets.explanation import Explanation, InteractionSet
-    from hsets_widgets.growth import GrowthStep
+    from hsets_widgets.hsets.explanation import Explanation, InteractionSet
+    from hsets_widgets.hsets.growth import GrowthStep
 
     rng = np.random.default_rng(0)
     h = w = 8
@@ -430,7 +430,7 @@ def write_edited(tmp_path, arrays, meta):
     (lambda a, m: a.update(heatmap=np.full((8, 8), "x")), "heatmap holds"),
 ])
 def test_explanation_load_refuses_damage_naming_the_field(tmp_path, edit, match):
-    from hsets_widgets.explanation import Explanation
+    from hsets_widgets.hsets.explanation import Explanation
 
     arrays, meta = saved_explanation(tmp_path)
     Explanation.load(write_edited(tmp_path, arrays, meta))        # the unedited file loads
@@ -442,7 +442,7 @@ def test_explanation_load_refuses_damage_naming_the_field(tmp_path, edit, match)
 def test_explanation_load_refuses_a_huge_declared_array_and_deep_json(tmp_path):
     import zipfile
 
-    from hsets_widgets.explanation import Explanation
+    from hsets_widgets.hsets.explanation import Explanation
 
     arrays, meta = saved_explanation(tmp_path)
     path = write_edited(tmp_path, {k: v for k, v in arrays.items() if k != "set0_members"}, meta)
@@ -470,8 +470,8 @@ def sparse(x, classifier, target=None):
 
 
 def test_matched_support_is_over_this_runs_methods_on_every_image(tmp_path, photo48, small32):
-    from hsets_widgets.evaluation.sparsity import pixel_map, support_size
-    from hsets_widgets.evaluation.store import read_results
+    from hsets_widgets.metrics.sparsity import pixel_map, support_size
+    from hsets_widgets.runs.store import read_results
 
     folder = save_photos(tmp_path / "imgs", photo48, 3)
     items = [ImageItem(folder / f"p{i}.png") for i in range(3)]

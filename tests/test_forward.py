@@ -4,11 +4,11 @@ import pytest
 import torch
 from conftest import tiny_classifier
 
-from hsets_widgets.curvature import curvature
-from hsets_widgets.forward import ForwardWarning, counting, exported, logits
-from hsets_widgets.integrated_gradients import integrated_gradients
-from hsets_widgets.models import wrap_module
-from hsets_widgets.scores import ScoreFn
+from hsets_widgets.hsets.curvature import curvature
+from hsets_widgets.hsets.integrated_gradients import integrated_gradients
+from hsets_widgets.model.forward import ForwardWarning, counting, exported, logits
+from hsets_widgets.model.models import wrap_module
+from hsets_widgets.model.scores import ScoreFn
 
 pytest.importorskip("onnxruntime")
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from hsets_widgets.forward import counting, twin
-from hsets_widgets.fused import fold_batch_norm
-from hsets_widgets.hessian import hessian_rows
-from hsets_widgets.integrated_gradients import integrated_gradients
-from hsets_widgets.models import load_classifier, wrap_module
-from hsets_widgets.scores import ScoreFn
+from hsets_widgets.hsets.hessian import hessian_rows
+from hsets_widgets.hsets.integrated_gradients import integrated_gradients
+from hsets_widgets.model.forward import counting, twin
+from hsets_widgets.model.fused import fold_batch_norm
+from hsets_widgets.model.models import load_classifier, wrap_module
+from hsets_widgets.model.scores import ScoreFn
 
 
 class StandardisedConv(nn.Conv2d):

@@ -14,9 +14,9 @@ import pytest
 import torch
 from conftest import tiny_classifier
 
-from hsets_widgets.evaluation import collect_images, run_evaluation
-from hsets_widgets.evaluation.records import RunRecords, open_run
-from hsets_widgets.evaluation.store import load_maps
+from hsets_widgets import collect_images, run_evaluation
+from hsets_widgets.runs.records import RunRecords, open_run
+from hsets_widgets.runs.store import load_maps
 from hsets_widgets.widgets.gallery import Gallery
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -35,7 +35,7 @@ def make_run(root: Path, seed: int = 0) -> Path:
     """A real run: run_evaluation (what `hsets evaluate` calls) on four photos, cheap methods."""
     from PIL import Image
 
-    from hsets_widgets.images import load_image
+    from hsets_widgets.model.images import load_image
 
     photos = root / "photos"
     if not photos.exists():

@@ -4,7 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
-from hsets_widgets.games import (
+from hsets_widgets.hsets.games import (
     ESTIMATORS,
     Estimate,
     FunctionGame,
@@ -13,7 +13,7 @@ from hsets_widgets.games import (
     get_estimator,
     size_shares,
 )
-from hsets_widgets.idg import IDGGame, MemberTerms, estimate_value
+from hsets_widgets.hsets.idg import IDGGame, MemberTerms, estimate_value
 
 
 def _weighted_game(n=6, seed=0):

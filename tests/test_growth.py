@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from hsets_widgets.curvature import CurvatureSpec
-from hsets_widgets.growth import grow_set, grow_sets, replay
-from hsets_widgets.hessian import HessianRows
-from hsets_widgets.scores import ScoreFn
-from hsets_widgets.thresholds import ThresholdRule, candidates
+from hsets_widgets.hsets.curvature import CurvatureSpec
+from hsets_widgets.hsets.growth import grow_set, grow_sets, replay
+from hsets_widgets.hsets.hessian import HessianRows
+from hsets_widgets.hsets.thresholds import ThresholdRule, candidates
+from hsets_widgets.model.scores import ScoreFn
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_blurred_rule_ranks_the_smoothed_magnitude():
     """blur > 0 compares a Gaussian-smoothed |row| over the image grid (zero outside it)."""
     from scipy.ndimage import gaussian_filter
 
-    from hsets_widgets.thresholds import rule_scores
+    from hsets_widgets.hsets.thresholds import rule_scores
 
     rng = np.random.default_rng(0)
     row = rng.standard_normal(36)
@@ -149,7 +149,7 @@ def test_blurred_rule_ranks_the_smoothed_magnitude():
 
 
 def test_displacement_scale_multiplies_each_entry():
-    from hsets_widgets.thresholds import rule_scores
+    from hsets_widgets.hsets.thresholds import rule_scores
 
     row = np.array([1.0, -2.0, 3.0, 0.5])
     disp = np.array([0.0, 1.0, 0.1, 4.0])
@@ -206,7 +206,7 @@ def test_rule_settings_are_checked(bad):
 
 
 def test_growth_over_a_precomputed_matrix_equals_growth_over_the_cache(rows):
-    from hsets_widgets.growth import MatrixRows, RowSource
+    from hsets_widgets.hsets.growth import MatrixRows, RowSource
 
     matrix = rows.rows(range(64)).numpy()
     exact = MatrixRows(matrix, rows.shape)

@@ -5,14 +5,14 @@ import sys
 
 import pytest
 
-from hsets_widgets.heap import TIGHT_LIMIT, keep_freed_memory
-from hsets_widgets.memory import container_limit
+from hsets_widgets.plumbing.heap import TIGHT_LIMIT, keep_freed_memory
+from hsets_widgets.plumbing.memory import container_limit
 
 # a 64 MB tensor filled again and again: under the policy a later fill reuses its pages (the
 # fewest faults of three fills), without it every fill faults them anew
 SCRIPT = """
 import resource, torch, hsets_widgets
-from hsets_widgets.memory import release_freed_memory
+from hsets_widgets.plumbing.memory import release_freed_memory
 def fill():
     t = torch.ones(16 << 20)
     del t
@@ -47,7 +47,7 @@ def test_a_freed_tensor_is_reused_without_faulting_its_pages_again():
 
 
 def test_system_keeps_the_c_library_defaults(monkeypatch):
-    import hsets_widgets.heap as heap
+    import hsets_widgets.plumbing.heap as heap
 
     monkeypatch.setattr(heap, "_applied", None)
     assert keep_freed_memory({"HSETS_HEAP": "system"}) is False

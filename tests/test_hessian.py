@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from hsets_widgets.curvature import CurvatureSpec, curvature
-from hsets_widgets.hessian import HessianRows, ZeroHessianWarning, hessian_rows
-from hsets_widgets.scores import ScoreFn
+from hsets_widgets.hsets.curvature import CurvatureSpec, curvature
+from hsets_widgets.hsets.hessian import HessianRows, ZeroHessianWarning, hessian_rows
+from hsets_widgets.model.scores import ScoreFn
 
 
 def full_hessian(f, x, spec):
@@ -199,8 +199,8 @@ def test_softplus_clip_values_follow_the_formula():
 
 
 def test_cpu_batch_size_follows_available_memory(tiny64, image8, monkeypatch):
-    import hsets_widgets.hessian as hessian
-    from hsets_widgets.hessian import (
+    import hsets_widgets.hsets.hessian as hessian
+    from hsets_widgets.hsets.hessian import (
         CPU_MAX_BATCH,
         FIXED_FACTOR,
         PER_ROW_FACTOR,
@@ -226,7 +226,7 @@ def test_cpu_batch_size_follows_available_memory(tiny64, image8, monkeypatch):
 def test_vmapped_rows_match_double_backward_on_real_architectures(arch):
     """BatchNorm (eval, as a multiply-add), max-pooling, hard activations and functional
     ReLUs under vmap, against plain double backward through the unmodified network."""
-    from hsets_widgets.models import torchvision_classifier
+    from hsets_widgets.model.models import torchvision_classifier
 
     torch.manual_seed(0)
     clf = torchvision_classifier(arch, weights=None)
@@ -247,7 +247,7 @@ def test_vmapped_rows_match_double_backward_on_real_architectures(arch):
 
 
 def test_affine_batch_norm_equals_eval_batch_norm_and_leaves_training_alone():
-    from hsets_widgets.hessian import affine_batch_norm
+    from hsets_widgets.hsets.hessian import affine_batch_norm
 
     torch.manual_seed(0)
     bn = torch.nn.BatchNorm2d(5).double()
@@ -287,7 +287,7 @@ def test_dropping_the_relu6_clip_is_the_authors_module_swap():
 
     from torch import nn
 
-    from hsets_widgets.models import wrap_module
+    from hsets_widgets.model.models import wrap_module
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU6(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU6(),

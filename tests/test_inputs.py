@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from hsets_widgets.images import ImageError, check_image_tensor, load_image, resize_center_crop
-from hsets_widgets.models import ModelError, load_checkpoint, load_classifier, wrap_module
-from hsets_widgets.scores import resolve_target
+from hsets_widgets.model.images import ImageError, check_image_tensor, load_image, resize_center_crop
+from hsets_widgets.model.models import ModelError, load_checkpoint, load_classifier, wrap_module
+from hsets_widgets.model.scores import resolve_target
 
 
 def test_paths_pil_arrays_and_tensors_agree(tmp_path):
@@ -53,7 +53,7 @@ def test_bad_arrays(bad, match):
 
 
 def test_huge_images_are_refused(monkeypatch):
-    import hsets_widgets.images as images
+    import hsets_widgets.model.images as images
 
     monkeypatch.setattr(images, "MAX_PIXELS", 1000)
     with pytest.raises(ImageError, match="too large"):
@@ -134,14 +134,14 @@ def test_models_without_class_scores_are_refused():
 
 
 def test_target_out_of_range(small32, photo48):
-    from hsets_widgets.images import to_tensor
+    from hsets_widgets.model.images import to_tensor
 
     with pytest.raises(ModelError, match="out of range"):
         resolve_target(to_tensor(photo48), small32, 99)
 
 
 def test_default_model_recognises_the_bundled_cat():
-    from hsets_widgets.images import to_tensor
+    from hsets_widgets.model.images import to_tensor
 
     clf = load_classifier()
     top = clf.predict(to_tensor(resize_center_crop(load_image("chelsea"), 224)), top=3)

@@ -5,16 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from hsets_widgets.archipelago import arch_detect, archipelago, merge_pairs
-from hsets_widgets.caso import caso
-from hsets_widgets.evaluation.baselines import attribute_sets
-from hsets_widgets.integrated_gradients import integrated_gradients, make_baseline
-from hsets_widgets.integrated_hessians import integrated_hessians
-from hsets_widgets.masking import compose, segment_index
-from hsets_widgets.models import wrap_module
-from hsets_widgets.moxi import grid_labels, moxi
-from hsets_widgets.planted import synthetic_function
-from hsets_widgets.scores import ScoreFn
+from hsets_widgets.hsets.integrated_gradients import integrated_gradients, make_baseline
+from hsets_widgets.methods.archipelago import arch_detect, archipelago, merge_pairs
+from hsets_widgets.methods.caso import caso
+from hsets_widgets.methods.integrated_hessians import integrated_hessians
+from hsets_widgets.methods.masking import compose, segment_index
+from hsets_widgets.methods.moxi import grid_labels, moxi
+from hsets_widgets.methods.registry import attribute_sets
+from hsets_widgets.model.models import wrap_module
+from hsets_widgets.model.planted import synthetic_function
+from hsets_widgets.model.scores import ScoreFn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -185,7 +185,7 @@ def test_each_method_gives_a_map_and_the_set_methods_their_sets(spec):
                                   "ih:n_steps=4", "caso:n_iter=2", "cafo:n_iter=2", "ig:n_steps=4"])
 def test_each_method_reports_progress_and_stops_when_cancelled(spec):
     """What the Explorer and the CLI rely on: a long method says how far it is, and a cancel stops it."""
-    from hsets_widgets.progress import Cancelled, CancelToken
+    from hsets_widgets.plumbing.progress import Cancelled, CancelToken
 
     clf = _net(size=24, dtype=torch.float32, act=nn.ReLU)
     yy, xx = np.mgrid[0:24, 0:24] / 24
@@ -233,8 +233,8 @@ def test_hsets_evaluate_runs_the_interaction_methods_beside_hsets_and_tests_thei
     every method gets its faithfulness numbers, and the set-making ones their interaction test."""
     from PIL import Image
 
-    from hsets_widgets.evaluation.datasets import collect_images
-    from hsets_widgets.evaluation.runner import read_results, run_evaluation
+    from hsets_widgets.runs.datasets import collect_images
+    from hsets_widgets.runs.runner import read_results, run_evaluation
 
     d = tmp_path / "photos"
     d.mkdir()
@@ -260,7 +260,7 @@ def test_hsets_evaluate_runs_the_interaction_methods_beside_hsets_and_tests_thei
 def test_a_flat_image_gets_slic_superpixels_not_quickshifts_hundred_and_more():
     # quickshift splits a flat 224 px image into 128 regions (16,514 forward passes in
     # Archipelago, 4x a photo); a photo keeps its quickshift superpixels
-    from hsets_widgets.archipelago import MAX_SUPERPIXELS, superpixels
+    from hsets_widgets.methods.archipelago import MAX_SUPERPIXELS, superpixels
 
     grey = torch.full((3, 224, 224), 0.5)
     with pytest.warns(RuntimeWarning, match="quickshift split the image into 128 superpixels"):

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from hsets_widgets import Explainer
-from hsets_widgets.evaluation.interactions import (
+from hsets_widgets.hsets.games import coalition_matrix, moebius, nonadditive_share, pair_interactions
+from hsets_widgets.hsets.seeds import feature_pixels
+from hsets_widgets.metrics.interactions import (
     PartsGame,
     analyse_game,
     interaction_test,
@@ -11,12 +13,10 @@ from hsets_widgets.evaluation.interactions import (
     nearest_control,
     split_parts,
 )
-from hsets_widgets.games import coalition_matrix, moebius, nonadditive_share, pair_interactions
-from hsets_widgets.planted import planted_classifier, scene
-from hsets_widgets.seeds import feature_pixels
+from hsets_widgets.model.planted import planted_classifier, scene
 
 # planted models are not networks: their non-interacting rows are exactly zero by design
-pytestmark = pytest.mark.filterwarnings("ignore::hsets_widgets.hessian.ZeroHessianWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::hsets_widgets.hsets.hessian.ZeroHessianWarning")
 
 
 def _game(n=5, seed=1):
@@ -174,8 +174,8 @@ def test_hessian_rows_detect_archipelagos_planted_pairs(k):
     (-1) contexts ranks every planted pair above every other (their ArchDetect AUC is 1.0 too)."""
     import torch
 
-    from hsets_widgets.hessian import hessian_rows
-    from hsets_widgets.planted import synthetic_function
+    from hsets_widgets.hsets.hessian import hessian_rows
+    from hsets_widgets.model.planted import synthetic_function
 
     f, pairs = synthetic_function(k, 40)
     h = sum(hessian_rows(torch.full((1, 1, 40), ctx, dtype=torch.float64), lambda b: f(b.reshape(len(b), -1)),
@@ -204,7 +204,7 @@ def test_partners_in_another_segment_are_found_only_when_growth_may_cross_segmen
 
 
 def test_removal_replaces_only_the_removed_pixels():
-    from hsets_widgets.evaluation.interactions import remove_pixels
+    from hsets_widgets.metrics.interactions import remove_pixels
 
     img = np.random.default_rng(0).random((3, 16, 16))
     removed = np.zeros((16, 16), bool)

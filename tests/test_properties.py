@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from hsets_widgets.explanation import Explanation, InteractionSet, equal, first_difference
-from hsets_widgets.growth import GrowthStep
-from hsets_widgets.images import ImageError, load_image
-from hsets_widgets.options import NUMBERS, parse_assignments, parse_value, whole_number
-from hsets_widgets.presets import HSetsConfig, get_config
+from hsets_widgets.hsets.explanation import Explanation, InteractionSet, equal, first_difference
+from hsets_widgets.hsets.growth import GrowthStep
+from hsets_widgets.hsets.presets import HSetsConfig, get_config
+from hsets_widgets.model.images import ImageError, load_image
+from hsets_widgets.plumbing.options import NUMBERS, parse_assignments, parse_value, whole_number
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FILES = settings(max_examples=60, deadline=None,
@@ -222,7 +222,7 @@ JSON_LIKE = st.recursive(
 def test_written_json_is_always_strict(obj):
     import json
 
-    from hsets_widgets.files import dumps
+    from hsets_widgets.plumbing.files import dumps
 
     json.loads(dumps(obj), parse_constant=lambda c: pytest.fail(f"non-strict constant {c}"))
 
@@ -236,7 +236,7 @@ NAMES = st.sampled_from(["a.png", "b.json", "c.npz", "d.csv"])
 def test_a_staged_folder_is_all_new_or_all_old(tmp_path, old, new, fail):
     import shutil
 
-    from hsets_widgets.files import staged_outputs
+    from hsets_widgets.plumbing.files import staged_outputs
 
     out = tmp_path / "out"
     shutil.rmtree(out, ignore_errors=True)

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hsets_widgets.evaluation.baselines import METHODS, get_method, parse_method_spec
-from hsets_widgets.evaluation.store import read_results, record_problem, repair_results
+from hsets_widgets.methods.registry import METHODS, get_method, parse_method_spec
+from hsets_widgets.runs.store import read_results, record_problem, repair_results
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.function_scoped_fixture])

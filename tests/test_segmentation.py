@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from hsets_widgets.images import load_image, resize_center_crop
+from hsets_widgets.model.images import load_image, resize_center_crop
 from hsets_widgets.segmentation import (
     CachedSegmenter,
     MaskCache,

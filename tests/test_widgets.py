@@ -20,9 +20,9 @@ import pytest
 import torch
 from torch import nn
 
-from hsets_widgets.explanation import Explanation
-from hsets_widgets.models import wrap_module
-from hsets_widgets.thresholds import candidates
+from hsets_widgets.hsets.explanation import Explanation
+from hsets_widgets.hsets.thresholds import candidates
+from hsets_widgets.model.models import wrap_module
 from hsets_widgets.widgets.common import fmt
 
 SIZE = 48
@@ -42,7 +42,7 @@ def tiny_classifier():
 
 @pytest.fixture(scope="module")
 def image():
-    from hsets_widgets.images import load_image, resize_center_crop
+    from hsets_widgets.model.images import load_image, resize_center_crop
 
     return resize_center_crop(load_image("chelsea"), SIZE)
 
@@ -50,7 +50,7 @@ def image():
 @pytest.fixture(scope="module")
 def explainer(image):
     """One Explainer for the module: its row cache is shared, which is what a cache is for."""
-    from hsets_widgets.explain import Explainer
+    from hsets_widgets.hsets.explain import Explainer
 
     # a growth rule that takes several rows per set (the default's 256 new pixels per row fill a
     # 32-pixel set from the seed's row alone), so there is a merge to replay
@@ -476,7 +476,7 @@ def test_hover_reads_ig_and_hessian_row(explorer):
 
 
 def test_one_numbering_for_kept_sets_in_list_image_and_hover(explorer, canvas_log):
-    from hsets_widgets.seeds import feature_pixels
+    from hsets_widgets.hsets.seeds import feature_pixels
 
     st, view, panel = explorer.state, explorer.image_view, explorer.sets_panel
     auto = tuple(st.auto_seeds[0].yx)
@@ -543,7 +543,7 @@ def test_subset_sampling_uses_the_engines_draws(explorer):
 
 @pytest.mark.parametrize("sampler", ["bernoulli", "stratified"])
 def test_sampling_panel_shows_the_subsets_the_value_used(explorer, sampler):
-    from hsets_widgets.idg import running_estimate
+    from hsets_widgets.hsets.idg import running_estimate
     from hsets_widgets.widgets.sampling import draw_subsets
 
     ex = explorer.explainer.with_settings(sampler=sampler, exact_limit=0)
@@ -560,7 +560,7 @@ def test_sampling_panel_shows_the_subsets_the_value_used(explorer, sampler):
 
 
 def test_weighted_running_estimate_equals_its_definition():
-    from hsets_widgets.idg import running_estimate
+    from hsets_widgets.hsets.idg import running_estimate
 
     rng = np.random.default_rng(3)
     d, w = rng.random(40), rng.random(40)
@@ -604,7 +604,7 @@ def test_road_view_compares_hsets_and_ig(explorer):
     assert set(road.results) == {"hsets", "ig"} and set(road.curves) == {"hsets", "ig"}
     assert np.asarray(road.morf.y).shape == (2, len(road.percentages))
     # insertion and deletion next to ROAD, from the same maps
-    from hsets_widgets.evaluation.insertion import insertion_deletion
+    from hsets_widgets.metrics.insertion import insertion_deletion
 
     ref = insertion_deletion(st.explainer.x.detach(), st.explainer.classifier, road.maps["hsets"],
                              road.percentages, seed=road.seed)
@@ -742,7 +742,7 @@ def test_exports_are_written_atomically(explorer, tmp_path, monkeypatch):
     from matplotlib.figure import Figure
     from PIL import Image
 
-    from hsets_widgets.files import OutputError
+    from hsets_widgets.plumbing.files import OutputError
 
     png = explorer.save_png(tmp_path / "view.png")
     fig = explorer.save_figure(tmp_path / "figure.png")
@@ -787,7 +787,7 @@ def test_each_widget_is_usable_alone(explainer, image):
 
 
 def test_engine_does_not_import_widgets():
-    code = ("import sys, hsets_widgets.explain, hsets_widgets.evaluation; "
+    code = ("import sys, hsets_widgets.hsets.explain, hsets_widgets.runs; "
             "print(any(m.startswith('hsets_widgets.widgets') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -824,7 +824,7 @@ def test_failed_road_and_sampling_jobs_keep_earlier_results(explorer, monkeypatc
 
 
 def test_failed_segmentation_is_shown_and_a_retry_works(image):
-    from hsets_widgets.explain import Explainer
+    from hsets_widgets.hsets.explain import Explainer
     from hsets_widgets.widgets import Explorer
 
     calls = []
@@ -848,7 +848,7 @@ def test_failed_segmentation_is_shown_and_a_retry_works(image):
 def test_the_default_blurred_rule_in_the_widgets(image, tmp_path):
     """The shipped rule (the strongest new pixels of the smoothed |row|, inside the segment)
     through the state, the row inspector and the export figure."""
-    from hsets_widgets.explain import Explainer
+    from hsets_widgets.hsets.explain import Explainer
     from hsets_widgets.widgets import Explorer
 
     ex = Explainer(image, tiny_classifier(), preset="default", segmenter="slic", n_steps=8, nu=40, mu=16)
@@ -870,7 +870,7 @@ def test_the_default_blurred_rule_in_the_widgets(image, tmp_path):
 
 
 def test_the_rule_menu_and_mu_range_come_from_the_rule_registry(explorer):
-    from hsets_widgets.thresholds import THRESHOLD_RULES, RuleKind, register_rule
+    from hsets_widgets.hsets.thresholds import THRESHOLD_RULES, RuleKind, register_rule
     from hsets_widgets.widgets.threshold import ThresholdExplorer
 
     register_rule(RuleKind("half-max", "above mu x the row's largest entry", (0.0, 1.0, 0.05, 0.4),
@@ -889,7 +889,7 @@ def test_the_rule_menu_and_mu_range_come_from_the_rule_registry(explorer):
 
 
 def test_live_readout_follows_mu_is_cached_and_equals_the_sweep_numbers(explorer):
-    from hsets_widgets.evaluation.sweep import map_scores
+    from hsets_widgets.runs.sweep import map_scores
     from hsets_widgets.widgets.readout import COARSE_PERCENTAGES
 
     st, thr, ro, ex = explorer.state, explorer.threshold, explorer.readout, explorer.explainer
@@ -942,7 +942,7 @@ def test_live_readout_is_superseded_when_the_user_moves_on(explorer, monkeypatch
 
 
 def test_sweep_panel_plots_the_sweep_numbers_and_a_click_applies_mu(explorer):
-    from hsets_widgets.evaluation.sweep import sweep
+    from hsets_widgets.runs.sweep import sweep
     from hsets_widgets.widgets.sweep_view import parse_values
 
     st, panel = explorer.state, explorer.sweep
@@ -974,8 +974,8 @@ def test_sweep_panel_plots_the_sweep_numbers_and_a_click_applies_mu(explorer):
 
 
 def test_interactions_tab_tests_the_current_set_against_controls_and_caches_it(explorer, canvas_log):
-    from hsets_widgets.evaluation.interactions import interaction_test
-    from hsets_widgets.seeds import feature_pixels
+    from hsets_widgets.hsets.seeds import feature_pixels
+    from hsets_widgets.metrics.interactions import interaction_test
 
     st, view = explorer.state, explorer.interactions
     assert "Press" in view.verdict.value and not view.stale     # nothing runs until asked
@@ -1167,8 +1167,8 @@ def test_every_wait_says_what_it_waits_for(explainer, monkeypatch):
 
 
 def test_another_method_side_by_side_as_a_layer_and_its_sets_through_the_interactions_tab(explorer, canvas_log):
-    from hsets_widgets.evaluation.baselines import attribute_sets
-    from hsets_widgets.evaluation.interactions import interaction_test
+    from hsets_widgets.methods.registry import attribute_sets
+    from hsets_widgets.metrics.interactions import interaction_test
 
     st, mv, view, iv = explorer.state, explorer.methods, explorer.image_view, explorer.interactions
     ex = explorer.explainer
@@ -1267,7 +1267,7 @@ def test_another_class_or_photo_without_a_restart(explainer):
 
 
 def test_the_interaction_mode_is_a_preset_in_the_explorer_and_reuses_the_rows(explainer):
-    from hsets_widgets.presets import PRESETS
+    from hsets_widgets.hsets.presets import PRESETS
     from hsets_widgets.widgets import Explorer
 
     e = Explorer(explainer, display_size=384, readout=False)

@@ -86,8 +86,8 @@ def test_the_app_exports_into_the_folder_it_was_started_in(tmp_path, monkeypatch
     import torch
     from torch import nn
 
-    from hsets_widgets.explain import Explainer
-    from hsets_widgets.models import wrap_module
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.model.models import wrap_module
     from hsets_widgets.widgets import ExportPanel
 
     torch.manual_seed(0)

@@ -53,7 +53,7 @@ def _size(n: int) -> str:
 
 def run(args) -> int:
     """Run ``hsets assets ACTION``; returns the exit status."""
-    from hsets_widgets.progress import TqdmProgress
+    from hsets_widgets.plumbing.progress import TqdmProgress
     from hsets_widgets.segmentation import assets
 
     action = getattr(args, "action", None) or "list"

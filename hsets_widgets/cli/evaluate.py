@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..common import quiet_auto_segmenter
-from ..options import number
+from ..plumbing.common import quiet_auto_segmenter
+from ..plumbing.options import number
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
                              "missing (needs the internet once)")
     parser.add_argument("--imagenette-size", default="320px", choices=("full", "320px", "160px"),
                         help="Imagenette archive to use (default: 320px, ~330 MB)")
-    from ..evaluation.baselines import METHODS
+    from ..methods.registry import METHODS
 
     parser.add_argument("--methods", default="hsets,ig,gradient,smoothgrad,random",
                         help=f"comma-separated methods, of {', '.join(METHODS)} (default: %(default)s); "
@@ -98,7 +98,7 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_ray_options(parser: argparse.ArgumentParser) -> None:
-    """The options of a run on Ray workers (:class:`~hsets_widgets.evaluation.cluster.ClusterOptions`)."""
+    """The options of a run on Ray workers (:class:`~hsets_widgets.runs.cluster.ClusterOptions`)."""
     ray = parser.add_argument_group("on a Ray cluster (pip install 'hsets-widgets[ray]')")
     ray.add_argument("--workers", type=number("workers"), metavar="N",
                      help="evaluate with N Ray workers; without --address a local cluster is "
@@ -145,11 +145,11 @@ def parse_methods(text: str) -> list:
 
 def run(args) -> int:
     """Evaluate the methods on the images and write the results folder."""
-    from hsets_widgets.evaluation.report import format_table
-    from hsets_widgets.evaluation.runner import run_evaluation, run_settings
-    from hsets_widgets.files import check_output_dir
-    from hsets_widgets.models import load_classifier, usable_device
-    from hsets_widgets.progress import TqdmProgress
+    from hsets_widgets.model.models import load_classifier, usable_device
+    from hsets_widgets.plumbing.files import check_output_dir
+    from hsets_widgets.plumbing.progress import TqdmProgress
+    from hsets_widgets.runs.report import format_table
+    from hsets_widgets.runs.runner import run_evaluation, run_settings
 
     if not args.paths and not args.imagenette:
         raise ValueError("give image files or folders, or --imagenette ROOT")
@@ -184,7 +184,7 @@ def run(args) -> int:
 
 
 def scoring_settings(args) -> dict:
-    """The keyword arguments of :func:`~hsets_widgets.evaluation.runner.run_settings` from the CLI."""
+    """The keyword arguments of :func:`~hsets_widgets.runs.runner.run_settings` from the CLI."""
     curves = [] if args.curves.strip().lower() == "none" else \
         [c.strip().lower() for c in args.curves.split(",") if c.strip()]
     return dict(methods=parse_methods(args.methods), percentages=parse_percentages(args.percentages),
@@ -195,14 +195,14 @@ def scoring_settings(args) -> dict:
 
 
 def cluster_options(args):
-    """The checked :class:`~hsets_widgets.evaluation.cluster.ClusterOptions` of ``--workers`` /
+    """The checked :class:`~hsets_widgets.runs.cluster.ClusterOptions` of ``--workers`` /
     ``--address`` (and Ray importable), or None for a run in this process.
     """
     if args.workers is None and args.address is None:
         if args.gpus_per_worker:
             raise ValueError("--gpus-per-worker needs --workers or --address (Ray workers)")
         return None
-    from hsets_widgets.evaluation.cluster import ClusterOptions, require_ray
+    from hsets_widgets.runs.cluster import ClusterOptions, require_ray
 
     options = ClusterOptions(workers=args.workers, address=args.address,
                              threads_per_worker=args.threads_per_worker, gpus_per_worker=args.gpus_per_worker,
@@ -213,7 +213,7 @@ def cluster_options(args):
 
 def find_items(args, clf) -> list:
     """The images named on the command line (and Imagenette's, with ``--imagenette``)."""
-    from hsets_widgets.evaluation.datasets import collect_images, imagenette_items
+    from hsets_widgets.runs.datasets import collect_images, imagenette_items
 
     items = []
     if args.paths:
@@ -242,9 +242,9 @@ def run_cluster(args, items, clf, settings: dict, options, bars) -> dict:
     """
     import functools
 
-    from hsets_widgets.evaluation.cluster import run_on_ray
-    from hsets_widgets.evaluation.runner import run_settings
-    from hsets_widgets.models import load_classifier
+    from hsets_widgets.model.models import load_classifier
+    from hsets_widgets.runs.cluster import run_on_ray
+    from hsets_widgets.runs.runner import run_settings
 
     failed = []
 

@@ -8,8 +8,9 @@ import time
 import warnings
 from dataclasses import fields
 
-from ..options import number, parse_value, segmenter_name, whole_number
-from ..presets import PRESETS, HSetsConfig
+from ..hsets.presets import PRESETS, HSetsConfig
+from ..plumbing.options import number, parse_value, whole_number
+from ..segmentation.registry import segmenter_name
 
 
 def flag(text: str) -> bool:
@@ -35,7 +36,7 @@ def count_or_all(text: str):
 def setting_type(f):
     """How ``--NAME VALUE`` reads a setting: yes/no words for a flag, a count or ``all`` for
     ``n_sets``, otherwise as ``--set NAME=VALUE`` does (numbers, ``none``, text); the value is
-    then checked by the setting's own check (its field metadata in :mod:`~hsets_widgets.presets`),
+    then checked by the setting's own check (its field metadata in :mod:`~hsets_widgets.hsets.presets`),
     so argparse names the option and what it needs.
     """
     if isinstance(f.default, bool):
@@ -103,10 +104,10 @@ def add_parser(sub):
 
 def explain_to_folder(image, model, args) -> int:
     """Explain ``image`` with ``model`` and the settings in ``args``; write every output file."""
-    from ..explain import explain
-    from ..files import check_output_dir, staged_outputs
-    from ..models import load_classifier, usable_device
-    from ..progress import TqdmProgress
+    from ..hsets.explain import explain
+    from ..model.models import load_classifier, usable_device
+    from ..plumbing.files import check_output_dir, staged_outputs
+    from ..plumbing.progress import TqdmProgress
 
     overrides = checked_overrides(args)             # bad settings fail now, not after IG
     compared = checked_methods(getattr(args, "compare", ""))  # and so does an unknown method
@@ -165,8 +166,8 @@ def remove_stale_staging(out) -> list:
 
 def checked_overrides(args) -> dict:
     """The settings given in ``args`` (``--set`` and the named options), checked."""
-    from ..options import parse_assignments
-    from ..presets import get_config
+    from ..hsets.presets import get_config
+    from ..plumbing.options import parse_assignments
 
     given = parse_assignments(args.set, "--set")
     named = {k: getattr(args, k) for k in OVERRIDES if hasattr(args, k)}
@@ -184,10 +185,10 @@ def checked_overrides(args) -> dict:
 
 
 def checked_methods(text: str) -> list:
-    """The ``--compare`` methods as :class:`~hsets_widgets.evaluation.baselines.Method` s, checked
+    """The ``--compare`` methods as :class:`~hsets_widgets.methods.registry.Method` s, checked
     before any work (an unknown name or preset fails here).
     """
-    from ..evaluation.baselines import get_methods
+    from ..methods.registry import get_methods
     from .evaluate import parse_methods
 
     specs = parse_methods(text or "")
@@ -204,7 +205,7 @@ class Compared:
 
     def to_dict(self) -> dict:
         """JSON-ready summary (for summary.json)."""
-        from ..evaluation.interactions import interaction_metrics
+        from ..metrics.interactions import interaction_metrics
 
         out = {"seconds": self.seconds, "n_sets": len(self.made.sets),
                "support_fraction": float((self.made.map != 0).any(0).mean() if self.made.map.ndim == 3
@@ -231,9 +232,9 @@ class Compared:
 
 def compare_methods(ex, clf, methods, progress=None, interactions: bool = False) -> dict:
     """Each of ``methods`` on the explanation's image and class (name -> :class:`Compared`)."""
-    from ..evaluation.baselines import attribute_sets
-    from ..evaluation.interactions import set_tests
-    from ..images import to_tensor
+    from ..methods.registry import attribute_sets
+    from ..metrics.interactions import set_tests
+    from ..model.images import to_tensor
 
     x = to_tensor(ex.image, "cpu")
     out = {}
@@ -277,7 +278,7 @@ def write_outputs(ex, folder, tests=None, others=None) -> None:
     """Write the :data:`OUTPUTS` of the explanation ``ex`` (and its interaction ``tests``, and the
     ``--compare`` methods' results ``others``) into ``folder``.
     """
-    from ..files import write_json
+    from ..plumbing.files import write_json
 
     others = others or {}
     ex.save(folder / "explanation.npz")
@@ -294,8 +295,9 @@ def write_outputs(ex, folder, tests=None, others=None) -> None:
 
 def interaction_tests(ex, clf, progress=None) -> list:
     """The interaction test of every set of the explanation ``ex`` against its controls."""
-    from ..evaluation.interactions import pixel_sets, set_tests
-    from ..images import to_tensor
+    from ..methods.protocol import pixel_sets
+    from ..metrics.interactions import set_tests
+    from ..model.images import to_tensor
 
     x = to_tensor(ex.image, "cpu")
     return set_tests(x, clf, ex.target, pixel_sets(ex.sets, tuple(x.shape), ex.features), ex.labels, ex.ig,

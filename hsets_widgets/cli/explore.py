@@ -30,8 +30,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from ..options import number, segmenter_name
-from ..signals import stop_process
+from ..plumbing.options import number
+from ..plumbing.signals import stop_process
+from ..segmentation.registry import segmenter_name
 
 DEFAULT_PORT = 8866
 
@@ -77,11 +78,11 @@ def parse_settings(items, preset: str = "default") -> dict:
     """``["nu=64", "mu=4.5", "order=dfs"]`` -> ``{"nu": 64, "mu": 4.5, "order": "dfs"}``, checked
     over ``preset`` (before any server starts).
     """
-    from ..options import parse_assignments
+    from ..plumbing.options import parse_assignments
 
     out = parse_assignments(items, "--set")
     if out:
-        from ..presets import get_config
+        from ..hsets.presets import get_config
 
         try:
             get_config(preset, **out)        # unknown keys and bad values fail here
@@ -92,8 +93,8 @@ def parse_settings(items, preset: str = "default") -> dict:
 
 def resolve_image(image) -> str:
     """An absolute path for files, the name for embedded examples."""
-    from ..files import why_missing
-    from ..images import EXAMPLES, ImageError, load_image
+    from ..model.images import EXAMPLES, ImageError, load_image
+    from ..plumbing.files import why_missing
 
     if image is None:
         return "chelsea"
@@ -114,7 +115,7 @@ def check_model_name(name: str) -> None:
     """Refuse a ``--model`` that names no classifier before the server starts (the kernel would
     otherwise say so only in the browser). Nothing is downloaded here.
     """
-    from ..models import DEFAULT_MODEL, TORCHVISION_MODELS, ModelError
+    from ..model.models import DEFAULT_MODEL, TORCHVISION_MODELS, ModelError
 
     if name in (DEFAULT_MODEL, "default", "tf_efficientnet_lite0"):
         return
@@ -129,7 +130,7 @@ def check_run_folder(folder) -> str:
     """The absolute path of an ``hsets evaluate`` folder, checked before a server starts (a
     folder that is no run gets its one-line error here, not in the browser).
     """
-    from ..evaluation.records import RunRecords
+    from ..runs.records import RunRecords
 
     return str(RunRecords(folder).folder.resolve())
 

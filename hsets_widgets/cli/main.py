@@ -63,8 +63,8 @@ def main(argv=None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    from hsets_widgets.progress import Cancelled
-    from hsets_widgets.signals import Terminated, terminate_as_interrupt
+    from hsets_widgets.plumbing.progress import Cancelled
+    from hsets_widgets.plumbing.signals import Terminated, terminate_as_interrupt
 
     try:
         with terminate_as_interrupt():
@@ -101,7 +101,7 @@ def check_environment() -> None:
     (``$HSETS_MEMORY_BUDGET``: a bad value would otherwise fail after the model loads, or in the
     browser for ``hsets explore``).
     """
-    from hsets_widgets.memory import budget_bytes
+    from hsets_widgets.plumbing.memory import budget_bytes
 
     budget_bytes()
 

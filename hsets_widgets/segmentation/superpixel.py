@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..progress import report
+from ..plumbing.progress import report
 from .base import Segmentation, SegmentationError, SegmenterBase
 
 #: the scikit-image superpixel methods

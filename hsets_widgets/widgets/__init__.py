@@ -19,7 +19,7 @@ the same :class:`ExplorerState` (or builds its own from an image):
 ``Gallery``            a whole ``hsets evaluate`` run: grid, sort, scatter, summary, two runs
 =====================  ====================================================================
 
-The engine (:mod:`hsets_widgets.explain`) never imports this package.
+The engine (:mod:`hsets_widgets.hsets.explain`) never imports this package.
 """
 from .animation import MergeAnimation
 from .explorer import Explorer, SetsPanel, StatusBar

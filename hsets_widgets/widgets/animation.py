@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from ..seeds import feature_to_yx
+from ..hsets.seeds import feature_to_yx
 from .common import as_state, title
 
 

@@ -107,6 +107,6 @@ def app_notebook(folder: Optional[Path] = None) -> Path:
         import tempfile
 
         folder = Path(tempfile.mkdtemp(prefix="hsets-explore-"))
-    from ..files import write_text
+    from ..plumbing.files import write_text
 
     return write_text(Path(folder) / "hsets_explorer.ipynb", json.dumps(notebook_json(), indent=1))

@@ -51,7 +51,7 @@ def as_state(obj, **settings) -> ExplorerState:
         if settings:
             raise TypeError(f"settings {sorted(settings)} cannot be applied to an existing state")
         return obj
-    from ..explain import Explainer
+    from ..hsets.explain import Explainer
 
     if isinstance(obj, Explainer):
         background = settings.pop("background", True)

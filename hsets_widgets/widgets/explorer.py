@@ -11,7 +11,7 @@ import html
 
 import ipywidgets as W
 
-from ..presets import PRESETS
+from ..hsets.presets import PRESETS
 from .animation import MergeAnimation
 from .common import as_state, esc, fmt, glossary_html, set_name, title
 from .export import ExportPanel
@@ -160,7 +160,7 @@ class PhotoAndClass(W.VBox):
     def _uploaded(self, value) -> None:
         if not value:
             return
-        from ..images import ImageError, load_image_bytes
+        from ..model.images import ImageError, load_image_bytes
 
         item = value[0]
         try:                         # the loader of the command line: the same picture as `hsets explain`
@@ -183,7 +183,7 @@ class Explorer(W.VBox):
     Parameters
     ----------
     image : path, PIL image, ndarray, Tensor, Explainer or ExplorerState
-        The photo (anything :func:`~hsets_widgets.images.load_image` reads; ``"chelsea"``
+        The photo (anything :func:`~hsets_widgets.model.images.load_image` reads; ``"chelsea"``
         is the embedded cat), or an existing Explainer / state to show.
     model : str, nn.Module or Classifier, optional
         Default: the embedded offline EfficientNet-Lite0.
@@ -205,7 +205,7 @@ class Explorer(W.VBox):
         (:mod:`~hsets_widgets.widgets.session`; ``hsets explore`` gives one).
     **settings
         ``preset``, ``segmenter``, ``target``, ``device`` and any
-        :class:`~hsets_widgets.presets.HSetsConfig` field (``mu=4``, ``nu=64``...).
+        :class:`~hsets_widgets.hsets.presets.HSetsConfig` field (``mu=4``, ``nu=64``...).
 
     Attributes
     ----------
@@ -219,7 +219,7 @@ class Explorer(W.VBox):
                  display_size: int = 448, background: bool = True,
                  export_folder: str = "hsets-export", readout: bool = True, session=None, export_root=None,
                  **settings):
-        from ..explain import Explainer
+        from ..hsets.explain import Explainer
 
         if isinstance(image, ExplorerState):
             state = as_state(image, **settings)
@@ -299,7 +299,7 @@ class Explorer(W.VBox):
         them), without a restart: the
         views are rebuilt over a new state and its preparation starts.
         """
-        from ..explain import Explainer
+        from ..hsets.explain import Explainer
         from ..segmentation import SEGMENTERS
 
         old = self.state

@@ -12,8 +12,8 @@ from typing import Optional
 import ipywidgets as W
 import numpy as np
 
-from ..files import OutputError, atomic_path
-from ..idg import running_estimate
+from ..hsets.idg import running_estimate
+from ..plumbing.files import OutputError, atomic_path
 from . import render
 from .common import as_state, axis_unit, esc, fmt, title
 from .image_view import DIM, LAYERS, compose_view, save_png
@@ -26,7 +26,7 @@ __all__ = ["ExportPanel", "save_figure", "save_png"]
 def save_figure(state, path, layers=LAYERS, road_results: Optional[dict] = None, dpi: int = 110,
                 dim: float = 1.0) -> Path:
     """Write a figure of every view to ``path`` (PNG, or any format matplotlib knows),
-    atomically (:func:`hsets_widgets.files.atomic_path`).
+    atomically (:func:`hsets_widgets.plumbing.files.atomic_path`).
 
     Panels: the image view; the seed's Hessian row with the passing features; the row
     histogram with the threshold; the running estimate of v(I); the ROAD curves (when
@@ -179,7 +179,7 @@ def download_link(path) -> str:
 
 def confined(root: Path, folder: str) -> Path:
     """``folder`` (relative to ``root``, links resolved) if it lies inside ``root``; else
-    :class:`~hsets_widgets.files.OutputError`.
+    :class:`~hsets_widgets.plumbing.files.OutputError`.
     """
     path = (root / Path(folder).expanduser()).resolve()
     if not path.is_relative_to(root):

@@ -10,7 +10,7 @@ gallery" returns to the same sort, filter and selection. While a run is still wr
 records it appends appear (``results.jsonl``'s size is looked at every 2 s by a ``Play``
 widget in the page, so no kernel thread outlives the widget).
 
-Everything it reads comes from :mod:`hsets_widgets.evaluation.records`, which never writes
+Everything it reads comes from :mod:`hsets_widgets.runs.records`, which never writes
 into the folder; this module only draws and routes clicks.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import ipywidgets as W
 import numpy as np
 from traitlets import Bool, Enum, Float, HasTraits, Int, List, Unicode
 
-from ..evaluation.records import PairedRuns, open_run, sort_order, within
+from ..runs.records import PairedRuns, open_run, sort_order, within
 from . import render
 from .common import esc, fmt, title
 from .runner import BackgroundRunner, Job
@@ -638,7 +638,7 @@ class Gallery(W.VBox):
     def run_model(self):
         """The classifier photos are opened with: ``model``, else the run's, by name."""
         if self.model is None:
-            from ..models import load_classifier
+            from ..model.models import load_classifier
 
             run = self.run.a if isinstance(self.run, PairedRuns) else self.run
             name = (run.config or {}).get("model")
@@ -655,7 +655,8 @@ class Gallery(W.VBox):
         """The Explorer on photo ``key`` with the run's model, its H-Sets settings and target,
         and the stored maps as method layers (nothing stored is computed again).
         """
-        from ..evaluation.baselines import METHODS, MapWithSets, parse_method_spec
+        from ..methods.protocol import MapWithSets
+        from ..methods.registry import METHODS, parse_method_spec
         from .explorer import Explorer
 
         run = self.run.a if isinstance(self.run, PairedRuns) else self.run

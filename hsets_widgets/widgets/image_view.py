@@ -6,7 +6,7 @@ current set after the animation step: cyan members, orange pixels the step added
 square on the pixel whose row was expanded) and ``seeds`` (red ring: the seed; yellow
 numbered rings: automatic seeds; white ring: a clicked pixel still growing) and ``region``
 (the rectangle last dragged with "read a region" on, whose contribution the line under the
-image reports: :func:`~hsets_widgets.evaluation.regions.region_effect`). Each layer has a check
+image reports: :func:`~hsets_widgets.metrics.regions.region_effect`). Each layer has a check
 box. The image is zoomed by an integer factor (crisp pixels) and every layer is
 redrawn whenever a front end connects (``on_client_ready``), so a reloaded page or a Voila
 app is never blank.
@@ -20,10 +20,10 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import MultiCanvas
 
-from ..common import to_numpy
-from ..evaluation.regions import rectangle, region_effect
-from ..files import atomic_path
-from ..seeds import feature_pixels
+from ..hsets.seeds import feature_pixels
+from ..metrics.regions import rectangle, region_effect
+from ..plumbing.common import to_numpy
+from ..plumbing.files import atomic_path
 from . import render
 from .common import as_state, draw_batch, esc, fmt, set_name, title
 
@@ -157,7 +157,7 @@ class ImageView(W.VBox):
 
     def read_region(self, y0: int, x0: int, y1: int, x1: int):
         """Report what the rectangle ``(y0, x0)``-``(y1, x1)`` contributes (under the image);
-        returns the :class:`~hsets_widgets.evaluation.regions.RegionEffect`, or None when it
+        returns the :class:`~hsets_widgets.metrics.regions.RegionEffect`, or None when it
         cannot be read yet.
         """
         st = self.state
@@ -451,7 +451,7 @@ def current_is_kept(state) -> bool:
 
 def write_image(path, rgb: np.ndarray) -> Path:
     """Write an image array to ``path`` (format from its extension, as PIL reads it) through
-    :func:`hsets_widgets.files.atomic_path`, creating its folder; returns the path.
+    :func:`hsets_widgets.plumbing.files.atomic_path`, creating its folder; returns the path.
     """
     from PIL import Image
 

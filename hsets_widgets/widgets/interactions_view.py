@@ -1,7 +1,7 @@
 """The Interactions tab: do the current set's pixels act together?
 
 The current set is cut into parts and put through the interaction test of
-:mod:`hsets_widgets.evaluation.interactions` on this view's own background worker (progress
+:mod:`hsets_widgets.metrics.interactions` on this view's own background worker (progress
 and cancel, never in front of growth): the parts drawn on the image with lines between parts
 that interact (thicker: stronger), the pairwise interaction matrix, the set's interaction share
 against its Hessian-free controls of the same size, and one plain verdict line. Results are
@@ -16,8 +16,8 @@ import numpy as np
 from ipycanvas import Canvas
 from traitlets import Bool
 
-from ..evaluation.interactions import explainer_test, interaction_test
-from ..seeds import feature_pixels
+from ..hsets.seeds import feature_pixels
+from ..metrics.interactions import explainer_test, interaction_test
 from . import render
 from .common import as_state, draw_batch, esc, fmt, title
 from .runner import BackgroundRunner, Job

@@ -1,6 +1,6 @@
 """Another method beside H-Sets: its map side by side, as a layer, its sets on the image.
 
-Any registered method (:data:`~hsets_widgets.evaluation.baselines.METHODS`: IG, gradient,
+Any registered method (:data:`~hsets_widgets.methods.registry.METHODS`: IG, gradient,
 SmoothGrad, random, Archipelago, MoXI, Integrated Hessians, CASO, CAFO and any registered
 later) is computed once per image in the background (:meth:`ExplorerState.show_method`, with
 progress and cancel in the status bar). This tab shows the H-Sets explanation on screen and the
@@ -15,7 +15,7 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import Canvas
 
-from ..evaluation.baselines import METHODS
+from ..methods.registry import METHODS
 from . import render
 from .common import as_state, draw_batch, esc, fmt, title
 

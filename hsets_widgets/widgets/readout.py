@@ -7,7 +7,7 @@ next to IG's and a random map's scores on the same image, with an arrow saying w
 change helped. The readout runs on its own low-priority worker (never in front of growth), is
 superseded when the user moves on, is cached per explanation (returning to an earlier mu is
 instant) and says "computing..." while it is stale. The numbers come from
-:func:`hsets_widgets.evaluation.sweep.map_scores`, the function ``hsets sweep`` uses.
+:func:`hsets_widgets.runs.sweep.map_scores`, the function ``hsets sweep`` uses.
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ import ipywidgets as W
 import numpy as np
 from traitlets import Bool, observe
 
-from ..common import to_numpy
-from ..evaluation.baselines import attribute
-from ..evaluation.sweep import map_scores
+from ..methods.registry import attribute
+from ..plumbing.common import to_numpy
+from ..runs.sweep import map_scores
 from .common import LERF_WORDS, MORF_WORDS, ROAD_GRID, as_state, esc, fmt, term, title
 from .runner import BackgroundRunner, Job
 

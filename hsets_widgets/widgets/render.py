@@ -10,8 +10,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..heatmap import colorize, set_pixel_mask
-from ..seeds import feature_yx
+from ..hsets.heatmap import colorize, set_pixel_mask
+from ..hsets.seeds import feature_yx
 
 #: layer colours (RGBA), also used for the canvas strokes and the legend
 SET_RGBA = (0, 229, 255, 200)        # members of the current set: cyan

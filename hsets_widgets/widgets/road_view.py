@@ -2,7 +2,7 @@
 
 Pixels are ranked by each map and removed most-relevant first (MoRF: a faithful map makes
 the class probability fall fast) or least-relevant first (LeRF: it should stay high); the
-holes are filled by noisy linear imputation (:mod:`hsets_widgets.evaluation.road`). The
+holes are filled by noisy linear imputation (:mod:`hsets_widgets.metrics.road`). The
 plot shows the probability of the explained class against the fraction removed, and the
 canvas the imputed image at the chosen fraction. A third map can join from any registered
 method (Archipelago, MoXI, CASO...), computed once per image in the background.
@@ -15,10 +15,9 @@ import numpy as np
 from ipycanvas import Canvas
 from traitlets import Bool, observe
 
-from ..common import to_numpy
-from ..evaluation.baselines import METHODS, attribute
-from ..evaluation.insertion import insertion_deletion
-from ..evaluation.road import (
+from ..methods.registry import METHODS, attribute
+from ..metrics.insertion import insertion_deletion
+from ..metrics.road import (
     ROAD_ORDERS,
     classify_batches,
     imputation_rng,
@@ -28,6 +27,7 @@ from ..evaluation.road import (
     resolve_percentages,
     road,
 )
+from ..plumbing.common import to_numpy
 from . import render
 from .common import LERF_WORDS, MORF_WORDS, ROAD_GRID, as_state, draw_batch, esc, fmt, legend, title
 from .runner import BackgroundRunner, Job

@@ -16,7 +16,7 @@ import ipywidgets as W
 import numpy as np
 from ipycanvas import MultiCanvas
 
-from ..thresholds import THRESHOLD_RULES, ThresholdRule, candidates, rule_scores
+from ..hsets.thresholds import THRESHOLD_RULES, ThresholdRule, candidates, rule_scores
 from . import render
 from .common import TICKS, as_state, axis_unit, draw_batch, fmt, legend, nice_ticks, title
 

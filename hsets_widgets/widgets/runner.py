@@ -5,7 +5,7 @@ main thread: they hand a *job* to a :class:`BackgroundRunner`, which runs jobs o
 time in a daemon thread (the machine's cores are better used by one torch computation than
 by two competing ones). A job of a given ``kind`` supersedes an older one of the same kind:
 the older one is dropped if still waiting, or cancelled through its
-:class:`~hsets_widgets.progress.CancelToken` if running. Moving a slider quickly therefore
+:class:`~hsets_widgets.plumbing.progress.CancelToken` if running. Moving a slider quickly therefore
 never piles up work.
 
 The runner reports through callbacks (``on_start``, ``on_progress``, ``on_finish``) so it
@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ..progress import Cancelled, CancelToken
+from ..plumbing.progress import Cancelled, CancelToken
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """IDG subset sampling: how the value v(I) of the current set is estimated.
 
 ``v(I)`` averages ``|IDG(T)|`` over the subsets ``T`` of the set (see
-:mod:`hsets_widgets.idg`). This panel asks the engine for the subsets it scores
+:mod:`hsets_widgets.hsets.idg`). This panel asks the engine for the subsets it scores
 (``Explainer.value``: the configured sampler, score and random stream), shows a few of them
 on a zoom of the set, and plots the running estimate with its standard error as the samples
 accumulate, next to the engine's value.
@@ -16,7 +16,7 @@ import numpy as np
 from ipycanvas import Canvas
 from traitlets import Bool, observe
 
-from ..idg import running_estimate
+from ..hsets.idg import running_estimate
 from . import render
 from .common import TICKS, as_state, axis_unit, draw_batch, fmt, legend, nice_ticks, title
 

@@ -1,7 +1,7 @@
 """Why these seeds: the ranking behind the automatic seeds, in plain numbers.
 
 The automatic seeds are the best pixel of the best segments (the engine's
-:meth:`~hsets_widgets.explain.Explainer.seeds`); when a segmenter splits the object into small
+:meth:`~hsets_widgets.hsets.explain.Explainer.seeds`); when a segmenter splits the object into small
 pieces and the background into large ones, the background can collect more attribution mass
 and take the seeds. This panel shows what the choice rests on, for every automatic seed: its
 segment, the segment's share of the image, its share of the positive attribution mass and the

@@ -4,7 +4,7 @@ A Voila page that reloads gets a new kernel (the old one is shut down when its p
 what the user did lives in two small files in a session folder, written atomically whenever it
 changes: ``explorer-session.json`` (the growth settings, the current seed, which image and
 model they belong to) and ``explorer-session-sets.npz`` (the kept sets, as the engine's
-:class:`~hsets_widgets.explanation.Explanation` file, so they come back without regrowing).
+:class:`~hsets_widgets.hsets.explanation.Explanation` file, so they come back without regrowing).
 A new Explorer on the same image and model restores them when it starts and again when a
 page connects to it (a pre-started kernel was built before the user's last change). Files
 for another image or model are ignored. Saving starts only once a page has shown the
@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..files import write_json
+from ..plumbing.files import write_json
 
 STATE_FILE = "explorer-session.json"
 SETS_FILE = "explorer-session-sets.npz"
@@ -104,7 +104,7 @@ class Session:
             return None
         sets = []
         if data.get("n_sets"):
-            from ..explanation import Explanation
+            from ..hsets.explanation import Explanation
 
             try:
                 sets = list(Explanation.load(self.sets_path).sets)

@@ -1,7 +1,7 @@
 """The one state object every Explorer widget observes.
 
 :class:`ExplorerState` is a traitlets ``HasTraits`` holding the
-:class:`~hsets_widgets.explain.Explainer` and everything the user is looking at: the seed,
+:class:`~hsets_widgets.hsets.explain.Explainer` and everything the user is looking at: the seed,
 the growth settings (``mu``, ``nu``, threshold rule, sign, order), the grown set and its
 value, the animation step, the sets kept for the explanation, and the status of background
 work (``busy``, ``stage``, ``progress``, ``error``). Widgets set its traits (a click sets
@@ -36,14 +36,14 @@ from traitlets import (
     validate,
 )
 
-from ..explain import Explainer
-from ..explanation import InteractionSet
-from ..growth import GROWTH_ORDERS, GrownSet
-from ..hessian import RowNotCached
-from ..idg import SetValue
-from ..presets import get_config
-from ..seeds import Seed
-from ..thresholds import SIGNS, THRESHOLD_RULES, ThresholdRule, rule_mu
+from ..hsets.explain import Explainer
+from ..hsets.explanation import InteractionSet
+from ..hsets.growth import GROWTH_ORDERS, GrownSet
+from ..hsets.hessian import RowNotCached
+from ..hsets.idg import SetValue
+from ..hsets.presets import get_config
+from ..hsets.seeds import Seed
+from ..hsets.thresholds import SIGNS, THRESHOLD_RULES, ThresholdRule, rule_mu
 from .runner import BackgroundRunner, Job
 
 _DEFAULTS = get_config("default")
@@ -80,7 +80,7 @@ class ExplorerState(HasTraits):
     auto_seeds : list of Seed
         The automatic seeds (one per segment, best first).
     mu, nu, threshold, sign, order
-        Growth settings (see :class:`~hsets_widgets.growth.ThresholdRule`).
+        Growth settings (see :class:`~hsets_widgets.hsets.growth.ThresholdRule`).
     grown : GrownSet or None
         The current set, with its merge trace.
     value : SetValue or None
@@ -96,7 +96,7 @@ class ExplorerState(HasTraits):
     revision : int
         Incremented whenever ``grown`` is replaced.
     method, method_result : str, MapWithSets or None
-        A registered method (:data:`~hsets_widgets.evaluation.baselines.METHODS`) shown beside
+        A registered method (:data:`~hsets_widgets.methods.registry.METHODS`) shown beside
         H-Sets, and its map and sets once computed (:meth:`show_method`).
     tested_set : tuple or None
         ``(name, PixelSet)``: a set of another method put through the Interactions tab.
@@ -147,7 +147,7 @@ class ExplorerState(HasTraits):
     @classmethod
     def from_image(cls, image, model=None, target=None, *, preset="default", segmenter="auto",
                    device=None, background: bool = True, **overrides) -> ExplorerState:
-        """Build the :class:`~hsets_widgets.explain.Explainer` and its state."""
+        """Build the :class:`~hsets_widgets.hsets.explain.Explainer` and its state."""
         return cls(Explainer(image, model, target, preset=preset, segmenter=segmenter, device=device, **overrides),
                    background=background)
 
@@ -181,7 +181,7 @@ class ExplorerState(HasTraits):
         return self.grown.members_after(min(self.step, self.n_steps))
 
     def step_info(self, step: Optional[int] = None):
-        """The :class:`~hsets_widgets.growth.GrowthStep` that led to ``step`` (None at 0)."""
+        """The :class:`~hsets_widgets.hsets.growth.GrowthStep` that led to ``step`` (None at 0)."""
         step = self.step if step is None else step
         if self.grown is None or step <= 0:
             return None
@@ -273,7 +273,7 @@ class ExplorerState(HasTraits):
 
     def explain(self, k: Optional[int] = None) -> Job:
         """Grow ``k`` automatic sets (default ``config.n_sets``) with the current settings, in
-        the background, and keep them (what :func:`~hsets_widgets.explain.explain` does) after
+        the background, and keep them (what :func:`~hsets_widgets.hsets.explain.explain` does) after
         the sets the user kept.
         """
         ex = self.explainer
@@ -301,7 +301,7 @@ class ExplorerState(HasTraits):
 
     def keep_sets_of(self, seeds) -> Job:
         """Grow ``seeds`` with the current settings in the background (as the sweep grows them,
-        :meth:`~hsets_widgets.explain.Explainer.grow_and_value`) and make them the kept sets.
+        :meth:`~hsets_widgets.hsets.explain.Explainer.grow_and_value`) and make them the kept sets.
         """
         ex = self.explainer
         seeds = list(seeds)
@@ -322,7 +322,8 @@ class ExplorerState(HasTraits):
         per image in the background (progress, cancel), then ``method_result`` is set. IG is the
         explainer's own IG, the one every other panel uses.
         """
-        from ..evaluation.baselines import METHODS, MapWithSets, attribute_sets
+        from ..methods.protocol import MapWithSets
+        from ..methods.registry import METHODS, attribute_sets
 
         name = str(name or "")
         if name and name not in METHODS:
@@ -341,7 +342,7 @@ class ExplorerState(HasTraits):
         def work(progress, cancel):
             self.ensure_ready(progress, cancel)
             if name == "ig":
-                from ..common import to_numpy
+                from ..plumbing.common import to_numpy
 
                 return MapWithSets(to_numpy(ex.attribution().attribution).sum(0), (), None)
             return attribute_sets(ex.x.detach(), ex.classifier, name, target=ex.target, seed=0,
@@ -355,7 +356,7 @@ class ExplorerState(HasTraits):
         return self.submit("method", f"Computing the {name} map (once per image)", work, apply, key=name)
 
     def test_pixel_set(self, name: str, pixel_set) -> None:
-        """Put ``pixel_set`` (a :class:`~hsets_widgets.evaluation.interactions.PixelSet` of another
+        """Put ``pixel_set`` (a :class:`~hsets_widgets.metrics.interactions.PixelSet` of another
         method) through the Interactions tab, named ``name``.
         """
         self.tested_set = (str(name), pixel_set)
@@ -379,7 +380,7 @@ class ExplorerState(HasTraits):
         return self.explainer.heatmap(sets) if sets else np.zeros((h, w))
 
     def current_interaction_set(self):
-        """The current grown set as an :class:`~hsets_widgets.explanation.InteractionSet`."""
+        """The current grown set as an :class:`~hsets_widgets.hsets.explanation.InteractionSet`."""
         if self.grown is None or self.seed is None:
             return None
         # `grown` and `value` are always set together (_apply_growth): reuse the value
@@ -397,7 +398,7 @@ class ExplorerState(HasTraits):
         return sets
 
     def explanation(self):
-        """The kept sets (or the current one) as an :class:`~hsets_widgets.explanation.Explanation`."""
+        """The kept sets (or the current one) as an :class:`~hsets_widgets.hsets.explanation.Explanation`."""
         sets = list(self.sets)
         if not sets:
             cur = self.current_interaction_set()

@@ -1,6 +1,6 @@
 """The sweep panel: faithfulness against mu, and a click that applies the chosen value.
 
-It runs :func:`hsets_widgets.evaluation.sweep.sweep` (the function ``hsets sweep`` uses) in the
+It runs :func:`hsets_widgets.runs.sweep.sweep` (the function ``hsets sweep`` uses) in the
 background with progress and cancel, growing the seeds on screen (the kept sets and the
 current one; the automatic seeds when there are none) with the current rule, sign, order and
 nu, and plots MoRF and LeRF AOPC and sparsity against mu, with IG and a random map as
@@ -13,7 +13,7 @@ import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
-from ..evaluation.sweep import sweep
+from ..runs.sweep import sweep
 from .common import LERF_WORDS, MORF_WORDS, ROAD_GRID, TICKS, as_state, axis_unit, esc, fmt, legend, nice_ticks, title
 from .readout import reference_scores
 

@@ -10,7 +10,7 @@ import math
 
 import ipywidgets as W
 
-from ..thresholds import THRESHOLD_RULES, rule_mu
+from ..hsets.thresholds import THRESHOLD_RULES, rule_mu
 from .common import as_state, fmt, title
 
 SIGN_OPTIONS = (("|H| (magnitude)", "magnitude"), ("H > 0 (positive only)", "positive"))
