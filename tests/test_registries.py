@@ -135,3 +135,36 @@ def test_every_builtin_method_follows_the_one_protocol_and_returns_a_map_with_se
         out = METHODS[name].fn(x, clf, 0, progress=None, cancel=None, **quick.get(name, {}))
         assert isinstance(out, MapWithSets), name
         assert np.asarray(out.map).shape[-2:] == (16, 16), name
+
+
+def test_a_method_shown_as_a_layer_and_in_the_road_tab_is_computed_once(registered):
+    """Every view reads one cached map per image and method (a method chosen as a layer and
+    in the ROAD tab used to run twice)."""
+    from conftest import tiny_classifier
+
+    from hsets_widgets import METHODS, MethodKind, register_method
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.widgets import Explorer
+
+    calls = []
+
+    def counted(x, classifier, target, *, progress=None, cancel=None):
+        calls.append(target)
+        return np.linspace(0, 1, x.shape[-1] * x.shape[-2]).reshape(tuple(x.shape[-2:]))
+
+    register_method(MethodKind("counted", counted, False, "test: counts its calls"))
+    registered(METHODS, "counted")
+    ex = Explainer(np.random.default_rng(0).random((32, 32, 3)), tiny_classifier(torch.float32, size=32), segmenter="slic",
+                   n_steps=8, nu=8)
+    e = Explorer(ex, readout=False)
+    try:
+        assert e.wait(120)
+        e.state.show_method("counted")
+        assert e.wait(120) and e.state.method_result is not None
+        e.road.other.value = "counted"
+        e.road.compute()
+        assert e.wait(120) and "counted" in e.road.results
+        assert calls == [ex.target]
+        assert np.array_equal(e.road.maps["counted"], e.state.method_result.map)
+    finally:
+        e.state.cancel()

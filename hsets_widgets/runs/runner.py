@@ -440,44 +440,9 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
                            "since these results were written; use another --out")
     maps = dict(prev_maps or {})
     todo = missing_methods(settings, prev)
-    p, seed = settings.percentages, settings.seed
     report(progress, "methods", 0, len(todo))
     for k, m in enumerate(m for m in settings.methods if m.name in todo):
-        t0 = time.perf_counter()
-        _say(progress, m.name)
-        inner = MethodProgress(progress, m.name) if progress is not None else None
-        try:
-            made = attribute_sets(x, classifier, m, target=target, seed=seed, progress=inner)
-        except AttributionShapeError as err:
-            raise AttributionShapeError(f"{item.path}: {err}") from err
-        except Exception as err:
-            err.add_note(f"while explaining {item.path} with method {m.name!r}")
-            raise
-        finally:
-            if inner is not None:
-                inner.finish()
-        amap = made.map
-        t1 = time.perf_counter()
-        _say(progress, f"{m.name} (ROAD)")
-        rr = road(x, classifier, amap, p, settings.orders, label=item.label, seed=seed,
-                  noise=settings.noise, batch_size=settings.batch_size, original_probabilities=probs0)
-        t2 = time.perf_counter()
-        cr = (insertion_deletion(x, classifier, amap, p, settings.curves, seed=seed,
-                                 batch_size=settings.batch_size, original_probabilities=probs0)
-              if settings.curves else None)
-        record["methods"][m.name] = method_record(amap, rr, t1 - t0, t2 - t1, cr)
-        if settings.interactions and made.sets:
-            t3 = time.perf_counter()
-            _say(progress, f"{m.name} (interaction test)")
-            inner = MethodProgress(progress, m.name) if progress is not None else None
-            try:
-                tests = set_tests(x.detach().cpu(), classifier, target, made.sets, made.labels, made.attribution,
-                                  seed=seed, progress=inner)
-            finally:
-                if inner is not None:
-                    inner.finish()
-            record["methods"][m.name].update(interaction_metrics(tests),
-                                             interaction_seconds=time.perf_counter() - t3)
+        record["methods"][m.name], amap = score_method(x, classifier, m, item, target, probs0, settings, progress)
         maps[m.name] = amap.astype(np.float32)
         report(progress, "methods", k + 1, len(todo))
     record.update(status="ok", probability=float(probs0[target]),
@@ -485,6 +450,52 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
                                if hasattr(classifier, "class_name") else str(target)))
     match_matched_support(record, maps, settings)
     return record, maps
+
+
+def _followed(progress, name: str, work):
+    """``work(inner)`` with the method's own progress bar (``"<method>: <stage>"``), closed after."""
+    inner = MethodProgress(progress, name) if progress is not None else None
+    try:
+        return work(inner)
+    finally:
+        if inner is not None:
+            inner.finish()
+
+
+def score_method(x: torch.Tensor, classifier, method: Method, item: ImageItem, target: int, probs0,
+                 settings: RunSettings, progress: Optional[ProgressFn] = None) -> tuple:
+    """One method on one image: its map, ROAD, the insertion/deletion curves and (when asked
+    and the method makes sets) the interaction test. Returns ``(method record, map)``.
+    """
+    p, seed, name = settings.percentages, settings.seed, method.name
+    t0 = time.perf_counter()
+    _say(progress, name)
+    try:
+        made = _followed(progress, name, lambda inner: attribute_sets(x, classifier, method, target=target,
+                                                                      seed=seed, progress=inner))
+    except AttributionShapeError as err:
+        raise AttributionShapeError(f"{item.path}: {err}") from err
+    except Exception as err:
+        err.add_note(f"while explaining {item.path} with method {name!r}")
+        raise
+    amap = made.map
+    t1 = time.perf_counter()
+    _say(progress, f"{name} (ROAD)")
+    rr = road(x, classifier, amap, p, settings.orders, label=item.label, seed=seed,
+              noise=settings.noise, batch_size=settings.batch_size, original_probabilities=probs0)
+    t2 = time.perf_counter()
+    cr = (insertion_deletion(x, classifier, amap, p, settings.curves, seed=seed,
+                             batch_size=settings.batch_size, original_probabilities=probs0)
+          if settings.curves else None)
+    entry = method_record(amap, rr, t1 - t0, t2 - t1, cr)
+    if settings.interactions and made.sets:
+        t3 = time.perf_counter()
+        _say(progress, f"{name} (interaction test)")
+        tests = _followed(progress, name, lambda inner: set_tests(
+            x.detach().cpu(), classifier, target, made.sets, made.labels, made.attribution, seed=seed,
+            progress=inner))
+        entry.update(interaction_metrics(tests), interaction_seconds=time.perf_counter() - t3)
+    return entry, amap
 
 
 def match_matched_support(record: dict, maps: dict, settings: RunSettings) -> bool:

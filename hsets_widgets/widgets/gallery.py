@@ -512,6 +512,33 @@ class Gallery(W.VBox):
         st = self.state
         self.notes = W.HTML(notes_html(self.run.notes))
         self.notes.add_class("hsets-gallery-notes-box")
+        self._build_controls(follow)
+        self.grid = GalleryGrid(st, page_size)
+        self.scatter = GalleryScatter(st)
+        self.summary = W.HTML(summary_html(self.run))
+        self.summary.add_class("hsets-gallery-summary-box")
+        self.header = W.HTML()
+        self.back = W.Button(description="Back to the gallery", icon="arrow-left", layout=W.Layout(width="200px"))
+        self.back.add_class("hsets-gallery-back")
+        self.back.on_click(lambda b: self.close_photo())
+        self.open_error = W.HTML()
+        self.open_error.add_class("hsets-gallery-open-error")
+        st.observe(lambda ch: self._opened(ch["new"]), names="opened")
+        st.observe(lambda ch: self._refresh_views(), names="version")
+        controls = W.VBox([W.HBox([self.sort, self.order]), W.HBox([self.filter_by, self.low, self.high,
+                                                                    self.filter_error]),
+                           W.HBox([self.show, self.method, self.follow, self.ticker])])
+        self.main = W.VBox([self.header, self.notes, self.open_error, controls,
+                            W.HBox([self.grid, W.VBox([self.scatter, title("Per method"), self.summary],
+                                                      layout=W.Layout(margin="0 0 0 12px"))],
+                                   layout=W.Layout(flex_flow="row wrap"))])
+        super().__init__([self.main])
+        self.add_class("hsets-gallery")
+        self._header()
+
+    def _build_controls(self, follow: bool) -> None:
+        """Sort, filter, which photos, which map, and following the run; each writes the state."""
+        st = self.state
         cols = self.run.numbers()
         self.sort = W.Dropdown(options=cols, value=st.sort_by or None, description="sort by",
                                layout=W.Layout(width="380px"))
@@ -542,28 +569,6 @@ class Gallery(W.VBox):
             w.observe(lambda ch, t=trait: setattr(st, t, ch["new"] if ch["new"] is not None else ""), names="value")
         self.low.observe(lambda ch: self._bound("low", ch["new"]), names="value")
         self.high.observe(lambda ch: self._bound("high", ch["new"]), names="value")
-        self.grid = GalleryGrid(st, page_size)
-        self.scatter = GalleryScatter(st)
-        self.summary = W.HTML(summary_html(self.run))
-        self.summary.add_class("hsets-gallery-summary-box")
-        self.header = W.HTML()
-        self.back = W.Button(description="Back to the gallery", icon="arrow-left", layout=W.Layout(width="200px"))
-        self.back.add_class("hsets-gallery-back")
-        self.back.on_click(lambda b: self.close_photo())
-        self.open_error = W.HTML()
-        self.open_error.add_class("hsets-gallery-open-error")
-        st.observe(lambda ch: self._opened(ch["new"]), names="opened")
-        st.observe(lambda ch: self._refresh_views(), names="version")
-        controls = W.VBox([W.HBox([self.sort, self.order]), W.HBox([self.filter_by, self.low, self.high,
-                                                                    self.filter_error]),
-                           W.HBox([self.show, self.method, self.follow, self.ticker])])
-        self.main = W.VBox([self.header, self.notes, self.open_error, controls,
-                            W.HBox([self.grid, W.VBox([self.scatter, title("Per method"), self.summary],
-                                                      layout=W.Layout(margin="0 0 0 12px"))],
-                                   layout=W.Layout(flex_flow="row wrap"))])
-        super().__init__([self.main])
-        self.add_class("hsets-gallery")
-        self._header()
 
     # ---- state -----------------------------------------------------------------------------
     def _bound(self, which: str, text: str) -> None:
@@ -677,8 +682,8 @@ class Gallery(W.VBox):
             name, _ = parse_method_spec(spec[0])
             if name in METHODS and name != "hsets" and name not in self.layers:
                 self.layers[name] = spec[0]
-                ex.state.method_cache[name] = MapWithSets(spec[1], (), None)
-        first = next((n for n in ex.state.method_cache), "")
+                ex.state.provide_method(name, MapWithSets(spec[1]))
+        first = next(iter(self.layers), "")
         if first:
             ex.state.show_method(first)
         return ex

@@ -54,6 +54,27 @@ class ImageView(W.VBox):
         self.state = as_state(state, **settings)
         _, h, w = self.state.shape
         self.base_scale = self.scale = render.display_scale(h, w, display_size)
+        self._build_canvas(h, w)
+        self._build_controls(layers)
+        self.region = None      # (y0, x0, y1, x1) of the rectangle shown, once dragged
+        self.region_result = None
+        self._drag = None       # the corner a drag started from
+        self.hover_yx = None
+        self.n_draws = 0
+        self._ig = None         # (H, W) IG map for the hover read-out, once computed
+        self._set_key = None
+        self._listen()
+        super().__init__([
+            title("Image", "Click any pixel to grow its interaction set; hover to read its "
+                           "Integrated Gradients and Hessian-row value."),
+            self.window,
+            W.HBox(list(self.toggles.values()) + [self.dim], layout=W.Layout(flex_flow="row wrap")),
+            W.HBox([self.zoom, self.opacity, self.brush], layout=W.Layout(flex_flow="row wrap")),
+            self.readout, self.region_text, self.legend])
+        self.add_class("hsets-image-view")
+        self._update_legend()
+
+    def _build_canvas(self, h: int, w: int) -> None:
         self.canvas = MultiCanvas(len(LAYERS), width=w * self.scale, height=h * self.scale)
         self.canvas.add_class("hsets-image-canvas")
         self.canvas.layout.width = f"{w * self.scale}px"
@@ -62,6 +83,8 @@ class ImageView(W.VBox):
         self.window = W.Box([self.canvas], layout=W.Layout(
             overflow="auto", max_width=f"{w * self.scale + 18}px", max_height=f"{h * self.scale + 18}px"))
         self.window.add_class("hsets-image-window")
+
+    def _build_controls(self, layers) -> None:
         self.zoom = W.ToggleButtons(options=[(f"{z}×", z) for z in ZOOMS], value=1, description="zoom",
                                     style={"button_width": "42px", "description_width": "40px"},
                                     tooltip="zoom in; scroll the image to pan")
@@ -93,16 +116,10 @@ class ImageView(W.VBox):
         self.brush.add_class("hsets-brush")
         self.region_text = W.HTML()
         self.region_text.add_class("hsets-region")
-        self.region = None      # (y0, x0, y1, x1) of the rectangle shown, once dragged
-        self.region_result = None
-        self._drag = None       # the corner a drag started from
         self.legend = W.HTML()
         self.legend.add_class("hsets-image-legend")
-        self.hover_yx = None
-        self.n_draws = 0
-        self._ig = None         # (H, W) IG map for the hover read-out, once computed
-        self._set_key = None
 
+    def _listen(self) -> None:
         self.canvas.on_client_ready(self.redraw)
         self.canvas.on_mouse_down(self._on_mouse_down)
         self.canvas.on_mouse_move(self._on_mouse_move)
@@ -115,15 +132,6 @@ class ImageView(W.VBox):
         st.observe(lambda ch: self._changed(("heatmap", "seeds", "set")), names=["sets"])
         st.observe(lambda ch: self._changed(("segments",)), names=["ready"])
         st.observe(lambda ch: self._changed(("method",)), names=["method_result"])
-        super().__init__([
-            title("Image", "Click any pixel to grow its interaction set; hover to read its "
-                           "Integrated Gradients and Hessian-row value."),
-            self.window,
-            W.HBox(list(self.toggles.values()) + [self.dim], layout=W.Layout(flex_flow="row wrap")),
-            W.HBox([self.zoom, self.opacity, self.brush], layout=W.Layout(flex_flow="row wrap")),
-            self.readout, self.region_text, self.legend])
-        self.add_class("hsets-image-view")
-        self._update_legend()
 
     # ---- events ------------------------------------------------------------------------
     def to_pixel(self, x: float, y: float) -> tuple:

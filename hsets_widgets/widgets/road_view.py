@@ -15,7 +15,7 @@ import numpy as np
 from ipycanvas import Canvas
 from traitlets import Bool, observe
 
-from ..methods.registry import METHODS, attribute
+from ..methods.registry import METHODS
 from ..metrics.insertion import insertion_deletion
 from ..metrics.road import (
     ROAD_ORDERS,
@@ -86,7 +86,6 @@ class RoadView(W.VBox):
         self.results = {}          # method -> ROADResult
         self.curves = {}           # method -> InsertionDeletionResult (same ranking as ROAD)
         self.maps = {}             # method -> (H, W) map used
-        self.other_maps = {}       # (explainer id, method) -> the third map, computed once per image
         self.imputed = None        # last imputed image (H, W, 3) in [0, 1]
         self.removed = None        # its removed pixels, (H, W) bool
         self._report = ("<i>Press “Compute ROAD curves” (uses the kept sets, or the current set "
@@ -239,12 +238,8 @@ class RoadView(W.VBox):
                 with st.lock:
                     m = self.current_maps()
             if other:
-                key = (id(ex), other)
-                if key not in self.other_maps:
-                    progress(f"the {other} map", 0, 1)
-                    self.other_maps[key] = attribute(ex.x.detach(), ex.classifier, other, target=ex.target,
-                                                     seed=self.seed)
-                m = {**m, other: self.other_maps[key]}
+                progress(f"the {other} map", 0, 1)
+                m = {**m, other: st.method_map(other, progress, cancel).map}
             out = {}
             curves = {}
             for k, (name, amap) in enumerate(m.items()):

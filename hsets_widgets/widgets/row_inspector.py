@@ -219,30 +219,7 @@ class RowInspector(W.VBox):
             row_changed = had != seed.index
             hist = row_histogram(st.explainer, seed, row, rule, self.bins)
             self.passing, self.threshold = hist.passing, hist.threshold
-            edges = hist.edges
-            lo, hi = float(edges[0]), float(edges[-1])
-            top = max(float(hist.counts.max()), 1.0)
-            # plain tick numbers: a power of ten goes into the axis label
-            self.x_factor, unit = axis_unit([lo, hi])
-            f = self.x_factor
-            with self.figure.hold_sync():
-                self.bars_all.x, self.bars_all.y = step_xy(edges * f, hist.counts)
-                # only the span of bins that hold passing features: an empty bin drawn at the
-                # floor would run a green line left of the threshold
-                nz = np.flatnonzero(hist.passing_counts)
-                a, b = (nz[0], nz[-1] + 1) if nz.size else (0, 1)
-                self.bars_pass.x, self.bars_pass.y = step_xy(edges[a:b + 1] * f, hist.passing_counts[a:b])
-                t = self.threshold if self.threshold is not None else lo
-                self.cut.x, self.cut.y = [t * f, t * f], [FLOOR, top * 1.5]
-                self.x_axis.label = hist.label + unit
-                pad = 0.02 * (hi - lo)
-                # a magnitude axis starts at 0 at the lowest, never at a negative number
-                self.x_scale.min = (max(lo - pad, 0.0) if lo >= 0 else lo - pad) * f
-                self.x_scale.max = (hi + pad) * f
-                self.x_axis.tick_values = nice_ticks(self.x_scale.min, self.x_scale.max, 4)
-                self.y_scale.max = top * 1.5
-                self.y_axis.tick_values = [v for v in (1, 10, 100, 1000, 10000, 100000) if v <= top * 1.5]
-                self.figure.title = f"Row of seed {tuple(seed.yx)}"
+            self._plot_histogram(hist, seed)
             n = row.size - 1
             self.info.value = (
                 f"Seed <b>{tuple(seed.yx)}</b> (IG {fmt(seed.attribution)}): <b>{len(self.passing)}</b> "
@@ -255,6 +232,33 @@ class RowInspector(W.VBox):
                 f"background:{render.colorbar_css('bwr')};vertical-align:middle'></span> {fmt(vmax)}"
                 f" · <span style='color:{render.css(render.PASS_RGBA)}'>■</span> pass</div>")
             self._draw(row_changed=row_changed)
+
+    def _plot_histogram(self, hist, seed) -> None:
+        """The row's histogram, its passing part and the threshold line, on plain tick numbers."""
+        edges = hist.edges
+        lo, hi = float(edges[0]), float(edges[-1])
+        top = max(float(hist.counts.max()), 1.0)
+        # plain tick numbers: a power of ten goes into the axis label
+        self.x_factor, unit = axis_unit([lo, hi])
+        f = self.x_factor
+        with self.figure.hold_sync():
+            self.bars_all.x, self.bars_all.y = step_xy(edges * f, hist.counts)
+            # only the span of bins that hold passing features: an empty bin drawn at the
+            # floor would run a green line left of the threshold
+            nz = np.flatnonzero(hist.passing_counts)
+            a, b = (nz[0], nz[-1] + 1) if nz.size else (0, 1)
+            self.bars_pass.x, self.bars_pass.y = step_xy(edges[a:b + 1] * f, hist.passing_counts[a:b])
+            t = self.threshold if self.threshold is not None else lo
+            self.cut.x, self.cut.y = [t * f, t * f], [FLOOR, top * 1.5]
+            self.x_axis.label = hist.label + unit
+            pad = 0.02 * (hi - lo)
+            # a magnitude axis starts at 0 at the lowest, never at a negative number
+            self.x_scale.min = (max(lo - pad, 0.0) if lo >= 0 else lo - pad) * f
+            self.x_scale.max = (hi + pad) * f
+            self.x_axis.tick_values = nice_ticks(self.x_scale.min, self.x_scale.max, 4)
+            self.y_scale.max = top * 1.5
+            self.y_axis.tick_values = [v for v in (1, 10, 100, 1000, 10000, 100000) if v <= top * 1.5]
+            self.figure.title = f"Row of seed {tuple(seed.yx)}"
 
     # ---- drawing -----------------------------------------------------------------------
     def redraw(self, *_):

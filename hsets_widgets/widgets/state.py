@@ -44,6 +44,9 @@ from ..hsets.idg import SetValue
 from ..hsets.presets import get_config
 from ..hsets.seeds import Seed
 from ..hsets.thresholds import SIGNS, THRESHOLD_RULES, ThresholdRule, rule_mu
+from ..methods.protocol import MapWithSets
+from ..methods.registry import METHODS, attribute_sets
+from ..plumbing.common import to_numpy
 from .runner import BackgroundRunner, Job
 
 _DEFAULTS = get_config("default")
@@ -317,14 +320,36 @@ class ExplorerState(HasTraits):
 
         return self.submit("explain", f"Regrowing {len(seeds)} set(s) at mu = {params['mu']:g}", work, apply)
 
+    def method_map(self, name: str, progress=None, cancel=None):
+        """The :class:`~hsets_widgets.methods.protocol.MapWithSets` of method ``name`` for this image,
+        computed once and shared by every view (the method layer, the ROAD tab, the Interactions
+        tab): ``ig`` is the explainer's own IG. Runs in the caller's thread; views call it from
+        background jobs.
+        """
+        with self.lock:
+            hit = self.method_cache.get(name)
+        if hit is not None:
+            return hit
+        ex = self.explainer
+        if name == "ig":
+            result = MapWithSets(to_numpy(ex.attribution().attribution).sum(0))
+        else:
+            result = attribute_sets(ex.x.detach(), ex.classifier, name, target=ex.target, seed=ex.config.seed,
+                                    progress=progress, cancel=cancel)
+        return self.provide_method(name, result)      # a concurrent job's equal map may be there first
+
+    def provide_method(self, name: str, result):
+        """Use ``result`` (a MapWithSets, e.g. read from an evaluation folder) as method ``name``'s
+        map for this image, unless one is there already; returns the one kept.
+        """
+        with self.lock:
+            return self.method_cache.setdefault(name, result)
+
     def show_method(self, name: str):
         """Show the map (and sets) of the registered method ``name`` ("" hides it): computed once
-        per image in the background (progress, cancel), then ``method_result`` is set. IG is the
-        explainer's own IG, the one every other panel uses.
+        per image in the background (progress, cancel) by :meth:`method_map`, then
+        ``method_result`` is set.
         """
-        from ..methods.protocol import MapWithSets
-        from ..methods.registry import METHODS, attribute_sets
-
         name = str(name or "")
         if name and name not in METHODS:
             self.error = f"unknown method {name!r}; use one of {', '.join(METHODS)}"
@@ -333,23 +358,18 @@ class ExplorerState(HasTraits):
         if not name:
             self.method_result = None
             return None
-        if name in self.method_cache:
-            self.method_result = self.method_cache[name]
+        with self.lock:
+            hit = self.method_cache.get(name)
+        if hit is not None:
+            self.method_result = hit
             return None
         self.method_result = None
-        ex = self.explainer
 
         def work(progress, cancel):
             self.ensure_ready(progress, cancel)
-            if name == "ig":
-                from ..plumbing.common import to_numpy
-
-                return MapWithSets(to_numpy(ex.attribution().attribution).sum(0), (), None)
-            return attribute_sets(ex.x.detach(), ex.classifier, name, target=ex.target, seed=0,
-                                  progress=progress, cancel=cancel)
+            return self.method_map(name, progress, cancel)
 
         def apply(result):
-            self.method_cache[name] = result
             if self.method == name:          # the user may have picked another one meanwhile
                 self.method_result = result
 

@@ -54,6 +54,27 @@ class SweepPanel(W.VBox):
                                     tooltip="regrow the kept sets too, so the readout shows the "
                                             "explanation the point scored")
         self.apply_all.add_class("hsets-sweep-apply-all")
+        self.figure = self._build_plot()
+        self.info = W.HTML("<i>Press “Run sweep”: every mu is grown from cached rows where it can "
+                           "and scored on a coarse ROAD grid.</i>")
+        self.info.add_class("hsets-sweep-info")
+        st.observe(lambda ch: self._mark_current(), names=["mu"])
+        super().__init__([
+            title("Sweep mu",
+                  "The seeds on screen (else the automatic ones) grown at each mu with the current "
+                  "rule, sign, order and nu, scored "
+                  f"on the readout's grid: {MORF_WORDS}, {LERF_WORDS}, sparsity. Dashed: IG; "
+                  "dotted: a random map."),
+            W.HBox([self.values, self.button]), self.apply_all, self.figure,
+            legend([(COLORS["morf_aopc"], "line", "MoRF AOPC"), (COLORS["lerf_aopc"], "line", "LeRF AOPC"),
+                    (COLORS["sparsity"], "line", "sparsity"), ("#e65100", "line", "current mu")]),
+            self.info])
+        self.add_class("hsets-sweep-view")
+
+    def _build_plot(self):
+        """The faithfulness-against-mu chart: a line and clickable points per number, IG and random
+        references, the current mu.
+        """
         self.x_scale = bq.LinearScale()
         self.y_scale = bq.LinearScale()             # AOPC (fitted to the numbers)
         self.x_axis = bq.Axis(scale=self.x_scale, label="mu", tick_format=TICKS)
@@ -76,7 +97,7 @@ class SweepPanel(W.VBox):
         self.y_factor = 1.0          # AOPC values are plotted times this (see axis_unit)
         self.y_axis = bq.Axis(scale=self.y_scale, orientation="vertical", tick_format=TICKS, label="AOPC",
                               label_offset="50px")
-        self.figure = bq.Figure(
+        figure = bq.Figure(
             marks=[*self.lines.values(), *self.points.values(), *self.refs.values(), self.current],
             axes=[self.x_axis,
                   self.y_axis,
@@ -85,22 +106,8 @@ class SweepPanel(W.VBox):
             title="Faithfulness against mu (click a point to use that mu)",
             fig_margin={"top": 40, "bottom": 45, "left": 65, "right": 55},
             layout=W.Layout(width="560px", height="320px"))
-        self.figure.add_class("hsets-sweep-plot")
-        self.info = W.HTML("<i>Press “Run sweep”: every mu is grown from cached rows where it can "
-                           "and scored on a coarse ROAD grid.</i>")
-        self.info.add_class("hsets-sweep-info")
-        st.observe(lambda ch: self._mark_current(), names=["mu"])
-        super().__init__([
-            title("Sweep mu",
-                  "The seeds on screen (else the automatic ones) grown at each mu with the current "
-                  "rule, sign, order and nu, scored "
-                  f"on the readout's grid: {MORF_WORDS}, {LERF_WORDS}, sparsity. Dashed: IG; "
-                  "dotted: a random map."),
-            W.HBox([self.values, self.button]), self.apply_all, self.figure,
-            legend([(COLORS["morf_aopc"], "line", "MoRF AOPC"), (COLORS["lerf_aopc"], "line", "LeRF AOPC"),
-                    (COLORS["sparsity"], "line", "sparsity"), ("#e65100", "line", "current mu")]),
-            self.info])
-        self.add_class("hsets-sweep-view")
+        figure.add_class("hsets-sweep-plot")
+        return figure
 
     def run(self, values=None):
         """Sweep ``values`` (default: the text box) in the background; returns the job."""
