@@ -21,6 +21,7 @@ from ..model.scores import ScoreFn, resolve_target
 from ..plumbing.common import resolve_device, to_numpy
 from ..plumbing.memory import release_freed_memory
 from ..plumbing.progress import CancelToken, ProgressFn, check_progress
+from ..segmentation import SEGMENTERS, get_segmenter
 from .explanation import Explanation, InteractionSet
 from .growth import GrownSet, check_nu, grow_sets, split_nu
 from .heatmap import paint_sets
@@ -162,7 +163,6 @@ class Explainer:
     def segment(self, progress: Optional[ProgressFn] = None):
         """The segmentation of the crop (computed once)."""
         if self._segmentation is None:
-            from ..segmentation import SEGMENTERS, get_segmenter
 
             t0 = time.perf_counter()
             spec = self._segmenter_spec

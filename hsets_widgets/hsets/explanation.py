@@ -12,7 +12,10 @@ from typing import Optional
 
 import numpy as np
 
+from ..plumbing.files import atomic_path, dumps, strict, why_missing
+from .figures import compare_figure, heatmap_figure
 from .growth import GrowthStep
+from .heatmap import overlay, set_pixel_mask
 
 FORMAT_VERSION = 1
 
@@ -136,8 +139,6 @@ class Explanation:
 
     def set_mask(self, i: int) -> np.ndarray:
         """Pixel mask ``(H, W)`` of set ``i``."""
-        from .heatmap import set_pixel_mask
-
         h, w = self.heatmap.shape
         return set_pixel_mask(self.sets[i].members, (3, h, w), self.features)
 
@@ -149,8 +150,6 @@ class Explanation:
         complete, so a full disk never leaves a truncated ``.npz``; a failure raises
         :class:`~hsets_widgets.plumbing.files.OutputError` and this object is unchanged.
         """
-        from ..plumbing.files import atomic_path, dumps
-
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"image": self.image, "heatmap": self.heatmap, "ig": self.ig, "labels": self.labels}
@@ -182,8 +181,6 @@ class Explanation:
     def load(cls, path) -> Explanation:
         """Read an explanation written by :meth:`save`."""
         import zipfile
-
-        from ..plumbing.files import why_missing
 
         path = Path(path)
         if not path.exists():
@@ -240,8 +237,6 @@ class Explanation:
         """Write the heatmap over the photo as a PNG (upscaled, colour bar, numbered seeds;
         see :func:`hsets_widgets.hsets.figures.heatmap_figure`).
         """
-        from .figures import heatmap_figure
-
         return heatmap_figure(self, path)
 
     def save_compare_png(self, path, others: Optional[dict] = None) -> Path:
@@ -249,18 +244,13 @@ class Explanation:
         ``others`` (method name -> map, or a map with sets; see
         :func:`hsets_widgets.hsets.figures.compare_figure`).
         """
-        from .figures import compare_figure
-
         return compare_figure(self, path, others=others)
-
 
     # ---- static views (notebooks shown without a kernel: GitHub, nbviewer) ------------------
     def preview(self, scale: Optional[int] = None) -> np.ndarray:
         """The photo and the heatmap over it, side by side, as ``(H, 2W, 3)`` uint8 (upscaled to
         at least 224 px so a small crop stays readable). Drawn without matplotlib.
         """
-        from .heatmap import overlay
-
         img = np.clip(np.asarray(self.image, np.float64), 0, 1)
         both = np.concatenate([(img * 255 + 0.5).astype(np.uint8), overlay(img, self.heatmap)], axis=1)
         k = scale or max(1, -(-224 // max(img.shape[:2])))
@@ -392,7 +382,6 @@ def first_difference(a: Explanation, b: Explanation) -> Optional[str]:
         if not (np.array_equal(s.members, t.members) and np.array_equal(s.samples, t.samples)
                 and np.array_equal(s.banzhaf, t.banzhaf) and np.array_equal(s.shares, t.shares)):
             return f"sets[{k}]"
-        from ..plumbing.files import strict
 
         if strict(s.summary()) != strict(t.summary()) or \
                 [(x.row, x.added) for x in s.steps] != [(x.row, x.added) for x in t.steps]:

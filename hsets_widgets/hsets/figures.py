@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..plumbing.files import atomic_path
+
 #: smallest side, in pixels, of each image panel in the written PNGs
 MIN_PANEL_PX = 512
 
@@ -57,8 +59,6 @@ def _panel(ax, image, values, cmap, label, symmetric=False, seeds=(), clip_perce
 def _save(fig, path: Path, dpi: int) -> Path:
     """Write ``fig`` atomically (a temporary file in the same folder, then a rename)."""
     import matplotlib.pyplot as plt
-
-    from ..plumbing.files import atomic_path
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

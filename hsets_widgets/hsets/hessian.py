@@ -34,6 +34,7 @@ from torch.func import grad, jvp, vmap
 from torch.overrides import TorchFunctionMode
 
 from ..model.forward import twin
+from ..model.scores import ScoreFn
 from ..plumbing.memory import fit_batch, fits, memory_room
 from ..plumbing.progress import CancelToken, ProgressFn, report
 from .curvature import CurvatureSpec, curvature
@@ -451,7 +452,6 @@ class _CastScore:
     """A score function evaluated with a dtype-cast copy of the classifier."""
 
     def __init__(self, f, dtype):
-        from ..model.scores import ScoreFn
 
         if not isinstance(f, ScoreFn):
             raise TypeError("dtype casting needs a ScoreFn; cast your function yourself")

@@ -29,6 +29,7 @@ from ..hsets.integrated_gradients import make_baseline
 from ..model.scores import ScoreFn, resolve_target
 from ..plumbing.common import single_image
 from ..plumbing.progress import CancelToken, ProgressFn
+from ..segmentation import get_segmenter
 from .masking import coalition_scores, segment_index
 
 #: how the map is painted: the top positive multi-segment sets (the H-Sets authors'), or everything
@@ -246,7 +247,6 @@ def superpixels(x: torch.Tensor, segmenter="quickshift") -> np.ndarray:
         if segmenter.shape != tuple(x.shape[-2:]):
             raise ValueError(f"labels have shape {segmenter.shape}, the image {tuple(x.shape[-2:])}")
         return segmenter
-    from ..segmentation import get_segmenter
 
     seg = get_segmenter(segmenter) if isinstance(segmenter, str) else segmenter
     image = x.detach().cpu().permute(1, 2, 0).numpy()

@@ -25,6 +25,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..hsets.integrated_gradients import make_baseline
 from ..plumbing.common import single_image
 from .road import (
     CurveResults,
@@ -146,8 +147,6 @@ def perturbed_images(base: torch.Tensor, ranking: np.ndarray, fractions: np.ndar
     """The images of one curve: at each fraction ``f``, the top ``f`` of the ``ranking``'s pixels
     of ``base`` replaced by the ``baseline``'s (deletion), or put back into it (insertion).
     """
-    from hsets_widgets.hsets.integrated_gradients import make_baseline
-
     start = make_baseline(base, baseline, blur_sigma=blur_sigma).float()
     src, dst = (base, start) if kind == "deletion" else (start, base)
     n = base.shape[1] * base.shape[2]

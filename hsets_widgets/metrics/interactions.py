@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from ..hsets.games import coalition_matrix, moebius, nonadditive_share, pair_interactions
+from ..hsets.integrated_gradients import integrated_gradients
+from ..hsets.seeds import feature_pixels
 from ..methods.protocol import PixelSet
 from ..model.forward import images_per_pass
 from ..model.forward import logits as forward_logits
@@ -477,7 +479,6 @@ def set_tests(x, classifier, target: int, sets: Sequence[PixelSet], labels: np.n
     path (64 adaptive points from a black baseline), so the control is the IG H-Sets seeds from.
     """
     if attribution is None and sets and "top-ig" in options.get("controls", CONTROLS):
-        from ..hsets.integrated_gradients import integrated_gradients
 
         # the model's own dtype: a float32 model refuses the float64 image to_numpy would give
         xt = torch.as_tensor(to_numpy(x)).to(model_dtype(classifier))
@@ -498,8 +499,6 @@ def explainer_test(explainer, members, seed_yx, *, progress: Optional[ProgressFn
 
     ``options`` go to :func:`interaction_test` (``n_parts``, ``removal``, ...).
     """
-    from ..hsets.seeds import feature_pixels
-
     pixels = np.unique(feature_pixels(members, explainer.shape, explainer.config.features))
     return interaction_test(explainer.x.detach().cpu(), explainer.classifier, explainer.target, pixels,
                             tuple(seed_yx), explainer.segment().labels,

@@ -35,6 +35,7 @@ import torch
 from torch.overrides import _get_current_function_mode_stack
 
 from ..plumbing.memory import fit_batch, memory_room
+from .fused import fold_batch_norm
 from .models import forward_image_bytes
 
 #: environment variable: ``torch`` runs every forward pass in eager PyTorch
@@ -165,7 +166,6 @@ def twin(classifier, x: torch.Tensor):
     first = next(module.parameters(), None)
     if x.dtype != torch.float32 or first is None or first.dtype != torch.float32 or first.device != x.device:
         return None
-    from .fused import fold_batch_norm
 
     fp = _fingerprint(module)
     with _LOCK:

@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import nn
 
+from ..plumbing.common import resolve_device
 from ..plumbing.downloads import require_online
 from ..plumbing.files import why_missing
 
@@ -356,8 +357,6 @@ def usable_device(device=None) -> torch.device:
     """``device`` (``None`` / ``"auto"``: CUDA when available) as a torch device this machine
     has; :class:`ModelError` with the fix otherwise, before any model is moved there.
     """
-    from ..plumbing.common import resolve_device
-
     try:
         dev = resolve_device(device)
     except (RuntimeError, ValueError) as err:

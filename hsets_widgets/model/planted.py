@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .models import wrap_module
+
 SHAPES = ("linear", "square", "tanh")
 
 
@@ -101,8 +103,6 @@ def planted_classifier(terms: Sequence[Term], size: int = 64, dtype=torch.float6
     """A :class:`PlantedModel` wrapped as a toolkit classifier (inputs in [0, 1] as they are,
     classes ``"planted"`` and ``"rest"``).
     """
-    from .models import wrap_module
-
     return wrap_module(PlantedModel(terms, size).to(dtype), normalize=lambda x: x, input_size=size,
                        class_names=["planted", "rest"], name="planted")
 

@@ -20,6 +20,8 @@ from typing import Iterator, Union
 
 import numpy as np
 
+from .signals import signals_deferred
+
 PathLike = Union[str, os.PathLike]
 
 
@@ -129,8 +131,6 @@ def staged_outputs(out: PathLike) -> Iterator[Path]:
 
 def commit_folder(stage: Path, out: Path) -> None:
     """Move every file of ``stage`` into ``out`` (see :func:`staged_outputs`)."""
-    from .signals import signals_deferred
-
     os.chmod(stage, 0o777 & ~current_umask())   # mkdtemp's 0700 would outlive the rename
     if not out.exists():
         os.replace(stage, out)

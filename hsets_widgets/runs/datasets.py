@@ -18,6 +18,9 @@ import torch
 
 from hsets_widgets.plumbing.files import why_missing
 
+from ..model.images import load_image, resize_center_crop, to_tensor
+from ..plumbing.downloads import OFFLINE_ENV, DownloadsOff, offline
+
 #: File extensions taken as images when a folder is scanned (explicit files are always tried).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
@@ -135,8 +138,6 @@ def imagenette_items(root: Union[str, Path], split: str = "val", size: str = "32
     """
     from torchvision.datasets import Imagenette
 
-    from hsets_widgets.plumbing.downloads import OFFLINE_ENV, DownloadsOff, offline
-
     if download and offline():
         try:                                  # already extracted in root: no download needed
             return imagenette_items(root, split, size, download=False)
@@ -159,8 +160,6 @@ def imagenette_items(root: Union[str, Path], split: str = "val", size: str = "32
 
 def load_item(item: ImageItem, size: int) -> torch.Tensor:
     """Read, resize and centre-crop one image to ``(3, size, size)`` in [0, 1]."""
-    from hsets_widgets.model.images import load_image, resize_center_crop, to_tensor
-
     arr = load_image(item.path)
     if arr.shape[:2] != (size, size):
         arr = resize_center_crop(arr, size)

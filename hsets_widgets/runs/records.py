@@ -22,6 +22,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..metrics.statistics import bootstrap_mean, paired_difference
+from ..model.images import load_image, resize_center_crop
 from .store import load_maps, parse_line
 
 #: the per-photo numbers every record carries (besides each method's)
@@ -283,8 +284,6 @@ class RunRecords:
         """The photo as the run saw it (resized and centre-cropped to ``size``), or None when
         its file is gone or unreadable.
         """
-        from hsets_widgets.model.images import load_image, resize_center_crop
-
         path = Path(self.records[key].path)
         try:
             arr = load_image(path)

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..metrics.insertion import KINDS as CURVE_KINDS
+from ..plumbing.files import atomic_path
 from .store import SCALAR_METRICS
 
 
@@ -103,8 +104,6 @@ def save_png(fig, path, dpi: int) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically (:func:`hsets_widgets.plumbing.files.atomic_path`),
     then close it. Returns ``path``.
     """
-    from ..plumbing.files import atomic_path
-
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, format="png")

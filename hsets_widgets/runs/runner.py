@@ -47,6 +47,8 @@ from ..metrics.insertion import insertion_deletion
 from ..metrics.interactions import interaction_metrics, set_tests
 from ..metrics.road import HEAD_CUTS, ROAD_ORDERS, check_choices, classify_batches, resolve_percentages, road
 from ..metrics.sparsity import gini, gini_at_support, gini_within_top, pixel_map, support_size
+from ..plumbing.files import check_output_dir, write_json
+from ..plumbing.options import number
 from ..plumbing.progress import ProgressFn, check_progress, report
 from .datasets import ImageItem, load_item
 from .report import plot_curves, summarize
@@ -188,8 +190,6 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
     methods_option : str
         How the errors about ``methods`` name them (the CLI: ``--methods``).
     """
-    from hsets_widgets.plumbing.options import number
-
     seed, noise, batch_size = (number(k).check(v) for k, v in
                                (("seed", seed), ("noise", noise), ("batch_size", batch_size)))
     if match_support != "min":
@@ -289,8 +289,6 @@ def open_results(out_dir: Union[str, Path], classifier, settings: RunSettings,
     overwritten since: ``checkpoint`` names its file in the error), or being written by another
     run, is refused; a torn last record of ``results.jsonl`` is cut off first.
     """
-    from hsets_widgets.plumbing.files import check_output_dir, write_json
-
     out = check_output_dir(out_dir)
     lock = lock_folder(out)                  # before anything in the folder is read or written
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -537,8 +535,6 @@ def write_summary(out: Path, classifier, items: Sequence[ImageItem], done: dict,
                   settings: RunSettings, counts: dict, skipped: Sequence[dict],
                   failed: Sequence[dict] = (), extra: Optional[dict] = None) -> dict:
     """Write ``metrics.json`` and the mean-curve plots of the done ``items``; return the metrics."""
-    from hsets_widgets.plumbing.files import write_json
-
     records = [done[i.key] for i in items if i.key in done]
     summary = summarize(records, settings.names, settings.orders)
     metrics = {"model": _config_fingerprint(classifier, settings)["model"], "methods": summary,
@@ -594,8 +590,6 @@ class RunState:
         inside ``out_dir`` (its own plots, when it lies in an input folder) are left out.
         ``checkpoint`` (the model's file, if any) is named when the weights changed.
         """
-        from hsets_widgets.plumbing.options import number
-
         if limit is not None:
             number("limit").check(limit)
         out, done, lock = open_results(out_dir, classifier, settings, checkpoint)

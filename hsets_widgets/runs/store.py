@@ -16,6 +16,7 @@ import numpy as np
 from ..metrics.insertion import KINDS as CURVE_KINDS
 from ..metrics.interactions import INTERACTION_METRICS
 from ..metrics.road import ROAD_ORDERS
+from ..plumbing.files import atomic_path, dumps
 
 #: Per-method scalar metrics summarised in ``metrics.json``.
 SCALAR_METRICS = ("sparsity", "sparsity_matched", "sparsity_within", "matched_support", "support",
@@ -141,8 +142,6 @@ def read_results(path: Path) -> dict:
 
 def append_record(path: Path, record: dict) -> None:
     """Append ``record`` to ``results.jsonl`` as one strict-JSON line, flushed to disk."""
-    from hsets_widgets.plumbing.files import dumps
-
     line = dumps(record) + "\n"      # one write of one whole line, strict JSON
     with open(path, "a") as fh:
         fh.write(line)
@@ -152,8 +151,6 @@ def append_record(path: Path, record: dict) -> None:
 
 def save_maps(path: Path, arrays: dict) -> None:
     """Write an image's maps (keys from :func:`map_key`) atomically to ``path``."""
-    from hsets_widgets.plumbing.files import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:     # a file object: no ".npz" added
         np.savez_compressed(fh, **arrays)
 
@@ -165,8 +162,6 @@ def map_key(name: str) -> str:
 
 def write_image_csv(path: Path, record: dict) -> None:
     """One row per method with every scalar metric and every curve point, written atomically."""
-    from hsets_widgets.plumbing.files import atomic_path
-
     rows = []
     for name, m in record["methods"].items():
         row = {"image": record["path"], "label": record.get("label"), "target": record["target"],

@@ -246,8 +246,6 @@ def segmenter_name(text: str) -> str:
     """The argparse ``type`` of ``--segmenter``: a registered segmenter's name, checked when the
     command line is read (not after IG has run).
     """
-    from ..segmentation import SEGMENTERS
-
     name = str(text).strip()
     if name not in SEGMENTERS:
         raise argparse.ArgumentTypeError(f"unknown segmenter {name!r}; use one of {', '.join(SEGMENTERS)}")

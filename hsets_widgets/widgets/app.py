@@ -22,6 +22,10 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional
 
+from ..plumbing.files import write_text
+from .explorer import Explorer
+from .gallery import Gallery
+
 ENV_IMAGE = "HSETS_IMAGE"
 ENV_MODEL = "HSETS_MODEL"
 ENV_PRESET = "HSETS_PRESET"
@@ -70,14 +74,11 @@ def explorer_from_env(environ: Optional[Mapping[str, str]] = None, **overrides):
     :class:`~hsets_widgets.widgets.gallery.Gallery` of ``$HSETS_GALLERY``, whose photos open
     in an Explorer with the same settings).
     """
-    from .explorer import Explorer
-
     env = os.environ if environ is None else environ
     s = {**settings_from_env(environ), **overrides}
     image = s.pop("image")
     model = s.pop("model")
     if env.get(ENV_GALLERY):
-        from .gallery import Gallery
 
         s.pop("session", None)               # the session keeps one photo's state, not a gallery's
         preset = s.pop("preset")
@@ -107,6 +108,5 @@ def app_notebook(folder: Optional[Path] = None) -> Path:
         import tempfile
 
         folder = Path(tempfile.mkdtemp(prefix="hsets-explore-"))
-    from ..plumbing.files import write_text
 
     return write_text(Path(folder) / "hsets_explorer.ipynb", json.dumps(notebook_json(), indent=1))

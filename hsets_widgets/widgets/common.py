@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import ipywidgets as W
 import numpy as np
 
+from ..hsets.explain import Explainer
 from .state import ExplorerState
 
 #: the one ROAD grid of the Explorer: the readout, the ROAD tab and the sweep all score on these
@@ -51,7 +52,6 @@ def as_state(obj, **settings) -> ExplorerState:
         if settings:
             raise TypeError(f"settings {sorted(settings)} cannot be applied to an existing state")
         return obj
-    from ..hsets.explain import Explainer
 
     if isinstance(obj, Explainer):
         background = settings.pop("background", True)

@@ -11,7 +11,10 @@ import html
 
 import ipywidgets as W
 
+from ..hsets.explain import Explainer
 from ..hsets.presets import PRESETS
+from ..model.images import ImageError, load_image_bytes
+from ..segmentation import SEGMENTERS
 from .animation import MergeAnimation
 from .common import as_state, esc, fmt, glossary_html, set_name, title
 from .export import ExportPanel
@@ -23,6 +26,7 @@ from .road_view import RoadView
 from .row_inspector import RowInspector
 from .sampling import SubsetSampling
 from .seeds_view import SeedRanking
+from .session import Session
 from .state import ExplorerState
 from .sweep_view import SweepPanel
 from .threshold import ThresholdExplorer
@@ -160,7 +164,6 @@ class PhotoAndClass(W.VBox):
     def _uploaded(self, value) -> None:
         if not value:
             return
-        from ..model.images import ImageError, load_image_bytes
 
         item = value[0]
         try:                         # the loader of the command line: the same picture as `hsets explain`
@@ -219,7 +222,6 @@ class Explorer(W.VBox):
                  display_size: int = 448, background: bool = True,
                  export_folder: str = "hsets-export", readout: bool = True, session=None, export_root=None,
                  **settings):
-        from ..hsets.explain import Explainer
 
         if isinstance(image, ExplorerState):
             state = as_state(image, **settings)
@@ -285,7 +287,6 @@ class Explorer(W.VBox):
                          W.HBox([self.image_view, right], layout=W.Layout(flex_flow="row wrap")),
                          self.tabs]
         if self._session_folder is not None:
-            from .session import Session
 
             self.session = Session(self._session_folder, st)
             self.session.restore()           # settings and seed now, kept sets once ready
@@ -299,9 +300,6 @@ class Explorer(W.VBox):
         them), without a restart: the
         views are rebuilt over a new state and its preparation starts.
         """
-        from ..hsets.explain import Explainer
-        from ..segmentation import SEGMENTERS
-
         old = self.state
         ex = old.explainer
         if preset is not None:

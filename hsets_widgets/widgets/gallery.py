@@ -24,9 +24,13 @@ import ipywidgets as W
 import numpy as np
 from traitlets import Bool, Enum, Float, HasTraits, Int, List, Unicode
 
+from ..methods.protocol import MapWithSets
+from ..methods.registry import METHODS, parse_method_spec
+from ..model.models import load_classifier
 from ..runs.records import PairedRuns, open_run, sort_order, within
 from . import render
 from .common import esc, fmt, title
+from .explorer import Explorer
 from .runner import BackgroundRunner, Job
 
 #: thumbnails per page (the grid keeps this many tiles and refills them)
@@ -643,7 +647,6 @@ class Gallery(W.VBox):
     def run_model(self):
         """The classifier photos are opened with: ``model``, else the run's, by name."""
         if self.model is None:
-            from ..model.models import load_classifier
 
             run = self.run.a if isinstance(self.run, PairedRuns) else self.run
             name = (run.config or {}).get("model")
@@ -660,10 +663,6 @@ class Gallery(W.VBox):
         """The Explorer on photo ``key`` with the run's model, its H-Sets settings and target,
         and the stored maps as method layers (nothing stored is computed again).
         """
-        from ..methods.protocol import MapWithSets
-        from ..methods.registry import METHODS, parse_method_spec
-        from .explorer import Explorer
-
         run = self.run.a if isinstance(self.run, PairedRuns) else self.run
         rec = run.records[key]
         if not rec.ok:

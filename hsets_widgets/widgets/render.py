@@ -12,6 +12,7 @@ import numpy as np
 
 from ..hsets.heatmap import colorize, set_pixel_mask
 from ..hsets.seeds import feature_yx
+from .common import esc, fmt
 
 #: layer colours (RGBA), also used for the canvas strokes and the legend
 SET_RGBA = (0, 229, 255, 200)        # members of the current set: cyan
@@ -305,8 +306,6 @@ def method_layer(amap: np.ndarray, alpha: float = 0.9) -> tuple:
 
 def colorbar_html(cmap: str, lo: float, hi: float, words: str) -> str:
     """A small colour bar from ``lo`` to ``hi`` with ``words`` saying what it shows."""
-    from .common import esc, fmt
-
     return (f"<div class='hsets-colorbar' style='font-size:12px'>{fmt(lo)} <span style='display:inline-block;"
             f"width:120px;height:10px;background:{colorbar_css(cmap)};vertical-align:middle'></span> "
             f"{fmt(hi)}<br><span style='color:#555'>{esc(words)}</span></div>")

@@ -20,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..hsets.explanation import Explanation
 from ..plumbing.files import write_json
 
 STATE_FILE = "explorer-session.json"
@@ -104,7 +105,6 @@ class Session:
             return None
         sets = []
         if data.get("n_sets"):
-            from ..hsets.explanation import Explanation
 
             try:
                 sets = list(Explanation.load(self.sets_path).sets)
