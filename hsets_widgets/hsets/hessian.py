@@ -40,7 +40,7 @@ from ..plumbing.progress import CancelToken, ProgressFn, report
 from .curvature import CurvatureSpec, curvature
 
 FEATURES = ("pixel", "channel")
-METHODS = ("forward-over-reverse", "stacked", "double-backward")
+HESSIAN_METHODS = ("forward-over-reverse", "stacked", "double-backward")
 
 
 class ZeroHessianWarning(UserWarning):
@@ -168,7 +168,7 @@ def hvp_batch(x: torch.Tensor, f, v: torch.Tensor, method: str = "forward-over-r
             (g,) = torch.autograd.grad(f(xs).sum(), xs, create_graph=True)
             (hv,) = torch.autograd.grad((g * v).sum(), xs)
         return hv.detach()
-    raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    raise ValueError(f"unknown method {method!r}; use one of {', '.join(HESSIAN_METHODS)}")
 
 
 def hessian_rows(x: torch.Tensor, f, indices: Iterable[int], features: str = "pixel",
@@ -296,8 +296,8 @@ class HessianRows:
                  zero_warning: bool = True, memory_budget=None):
         if features not in FEATURES:
             raise ValueError(f"unknown features {features!r}; use 'pixel' or 'channel'")
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        if method not in HESSIAN_METHODS:
+            raise ValueError(f"unknown method {method!r}; use one of {', '.join(HESSIAN_METHODS)}")
         self.features = features
         self.spec = curvature or CurvatureSpec("softplus")
         self.method = method

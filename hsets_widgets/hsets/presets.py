@@ -48,7 +48,7 @@ from ..plumbing.memory import parse_bytes
 from .curvature import RAMPS, CurvatureSpec
 from .growth import CAPS, GROWTH_ORDERS, NU_SPLITS
 from .heatmap import COMBINES, MEMBER_WEIGHTS, PAINTS
-from .hessian import FEATURES, METHODS
+from .hessian import FEATURES, HESSIAN_METHODS
 from .idg import SAMPLERS, SET_SCORES, VALUE_KINDS
 from .integrated_gradients import BASELINE_FNS, DEFAULT_RULE, DEFAULT_STEPS
 from .integrated_gradients import RULES as IG_RULES
@@ -250,7 +250,7 @@ class HSetsConfig:
     combine: str = _setting("sum", _one_of(COMBINES),
                            "how overlapping sets combine in the heatmap: sum or max")
     # computation
-    hessian_method: str = _setting("forward-over-reverse", _one_of(METHODS),
+    hessian_method: str = _setting("forward-over-reverse", _one_of(HESSIAN_METHODS),
                                   "how Hessian rows are computed: forward-over-reverse, stacked or double-backward",
                                   "rows")
     batch_size: object = _setting("auto", _batch_size,

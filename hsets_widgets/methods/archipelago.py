@@ -27,7 +27,7 @@ import torch
 
 from ..hsets.integrated_gradients import make_baseline
 from ..model.scores import ScoreFn, resolve_target
-from ..plumbing.common import single_image
+from ..plumbing.common import single_image, to_numpy
 from ..plumbing.progress import CancelToken, ProgressFn
 from ..segmentation import get_segmenter
 from .masking import coalition_scores, segment_index
@@ -249,7 +249,7 @@ def superpixels(x: torch.Tensor, segmenter="quickshift") -> np.ndarray:
         return segmenter
 
     seg = get_segmenter(segmenter) if isinstance(segmenter, str) else segmenter
-    image = x.detach().cpu().permute(1, 2, 0).numpy()
+    image = to_numpy(x.permute(1, 2, 0), None)
     labels = np.asarray(seg(image).labels)
     n = len(np.unique(labels))
     if isinstance(segmenter, str) and segmenter != "slic" and n > MAX_SUPERPIXELS:

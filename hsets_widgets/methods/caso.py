@@ -28,7 +28,7 @@ from ..hsets.curvature import CurvatureSpec, curvature
 from ..hsets.hessian import affine_batch_norm, hvp_batch
 from ..hsets.integrated_gradients import batch_gradients
 from ..model.scores import ScoreFn, resolve_target
-from ..plumbing.common import single_image
+from ..plumbing.common import single_image, to_numpy
 from ..plumbing.progress import CancelToken, ProgressFn, report
 
 
@@ -173,5 +173,5 @@ def caso(x, classifier, target: Optional[int] = None, *, second_order: bool = Tr
         delta, h_delta = trial, h_trial
         values.append(value)
     report(progress, "CASO" if second_order else "CAFO", n_iter, n_iter, cancel)
-    return CasoResult(delta.float().cpu().numpy(), np.asarray(values), lam, bool(second_order), int(target),
+    return CasoResult(to_numpy(delta, np.float32), np.asarray(values), lam, bool(second_order), int(target),
                       used[0])

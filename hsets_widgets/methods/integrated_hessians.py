@@ -30,7 +30,7 @@ from ..hsets.curvature import CurvatureSpec, curvature
 from ..hsets.hessian import affine_batch_norm
 from ..hsets.integrated_gradients import make_baseline
 from ..model.scores import ScoreFn, resolve_target
-from ..plumbing.common import single_image
+from ..plumbing.common import single_image, to_numpy
 from ..plumbing.progress import CancelToken, ProgressFn, report
 from .masking import segment_index
 
@@ -182,5 +182,5 @@ def integrated_hessians(x, classifier, target: Optional[int] = None, *, labels: 
         matrix += torch.diag(first)
     else:
         matrix[0, int(pixel)] += first[0]
-    return IHResult(matrix.cpu().numpy(), ig.cpu().numpy(), None if labels is None else np.asarray(labels),
+    return IHResult(to_numpy(matrix, None), to_numpy(ig, None), None if labels is None else np.asarray(labels),
                     None if pixel is None else int(pixel), int(target), n_steps)

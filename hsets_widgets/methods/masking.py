@@ -15,6 +15,7 @@ import torch
 
 from ..model.forward import images_per_pass
 from ..model.models import model_device, model_dtype
+from ..plumbing.common import to_numpy
 from ..plumbing.progress import CancelToken, ProgressFn, report
 
 
@@ -64,6 +65,6 @@ def coalition_scores(f, x: torch.Tensor, baseline: torch.Tensor, labels: np.ndar
         for start in range(0, len(coalitions), batch_size):
             report(progress, stage, start, len(coalitions), cancel)
             keep = torch.as_tensor(coalitions[start:start + batch_size], device=device)
-            out[start:start + len(keep)] = f(compose(xs, bs, idx, keep)).double().cpu().numpy()
+            out[start:start + len(keep)] = to_numpy(f(compose(xs, bs, idx, keep)))
     report(progress, stage, len(coalitions), len(coalitions), cancel)
     return out

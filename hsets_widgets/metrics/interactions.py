@@ -482,7 +482,7 @@ def set_tests(x, classifier, target: int, sets: Sequence[PixelSet], labels: np.n
 
         # the model's own dtype: a float32 model refuses the float64 image to_numpy would give
         xt = torch.as_tensor(to_numpy(x)).to(model_dtype(classifier))
-        attribution = integrated_gradients(xt, classifier, target=int(target)).attribution.detach().cpu().numpy()
+        attribution = to_numpy(integrated_gradients(xt, classifier, target=int(target)).attribution, None)
     out = []
     for k, s in enumerate(sets):
         def sub(stage, done, total, k=k):
@@ -502,7 +502,7 @@ def explainer_test(explainer, members, seed_yx, *, progress: Optional[ProgressFn
     pixels = np.unique(feature_pixels(members, explainer.shape, explainer.config.features))
     return interaction_test(explainer.x.detach().cpu(), explainer.classifier, explainer.target, pixels,
                             tuple(seed_yx), explainer.segment().labels,
-                            explainer.attribution().attribution.detach().cpu().numpy(),
+                            to_numpy(explainer.attribution().attribution, None),
                             seed=seed, progress=progress, cancel=cancel, **options)
 
 

@@ -16,7 +16,7 @@ from typing import Union
 import numpy as np
 import torch
 
-from ..plumbing.common import squeeze_batch
+from ..plumbing.common import squeeze_batch, to_numpy
 from ..plumbing.files import why_missing
 
 ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]  # noqa: F821
@@ -245,7 +245,7 @@ def load_image(image: ImageLike) -> np.ndarray:
             return _to_hwc_float(example_image(name))
         return _to_hwc_float(_from_path(Path(image)))
     if isinstance(image, torch.Tensor):
-        return _to_hwc_float(image.detach().cpu().numpy())
+        return _to_hwc_float(to_numpy(image, None))
     if isinstance(image, np.ndarray):
         return _to_hwc_float(image)
     try:

@@ -17,11 +17,15 @@ import torch
 AUTO_SEGMENTER_WARNING = "segmenter='auto'"
 
 
-def to_numpy(a: Union[torch.Tensor, np.ndarray, list, float]) -> np.ndarray:
-    """``a`` as a float64 NumPy array (a tensor is detached and moved to the CPU first)."""
+def to_numpy(a: Union[torch.Tensor, np.ndarray, list, float], dtype=np.float64) -> np.ndarray:
+    """``a`` as a NumPy array of ``dtype`` (float64 unless told; None keeps a tensor's own dtype,
+    where a float32 map must stay float32 to give the same numbers); a tensor is detached and
+    moved to the CPU first.
+    """
     if isinstance(a, torch.Tensor):
-        return a.detach().cpu().double().numpy()
-    return np.asarray(a, dtype=np.float64)
+        a = a.detach().cpu()
+        return a.numpy() if dtype is None else a.to(torch.from_numpy(np.zeros(0, dtype)).dtype).numpy()
+    return np.asarray(a, dtype=dtype)
 
 
 def single_image(x, what: str = "image"):

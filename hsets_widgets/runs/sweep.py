@@ -21,6 +21,7 @@ from ..methods.protocol import pixel_sets
 from ..methods.registry import attribute
 from ..metrics.interactions import interaction_metrics, set_tests
 from ..metrics.road import ROAD_ORDERS, classify_batches, resolve_percentages, road
+from ..plumbing.common import to_numpy
 from ..plumbing.progress import CancelToken, ProgressFn, check_progress, report
 from .report import pyplot, save_png
 from .runner import method_record
@@ -105,7 +106,7 @@ def sweep(explainer, progress: Optional[ProgressFn] = None, cancel: Optional[Can
         scores = map_scores(x, clf, heat, percentages, orders, seed, noise, batch_size, probs0)
         if interactions:
             tests = set_tests(x.cpu(), clf, explainer.target, pixel_sets(sets, ex.shape, ex.config.features),
-                              ex.segment().labels, ex.attribution().attribution.detach().cpu().numpy(),
+                              ex.segment().labels, to_numpy(ex.attribution().attribution, None),
                               cancel=cancel, seed=seed)
             scores.update(interaction_metrics(tests))
         rows.append({"method": "hsets", **combo, **scores, "n_sets": len(sets),

@@ -32,6 +32,7 @@ from segment_anything.utils.amg import (
 )
 from torchvision.ops.boxes import batched_nms
 
+from ..plumbing.common import to_numpy
 from ..plumbing.progress import report
 from .base import Segmentation, SegmentationError, SegmenterBase
 
@@ -74,7 +75,7 @@ def to_sam_image(image) -> np.ndarray:
     """
     arr = np.asarray(image)
     if hasattr(image, "detach"):  # a torch tensor
-        arr = image.detach().cpu().numpy()
+        arr = to_numpy(image, None)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise SegmentationError(f"segmenters take an (H, W, 3) RGB image, got shape {arr.shape}; use "
                                 "hsets_widgets.model.images.load_image() to convert it")

@@ -7,7 +7,7 @@ from ..plumbing.progress import report
 from .base import Segmentation, SegmentationError, SegmenterBase
 
 #: the scikit-image superpixel methods
-METHODS = ("slic", "felzenszwalb", "quickshift")
+SUPERPIXEL_METHODS = ("slic", "felzenszwalb", "quickshift")
 
 
 class SuperpixelSegmenter(SegmenterBase):
@@ -30,8 +30,8 @@ class SuperpixelSegmenter(SegmenterBase):
     def __init__(self, method: str = "slic", n_segments: int = 30, compactness: float = 10.0,
                  scale: float = 200.0, sigma: float = 0.8, min_size: int = 200, kernel_size: float = 3.0,
                  max_dist: float = 300.0, ratio: float = 0.2):
-        if method not in METHODS:
-            raise SegmentationError(f"unknown superpixel method {method!r}; use one of {', '.join(METHODS)}")
+        if method not in SUPERPIXEL_METHODS:
+            raise SegmentationError(f"unknown superpixel method {method!r}; use one of {', '.join(SUPERPIXEL_METHODS)}")
         self.method = method
         self.n_segments, self.compactness = n_segments, compactness
         self.scale, self.sigma, self.min_size = scale, sigma, min_size

@@ -18,6 +18,7 @@ from traitlets import Bool
 
 from ..hsets.seeds import feature_pixels
 from ..metrics.interactions import explainer_test, interaction_test
+from ..plumbing.common import to_numpy
 from . import render
 from .common import as_state, draw_batch, esc, fmt, title
 from .runner import BackgroundRunner, Job
@@ -148,7 +149,7 @@ class InteractionsView(W.VBox):
                                           seed=self.seed, progress=progress, cancel=cancel)
                 # another method's set: the same test, with the explainer's image, segments and IG
                 return interaction_test(ex.x.detach().cpu(), ex.classifier, ex.target, pixels, seed_yx,
-                                        ex.segment().labels, ex.attribution().attribution.detach().cpu().numpy(),
+                                        ex.segment().labels, to_numpy(ex.attribution().attribution, None),
                                         n_parts=n_parts, removal=self.removal, seed=self.seed,
                                         progress=progress, cancel=cancel)
             return work
