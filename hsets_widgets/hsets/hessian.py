@@ -139,10 +139,13 @@ def _load_jvp_decompositions() -> None:
         import torch._decomp.decompositions_for_jvp  # noqa: F401
 
 
-def hvp_batch(x: torch.Tensor, f, v: torch.Tensor, method: str = "forward-over-reverse") -> torch.Tensor:
+def hvp_batch(x: torch.Tensor, f, v: torch.Tensor, method: str = "forward-over-reverse",
+              with_gradient: bool = False):
     """Hessian-vector products ``H v_b`` of ``f`` at ``x`` for each tangent ``v_b``.
 
     ``f`` maps ``(B, 3, H, W)`` to ``(B,)``; ``x`` is ``(3, H, W)``; ``v`` is ``(B, 3, H, W)``.
+    ``with_gradient`` (forward-over-reverse only): ``(gradient at x, products)``, the gradient
+    coming free with the products (Integrated Hessians needs both at each path point).
     """
     if method == "forward-over-reverse":
         _load_jvp_decompositions()
@@ -152,9 +155,13 @@ def hvp_batch(x: torch.Tensor, f, v: torch.Tensor, method: str = "forward-over-r
             return f(z).sum()
 
         def one(t):
-            return jvp(grad(score), (x1,), (t.unsqueeze(0),))[1][0]
+            g, hv = jvp(grad(score), (x1,), (t.unsqueeze(0),))
+            return g[0], hv[0]
 
-        return vmap(one)(v).detach()
+        grads, products = (r.detach() for r in vmap(one)(v))
+        return (grads[0], products) if with_gradient else products
+    if with_gradient:
+        raise ValueError(f"with_gradient needs method='forward-over-reverse', not {method!r}")
     xs = x.detach().unsqueeze(0).expand_as(v).contiguous()
     if method == "stacked":
         def total(z):

@@ -24,10 +24,9 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
-from torch.func import grad, jvp, vmap
 
 from ..hsets.curvature import CurvatureSpec, curvature
-from ..hsets.hessian import affine_batch_norm
+from ..hsets.hessian import affine_batch_norm, hvp_batch
 from ..hsets.integrated_gradients import make_baseline
 from ..model.scores import ScoreFn, resolve_target
 from ..plumbing.common import single_image, to_numpy
@@ -99,20 +98,12 @@ def _path_products(f, x: torch.Tensor, b: torch.Tensor, tangents: torch.Tensor, 
     g = torch.zeros_like(x, dtype=torch.float64)
     g_ig = torch.zeros_like(x, dtype=torch.float64)
 
-    def score(z):
-        return f(z.unsqueeze(0)).sum()
-
     for k, (sk, whk, wgk) in enumerate(zip(s, wh, wg)):
         report(progress, "Integrated Hessians", k, len(s), cancel)
-        point = (b + float(sk) * d).detach()
-
-        def one(t, point=point):
-            return jvp(grad(score), (point,), (t,))
-
-        grads, prods = (t.detach() for t in vmap(one)(tangents))
+        grads, prods = hvp_batch((b + float(sk) * d).detach(), f, tangents, with_gradient=True)
         hv += whk * prods.double()
-        g += wgk * grads[0].double()
-        g_ig += grads[0].double() / len(s)
+        g += wgk * grads.double()
+        g_ig += grads.double() / len(s)
     report(progress, "Integrated Hessians", len(s), len(s), cancel)
     return hv, g, g_ig
 
