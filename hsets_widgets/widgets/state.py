@@ -21,7 +21,6 @@ from typing import Optional
 
 import numpy as np
 from traitlets import (
-    Any,
     Bool,
     Enum,
     Float,
@@ -44,7 +43,7 @@ from ..hsets.idg import SetValue
 from ..hsets.presets import get_config
 from ..hsets.seeds import Seed
 from ..hsets.thresholds import SIGNS, THRESHOLD_RULES, ThresholdRule, rule_mu
-from ..methods.protocol import MapWithSets
+from ..methods.protocol import MapWithSets, PixelSet
 from ..methods.registry import METHODS, attribute_sets
 from ..plumbing.common import to_numpy
 from .runner import BackgroundRunner, Job
@@ -128,8 +127,9 @@ class ExplorerState(HasTraits):
     n_rows = Int(0)
     revision = Int(0)
     method = Unicode("")                # a registered method shown as a layer and beside the image
-    method_result = Any(None)           # its MapWithSets (map, sets, labels), once computed
-    tested_set = Any(None)              # (name, PixelSet) the Interactions tab tests instead of the current set
+    method_result = Instance(MapWithSets, allow_none=True)   # its map and sets, once computed
+    # (name, PixelSet) the Interactions tab tests instead of the current set
+    tested_set = Tuple(Unicode(), Instance(PixelSet), default_value=None, allow_none=True)
 
     def __init__(self, explainer: Explainer, background: bool = True, **kwargs):
         self.lock = threading.RLock()
