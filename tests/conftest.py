@@ -1,10 +1,16 @@
-"""Shared fixtures: tiny real torch classifiers and small images, so the math is checked fast."""
+"""Shared fixtures and helpers: tiny real torch classifiers and small images, so the math is checked
+fast; the command line run in this process; guards that fail a test if a model loads or a server
+starts too early; a bounded wait; the hypothesis settings of the property tests."""
 from __future__ import annotations
 
 import socket
+import time
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+from PIL import Image
 from torch import nn
 
 from hsets_widgets.model.models import wrap_module
@@ -42,6 +48,12 @@ def tiny_classifier(dtype=torch.float64, seed: int = 0, n_classes: int = 5, size
                        class_names=[f"c{i}" for i in range(n_classes)], name="tiny")
 
 
+def imagenet_tiny(size: int = 24):
+    """The tiny classifier in float32 with ImageNet's 1000 outputs (for runs that read labels from
+    ImageNet wnids)."""
+    return tiny_classifier(torch.float32, n_classes=1000, size=size, width=8)
+
+
 @pytest.fixture
 def tiny64():
     """Float64 tiny classifier on 8x8 images."""
@@ -76,3 +88,67 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def save_photos(folder, photo, n=2):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray((np.roll(photo, 7 * i, 1) * 255).astype(np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+# ---- the command line, run in this process -------------------------------------------------------
+def run_cli(capsys, *argv):
+    """``hsets ARGV`` in this process: (exit code, stdout, stderr)."""
+    from hsets_widgets.cli.main import main as hsets
+
+    code = hsets([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_line_error(err: str, command: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"hsets {command}: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if any command loads a model: the error must come before it."""
+    import hsets_widgets.model.models as models
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded before the bad setting was refused")
+
+    monkeypatch.setattr(models, "load_classifier", refuse)
+
+
+@pytest.fixture
+def no_server(monkeypatch):
+    """Fail the test if ``hsets explore`` starts its server: the error must come before it."""
+    from hsets_widgets.cli import explore
+
+    def refuse(*a, **k):
+        raise AssertionError("a server was started before the bad setting was refused")
+
+    monkeypatch.setattr(explore.subprocess, "Popen", refuse)
+
+
+# ---- waiting for something to happen, bounded --------------------------------------------------
+def wait_until(predicate, timeout: float, what: str = "the condition", interval: float = 0.1) -> None:
+    """Poll ``predicate()`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---- hypothesis settings of the property tests -------------------------------------------------
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FILES = settings(max_examples=60, deadline=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+MANY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                        HealthCheck.function_scoped_fixture])

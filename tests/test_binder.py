@@ -42,7 +42,7 @@ BINDER_MEMORY = 2 * GiB
 BINDER_TARGET = 1.5 * GiB
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)$")
 
-pytestmark = pytest.mark.binder
+pytestmark = [pytest.mark.binder, pytest.mark.slow]
 
 
 def requirement_lines() -> tuple:
@@ -217,6 +217,7 @@ def test_hsets_demo_from_the_wheel_within_binder_memory(binder_env, tmp_path):
     assert peak < BINDER_TARGET, f"hsets demo peaked at {peak / GiB:.2f} GiB with a {BINDER_MEMORY / GiB:.0f} GiB budget"
 
 
+@pytest.mark.network
 def test_hsets_explore_from_the_wheel_serves_the_app(binder_env, tmp_path):
     from test_browser_explorer import wait_http
 
@@ -244,9 +245,12 @@ def test_hsets_explore_from_the_wheel_serves_the_app(binder_env, tmp_path):
     assert rc == 0
 
 
+@pytest.mark.network
+@pytest.mark.browser
 def test_readme_voila_route_renders_the_explorer(binder_env, tmp_path):
     """The README's Voila link (urlpath=voila/render/notebooks/01_quickstart.ipynb), in Chromium."""
-    from test_browser_explorer import CHROMIUM_ARGS, free_port, require_chromium, wait_http, wait_text
+    from conftest import free_port
+    from test_browser_explorer import CHROMIUM_ARGS, require_chromium, wait_http, wait_text
 
     require_chromium()
     from playwright.sync_api import sync_playwright

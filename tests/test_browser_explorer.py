@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port  # noqa: F401  (test_binder and the gallery's test import it from here)
+from conftest import free_port
 
 from hsets_widgets.plumbing.signals import stop_process
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.network]
 
 CHROMIUM = os.environ.get("HSETS_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

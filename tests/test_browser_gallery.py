@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from test_browser_explorer import (  # noqa: F401 - the browser fixture is used by name
     ARTIFACTS,
     browser,
-    free_port,
     require_chromium,
     serve_jupyterlab,
     shot,
@@ -27,7 +27,7 @@ from test_gallery import make_run
 
 from hsets_widgets.plumbing.signals import stop_process
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.network]
 
 TESTS = Path(__file__).resolve().parent
 

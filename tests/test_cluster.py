@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_until
 from PIL import Image
 
 # the clusters these tests start stay on the loopback interface (what hsets evaluate sets up
@@ -36,6 +35,8 @@ CLI_ARGS = ["--methods", "random,gradient,hsets:n_sets=1+nu=16+n_samples=20+segm
 WNIDS = ["n01440764", "n02102040", "n02979186", "n03000684", "n03028079", "n03394916"]
 HSETS = [str(Path(sys.executable).parent / "hsets")]
 
+pytestmark = [pytest.mark.ray, pytest.mark.network]
+
 
 def photos(folder: Path, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,14 +55,7 @@ def without_times(record: dict) -> dict:
                                   for m, r in record["methods"].items()}}
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
-    t0 = time.time()
-    while not predicate():
-        if time.time() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
+@pytest.mark.slow
 def test_a_local_cluster_listens_on_loopback_only(tmp_path):
     """The cluster `hsets evaluate --workers` starts binds to 127.0.0.1, not the machine's address."""
     code = (f"import os, sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r}); "
@@ -74,6 +68,7 @@ def test_a_local_cluster_listens_on_loopback_only(tmp_path):
     assert r.stdout.strip().splitlines()[-1] == "127.0.0.1"
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_records_of_one_process(tmp_path, one_torch_thread):
     folder = photos(tmp_path / "photos", 4)
     (folder / "zz_broken.JPEG").write_bytes(b"not a jpeg")          # read by the driver: skipped
@@ -100,6 +95,7 @@ def test_two_workers_give_the_records_of_one_process(tmp_path, one_torch_thread)
     assert not ray.is_initialized()          # the cluster it started is gone
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_replaced_and_its_image_retried(tmp_path):
     items = collect_images([photos(tmp_path / "photos", 4)])
     events, killed = [], []
@@ -125,6 +121,7 @@ def test_a_killed_worker_is_replaced_and_its_image_retried(tmp_path):
     assert later and all(e.pid != killed[0] for e in later)
 
 
+@pytest.mark.slow
 def test_an_image_whose_workers_keep_dying_is_recorded_as_failed_then_redone(tmp_path):
     items = collect_images([photos(tmp_path / "photos", 2)])
     events = []
@@ -152,6 +149,7 @@ def ray_processes() -> set:
     return {line.split()[0] for line in out.splitlines() if "raylet" in line or "gcs_server" in line}
 
 
+@pytest.mark.slow
 def test_killed_or_interrupted_driver_resumes_without_duplicates(tmp_path):
     folder = photos(tmp_path / "photos", 6)
     out = tmp_path / "eval"
@@ -164,19 +162,19 @@ def test_killed_or_interrupted_driver_resumes_without_duplicates(tmp_path):
 
     # 1. killed outright (SIGKILL) once the first image is written
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: n_lines() >= 1 or p.poll() is not None, 180, "a first record")
+    wait_until(lambda: n_lines() >= 1 or p.poll() is not None, 180, "a first record")
     p.kill()
     p.wait()
     first = n_lines()
     assert 1 <= first < 6
     # 2. interrupted (Ctrl-C) once it has written one more
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: n_lines() > first or p.poll() is not None, 180, "a resumed record")
+    wait_until(lambda: n_lines() > first or p.poll() is not None, 180, "a resumed record")
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     if n_lines() < 6:
         assert p.returncode == 130 and "interrupted" in err
-    wait_for(lambda: ray_processes() <= before, 30, "the interrupted run's cluster to stop")
+    wait_until(lambda: ray_processes() <= before, 30, "the interrupted run's cluster to stop")
     # 3. the rest; every image exactly once, every line whole
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -202,6 +200,7 @@ def head_node(tmp_path):
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_address_joins_a_cluster_started_with_ray_start(tmp_path, head_node):
     """The paper's protocol (correctly classified images only) on a cluster the user started."""
     import torch

@@ -2,11 +2,11 @@
 (issue 31, goal 7): with eight methods on two photos the bar stood at "0/2" for ten minutes."""
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
 
 from hsets_widgets.runs.datasets import ImageItem
 from hsets_widgets.runs.runner import run_evaluation
-from tests.test_faults import run_cli
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,28 +1,24 @@
 """``hsets evaluate`` and :func:`run_evaluation`: resume, bad files, labels, outputs."""
 import json
+import os
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import imagenet_tiny, save_photos, tiny_classifier
 from PIL import Image
 from torch import nn
 
 from hsets_widgets import AttributionShapeError, collect_images, label_from_path, run_evaluation
 from hsets_widgets.cli.main import main
 from hsets_widgets.model.models import wrap_module
-from hsets_widgets.runs.datasets import imagenet_wnids, imagenette_items
+from hsets_widgets.runs.datasets import ImageItem, imagenet_wnids, imagenette_items
 from hsets_widgets.runs.store import read_results
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def tiny_classifier(size=24):
-    """A small real CNN (random weights, seeded) with ImageNet's 1000 outputs."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
-                        nn.Flatten(), nn.Linear(8 * 16, 1000))
-    return wrap_module(net, input_size=size, name="tiny")
 
 
 @pytest.fixture
@@ -67,7 +63,7 @@ def counting_method():
 
 
 def test_resume_skips_done_images_and_bad_files_are_counted(photo_dir, tmp_path):
-    clf = tiny_classifier()
+    clf = imagenet_tiny()
     items = collect_images([photo_dir])
     out = tmp_path / "eval"
     center, calls = counting_method()
@@ -116,7 +112,7 @@ def test_resume_skips_done_images_and_bad_files_are_counted(photo_dir, tmp_path)
 
 
 def test_methods_added_on_a_rerun_are_computed_only_for_them(photo_dir, tmp_path):
-    clf = tiny_classifier()
+    clf = imagenet_tiny()
     items = collect_images([photo_dir])[:2]
     out = tmp_path / "eval"
     center, calls = counting_method()
@@ -130,7 +126,7 @@ def test_methods_added_on_a_rerun_are_computed_only_for_them(photo_dir, tmp_path
 
 
 def test_wrong_shape_method_fails_clearly_with_the_image(photo_dir, tmp_path):
-    clf = tiny_classifier()
+    clf = imagenet_tiny()
     items = collect_images([photo_dir])[:1]
     with pytest.raises(AttributionShapeError, match=r"tench\.png.*shape \(7, 7\)"):
         run_evaluation(items, clf, tmp_path / "e", methods=[lambda x, c, t: np.zeros((7, 7))],
@@ -172,7 +168,7 @@ def test_ig_and_hsets_baselines_come_from_the_engine(photo_dir, tmp_path):
     from hsets_widgets import attribute
     from hsets_widgets.runs.datasets import load_item
 
-    clf = tiny_classifier()
+    clf = imagenet_tiny()
     x = load_item(collect_images([photo_dir])[0], 24)
     ig = attribute(x, clf, "ig:n_steps=8")
     assert ig.shape == (3, 24, 24) and np.abs(ig).sum() > 0
@@ -192,7 +188,7 @@ def test_ig_and_hsets_baselines_come_from_the_engine(photo_dir, tmp_path):
 def test_progress_is_a_callable_everywhere(tmp_path):
     from hsets_widgets.runs.runner import run_evaluation
 
-    clf = tiny_classifier()
+    clf = imagenet_tiny()
     with pytest.raises(TypeError, match=r"progress\(stage, done, total\)"):
         run_evaluation([], clf, tmp_path / "out", methods=["random"], progress=True)
 
@@ -200,7 +196,7 @@ def test_progress_is_a_callable_everywhere(tmp_path):
 def test_correct_only_skips_misclassified_and_unlabelled_images(tmp_path, capsys):
     from hsets_widgets.runs.datasets import imagenet_wnids, load_item
 
-    clf = tiny_classifier()
+    clf = imagenet_tiny()
     d = tmp_path / "photos"
     d.mkdir()
     rng = np.random.default_rng(1)
@@ -262,7 +258,7 @@ def test_run_on_ray_wants_run_settings_and_cluster_options(tmp_path):
     from hsets_widgets.runs.cluster import ClusterOptions, run_on_ray
 
     with pytest.raises(TypeError, match="run_settings"):
-        run_on_ray([], tiny_classifier, tmp_path / "e", {"methods": ["random"]}, ClusterOptions())
+        run_on_ray([], imagenet_tiny, tmp_path / "e", {"methods": ["random"]}, ClusterOptions())
     assert not (tmp_path / "e").exists()
 
 
@@ -382,3 +378,210 @@ def test_plots_and_csv_are_written_atomically(tmp_path, monkeypatch):
         write_image_csv(tmp_path / "image.csv", {"path": "x.png", "target": 1,
                                                  "methods": {"random": {"sparsity": Unwritable()}}})
     assert sorted(tmp_path.iterdir()) == [png]
+
+
+# ---- resuming an interrupted or changed run -----------------------------------------------------
+def test_interrupted_evaluation_resumes_without_duplicates(tmp_path, photo48):
+    from hsets_widgets.runs.datasets import collect_images
+    from hsets_widgets.runs.runner import run_evaluation
+
+    for i in range(2):
+        Image.fromarray((np.roll(photo48, i * 5, 0) * 255).astype(np.uint8)).save(tmp_path / f"p{i}.png")
+    clf = tiny_classifier(torch.float32, size=48, width=6)
+    items = collect_images([tmp_path])
+    out = tmp_path / "eval"
+    run_evaluation(items, clf, out, methods=["random"], percentages=[0.2], limit=1)
+    with open(out / "results.jsonl", "a") as fh:    # killed while writing the second record
+        fh.write('{"key": "half')
+    with pytest.warns(UserWarning, match="cut short"):
+        m = run_evaluation(items, clf, out, methods=["random"], percentages=[0.2])
+    keys = [json.loads(line)["key"] for line in (out / "results.jsonl").read_text().splitlines()]
+    assert m["n_images"] == 2 and len(keys) == len(set(keys)) == 2
+    assert os.path.getsize(out / "metrics.json") > 0
+
+
+FAST = dict(methods=["random"], percentages=[0.5], curves=[])
+
+
+def test_resuming_with_other_weights_in_python(tmp_path, photo48, small32):
+    folder = save_photos(tmp_path / "imgs", photo48, 1)
+    items = [ImageItem(folder / "p0.png")]
+    run_evaluation(items, small32, tmp_path / "r", **FAST)
+    with torch.no_grad():
+        small32.module.head.bias += 1.0
+    with pytest.raises(ValueError, match="other model weights.*model tiny"):
+        run_evaluation(items, small32, tmp_path / "r", **FAST)
+    # a folder written before weights were fingerprinted is accepted once, and fingerprinted
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    del cfg["weights"]
+    (tmp_path / "r" / "config.json").write_text(json.dumps(cfg))
+    assert run_evaluation(items, small32, tmp_path / "r", **FAST)["n_resumed"] == 1
+    assert "weights" in json.loads((tmp_path / "r" / "config.json").read_text())
+
+
+def test_a_photo_edited_in_place_is_evaluated_again(tmp_path, photo48, small32):
+    from hsets_widgets.runs.store import read_results
+
+    folder = save_photos(tmp_path / "imgs", photo48, 2)
+    items = [ImageItem(folder / f"p{i}.png") for i in range(2)]
+    run_evaluation(items, small32, tmp_path / "r", **FAST)
+    edited = np.ascontiguousarray(photo48[::-1])     # the same file name, other pixels
+    Image.fromarray((edited * 255).astype(np.uint8)).save(folder / "p0.png")
+    with pytest.warns(UserWarning, match=r"p0\.png changed since it was evaluated"):
+        m = run_evaluation(items, small32, tmp_path / "r", **FAST)
+    assert (m["n_computed"], m["n_resumed"]) == (1, 1)
+    done = read_results(tmp_path / "r" / "results.jsonl")
+    import hashlib
+
+    assert done[items[0].key]["file"]["sha256"] == hashlib.sha256((folder / "p0.png").read_bytes()).hexdigest()
+    os.utime(folder / "p1.png")                      # touched, not changed: still resumed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = run_evaluation(items, small32, tmp_path / "r", **FAST)
+    assert (m["n_computed"], m["n_resumed"]) == (0, 2)
+
+
+DAMAGED = [b"null", b"[1, 2]", b'{"status": "ok"}', b'{"status": "ok", "key": "k", "slug": "s", "path": "p", '
+           b'"target": 1}', b"\xff\xfe not utf-8", b'{"status": "ok", "ke', b"\x00\x00\x00\x00", b"7",
+           b"[" * 100000]
+
+
+@pytest.mark.parametrize("bad", DAMAGED, ids=range(len(DAMAGED)))
+def test_a_damaged_middle_line_is_skipped_and_the_folder_resumes(tmp_path, photo48, small32, bad):
+    folder = save_photos(tmp_path / "imgs", photo48, 2)
+    items = [ImageItem(folder / f"p{i}.png") for i in range(2)]
+    run_evaluation(items, small32, tmp_path / "r", **FAST)
+    path = tmp_path / "r" / "results.jsonl"
+    first, second = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(first + bad + b"\n" + second)
+    with pytest.warns(UserWarning, match=r"results\.jsonl, line 2: skipped a damaged record"):
+        m = run_evaluation(items, small32, tmp_path / "r", **FAST)
+    assert (m["n_resumed"], m["n_computed"]) == (2, 0)
+
+
+# ---- settings checked in Python too -------------------------------------------------------------
+def test_limit_in_python_is_checked_too(tmp_path, photo48, small32):
+    from hsets_widgets.runs.datasets import collect_images
+    from hsets_widgets.runs.runner import run_evaluation
+
+    items = collect_images([save_photos(tmp_path / "in", photo48)])
+    for bad in (-1, 0):
+        with pytest.raises(ValueError, match="limit"):
+            run_evaluation(items, small32, tmp_path / "o", methods=["random"], limit=bad)
+
+
+def test_noise_is_checked_in_python_too():
+    from hsets_widgets.runs.runner import run_settings
+
+    for bad in (-5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="noise"):
+            run_settings(methods=["random"], noise=bad)
+
+
+# ---- one writer per folder; the output folder inside the input; a read-only metrics.json --------
+class Gate(nn.Module):
+    """A tiny classifier that waits at its second forward pass until it is let go."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tiny_classifier(torch.float32, size=48, width=6).module
+        self.entered, self.release, self.calls = threading.Event(), threading.Event(), 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == 2:
+            self.entered.set()
+            self.release.wait(60)
+        return self.net(x)
+
+
+def test_a_second_evaluation_of_the_same_folder_is_refused(tmp_path, photo48):
+    from hsets_widgets.runs.datasets import collect_images
+    from hsets_widgets.runs.runner import run_evaluation
+
+    items = collect_images([save_photos(tmp_path / "in", photo48)])
+    gate = Gate()
+    first_clf = wrap_module(gate, normalize=lambda x: x, input_size=48, class_names=list("abcde"))
+    results = {}
+    first = threading.Thread(target=lambda: results.setdefault(
+        "first", run_evaluation(items, first_clf, tmp_path / "o", methods=["random"], percentages=[0.5],
+                                curves=[])))
+    first.start()
+    try:
+        assert gate.entered.wait(60)
+        with pytest.raises(RuntimeError, match="another evaluation is writing to .*o.*wait for it"):
+            run_evaluation(items, tiny_classifier(torch.float32, size=48, width=6), tmp_path / "o",
+                           methods=["random"], percentages=[0.5], curves=[])
+    finally:
+        gate.release.set()
+        first.join(60)
+    assert results["first"]["n_images"] == 2
+    lines = (tmp_path / "o" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    again = run_evaluation(items, first_clf, tmp_path / "o", methods=["random"], percentages=[0.5], curves=[])
+    assert again["n_resumed"] == 2                     # the lock went with the first run
+
+
+def test_out_inside_the_input_folder_is_not_read_as_input(tmp_path, photo48, small32):
+    from hsets_widgets.runs.datasets import collect_images
+    from hsets_widgets.runs.runner import run_evaluation
+
+    folder = save_photos(tmp_path / "photos", photo48)
+    out = folder / "eval"
+    first = run_evaluation(collect_images([folder]), small32, out, methods=["random"], percentages=[0.5])
+    assert any(out.glob("*.png"))                      # plots that a rescan would find
+    second = run_evaluation(collect_images([folder]), small32, out, methods=["random"], percentages=[0.5])
+    assert first["n_images"] == second["n_images"] == 2 and second["n_skipped"] == 0
+    assert second["methods"] == first["methods"]
+
+
+def test_a_read_only_metrics_file_is_not_replaced(capsys, tmp_path, photo48, small32):
+    folder = save_photos(tmp_path / "imgs", photo48, 1)
+    items = [ImageItem(folder / "p0.png")]
+    run_evaluation(items, small32, tmp_path / "r", **FAST)
+    metrics = tmp_path / "r" / "metrics.json"
+    before = metrics.read_text()
+    metrics.chmod(0o444)
+    with pytest.raises(PermissionError, match="metrics.json is read-only"):
+        run_evaluation(items, small32, tmp_path / "r", **FAST)
+    assert metrics.read_text() == before
+
+
+# ---- labels from class folders ------------------------------------------------------------------
+def test_class_folders_the_model_cannot_predict_get_no_label(tmp_path, photo48):
+    from hsets_widgets.runs.datasets import collect_images
+
+    for name in ("3", "7", "²", "-1"):
+        save_photos(tmp_path / name, photo48, 1)
+    with pytest.warns(UserWarning, match="model has 5 classes"):
+        items = collect_images([tmp_path], class_names=list("abcde"))
+    labels = {i.path.parent.name: i.label for i in items}
+    assert labels == {"3": 3, "7": None, "²": None, "-1": None}
+
+
+# ---- matched-support sparsity over one basis after a stopped run and other methods --------------
+def sparse(x, classifier, target=None):
+    """A map with 10 pixels of support (matched support 10 wherever it takes part)."""
+    m = np.zeros(tuple(x.shape[-2:]))
+    m.flat[:10] = np.arange(1, 11)
+    return m
+
+
+def test_matched_support_is_over_this_runs_methods_on_every_image(tmp_path, photo48, small32):
+    from hsets_widgets.metrics.sparsity import pixel_map, support_size
+    from hsets_widgets.runs.store import read_results
+
+    folder = save_photos(tmp_path / "imgs", photo48, 3)
+    items = [ImageItem(folder / f"p{i}.png") for i in range(3)]
+    one = dict(percentages=[0.5], curves=[])
+    run_evaluation(items[:1], small32, tmp_path / "r", methods=["random", sparse], **one)   # then stopped
+    m = run_evaluation(items, small32, tmp_path / "r", methods=["random", "gradient"], **one)
+    done = read_results(tmp_path / "r" / "results.jsonl")
+    full = [support_size(pixel_map(np.asarray(photo48)[..., 0] + 1))] * 3        # all 48 x 48 pixels
+    assert [done[i.key]["methods"]["gradient"]["matched_support"] for i in items] == full
+    assert m["methods"]["random"]["matched_support"]["mean"] == full[0]
+    # a resumed record matched over other methods is matched again for the summary
+    m = run_evaluation(items[:1], small32, tmp_path / "r", methods=["random", sparse], **one)
+    assert m["methods"]["random"]["matched_support"]["mean"] == 10
+    m = run_evaluation(items, small32, tmp_path / "r", methods=["random", "gradient"], **one)
+    assert m["n_resumed"] == 3 and m["methods"]["random"]["matched_support"]["mean"] == full[0]

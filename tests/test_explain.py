@@ -81,6 +81,7 @@ def test_unknown_setting_is_named():
         get_config("fastest")
 
 
+@pytest.mark.slow
 def test_cli_explain_writes_files_and_prints_the_prediction(tmp_path):
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, "-m", "hsets_widgets.cli.main", "explain", "coffee",
@@ -350,3 +351,36 @@ def test_moving_to_a_preset_keeps_what_was_tuned_by_hand_and_the_cached_stages(s
         ("default", 0.0, True, 8)
     paper = e.with_preset("paper")
     assert paper.config.threshold == "seed-fraction" and paper.config.n_steps == 8
+
+
+# ---- settings checked when they are made, before any work ---------------------------------------
+@pytest.mark.parametrize("bad, field", [(dict(paint="masks"), "paint"), (dict(within_mask="maybe"), "within_mask"),
+                                        (dict(dtype="bogus"), "dtype"), (dict(combine="avg"), "combine"),
+                                        (dict(sampler="sobol"), "sampler"), (dict(value_kind="sum"), "value_kind"),
+                                        (dict(order="random"), "order"), (dict(beta=float("nan")), "beta")])
+def test_bad_settings_fail_before_any_work(small32, photo48, monkeypatch, bad, field):
+    import importlib
+
+    engine = importlib.import_module("hsets_widgets.hsets.explain")   # the module (the package exports the function)
+
+    def no_work(*a, **k):
+        raise AssertionError("IG ran although the settings were invalid")
+
+    monkeypatch.setattr(engine, "integrated_gradients", no_work)
+    with pytest.raises(ValueError, match=rf"setting {field}=.*not valid: .*"):
+        explain(photo48, small32, segmenter="slic", **bad)
+
+
+def test_explicit_zero_or_negative_sizes_are_errors(small32, photo48):
+    e = Explainer(photo48, small32, segmenter="slic", n_steps=8)
+    seed = e.seeds(1)[0]
+    for nu in (0, -3):
+        with pytest.raises(ValueError, match="nu must be a whole number >= 1"):
+            e.grow(seed, nu=nu)
+    with pytest.raises(ValueError, match="seeds must be a whole number >= 1"):
+        e.seeds(0)
+
+
+def test_out_of_range_target_is_named(small32, photo48):
+    with pytest.raises(ValueError, match="target"):
+        Explainer(photo48, small32, segmenter="slic", target=99)

@@ -268,3 +268,12 @@ def test_a_flat_image_gets_slic_superpixels_not_quickshifts_hundred_and_more():
     assert 2 <= len(np.unique(labels)) <= MAX_SUPERPIXELS
     mine = np.arange(224 * 224).reshape(224, 224) // 224      # a label map is used as given
     assert superpixels(grey, mine) is mine
+
+
+# ---- CASO's iterations are checked --------------------------------------------------------------
+def test_the_engine_refuses_caso_iterations_below_one(image8, tiny64):
+    from hsets_widgets.methods.caso import caso
+
+    for key in ("n_iter", "power_iterations"):
+        with pytest.raises(ValueError, match=key):
+            caso(image8, tiny64, 0, **{key: -1})

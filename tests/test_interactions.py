@@ -1,6 +1,7 @@
 """Interactions, measured: exact game analysis, shapiq's indices, planted ground truth."""
 import numpy as np
 import pytest
+import torch
 
 from hsets_widgets import Explainer
 from hsets_widgets.hsets.games import coalition_matrix, moebius, nonadditive_share, pair_interactions
@@ -234,3 +235,37 @@ def test_the_interactions_preset_recovers_planted_partners_across_segments(plant
     assert len(grown["interactions"] & want) / len(want) >= 0.9
     assert len(grown["interactions"] & want) / len(grown["interactions"]) >= 0.9
     assert len(grown["default"] & want) / len(grown["default"]) < 0.5
+
+
+# ---- the interaction test refuses what does not fit the image -----------------------------------
+@pytest.fixture
+def test_inputs(small32, photo48):
+    x = torch.from_numpy(photo48.transpose(2, 0, 1).copy())
+    labels = np.zeros((48, 48), np.int64)
+    labels[:, 24:] = 1
+    return x, small32, np.arange(100, 140), (2, 10), labels
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(pixels=np.array([-1, 5, 6])), "pixels lie in"),
+    (dict(pixels=np.array([5, 48 * 48])), "pixels lie in"),
+    (dict(seed_yx=(-1, 3)), "seed_yx"),
+    (dict(seed_yx=(3, 48)), "seed_yx"),
+    (dict(target=-1), "target"),
+    (dict(target=5), "target"),
+    (dict(x="x255"), r"\[0, 1\]"),
+    (dict(labels=np.zeros((10, 10), np.int64)), "labels have shape"),
+    (dict(seed=-3), "seed must be"),
+])
+def test_interaction_test_refuses_inputs_outside_the_image(test_inputs, change, match):
+    from hsets_widgets.metrics.interactions import interaction_test
+
+    x, clf, pixels, seed_yx, labels = test_inputs
+    args = dict(x=x, classifier=clf, target=0, pixels=pixels, seed_yx=seed_yx, labels=labels, seed=0)
+    if change.get("x") == "x255":
+        change = dict(x=x * 255)
+    args.update(change)
+    seed = args.pop("seed")
+    with pytest.raises(ValueError, match=match):
+        interaction_test(args.pop("x"), args.pop("classifier"), args.pop("target"), args.pop("pixels"),
+                         args.pop("seed_yx"), args.pop("labels"), seed=seed, n_parts=2)

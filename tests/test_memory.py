@@ -283,3 +283,11 @@ def test_every_forward_only_loop_follows_the_budget_and_its_scores_do_not(monkey
     assert seen and max(seen) == 1 and sum(seen) == 2 * len(coalitions)
     for a, b in zip(roomy, tight):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+# ---- parse_bytes --------------------------------------------------------------------------------
+def test_parse_bytes_refuses_infinity():
+    from hsets_widgets.plumbing.memory import parse_bytes
+
+    with pytest.raises(ValueError, match="finite"):         # was an OverflowError traceback
+        parse_bytes(float("inf"))

@@ -65,3 +65,11 @@ def test_the_engines_ig_defaults_are_the_settings_defaults():
     cfg = get_config()
     assert (params["n_steps"].default, params["rule"].default, params["baseline"].default) == \
         (cfg.n_steps, cfg.rule, cfg.baseline)
+
+
+# ---- presets are frozen -------------------------------------------------------------------------
+def test_presets_cannot_be_changed_for_later_runs():
+    cfg = get_config("default")
+    with pytest.raises(AttributeError):
+        cfg.nu = 500
+    assert PRESETS["default"].nu == get_config("default").nu

@@ -3,13 +3,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from conftest import imagenet_tiny
 from PIL import Image
-from torch import nn
 
 from hsets_widgets.cli.main import main
 from hsets_widgets.hsets.explain import Explainer
-from hsets_widgets.model.models import wrap_module
 from hsets_widgets.runs.datasets import collect_images, load_item
 from hsets_widgets.runs.runner import run_evaluation
 from hsets_widgets.runs.store import read_results
@@ -17,13 +15,6 @@ from hsets_widgets.runs.sweep import sweep
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL = dict(n_steps=8, n_samples=50, n_sets=2)
-
-
-def tiny_classifier(size=32):
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, stride=2),
-                        nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(8 * 16, 1000))
-    return wrap_module(net, input_size=size, name="tiny")
 
 
 @pytest.fixture
@@ -37,7 +28,7 @@ def photo(tmp_path):
 
 
 def test_sweep_gives_the_numbers_of_hsets_evaluate_at_the_same_settings(photo, tmp_path):
-    clf = tiny_classifier()
+    clf = imagenet_tiny(32)
     items = collect_images([photo])
     spec = "hsets:mu=4,nu=24,segmenter=slic,n_steps=8,n_samples=50,n_sets=2"
     run_evaluation(items, clf, tmp_path / "eval", methods=[spec, "ig", "random"], percentages=[0.2, 0.5])
@@ -55,7 +46,7 @@ def test_sweep_gives_the_numbers_of_hsets_evaluate_at_the_same_settings(photo, t
 
 
 def test_sweep_refuses_bad_grids_before_any_work(photo):
-    clf = tiny_classifier()
+    clf = imagenet_tiny(32)
     ex = Explainer(load_item(collect_images([photo])[0], 32), clf, preset="default", segmenter="slic", **SMALL)
     with pytest.raises(ValueError, match="nothing to sweep"):
         sweep(ex)
@@ -69,7 +60,7 @@ def test_sweep_refuses_bad_grids_before_any_work(photo):
 def test_hsets_sweep_writes_the_table_and_the_plot(photo, tmp_path, monkeypatch, capsys):
     import hsets_widgets.model.models as models
 
-    monkeypatch.setattr(models, "load_classifier", lambda model=None, checkpoint=None: tiny_classifier())
+    monkeypatch.setattr(models, "load_classifier", lambda model=None, checkpoint=None: imagenet_tiny(32))
     out = tmp_path / "sweep"
     code = main(["sweep", str(photo / "n01440764_disc.png"), "--mu", "2", "4", "8", "--segmenter", "slic",
                  "--set", "n_steps=8", "--set", "n_samples=50", "--set", "n_sets=2",
@@ -89,7 +80,7 @@ def test_hsets_sweep_writes_the_table_and_the_plot(photo, tmp_path, monkeypatch,
 
 
 def test_sweeping_given_seeds_equals_the_automatic_explanation_when_they_are_its_seeds(photo):
-    clf = tiny_classifier()
+    clf = imagenet_tiny(32)
     ex = Explainer(load_item(collect_images([photo])[0], 32), clf, preset="default", segmenter="slic", **SMALL)
     auto = sweep(ex, mu=[4], nu=[24], percentages=[0.2, 0.5], references=False, as_frame=False)
     pixel = ex.with_settings(mu=4, nu=24)
@@ -121,7 +112,7 @@ def test_sweep_gives_the_numbers_of_the_faithfulness_benchmark(tmp_path):
     from hsets_widgets.runs.datasets import imagenet_wnids
 
     bench = load_benchmark()
-    clf = tiny_classifier()
+    clf = imagenet_tiny(32)
     yy, xx = np.mgrid[0:40, 0:40]
     img = np.stack([yy / 40, xx / 40, ((yy - 20) ** 2 + (xx - 20) ** 2 < 120) * 0.8], -1)
     probe = tmp_path / "probe.png"
@@ -146,7 +137,7 @@ def test_interaction_metrics_agree_between_evaluate_sweep_and_the_test_itself(ph
     from hsets_widgets.methods.protocol import pixel_sets
     from hsets_widgets.metrics.interactions import interaction_metrics, set_tests
 
-    clf = tiny_classifier()
+    clf = imagenet_tiny(32)
     items = collect_images([photo])
     spec = "hsets:mu=4,nu=24,segmenter=slic,n_steps=8,n_samples=50,n_sets=2"
     monkeypatch.setattr(models, "load_classifier", lambda model=None, checkpoint=None, device=None: clf)
@@ -170,3 +161,11 @@ def test_interaction_metrics_agree_between_evaluate_sweep_and_the_test_itself(ph
         assert row[key] == pytest.approx(value, abs=1e-12), key
         assert rec[spec][key] == pytest.approx(value, abs=1e-12), key
     assert 0 <= own["interaction_above_controls"] <= 1
+
+
+# ---- repeated sweep points ----------------------------------------------------------------------
+def test_repeated_sweep_points_are_computed_once(capsys):
+    from hsets_widgets.cli.sweep import distinct
+
+    assert distinct([8.0, 16.0, 8.0], "--mu") == [8.0, 16.0]
+    assert "--mu lists a value twice" in capsys.readouterr().err

@@ -14,15 +14,17 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from conftest import tiny_classifier, wait_until
+from PIL import Image
 
+from hsets_widgets.hsets.explain import Explainer
 from hsets_widgets.hsets.explanation import Explanation
 from hsets_widgets.hsets.thresholds import candidates
-from hsets_widgets.model.models import wrap_module
 from hsets_widgets.widgets.common import fmt
 
 SIZE = 48
@@ -31,13 +33,9 @@ SIZE = 48
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny_classifier():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
-                        nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128, 5))
-    return wrap_module(net, normalize=lambda x: x, input_size=SIZE,
-                       class_names=["apple", "bee", "cat", "dog", "eel"], name="tiny-cnn")
+def cnn():
+    """The conftest tiny classifier at the widgets' image size."""
+    return tiny_classifier(torch.float32, size=SIZE, width=6)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +52,7 @@ def explainer(image):
 
     # a growth rule that takes several rows per set (the default's 256 new pixels per row fill a
     # 32-pixel set from the seed's row alone), so there is a merge to replay
-    ex = Explainer(image, tiny_classifier(), preset="default", segmenter="slic", n_steps=8, nu=32, mu=8,
+    ex = Explainer(image, cnn(), preset="default", segmenter="slic", n_steps=8, nu=32, mu=8,
                    row_blur=0.0, fresh=False, within_mask=False, member_weights="flat")
     ex.attribution()
     ex.segment()
@@ -393,11 +391,10 @@ def test_cancel_stops_a_long_computation(explorer, monkeypatch):
     slow_rows(ex, monkeypatch, 0.3)
     with st.hold_trait_notifications():
         st.nu = 400                               # hundreds of rows: minutes at this speed
-    deadline = time.monotonic() + 10
-    while not st.busy and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: st.busy, 10, "the computation to start", interval=0.02)
     assert st.busy and not explorer.status_bar.cancel_button.disabled
-    time.sleep(0.5)
+    started = st.stage
+    wait_until(lambda: st.stage != started, 30, "the computation's first progress")   # under way
     t0 = time.perf_counter()
     press(explorer.status_bar.cancel_button)
     assert explorer.wait(10), "cancel did not stop the computation"
@@ -781,7 +778,7 @@ def test_each_widget_is_usable_alone(explainer, image):
     assert st.seed.yx == (10, 12) and st.grown is not None
     assert views[3].play.max == st.n_steps
     # a widget can also build its own state from an image and a model
-    alone = ThresholdExplorer(image, model=tiny_classifier(), segmenter="slic", n_steps=4, nu=16,
+    alone = ThresholdExplorer(image, model=cnn(), segmenter="slic", n_steps=4, nu=16,
                               background=False)
     assert alone.state.nu == 16 and alone.state is not st
 
@@ -835,7 +832,7 @@ def test_failed_segmentation_is_shown_and_a_retry_works(image):
             raise RuntimeError("simulated segmenter failure")
         return np.arange(SIZE * SIZE).reshape(SIZE, SIZE) // (SIZE * SIZE // 4) + 1
 
-    ex = Explainer(image, tiny_classifier(), segmenter=flaky, n_steps=8, nu=16)
+    ex = Explainer(image, cnn(), segmenter=flaky, n_steps=8, nu=16)
     e = Explorer(ex, display_size=256)
     assert e.wait(120)
     assert "simulated segmenter failure" in e.state.error and not e.state.ready
@@ -851,7 +848,7 @@ def test_the_default_blurred_rule_in_the_widgets(image, tmp_path):
     from hsets_widgets.hsets.explain import Explainer
     from hsets_widgets.widgets import Explorer
 
-    ex = Explainer(image, tiny_classifier(), preset="default", segmenter="slic", n_steps=8, nu=40, mu=16)
+    ex = Explainer(image, cnn(), preset="default", segmenter="slic", n_steps=8, nu=40, mu=16)
     e = Explorer(ex, display_size=256)
     assert e.wait(120) and e.state.error == ""
     st, ri = e.state, e.row_inspector
@@ -932,7 +929,7 @@ def test_live_readout_is_superseded_when_the_user_moves_on(explorer, monkeypatch
     monkeypatch.setattr(readout, "map_scores", slow)
     ro.cache.clear()
     ro.enabled.value = True
-    time.sleep(0.2)                                 # the first readout is running
+    wait_until(lambda: ro.runner.current is not None, 30, "the first readout to start")
     thr.mu.set_state({"value": st.mu + 2})
     assert explorer.wait(60) and ro.wait(120)
     outcomes = [j.outcome for j in ro.runner.history]
@@ -1312,3 +1309,71 @@ def test_ig_beside_hsets_is_shown_as_its_smoothed_magnitude_with_a_colour_bar(ex
     sparse[:4, :4] = 1.0
     assert render.method_layer(sparse)[3] == "the map as computed"
     choose(mv.choice, "")
+
+
+# ---- the Export panel writes inside the working folder ------------------------------------------
+def test_export_panel_stays_in_the_working_folder(tmp_path, monkeypatch, small32, photo48):
+    from hsets_widgets.widgets import ExplorerState
+    from hsets_widgets.widgets.export import ExportPanel
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    ex = Explainer(photo48, small32, segmenter="slic", n_steps=4, nu=8, n_sets=1)
+    panel = ExportPanel(ExplorerState(ex, background=False))
+    panel.folder.value = str(tmp_path / "elsewhere")
+    panel.png_button._handle_custom_msg({"event": "click"}, [])
+    assert "outside the working folder" in panel.result.value
+    assert not (tmp_path / "elsewhere").exists()
+    panel.folder.value = "../elsewhere"
+    panel.npz_button._handle_custom_msg({"event": "click"}, [])
+    assert "outside the working folder" in panel.result.value and not (tmp_path / "elsewhere").exists()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (work / "exports").mkdir()
+    (work / "exports" / "hsets-view.png").symlink_to(victim)
+    panel.folder.value = "exports"
+    panel.png_button._handle_custom_msg({"event": "click"}, [])
+    assert victim.read_text() == "precious"
+    panel.folder.value = "exports"
+    (work / "exports" / "hsets-figure.png").symlink_to(victim)
+    panel.fig_button._handle_custom_msg({"event": "click"}, [])
+    assert victim.read_text() == "precious"
+    # exports never overwrite: the links stay links, the files land beside them
+    assert (work / "exports" / "hsets-view.png").is_symlink()
+    assert Image.open(work / "exports" / "hsets-view-2.png").size[0] > 0
+
+
+# ---- "Load a photo" reads a file as the command line does ---------------------------------------
+def upload(explorer, path):
+    import datetime
+
+    data = path.read_bytes()
+    explorer.chooser.upload.value = ({"name": path.name, "type": "image/png", "size": len(data),
+                                      "content": memoryview(data),
+                                      "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+
+
+def test_an_uploaded_photo_is_the_picture_the_cli_explains(tmp_path):
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.widgets import Explorer
+
+    gray = np.tile(np.linspace(0, 1, 40), (40, 1))
+    Image.fromarray((gray * 65535).astype(np.uint16)).save(tmp_path / "g16.png")     # 16-bit grayscale
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 0] = 255                                     # red pixels, hidden behind alpha 0 on the left
+    rgba[:, 20:, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    clf = tiny_classifier(torch.float32, size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        e = Explorer(Explainer(tmp_path / "g16.png", clf, segmenter="slic"), autostart=False, readout=False,
+                     background=False)
+        for name in ("g16.png", "rgba.png"):
+            cli = Explainer(tmp_path / name, clf, segmenter="slic").image     # what `hsets explain` sees
+            upload(e, tmp_path / name)
+            assert e.state.error == "" and "color:#c62828" not in e.chooser.message.value
+            np.testing.assert_allclose(e.explainer.image, cli, atol=1e-6)
+    left = e.explainer.image[:, :14]
+    assert np.allclose(left, 1.0, atol=1e-3)              # composited on white, as load_image does
+    e.state.cancel()

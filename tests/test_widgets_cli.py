@@ -10,9 +10,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, one_line_error, run_cli, wait_until
 from PIL import Image
 
 from hsets_widgets.cli import explore
@@ -107,6 +109,7 @@ def test_packaged_app_notebook_matches_its_source(tmp_path):
     assert json.loads(copy.read_text()) == shipped
 
 
+@pytest.mark.network
 def test_ports():
     port = explore.free_port(0)
     assert explore.port_is_free(port)
@@ -145,11 +148,10 @@ def fetch_without_redirect(url: str) -> tuple:
         return err.code, err.headers.get("Location", "")
 
 
+@pytest.mark.network
 def test_hsets_explore_serves_and_prints_its_address(tmp_path):
     pytest.importorskip("voila")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser",
                              "--port", str(port), "--segmenter", "slic"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -183,10 +185,7 @@ def test_hsets_explore_serves_and_prints_its_address(tmp_path):
         rc = proc.wait(timeout=30)        # TimeoutExpired: `hsets explore` did not stop
         # Voila shut down cleanly on the forwarded signal and its status was passed on
         assert rc == 0, (rc, proc.stdout.read()[-2000:])
-        deadline = time.monotonic() + 20
-        while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not any(alive(pid) for pid in children), "Voila outlived `hsets explore`"
+        wait_until(lambda: not any(alive(pid) for pid in children), 20, "Voila to stop with `hsets explore`")
         with pytest.raises(ConnectionRefusedError):       # and nothing listens on the port any more
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
     finally:
@@ -211,3 +210,126 @@ def alive(pid: int) -> bool:
             return fh.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+# ---- bad input refused before the server starts -------------------------------------------------
+def test_explore_refuses_an_unreadable_image_before_serving(tmp_path):
+    from hsets_widgets.cli.explore import resolve_image
+    from hsets_widgets.model.images import ImageError
+
+    (tmp_path / "photo.jpg").write_text("not a photo")
+    with pytest.raises(ImageError, match="cannot read"):
+        resolve_image(str(tmp_path / "photo.jpg"))
+
+
+def test_explore_checks_its_settings_against_its_preset(capsys, no_server):
+    code, _, err = run_cli(capsys, "explore", "--no-browser", "--preset", "paper", "--set", "fresh=true")
+    assert code == 1 and "fresh" in one_line_error(err, "explore")
+
+
+def test_explore_refuses_an_unknown_model_before_the_server_starts(capsys, no_server):
+    code, _, err = run_cli(capsys, "explore", "--no-browser", "--model", "bogusnet")
+    assert code == 1 and "unknown model 'bogusnet'" in one_line_error(err, "explore")
+
+
+# ---- the access token is never on a command line ------------------------------------------------
+def descendants(pid: int) -> list:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            todo += [int(c) for c in open(f"/proc/{p}/task/{p}/children").read().split()]
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.network
+def test_explore_token_is_not_on_any_command_line(tmp_path):
+    pytest.importorskip("voila")
+    import stat
+
+    port = free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", JUPYTER_TOKEN="inherited-from-the-user")
+    proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser",
+                             "--no-preheat", "--port", str(port), "--segmenter", "slic"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        first = proc.stdout.readline()
+        token = first.split("?token=")[1].split()[0]
+        seen = [first]
+        while not any("running at" in line for line in seen[-3:]):   # Voila says when it listens
+            line = proc.stdout.readline()
+            assert line, "".join(seen)
+            seen.append(line)
+        pids = descendants(proc.pid)
+        assert len(pids) >= 2, "no Voila process found"
+        for pid in pids:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            assert token not in cmdline, cmdline
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert token not in ps
+        # the server got it from a file only this user can read, in a private folder
+        environ = dict(kv.split("=", 1) for kv in
+                       open(f"/proc/{pids[1]}/environ", "rb").read().decode().split("\0") if "=" in kv)
+        path = environ["JUPYTER_TOKEN_FILE"]
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        assert "JUPYTER_TOKEN" not in environ
+        # and the server still needs it (the user's JUPYTER_TOKEN does not open it)
+        for query in ("", "?token=inherited-from-the-user"):
+            status, location = fetch_without_redirect(f"http://127.0.0.1:{port}/{query}")
+            assert status == 302 and "login" in location, (status, location)
+        status, _ = fetch_without_redirect(f"http://127.0.0.1:{port}/?token={token}")
+        assert status == 200
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+        assert not os.path.exists(path)          # the token file goes with the server
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# ---- `kill -9` of `hsets explore` leaves no server and no folder behind -------------------------
+@pytest.mark.network
+def test_kill_9_of_explore_stops_voila_and_the_next_run_removes_its_folder(tmp_path):
+    pytest.importorskip("voila")
+    import signal
+    import socket
+    import tempfile
+
+    from hsets_widgets.cli import explore
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "hsets_widgets.cli.main", "explore", "--no-browser",
+                             "--no-preheat", "--port", str(port), "--segmenter", "slic"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    voila = []
+    try:
+        seen = [proc.stdout.readline()]
+        while "running at" not in seen[-1]:
+            seen.append(proc.stdout.readline())
+            assert seen[-1], "".join(seen)
+        voila = descendants(proc.pid)[1:]
+        sessions = [f for f in Path(tempfile.gettempdir()).glob(explore.SESSION_PREFIX + "*")
+                    if (f / explore.OWNER_FILE).exists() and (f / explore.OWNER_FILE).read_text() == str(proc.pid)]
+        assert len(sessions) == 1
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        wait_until(lambda: not any(alive(p) for p in voila), 30, "Voila to end")   # not our child: poll
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        assert sessions[0].exists()                    # left behind by kill -9 ...
+        assert sessions[0] in explore.remove_stale_sessions()   # ... and removed by the next start
+        assert not sessions[0].exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in voila:
+            try:
+                os.kill(p, signal.SIGTERM)
+            except OSError:
+                pass

@@ -1,46 +1,36 @@
-"""Property-based tests (hypothesis) of issue 33: the method-option grammar (every spec is
-either a method with checked options or one line of ValueError, before any work) and damaged
-lines of ``results.jsonl`` (skipped with a warning naming the line, never an exception)."""
+"""results.jsonl (runs/store.py): a torn last line is cut before appending, damaged lines are
+skipped with a warning naming the file and line, never raised; examples and properties
+(hypothesis)."""
 import json
 import warnings
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from conftest import MANY as FAST
+from hypothesis import given
 from hypothesis import strategies as st
 
-from hsets_widgets.methods.registry import METHODS, get_method, parse_method_spec
 from hsets_widgets.runs.store import read_results, record_problem, repair_results
 
-FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                        HealthCheck.function_scoped_fixture])
 
-NAMES = st.sampled_from(sorted(METHODS) + ["bogus", "IG", "Random"])
-KEYS = st.sampled_from(sorted({k for kind in METHODS.values() for k in (kind.options or {})}
-                              | {"preset", "nu", "mu", "bogus", "segmenter", "seed", "n_sets"}))
-VALUES = st.one_of(st.integers(-5, 70), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-                   st.sampled_from(["nan", "inf", "-1", "0", "1e3", "slic", "quickshift", "grey", "zeros",
-                                    "sets", "all", "logit", "adaptive", "none", "true", "", "bogus", "paper"]))
-SPECS = st.builds(lambda name, pairs: name + (":" + ",".join(f"{k}={v}" for k, v in pairs) if pairs else ""),
-                  NAMES, st.lists(st.tuples(KEYS, VALUES), max_size=3))
+# ---- a torn last line ---------------------------------------------------------------------------
+def test_torn_results_line_is_cut_before_appending(tmp_path):
+    from hsets_widgets.runs.store import read_results, repair_results
 
-
-@FAST
-@given(SPECS)
-def test_a_method_spec_is_a_checked_method_or_one_line_of_value_error(spec):
-    try:
-        m = get_method(spec)
-    except ValueError as err:
-        msg = str(err)
-        assert msg and "\n" not in msg and ("method" in msg or "preset" in msg or spec.split(":")[0] in msg)
-        return
-    name, options = parse_method_spec(spec)
-    kind = METHODS[name]
-    assert m.fn is kind.fn
-    if kind.options is not None:          # every option it kept is declared and passes its check
-        for key, value in options.items():
-            assert key in kind.options and kind.options[key](value) is None
+    path = tmp_path / "results.jsonl"
+    whole = json.dumps({"key": "a", "path": "a.png", "slug": "a", "target": 0, "status": "ok", "methods": {}})
+    path.write_text(whole + "\n" + '{"key": "b", "status": "o')
+    with pytest.warns(UserWarning, match="cut short"):
+        removed = repair_results(path)
+    assert removed > 0 and path.read_text() == whole + "\n"
+    assert list(read_results(path)) == ["a"]
+    assert repair_results(path) == 0                     # a whole file is left alone
+    path.write_text(whole)                               # valid JSON but no newline: fixed too
+    with pytest.warns(UserWarning):
+        repair_results(path)
+    assert path.read_text() == ""
 
 
+# ---- damaged lines (hypothesis) -----------------------------------------------------------------
 def valid_record(i: int) -> dict:
     return {"key": f"/img/{i}.png", "path": f"/img/{i}.png", "slug": f"s{i}", "label": None, "target": i % 3,
             "methods": {"random": {"sparsity": 0.1 * i}}, "status": "ok"}
