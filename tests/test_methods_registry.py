@@ -7,6 +7,7 @@ from conftest import MANY as FAST
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hsets_widgets.hsets.presets import get_config
 from hsets_widgets.methods.registry import METHODS, attribute, get_method, get_methods, parse_method_spec
 
 # ---- method options, one schema -----------------------------------------------------------------
@@ -77,6 +78,10 @@ def test_a_method_spec_is_a_checked_method_or_one_line_of_value_error(spec):
     name, options = parse_method_spec(spec)
     kind = METHODS[name]
     assert m.fn is kind.fn
-    if kind.options is not None:          # every option it kept is declared and passes its check
-        for key, value in options.items():
-            assert key in kind.options and kind.options[key](value) is None
+    if name == "hsets":                  # its options are H-Sets settings: a config accepts them
+        settings = {k: v for k, v in options.items() if k not in ("preset", "segmenter", "seed")}
+        get_config(options.get("preset", "default"), **settings)
+        return
+    checks = kind.option_checks()         # every option it kept is declared and passes its check
+    for key, value in options.items():
+        assert key in checks and checks[key](value) is None

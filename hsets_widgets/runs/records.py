@@ -23,7 +23,7 @@ import numpy as np
 
 from ..metrics.statistics import bootstrap_mean, paired_difference
 from ..model.images import load_image, resize_center_crop
-from .store import load_maps, parse_line
+from .store import load_maps, load_sets, parse_line
 
 #: the per-photo numbers every record carries (besides each method's)
 PHOTO_NUMBERS = ("probability", "correct", "target", "label")
@@ -279,6 +279,18 @@ class RunRecords:
             return {}
         return {k: (np.asarray(v, np.float64).sum(0) if np.ndim(v) == 3 else np.asarray(v, np.float64))
                 for k, v in got.items()}
+
+    def sets(self, key: str, names=None) -> dict:
+        """The stored sets of a photo (``{method: tuple of PixelSet}``, for the methods that made
+        and stored some), ``{}`` when its maps file is missing or unreadable.
+        """
+        rec = self.records[key]
+        if not rec.ok or rec.slug not in self.map_files:
+            return {}
+        try:
+            return load_sets(self.folder / "maps" / f"{rec.slug}.npz", list(names or rec.methods))
+        except (OSError, ValueError, KeyError):
+            return {}
 
     def photo(self, key: str, size: Optional[int] = None) -> Optional[np.ndarray]:
         """The photo as the run saw it (resized and centre-cropped to ``size``), or None when

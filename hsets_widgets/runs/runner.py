@@ -60,6 +60,7 @@ from .store import (
     read_results,
     repair_results,
     save_maps,
+    set_entries,
     write_image_csv,
 )
 
@@ -418,7 +419,8 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
     ``x`` is the image as :func:`read_item` gives it (read here when omitted; a Ray worker gets
     it from the driver, so the files need not be on the worker's machine). Returns ``(record,
     maps)``: the image's whole record (``prev``'s methods kept) and its maps by method name
-    (float32). Raises :class:`UnreadableImage` for a file that cannot be read,
+    (float32), with the :func:`~hsets_widgets.runs.store.set_entries` of the methods that made
+    sets. Raises :class:`UnreadableImage` for a file that cannot be read,
     :class:`MisclassifiedImage` for one the model gets wrong under ``correct_only``.
     ``progress`` follows the photo's methods (stage ``"methods"``, the current one named) and
     each method's own stages (``"<method>: <stage>"``, see :class:`MethodProgress`).
@@ -440,8 +442,9 @@ def evaluate_item(item: ImageItem, classifier, settings: RunSettings, prev: Opti
     todo = missing_methods(settings, prev)
     report(progress, "methods", 0, len(todo))
     for k, m in enumerate(m for m in settings.methods if m.name in todo):
-        record["methods"][m.name], amap = score_method(x, classifier, m, item, target, probs0, settings, progress)
-        maps[m.name] = amap.astype(np.float32)
+        record["methods"][m.name], made = score_method(x, classifier, m, item, target, probs0, settings, progress)
+        maps[m.name] = made.map.astype(np.float32)
+        maps.update(set_entries(m.name, made.sets))
         report(progress, "methods", k + 1, len(todo))
     record.update(status="ok", probability=float(probs0[target]),
                   target_name=(classifier.class_name(target)
@@ -463,7 +466,7 @@ def _followed(progress, name: str, work):
 def score_method(x: torch.Tensor, classifier, method: Method, item: ImageItem, target: int, probs0,
                  settings: RunSettings, progress: Optional[ProgressFn] = None) -> tuple:
     """One method on one image: its map, ROAD, the insertion/deletion curves and (when asked
-    and the method makes sets) the interaction test. Returns ``(method record, map)``.
+    and the method makes sets) the interaction test. Returns ``(method record, MapWithSets)``.
     """
     p, seed, name = settings.percentages, settings.seed, method.name
     t0 = time.perf_counter()
@@ -493,7 +496,7 @@ def score_method(x: torch.Tensor, classifier, method: Method, item: ImageItem, t
             x.detach().cpu(), classifier, target, made.sets, made.labels, made.attribution, seed=seed,
             progress=inner))
         entry.update(interaction_metrics(tests), interaction_seconds=time.perf_counter() - t3)
-    return entry, amap
+    return entry, made
 
 
 def match_matched_support(record: dict, maps: dict, settings: RunSettings) -> bool:
@@ -512,7 +515,7 @@ def match_matched_support(record: dict, maps: dict, settings: RunSettings) -> bo
 
 def stored_maps(out: Path, item: ImageItem, prev: Optional[dict]) -> dict:
     """The maps an earlier run stored for ``item`` (those of ``prev``'s methods)."""
-    return load_maps(out / "maps" / f"{item.slug}.npz", prev["methods"]) if prev else {}
+    return load_maps(out / "maps" / f"{item.slug}.npz", prev["methods"], with_sets=True) if prev else {}
 
 
 def store_item(out: Path, record: dict, maps: dict) -> None:

@@ -1,5 +1,6 @@
 """The files of an evaluation folder: append-only ``results.jsonl`` (repaired when torn),
-one CSV and one ``.npz`` of maps per image. Every write is whole or absent.
+one CSV and one ``.npz`` of maps per image (with the sets of the methods that make sets).
+Every write is whole or absent.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..methods.protocol import PixelSet
 from ..metrics.insertion import KINDS as CURVE_KINDS
 from ..metrics.interactions import INTERACTION_METRICS
 from ..metrics.road import ROAD_ORDERS
@@ -185,10 +187,50 @@ def write_image_csv(path: Path, record: dict) -> None:
         w.writerows(rows)
 
 
-def load_maps(path: Path, names) -> dict:
-    """The stored maps of ``names`` (those present) from an image's ``.npz``."""
+def load_maps(path: Path, names, with_sets: bool = False) -> dict:
+    """The stored maps of ``names`` (those present) from an image's ``.npz``; ``with_sets``:
+    their :func:`set_entries` too (a resumed run writes the file again and must keep them).
+    """
     if not path.exists():
         return {}
     with np.load(path) as z:
         stored = {k: z[k] for k in z.files}
-    return {n: stored[map_key(n)] for n in names if map_key(n) in stored}
+    keys = [n for n in names] + ([f"{n} {part}" for n in names for part in SET_ARRAYS] if with_sets else [])
+    return {k: stored[map_key(k)] for k in keys if map_key(k) in stored}
+
+
+#: the four ``.npz`` entries beside a method's map that hold its sets (see :func:`set_entries`)
+SET_ARRAYS = ("set_pixels", "set_offsets", "set_seeds", "set_values")
+
+
+def set_entries(name: str, sets) -> dict:
+    """Method ``name``'s :class:`~hsets_widgets.methods.protocol.PixelSet` s as entries of its
+    image's maps (saved under :func:`map_key` of ``"<name> <part>"``): every set's flat pixel
+    indices one after another, where each set starts and ends, each seed ``(y, x)`` and each
+    value. ``{}`` for a method without sets (the file then looks as it always did).
+    """
+    if not sets:
+        return {}
+    pixels = [np.asarray(s.pixels, np.int64) for s in sets]
+    return {f"{name} set_pixels": np.concatenate(pixels).astype(np.int32),
+            f"{name} set_offsets": np.cumsum([0] + [len(p) for p in pixels]).astype(np.int64),
+            f"{name} set_seeds": np.array([tuple(s.seed_yx) for s in sets], np.int32).reshape(-1, 2),
+            f"{name} set_values": np.array([s.value for s in sets], np.float64)}
+
+
+def load_sets(path: Path, names) -> dict:
+    """The stored sets of ``names`` from an image's ``.npz``: ``{name: tuple of PixelSet}`` for
+    the methods that stored any (a run before sets were stored has none).
+    """
+    if not path.exists():
+        return {}
+    with np.load(path) as z:
+        stored = {k: z[k] for k in z.files}
+    out = {}
+    for n in names:
+        keys = [map_key(f"{n} {part}") for part in SET_ARRAYS]
+        if all(k in stored for k in keys):
+            pixels, offsets, seeds, values = (stored[k] for k in keys)
+            out[n] = tuple(PixelSet(pixels[a:b].astype(np.int64), (int(s[0]), int(s[1])), float(v))
+                           for a, b, s, v in zip(offsets[:-1], offsets[1:], seeds, values))
+    return out

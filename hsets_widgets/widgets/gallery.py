@@ -647,7 +647,6 @@ class Gallery(W.VBox):
     def run_model(self):
         """The classifier photos are opened with: ``model``, else the run's, by name."""
         if self.model is None:
-
             run = self.run.a if isinstance(self.run, PairedRuns) else self.run
             name = (run.config or {}).get("model")
             if not name:
@@ -661,7 +660,7 @@ class Gallery(W.VBox):
 
     def make_explorer(self, key: str):
         """The Explorer on photo ``key`` with the run's model, its H-Sets settings and target,
-        and the stored maps as method layers (nothing stored is computed again).
+        and the stored maps and sets as method layers (nothing stored is computed again).
         """
         run = self.run.a if isinstance(self.run, PairedRuns) else self.run
         rec = run.records[key]
@@ -677,11 +676,12 @@ class Gallery(W.VBox):
         # the Explorer's layers are keyed by registered name: a stored "ig:n_steps=16" becomes its
         # "ig" layer (a plain "ig" stored beside it wins); H-Sets is the Explorer's own, live
         self.layers = {}
-        for spec in sorted(run.maps(key).items(), key=lambda kv: ":" in kv[0]):
-            name, _ = parse_method_spec(spec[0])
+        stored_sets = run.sets(key)
+        for spec, amap in sorted(run.maps(key).items(), key=lambda kv: ":" in kv[0]):
+            name, _ = parse_method_spec(spec)
             if name in METHODS and name != "hsets" and name not in self.layers:
-                self.layers[name] = spec[0]
-                ex.state.provide_method(name, MapWithSets(spec[1]))
+                self.layers[name] = spec
+                ex.state.provide_method(name, MapWithSets(amap, stored_sets.get(spec, ())))
         first = next(iter(self.layers), "")
         if first:
             ex.state.show_method(first)
