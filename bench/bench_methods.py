@@ -88,7 +88,7 @@ def planted_part(args) -> dict:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            made = attribute_sets(x, clf, Method(spec, KINDS[name].fn, options), target=0)
+            made = attribute_sets(x, clf, 0, method=Method(spec, KINDS[name].fn, options))
         pm = np.abs(made.map).reshape(len(made.map), -1).sum(0) if made.map.ndim == 3 else np.abs(made.map).ravel()
         rec = {"seconds": time.perf_counter() - t0, "auc_vs_background": _auc(pm, interacting, background),
                "auc_vs_main": _auc(pm, interacting, mask["main"]), "n_sets": len(made.sets)}
@@ -121,7 +121,7 @@ def photo_record(clf, name, path, args) -> dict:
     if not rec["correct"]:
         return rec
     for spec in args.methods:
-        made, seconds, n_forward = counted(clf, lambda sp=spec: attribute_sets(x, clf, sp, target=target, seed=0))
+        made, seconds, n_forward = counted(clf, lambda sp=spec: attribute_sets(x, clf, target, method=sp, seed=0))
         one = {"seconds": seconds, "forward_images": n_forward,
                **map_scores(x, clf, made.map, "fine", seed=0, original_probabilities=probs)}
         curves = insertion_deletion(x, clf, made.map, "fine", seed=0, original_probabilities=probs)
@@ -197,7 +197,7 @@ def speed_part(args) -> str:
     torch.set_num_threads(args.threads)
     clf = load_classifier(None)
     x = Explainer("chelsea", clf, preset="default", segmenter="slic", device="cpu").x.detach()
-    attribute_sets(x, clf, "ig:n_steps=4")                      # warm-up: first-call costs out of the table
+    attribute_sets(x, clf, method="ig:n_steps=4")                      # warm-up: first-call costs out of the table
     load = os.getloadavg()[0]
     lines = ["## Interaction methods: cost on one photo, alone (bench/bench_methods.py speed)", "",
              f"Machine: {machine()}; commit {git_rev()}; load average {load:.1f} when it started. The bundled "
@@ -206,7 +206,7 @@ def speed_part(args) -> str:
              "H-Sets, Integrated Hessians and CASO, run through torch.func, are not counted).", "",
              "| method | seconds | forward images | forward images / s | sets |", "|---|---|---|---|---|"]
     for spec in args.methods:
-        made, sec, fwd = counted(clf, lambda sp=spec: attribute_sets(x, clf, sp, seed=0))
+        made, sec, fwd = counted(clf, lambda sp=spec: attribute_sets(x, clf, method=sp, seed=0))
         lines.append(f"| {spec} | {sec:.1f} | {fwd} | {fwd / max(sec, 1e-9):.1f} | {len(made.sets)} |")
         if not args.quiet:
             print(lines[-1], flush=True)

@@ -250,7 +250,7 @@ def random_reference(base, seed: int) -> np.ndarray:
     make it: the ``random`` method seeded with the ROAD seed."""
     from hsets_widgets.methods.registry import attribute
 
-    return attribute(base.x, base.classifier, "random", target=base.target, seed=seed)
+    return attribute(base.x, base.classifier, base.target, method="random", seed=seed)
 
 
 def reference_maps(base, seed: int) -> dict:

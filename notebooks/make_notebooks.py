@@ -469,7 +469,7 @@ from hsets_widgets.plumbing.progress import TqdmProgress
 ex = hs.Explainer("chelsea")
 e = ex.run(progress=TqdmProgress())
 maps = {"H-Sets": e.heatmap, "IG": ex.attribution().attribution.sum(0).cpu().numpy(),
-        "random": attribute(ex.x, ex.classifier, "random", seed=0)}
+        "random": attribute(ex.x, ex.classifier, ex.target, method="random", seed=0)}
 s = support_size(maps["H-Sets"])
 for name, m in maps.items():
     print(f"{name:7s} Gini {gini(m):.3f}, support {support_size(m)} px, Gini at H-Sets' support ({s} px) {gini_at_support(m, s):.3f}")

@@ -233,7 +233,7 @@ def test_road_on_a_resnet_is_batched_seeded_and_scores_the_original_class():
 
     clf = wrap_module(resnet18(num_classes=10), input_size=32, class_names=[str(i) for i in range(10)])
     x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
-    a = attribute(x, clf, "gradient")
+    a = attribute(x, clf, method="gradient")
     assert a.shape == (3, 32, 32)
     r1 = road(x, clf, a, [0.0, 0.2, 0.6], batch_size=2, seed=3, label=4)
     r2 = road(x, clf, a, [0.0, 0.2, 0.6], batch_size=5, seed=3, label=4)
@@ -252,26 +252,26 @@ def test_road_on_a_resnet_is_batched_seeded_and_scores_the_original_class():
 def test_wrong_shape_maps_give_a_clear_error():
     clf, x = block_model(), block_image()
     with pytest.raises(AttributionShapeError, match=r"shape \(5, 5\).*16x16"):
-        attribute(x, clf, lambda img, c: torch.zeros(5, 5))
+        attribute(x, clf, method=lambda img, c, t: torch.zeros(5, 5))
     with pytest.raises(AttributionShapeError, match=r"expected \(16, 16\) or \(3, 16, 16\)"):
-        attribute(x, clf, lambda img, c: np.zeros((2, 16, 16)))
+        attribute(x, clf, method=lambda img, c, t: np.zeros((2, 16, 16)))
     with pytest.raises(AttributionShapeError):
         road(x, clf, np.zeros((8, 8)), [0.1])
     with pytest.raises(ValueError, match="NaN"):
-        attribute(x, clf, lambda img, c: np.full((16, 16), np.nan))
+        attribute(x, clf, method=lambda img, c, t: np.full((16, 16), np.nan))
 
 
 def test_builtin_baselines_are_seeded_and_shaped():
     clf, x = block_model(), block_image()
-    r1 = attribute(x, clf, "random", seed=1)
+    r1 = attribute(x, clf, method="random", seed=1)
     assert r1.shape == (16, 16)
-    np.testing.assert_array_equal(r1, attribute(x, clf, "random", seed=1))
-    s1 = attribute(x, clf, "smoothgrad:n_samples=4,sigma=0.1", seed=2)
-    np.testing.assert_allclose(s1, attribute(x, clf, "smoothgrad:n_samples=4,sigma=0.1", seed=2))
-    g = attribute(x, clf, "gradient")
+    np.testing.assert_array_equal(r1, attribute(x, clf, method="random", seed=1))
+    s1 = attribute(x, clf, method="smoothgrad:n_samples=4,sigma=0.1", seed=2)
+    np.testing.assert_allclose(s1, attribute(x, clf, method="smoothgrad:n_samples=4,sigma=0.1", seed=2))
+    g = attribute(x, clf, method="gradient")
     assert np.abs(g[:, 8:, 8:]).max() == 0 and np.abs(g[:, 2:6, 2:6]).min() > 0
     with pytest.raises(ValueError, match="unknown attribution method"):
-        attribute(x, clf, "saliency")
+        attribute(x, clf, method="saliency")
 
 
 def test_gini_within_top_ignores_the_zeros():
@@ -357,8 +357,8 @@ def test_a_region_s_contribution_on_a_planted_block():
     oracle[2:6, 2:6] = 1.0
     block = rectangle((16, 16), 5, 5, 2, 2)                   # corners in either order
     assert block.sum() == 16 and block[2:6, 2:6].all()
-    on = region_effect(x, clf, block, {"oracle": oracle, "flat": np.ones((3, 16, 16))})
-    off = region_effect(x, clf, rectangle((16, 16), 10, 10, 13, 13), {"oracle": oracle})
+    on = region_effect(x, clf, region=block, maps={"oracle": oracle, "flat": np.ones((3, 16, 16))})
+    off = region_effect(x, clf, region=rectangle((16, 16), 10, 10, 13, 13), maps={"oracle": oracle})
     assert on.target == off.target == 0
     assert on.before == pytest.approx(off.before) and on.before > 0.99
     assert on.after < 0.01 and on.drop > 0.98
@@ -370,7 +370,7 @@ def test_a_region_s_contribution_on_a_planted_block():
     for bad, words in ((np.zeros((16, 16), bool), "empty"), (np.ones((16, 16), bool), "whole image"),
                        (np.ones((8, 8), bool), "one boolean per pixel")):
         with pytest.raises(ValueError, match=words):
-            region_effect(x, clf, bad)
+            region_effect(x, clf, region=bad)
 
 
 def test_the_head_of_morf_compares_a_sparse_map_where_it_still_ranks_pixels():

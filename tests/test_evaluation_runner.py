@@ -170,13 +170,13 @@ def test_ig_and_hsets_baselines_come_from_the_engine(photo_dir, tmp_path):
 
     clf = imagenet_tiny()
     x = load_item(collect_images([photo_dir])[0], 24)
-    ig = attribute(x, clf, "ig:n_steps=8")
+    ig = attribute(x, clf, method="ig:n_steps=8")
     assert ig.shape == (3, 24, 24) and np.abs(ig).sum() > 0
     spec = "hsets:default+n_sets=2+nu=12+max_rows=6+n_samples=50+segmenter=slic".replace("+", ",")
-    h = attribute(x, clf, spec)
+    h = attribute(x, clf, method=spec)
     assert h.shape == (24, 24)
     assert 0 < (h != 0).sum() <= 24          # two sets of at most 12 pixels
-    np.testing.assert_array_equal(h, attribute(x, clf, spec))  # seeded
+    np.testing.assert_array_equal(h, attribute(x, clf, method=spec))  # seeded
     m = run_evaluation(collect_images([photo_dir])[:1], clf, tmp_path / "e", methods=[spec, "ig:n_steps=8"],
                        percentages=[0.1, 0.3])
     hs = m["methods"][spec]

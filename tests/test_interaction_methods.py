@@ -170,7 +170,7 @@ def test_each_method_gives_a_map_and_the_set_methods_their_sets(spec):
     clf = _net(size=24, dtype=torch.float32, act=nn.ReLU)
     yy, xx = np.mgrid[0:24, 0:24] / 24
     x = torch.as_tensor(np.stack([yy, xx, ((yy - 0.5) ** 2 + (xx - 0.5) ** 2 < 0.1) * 0.8]), dtype=torch.float32)
-    made = attribute_sets(x, clf, spec, target=1)
+    made = attribute_sets(x, clf, 1, method=spec)
     assert made.map.shape == (24, 24) and np.isfinite(made.map).all()
     if spec.startswith(("caso", "cafo")):
         assert made.sets == ()
@@ -191,13 +191,13 @@ def test_each_method_reports_progress_and_stops_when_cancelled(spec):
     yy, xx = np.mgrid[0:24, 0:24] / 24
     x = torch.as_tensor(np.stack([yy, xx, ((yy - 0.5) ** 2 + (xx - 0.5) ** 2 < 0.1) * 0.8]), dtype=torch.float32)
     seen = []
-    attribute_sets(x, clf, spec, target=1, progress=lambda stage, done, total: seen.append((stage, done, total)))
+    attribute_sets(x, clf, 1, method=spec, progress=lambda stage, done, total: seen.append((stage, done, total)))
     assert seen and all(0 <= done <= total for _, done, total in seen)
     assert any(done == total for _, done, total in seen)
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
-        attribute_sets(x, clf, spec, target=1, cancel=token)
+        attribute_sets(x, clf, 1, method=spec, cancel=token)
 
 
 def test_hsets_explain_compare_draws_the_other_methods_and_tests_their_sets(tmp_path, photo48, small32):

@@ -38,7 +38,7 @@ def test_every_builtin_method_declares_exactly_the_options_its_function_takes():
 
 
 def test_valid_method_options_still_run(image8, tiny64):
-    amap = attribute(image8, tiny64, "caso:n_iter=2,power_iterations=2", target=0)
+    amap = attribute(image8, tiny64, 0, method="caso:n_iter=2,power_iterations=2")
     assert amap.shape[-2:] == (8, 8) and np.abs(amap).sum() > 0
 
 

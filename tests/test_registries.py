@@ -100,7 +100,7 @@ def test_a_registered_attribution_method_is_accepted_by_name_with_the_run_seed(r
     registered(METHODS, "constant")
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
     assert get_method("constant", seed=7).options == {"seed": 7}
-    amap = attribute(torch.rand(3, 8, 8), net, "constant:seed=2")
+    amap = attribute(torch.rand(3, 8, 8), net, method="constant:seed=2")
     assert np.all(np.asarray(amap) == 2.0)
     with pytest.raises(ValueError, match="unknown attribution method 'bogus'.*constant"):
         get_method("bogus")
@@ -168,3 +168,15 @@ def test_a_method_shown_as_a_layer_and_in_the_road_tab_is_computed_once(register
         assert np.array_equal(e.road.maps["counted"], e.state.method_result.map)
     finally:
         e.state.cancel()
+
+
+def test_the_method_in_the_old_third_place_is_refused_with_the_new_order_named():
+    """input, model, target first (README's convention); the method goes by name."""
+    from hsets_widgets import attribute, region_effect
+
+    net, x = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)), torch.rand(3, 8, 8)
+    with pytest.raises(TypeError, match=r"third argument of attribute is the target class.*method=.ig."):
+        attribute(x, net, "random")
+    with pytest.raises(TypeError, match=r"region_effect\(x, classifier, target, region=mask\)"):
+        region_effect(x, net, np.ones((8, 8), bool))
+    assert attribute(x, net, 2, method="random").shape == (8, 8)

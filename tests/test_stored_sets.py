@@ -50,7 +50,7 @@ def test_the_sets_a_method_made_are_stored_and_read_back_exactly(run):
         key = item.key
         stored = records.sets(key)
         assert set(stored) == {MOXI}                     # a method without sets stores none
-        made = attribute_sets(read_item(item, clf), clf, MOXI, target=records.records[key].target)
+        made = attribute_sets(read_item(item, clf), clf, records.records[key].target, method=MOXI)
         assert made.sets and same_sets(stored[MOXI], made.sets)
         with np.load(out / "maps" / f"{records.records[key].slug}.npz") as z:
             assert {map_key(f"{MOXI} {part}") for part in SET_ARRAYS} <= set(z.files)

@@ -1174,7 +1174,7 @@ def test_another_method_side_by_side_as_a_layer_and_its_sets_through_the_interac
     choose(mv.choice, "ih")                       # a set-making method, as the browser picks it
     assert explorer.wait(300) and st.error == ""
     res = st.method_result
-    direct = attribute_sets(ex.x.detach(), ex.classifier, "ih", target=ex.target)
+    direct = attribute_sets(ex.x.detach(), ex.classifier, ex.target, method="ih")
     assert np.allclose(res.map, direct.map) and len(res.sets) == len(direct.sets) > 0
     # side by side, and the image's method layer shows the same map
     assert any(n == "putImageData" for n, _, _ in canvas_log.on(mv.right))

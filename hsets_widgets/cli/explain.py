@@ -240,7 +240,7 @@ def compare_methods(ex, clf, methods, progress=None, interactions: bool = False)
     out = {}
     for m in methods:
         t0 = time.perf_counter()
-        made = attribute_sets(x, clf, m, target=ex.target, seed=int(ex.settings.get("seed", 0)), progress=progress)
+        made = attribute_sets(x, clf, ex.target, method=m, seed=int(ex.settings.get("seed", 0)), progress=progress)
         tests = None
         if interactions and made.sets:
             tests = set_tests(x, clf, ex.target, made.sets, made.labels,

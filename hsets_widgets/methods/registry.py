@@ -312,19 +312,32 @@ def get_methods(methods, seed: int = 0, where: str = "methods") -> tuple:
     return out
 
 
-def attribute(x: torch.Tensor, classifier, method: Union[str, MethodFn, Method],
-              target: Optional[int] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
-              cancel: Optional[CancelToken] = None) -> np.ndarray:
-    """Compute and validate the map of ``method`` for image ``x`` (``(3, H, W)``).
+def _check_call(target, method, call: str) -> None:
+    """The input, the model and the target come first and the method by name: a method in the
+    target's place (the order before) gets a one-line answer naming the new one.
+    """
+    if (target is not None and not isinstance(target, (int, np.integer))) or method is None:
+        got = f"got {target!r} as the target" if target is not None else "no method given"
+        raise TypeError(f"the third argument of {call} is the target class and the method goes by name ({got}): "
+                        f"{call}(x, classifier, target, method='ig')")
+
+
+def attribute(x: torch.Tensor, classifier, target: Optional[int] = None, *,
+              method: Union[str, MethodFn, Method, None] = None, seed: int = 0,
+              progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> np.ndarray:
+    """Compute and validate the map of ``method`` for image ``x`` (``(3, H, W)``) and class
+    ``target`` (default: the prediction).
 
     Returns a float64 array ``(H, W)`` or ``(C, H, W)``. ``progress(stage, done, total)`` and
     ``cancel`` follow the method's long stages.
     """
-    return attribute_sets(x, classifier, method, target, seed, progress, cancel).map
+    _check_call(target, method, "attribute")
+    return attribute_sets(x, classifier, target, method=method, seed=seed, progress=progress, cancel=cancel).map
 
 
-def attribute_sets(x: torch.Tensor, classifier, method: Union[str, MethodFn, Method],
-                   target: Optional[int] = None, seed: int = 0, progress: Optional[ProgressFn] = None,
-                   cancel: Optional[CancelToken] = None) -> MapWithSets:
+def attribute_sets(x: torch.Tensor, classifier, target: Optional[int] = None, *,
+                   method: Union[str, MethodFn, Method, None] = None, seed: int = 0,
+                   progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> MapWithSets:
     """As :func:`attribute`, with the method's sets when it makes any (else ``sets=()``)."""
+    _check_call(target, method, "attribute_sets")
     return get_method(method, seed=seed)(x, classifier, target, progress, cancel)

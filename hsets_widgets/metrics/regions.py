@@ -68,19 +68,25 @@ def positive_share(amap, region: np.ndarray) -> float:
     return float(pm[region].sum()) / total if total > 0 else float("nan")
 
 
-def region_effect(x: torch.Tensor, classifier, region: np.ndarray, maps: Optional[Mapping] = None,
-                  target: Optional[int] = None, noise: float = 0.01, seed: int = 0) -> RegionEffect:
-    """What ``region`` (``(H, W)`` bool) of the image ``x`` ``(3, H, W)`` contributes.
+def region_effect(x: torch.Tensor, classifier, target: Optional[int] = None, *, region: Optional[np.ndarray] = None,
+                  maps: Optional[Mapping] = None, noise: float = 0.01, seed: int = 0) -> RegionEffect:
+    """What ``region`` (``(H, W)`` bool) of the image ``x`` ``(3, H, W)`` contributes to class
+    ``target``.
 
     Parameters
     ----------
-    maps : mapping of name -> map, optional
-        Maps (``(H, W)`` or ``(3, H, W)``) whose positive mass in the region is reported.
     target : int, optional
         The class read (default: the predicted class).
+    region : ndarray (H, W) of bool
+    maps : mapping of name -> map, optional
+        Maps (``(H, W)`` or ``(3, H, W)``) whose positive mass in the region is reported.
     noise, seed :
         The imputation's noise and its seed, as ROAD's (:func:`noisy_linear_impute`).
     """
+    if (target is not None and not isinstance(target, (int, np.integer))) or region is None:
+        got = f"got a {type(target).__name__} as the target" if target is not None else "no region given"
+        raise TypeError(f"the third argument of region_effect is the target class and the region goes by name "
+                        f"({got}): region_effect(x, classifier, target, region=mask)")
     x = single_image(x)
     region = np.asarray(region, dtype=bool)
     if region.shape != tuple(x.shape[1:]):

@@ -472,7 +472,7 @@ def score_method(x: torch.Tensor, classifier, method: Method, item: ImageItem, t
     t0 = time.perf_counter()
     _say(progress, name)
     try:
-        made = _followed(progress, name, lambda inner: attribute_sets(x, classifier, method, target=target,
+        made = _followed(progress, name, lambda inner: attribute_sets(x, classifier, target, method=method,
                                                                       seed=seed, progress=inner))
     except AttributionShapeError as err:
         raise AttributionShapeError(f"{item.path}: {err}") from err

@@ -115,7 +115,7 @@ def sweep(explainer, progress: Optional[ProgressFn] = None, cancel: Optional[Can
         for k, name in enumerate(("ig", "random")):
             report(progress, "sweep", len(grid) + k, n_total, cancel)
             t0 = time.perf_counter()
-            amap = attribute(x, clf, name, target=explainer.target, seed=seed)
+            amap = attribute(x, clf, explainer.target, method=name, seed=seed)
             scores = map_scores(x, clf, amap, percentages, orders, seed, noise, batch_size, probs0)
             rows.append({"method": name, **{key: None for key in settings}, **scores, "n_sets": None,
                          "seconds": time.perf_counter() - t0})

@@ -180,8 +180,8 @@ class ImageView(W.VBox):
         if st.method_result is not None:
             maps[st.method] = method_map_2d(st.method_result.map)
         try:
-            r = region_effect(ex.x.detach(), ex.classifier, rectangle(st.shape[1:], y0, x0, y1, x1), maps,
-                              target=ex.target)
+            r = region_effect(ex.x.detach(), ex.classifier, ex.target, region=rectangle(st.shape[1:], y0, x0, y1, x1),
+                              maps=maps)
         except ValueError as err:
             self.region_text.value = f"<span style='color:#c62828'>{err}</span>"
             return None

@@ -41,8 +41,8 @@ def reference_maps(explainer, seed: int = 0) -> dict:
     random map}``: the references every panel scores against.
     """
     ig = to_numpy(explainer.attribution().attribution)
-    return {"ig": ig, "random": attribute(explainer.x.detach(), explainer.classifier, "random",
-                                          target=explainer.target, seed=seed)}
+    return {"ig": ig, "random": attribute(explainer.x.detach(), explainer.classifier, explainer.target, method="random",
+                                          seed=seed)}
 
 
 def reference_scores(explainer, percentages=ROAD_GRID, seed: int = 0, cancel=None) -> dict:

@@ -334,7 +334,7 @@ class ExplorerState(HasTraits):
         if name == "ig":
             result = MapWithSets(to_numpy(ex.attribution().attribution).sum(0))
         else:
-            result = attribute_sets(ex.x.detach(), ex.classifier, name, target=ex.target, seed=ex.config.seed,
+            result = attribute_sets(ex.x.detach(), ex.classifier, ex.target, method=name, seed=ex.config.seed,
                                     progress=progress, cancel=cancel)
         return self.provide_method(name, result)      # a concurrent job's equal map may be there first
 
