@@ -15,14 +15,23 @@ photos
     Per variant: the paired difference set minus controls (per photo, the mean over its sets),
     with a bootstrap 95% interval over photos. Resumable (bench/interactions/photos.jsonl).
 
+calibration
+    Is the test an instrument? On the planted scene (fresh noise for every trial), the p-value of
+    sets with a planted interaction (the pair, the triple, the squared patch: power) and of sets
+    without one (the linear main-effect patch, a blank patch, two blank patches placed like the
+    pair: false positives), with ``--moved`` moved controls beside the nearest and top-IG ones
+    (4 controls cannot give p below 0.2; 19 moved give 21 and a floor of 1/22). Rates with
+    Wilson 95% intervals, to bench/RESULTS.md (section "interactions-calibration") and
+    bench/interactions/calibration.json.
+
 speed
     Forward passes per second of the default model at three batch sizes, and the seconds one
     set's test takes (set and 4 controls) with 4, 6 and 8 parts: the Explorer's first look
     (4 parts) against the full test (6). Written to bench/RESULTS.md (section
     "interactions-speed") and bench/interactions/speed.json.
 
-Run ``python bench/bench_interactions.py planted``, ``... photos --limit 8``, ``... speed`` and
-``... report``.
+Run ``python bench/bench_interactions.py planted``, ``... photos --limit 8``, ``... speed``,
+``... calibration --trials 40`` and ``... report``.
 """
 from __future__ import annotations
 
@@ -90,6 +99,100 @@ def planted_part(args) -> dict:
             out[f"{vname}/{role}"] = rec
             if not args.quiet:
                 print(vname, role, json.dumps(rec))
+    return out
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple:
+    """The Wilson score interval of a rate ``k / n``."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(centre - half), float(centre + half))
+
+
+def calibration_sets(sc: dict, rng: np.random.Generator, size: int = 64) -> dict:
+    """``{name: (flat pixels, planted?)}``: the planted interactions, and sets of the same kinds
+    of shape that hold none (the linear patch, blank patches away from every planted one)."""
+    from hsets_widgets.model.planted import Patch
+
+    taken = np.zeros((size, size), bool)
+    for role in ("pair", "triple", "inner", "main"):
+        for q in sc[role]:
+            taken[max(q.y0 - 2, 0):q.y1 + 2, max(q.x0 - 2, 0):q.x1 + 2] = True
+
+    def blank() -> Patch:
+        while True:
+            y, x = (int(v) for v in rng.integers(0, size - 8, 2))
+            if not taken[y:y + 8, x:x + 8].any():
+                taken[y:y + 8, x:x + 8] = True
+                return Patch(y, x, y + 8, x + 8)
+
+    union = lambda patches: np.concatenate([q.pixels(size) for q in patches])  # noqa: E731
+    return {"pair": (union(sc["pair"]), True), "triple": (union(sc["triple"]), True),
+            "inner": (union(sc["inner"]), True), "main": (union(sc["main"]), False),
+            "blank": (union([blank()]), False), "blank pair": (union([blank(), blank()]), False)}
+
+
+def calibration_part(args) -> dict:
+    import os
+
+    import torch
+    from _results import git_rev, machine, write_section
+
+    from hsets_widgets import integrated_gradients, interaction_test
+    from hsets_widgets.model.planted import planted_classifier, scene
+
+    torch.set_num_threads(args.threads)
+    labels = np.ones((64, 64), np.int64)
+    labels[:, 32:] = 2
+    out = {"machine": machine(), "commit": git_rev(), "load_average": os.getloadavg()[0], "trials": args.trials,
+           "moved": args.moved, "n_parts": 6, "removal": "blur", "p": {}, "planted": {}}
+    t0 = time.perf_counter()
+    for trial in range(args.trials):
+        sc = scene(64, seed=trial)
+        clf = planted_classifier(sc["terms"], 64)
+        x = torch.as_tensor(sc["image"].transpose(2, 0, 1), dtype=torch.float64)
+        ig = integrated_gradients(x, clf, 0).attribution.numpy()
+        for name, (pixels, planted) in calibration_sets(sc, np.random.default_rng(10_000 + trial)).items():
+            seed_yx = (int(pixels[0] // 64), int(pixels[0] % 64))
+            t = interaction_test(x, clf, 0, pixels, seed_yx, labels, ig, n_parts=6, n_moved=args.moved, seed=trial)
+            out["p"].setdefault(name, []).append(float(t.p_value))
+            out["planted"][name] = bool(planted)
+        if not args.quiet:
+            print(trial, {k: round(v[-1], 3) for k, v in out["p"].items()}, flush=True)
+    out["seconds"] = time.perf_counter() - t0
+    rows, pooled = [], {True: [0, 0], False: [0, 0]}
+    for name, ps in out["p"].items():
+        k, n = int(sum(p < 0.05 for p in ps)), len(ps)
+        is_planted = out["planted"][name]
+        pooled[is_planted][0] += k
+        pooled[is_planted][1] += n
+        lo, hi = wilson(k, n)
+        rows.append(f"| {name} | {'yes' if is_planted else 'no'} | {n} | {k / n:.2f} ({lo:.2f}-{hi:.2f}) | "
+                    f"{np.median(ps):.3f} | {min(ps):.3f} |")
+    (kp, np_), (kn, nn_) = pooled[True], pooled[False]
+    out["power"], out["false_positive_rate"] = kp / np_, kn / nn_
+    out["power_interval"], out["false_positive_interval"] = wilson(kp, np_), wilson(kn, nn_)
+    md = "\n".join([
+        "## The interaction test as an instrument: power and false positives on planted sets (cpu)",
+        "",
+        f"Written by `python bench/bench_interactions.py calibration --trials {args.trials} --moved {args.moved}` "
+        f"(commit {out['commit']}) on {out['machine']}; load average {out['load_average']:.1f}; "
+        f"{out['seconds']:.0f} s. The planted scene of `hsets_widgets.model.planted` with fresh noise per trial "
+        f"(the scene's seed), 6 parts, blur removal, controls: nearest, top-IG and {args.moved} moved copies "
+        f"(p floor 1/{args.moved + 3}). A set counts as interacting when p < 0.05.",
+        "",
+        "| set | planted interaction | trials | p < 0.05 (95% interval) | median p | smallest p |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Power (planted sets pooled): **{out['power']:.2f}** ({out['power_interval'][0]:.2f}-"
+        f"{out['power_interval'][1]:.2f}); false-positive rate (sets without one pooled): "
+        f"**{out['false_positive_rate']:.2f}** ({out['false_positive_interval'][0]:.2f}-"
+        f"{out['false_positive_interval'][1]:.2f}). Goals: power >= 0.9, false positives <= 0.05."])
+    write_section("interactions-calibration", md)
     return out
 
 
@@ -345,7 +448,9 @@ def report(args) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=("planted", "photos", "speed", "report"))
+    ap.add_argument("part", choices=("planted", "photos", "speed", "calibration", "report"))
+    ap.add_argument("--trials", type=int, default=40, help="calibration: planted scenes (fresh noise each)")
+    ap.add_argument("--moved", type=int, default=19, help="calibration: moved controls per set")
     ap.add_argument("--limit", type=int, default=None, help="only the first N tuning photos")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--half", choices=("tuning", "check"), default="tuning")
@@ -366,6 +471,11 @@ def main(argv=None) -> int:
 
         RUNS.mkdir(exist_ok=True)
         write_json(RUNS / "speed.json", speed_part(args))
+    elif args.part == "calibration":
+        from hsets_widgets.plumbing.files import write_json
+
+        RUNS.mkdir(exist_ok=True)
+        write_json(RUNS / "calibration.json", calibration_part(args))
     elif args.part == "photos":
         print(f"wrote {photos_part(args)}")
     else:
