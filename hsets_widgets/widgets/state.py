@@ -82,7 +82,7 @@ class ExplorerState(HasTraits):
     auto_seeds : list of Seed
         The automatic seeds (one per segment, best first).
     mu, nu, threshold, sign, order
-        Growth settings (see :class:`~hsets_widgets.hsets.growth.ThresholdRule`).
+        Growth settings (see :class:`~hsets_widgets.hsets.thresholds.ThresholdRule`).
     grown : GrownSet or None
         The current set, with its merge trace.
     value : SetValue or None
