@@ -180,3 +180,25 @@ def test_the_method_in_the_old_third_place_is_refused_with_the_new_order_named()
     with pytest.raises(TypeError, match=r"region_effect\(x, classifier, target, region=mask\)"):
         region_effect(x, net, np.ones((8, 8), bool))
     assert attribute(x, net, 2, method="random").shape == (8, 8)
+
+
+def test_one_function_twice_is_the_same_method_and_two_of_one_name_only_share_a_column():
+    """A plain function's identity is the function itself (its qualified name and module), not
+    the adapter made for it: the same function twice is one method listed twice; two different
+    functions of one name are two methods whose results would share a column."""
+    from hsets_widgets.methods.registry import get_methods
+
+    def make():
+        def score(x, classifier, target):
+            return x.sum(0)
+        return score
+
+    with pytest.raises(ValueError, match="'score' is the same method listed twice"):
+        get_methods([score, score])
+    with pytest.raises(ValueError, match=r"methods listed twice: \['score', 'score'\]"):
+        get_methods([score, make()])
+    assert len(get_methods([score, "random"])) == 2
+
+
+def score(x, classifier, target):
+    return -x.sum(0)

@@ -117,6 +117,16 @@ def check_map(a, shape: tuple, name: str = "method") -> np.ndarray:
     return arr
 
 
+def check_call_order(call: str, target, name: str, value, example: str) -> None:
+    """The input, the model and the target come first, ``name`` (the method, the region) by
+    keyword: the order before this one (``name`` third) gets a one-line TypeError naming the call.
+    """
+    if (target is not None and not isinstance(target, (int, np.integer))) or value is None:
+        got = f"got a {type(target).__name__} as the target" if target is not None else f"no {name} given"
+        raise TypeError(f"the third argument of {call} is the target class and the {name} goes by name ({got}): "
+                        f"{call}(x, classifier, target, {name}={example})")
+
+
 def predicted_class(x: torch.Tensor, classifier) -> int:
     """Argmax of ``classifier`` on one image ``(3, H, W)``."""
     with torch.no_grad():

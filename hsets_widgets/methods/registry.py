@@ -65,7 +65,7 @@ from .builtin import (
     random_map,
     smoothgrad,
 )
-from .protocol import MapWithSets, Method, MethodFn
+from .protocol import MapWithSets, Method, MethodFn, check_call_order
 
 
 def parse_method_spec(spec: str) -> tuple:
@@ -285,7 +285,8 @@ def method_identity(m: Method) -> tuple:
     options = dict(m.options)
     if m.fn is hsets_map:
         options.setdefault("preset", "default")
-    return (getattr(m.fn, "__qualname__", repr(m.fn)), getattr(m.fn, "__module__", ""),
+    fn = getattr(m.fn, "__wrapped__", m.fn)     # a plain user function: itself, not its adapter
+    return (getattr(fn, "__qualname__", repr(fn)), getattr(fn, "__module__", ""),
             json.dumps(options, sort_keys=True, default=repr))
 
 
@@ -331,7 +332,7 @@ def attribute(x: torch.Tensor, classifier, target: Optional[int] = None, *,
     Returns a float64 array ``(H, W)`` or ``(C, H, W)``. ``progress(stage, done, total)`` and
     ``cancel`` follow the method's long stages.
     """
-    _check_call(target, method, "attribute")
+    check_call_order("attribute", target, "method", method, "'ig'")
     return attribute_sets(x, classifier, target, method=method, seed=seed, progress=progress, cancel=cancel).map
 
 
@@ -339,5 +340,5 @@ def attribute_sets(x: torch.Tensor, classifier, target: Optional[int] = None, *,
                    method: Union[str, MethodFn, Method, None] = None, seed: int = 0,
                    progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> MapWithSets:
     """As :func:`attribute`, with the method's sets when it makes any (else ``sets=()``)."""
-    _check_call(target, method, "attribute_sets")
+    check_call_order("attribute_sets", target, "method", method, "'ig'")
     return get_method(method, seed=seed)(x, classifier, target, progress, cancel)

@@ -15,6 +15,7 @@ from typing import Mapping, Optional
 import numpy as np
 import torch
 
+from ..methods.protocol import check_call_order
 from ..plumbing.common import single_image, to_numpy
 from .road import classify_batches, imputation_rng, noisy_linear_impute
 from .sparsity import pixel_map
@@ -83,10 +84,7 @@ def region_effect(x: torch.Tensor, classifier, target: Optional[int] = None, *, 
     noise, seed :
         The imputation's noise and its seed, as ROAD's (:func:`noisy_linear_impute`).
     """
-    if (target is not None and not isinstance(target, (int, np.integer))) or region is None:
-        got = f"got a {type(target).__name__} as the target" if target is not None else "no region given"
-        raise TypeError(f"the third argument of region_effect is the target class and the region goes by name "
-                        f"({got}): region_effect(x, classifier, target, region=mask)")
+    check_call_order("region_effect", target, "region", region, "mask")
     x = single_image(x)
     region = np.asarray(region, dtype=bool)
     if region.shape != tuple(x.shape[1:]):

@@ -187,15 +187,20 @@ def write_image_csv(path: Path, record: dict) -> None:
         w.writerows(rows)
 
 
+def stored_arrays(path: Path) -> dict:
+    """Every array of an image's ``.npz`` by its key (``{}`` when there is no file)."""
+    if not path.exists():
+        return {}
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
 def load_maps(path: Path, names, with_sets: bool = False) -> dict:
     """The stored maps of ``names`` (those present) from an image's ``.npz``; ``with_sets``:
     their :func:`set_entries` too (a resumed run writes the file again and must keep them).
     """
-    if not path.exists():
-        return {}
-    with np.load(path) as z:
-        stored = {k: z[k] for k in z.files}
-    keys = [n for n in names] + ([f"{n} {part}" for n in names for part in SET_ARRAYS] if with_sets else [])
+    stored = stored_arrays(path)
+    keys = list(names) + ([f"{n} {part}" for n in names for part in SET_ARRAYS] if with_sets else [])
     return {k: stored[map_key(k)] for k in keys if map_key(k) in stored}
 
 
@@ -222,10 +227,7 @@ def load_sets(path: Path, names) -> dict:
     """The stored sets of ``names`` from an image's ``.npz``: ``{name: tuple of PixelSet}`` for
     the methods that stored any (a run before sets were stored has none).
     """
-    if not path.exists():
-        return {}
-    with np.load(path) as z:
-        stored = {k: z[k] for k in z.files}
+    stored = stored_arrays(path)
     out = {}
     for n in names:
         keys = [map_key(f"{n} {part}") for part in SET_ARRAYS]
