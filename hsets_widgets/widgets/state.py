@@ -326,8 +326,7 @@ class ExplorerState(HasTraits):
         tab): ``ig`` is the explainer's own IG. Runs in the caller's thread; views call it from
         background jobs.
         """
-        with self.lock:
-            hit = self.method_cache.get(name)
+        hit = self.cached_method(name)
         if hit is not None:
             return hit
         ex = self.explainer
@@ -337,6 +336,11 @@ class ExplorerState(HasTraits):
             result = attribute_sets(ex.x.detach(), ex.classifier, ex.target, method=name, seed=ex.config.seed,
                                     progress=progress, cancel=cancel)
         return self.provide_method(name, result)      # a concurrent job's equal map may be there first
+
+    def cached_method(self, name: str):
+        """Method ``name``'s map for this image if it is computed (or provided) already, else None."""
+        with self.lock:
+            return self.method_cache.get(name)
 
     def provide_method(self, name: str, result):
         """Use ``result`` (a MapWithSets, e.g. read from an evaluation folder) as method ``name``'s
@@ -358,8 +362,7 @@ class ExplorerState(HasTraits):
         if not name:
             self.method_result = None
             return None
-        with self.lock:
-            hit = self.method_cache.get(name)
+        hit = self.cached_method(name)
         if hit is not None:
             self.method_result = hit
             return None
