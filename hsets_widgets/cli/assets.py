@@ -81,12 +81,9 @@ def run(args) -> int:
                 print(f"unknown asset {name!r}; known: {', '.join(assets.ASSETS)}", file=sys.stderr)
                 return 2
             asset = assets.ASSETS[name]
-            bars = TqdmProgress(disable=args.quiet)
-            try:
+            with TqdmProgress(disable=args.quiet) as bars:
                 paths = assets.fetch_asset(asset, cache, source=args.source, force=args.force,
                                            progress=bars)
-            finally:
-                bars.close()
             for fname, path in paths.items():
                 print(f"{name}: {fname} -> {path}")
             if args.verify:

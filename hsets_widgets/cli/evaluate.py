@@ -161,15 +161,12 @@ def run(args) -> int:
     clf = load_classifier(args.model, checkpoint=args.checkpoint, device=device)
     items = find_items(args, clf)
     with quiet_auto_segmenter():
-        bars = TqdmProgress(disable=args.quiet)
-        try:
+        with TqdmProgress(disable=args.quiet) as bars:
             if options is not None:
                 metrics = run_cluster(args, items, clf, settings, options, bars)
             else:
                 metrics = run_evaluation(items, clf, args.out, **settings, limit=args.limit, progress=bars,
                                          checkpoint=args.checkpoint)
-        finally:
-            bars.close()
     if metrics["n_images"] == 0 and metrics["n_skipped"] and not metrics.get("n_failed") and \
             not any(s["reason"].startswith("misclassified") for s in metrics["skipped"]):
         first = metrics["skipped"][0]

@@ -114,15 +114,13 @@ def explain_to_folder(image, model, args) -> int:
     out = check_output_dir(args.out, create=False)  # and so does an output folder we cannot use
     usable_device(args.device)                      # and a device this machine does not have
     clf = load_classifier(model, checkpoint=getattr(args, "checkpoint", None))
-    progress = TqdmProgress(disable=args.quiet)
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
+    with TqdmProgress(disable=args.quiet) as progress, warnings.catch_warnings():
         warnings.simplefilter("default")
         ex = explain(image, clf, args.target, preset=args.preset, segmenter=args.segmenter, device=args.device,
                      progress=progress, **overrides)
-    tests = interaction_tests(ex, clf, progress) if getattr(args, "interactions", False) else None
-    others = compare_methods(ex, clf, compared, progress, getattr(args, "interactions", False))
-    progress.close()
+        tests = interaction_tests(ex, clf, progress) if getattr(args, "interactions", False) else None
+        others = compare_methods(ex, clf, compared, progress, getattr(args, "interactions", False))
     remove_stale_staging(out)
     with staged_outputs(out) as stage:             # all four files of this run, or none
         write_outputs(ex, stage, tests, others)

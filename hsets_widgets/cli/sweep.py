@@ -92,16 +92,12 @@ def run(args) -> int:
     out = check_output_dir(args.out, create=False)
     usable_device(args.device)
     clf = load_classifier(args.model, checkpoint=args.checkpoint)
-    bars = TqdmProgress(disable=args.quiet)
-    try:
-        with quiet_auto_segmenter():
-            ex = Explainer(args.image, clf, args.target, preset=args.preset, segmenter=args.segmenter,
-                           device=args.device, **fixed)
-            records = sweep(ex, bars, percentages=args.percentages, seed=args.seed,
-                            references=not args.no_references, as_frame=False,
-                            interactions=args.interactions, **swept)
-    finally:
-        bars.close()
+    with TqdmProgress(disable=args.quiet) as bars, quiet_auto_segmenter():
+        ex = Explainer(args.image, clf, args.target, preset=args.preset, segmenter=args.segmenter,
+                       device=args.device, **fixed)
+        records = sweep(ex, bars, percentages=args.percentages, seed=args.seed,
+                        references=not args.no_references, as_frame=False,
+                        interactions=args.interactions, **swept)
     keys = list(swept)
     from .explain import remove_stale_staging
 

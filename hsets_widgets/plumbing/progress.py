@@ -63,7 +63,9 @@ def report(progress: Optional[ProgressFn], stage: str, done: int, total: int,
 
 
 class TqdmProgress:
-    """A ``progress`` callable that shows one tqdm bar per stage (for the CLI)."""
+    """A ``progress`` callable that shows one tqdm bar per stage (for the CLI); use it as a
+    context manager so an error or a signal clears the bars before its message is printed.
+    """
 
     def __init__(self, disable: bool = False):
         self.disable = disable
@@ -105,3 +107,9 @@ class TqdmProgress:
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
+
+    def __enter__(self) -> "TqdmProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
