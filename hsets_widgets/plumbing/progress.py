@@ -108,7 +108,7 @@ class TqdmProgress:
             bar.close()
         self._bars.clear()
 
-    def __enter__(self) -> "TqdmProgress":
+    def __enter__(self) -> TqdmProgress:
         return self
 
     def __exit__(self, *exc) -> None:
