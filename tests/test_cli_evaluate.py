@@ -41,6 +41,7 @@ def test_limit_must_be_at_least_one(capsys, tmp_path, photo48, limit):
     (["--match-support", "abc"], "--match-support"), (["--match-support", "2"], "--match-support"),
     (["--percentages", "-0.2"], "--percentages"), (["--seed", "x"], "--seed"),
     (["--workers", "0"], "--workers"), (["--max-attempts", "0"], "--max-attempts"),
+    (["--moved-controls", "-1"], "--moved-controls"), (["--moved-controls", "19"], "--interactions"),
 ])
 def test_bad_evaluate_numbers_fail_in_one_line_naming_the_option(capsys, tmp_path, photo48, argv, says):
     save_photos(tmp_path / "in", photo48, 1)

@@ -221,6 +221,38 @@ def test_correct_only_skips_misclassified_and_unlabelled_images(tmp_path, capsys
                           correct_only=True)["n_resumed"] == 1
 
 
+def test_more_moved_controls_let_a_run_reach_small_p_values_and_the_folder_remembers(tmp_path, photo48, small32):
+    from hsets_widgets import attribute_sets
+    from hsets_widgets.metrics.interactions import SIGNIFICANCE, interaction_metrics, set_tests
+    from hsets_widgets.runs.runner import read_item, run_settings
+
+    hsets = "hsets:segmenter=slic,n_steps=4,nu=8,n_sets=2,n_samples=20"
+    items = collect_images([save_photos(tmp_path / "in", photo48)])
+    kw = dict(methods=[hsets], percentages=[0.3], curves=[], interactions=True)
+    run_evaluation(items, small32, tmp_path / "e", moved_controls=6, **kw)
+    rec = next(iter(read_results(tmp_path / "e" / "results.jsonl").values()))
+    got = rec["methods"][hsets]
+    # the run's numbers are the interaction test of the method's sets with six moved copies
+    x = read_item(items[0], small32)
+    made = attribute_sets(x, small32, rec["target"], method=hsets)
+    tests = set_tests(x, small32, rec["target"], made.sets, made.labels, made.attribution, seed=0, n_moved=6)
+    assert max(len(t.controls) for t in tests) > 4          # more than the default's four controls
+    for key, value in interaction_metrics(tests).items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+    assert got["interaction_p"] >= 1 / (1 + max(len(t.controls) for t in tests))
+    assert got["interaction_significant"] == np.mean([t.p_value < SIGNIFICANCE for t in tests])
+    # the folder was made with 6: a rerun with the default is refused, one with 6 resumes
+    with pytest.raises(ValueError, match="other settings.*moved_controls"):
+        run_evaluation(items, small32, tmp_path / "e", **kw)
+    assert run_evaluation(items, small32, tmp_path / "e", moved_controls=6, **kw)["n_resumed"] == len(items)
+    # settings are checked when made: a count of controls without the test, or not a count
+    with pytest.raises(ValueError, match="interactions=True"):
+        run_settings(methods=["random"], moved_controls=19)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="moved_controls"):
+            run_settings(methods=["random"], interactions=True, moved_controls=bad)
+
+
 # ---- the Ray path's pieces, without Ray --------------------------------------------------
 
 

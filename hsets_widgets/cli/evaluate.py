@@ -84,6 +84,9 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interactions", action="store_true",
                         help="also test whether each H-Sets set's pixels act together, against regions "
                              "of the same size chosen without the Hessian (about 5 s per set)")
+    parser.add_argument("--moved-controls", type=number("moved_controls"), default=2, metavar="N",
+                        help="with --interactions: moved copies of each set among its controls (default 2: "
+                             "p-values of 0.2 or more; 19 lets p reach 1/22 < 0.05, at 4.4x the passes)")
     parser.add_argument("--model", default=None,
                         help="classifier: the offline default efficientnet_lite0, or a torchvision name")
     parser.add_argument("--checkpoint", default=None, help="local state_dict for --model")
@@ -175,7 +178,7 @@ def run(args) -> int:
     print(format_table(metrics))
     if args.interactions:
         print(format_table(metrics, ("interaction_share", "interaction_controls", "interaction_difference",
-                                     "interaction_above_controls")))
+                                     "interaction_above_controls", "interaction_p", "interaction_significant")))
     print_counts(metrics, args.out)
     return 0
 
@@ -188,7 +191,8 @@ def scoring_settings(args) -> dict:
                 orders=[o.strip().lower() for o in args.orders.split(",") if o.strip()],
                 seed=args.seed, noise=args.noise, batch_size=args.batch_size,
                 match_support=parse_match_support(args.match_support),
-                curves=curves, correct_only=args.correct_only, interactions=args.interactions)
+                curves=curves, correct_only=args.correct_only, interactions=args.interactions,
+                moved_controls=args.moved_controls)
 
 
 def cluster_options(args):

@@ -131,7 +131,7 @@ NUMBERS = _numbers(
     Number("workers", whole=True, lo=1), Number("threads_per_worker", whole=True, lo=1),
     Number("gpus_per_worker", lo=0), Number("max_attempts", whole=True, lo=1),
     Number("target", whole=True, lo=0), Number("port", whole=True, lo=1, hi=65535),
-    Number("mu"), Number("nu", whole=True),
+    Number("mu"), Number("nu", whole=True), Number("moved_controls", whole=True, lo=0),
 )
 
 

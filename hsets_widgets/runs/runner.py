@@ -147,6 +147,7 @@ class RunSettings:
     curves: tuple
     correct_only: bool = False
     interactions: bool = False
+    moved_controls: int = 2
 
     @property
     def names(self) -> list:
@@ -159,7 +160,8 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
                  seed: int = 0, noise: float = 0.01, batch_size: int = 16,
                  match_support: Union[str, float] = "min",
                  curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False,
-                 interactions: bool = False, methods_option: str = "methods") -> RunSettings:
+                 interactions: bool = False, moved_controls: int = 2,
+                 methods_option: str = "methods") -> RunSettings:
     """Validate the settings of an evaluation (those of :func:`run_evaluation`).
 
     Parameters
@@ -188,6 +190,11 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
         controls (:func:`~hsets_widgets.metrics.interactions.set_tests`, blur removal, 6
         parts) and record :data:`~hsets_widgets.metrics.interactions.INTERACTION_METRICS`;
         about 5 s per set on a 2-core CPU.
+    moved_controls : int
+        Moved copies of each set's shape among its controls (``n_moved``); with the nearest
+        and top-IG controls a set's p-value is at least ``1 / (3 + moved_controls)``: the
+        default 2 keeps it at 0.2 or more, 19 lets it reach 1/22 < 0.05, at ``(3 +
+        moved_controls) / 5`` times the forward passes of the default.
     methods_option : str
         How the errors about ``methods`` name them (the CLI: ``--methods``).
     """
@@ -210,9 +217,13 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
         raise TypeError(f"correct_only must be True or False, got {correct_only!r}")
     if not isinstance(interactions, bool):
         raise TypeError(f"interactions must be True or False, got {interactions!r}")
+    moved_controls = number("moved_controls").check(moved_controls)
+    if moved_controls != 2 and not interactions:
+        raise ValueError(f"moved_controls={moved_controls} sets the interaction test's controls, which only "
+                         "run with interactions=True (--interactions); add it or leave moved_controls out")
     return RunSettings(methods, tuple(float(v) for v in fractions),
                        orders, int(seed), float(noise), int(batch_size), match_support, curves,
-                       correct_only, interactions)
+                       correct_only, interactions, int(moved_controls))
 
 
 def weights_fingerprint(classifier) -> Optional[str]:
@@ -278,6 +289,8 @@ def _config_fingerprint(classifier, settings: RunSettings) -> dict:
         fp["correct_only"] = True
     if settings.interactions:
         fp["interactions"] = True
+    if settings.moved_controls != 2:  # likewise: folders written before the option stay valid
+        fp["moved_controls"] = settings.moved_controls
     return fp
 
 
@@ -494,7 +507,7 @@ def score_method(x: torch.Tensor, classifier, method: Method, item: ImageItem, t
         _say(progress, f"{name} (interaction test)")
         tests = _followed(progress, name, lambda inner: set_tests(
             x.detach().cpu(), classifier, target, made.sets, made.labels, made.attribution, seed=seed,
-            progress=inner))
+            progress=inner, n_moved=settings.moved_controls))
         entry.update(interaction_metrics(tests), interaction_seconds=time.perf_counter() - t3)
     return entry, made
 
@@ -673,7 +686,8 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
                    match_support: Union[str, float] = "min", progress: Optional[ProgressFn] = None,
                    skipped: Optional[list] = None,
                    curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False,
-                   interactions: bool = False, checkpoint: Optional[Union[str, Path]] = None) -> dict:
+                   interactions: bool = False, moved_controls: int = 2,
+                   checkpoint: Optional[Union[str, Path]] = None) -> dict:
     """Evaluate ``methods`` on ``items`` with ``classifier``; write results under ``out_dir``.
 
     Parameters
@@ -684,8 +698,11 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
         Maps ``(B, 3, H, W)`` in [0, 1] to logits; its ``input_size`` sets the crop.
     out_dir : path
         Output folder (created). Reusing it resumes an interrupted run.
-    methods, percentages, orders, seed, noise, batch_size, match_support, curves, correct_only, interactions
+    methods, percentages, orders, seed, noise, batch_size, match_support, curves, correct_only
         The settings the numbers depend on: see :func:`run_settings`.
+    interactions, moved_controls
+        Whether each set is tested against its controls, and how many of those are moved
+        copies: see :func:`run_settings`.
     limit : int, optional
         Only the first ``limit`` items (in the given order) are considered.
     progress : callable, optional
@@ -710,7 +727,7 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
     """
     progress = check_progress(progress)
     settings = run_settings(methods, percentages, orders, seed, noise, batch_size, match_support, curves,
-                            correct_only, interactions)
+                            correct_only, interactions, moved_controls)
     run = RunState.open(items, classifier, out_dir, settings, limit, skipped, checkpoint)
     try:
         report(progress, "evaluate", 0, len(run.items))
