@@ -32,6 +32,21 @@ def test_heatmap_paints_each_set_with_its_value(small32, photo48):
     np.testing.assert_allclose(ex.heatmap, expect)
 
 
+def test_a_float64_model_is_explained_from_a_float32_image(small32, photo48):
+    import torch
+    from conftest import tiny_classifier
+
+    wide = tiny_classifier(torch.float64, size=48, width=6)          # small32's weights, in float64
+    kw = dict(segmenter="slic", n_steps=6, nu=12, n_sets=2, n_samples=50)
+    from_array = Explainer(photo48, wide, **kw)
+    from_tensor = Explainer(torch.from_numpy(photo48.transpose(2, 0, 1).copy()), wide, **kw)
+    assert from_array.x.dtype == from_tensor.x.dtype == torch.float64     # the model's dtype, not the image's
+    a, b = from_array.run(), from_tensor.run()
+    assert [(s.members.tolist(), s.value) for s in a.sets] == [(s.members.tolist(), s.value) for s in b.sets]
+    np.testing.assert_array_equal(a.heatmap, b.heatmap)
+    assert [s.members.tolist() for s in a.sets] == [s.members.tolist() for s in explain(photo48, small32, **kw).sets]
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_preset_runs(small32, photo48, preset):
     ex = explain(photo48, small32, preset=preset, segmenter="slic", n_steps=6, nu=10, n_sets=2,

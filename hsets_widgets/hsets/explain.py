@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..model.images import ImageLike, check_image_tensor, load_image, resize_center_crop, to_tensor
-from ..model.models import Classifier, load_classifier
+from ..model.models import Classifier, load_classifier, model_dtype
 from ..model.scores import ScoreFn, resolve_target
 from ..plumbing.common import resolve_device, to_numpy
 from ..plumbing.memory import release_freed_memory
@@ -98,7 +98,8 @@ class Explainer:
         self.classifier: Classifier = load_classifier(model)
         self.classifier.to(self.device)
         self.image = prepare_image(image, self.classifier.input_size)
-        self.x = check_image_tensor(to_tensor(self.image, self.device))
+        # in the model's own dtype: a float64 model refuses a float32 image
+        self.x = check_image_tensor(to_tensor(self.image, self.device, model_dtype(self.classifier)))
         self.target, logits = resolve_target(self.x, self.classifier, target)
         self.probability = float(logits.softmax(-1)[self.target])
         self.class_name = self.classifier.class_name(self.target)
