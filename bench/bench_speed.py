@@ -145,7 +145,8 @@ def report(results: dict, args, baseline: str) -> str:
     from _results import git_rev, machine
 
     lines = [f"Written by `python bench/bench_speed.py {' '.join(args.argv)}`".rstrip() + f" on {machine()}, "
-             f"torch threads {args.threads}; this tree {git_rev()} against {baseline} (main before issue 31), "
+             f"torch threads {args.threads}; this tree {git_rev()} against {baseline}"
+             f"{' (main before issue 31)' if baseline == BASELINE else ''}, "
              f"each run a fresh process, the two trees alternating, {args.repeat} repetition(s); medians, "
              "1-minute load average at the start of each run in brackets. CPU = user + system seconds.", "",
              "| case | tree | wall (s) | CPU (s) | system (s) | page faults | peak RSS (GiB) | IG (s) | segmentation (s) "
@@ -302,7 +303,8 @@ def main(argv=None) -> int:
         from _results import write_section
 
         OUT_JSON.with_name(f"RESULTS_{args.section.replace('-', '_')}.json").write_text(json.dumps(results, indent=1) + "\n")
-        write_section(args.section, "## Issue 31: explanation speed, this tree against main before it "
+        write_section(args.section, "## Issue 31: explanation speed, this tree against "
+                      f"{'main before it' if args.baseline == BASELINE else args.baseline} "
                       f"(bench/bench_speed.py{'' if args.section == 'speed' else ', ' + ' '.join(argv)})\n\n" + text + "\n")
     return 0
 

@@ -54,3 +54,6 @@ def test_system_keeps_the_c_library_defaults(monkeypatch):
     assert keep_freed_memory({}) is False        # the first call decides, as documented
     monkeypatch.setattr(heap, "_applied", None)
     assert keep_freed_memory({"HSETS_MEMORY_BUDGET": "2G"}) is False   # tight memory: the defaults
+    if sys.platform.startswith("linux"):
+        monkeypatch.setattr(heap, "_applied", None)                     # unless asked to keep
+        assert keep_freed_memory({"HSETS_HEAP": "keep", "HSETS_MEMORY_BUDGET": "2G"}) is True

