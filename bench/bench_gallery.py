@@ -199,7 +199,7 @@ def page_timings(folder: Path, rounds: int = 8) -> dict:
                                             "s => Array.from(s.options).map(o => [o.value, o.text])")
             # the option's value is the column's name (its text has non-breaking spaces)
             cols = [(v, v) for v, _ in options if v.split(" ")[-1] in ("morf_aopc", "lerf_aopc", "sparsity")]
-            sort, filt, brush, colours = [], [], [], []
+            sort, filt, brush, colours, pictures = [], [], [], [], []
             for k in range(rounds):
                 value, name = cols[k % len(cols)]
                 sort.append(page.evaluate(PAGE_JS, [{"kind": "select", "css": ".hsets-gallery-sort select",
@@ -216,13 +216,15 @@ def page_timings(folder: Path, rounds: int = 8) -> dict:
                 page.evaluate(PAGE_JS, [{"kind": "type", "css": ".hsets-gallery-low input", "value": ""},
                                         ".hsets-gallery-where", "shown"])
                 page.wait_for_timeout(300)
-                grid, dots = drag_brush(page, k)
+                grid, dots, last = drag_brush(page, k)
                 brush.append(grid)
                 colours.append(dots)
+                pictures.append(last)
                 page.locator(".hsets-gallery-clear").click()
                 page.wait_for_timeout(500)
             out.update({"sort (ms)": sort, "filter (ms)": filt, "brush (ms)": brush,
-                        "brush: the scatter's points recoloured, in the page alone (ms)": colours})
+                        "brush: the scatter's points recoloured, in the page alone (ms)": colours,
+                        "brush: the grid's last thumbnail replaced (ms)": pictures})
             page.screenshot(path=str(Path(tempfile.gettempdir()) / "bench_gallery.png"))
             browser.close()
     finally:
@@ -232,10 +234,12 @@ def page_timings(folder: Path, rounds: int = 8) -> dict:
 
 BRUSH_JS = """
 () => {
-  window.__brush = {moves: [], changes: [], ups: [], dots: []};
+  window.__brush = {moves: [], changes: [], ups: [], dots: [], pictures: []};
   const where = document.querySelector('.hsets-gallery-where');
   const obs = new MutationObserver(() => { window.__brush.changes.push(performance.now()); });
   obs.observe(where, {subtree: true, childList: true, characterData: true});
+  const pics = new MutationObserver(() => { window.__brush.pictures.push(performance.now()); });
+  document.querySelectorAll('.hsets-gallery-tile img').forEach(i => pics.observe(i, {attributes: true}));
   const dots = new MutationObserver(() => { window.__brush.dots.push(performance.now()); });
   dots.observe(document.querySelector('.hsets-gallery-scatter .object_grp'), {subtree: true, attributes: true});
   const move = e => { if (e.buttons & 1) window.__brush.moves.push(performance.now()); };
@@ -243,7 +247,7 @@ BRUSH_JS = """
   document.addEventListener('pointermove', move, true);
   document.addEventListener('pointerup', up, true);
   window.__brush_stop = () => {
-    obs.disconnect(); dots.disconnect();
+    obs.disconnect(); dots.disconnect(); pics.disconnect();
     document.removeEventListener('pointermove', move, true); document.removeEventListener('pointerup', up, true);
   };
 }
@@ -252,9 +256,9 @@ BRUSH_JS = """
 
 def drag_brush(page, k: int) -> tuple:
     """Drag a rectangle over the scatter in one move; ``(ms until the grid's count changes, ms
-    until the scatter's points change colour)`` from the browser event that made the selection
-    (the move, where the brush selects while it moves, else the release); -1 where nothing
-    changed (the rectangle held no photo)."""
+    until the scatter's points change colour, ms until the last thumbnail is replaced)`` from the
+    browser event that made the selection (the move, where the brush selects while it moves,
+    else the release); -1 where nothing changed (the rectangle held no photo)."""
     fig = page.locator(".hsets-gallery-scatter").first
     fig.scroll_into_view_if_needed()           # below the grid: the mouse only reaches what is on screen
     box = fig.bounding_box()
@@ -269,13 +273,17 @@ def drag_brush(page, k: int) -> tuple:
     page.wait_for_timeout(2000)
     b = page.evaluate("() => { window.__brush_stop(); return window.__brush; }")
     if not b["moves"] or not b["ups"]:
-        return -1.0, -1.0
+        return -1.0, -1.0, -1.0
     move, up = b["moves"][0], b["ups"][0]
     early = [c for c in b["changes"] if move <= c < up]
     late = [c for c in b["changes"] if c >= up]
     start, first = (move, early[0]) if early else (up, late[0]) if late else (move, None)
     dots = [d for d in b["dots"] if d >= start]
-    return (first - start if first is not None else -1.0), (dots[0] - start if dots else -1.0)
+    # the pictures of the grid's answer arrive within a few hundred ms; later ones are the
+    # background worker's new thumbnails
+    pictures = [c for c in b["pictures"] if start <= c < start + 800]
+    return ((first - start if first is not None else -1.0), (dots[0] - start if dots else -1.0),
+            (pictures[-1] - start if pictures else -1.0))
 
 
 def gallery_bench(args, write_section, machine_load) -> int:

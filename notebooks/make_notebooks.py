@@ -753,8 +753,8 @@ for k in np.argsort(diff):
 
 `hs.Gallery(out)` is the whole run in one widget: the photos with a method's stored map over each,
 sorted and filtered by any number, a scatter of any two numbers (drag a rectangle: the photos
-inside it are selected in the grid), the per-method means with 95% intervals, and a click on a
-photo's name opens the Explorer on it with the run's model and the stored maps. `hsets explore eval/`
+inside it are selected in the grid), the per-method means with 95% intervals, and a click on
+'open' under a photo opens the Explorer on it with the run's model and the stored maps. `hsets explore eval/`
 serves the same gallery as an app. Where widgets cannot render (GitHub, nbviewer) the output shows
 a static table instead.
 """),

@@ -116,16 +116,16 @@ def use_the_gallery(page, name: str) -> None:
     n = int(said.split(" selected")[0].split()[-1])
     assert 1 <= n <= 4
     wait_text(page, ".hsets-gallery-brush", rf"{n} photo\(s\) selected", timeout=10)
-    # click the first photo's name: the Explorer opens on it; Back returns to the same grid
-    first = page.locator(".hsets-gallery-open").first.inner_text()
+    # open the first photo: the Explorer opens on it; Back returns to the same grid
+    first = page.locator(".hsets-gallery-number").first.inner_text()
+    assert "random sparsity = " in first
     page.locator(".hsets-gallery-open").first.click()
     page.locator(".hsets-explorer").first.wait_for(state="visible", timeout=180_000)
     wait_text(page, ".hsets-status", r"ready", timeout=180)
     page.screenshot(path=str(ARTIFACTS / f"{name}-gallery-03-explorer.png"))
     page.locator(".hsets-gallery-back").first.click()
     wait_text(page, ".hsets-gallery-where", rf"{n} selected", timeout=30)
-    assert page.locator(".hsets-gallery-open").first.inner_text() == first
-    assert "random sparsity = " in page.locator(".hsets-gallery-number").first.inner_text()
+    assert page.locator(".hsets-gallery-number").first.inner_text() == first     # the same photo, number
     assert page.locator(".hsets-explorer").count() == 0
     # clear the selection: every photo again, and the same drag selects again (the old rectangle
     # is gone, so the drag draws a new one instead of moving it)

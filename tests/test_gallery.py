@@ -231,7 +231,7 @@ def test_a_click_opens_the_explorer_with_the_stored_maps_and_back_keeps_the_grid
     g.scatter.mark.selected = [1, 3]
     shown = g.state.shown()
     key = g.grid.tile_keys[0]
-    g.grid.buttons[0].click()                            # the photo's name under its thumbnail
+    g.grid.buttons[0].click()                            # 'open' under the first thumbnail
     ex = g.explorer
     assert g.children[1] is ex and ex.explainer.target == g.run.records[key].target
     stored = RunRecords(runs[0]).maps(key)

@@ -288,7 +288,7 @@ def run(args) -> int:
         env = server_environment(env, write_token_file(session, token) if token else None)
         if env.get("HSETS_GALLERY"):
             print(f"H-Sets gallery of {env['HSETS_GALLERY']}: {url}", flush=True)
-            print("(click a photo's name to open it in the Explorer; Ctrl+C stops the server)", flush=True)
+            print("(click 'open' under a photo to see it in the Explorer; Ctrl+C stops the server)", flush=True)
         else:
             print(f"H-Sets Explorer for {env['HSETS_IMAGE']}: {url}", flush=True)
             print("(the first set appears after IG, segmentation and a few Hessian rows; Ctrl+C stops "

@@ -183,6 +183,22 @@ def photo_thumbnails(run, key: str, method: str, size: int = THUMB) -> bytes:
     return png_bytes(np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0])
 
 
+def tile_card(rec, number_name: str, value: float, picked: bool, width: int = THUMB) -> str:
+    """The text under a thumbnail ``width`` pixels wide: the photo's name, the sorted number and
+    the class (or why the photo failed), with an orange bar when the photo is selected.
+    """
+    bar = "#ff9800" if picked else "transparent"
+    # a width of its own: the widget's box is sized by its content and would not wrap the lines
+    style = (f"width:{width - 8}px;border-left:4px solid {bar};padding-left:4px;font-size:11px;line-height:1.3;"
+             "white-space:normal;overflow-wrap:anywhere")
+    name = (f"<div style='white-space:nowrap;overflow:hidden;text-overflow:ellipsis' title='{esc(rec.name)}'>"
+            f"<b>{esc(rec.name)}</b></div>")
+    if not rec.ok:
+        return f"<div style='{style}'>{name}<span style='color:#c62828'>failed: {esc(rec.reason[:60])}</span></div>"
+    return (f"<div style='{style}'>{name}{esc(number_name)} = <b>{fmt(value)}</b>"
+            f"<br>{esc(rec.target_name[:30])}</div>")
+
+
 # ---- views -------------------------------------------------------------------------------
 class GalleryGrid(W.VBox):
     """A page of thumbnails, each with its name and the sorted number; a click opens the photo."""
@@ -196,15 +212,17 @@ class GalleryGrid(W.VBox):
         self.blank = png_bytes(np.full((THUMB, THUMB * (2 if state.paired else 1), 4), 240, np.uint8))
         self.tiles, self.images, self.buttons, self.labels = [], [], [], []
         width = f"{THUMB * (2 if state.paired else 1)}px"
+        # a tile is three widgets of which a page change touches two (its card and its picture),
+        # one message each: a grid answers in as many messages as it has tiles, then the pictures
         for k in range(page_size):
             img = W.Image(value=self.blank, format="png", layout=W.Layout(width=width))
-            btn = W.Button(description="", layout=W.Layout(width=width),
+            lab = W.HTML(layout=W.Layout(width=width))
+            lab.add_class("hsets-gallery-number")
+            btn = W.Button(description="open", layout=W.Layout(width=width),
                            tooltip="open this photo in the Explorer")
             btn.add_class("hsets-gallery-open")
             btn.on_click(lambda b, k=k: self.open_tile(k))
-            lab = W.HTML()
-            lab.add_class("hsets-gallery-number")
-            tile = W.VBox([img, btn, lab], layout=W.Layout(margin="2px", padding="2px", border="2px solid transparent"))
+            tile = W.VBox([img, lab, btn], layout=W.Layout(margin="2px", padding="2px"))
             tile.add_class("hsets-gallery-tile")
             self.images.append(img)
             self.buttons.append(btn)
@@ -250,27 +268,20 @@ class GalleryGrid(W.VBox):
         index = {k: i for i, k in enumerate(st.keys)} if col is not None else {}
         picked = set(st.selection)
         recs = st.run.records
-        todo = []
+        todo, pictures = [], []
         for k in range(self.page_size):
             key = page[k] if k < len(page) else None
             self.tile_keys[k] = key
-            tile = self.tiles[k]
-            tile.layout.display = "none" if key is None else ""
+            display = "none" if key is None else ""
+            if self.tiles[k].layout.display != display:
+                self.tiles[k].layout.display = display
             if key is None:
                 continue
-            rec = recs[key]
-            self.buttons[k].description = rec.name[:28]
-            self.buttons[k].tooltip = f"open {rec.name} in the Explorer"
-            tile.layout.border = "2px solid #ff9800" if key in picked else "2px solid transparent"
-            if not rec.ok:
-                self.labels[k].value = (f"<span style='color:#c62828;font-size:11px'>failed: "
-                                        f"{esc(rec.reason[:60])}</span>")
-            else:
-                v = col[index[key]] if col is not None else math.nan
-                self.labels[k].value = (f"<span style='font-size:11px'>{esc(short(st.sort_by))} = <b>{fmt(v)}</b>"
-                                        f"<br>{esc(rec.target_name[:30])}</span>")
+            self.labels[k].value = tile_card(recs[key], short(st.sort_by),
+                                             col[index[key]] if col is not None else math.nan, key in picked,
+                                             THUMB * (2 if st.paired else 1))
             png = self.cache.get((key, st.method))
-            self.images[k].value = png if png is not None else self.blank
+            pictures.append((k, png if png is not None else self.blank))
             if png is None:
                 todo.append((k, key))
         n = len(self.shown)
@@ -279,6 +290,8 @@ class GalleryGrid(W.VBox):
                             + (f", {len(picked)} selected" if picked else "") + ")</span>")
         self.prev.disabled = st.page == 0
         self.next.disabled = st.page >= last
+        for k, png in pictures:           # after every text: the grid has answered before they arrive
+            self.images[k].value = png
         if todo:
             self.draw_later(todo, st.method)
 
@@ -588,8 +601,8 @@ class Gallery(W.VBox):
 
     def _header(self) -> None:
         self.header.value = ("<div style='font-size:20px;font-weight:700'>H-Sets gallery</div>"
-                             f"<div style='font-size:13px'>{esc(describe(self.run))}. Click a photo's name to "
-                             "open it in the Explorer.</div>")
+                             f"<div style='font-size:13px'>{esc(describe(self.run))}. Click 'open' under a "
+                             "photo to see it in the Explorer.</div>")
 
     def _refresh_views(self) -> None:
         self.notes.value = notes_html(self.run.notes)
