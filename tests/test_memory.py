@@ -212,6 +212,26 @@ def test_explainer_passes_the_budget_to_its_rows():
     assert ex.with_settings(memory_budget="1G").config.memory_budget == "1G"
 
 
+def test_the_interaction_mode_takes_more_rows_a_pass_and_keeps_the_rows_it_has():
+    from conftest import tiny_classifier
+
+    from hsets_widgets.hsets.explain import Explainer
+    from hsets_widgets.hsets.presets import get_config
+
+    assert get_config("interactions").max_batch == 16 and get_config("default").max_batch == CPU_MAX_BATCH
+    clf = tiny_classifier(torch.float32, size=16)
+    ex = Explainer(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0)), clf,
+                   segmenter="slic", memory_budget="1000G")
+    ex.rows.rows(range(20))
+    assert ex.rows.batch_size == CPU_MAX_BATCH and ex.rows.n_passes == 3
+    wide = ex.with_settings(max_batch=16)
+    assert wide.rows is ex.rows and len(wide.rows) == 20            # the same cache, not recomputed
+    wide.rows.rows(range(20, 52))
+    assert wide.rows.batch_size == 16 and wide.rows.n_passes == 5
+    with pytest.raises(ValueError, match="max_batch"):
+        get_config("default", max_batch=0)
+
+
 def test_freed_heap_goes_back_to_the_system():
     """Many small arrays live on the C heap; freed, glibc keeps them until malloc_trim."""
     import numpy as np

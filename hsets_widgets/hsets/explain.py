@@ -179,11 +179,12 @@ class Explainer:
     @property
     def rows(self) -> HessianRows:
         """The Hessian-row cache for this image and score."""
+        c = self.config
         if self._rows is None:
-            c = self.config
             self._rows = HessianRows(self.x, self.score_fn, c.features, c.curvature_spec,
                                      c.batch_size, c.hessian_method, _DTYPES[c.dtype],
-                                     memory_budget=c.memory_budget)
+                                     memory_budget=c.memory_budget, max_batch=c.max_batch)
+        self._rows.set_max_batch(c.max_batch)      # rows shared with other settings keep their cache
         return self._rows
 
     def with_settings(self, preset=None, **overrides) -> Explainer:

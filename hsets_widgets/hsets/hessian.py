@@ -187,8 +187,8 @@ def hessian_rows(x: torch.Tensor, f, indices: Iterable[int], features: str = "pi
     return HessianRows(x, f, features, spec, batch_size, method, zero_warning=False).rows(indices)
 
 
-#: most rows per CPU pass: beyond it a CPU pass gets no faster per row, only heavier
-#: (the batch-size table of bench/RESULTS.md)
+#: most rows per CPU pass by default: a default explanation asks for rows a few at a time and
+#: larger passes only cost memory there (bench/RESULTS.md, "rows per pass")
 CPU_MAX_BATCH = 8
 #: memory of one more row in a pass, in units of the score's saved activations, and of the
 #: pass's fixed part (the image's own graph, gradients, workspace); bounds fitted to the
@@ -226,8 +226,8 @@ def saved_activation_bytes(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = N
 
 
 def cpu_batch_size(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = None,
-                   available: Optional[int] = None) -> int:
-    """Rows per CPU pass that fit in half the available memory, at most :data:`CPU_MAX_BATCH`.
+                   available: Optional[int] = None, most: int = CPU_MAX_BATCH) -> int:
+    """Rows per CPU pass that fit in half the available memory, at most ``most``.
 
     ``available`` defaults to :func:`available_memory` (inside a container, its limit: the
     host's ``MemAvailable`` would overshoot it). Memory per row is estimated from the score's
@@ -236,9 +236,9 @@ def cpu_batch_size(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = None,
     """
     available = available_memory() if available is None else available
     if available is None:
-        return CPU_MAX_BATCH
+        return most
     act = saved_activation_bytes(x, f, spec)
-    return fit_batch(PER_ROW_FACTOR * act, FIXED_FACTOR * act, CPU_MAX_BATCH, available)
+    return fit_batch(PER_ROW_FACTOR * act, FIXED_FACTOR * act, most, available)
 
 
 def lean_method_needed(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = None,
@@ -291,6 +291,9 @@ class HessianRows:
     memory_budget : int or str, optional
         Most resident memory this process should reach (``1.5G``); None reads
         ``$HSETS_MEMORY_BUDGET``. Bounds the automatic CPU batch size.
+    max_batch : int
+        Most rows per CPU pass with ``batch_size="auto"`` (:data:`CPU_MAX_BATCH` by default; the
+        interaction mode, which asks for rows many at a time, gains from 16: bench/RESULTS.md).
 
     Notes
     -----
@@ -305,7 +308,7 @@ class HessianRows:
     def __init__(self, x: torch.Tensor, f, features: str = "pixel",
                  curvature: Optional[CurvatureSpec] = None, batch_size="auto",
                  method: str = "forward-over-reverse", dtype: Optional[torch.dtype] = None,
-                 zero_warning: bool = True, memory_budget=None):
+                 zero_warning: bool = True, memory_budget=None, max_batch: int = CPU_MAX_BATCH):
         if features not in FEATURES:
             raise ValueError(f"unknown features {features!r}; use 'pixel' or 'channel'")
         if method not in HESSIAN_METHODS:
@@ -328,6 +331,8 @@ class HessianRows:
         self.store_dtype = torch.float64 if self.x.dtype == torch.float64 else torch.float32
         self._cache: dict = {}
         self._batch_size = batch_size
+        self._auto = batch_size == "auto"
+        self.max_batch = int(max_batch)
         self._probe = None            # (room, saved activations, estimated batch) until a first row is measured
         self.memory_budget = memory_budget
         self.n_computed = 0
@@ -365,11 +370,19 @@ class HessianRows:
             self._batch_size = self._auto_batch_size()
         return int(self._batch_size)
 
+    def set_max_batch(self, most: int) -> None:
+        """Allow up to ``most`` rows per CPU pass from now on (sized again where the batch size
+        is ``"auto"``; cached rows stay)."""
+        if int(most) != self.max_batch:
+            self.max_batch = int(most)
+            if self._auto:
+                self._batch_size, self._probe = "auto", None
+
     def _auto_batch_size(self) -> int:
         if self.x.device.type != "cuda":
             available = available_memory(self.memory_budget)
-            estimate = cpu_batch_size(self.x, self.f, self.spec, available)
-            if estimate == CPU_MAX_BATCH or self.method != "forward-over-reverse":
+            estimate = cpu_batch_size(self.x, self.f, self.spec, available, self.max_batch)
+            if estimate == self.max_batch or self.method != "forward-over-reverse":
                 return estimate
             # tight memory: the bounds are fitted across models and overshoot most; where even
             # their bound of one row stays under the limit or budget itself, measure that row
@@ -410,7 +423,7 @@ class HessianRows:
                 self._batch_size = estimate
             return
         scale = rise / ((FIXED_FACTOR + PER_ROW_FACTOR) * act)
-        self._batch_size = fit_batch(scale * PER_ROW_FACTOR * act, scale * FIXED_FACTOR * act, CPU_MAX_BATCH,
+        self._batch_size = fit_batch(scale * PER_ROW_FACTOR * act, scale * FIXED_FACTOR * act, self.max_batch,
                                      room, MEASURED_SHARE)
 
     def _compute(self, chunk: list) -> None:

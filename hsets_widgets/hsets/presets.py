@@ -255,6 +255,8 @@ class HSetsConfig:
                                   "rows")
     batch_size: object = _setting("auto", _batch_size,
                                  "Hessian rows per pass (auto: from the memory room)", "rows")
+    # only how many rows share a CPU pass, not which rows: nothing cached goes stale
+    max_batch: int = _setting(8, _whole(1), "most Hessian rows per CPU pass when batch_size is auto")
     # most resident memory the process should reach ("1.5G", bytes; None: $HSETS_MEMORY_BUDGET
     # or no budget); it only sizes Hessian and IG passes, so no cached stage goes stale
     memory_budget: object = _setting(None, _memory_budget,
@@ -343,7 +345,7 @@ PRESETS = {
         within_mask=False, max_rows=2000, set_score="abs-gradient", value_kind="sample-sum",
         sampler="bernoulli", n_samples=30, exact_limit=0, paint="pixels", combine="sum",
         keep_clip=False, cap="authors", row_blur=0.0, fresh=False, member_weights="flat"),
-    "interactions": HSetsConfig(preset="interactions", row_floor=0.3, within_mask=False),
+    "interactions": HSetsConfig(preset="interactions", row_floor=0.3, within_mask=False, max_batch=16),
 }
 
 
