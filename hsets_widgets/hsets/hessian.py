@@ -372,7 +372,8 @@ class HessianRows:
 
     def set_max_batch(self, most: int) -> None:
         """Allow up to ``most`` rows per CPU pass from now on (sized again where the batch size
-        is ``"auto"``; cached rows stay)."""
+        is ``"auto"``; cached rows stay).
+        """
         if int(most) != self.max_batch:
             self.max_batch = int(most)
             if self._auto:
