@@ -315,7 +315,7 @@ class HessianRows:
             raise ValueError(f"unknown method {method!r}; use one of {', '.join(HESSIAN_METHODS)}")
         self.features = features
         self.spec = curvature or CurvatureSpec("softplus")
-        self.method = method
+        self.method = self._method_asked = method
         self.zero_warning = zero_warning
         self.f = f
         if dtype is not None and dtype != x.dtype:
@@ -376,8 +376,8 @@ class HessianRows:
         """
         if int(most) != self.max_batch:
             self.max_batch = int(most)
-            if self._auto:
-                self._batch_size, self._probe = "auto", None
+            if self._auto:        # the method asked for, too: a lean fallback is decided again
+                self._batch_size, self._probe, self.method = "auto", None, self._method_asked
 
     def _auto_batch_size(self) -> int:
         if self.x.device.type != "cuda":
