@@ -72,6 +72,8 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
 
 def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     """How the maps are made and scored: percentages, orders, curves, model, seed, noise..."""
+    from ..metrics.interactions import N_MOVED
+
     parser.add_argument("--percentages", nargs="+", default=["fine"], metavar="P",
                         help="'fine', 'road', 'quantus' or a list of fractions removed (default: fine)")
     parser.add_argument("--orders", default="morf,lerf", help="morf, lerf or both (default: %(default)s)")
@@ -84,9 +86,10 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interactions", action="store_true",
                         help="also test whether each H-Sets set's pixels act together, against regions "
                              "of the same size chosen without the Hessian (about 5 s per set)")
-    parser.add_argument("--moved-controls", type=number("moved_controls"), default=2, metavar="N",
-                        help="with --interactions: moved copies of each set among its controls (default 2: "
-                             "p-values of 0.2 or more; 19 lets p reach 1/22 < 0.05, at 4.4x the passes)")
+    parser.add_argument("--moved-controls", type=number("moved_controls"), default=N_MOVED, metavar="N",
+                        help="with --interactions: moved copies of each set among its controls (default "
+                             f"%(default)s: p-values of at least 1/{N_MOVED + 3}; 19 lets p reach 1/22 < 0.05, "
+                             f"at {22 / (N_MOVED + 3):.1f}x the passes)")
     parser.add_argument("--model", default=None,
                         help="classifier: the offline default efficientnet_lite0, or a torchvision name")
     parser.add_argument("--checkpoint", default=None, help="local state_dict for --model")

@@ -226,34 +226,21 @@ def saved_activation_bytes(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = N
 
 
 def cpu_batch_size(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = None,
-                   available: Optional[int] = None, most: int = CPU_MAX_BATCH) -> int:
+                   available: Optional[int] = None, most: int = CPU_MAX_BATCH,
+                   activations: Optional[int] = None) -> int:
     """Rows per CPU pass that fit in half the available memory, at most ``most``.
 
     ``available`` defaults to :func:`available_memory` (inside a container, its limit: the
     host's ``MemAvailable`` would overshoot it). Memory per row is estimated from the score's
-    saved activations (one forward pass) with factors measured on two architectures; without a
-    memory reading the maximum is used.
+    saved activations (:func:`saved_activation_bytes`, one forward pass, unless given as
+    ``activations``) with factors measured on two architectures; without a memory reading the
+    maximum is used.
     """
     available = available_memory() if available is None else available
     if available is None:
         return most
-    act = saved_activation_bytes(x, f, spec)
+    act = saved_activation_bytes(x, f, spec) if activations is None else activations
     return fit_batch(PER_ROW_FACTOR * act, FIXED_FACTOR * act, most, available)
-
-
-def lean_method_needed(x: torch.Tensor, f, spec: Optional[CurvatureSpec] = None,
-                       available: Optional[int] = None) -> bool:
-    """Whether even one forward-over-reverse row would not fit in half the available memory.
-
-    A double-backward row (a retained gradient graph of one image copy, no ``vmap`` workspace)
-    then takes its place: on EfficientNet-Lite0 it adds 2.1x the saved activations to the
-    peak against 6.5x, and at one row per pass it is as fast (bench/RESULTS.md: 709 vs 730 ms).
-    """
-    available = available_memory() if available is None else available
-    if available is None:
-        return False
-    act = saved_activation_bytes(x, f, spec)
-    return not fits(PER_ROW_FACTOR * act, FIXED_FACTOR * act, available)
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -382,19 +369,22 @@ class HessianRows:
     def _auto_batch_size(self) -> int:
         if self.x.device.type != "cuda":
             available = available_memory(self.memory_budget)
-            estimate = cpu_batch_size(self.x, self.f, self.spec, available, self.max_batch)
+            if available is None:
+                return self.max_batch
+            act = saved_activation_bytes(self.x, self.f, self.spec)
+            estimate = cpu_batch_size(self.x, self.f, self.spec, available, self.max_batch, act)
             if estimate == self.max_batch or self.method != "forward-over-reverse":
                 return estimate
             # tight memory: the bounds are fitted across models and overshoot most; where even
             # their bound of one row stays under the limit or budget itself, measure that row
             room = memory_room(self.memory_budget)
-            act = saved_activation_bytes(self.x, self.f, self.spec)
             if room.bytes and available and (FIXED_FACTOR + PER_ROW_FACTOR) * act <= available + room.reserve:
                 self._probe = (min(room.bytes, available), act, estimate)
                 return 1
-            if lean_method_needed(self.x, self.f, self.spec, available):
-                # one row at a time, and the same rows to float rounding: the pass that needs
-                # the least memory
+            if not fits(PER_ROW_FACTOR * act, FIXED_FACTOR * act, available):
+                # not even one row fits by the bound: one double-backward row a pass (a retained
+                # gradient graph of one image copy, no vmap workspace), the same rows to float
+                # rounding in the least memory (bench/RESULTS.md, "speed-measured-rows")
                 self.method = "double-backward"
                 return 1
             return estimate
@@ -418,7 +408,7 @@ class HessianRows:
         release_freed_memory()          # so the pass's rise is its own, not memory the heap kept
         _, rise = peak_rise(lambda: self._compute(chunk))
         if rise is None or rise > MEASURED_SHARE * room:
-            if lean_method_needed(self.x, self.f, self.spec, room):
+            if not fits(PER_ROW_FACTOR * act, FIXED_FACTOR * act, room):
                 self.method = "double-backward"
             else:
                 self._batch_size = estimate

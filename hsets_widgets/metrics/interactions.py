@@ -41,6 +41,9 @@ from .road import noisy_linear_impute
 REMOVALS = ("road", "blur", "baseline")
 CONTEXTS = ("remove", "insert")
 CONTROLS = ("nearest", "top-ig", "moved")
+#: moved copies of a set's shape among its controls by default: with the other two, 4 controls,
+#: so a p-value of at least 0.2 (bench/RESULTS.md, "interactions-calibration", for 19)
+N_MOVED = 2
 SCORES = ("logit", "probability")
 
 
@@ -272,7 +275,7 @@ def top_ig_control(seed_yx, n: int, labels: np.ndarray, attribution: np.ndarray,
     return np.lexsort((np.arange(smooth.size), -smooth, outside))[:n]
 
 
-def moved_controls(pixels, labels: np.ndarray, seed_yx, n_moved: int = 2, seed: int = 0,
+def moved_controls(pixels, labels: np.ndarray, seed_yx, n_moved: int = N_MOVED, seed: int = 0,
                    max_overlap: float = 0.25, tries: int = 400) -> list:
     """The set's own shape translated ``n_moved`` times to other places, each inside the
     image, overlapping the set by at most ``max_overlap``, and with as many of its pixels in
@@ -304,7 +307,7 @@ def moved_controls(pixels, labels: np.ndarray, seed_yx, n_moved: int = 2, seed: 
 
 
 def control_sets(pixels, seed_yx, labels: np.ndarray, attribution=None, controls: Sequence[str] = CONTROLS,
-                 n_moved: int = 2, seed: int = 0) -> list:
+                 n_moved: int = N_MOVED, seed: int = 0) -> list:
     """``[(name, pixels)]``: the set itself (its seed pixel first) and each of its ``controls``."""
     for c in controls:
         if c not in CONTROLS:
@@ -418,7 +421,7 @@ def check_test_inputs(image: np.ndarray, classifier, target, pixels, seed_yx, la
 def interaction_test(x, classifier, target: int, pixels, seed_yx, labels: np.ndarray,
                      attribution: Optional[np.ndarray] = None, *, n_parts: int = 6,
                      removal: str = "blur", context: str = "remove", controls: Sequence[str] = CONTROLS,
-                     n_moved: int = 2, index: str = "sii", score: str = "logit",
+                     n_moved: int = N_MOVED, index: str = "sii", score: str = "logit",
                      baseline: Optional[np.ndarray] = None, batch_size: int = 16, seed: int = 0,
                      progress: Optional[ProgressFn] = None,
                      cancel: Optional[CancelToken] = None) -> InteractionTest:

@@ -44,7 +44,7 @@ from ..methods.protocol import AttributionShapeError, Method
 from ..methods.registry import attribute_sets, get_methods
 from ..metrics.insertion import KINDS as CURVE_KINDS
 from ..metrics.insertion import insertion_deletion
-from ..metrics.interactions import interaction_metrics, set_tests
+from ..metrics.interactions import N_MOVED, interaction_metrics, set_tests
 from ..metrics.road import HEAD_CUTS, ROAD_ORDERS, check_choices, classify_batches, resolve_percentages, road
 from ..metrics.sparsity import gini, gini_at_support, gini_within_top, pixel_map, support_size
 from ..plumbing.files import check_output_dir, write_json
@@ -147,7 +147,7 @@ class RunSettings:
     curves: tuple
     correct_only: bool = False
     interactions: bool = False
-    moved_controls: int = 2
+    moved_controls: int = N_MOVED
 
     @property
     def names(self) -> list:
@@ -160,7 +160,7 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
                  seed: int = 0, noise: float = 0.01, batch_size: int = 16,
                  match_support: Union[str, float] = "min",
                  curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False,
-                 interactions: bool = False, moved_controls: int = 2,
+                 interactions: bool = False, moved_controls: int = N_MOVED,
                  methods_option: str = "methods") -> RunSettings:
     """Validate the settings of an evaluation (those of :func:`run_evaluation`).
 
@@ -218,7 +218,7 @@ def run_settings(methods: Sequence[Union[str, Method]] = DEFAULT_METHODS,
     if not isinstance(interactions, bool):
         raise TypeError(f"interactions must be True or False, got {interactions!r}")
     moved_controls = number("moved_controls").check(moved_controls)
-    if moved_controls != 2 and not interactions:
+    if moved_controls != N_MOVED and not interactions:
         raise ValueError(f"moved_controls={moved_controls} sets the interaction test's controls, which only "
                          "run with interactions=True (--interactions); add it or leave moved_controls out")
     return RunSettings(methods, tuple(float(v) for v in fractions),
@@ -289,7 +289,7 @@ def _config_fingerprint(classifier, settings: RunSettings) -> dict:
         fp["correct_only"] = True
     if settings.interactions:
         fp["interactions"] = True
-    if settings.moved_controls != 2:  # likewise: folders written before the option stay valid
+    if settings.moved_controls != N_MOVED:  # likewise: folders written before the option stay valid
         fp["moved_controls"] = settings.moved_controls
     return fp
 
@@ -686,7 +686,7 @@ def run_evaluation(items: Sequence[ImageItem], classifier, out_dir: Union[str, P
                    match_support: Union[str, float] = "min", progress: Optional[ProgressFn] = None,
                    skipped: Optional[list] = None,
                    curves: Sequence[str] = CURVE_KINDS, correct_only: bool = False,
-                   interactions: bool = False, moved_controls: int = 2,
+                   interactions: bool = False, moved_controls: int = N_MOVED,
                    checkpoint: Optional[Union[str, Path]] = None) -> dict:
     """Evaluate ``methods`` on ``items`` with ``classifier``; write results under ``out_dir``.
 
