@@ -259,7 +259,7 @@ class HessianRows:
     features : {"pixel", "channel"}
     curvature : CurvatureSpec
     batch_size : int or "auto"
-        Rows per pass. ``"auto"`` picks, on CPU, up to 8 as fit in half the available memory
+        Rows per pass. ``"auto"`` picks, on CPU, up to ``max_batch`` as fit in half the available memory
         (:func:`cpu_batch_size`; the container's limit or ``memory_budget`` when tighter). Where
         fewer fit, the first row's pass is measured (:func:`~hsets_widgets.plumbing.memory.peak_rise`)
         and the rows per pass follow the measurement in :data:`MEASURED_SHARE` of the room; where

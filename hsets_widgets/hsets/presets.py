@@ -48,7 +48,7 @@ from ..plumbing.memory import parse_bytes
 from .curvature import RAMPS, CurvatureSpec
 from .growth import CAPS, GROWTH_ORDERS, NU_SPLITS
 from .heatmap import COMBINES, MEMBER_WEIGHTS, PAINTS
-from .hessian import FEATURES, HESSIAN_METHODS
+from .hessian import CPU_MAX_BATCH, FEATURES, HESSIAN_METHODS
 from .idg import SAMPLERS, SET_SCORES, VALUE_KINDS
 from .integrated_gradients import BASELINE_FNS, DEFAULT_RULE, DEFAULT_STEPS
 from .integrated_gradients import RULES as IG_RULES
@@ -256,7 +256,7 @@ class HSetsConfig:
     batch_size: object = _setting("auto", _batch_size,
                                  "Hessian rows per pass (auto: from the memory room)", "rows")
     # only how many rows share a CPU pass, not which rows: nothing cached goes stale
-    max_batch: int = _setting(8, _whole(1), "most Hessian rows per CPU pass when batch_size is auto")
+    max_batch: int = _setting(CPU_MAX_BATCH, _whole(1), "most Hessian rows per CPU pass when batch_size is auto")
     # most resident memory the process should reach ("1.5G", bytes; None: $HSETS_MEMORY_BUDGET
     # or no budget); it only sizes Hessian and IG passes, so no cached stage goes stale
     memory_budget: object = _setting(None, _memory_budget,
